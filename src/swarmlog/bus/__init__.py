@@ -1,0 +1,1 @@
+"""The event bus: NATS JetStream, embedded server lifecycle and client."""

@@ -1,0 +1,327 @@
+"""The log on a real NATS JetStream server (nats-py): the production adapter.
+
+Provisioning follows the design: one stream per namespace, ``SWARMLOG_<NS>`` over
+``swarmlog.<ns>.>``, file storage, deny delete, deny purge, no rollups, a dedupe window. Appends
+carry ``Nats-Msg-Id`` (dedupe) and, for optimistic concurrency, ``Nats-Expected-Last-Subject-
+Sequence`` with ``...-Subject`` (a wildcard filter naming the aggregate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage
+from swarmlog.bus.subjects import stream_name, stream_subjects
+from swarmlog.errors import BusError, ConcurrencyConflict
+
+__all__ = ["DEFAULT_DUPLICATE_WINDOW", "JetStreamLog", "connect", "stream_config"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DUPLICATE_WINDOW = 120.0
+"""Seconds within which a repeated ``Nats-Msg-Id`` is acknowledged but not stored again."""
+
+_WRONG_LAST_SEQUENCE = 10071  # JetStream API error code for a failed expected-sequence check
+_READ_BUFFER = 4096  # messages buffered by a reader before it stops taking more
+
+
+async def _quiet_error(exc: Exception) -> None:
+    # nats-py prints connection errors to stderr by default; swarmlog reports them itself.
+    log.debug("nats: %s", exc)
+
+
+async def connect(url: str, *, name: str = "swarmlog", timeout: float = 3.0, **opts: Any) -> Client:
+    """Connect to NATS at ``url``; raises :class:`BusError` with what to do when unreachable."""
+    try:
+        return await nats.connect(
+            url,
+            name=name,
+            connect_timeout=max(1, round(timeout)),
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25,
+            error_cb=_quiet_error,
+            **opts,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise BusError(
+            f"cannot reach NATS at {url} ({exc.__class__.__name__}); start it with"
+            " `swarmlog up --detach` or pass a reachable --nats-url"
+        ) from None
+
+
+def stream_config(
+    namespace: str, *, replicas: int = 1, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW
+) -> StreamConfig:
+    """The append-only stream of a namespace, exactly as the design fixes it."""
+    return StreamConfig(
+        name=stream_name(namespace),
+        description=f"swarmlog event log of namespace {namespace}",
+        subjects=stream_subjects(namespace),
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        duplicate_window=duplicate_window,
+        deny_delete=True,
+        deny_purge=True,
+        allow_rollup_hdrs=False,
+        max_msg_size=1_048_576 + 4096,
+    )
+
+
+class JetStreamLog:
+    """An :class:`~swarmlog.bus.ports.EventLog` on a JetStream stream."""
+
+    def __init__(self, nc: Client, namespace: str) -> None:
+        self._nc = nc
+        self._js = nc.jetstream(publish_async_max_pending=4096)
+        self._namespace = namespace
+        self._stream = stream_name(namespace)
+
+    @classmethod
+    async def open(cls, url: str, namespace: str, *, provision: bool = False) -> JetStreamLog:
+        """Connect and (optionally) create or check the namespace's stream."""
+        nc = await connect(url)
+        self = cls(nc, namespace)
+        try:
+            if provision:
+                await self.provision()
+            else:
+                await self.check_stream()
+        except BaseException:
+            await nc.close()
+            raise
+        return self
+
+    @property
+    def stream(self) -> str:
+        return self._stream
+
+    @property
+    def client(self) -> Client:
+        """The underlying NATS connection (for request/reply services)."""
+        return self._nc
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    async def provision(self, *, replicas: int = 1) -> None:
+        """Create the stream if missing; an existing one must already be append-only."""
+        config = stream_config(self._namespace, replicas=replicas)
+        try:
+            info = await self._js.stream_info(self._stream)
+        except nats.js.errors.NotFoundError:
+            await self._js.add_stream(config)
+            return
+        current = info.config
+        if not (current.deny_delete and current.deny_purge) or current.allow_rollup_hdrs:
+            raise BusError(
+                f"stream {self._stream} exists but is not append-only (deny delete/purge,"
+                " no rollups); it was not created by swarmlog: use another --namespace"
+            )
+
+    async def check_stream(self) -> None:
+        try:
+            await self._js.stream_info(self._stream)
+        except nats.js.errors.NotFoundError:
+            raise BusError(
+                f"stream {self._stream} does not exist; run `swarmlog up` to provision it"
+            ) from None
+
+    async def append(self, item: Append) -> AppendResult:
+        try:
+            ack = await self._js.publish(item.subject, item.data, headers=_headers(item))
+        except nats.js.errors.APIError as exc:
+            raise _append_error(item, exc) from None
+        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as exc:
+            raise BusError(
+                f"no acknowledgement for {item.subject} ({exc.__class__.__name__}); the event"
+                " may or may not be stored: publish it again with the same id (it is deduped)"
+            ) from None
+        return AppendResult(ack.seq, bool(ack.duplicate))
+
+    async def append_many(self, items: Sequence[Append], window: int = 256) -> list[AppendResult]:
+        futures: deque[asyncio.Future[Any]] = deque()
+        results: list[AppendResult] = []
+
+        async def settle_oldest() -> None:
+            index = len(results)
+            try:
+                ack = await futures.popleft()
+            except nats.js.errors.APIError as exc:
+                raise _append_error(items[index], exc) from None
+            results.append(AppendResult(ack.seq, bool(ack.duplicate)))
+
+        for item in items:
+            if len(futures) >= window:
+                await settle_oldest()
+            futures.append(
+                await self._js.publish_async(item.subject, item.data, headers=_headers(item))
+            )
+        while futures:
+            await settle_oldest()
+        return results
+
+    async def last_seq(self) -> int:
+        info = await self._js.stream_info(self._stream)
+        return int(info.state.last_seq)
+
+    async def last_message(self, filter_subject: str) -> StoredMessage | None:
+        try:
+            raw = await self._js.get_last_msg(self._stream, filter_subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        return StoredMessage(int(raw.seq or 0), str(raw.subject), bytes(raw.data or b""))
+
+    async def read(
+        self, start_seq: int = 1, *, until_seq: int | None = None, follow: bool = False
+    ) -> AsyncIterator[list[StoredMessage]]:
+        end = until_seq
+        if end is None and not follow:
+            end = await self.last_seq()
+        start = max(start_seq, 1)
+        if end is not None and start > end:
+            return
+        buffer: list[StoredMessage] = []
+        arrived = asyncio.Event()
+        room = asyncio.Event()
+        room.set()
+
+        async def on_message(msg: Msg) -> None:
+            # Waiting here holds back the ordered consumer's flow-control reply, so the server
+            # stops sending: memory stays flat however far behind the reader is.
+            await room.wait()
+            buffer.append(StoredMessage(msg.metadata.sequence.stream, msg.subject, msg.data))
+            arrived.set()
+            if len(buffer) >= _READ_BUFFER:
+                room.clear()
+
+        sub = await self._js.subscribe(
+            stream_subjects(self._namespace)[0],
+            cb=on_message,
+            ordered_consumer=True,
+            stream=self._stream,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
+            ),
+            pending_msgs_limit=_READ_BUFFER * 4,
+        )
+        try:
+            while True:
+                await arrived.wait()
+                arrived.clear()
+                batch = buffer[:]
+                buffer.clear()
+                room.set()
+                if end is not None:
+                    batch = [m for m in batch if m.seq <= end]
+                if batch:
+                    yield batch
+                if end is not None and batch and batch[-1].seq >= end:
+                    return
+        finally:
+            await sub.unsubscribe()
+
+    async def work_queue(
+        self,
+        name: str,
+        filter_subject: str,
+        *,
+        ack_wait: float = 30.0,
+        max_deliver: int = 5,
+    ) -> _JetStreamQueue:
+        sub = await self._js.pull_subscribe(
+            filter_subject,
+            durable=name,
+            stream=self._stream,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=ack_wait,
+                max_deliver=max_deliver,
+                filter_subject=filter_subject,
+            ),
+        )
+        return _JetStreamQueue(sub)
+
+    async def close(self) -> None:
+        if not self._nc.is_closed:
+            await self._nc.drain()
+
+
+def _headers(item: Append) -> dict[str, str]:
+    headers = {"Nats-Msg-Id": item.msg_id}
+    if item.expected_last_seq is not None:
+        headers["Nats-Expected-Last-Subject-Sequence"] = str(item.expected_last_seq)
+        if item.expected_filter is not None:
+            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = item.expected_filter
+    return headers
+
+
+def _append_error(item: Append, exc: nats.js.errors.APIError) -> Exception:
+    if exc.err_code == _WRONG_LAST_SEQUENCE:
+        return ConcurrencyConflict(
+            item.expected_filter or item.subject, item.expected_last_seq or 0
+        )
+    return BusError(f"the stream refused {item.subject}: {exc.description}")
+
+
+@dataclass
+class _JetStreamDelivery:
+    msg: Msg
+    message: StoredMessage
+
+    @property
+    def num_delivered(self) -> int:
+        return int(self.msg.metadata.num_delivered)
+
+    async def ack(self) -> None:
+        await self.msg.ack()
+
+    async def in_progress(self) -> None:
+        await self.msg.in_progress()
+
+    async def nak(self, delay: float | None = None) -> None:
+        await self.msg.nak(delay=delay)
+
+    async def term(self) -> None:
+        await self.msg.term()
+
+
+@dataclass
+class _JetStreamQueue:
+    sub: Any  # nats.js.client.JetStreamContext.PullSubscription
+
+    async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
+        try:
+            msgs = await self.sub.fetch(batch, timeout=timeout)
+        except nats.errors.TimeoutError:
+            return []
+        return [
+            _JetStreamDelivery(m, StoredMessage(m.metadata.sequence.stream, m.subject, m.data))
+            for m in msgs
+        ]
+
+    async def close(self) -> None:
+        await self.sub.unsubscribe()

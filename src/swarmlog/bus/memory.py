@@ -1,0 +1,213 @@
+"""An in-memory event log with JetStream's semantics, for simulation and fast unit tests.
+
+It keeps the contract of :class:`swarmlog.bus.ports.EventLog` (checked by the same contract suite
+as the JetStream adapter): dedupe by message id within a window, optimistic concurrency on a
+subject filter, ordered reads, and durable work queues with ack, in-progress, nak and term.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage
+from swarmlog.bus.subjects import subject_matches
+from swarmlog.errors import ConcurrencyConflict
+
+__all__ = ["MemoryLog"]
+
+
+class MemoryLog:
+    """An :class:`~swarmlog.bus.ports.EventLog` held in a list."""
+
+    def __init__(
+        self,
+        stream: str = "SWARMLOG_MEMORY",
+        *,
+        duplicate_window: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream = stream
+        self._messages: list[StoredMessage] = []
+        self._ids: dict[str, tuple[int, float]] = {}
+        self._window = duplicate_window
+        self._clock = clock
+        self._changed = asyncio.Condition()
+        self._queues: dict[str, _MemoryQueue] = {}
+        self._version = 0  # bumped by every append and nak, to wake waiting fetchers
+
+    @property
+    def stream(self) -> str:
+        return self._stream
+
+    async def append(self, item: Append) -> AppendResult:
+        now = self._clock()
+        seen = self._ids.get(item.msg_id)
+        if seen is not None and now - seen[1] <= self._window:
+            return AppendResult(seen[0], duplicate=True)
+        if item.expected_last_seq is not None:
+            pattern = item.expected_filter or item.subject
+            last = self._last(pattern)
+            actual = last.seq if last else 0
+            if actual != item.expected_last_seq:
+                raise ConcurrencyConflict(pattern, item.expected_last_seq)
+        seq = len(self._messages) + 1
+        self._messages.append(StoredMessage(seq, item.subject, item.data))
+        self._ids[item.msg_id] = (seq, now)
+        await self._bump()
+        return AppendResult(seq)
+
+    async def _bump(self) -> None:
+        self._version += 1
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def append_many(self, items: Sequence[Append], window: int = 256) -> list[AppendResult]:
+        return [await self.append(item) for item in items]
+
+    async def last_seq(self) -> int:
+        return len(self._messages)
+
+    def _last(self, pattern: str) -> StoredMessage | None:
+        for message in reversed(self._messages):
+            if subject_matches(pattern, message.subject):
+                return message
+        return None
+
+    async def last_message(self, filter_subject: str) -> StoredMessage | None:
+        return self._last(filter_subject)
+
+    async def read(
+        self, start_seq: int = 1, *, until_seq: int | None = None, follow: bool = False
+    ) -> AsyncIterator[list[StoredMessage]]:
+        end = until_seq if until_seq is not None else (None if follow else len(self._messages))
+        next_seq = max(start_seq, 1)
+        while True:
+            stop = len(self._messages) if end is None else min(end, len(self._messages))
+            if next_seq <= stop:
+                batch = self._messages[next_seq - 1 : stop]
+                next_seq = stop + 1
+                yield batch
+                continue
+            if end is not None and next_seq > end:
+                return
+            if not follow:
+                return
+            wanted = next_seq
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self._messages) >= wanted)  # noqa: B023
+
+    async def work_queue(
+        self,
+        name: str,
+        filter_subject: str,
+        *,
+        ack_wait: float = 30.0,
+        max_deliver: int = 5,
+    ) -> _MemoryQueue:
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = _MemoryQueue(self, filter_subject, ack_wait, max_deliver)
+            self._queues[name] = queue
+        return queue
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class _Pending:
+    deliveries: int
+    ready_at: float  # when it may be (re)delivered: ack-wait expiry or nak delay
+    leased: bool = True
+
+
+@dataclass
+class _MemoryQueue:
+    log: MemoryLog
+    filter_subject: str
+    ack_wait: float
+    max_deliver: int
+    cursor: int = 0  # last stream sequence considered for first delivery
+    pending: dict[int, _Pending] = field(default_factory=dict)
+
+    def _take(self, batch: int) -> list[Delivery]:
+        now = self.log._clock()
+        out: list[Delivery] = []
+        for seq, state in sorted(self.pending.items()):
+            if len(out) >= batch:
+                return out
+            if state.ready_at <= now:
+                if state.deliveries >= self.max_deliver:
+                    del self.pending[seq]
+                    continue
+                state.deliveries += 1
+                state.ready_at = now + self.ack_wait
+                state.leased = True
+                out.append(_MemoryDelivery(self, self.log._messages[seq - 1], state.deliveries))
+        messages = self.log._messages
+        while len(out) < batch and self.cursor < len(messages):
+            message = messages[self.cursor]
+            self.cursor += 1
+            if subject_matches(self.filter_subject, message.subject):
+                self.pending[message.seq] = _Pending(1, now + self.ack_wait)
+                out.append(_MemoryDelivery(self, message, 1))
+        return out
+
+    def _next_ready(self) -> float | None:
+        times = [p.ready_at for p in self.pending.values() if p.deliveries < self.max_deliver]
+        return min(times) if times else None
+
+    async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
+        deadline = self.log._clock() + timeout
+        while True:
+            out = self._take(batch)
+            now = self.log._clock()
+            if out or now >= deadline:
+                return out
+            wake = deadline
+            ready = self._next_ready()
+            if ready is not None:
+                wake = min(wake, ready)
+            known = self.log._version
+            async with self.log._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self.log._changed.wait_for(lambda: self.log._version != known),  # noqa: B023
+                        timeout=max(wake - now, 0.001),
+                    )
+
+    async def close(self) -> None:
+        return None
+
+    def settle(self, seq: int, *, redeliver_in: float | None) -> None:
+        state = self.pending.get(seq)
+        if state is None:
+            return
+        if redeliver_in is None:
+            del self.pending[seq]
+        else:
+            state.ready_at = self.log._clock() + redeliver_in
+
+
+@dataclass
+class _MemoryDelivery:
+    queue: _MemoryQueue
+    message: StoredMessage
+    num_delivered: int
+
+    async def ack(self) -> None:
+        self.queue.settle(self.message.seq, redeliver_in=None)
+
+    async def term(self) -> None:
+        self.queue.settle(self.message.seq, redeliver_in=None)
+
+    async def in_progress(self) -> None:
+        self.queue.settle(self.message.seq, redeliver_in=self.queue.ack_wait)
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.queue.settle(self.message.seq, redeliver_in=delay or 0.0)
+        await self.queue.log._bump()

@@ -1,0 +1,126 @@
+"""The log as a port: what the rest of swarmlog needs from the bus, whatever adapts it.
+
+Two adapters implement it, JetStream (``jetstream.py``) and in-memory (``memory.py``), and one
+contract test suite runs against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Append", "AppendResult", "Delivery", "EventLog", "StoredMessage", "WorkQueue"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message as stored on the stream, at its stream sequence."""
+
+    seq: int
+    subject: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One message to append, deduplicated by ``msg_id``.
+
+    With ``expected_last_seq`` it is stored only if the last message on ``expected_filter`` (a
+    wildcard subject, default the message's own) has that sequence, 0 meaning none yet: optimistic
+    concurrency on an aggregate.
+    """
+
+    subject: str
+    data: bytes
+    msg_id: str
+    expected_last_seq: int | None = None
+    expected_filter: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an append landed; ``duplicate`` when the ``msg_id`` was already stored."""
+
+    seq: int
+    duplicate: bool = False
+
+
+class Delivery(Protocol):
+    """A message handed to a work-queue consumer, to be settled exactly once."""
+
+    @property
+    def message(self) -> StoredMessage: ...
+
+    @property
+    def num_delivered(self) -> int:
+        """1 on first delivery, more on redelivery."""
+        ...
+
+    async def ack(self) -> None:
+        """Done: never deliver again."""
+
+    async def in_progress(self) -> None:
+        """Still working: restart the ack-wait timer."""
+
+    async def nak(self, delay: float | None = None) -> None:
+        """Failed for now: redeliver after ``delay`` seconds (or at once)."""
+
+    async def term(self) -> None:
+        """Failed for good: never deliver again."""
+
+
+class WorkQueue(Protocol):
+    """A durable pull consumer shared by every replica of a role."""
+
+    async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
+        """Up to ``batch`` deliveries; an empty list when none arrive within ``timeout``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class EventLog(Protocol):
+    """An append-only, deduplicating, ordered log of messages (one per namespace)."""
+
+    @property
+    def stream(self) -> str: ...
+
+    async def append(self, item: Append) -> AppendResult:
+        """Store one message; raises ``ConcurrencyConflict`` when the expectation fails."""
+        ...
+
+    async def append_many(self, items: Sequence[Append], window: int = 256) -> list[AppendResult]:
+        """Store many messages with at most ``window`` unacknowledged at once, in order."""
+        ...
+
+    async def last_seq(self) -> int:
+        """The stream's last sequence (0 when empty)."""
+        ...
+
+    async def last_message(self, filter_subject: str) -> StoredMessage | None:
+        """The last message whose subject matches ``filter_subject`` (wildcards allowed)."""
+        ...
+
+    def read(
+        self, start_seq: int = 1, *, until_seq: int | None = None, follow: bool = False
+    ) -> AsyncIterator[list[StoredMessage]]:
+        """Batches of messages in stream order from ``start_seq``.
+
+        Without ``follow`` it ends at ``until_seq``, or at the last sequence when it started;
+        with ``follow`` it waits for new messages until the consumer stops iterating.
+        """
+        ...
+
+    async def work_queue(
+        self,
+        name: str,
+        filter_subject: str,
+        *,
+        ack_wait: float = 30.0,
+        max_deliver: int = 5,
+    ) -> WorkQueue:
+        """The durable consumer ``name`` (created if missing) over ``filter_subject``."""
+        ...
+
+    async def close(self) -> None: ...

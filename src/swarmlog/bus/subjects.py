@@ -1,0 +1,128 @@
+"""The subject grammar (pure).
+
+Every event is stored under::
+
+    swarmlog.<namespace>.<sender>.<kind>.<key>...
+
+where ``<sender>`` is the emitting agent's id (so a sender's chain head is the last message on
+``swarmlog.<ns>.<sender>.>`` and the broker can restrict each agent to its own prefix), and
+``<kind>`` is one of:
+
+========  ======================================  =============================================
+kind      rest of the subject                     events
+========  ======================================  =============================================
+work      ``<role>.<priority>.<task_id>``         task_assignment (what role consumers filter)
+task      ``<task_id>.<type>``                    result, error, task_* lifecycle
+msg       ``<recipient>.<type>``                  clarification_request / _response
+wf        ``<workflow_id>.<type>``                workflow_* lifecycle
+agent     ``<agent_id>.<type>``                   agent_registered, agent_heartbeat
+ctl       ``<type>``                              operator control: credentials, kill switch
+sys       ``<type>``                              budgets, circuits, deadlocks, snapshots
+========  ======================================  =============================================
+
+An aggregate (a task, a workflow) is every subject ``swarmlog.<ns>.*.<kind>.<id>.>``: optimistic
+concurrency uses that filter with ``Nats-Expected-Last-Subject-Sequence-Subject``.
+Request/reply services live outside the stream, under ``_swarmlog.<ns>.rpc.<name>``.
+"""
+
+from __future__ import annotations
+
+from swarmlog.schemas.envelope import Envelope
+from swarmlog.schemas.payloads import (
+    AgentHeartbeat,
+    AgentRegistered,
+    ClarificationRequest,
+    ClarificationResponse,
+    TaskAssignment,
+)
+from swarmlog.schemas.signing import CONTROL_TYPES
+
+__all__ = [
+    "aggregate_filter",
+    "rpc_subject",
+    "sender_filter",
+    "stream_name",
+    "stream_subjects",
+    "subject_for",
+    "subject_matches",
+    "work_filter",
+]
+
+_TASK_TYPES = frozenset(
+    {
+        "result",
+        "error",
+        "task_offered",
+        "task_claimed",
+        "task_started",
+        "task_heartbeat",
+        "task_completed",
+        "task_failed",
+        "task_retry_scheduled",
+        "task_escalated",
+        "task_cancelled",
+    }
+)
+
+
+def stream_name(namespace: str) -> str:
+    """``SWARMLOG_<NAMESPACE>``: the namespace's one append-only stream."""
+    return "SWARMLOG_" + namespace.upper().replace("-", "_")
+
+
+def stream_subjects(namespace: str) -> list[str]:
+    return [f"swarmlog.{namespace}.>"]
+
+
+def sender_filter(namespace: str, sender: str) -> str:
+    """Every event ``sender`` emitted; its last message is the sender's chain head."""
+    return f"swarmlog.{namespace}.{sender}.>"
+
+
+def aggregate_filter(namespace: str, kind: str, aggregate_id: str) -> str:
+    """Every event of one aggregate (``kind`` is ``task`` or ``wf``), from any sender."""
+    return f"swarmlog.{namespace}.*.{kind}.{aggregate_id}.>"
+
+
+def work_filter(namespace: str, role: str, priority: str) -> str:
+    """The task assignments for ``role`` at ``priority``: one durable consumer each."""
+    return f"swarmlog.{namespace}.*.work.{role}.{priority}.*"
+
+
+def rpc_subject(namespace: str, name: str) -> str:
+    """A request/reply service subject (outside the stream, never stored)."""
+    return f"_swarmlog.{namespace}.rpc.{name}"
+
+
+def subject_for(namespace: str, envelope: Envelope) -> str:
+    """The one subject an event must be stored under; raises ``ValueError`` if it has none."""
+    payload = envelope.payload
+    type_ = envelope.type
+    prefix = f"swarmlog.{namespace}.{envelope.sender}"
+    if isinstance(payload, TaskAssignment):
+        return f"{prefix}.work.{payload.role}.{payload.priority}.{payload.task_id}"
+    if type_ in _TASK_TYPES:
+        return f"{prefix}.task.{payload.task_id}.{type_}"  # type: ignore[union-attr]
+    if isinstance(payload, ClarificationRequest | ClarificationResponse):
+        return f"{prefix}.msg.{payload.to}.{type_}"
+    if type_.startswith("workflow_"):
+        if envelope.workflow_id is None:
+            raise ValueError(f"a {type_} event needs a workflow_id")
+        return f"{prefix}.wf.{envelope.workflow_id}.{type_}"
+    if isinstance(payload, AgentRegistered | AgentHeartbeat):
+        return f"{prefix}.agent.{payload.agent_id}.{type_}"
+    if type_ in CONTROL_TYPES:
+        return f"{prefix}.ctl.{type_}"
+    return f"{prefix}.sys.{type_}"
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: ``*`` is one token, a final ``>`` is one or more tokens."""
+    p_tokens = pattern.split(".")
+    s_tokens = subject.split(".")
+    for i, p in enumerate(p_tokens):
+        if p == ">":
+            return len(s_tokens) > i
+        if i >= len(s_tokens) or (p != "*" and p != s_tokens[i]):
+            return False
+    return len(p_tokens) == len(s_tokens)

@@ -1,0 +1,118 @@
+"""The errors swarmlog raises.
+
+Every error derives from one root, :class:`SwarmlogError`, carries a stable ``code`` and a message
+that says what happened and what to do next. The CLI prints ``str(error)`` as one line and exits 2
+for usage and environment errors.
+
+::
+
+    SwarmlogError
+    ├── ConfigError            bad option, missing data dir, bad namespace
+    ├── KeyStoreError          operator key or agent credential missing or unreadable
+    ├── SchemaError            a payload or event does not conform (names the field path)
+    ├── VerificationError      a signature or credential does not check out
+    ├── BusError               the log (NATS JetStream) is unreachable or refused an operation
+    │   ├── ServerError        the embedded nats-server could not start or stop
+    │   └── ConcurrencyConflict  an optimistic-concurrency append lost the race (retry)
+    ├── StoreError             the DuckDB projection file cannot be opened or written
+    └── QueryError             a query is not a single read-only SELECT over the projections
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BusError",
+    "ConcurrencyConflict",
+    "ConfigError",
+    "KeyStoreError",
+    "QueryError",
+    "SchemaError",
+    "ServerError",
+    "StoreError",
+    "SwarmlogError",
+    "VerificationError",
+]
+
+
+class SwarmlogError(Exception):
+    """Root of every error swarmlog raises on purpose."""
+
+    code = "SWL000"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class ConfigError(SwarmlogError):
+    """An option, environment variable or data directory is not usable."""
+
+    code = "SWL100"
+
+
+class KeyStoreError(SwarmlogError):
+    """A key or credential on disk is missing, unreadable or has unsafe permissions."""
+
+    code = "SWL110"
+
+
+class SchemaError(SwarmlogError):
+    """Data does not conform to the event schema; ``path`` names the offending field."""
+
+    code = "SWL200"
+
+    def __init__(self, message: str, path: str = "$") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class VerificationError(SwarmlogError):
+    """A signature, credential or permission check failed; ``reason`` is a stable reason code."""
+
+    code = "SWL210"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class BusError(SwarmlogError):
+    """The event log is unreachable or refused an operation."""
+
+    code = "SWL300"
+
+
+class ServerError(BusError):
+    """The embedded nats-server could not be started, reached or stopped."""
+
+    code = "SWL310"
+
+
+class ConcurrencyConflict(BusError):
+    """An append with an expected sequence lost the race; re-read the aggregate and retry."""
+
+    code = "SWL320"
+
+    def __init__(self, subject: str, expected: int, message: str = "") -> None:
+        super().__init__(
+            message
+            or f"optimistic concurrency conflict on {subject}: expected last sequence {expected};"
+            " re-read the aggregate and retry"
+        )
+        self.subject = subject
+        self.expected = expected
+
+
+class StoreError(SwarmlogError):
+    """The DuckDB projection cannot be opened or written."""
+
+    code = "SWL400"
+
+
+class QueryError(SwarmlogError):
+    """A query is refused or failed; only one read-only SELECT over the projections is allowed."""
+
+    code = "SWL410"

@@ -1,0 +1,366 @@
+"""The fold (pure): an admitted event becomes row changes in the projection state.
+
+``apply(state, message, envelope, body_hash, verified)`` is deterministic: the same events in the
+same order give the same rows, whichever process folds them and however they are batched.
+Timestamps in rows come from the events, never from a clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from swarmlog.bus.ports import StoredMessage
+from swarmlog.projections.state import State
+from swarmlog.projections.verify import Rejection
+from swarmlog.schemas.codec import decode_credential
+from swarmlog.schemas.envelope import Envelope
+from swarmlog.schemas.payloads import (
+    AgentHeartbeat,
+    AgentKilled,
+    AgentRegistered,
+    AgentRevived,
+    BudgetExceeded,
+    CircuitClosed,
+    CircuitOpened,
+    ClarificationRequest,
+    ClarificationResponse,
+    CredentialIssued,
+    CredentialRevoked,
+    Error,
+    Result,
+    TaskAssignment,
+    TaskCancelled,
+    TaskClaimed,
+    TaskCompleted,
+    TaskEscalated,
+    TaskFailed,
+    TaskHeartbeat,
+    TaskOffered,
+    TaskRetryScheduled,
+    TaskStarted,
+    WorkflowCompleted,
+    WorkflowPlanned,
+    WorkflowRevised,
+    WorkflowSubmitted,
+)
+
+__all__ = ["apply", "quarantine", "to_json"]
+
+_json = msgspec.json.Encoder()
+
+
+def to_json(value: Any) -> str | None:
+    """Column text of a JSON value (``None`` stays NULL)."""
+    return None if value is None else _json.encode(value).decode()
+
+
+def quarantine(
+    state: State, message: StoredMessage, rejection: Rejection, envelope: Envelope | None
+) -> None:
+    """Record a message that must not be applied."""
+    state.put(
+        "quarantine",
+        {
+            "seq": message.seq,
+            "subject": message.subject,
+            "reason": rejection.reason,
+            "detail": rejection.detail,
+            "event_id": envelope.id if envelope else None,
+            "sender": envelope.sender if envelope else None,
+            "size": len(message.data),
+        },
+    )
+
+
+def apply(
+    state: State, message: StoredMessage, envelope: Envelope, body_hash: str, *, verified: bool
+) -> None:
+    """Fold one admitted event into ``state``."""
+    seq = message.seq
+    payload = envelope.payload
+    state.put(
+        "events",
+        {
+            "seq": seq,
+            "subject": message.subject,
+            "id": envelope.id,
+            "type": envelope.type,
+            "workflow_id": envelope.workflow_id,
+            "correlation_id": envelope.correlation_id,
+            "causation_id": envelope.causation_id,
+            "sender": envelope.sender,
+            "recipient": envelope.recipient,
+            "signer": envelope.signer,
+            "sender_seq": envelope.sender_seq,
+            "occurred_at": envelope.occurred_at,
+            "verified": verified,
+            "payload": _json.encode(payload).decode(),
+        },
+    )
+    state.seen_ids.add(envelope.id)
+    head = state.get("chain_heads", envelope.sender)
+    expected = (head["sender_seq"] if head else 0) + 1
+    if envelope.sender_seq != expected:
+        state.put(
+            "chain_breaks",
+            {
+                "seq": seq,
+                "sender": envelope.sender,
+                "expected_seq": expected,
+                "got_seq": envelope.sender_seq,
+            },
+        )
+    state.put(
+        "chain_heads",
+        {
+            "sender": envelope.sender,
+            "sender_seq": envelope.sender_seq,
+            "hash": body_hash,
+            "seq": seq,
+        },
+    )
+    at = envelope.occurred_at
+    wf = envelope.workflow_id
+    match payload:
+        case CredentialIssued():
+            c = decode_credential(payload.credential)
+            caps = to_json(c.capabilities)
+            state.put(
+                "credentials",
+                {
+                    "public_key": c.public_key,
+                    "agent_id": c.agent_id,
+                    "role": c.role,
+                    "trust_level": c.trust_level,
+                    "capabilities": caps,
+                    "allowed_types": to_json(c.allowed_types),
+                    "issued_at": c.issued_at,
+                    "expires_at": c.expires_at,
+                    "revoked": False,
+                    "issued_seq": seq,
+                },
+            )
+            agent = state.get("agents", c.agent_id)
+            status = agent["status"] if agent and agent["status"] == "registered" else "issued"
+            state.upsert(
+                "agents",
+                (c.agent_id,),
+                role=c.role,
+                capabilities=caps,
+                trust_level=c.trust_level,
+                public_key=c.public_key,
+                status=status,
+                updated_seq=seq,
+            )
+        case CredentialRevoked():
+            state.upsert(
+                "credentials", (payload.public_key,), revoked=True, revoked_reason=payload.reason
+            )
+        case AgentKilled():
+            state.upsert(
+                "kill_switches",
+                (payload.agent_id,),
+                active=True,
+                reason=payload.reason,
+                updated_seq=seq,
+            )
+            if payload.agent_id != "*" and state.get("agents", payload.agent_id):
+                state.upsert("agents", (payload.agent_id,), status="killed", updated_seq=seq)
+        case AgentRevived():
+            state.upsert("kill_switches", (payload.agent_id,), active=False, updated_seq=seq)
+            agent = state.get("agents", payload.agent_id)
+            if agent is not None and agent["status"] == "killed":
+                status = "registered" if agent["registered_at"] is not None else "issued"
+                state.upsert("agents", (payload.agent_id,), status=status, updated_seq=seq)
+        case AgentRegistered():
+            state.upsert(
+                "agents",
+                (payload.agent_id,),
+                role=payload.role,
+                capabilities=to_json(payload.capabilities),
+                tier=payload.tier,
+                replica=payload.replica,
+                status="registered",
+                registered_at=at,
+                last_heartbeat_at=at,
+                in_flight=0,
+                updated_seq=seq,
+            )
+        case AgentHeartbeat():
+            state.upsert(
+                "agents",
+                (payload.agent_id,),
+                last_heartbeat_at=at,
+                in_flight=payload.in_flight,
+                updated_seq=seq,
+            )
+        case WorkflowSubmitted():
+            state.upsert(
+                "workflows",
+                (wf,),
+                pattern=payload.pattern,
+                status="running",
+                input=to_json(payload.input),
+                submitted_by=envelope.sender,
+                submitted_at=at,
+                updated_seq=seq,
+            )
+        case WorkflowPlanned() | WorkflowRevised():
+            state.upsert(
+                "workflows",
+                (wf,),
+                plan=to_json(payload.plan),
+                plan_version=payload.version,
+                updated_seq=seq,
+            )
+        case WorkflowCompleted():
+            state.upsert(
+                "workflows",
+                (wf,),
+                status=payload.status,
+                result=to_json(payload.result),
+                completed_at=at,
+                updated_seq=seq,
+            )
+        case TaskAssignment():
+            _task(
+                state,
+                payload.task_id,
+                envelope,
+                seq,
+                status="assigned",
+                role=payload.role,
+                capability=payload.capability,
+                priority=payload.priority,
+                attempt=payload.attempt,
+                assigned_by=envelope.sender,
+                parent_task_id=payload.parent_task_id,
+                input=to_json(payload.input),
+            )
+        case TaskOffered():
+            _task(
+                state,
+                payload.task_id,
+                envelope,
+                seq,
+                status="offered",
+                capability=payload.capability,
+                priority=payload.priority,
+                input=to_json(payload.input),
+            )
+        case TaskClaimed():
+            _task(
+                state, payload.task_id, envelope, seq, status="claimed", claimed_by=payload.agent_id
+            )
+        case TaskStarted():
+            _task(state, payload.task_id, envelope, seq, status="running", attempt=payload.attempt)
+        case TaskHeartbeat():
+            _task(state, payload.task_id, envelope, seq)
+        case Result():
+            _task(
+                state,
+                payload.task_id,
+                envelope,
+                seq,
+                status="succeeded",
+                output=to_json(payload.output),
+                cached=payload.cached,
+                completed_by=envelope.sender,
+            )
+            if payload.usage is not None:
+                used = payload.usage.prompt_tokens + payload.usage.completion_tokens
+                _spend(state, "agent", envelope.sender, used)
+                if wf is not None:
+                    _spend(state, "workflow", wf, used)
+        case Error():
+            _task(
+                state,
+                payload.task_id,
+                envelope,
+                seq,
+                status="failed",
+                error=f"{payload.code}: {payload.message}",
+            )
+        case TaskCompleted():
+            _task(state, payload.task_id, envelope, seq, status="succeeded")
+        case TaskFailed():
+            _task(state, payload.task_id, envelope, seq, status="failed", error=payload.reason)
+        case TaskRetryScheduled():
+            _task(
+                state,
+                payload.task_id,
+                envelope,
+                seq,
+                status="retry_scheduled",
+                attempt=payload.attempt,
+            )
+        case TaskEscalated():
+            _task(state, payload.task_id, envelope, seq, status="escalated")
+            state.put(
+                "escalations",
+                {
+                    "escalation_id": envelope.id,
+                    "task_id": payload.task_id,
+                    "workflow_id": wf,
+                    "reason": payload.reason,
+                    "status": "open",
+                    "created_at": at,
+                },
+            )
+        case TaskCancelled():
+            _task(state, payload.task_id, envelope, seq, status="cancelled", error=payload.reason)
+        case ClarificationRequest():
+            state.put(
+                "waits_for",
+                {
+                    "ref": payload.request_id,
+                    "kind": "clarification",
+                    "waiter": envelope.sender,
+                    "waits_on": payload.to,
+                    "task_id": payload.task_id,
+                    "workflow_id": wf,
+                    "since": at,
+                },
+            )
+        case ClarificationResponse():
+            state.delete("waits_for", payload.request_id)
+        case BudgetExceeded():
+            flag = "soft_exceeded" if payload.limit == "soft" else "hard_exceeded"
+            row = state.upsert("budgets", (payload.scope, payload.scope_id), **{flag: True})
+            row["used_tokens"] = row["used_tokens"] or payload.used_tokens
+        case CircuitOpened():
+            state.put(
+                "breakers",
+                {
+                    "circuit": payload.circuit,
+                    "state": "open",
+                    "reason": payload.reason,
+                    "changed_at": at,
+                },
+            )
+        case CircuitClosed():
+            state.put(
+                "breakers",
+                {"circuit": payload.circuit, "state": "closed", "reason": "", "changed_at": at},
+            )
+        case _:
+            pass  # recorded in `events` only (deadlocks, snapshots, ...)
+
+
+def _task(state: State, task_id: str, envelope: Envelope, seq: int, **changes: Any) -> None:
+    existing = state.get("tasks", task_id)
+    if existing is None or existing["created_at"] is None:
+        changes.setdefault("created_at", envelope.occurred_at)
+    if envelope.workflow_id is not None:
+        changes.setdefault("workflow_id", envelope.workflow_id)
+    state.upsert("tasks", (task_id,), updated_at=envelope.occurred_at, updated_seq=seq, **changes)
+
+
+def _spend(state: State, scope: str, scope_id: str, tokens: int) -> None:
+    row = state.upsert("budgets", (scope, scope_id))
+    row["used_tokens"] = (row["used_tokens"] or 0) + tokens
+    if row["soft_exceeded"] is None:
+        row["soft_exceeded"] = False
+        row["hard_exceeded"] = False

@@ -1,0 +1,219 @@
+"""The projection tables: one definition shared by the DuckDB store, the pure reference state
+and the state hash, so they cannot drift apart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["TABLES", "Table", "table"]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A projection table: ordered columns (name, DuckDB type) and its primary key."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+    doc: str = ""
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    def ddl(self) -> str:
+        cols = ", ".join(f"{name} {type_}" for name, type_ in self.columns)
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.name} ({cols}, PRIMARY KEY ({', '.join(self.key)}))"
+        )
+
+
+_S, _I, _B = "VARCHAR", "BIGINT", "BOOLEAN"
+
+TABLES: tuple[Table, ...] = (
+    Table(
+        "events",
+        (
+            ("seq", _I),
+            ("subject", _S),
+            ("id", _S),
+            ("type", _S),
+            ("workflow_id", _S),
+            ("correlation_id", _S),
+            ("causation_id", _S),
+            ("sender", _S),
+            ("recipient", _S),
+            ("signer", _S),
+            ("sender_seq", _I),
+            ("occurred_at", _I),
+            ("verified", _B),
+            ("payload", _S),
+        ),
+        ("seq",),
+        "The audit trail: every applied event, by stream sequence.",
+    ),
+    Table(
+        "quarantine",
+        (
+            ("seq", _I),
+            ("subject", _S),
+            ("reason", _S),
+            ("detail", _S),
+            ("event_id", _S),
+            ("sender", _S),
+            ("size", _I),
+        ),
+        ("seq",),
+        "Every message that was not applied, with the reason.",
+    ),
+    Table(
+        "chain_breaks",
+        (("seq", _I), ("sender", _S), ("expected_seq", _I), ("got_seq", _I)),
+        ("seq",),
+        "Gaps in a sender's chain (applied, but evidence of a missing event).",
+    ),
+    Table(
+        "chain_heads",
+        (("sender", _S), ("sender_seq", _I), ("hash", _S), ("seq", _I)),
+        ("sender",),
+        "Each sender's last applied event.",
+    ),
+    Table(
+        "credentials",
+        (
+            ("public_key", _S),
+            ("agent_id", _S),
+            ("role", _S),
+            ("trust_level", _S),
+            ("capabilities", _S),
+            ("allowed_types", _S),
+            ("issued_at", _I),
+            ("expires_at", _I),
+            ("revoked", _B),
+            ("revoked_reason", _S),
+            ("issued_seq", _I),
+        ),
+        ("public_key",),
+        "Operator-issued agent keys.",
+    ),
+    Table(
+        "agents",
+        (
+            ("agent_id", _S),
+            ("role", _S),
+            ("capabilities", _S),
+            ("trust_level", _S),
+            ("public_key", _S),
+            ("status", _S),
+            ("tier", _S),
+            ("replica", _S),
+            ("registered_at", _I),
+            ("last_heartbeat_at", _I),
+            ("in_flight", _I),
+            ("updated_seq", _I),
+        ),
+        ("agent_id",),
+        "Agents: credential, registration, liveness, kill status.",
+    ),
+    Table(
+        "kill_switches",
+        (("target", _S), ("active", _B), ("reason", _S), ("updated_seq", _I)),
+        ("target",),
+        "Operator kill switches: an agent id, or * for every agent.",
+    ),
+    Table(
+        "workflows",
+        (
+            ("workflow_id", _S),
+            ("pattern", _S),
+            ("status", _S),
+            ("input", _S),
+            ("result", _S),
+            ("plan", _S),
+            ("plan_version", _I),
+            ("submitted_by", _S),
+            ("submitted_at", _I),
+            ("completed_at", _I),
+            ("updated_seq", _I),
+        ),
+        ("workflow_id",),
+        "Workflows and their status.",
+    ),
+    Table(
+        "tasks",
+        (
+            ("task_id", _S),
+            ("workflow_id", _S),
+            ("role", _S),
+            ("capability", _S),
+            ("priority", _S),
+            ("status", _S),
+            ("attempt", _I),
+            ("assigned_by", _S),
+            ("claimed_by", _S),
+            ("completed_by", _S),
+            ("parent_task_id", _S),
+            ("input", _S),
+            ("output", _S),
+            ("error", _S),
+            ("cached", _B),
+            ("created_at", _I),
+            ("updated_at", _I),
+            ("updated_seq", _I),
+        ),
+        ("task_id",),
+        "Tasks and their lifecycle.",
+    ),
+    Table(
+        "waits_for",
+        (
+            ("ref", _S),
+            ("kind", _S),
+            ("waiter", _S),
+            ("waits_on", _S),
+            ("task_id", _S),
+            ("workflow_id", _S),
+            ("since", _I),
+        ),
+        ("ref",),
+        "The wait-for graph: open waits (clarifications) between agents.",
+    ),
+    Table(
+        "escalations",
+        (
+            ("escalation_id", _S),
+            ("task_id", _S),
+            ("workflow_id", _S),
+            ("reason", _S),
+            ("status", _S),
+            ("created_at", _I),
+        ),
+        ("escalation_id",),
+        "Work handed to a human.",
+    ),
+    Table(
+        "budgets",
+        (
+            ("scope", _S),
+            ("scope_id", _S),
+            ("used_tokens", _I),
+            ("soft_exceeded", _B),
+            ("hard_exceeded", _B),
+        ),
+        ("scope", "scope_id"),
+        "Token usage per agent and per workflow.",
+    ),
+    Table(
+        "breakers",
+        (("circuit", _S), ("state", _S), ("reason", _S), ("changed_at", _I)),
+        ("circuit",),
+        "Circuit breaker states.",
+    ),
+)
+"""Every projection table, in the order the state hash visits them."""
+
+_BY_NAME = {t.name: t for t in TABLES}
+
+
+def table(name: str) -> Table:
+    return _BY_NAME[name]

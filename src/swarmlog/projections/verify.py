@@ -1,0 +1,224 @@
+"""Verification (pure): is a stored message an event that may be applied?
+
+Two stages. :func:`check` is stateless (size, decoding, subject, signature), so the projector
+runs it in threads. :func:`admit` runs in stream order against the projection state (credential
+chain to the operator, revocation, expiry, permission, kill switches, per-sender chain, duplicate
+ids). A message that fails either is never applied: it is quarantined with one of the stable
+reason codes in :data:`REASONS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from swarmlog.bus.ports import StoredMessage
+from swarmlog.bus.subjects import subject_for
+from swarmlog.errors import SchemaError
+from swarmlog.projections.state import Key, State
+from swarmlog.schemas.codec import (
+    MAX_EVENT_BYTES,
+    decode_credential,
+    decode_envelope,
+    decode_signed,
+)
+from swarmlog.schemas.envelope import Envelope
+from swarmlog.schemas.payloads import (
+    AgentHeartbeat,
+    AgentKilled,
+    AgentRegistered,
+    AgentRevived,
+    BudgetExceeded,
+    CircuitClosed,
+    CircuitOpened,
+    ClarificationRequest,
+    ClarificationResponse,
+    CredentialIssued,
+    CredentialRevoked,
+    Result,
+)
+from swarmlog.schemas.signing import (
+    CONTROL_TYPES,
+    CREDENTIAL_DOMAIN,
+    EVENT_DOMAIN,
+    OPERATOR_ID,
+    event_hash,
+    verify_signature,
+)
+
+__all__ = ["REASONS", "Checked", "Rejection", "admit", "check", "touches"]
+
+REASONS: dict[str, str] = {
+    "oversized": "the message is larger than the event size limit",
+    "malformed": "the message is not a well-formed signed event",
+    "subject_mismatch": "the event is stored under a subject other than the one it implies",
+    "bad_signature": "the signature does not match the event body and signer key",
+    "unknown_signer": "no operator-issued credential exists for the signer key",
+    "wrong_sender": "the signer key does not belong to the sender the event names",
+    "revoked": "the signer key was revoked by the operator",
+    "expired": "the signer's credential had expired when the event was emitted",
+    "not_permitted": "the signer's credential does not allow this event type",
+    "killed": "the sender was stopped by a kill switch",
+    "bad_credential": "a credential_issued event carries an invalid credential",
+    "replayed": "the sender already emitted an event at this chain position (a replay)",
+    "chain_fork": "the event does not chain onto the sender's previous event",
+    "duplicate_id": "an event with this id was already applied",
+}
+"""Every reason a message can be quarantined for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A stored message after the stateless checks."""
+
+    message: StoredMessage
+    envelope: Envelope | None
+    body_hash: str
+    rejection: Rejection | None
+
+
+def check(message: StoredMessage, namespace: str, *, verify: bool = True) -> Checked:
+    """Size, decoding, subject and (with ``verify``) signature: no state needed, thread-safe."""
+    if len(message.data) > MAX_EVENT_BYTES:
+        return Checked(
+            message, None, "", Rejection("oversized", f"{len(message.data)} > {MAX_EVENT_BYTES}")
+        )
+    try:
+        signed = decode_signed(message.data)
+        envelope = decode_envelope(signed.body)
+    except SchemaError as exc:
+        return Checked(message, None, "", Rejection("malformed", exc.message[:500]))
+    try:
+        expected = subject_for(namespace, envelope)
+    except ValueError as exc:
+        return Checked(message, envelope, "", Rejection("malformed", str(exc)))
+    if expected != message.subject:
+        return Checked(message, envelope, "", Rejection("subject_mismatch", f"expected {expected}"))
+    if verify and not verify_signature(
+        envelope.signer, EVENT_DOMAIN, signed.body, signed.signature
+    ):
+        return Checked(message, envelope, "", Rejection("bad_signature"))
+    return Checked(message, envelope, event_hash(signed.body), None)
+
+
+def touches(envelope: Envelope) -> list[tuple[str, Key]]:
+    """The rows admitting and folding ``envelope`` may read: what a store must preload."""
+    keys: list[tuple[str, Key]] = [
+        ("chain_heads", (envelope.sender,)),
+        ("credentials", (envelope.signer,)),
+        ("kill_switches", (envelope.sender,)),
+        ("kill_switches", ("*",)),
+    ]
+    payload = envelope.payload
+    task_id = getattr(payload, "task_id", None)
+    if task_id is not None:
+        keys.append(("tasks", (task_id,)))
+    if envelope.workflow_id is not None:
+        keys += [
+            ("workflows", (envelope.workflow_id,)),
+            ("budgets", ("workflow", envelope.workflow_id)),
+        ]
+    match payload:
+        case CredentialIssued():
+            try:
+                credential = decode_credential(payload.credential)
+            except SchemaError:
+                return keys
+            keys += [("credentials", (credential.public_key,)), ("agents", (credential.agent_id,))]
+        case CredentialRevoked():
+            keys.append(("credentials", (payload.public_key,)))
+        case AgentKilled() | AgentRevived():
+            keys += [("kill_switches", (payload.agent_id,)), ("agents", (payload.agent_id,))]
+        case AgentRegistered() | AgentHeartbeat():
+            keys.append(("agents", (payload.agent_id,)))
+        case ClarificationRequest() | ClarificationResponse():
+            keys.append(("waits_for", (payload.request_id,)))
+        case Result():
+            keys.append(("budgets", ("agent", envelope.sender)))
+        case BudgetExceeded():
+            keys.append(("budgets", (payload.scope, payload.scope_id)))
+        case CircuitOpened() | CircuitClosed():
+            keys.append(("breakers", (payload.circuit,)))
+        case _:
+            pass
+    return keys
+
+
+def admit(
+    state: State, checked: Checked, operator_key: str, *, verify: bool = True
+) -> Rejection | None:
+    """The stateful checks, in stream order; ``None`` means the event may be applied."""
+    if checked.rejection is not None:
+        return checked.rejection
+    envelope = checked.envelope
+    assert envelope is not None
+    type_ = envelope.type
+    if verify:
+        rejection = _check_signer(state, envelope, operator_key, type_)
+        if rejection is not None:
+            return rejection
+    head = state.get("chain_heads", envelope.sender)
+    head_seq = head["sender_seq"] if head else 0
+    if envelope.sender_seq <= head_seq:
+        return Rejection("replayed", f"sender_seq {envelope.sender_seq} <= head {head_seq}")
+    if envelope.id in state.seen_ids:
+        return Rejection("duplicate_id", envelope.id)
+    if envelope.sender_seq == head_seq + 1 and envelope.prev_hash != (head["hash"] if head else ""):
+        return Rejection("chain_fork", f"prev_hash does not match sender_seq {head_seq}")
+    return None
+
+
+def _check_signer(
+    state: State, envelope: Envelope, operator_key: str, type_: str
+) -> Rejection | None:
+    if envelope.signer == operator_key:
+        if envelope.sender != OPERATOR_ID:
+            return Rejection("wrong_sender", "the operator key signs only as 'operator'")
+        if isinstance(envelope.payload, CredentialIssued):
+            return _check_credential(envelope.payload, operator_key)
+        return None
+    if envelope.sender == OPERATOR_ID:
+        return Rejection("unknown_signer", "not the operator key this projection trusts")
+    credential = state.get("credentials", envelope.signer)
+    if credential is None:
+        return Rejection("unknown_signer", envelope.signer[:16])
+    if credential["revoked"]:
+        return Rejection("revoked", credential["revoked_reason"] or "")
+    if credential["agent_id"] != envelope.sender:
+        return Rejection("wrong_sender", f"key belongs to {credential['agent_id']}")
+    expires = credential["expires_at"]
+    if expires is not None and envelope.occurred_at > expires:
+        return Rejection("expired", f"expired at {expires}")
+    allowed = _json_list(credential["allowed_types"])
+    if type_ in CONTROL_TYPES or ("*" not in allowed and type_ not in allowed):
+        return Rejection("not_permitted", type_)
+    for target in (envelope.sender, "*"):
+        switch = state.get("kill_switches", target)
+        if switch is not None and switch["active"]:
+            return Rejection("killed", switch["reason"] or "")
+    return None
+
+
+def _check_credential(payload: CredentialIssued, operator_key: str) -> Rejection | None:
+    if not verify_signature(operator_key, CREDENTIAL_DOMAIN, payload.credential, payload.signature):
+        return Rejection("bad_credential", "operator signature does not match")
+    try:
+        credential = decode_credential(payload.credential)
+    except SchemaError as exc:
+        return Rejection("bad_credential", exc.message[:500])
+    if credential.issuer != operator_key:
+        return Rejection("bad_credential", "issuer is not the operator key")
+    if credential.agent_id == OPERATOR_ID:
+        return Rejection("bad_credential", "no credential may name the operator")
+    return None
+
+
+def _json_list(text: str | None) -> list[str]:
+    return [] if not text else list(msgspec.json.decode(text))

@@ -1,0 +1,1 @@
+"""The swarm's language, pure: envelope, event union, credentials, codec and signing."""

@@ -1,0 +1,100 @@
+"""Encoders and decoders, built once at import (msgspec's fast path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from swarmlog.errors import SchemaError
+from swarmlog.schemas.credentials import Credential
+from swarmlog.schemas.envelope import Envelope, SignedEvent
+from swarmlog.schemas.payloads import PAYLOAD_TYPES, Payload
+
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "decode_credential",
+    "decode_envelope",
+    "decode_signed",
+    "encode",
+    "envelope_json",
+    "payload_from_json",
+    "to_builtins",
+]
+
+MAX_EVENT_BYTES = 1_048_576
+"""Largest message (signed wire form) that readers accept; larger is quarantined unread."""
+
+_encoder = msgspec.msgpack.Encoder()
+_json_encoder = msgspec.json.Encoder()
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
+_signed_decoder = msgspec.msgpack.Decoder(SignedEvent)
+_credential_decoder = msgspec.msgpack.Decoder(Credential)
+
+
+def encode(obj: Any) -> bytes:
+    """MessagePack bytes of a struct (envelope, signed event, credential)."""
+    return _encoder.encode(obj)
+
+
+def _schema_error(what: str, exc: msgspec.DecodeError | msgspec.ValidationError) -> SchemaError:
+    text = str(exc)
+    path = text.rsplit("at `", 1)[1].rstrip("`") if "at `" in text else "$"
+    return SchemaError(f"malformed {what}: {text}", path=path)
+
+
+def decode_signed(data: bytes) -> SignedEvent:
+    """Decode the wire form; raises :class:`SchemaError` if it is not a signed event."""
+    if len(data) > MAX_EVENT_BYTES:
+        raise SchemaError(f"event is {len(data)} bytes, over the {MAX_EVENT_BYTES} byte limit")
+    try:
+        return _signed_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise _schema_error("signed event", exc) from None
+
+
+def decode_envelope(body: bytes) -> Envelope:
+    """Decode an envelope; the error names the offending field path."""
+    try:
+        return _envelope_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise _schema_error("envelope", exc) from None
+
+
+def decode_credential(data: bytes) -> Credential:
+    try:
+        return _credential_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise _schema_error("credential", exc) from None
+
+
+def payload_from_json(type_: str, data: bytes | str) -> Payload:
+    """Build a payload of ``type_`` from JSON given by a user (CLI ``events publish``)."""
+    cls = PAYLOAD_TYPES.get(type_)
+    if cls is None:
+        raise SchemaError(
+            f"unknown event type {type_!r}; run `swarmlog events types` to list the types"
+        )
+    raw = data.encode() if isinstance(data, str) else data
+    try:
+        obj = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise SchemaError(f"payload is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise SchemaError("payload must be a JSON object")
+    obj.pop("type", None)
+    try:
+        result: Payload = msgspec.convert(obj, cls)  # type: ignore[assignment]
+    except msgspec.ValidationError as exc:
+        raise _schema_error(f"{type_} payload", exc) from None
+    return result
+
+
+def to_builtins(obj: Any) -> Any:
+    """Plain Python (JSON-ready) form of any struct; bytes become base64."""
+    return msgspec.to_builtins(obj)
+
+
+def envelope_json(envelope: Envelope) -> bytes:
+    """JSON form of an envelope (what users see)."""
+    return _json_encoder.encode(envelope)

@@ -1,0 +1,345 @@
+"""The swarm's language: one closed, tagged union of event payloads.
+
+Every payload is a frozen msgspec struct tagged with its snake_case type name in the field
+``type``. The four mission message kinds are tagged exactly ``task_assignment``, ``result``,
+``error`` and ``clarification_request`` (answered by ``clarification_response``); the rest is the
+lifecycle around them.
+
+Evolution is by addition only: a new field gets a default, a tag and a field's type never change.
+A breaking change gets a new struct with a new tag and an upcaster.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from swarmlog.schemas.types import (
+    AgentId,
+    Capability,
+    Hash,
+    Json,
+    KeyId,
+    Name,
+    Priority,
+    Role,
+    Text,
+    Timestamp,
+)
+
+__all__ = [
+    "PAYLOAD_TYPES",
+    "AgentHeartbeat",
+    "AgentKilled",
+    "AgentRegistered",
+    "AgentRevived",
+    "BudgetExceeded",
+    "CircuitClosed",
+    "CircuitOpened",
+    "ClarificationRequest",
+    "ClarificationResponse",
+    "CredentialIssued",
+    "CredentialRevoked",
+    "DeadlockDetected",
+    "Error",
+    "Payload",
+    "Result",
+    "SnapshotTaken",
+    "TaskAssignment",
+    "TaskCancelled",
+    "TaskClaimed",
+    "TaskCompleted",
+    "TaskEscalated",
+    "TaskFailed",
+    "TaskHeartbeat",
+    "TaskOffered",
+    "TaskRetryScheduled",
+    "TaskStarted",
+    "TokenUsage",
+    "WorkflowCompleted",
+    "WorkflowPlanned",
+    "WorkflowRevised",
+    "WorkflowSubmitted",
+    "payload_type",
+]
+
+_Caps = Annotated[list[Capability], Meta(max_length=64)]
+_Count = Annotated[int, Meta(ge=0)]
+_Attempt = Annotated[int, Meta(ge=1, le=1000)]
+_Reason = Annotated[str, Meta(max_length=4096)]
+
+
+class _Payload(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    """Base of every payload; the tag is the snake_case class name."""
+
+
+class TokenUsage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Model usage attached to a result."""
+
+    model: Annotated[str, Meta(max_length=256)] = ""
+    prompt_tokens: _Count = 0
+    completion_tokens: _Count = 0
+
+
+# --- the four mission message kinds -------------------------------------------------------------
+
+
+class TaskAssignment(_Payload, frozen=True, tag="task_assignment"):
+    """Work for a role: routed to ``role`` at ``priority``, answered by ``result`` or ``error``."""
+
+    task_id: Name
+    role: Role
+    capability: Capability = ""
+    priority: Priority = "normal"
+    input: Json = None
+    attempt: _Attempt = 1
+    deadline_at: Timestamp | None = None
+    parent_task_id: Name | None = None
+    expected_output_schema: Json = None
+
+
+class Result(_Payload, frozen=True, tag="result"):
+    """A task's output."""
+
+    task_id: Name
+    output: Json = None
+    cached: bool = False
+    usage: TokenUsage | None = None
+
+
+class Error(_Payload, frozen=True, tag="error"):
+    """A task failed; ``retryable`` says whether another attempt may succeed."""
+
+    task_id: Name
+    code: Annotated[str, Meta(max_length=128)]
+    message: _Reason = ""
+    retryable: bool = True
+
+
+class ClarificationRequest(_Payload, frozen=True, tag="clarification_request"):
+    """An agent asks another agent (``to``) a question and waits for the response."""
+
+    request_id: Name
+    to: AgentId
+    question: Text
+    task_id: Name | None = None
+
+
+class ClarificationResponse(_Payload, frozen=True, tag="clarification_response"):
+    """The answer to a clarification request, addressed to the asker."""
+
+    request_id: Name
+    to: AgentId
+    answer: Text
+    task_id: Name | None = None
+
+
+# --- workflow lifecycle ---------------------------------------------------------------------------
+
+
+class WorkflowSubmitted(_Payload, frozen=True, tag="workflow_submitted"):
+    """A workflow of ``pattern`` was started with ``input``."""
+
+    pattern: Literal["supervisor", "pipeline", "debate", "swarm", "custom"]
+    input: Json = None
+    budget_tokens: _Count | None = None
+
+
+class WorkflowPlanned(_Payload, frozen=True, tag="workflow_planned"):
+    """A plan (a DAG of tasks) for a workflow."""
+
+    version: Annotated[int, Meta(ge=1)] = 1
+    plan: Json = None
+
+
+class WorkflowRevised(_Payload, frozen=True, tag="workflow_revised"):
+    """A new plan version; completed work is kept."""
+
+    version: Annotated[int, Meta(ge=2)]
+    plan: Json = None
+    reason: _Reason = ""
+
+
+class WorkflowCompleted(_Payload, frozen=True, tag="workflow_completed"):
+    """A workflow ended."""
+
+    status: Literal["succeeded", "failed", "cancelled"]
+    result: Json = None
+
+
+# --- task lifecycle -------------------------------------------------------------------------------
+
+
+class TaskOffered(_Payload, frozen=True, tag="task_offered"):
+    """Swarm mode: a task offered to every agent with ``capability``."""
+
+    task_id: Name
+    capability: Capability
+    priority: Priority = "normal"
+    input: Json = None
+
+
+class TaskClaimed(_Payload, frozen=True, tag="task_claimed"):
+    """Swarm mode: ``agent_id`` claims a task (one claim wins, by optimistic concurrency)."""
+
+    task_id: Name
+    agent_id: AgentId
+
+
+class TaskStarted(_Payload, frozen=True, tag="task_started"):
+    task_id: Name
+    attempt: _Attempt = 1
+
+
+class TaskHeartbeat(_Payload, frozen=True, tag="task_heartbeat"):
+    task_id: Name
+    progress: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    note: _Reason = ""
+
+
+class TaskCompleted(_Payload, frozen=True, tag="task_completed"):
+    task_id: Name
+
+
+class TaskFailed(_Payload, frozen=True, tag="task_failed"):
+    task_id: Name
+    reason: _Reason = ""
+    final: bool = False
+
+
+class TaskRetryScheduled(_Payload, frozen=True, tag="task_retry_scheduled"):
+    task_id: Name
+    attempt: _Attempt
+    delay_ms: _Count = 0
+
+
+class TaskEscalated(_Payload, frozen=True, tag="task_escalated"):
+    """A task needs a human; see ``swarmlog escalations``."""
+
+    task_id: Name
+    reason: _Reason = ""
+
+
+class TaskCancelled(_Payload, frozen=True, tag="task_cancelled"):
+    task_id: Name
+    reason: _Reason = ""
+
+
+# --- agents and trust -----------------------------------------------------------------------------
+
+
+class AgentRegistered(_Payload, frozen=True, tag="agent_registered"):
+    """An agent replica came up."""
+
+    agent_id: AgentId
+    role: Role
+    capabilities: _Caps = msgspec.field(default_factory=list)
+    tier: Annotated[str, Meta(max_length=64)] = ""
+    replica: Annotated[str, Meta(max_length=64)] = ""
+
+
+class AgentHeartbeat(_Payload, frozen=True, tag="agent_heartbeat"):
+    agent_id: AgentId
+    in_flight: _Count = 0
+
+
+class AgentKilled(_Payload, frozen=True, tag="agent_killed"):
+    """Operator kill switch: ``agent_id`` (or ``*`` for all) may take or emit no more work."""
+
+    agent_id: Annotated[str, Meta(pattern=r"^(\*|[a-z0-9][a-z0-9_-]*)$", max_length=64)]
+    reason: _Reason = ""
+
+
+class AgentRevived(_Payload, frozen=True, tag="agent_revived"):
+    agent_id: Annotated[str, Meta(pattern=r"^(\*|[a-z0-9][a-z0-9_-]*)$", max_length=64)]
+
+
+class CredentialIssued(_Payload, frozen=True, tag="credential_issued"):
+    """The operator vouches for an agent key: ``credential`` is signed by the operator."""
+
+    credential: Annotated[bytes, Meta(max_length=8192)]
+    signature: Annotated[bytes, Meta(min_length=64, max_length=64)]
+
+
+class CredentialRevoked(_Payload, frozen=True, tag="credential_revoked"):
+    """The operator withdraws an agent key; events it signs from now on are rejected."""
+
+    public_key: KeyId
+    reason: _Reason = ""
+
+
+# --- system ---------------------------------------------------------------------------------------
+
+
+class BudgetExceeded(_Payload, frozen=True, tag="budget_exceeded"):
+    scope: Literal["agent", "workflow"]
+    scope_id: Name
+    limit: Literal["soft", "hard"]
+    used_tokens: _Count
+    budget_tokens: _Count
+
+
+class CircuitOpened(_Payload, frozen=True, tag="circuit_opened"):
+    circuit: Annotated[str, Meta(max_length=128)]
+    reason: _Reason = ""
+
+
+class CircuitClosed(_Payload, frozen=True, tag="circuit_closed"):
+    circuit: Annotated[str, Meta(max_length=128)]
+
+
+class DeadlockDetected(_Payload, frozen=True, tag="deadlock_detected"):
+    cycle: Annotated[list[Name], Meta(max_length=10_000)]
+    victim: Name | None = None
+
+
+class SnapshotTaken(_Payload, frozen=True, tag="snapshot_taken"):
+    seq: _Count
+    state_hash: Hash
+    name: Annotated[str, Meta(max_length=256)] = ""
+
+
+Payload = (
+    TaskAssignment
+    | Result
+    | Error
+    | ClarificationRequest
+    | ClarificationResponse
+    | WorkflowSubmitted
+    | WorkflowPlanned
+    | WorkflowRevised
+    | WorkflowCompleted
+    | TaskOffered
+    | TaskClaimed
+    | TaskStarted
+    | TaskHeartbeat
+    | TaskCompleted
+    | TaskFailed
+    | TaskRetryScheduled
+    | TaskEscalated
+    | TaskCancelled
+    | AgentRegistered
+    | AgentHeartbeat
+    | AgentKilled
+    | AgentRevived
+    | CredentialIssued
+    | CredentialRevoked
+    | BudgetExceeded
+    | CircuitOpened
+    | CircuitClosed
+    | DeadlockDetected
+    | SnapshotTaken
+)
+"""The closed union of every payload."""
+
+PAYLOAD_TYPES: dict[str, type[_Payload]] = {
+    str(cls.__struct_config__.tag): cls for cls in _Payload.__subclasses__()
+}
+"""Every payload type by its tag, in declaration order."""
+
+
+def payload_type(payload: msgspec.Struct) -> str:
+    """The tag (``type``) of a payload."""
+    return str(type(payload).__struct_config__.tag)
