@@ -223,6 +223,23 @@ def test_early_exit_reports_the_log_tail(store: Path) -> None:
     assert EmbeddedServer.running(store) is None
 
 
+def test_detached_early_exit_is_reported_too(store: Path) -> None:
+    with pytest.raises(ServerError, match=r"exited during startup.*no_such_flag"):
+        EmbeddedServer(store, extra_args=["--no_such_flag"]).start(detach=True)
+    assert not (store / STATE_FILE).exists()
+
+
+def test_readiness_timeout_kills_the_server(store: Path) -> None:
+    with pytest.raises(ServerError, match=r"did not become ready within 0\.001s"):
+        EmbeddedServer(store).start(timeout=0.001)
+    # The half-started server was killed and reaped before start() raised, so nothing is left
+    # to record it, and a normal start on the same store works.
+    assert not (store / STATE_FILE).exists()
+    assert not [p for p in os.listdir(store) if p.endswith(".ports")]
+    with EmbeddedServer(store) as server:
+        assert probe(server.url) is not None
+
+
 def test_fixed_port_is_used(store: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

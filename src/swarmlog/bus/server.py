@@ -5,7 +5,7 @@ points it at an existing one with ``SWARMLOG_NATS_URL``. Everything the server o
 store directory::
 
     <store_dir>/
-    ├── jetstream/                 JetStream storage (``-sd``)
+    ├── jetstream/                 ``-sd``: JetStream storage (nats-server nests a jetstream/ in it)
     ├── nats-server.log            the server's log, plus anything it prints before opening it
     ├── nats-server_<pid>.ports    written by the server: the actual client URL (``-p -1``)
     ├── server.json                ours: {"pid", "url", "started_at"}, mode 0600
@@ -23,12 +23,11 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +36,16 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 from swarmlog.errors import ServerError
+from swarmlog.processes import (
+    POLL_MAX,
+    POLL_MIN,
+    pid_alive,
+    spawn_detached,
+    terminate,
+    wait_child,
+    wait_pid_gone,
+    write_private_json,
+)
 
 __all__ = [
     "LOG_FILE",
@@ -53,11 +62,6 @@ LOCK_FILE = ".server.lock"
 JETSTREAM_DIR = "jetstream"
 SERVER_NAME = "swarmlog"
 
-# How long to wait for the process to die after SIGKILL; SIGKILL cannot be ignored, so this only
-# covers the kernel tearing the process down.
-_KILL_GRACE = 5.0
-_POLL_MIN = 0.01
-_POLL_MAX = 0.1
 # A cap on the INFO line we are willing to read; a real one is well under 1 KiB.
 _MAX_INFO = 64 * 1024
 _LOG_TAIL_LINES = 5
@@ -66,10 +70,6 @@ _LOG_PREFIX = re.compile(r"^\[\d+\] \S+ \S+ ")
 # Lines that explain a failed start; without this, a bad flag's message is buried under the usage
 # text nats-server prints after it.
 _LOG_ERROR = re.compile(r"\[(?:FTL|ERR)\]|^nats-server: |^flag provided but not defined")
-# Daemonise without os.fork (unsafe in a threaded interpreter): a throwaway shell in a new session
-# backgrounds the server, prints its pid and exits, so the server is reparented to init and is
-# never our child (no zombie, no Popen left to warn about).
-_DETACH_SCRIPT = 'log=$1; shift; "$@" </dev/null >>"$log" 2>&1 & echo $!'
 
 
 def find_server_binary() -> str:
@@ -154,7 +154,7 @@ class RunningServer:
         # The state was validated when read, but time has passed: never signal a pid that has
         # since been reused by something else.
         if _is_our_server(self.pid, self.store_dir) is not False:
-            _terminate(self.pid, timeout, lambda t: _wait_pid_gone(self.pid, t))
+            terminate(self.pid, timeout, lambda t: wait_pid_gone(self.pid, t))
         _forget(self.store_dir, self.pid)
 
 
@@ -289,7 +289,7 @@ class EmbeddedServer:
             log_offset = _file_size(self.log_path)
             proc: subprocess.Popen[bytes] | None = None
             if detach:
-                pid = _spawn_detached(argv, self.log_path, deadline)
+                pid = spawn_detached(argv, self.log_path, deadline)
             else:
                 with self.log_path.open("ab") as log:
                     # stdout/stderr go to the log too: errors printed before nats-server opens
@@ -298,9 +298,17 @@ class EmbeddedServer:
                         argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
                     )
                 pid = proc.pid
-            url = self._wait_ready(pid, proc, deadline, timeout, log_offset)
-            started_at = datetime.now(UTC).isoformat(timespec="seconds")
-            _write_state(self._store_dir, {"pid": pid, "url": url, "started_at": started_at})
+            try:
+                url = self._wait_ready(pid, proc, deadline, timeout, log_offset)
+                started_at = datetime.now(UTC).isoformat(timespec="seconds")
+                write_private_json(
+                    self._store_dir / STATE_FILE,
+                    {"pid": pid, "url": url, "started_at": started_at},
+                )
+            except BaseException:
+                # Including KeyboardInterrupt: a server nobody recorded could never be stopped.
+                self._cleanup_failed(pid, proc)
+                raise
         self._proc, self._pid, self._url = proc, pid, url
         return url
 
@@ -321,9 +329,9 @@ class EmbeddedServer:
             return
         pid, proc = self._pid, self._proc
         if proc is not None:
-            _terminate(pid, timeout, lambda t: _wait_child(proc, t))
+            terminate(pid, timeout, lambda t: wait_child(proc, t))
         else:
-            _terminate(pid, timeout, lambda t: _wait_pid_gone(pid, t))
+            terminate(pid, timeout, lambda t: wait_pid_gone(pid, t))
         _forget(self._store_dir, pid)
         self._proc = self._pid = self._url = None
 
@@ -350,12 +358,11 @@ class EmbeddedServer:
         log_offset: int,
     ) -> str:
         """Poll until the ports file exists and the URL answers with JetStream on."""
-        interval = _POLL_MIN
+        interval = POLL_MIN
         while True:
-            exited = proc.poll() is not None if proc is not None else not _pid_alive(pid)
+            exited = proc.poll() is not None if proc is not None else not pid_alive(pid)
             if exited:
                 code = f" with code {proc.returncode}" if proc is not None else ""
-                self._cleanup_failed(pid, proc)
                 raise ServerError(
                     f"nats-server exited{code} during startup;"
                     f" {_log_tail(self.log_path, log_offset)}"
@@ -365,13 +372,12 @@ class EmbeddedServer:
                 return url
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self._cleanup_failed(pid, proc)
                 raise ServerError(
                     f"nats-server did not become ready within {timeout:g}s;"
                     f" {_log_tail(self.log_path, log_offset)}"
                 )
             time.sleep(min(interval, remaining))
-            interval = min(interval * 2, _POLL_MAX)
+            interval = min(interval * 2, POLL_MAX)
 
     def _url_from_ports_file(self, pid: int) -> str | None:
         """The client URL from ``nats-server_<pid>.ports``, or None until it is written."""
@@ -392,56 +398,18 @@ class EmbeddedServer:
         return None
 
     def _cleanup_failed(self, pid: int, proc: subprocess.Popen[bytes] | None) -> None:
-        """Kill a server that failed to start and reap it, so nothing is left behind."""
+        """Kill a server that failed to start and reap it, so nothing is left behind.
+
+        Harmless when the process has already exited: the signals find nothing to kill.
+        """
         if proc is not None:
-            _terminate(pid, 1.0, lambda t: _wait_child(proc, t))
-        elif _pid_alive(pid):
-            _terminate(pid, 1.0, lambda t: _wait_pid_gone(pid, t))
+            terminate(pid, 1.0, lambda t: wait_child(proc, t))
+        elif pid_alive(pid):
+            terminate(pid, 1.0, lambda t: wait_pid_gone(pid, t))
         _remove_ports_files(self._store_dir, pid)
 
 
 # --- processes ---------------------------------------------------------------------------------
-
-
-def _spawn_detached(argv: Sequence[str], log_path: Path, deadline: float) -> int:
-    """Start ``argv`` in a new session, not as our child; return its pid."""
-    with subprocess.Popen(
-        ["/bin/sh", "-c", _DETACH_SCRIPT, "sh", str(log_path), *argv],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    ) as shell:
-        try:
-            out, _ = shell.communicate(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            shell.kill()
-            shell.communicate()
-            raise ServerError("could not launch nats-server in the background") from None
-    try:
-        return int(out.strip())
-    except ValueError:
-        raise ServerError(
-            f"could not launch nats-server in the background (shell exit {shell.returncode})"
-        ) from None
-
-
-def _pid_alive(pid: int) -> bool:
-    """True if ``pid`` names a running (not zombie) process."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by another user
-    # A zombie still answers kill(0); on Linux, its state says it is gone. This matters when the
-    # process was our child and nobody has reaped it, or PID 1 in a container does not reap.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    fields = stat.rsplit(")", 1)[-1].split()
-    return not (fields and fields[0] in ("Z", "X"))
 
 
 def _is_our_server(pid: int, store_dir: Path) -> bool | None:
@@ -462,37 +430,6 @@ def _is_our_server(pid: int, store_dir: Path) -> bool | None:
     return str(store_dir / JETSTREAM_DIR) in args
 
 
-def _terminate(pid: int, timeout: float, wait: Callable[[float], bool]) -> None:
-    """SIGTERM ``pid``, give it ``timeout`` seconds, then SIGKILL; ``wait(t)`` says if it exited."""
-    for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, _KILL_GRACE)):
-        # Already gone is fine: wait() still reaps it if it is our child.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        if wait(grace):
-            return
-    raise ServerError(f"nats-server (pid {pid}) did not exit after SIGKILL")
-
-
-def _wait_child(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        return False
-    return True
-
-
-def _wait_pid_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    interval = _POLL_MIN
-    while _pid_alive(pid):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        time.sleep(min(interval, remaining))
-        interval = min(interval * 2, _POLL_MAX)
-    return True
-
-
 # --- files -------------------------------------------------------------------------------------
 
 
@@ -501,7 +438,7 @@ def _store_lock(store_dir: Path, deadline: float) -> Iterator[None]:
     """Hold an exclusive lock on the store so two concurrent starts cannot both launch a server."""
     fd = os.open(store_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        interval = _POLL_MIN
+        interval = POLL_MIN
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -513,7 +450,7 @@ def _store_lock(store_dir: Path, deadline: float) -> Iterator[None]:
                         f"another process is starting a nats-server for {store_dir}; try again"
                     ) from None
                 time.sleep(min(interval, remaining))
-                interval = min(interval * 2, _POLL_MAX)
+                interval = min(interval * 2, POLL_MAX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -539,22 +476,10 @@ def _read_state(store_dir: Path) -> RunningServer | None:
     except (ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)
         return None
-    if not _pid_alive(found.pid) or _is_our_server(found.pid, store_dir) is False:
+    if not pid_alive(found.pid) or _is_our_server(found.pid, store_dir) is False:
         _forget(store_dir, found.pid)
         return None
     return found
-
-
-def _write_state(store_dir: Path, state: dict[str, Any]) -> None:
-    """Write ``server.json`` atomically with mode 0600."""
-    path = store_dir / STATE_FILE
-    tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        os.fchmod(fh.fileno(), 0o600)  # in case a leftover tmp file had wider permissions
-        json.dump(state, fh)
-        fh.write("\n")
-    os.replace(tmp, path)
 
 
 def _forget(store_dir: Path, pid: int) -> None:

@@ -1,0 +1,119 @@
+"""Process plumbing shared by the embedded server and the daemons: spawn detached, probe, stop."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from swarmlog.errors import ServerError
+
+__all__ = [
+    "POLL_MAX",
+    "POLL_MIN",
+    "pid_alive",
+    "spawn_detached",
+    "terminate",
+    "wait_child",
+    "wait_pid_gone",
+    "write_private_json",
+]
+
+POLL_MIN = 0.01
+POLL_MAX = 0.1
+# How long to wait for the process to die after SIGKILL; SIGKILL cannot be ignored, so this only
+# covers the kernel tearing the process down.
+_KILL_GRACE = 5.0
+# Daemonise without os.fork (unsafe in a threaded interpreter): a throwaway shell in a new session
+# backgrounds the program, prints its pid and exits, so the program is reparented to init and is
+# never our child (no zombie, no Popen left to warn about).
+_DETACH_SCRIPT = 'log=$1; shift; "$@" </dev/null >>"$log" 2>&1 & echo $!'
+
+
+def spawn_detached(argv: Sequence[str], log_path: Path, deadline: float) -> int:
+    """Start ``argv`` in a new session, not as our child; return its pid."""
+    with subprocess.Popen(
+        ["/bin/sh", "-c", _DETACH_SCRIPT, "sh", str(log_path), *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    ) as shell:
+        try:
+            out, _ = shell.communicate(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            shell.kill()
+            shell.communicate()
+            raise ServerError(f"could not launch {argv[0]} in the background") from None
+    try:
+        return int(out.strip())
+    except ValueError:
+        raise ServerError(
+            f"could not launch {argv[0]} in the background (shell exit {shell.returncode})"
+        ) from None
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` names a running (not zombie) process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    # A zombie still answers kill(0); on Linux, its state says it is gone. This matters when the
+    # process was our child and nobody has reaped it, or PID 1 in a container does not reap.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    fields = stat.rsplit(")", 1)[-1].split()
+    return not (fields and fields[0] in ("Z", "X"))
+
+
+def terminate(pid: int, timeout: float, wait: Callable[[float], bool]) -> None:
+    """SIGTERM ``pid``, give it ``timeout`` seconds, then SIGKILL; ``wait(t)`` says if it exited."""
+    for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, _KILL_GRACE)):
+        # Already gone is fine: wait() still reaps it if it is our child.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        if wait(grace):
+            return
+    raise ServerError(f"process {pid} did not exit after SIGKILL")
+
+
+def wait_child(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def wait_pid_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    interval = POLL_MIN
+    while pid_alive(pid):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(interval, remaining))
+        interval = min(interval * 2, POLL_MAX)
+    return True
+
+
+def write_private_json(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` as JSON to ``path`` atomically, with mode 0600."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # in case a leftover tmp file had wider permissions
+        json.dump(state, fh)
+        fh.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,135 @@
+"""The projector: read the log in batches, verify, fold, and write each batch with its position.
+
+Signatures are checked in a thread pool (libsodium releases the GIL); admitting and folding run in
+stream order; the batch and the new position are committed in one DuckDB transaction. The same
+class serves the live projector (``follow=True``), ``replay`` and ``audit verify``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from swarmlog.bus.ports import EventLog, StoredMessage
+from swarmlog.projections.fold import apply, quarantine
+from swarmlog.projections.state import Key, State
+from swarmlog.projections.store import ProjectionStore
+from swarmlog.projections.verify import Checked, admit, check, touches
+
+__all__ = ["BatchResult", "Projector"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    """What one batch did."""
+
+    applied: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    """(stream sequence, reason) of every quarantined message."""
+    last_seq: int = 0
+
+
+class Projector:
+    """Folds the log of one namespace into a :class:`ProjectionStore`."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        store: ProjectionStore,
+        *,
+        namespace: str,
+        operator_key: str,
+        verify: bool = True,
+        threads: int = 2,
+    ) -> None:
+        self.log = log
+        self.store = store
+        self.namespace = namespace
+        self.operator_key = operator_key
+        self.verify = verify
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="verify")
+        self._threads = max(1, threads)
+        self._state = State()
+        store.bind(namespace=namespace, operator_key=operator_key)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _check(self, messages: Sequence[StoredMessage]) -> list[Checked]:
+        return [check(m, self.namespace, verify=self.verify) for m in messages]
+
+    def process(self, batch: Sequence[StoredMessage]) -> BatchResult:
+        """Verify, fold and commit one batch (blocking: call it from a worker thread)."""
+        result = BatchResult(last_seq=batch[-1].seq if batch else 0)
+        if not batch:
+            return result
+        size = -(-len(batch) // self._threads)
+        chunks = [batch[i : i + size] for i in range(0, len(batch), size)]
+        checked = [c for part in self._pool.map(self._check, chunks) for c in part]
+        keys: list[tuple[str, Key]] = []
+        ids: list[str] = []
+        for c in checked:
+            if c.envelope is not None and c.rejection is None:
+                keys.extend(touches(c.envelope))
+                ids.append(c.envelope.id)
+        state = self._state
+        self.store.preload(state, keys, ids)
+        for c in checked:
+            rejection = admit(state, c, self.operator_key, verify=self.verify)
+            if rejection is not None:
+                quarantine(state, c.message, rejection, c.envelope)
+                result.rejected.append((c.message.seq, rejection.reason))
+                continue
+            assert c.envelope is not None
+            apply(state, c.message, c.envelope, c.body_hash, verified=self.verify)
+            result.applied += 1
+        self.store.flush(state, self.log.stream, result.last_seq)
+        state.evict()
+        return result
+
+    async def run(
+        self,
+        *,
+        follow: bool = True,
+        until_seq: int | None = None,
+        stop: asyncio.Event | None = None,
+        on_batch: Callable[[BatchResult], None] | None = None,
+    ) -> int:
+        """Fold from the stored position; returns the position reached.
+
+        With ``follow`` it keeps folding new events until ``stop`` is set; without, it ends at
+        ``until_seq`` or at the stream's last sequence when it started.
+        """
+        start = self.store.position() + 1
+        position = start - 1
+        if until_seq is not None and until_seq < start:
+            return position
+        reader = self.log.read(start, until_seq=until_seq, follow=follow)
+        stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        try:
+            while True:
+                next_batch = asyncio.ensure_future(anext(reader, None))
+                waiting = {next_batch} if stopper is None else {next_batch, stopper}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if not next_batch.done():
+                    next_batch.cancel()
+                    break
+                batch = next_batch.result()
+                if batch is None:
+                    break
+                result = await asyncio.to_thread(self.process, batch)
+                position = result.last_seq
+                for seq, reason in result.rejected:
+                    log.warning("quarantined seq %d: %s", seq, reason)
+                if on_batch is not None:
+                    on_batch(result)
+        finally:
+            if stopper is not None:
+                stopper.cancel()
+            await reader.aclose()  # type: ignore[attr-defined]
+        return position

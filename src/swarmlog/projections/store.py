@@ -1,0 +1,204 @@
+"""The DuckDB projection store: the only module that writes the projection file.
+
+A batch is written in one transaction together with the projector's stream position, so a crash
+at any point leaves the file at the end of a whole batch: no event lost, none applied twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from swarmlog.errors import StoreError
+from swarmlog.projections.state import Key, State
+from swarmlog.projections.statehash import StateHasher
+from swarmlog.projections.tables import TABLES, table
+
+__all__ = ["SAFE_CONFIG", "ProjectionStore"]
+
+SAFE_CONFIG: dict[str, Any] = {
+    # Queries reach nothing but the projections: no files, no network, no extensions.
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+_META_DDL = (
+    "CREATE TABLE IF NOT EXISTS projector_position (stream VARCHAR PRIMARY KEY, seq BIGINT)",
+    "CREATE TABLE IF NOT EXISTS projection_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+)
+_HASH_FETCH = 10_000
+
+
+class ProjectionStore:
+    """A DuckDB file holding the projection tables and the projector's position."""
+
+    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        if read_only and not self.path.exists():
+            raise StoreError(
+                f"no projection at {self.path}; start the projector with `swarmlog up` first"
+            )
+        try:
+            self._con = duckdb.connect(
+                str(self.path), read_only=read_only, config=dict(SAFE_CONFIG)
+            )
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open projection {self.path}: {_first_line(exc)}") from None
+        self._lock = threading.Lock()  # one writer/reader of the main connection at a time
+        if not read_only:
+            with self._lock:
+                for t in TABLES:
+                    self._con.execute(t.ddl())
+                for ddl in _META_DDL:
+                    self._con.execute(ddl)
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> ProjectionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- metadata ---------------------------------------------------------------------------------
+
+    def bind(self, *, namespace: str, operator_key: str) -> None:
+        """Tie the file to one namespace and trust root; refuse to mix projections."""
+        wanted = {"namespace": namespace, "operator_key": operator_key}
+        with self._lock:
+            existing = dict(self._con.execute("SELECT key, value FROM projection_meta").fetchall())
+            for key, value in wanted.items():
+                if key in existing and existing[key] != value:
+                    raise StoreError(
+                        f"{self.path} is a projection of {key} {existing[key][:16]}, not"
+                        f" {value[:16]}; use another --data-dir or replay into a new file"
+                    )
+                if key not in existing:
+                    self._con.execute("INSERT INTO projection_meta VALUES (?, ?)", [key, value])
+
+    def position(self) -> int:
+        """The last stream sequence folded into this file (0 for none)."""
+        with self._lock:
+            try:
+                row = self._con.execute("SELECT max(seq) FROM projector_position").fetchone()
+            except duckdb.CatalogException:
+                return 0
+        return int(row[0]) if row and row[0] is not None else 0
+
+    # --- the batch cycle --------------------------------------------------------------------------
+
+    def preload(self, state: State, keys: Iterable[tuple[str, Key]], ids: Sequence[str]) -> None:
+        """Load the rows a batch will read, and which of its event ids are already applied."""
+        wanted: dict[str, set[Key]] = {}
+        for name, key in keys:
+            if key not in state.rows[name]:
+                wanted.setdefault(name, set()).add(key)
+        with self._lock:
+            for name, key_set in wanted.items():
+                t = table(name)
+                cols = ", ".join(t.column_names)
+                if len(t.key) == 1:
+                    result = self._con.execute(
+                        f"SELECT {cols} FROM {name} WHERE {t.key[0]} IN (SELECT UNNEST($1))",
+                        [[k[0] for k in key_set]],
+                    )
+                else:
+                    conds = " OR ".join(
+                        "(" + " AND ".join(f"{c} = ?" for c in t.key) + ")" for _ in key_set
+                    )
+                    params = [v for k in key_set for v in k]
+                    result = self._con.execute(f"SELECT {cols} FROM {name} WHERE {conds}", params)
+                for values in result.fetchall():
+                    state.load(name, dict(zip(t.column_names, values, strict=True)))
+            if ids:
+                found = self._con.execute(
+                    "SELECT id FROM events WHERE id IN (SELECT UNNEST($1))", [list(ids)]
+                ).fetchall()
+                state.seen_ids.update(r[0] for r in found)
+
+    def flush(self, state: State, stream: str, position: int) -> None:
+        """Write every changed row and the new position in one transaction."""
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for t in TABLES:
+                    deleted = state.deleted[t.name]
+                    if deleted:
+                        self._delete(t.name, deleted)
+                    dirty = state.dirty[t.name]
+                    if not dirty:
+                        continue
+                    rows = state.rows[t.name]
+                    columns = t.column_names
+                    values = [[rows[k][c] for k in dirty] for c in columns]
+                    unnest = ", ".join(f"UNNEST(${i + 1})" for i in range(len(columns)))
+                    con.execute(f"INSERT OR REPLACE INTO {t.name} SELECT {unnest}", values)
+                con.execute(
+                    "INSERT OR REPLACE INTO projector_position VALUES (?, ?)", [stream, position]
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        state.clear_changes()
+
+    def _delete(self, name: str, keys: set[Key]) -> None:
+        t = table(name)
+        for key in keys:
+            cond = " AND ".join(f"{c} = ?" for c in t.key)
+            self._con.execute(f"DELETE FROM {name} WHERE {cond}", list(key))
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def state_hash(self) -> str:
+        """The state hash over every projection table (see :mod:`statehash`)."""
+        return self.snapshot_state()[1]
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for concurrent reads (DuckDB's MVCC keeps them consistent)."""
+        with self._lock:
+            return self._con.cursor()
+
+    def snapshot_state(self) -> tuple[int, str]:
+        """The position and state hash at one consistent point."""
+        with self._lock:
+            cursor = self._con.cursor()
+            cursor.execute("BEGIN TRANSACTION")
+        try:
+            row = cursor.execute("SELECT max(seq) FROM projector_position").fetchone()
+            position = int(row[0]) if row and row[0] is not None else 0
+            hasher = StateHasher()
+            for t in TABLES:
+                result = cursor.execute(
+                    f"SELECT {', '.join(t.column_names)} FROM {t.name} ORDER BY {', '.join(t.key)}"
+                )
+                hasher.table(t, _iterate(result))
+            cursor.execute("COMMIT")
+            return position, hasher.hexdigest()
+        finally:
+            cursor.close()
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of an internal query (not user SQL: see :mod:`query` for that)."""
+        with self._lock:
+            return self._con.execute(sql, list(params)).fetchall()
+
+
+def _iterate(result: duckdb.DuckDBPyConnection) -> Iterable[tuple[Any, ...]]:
+    while True:
+        chunk = result.fetchmany(_HASH_FETCH)
+        if not chunk:
+            return
+        yield from chunk
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
