@@ -45,15 +45,17 @@ class MemoryLog:
 
     async def append(self, item: Append) -> AppendResult:
         now = self._clock()
-        seen = self._ids.get(item.msg_id)
-        if seen is not None and now - seen[1] <= self._window:
-            return AppendResult(seen[0], duplicate=True)
+        # As on JetStream, the expectation is checked before the dedupe: a retried append whose
+        # expectation no longer holds (say, because its first attempt landed) is a conflict.
         if item.expected_last_seq is not None:
             pattern = item.expected_filter or item.subject
             last = self._last(pattern)
             actual = last.seq if last else 0
             if actual != item.expected_last_seq:
                 raise ConcurrencyConflict(pattern, item.expected_last_seq)
+        seen = self._ids.get(item.msg_id)
+        if seen is not None and now - seen[1] <= self._window:
+            return AppendResult(seen[0], duplicate=True)
         seq = len(self._messages) + 1
         self._messages.append(StoredMessage(seq, item.subject, item.data))
         self._ids[item.msg_id] = (seq, now)

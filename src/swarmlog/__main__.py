@@ -1,0 +1,5 @@
+"""``python -m swarmlog``: the CLI."""
+
+from swarmlog.cli import main
+
+main()

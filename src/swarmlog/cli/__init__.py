@@ -1,0 +1,58 @@
+"""The ``swarmlog`` command line: click commands, wiring only.
+
+Global options (each also an environment variable): ``--data-dir`` (``SWARMLOG_DATA``),
+``--nats-url`` (``SWARMLOG_NATS_URL``), ``--namespace`` (``SWARMLOG_NAMESPACE``). Exit codes: 0
+success, 1 the command ran and found a problem, 2 usage or environment error (one line on stderr,
+no traceback unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from swarmlog.cli.app import cli
+from swarmlog.cli.events import events
+from swarmlog.cli.keys import keys
+from swarmlog.cli.query import query
+from swarmlog.cli.replay import audit, replay
+from swarmlog.cli.system import down, projector, status, up
+from swarmlog.errors import SwarmlogError
+
+__all__ = ["cli", "main"]
+
+for command in (up, down, status, projector, keys, events, replay, audit, query):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``swarmlog`` console script."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code = cli.main(args=args, prog_name="swarmlog", standalone_mode=False)
+    except SwarmlogError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        if debug:
+            raise
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see `{exc.ctx.command_path} --help`)"
+        click.echo(f"error: {exc.format_message()}{hint}".replace("\n", " "), err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

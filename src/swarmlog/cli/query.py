@@ -1,0 +1,47 @@
+"""``query``: read-only SQL over the projections."""
+
+from __future__ import annotations
+
+import csv
+import sys
+
+import click
+
+from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.system import read_projection
+
+__all__ = ["query"]
+
+
+@click.command()
+@click.argument("sql")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@pass_ctx
+def query(ctx: Context, sql: str, fmt: str, as_json: bool) -> None:
+    """Run one read-only SELECT over the projections (tables: events, agents, tasks, ...)."""
+    result = run(read_projection(ctx.settings, sql))
+    if as_json:
+        fmt = "json"
+    if fmt == "json":
+        emit_json(
+            {
+                "columns": result.columns,
+                "rows": [dict(zip(result.columns, r, strict=True)) for r in result.rows],
+                "truncated": result.truncated,
+            }
+        )
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+    else:
+        print_table(ctx.console, None, result.columns, result.rows)
+        if result.truncated:
+            ctx.err.print(f"(first {len(result.rows)} rows; add a LIMIT or narrow the query)")

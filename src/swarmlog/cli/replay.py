@@ -1,0 +1,196 @@
+"""``replay`` and ``audit verify``: re-fold the stream from the start, independently of the live
+projection."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.config import Settings
+from swarmlog.errors import ConfigError
+from swarmlog.keystore import KeyStore
+from swarmlog.projections.projector import BatchResult, Projector
+from swarmlog.projections.store import ProjectionStore
+from swarmlog.system import open_log, read_live_state
+
+__all__ = ["audit", "replay"]
+
+
+@dataclass
+class ReplayOutcome:
+    position: int
+    events: int
+    applied: int
+    quarantined: int
+    state_hash: str
+
+
+async def replay_into(
+    settings: Settings,
+    path: Path,
+    *,
+    until_seq: int | None,
+    verify: bool,
+    progress: Progress | None = None,
+) -> ReplayOutcome:
+    """Fold the stream from sequence 1 into a fresh projection file at ``path``."""
+    operator_key = KeyStore(settings.keys_dir).operator_public_key()
+    async with open_log(settings) as log_:
+        last = await log_.last_seq()
+        end = last if until_seq is None else min(until_seq, last)
+        store = ProjectionStore(path)
+        projector = Projector(
+            log_, store, namespace=settings.namespace, operator_key=operator_key, verify=verify
+        )
+        totals = ReplayOutcome(0, 0, 0, 0, "")
+        task = progress.add_task("replay", total=end) if progress is not None else None
+
+        def on_batch(result: BatchResult) -> None:
+            totals.applied += result.applied
+            totals.quarantined += len(result.rejected)
+            if progress is not None and task is not None:
+                progress.update(task, completed=result.last_seq)
+
+        try:
+            totals.position = await projector.run(follow=False, until_seq=end, on_batch=on_batch)
+            totals.events = totals.applied + totals.quarantined
+            totals.state_hash = store.state_hash()
+        finally:
+            projector.close()
+            store.close()
+    return totals
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, ctx: Context) -> Iterator[Progress | None]:
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=ctx.err,
+        transient=True,
+    ) as progress:
+        yield progress
+
+
+@contextlib.contextmanager
+def _target(to: Path | None) -> Iterator[Path]:
+    if to is not None:
+        if to.exists():
+            raise ConfigError(
+                f"{to} exists; replay writes a new projection file: choose a new path"
+            )
+        to.parent.mkdir(parents=True, exist_ok=True)
+        yield to
+        return
+    with tempfile.TemporaryDirectory(prefix="swarmlog-replay-") as tmp:
+        yield Path(tmp) / "replay.duckdb"
+
+
+@click.command()
+@click.option("--to", "to", type=click.Path(dir_okay=False, path_type=Path), help="Keep the file.")
+@click.option("--until-seq", type=click.IntRange(min=1), help="Stop at this stream sequence.")
+@click.option("--verify/--no-verify", default=True, show_default=True)
+@click.option("--check", is_flag=True, help="Compare the state hash with the live projection.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def replay(
+    ctx: Context,
+    to: Path | None,
+    until_seq: int | None,
+    verify: bool,
+    check: bool,
+    as_json: bool,
+) -> None:
+    """Re-fold the stream into a fresh DuckDB file; with --check, compare with the live state."""
+    settings = ctx.settings
+    settings.require_data_dir()
+    live = None
+    if check:
+        if not verify:
+            raise ConfigError("--check compares verified projections; drop --no-verify")
+        live = run(read_live_state(settings))
+        if until_seq is not None and until_seq != live.position:
+            raise ConfigError(
+                f"--check compares at the live position {live.position}; drop --until-seq"
+            )
+        until_seq = live.position
+    with _target(to) as path, _progress(not as_json, ctx) as progress:
+        outcome = run(
+            replay_into(settings, path, until_seq=until_seq, verify=verify, progress=progress)
+        )
+    data: dict[str, Any] = {
+        "events": outcome.events,
+        "applied": outcome.applied,
+        "quarantined": outcome.quarantined,
+        "position": outcome.position,
+        "state_hash": outcome.state_hash,
+    }
+    if to is not None:
+        data["path"] = str(to)
+    if live is not None:
+        data["live_position"] = live.position
+        data["live_state_hash"] = live.state_hash
+        data["matches"] = outcome.state_hash == live.state_hash
+    if as_json:
+        emit_json(data)
+    else:
+        print_table(ctx.console, "replay", ["field", "value"], list(data.items()))
+    if live is not None and not data["matches"]:
+        raise SystemExit(1)
+
+
+@click.group()
+def audit() -> None:
+    """Check the log's integrity."""
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def audit_verify(ctx: Context, as_json: bool) -> None:
+    """Verify every event on the stream; exit 1 if anything is rejected or a chain is broken."""
+    settings = ctx.settings
+    settings.require_data_dir()
+    with _target(None) as path, _progress(not as_json, ctx) as progress:
+        outcome = run(replay_into(settings, path, until_seq=None, verify=True, progress=progress))
+        with ProjectionStore(path, read_only=True) as store:
+            rejected = store.rows("SELECT seq, reason, detail FROM quarantine ORDER BY seq")
+            breaks = store.rows(
+                "SELECT seq, sender, expected_seq, got_seq FROM chain_breaks ORDER BY seq"
+            )
+    data = {
+        "events_checked": outcome.events,
+        "valid": outcome.applied,
+        "rejected": [{"seq": s, "reason": r, "detail": d} for s, r, d in rejected],
+        "chain_breaks": [
+            {"seq": s, "sender": a, "expected_seq": e, "got_seq": g} for s, a, e, g in breaks
+        ],
+        "position": outcome.position,
+        "state_hash": outcome.state_hash,
+    }
+    if as_json:
+        emit_json(data)
+    else:
+        ctx.console.print(
+            f"{outcome.events} events checked: {outcome.applied} valid,"
+            f" {len(rejected)} rejected, {len(breaks)} chain breaks"
+        )
+        if rejected:
+            print_table(ctx.console, "rejected", ["seq", "reason", "detail"], rejected)
+        if breaks:
+            print_table(ctx.console, "chain breaks", ["seq", "sender", "expected", "got"], breaks)
+    if rejected or breaks:
+        raise SystemExit(1)

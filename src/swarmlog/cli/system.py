@@ -1,0 +1,181 @@
+"""``up``, ``down``, ``status`` and the projector daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import click
+
+from swarmlog.bus.server import EmbeddedServer
+from swarmlog.bus.subjects import stream_subjects
+from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.daemons import find_daemon, start_daemon, stop_daemon
+from swarmlog.errors import BusError, ServerError, SwarmlogError
+from swarmlog.keystore import KeyStore
+from swarmlog.system import (
+    ask_projector,
+    open_log,
+    projector_argv,
+    projector_name,
+    read_projection,
+    resolve_url,
+    run_projector,
+)
+
+__all__ = ["down", "projector", "status", "up"]
+
+_READY_TIMEOUT = 20.0
+
+
+def _ensure_operator(ctx: Context) -> str:
+    store = KeyStore(ctx.settings.keys_dir)
+    if not store.has_operator():
+        identity = store.init_operator(os.urandom(32))
+        ctx.err.print(f"created operator key {identity.public_key[:16]}… in {store.dir}")
+    return store.operator_public_key()
+
+
+async def _wait_projector(ctx: Context, deadline: float) -> int:
+    while time.monotonic() < deadline:
+        reply = await ask_projector(ctx.settings, "position", {})
+        if isinstance(reply, dict) and "position" in reply:
+            return int(reply["position"])
+        info = find_daemon(
+            ctx.settings.run_dir, ctx.settings.logs_dir, projector_name(ctx.settings)
+        )
+        if info is None:
+            log = ctx.settings.logs_dir / f"{projector_name(ctx.settings)}.log"
+            tail = log.read_text().strip().splitlines()[-1:] if log.exists() else []
+            raise ServerError(
+                f"the projector exited at start: {' '.join(tail) or 'see ' + str(log)}"
+            )
+        await asyncio.sleep(0.1)
+    raise ServerError("the projector did not answer in time; see `swarmlog --debug status`")
+
+
+@click.command()
+@click.option("--detach", is_flag=True, help="Run in the background and return.")
+@pass_ctx
+def up(ctx: Context, detach: bool) -> None:
+    """Start the embedded server (if no URL), provision the stream, the operator key and the
+    projector. Idempotent."""
+    settings = ctx.settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _ensure_operator(ctx)
+    server: EmbeddedServer | None = None
+    if settings.nats_url is None:
+        running = EmbeddedServer.running(settings.server_dir)
+        if running is None:
+            server = EmbeddedServer(settings.server_dir)
+            url = server.start(detach=detach)
+            ctx.err.print(f"nats-server started at {url}")
+            if detach:
+                server = None  # it outlives us; `down` stops it
+    url = resolve_url(settings)
+
+    async def provision() -> str:
+        async with open_log(settings, provision=True) as log_:
+            return log_.stream
+
+    stream = run(provision())
+    if detach:
+        name = projector_name(settings)
+        info = find_daemon(settings.run_dir, settings.logs_dir, name)
+        if info is None:
+            info = start_daemon(settings.run_dir, settings.logs_dir, name, projector_argv(settings))
+        position = run(_wait_projector(ctx, time.monotonic() + _READY_TIMEOUT))
+        ctx.console.print(
+            f"swarmlog is up: {url}  stream {stream}  projector pid {info.pid} at seq {position}"
+        )
+        return
+    ctx.console.print(f"swarmlog is up: {url}  stream {stream}  (Ctrl-C to stop)")
+    try:
+        run(run_projector(settings))
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@click.command()
+@pass_ctx
+def down(ctx: Context) -> None:
+    """Stop the projector daemon and the embedded server. Idempotent."""
+    settings = ctx.settings
+    stopped = []
+    if settings.data_dir.is_dir():
+        if stop_daemon(settings.run_dir, settings.logs_dir, projector_name(settings)):
+            stopped.append("projector")
+        running = EmbeddedServer.running(settings.server_dir)
+        if running is not None and settings.nats_url is None:
+            running.stop()
+            stopped.append("nats-server")
+    ctx.console.print("stopped " + ", ".join(stopped) if stopped else "nothing was running")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """The server, stream, projector position and agents."""
+    settings = ctx.settings
+    settings.require_data_dir()
+    url = resolve_url(settings)
+
+    async def gather() -> dict[str, Any]:
+        async with open_log(settings) as log_:
+            last = await log_.last_seq()
+            stream = log_.stream
+        reply = await ask_projector(settings, "position", {})
+        projector_seq = reply.get("position") if isinstance(reply, dict) else None
+        agents: list[dict[str, Any]] = []
+        try:
+            result = await read_projection(
+                settings,
+                "SELECT agent_id, role, status, trust_level, last_heartbeat_at FROM agents"
+                " ORDER BY agent_id",
+            )
+            agents = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+            if projector_seq is None:
+                pos = await read_projection(settings, "SELECT max(seq) FROM projector_position")
+                projector_seq = pos.rows[0][0] if pos.rows else None
+        except SwarmlogError:
+            pass  # no projection yet
+        return {
+            "nats_url": url,
+            "namespace": settings.namespace,
+            "stream": stream,
+            "subjects": stream_subjects(settings.namespace),
+            "stream_last_seq": last,
+            "projector_seq": projector_seq,
+            "projector_running": isinstance(reply, dict),
+            "agents": agents,
+        }
+
+    try:
+        data = run(gather())
+    except BusError:
+        raise
+    if as_json:
+        emit_json(data)
+        return
+    rows = [(k, v) for k, v in data.items() if k != "agents"]
+    print_table(ctx.console, "swarmlog status", ["field", "value"], rows)
+    if data["agents"]:
+        cols = list(data["agents"][0])
+        print_table(ctx.console, "agents", cols, [list(a.values()) for a in data["agents"]])
+
+
+@click.group(hidden=True)
+def projector() -> None:
+    """The projector process (started by `swarmlog up`)."""
+
+
+@projector.command("run")
+@pass_ctx
+def projector_run(ctx: Context) -> None:
+    """Run the projector in the foreground until SIGTERM."""
+    position = run(run_projector(ctx.settings))
+    ctx.err.print(f"projector stopped at seq {position}")

@@ -1,0 +1,63 @@
+"""Settings shared by every command: data dir, NATS URL, namespace; and where things live."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarmlog.errors import ConfigError
+
+__all__ = ["DEFAULT_NAMESPACE", "Settings"]
+
+DEFAULT_NAMESPACE = "default"
+_NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where swarmlog keeps its files and which log it talks to."""
+
+    data_dir: Path
+    """Root of keys, the embedded server's store, projections, pidfiles and logs."""
+    nats_url: str | None = None
+    """An external NATS server or cluster; ``None`` means the embedded server."""
+    namespace: str = DEFAULT_NAMESPACE
+    """Separates independent swarms on one server: one stream per namespace."""
+
+    def __post_init__(self) -> None:
+        if not _NAMESPACE.match(self.namespace):
+            raise ConfigError(
+                f"namespace {self.namespace!r} is not valid: use 1-32 lower-case letters, digits,"
+                " '_' or '-', starting with a letter or digit"
+            )
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def server_dir(self) -> Path:
+        """The embedded nats-server's store."""
+        return self.data_dir / "nats"
+
+    @property
+    def projection_path(self) -> Path:
+        return self.data_dir / "projections" / f"{self.namespace}.duckdb"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pidfiles of daemons."""
+        return self.data_dir / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def require_data_dir(self) -> None:
+        """Raise a clear error when the data dir does not exist yet."""
+        if not self.data_dir.is_dir():
+            raise ConfigError(
+                f"data dir {self.data_dir} does not exist; run `swarmlog up` (or `swarmlog keys"
+                " init`) first, or pass --data-dir"
+            )

@@ -1,0 +1,143 @@
+"""Keys and credentials on disk, under ``<data dir>/keys``; secrets are mode 0600.
+
+::
+
+    keys/
+    ├── operator.seed            the operator's Ed25519 seed (hex), 0600: the root of trust
+    ├── operator.pub             its public key (hex): all a reader needs
+    └── agents/
+        ├── <agent>.seed         the agent's seed (hex), 0600
+        └── <agent>.cred         its operator-signed credential (msgpack), 0644
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import msgspec
+
+from swarmlog.errors import KeyStoreError
+from swarmlog.schemas.codec import decode_credential
+from swarmlog.schemas.credentials import Credential
+from swarmlog.schemas.payloads import CredentialIssued
+from swarmlog.schemas.signing import OPERATOR_ID, Identity
+
+__all__ = ["KeyStore"]
+
+_issued_decoder = msgspec.msgpack.Decoder(CredentialIssued)
+
+
+class KeyStore:
+    """The operator key and agent keys of one data dir."""
+
+    def __init__(self, keys_dir: Path) -> None:
+        self.dir = keys_dir
+
+    @property
+    def operator_seed_path(self) -> Path:
+        return self.dir / "operator.seed"
+
+    @property
+    def operator_pub_path(self) -> Path:
+        return self.dir / "operator.pub"
+
+    def agent_paths(self, agent_id: str) -> tuple[Path, Path]:
+        return self.dir / "agents" / f"{agent_id}.seed", self.dir / "agents" / f"{agent_id}.cred"
+
+    # --- operator ---------------------------------------------------------------------------------
+
+    def has_operator(self) -> bool:
+        return self.operator_seed_path.exists() or self.operator_pub_path.exists()
+
+    def init_operator(self, seed: bytes) -> Identity:
+        """Create the operator key from ``seed``; refuses to overwrite an existing one."""
+        if self.has_operator():
+            raise KeyStoreError(
+                f"an operator key already exists in {self.dir}; `swarmlog keys show` prints it"
+            )
+        identity = Identity.from_seed(OPERATOR_ID, seed)
+        _write_secret(self.operator_seed_path, seed.hex())
+        _write_public(self.operator_pub_path, identity.public_key)
+        return identity
+
+    def operator(self) -> Identity:
+        """The operator identity (needs the secret seed)."""
+        return Identity.from_seed(OPERATOR_ID, bytes.fromhex(_read_secret(self.operator_seed_path)))
+
+    def operator_public_key(self) -> str:
+        """The operator public key: the trust root every reader verifies against."""
+        try:
+            key = self.operator_pub_path.read_text().strip()
+        except FileNotFoundError:
+            raise KeyStoreError(
+                f"no operator key in {self.dir}; run `swarmlog keys init` (or `swarmlog up`)"
+            ) from None
+        if len(key) != 64:
+            raise KeyStoreError(f"{self.operator_pub_path} is not a hex Ed25519 public key")
+        return key
+
+    # --- agents -----------------------------------------------------------------------------------
+
+    def save_agent(self, identity: Identity, seed: bytes, issued: CredentialIssued) -> None:
+        seed_path, cred_path = self.agent_paths(identity.agent_id)
+        if seed_path.exists():
+            raise KeyStoreError(
+                f"agent {identity.agent_id} already has a key in {seed_path.parent}; choose"
+                " another --agent-id"
+            )
+        seed_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_secret(seed_path, seed.hex())
+        cred_path.write_bytes(msgspec.msgpack.encode(issued))
+
+    def agent(self, agent_id: str) -> tuple[Identity, Credential]:
+        """An agent's identity and credential."""
+        seed_path, cred_path = self.agent_paths(agent_id)
+        if not seed_path.exists():
+            raise KeyStoreError(
+                f"no key for agent {agent_id!r} in {seed_path.parent}; issue one with"
+                " `swarmlog keys issue ROLE --agent-id ID`"
+            )
+        identity = Identity.from_seed(agent_id, bytes.fromhex(_read_secret(seed_path)))
+        issued = _issued_decoder.decode(cred_path.read_bytes())
+        return identity, decode_credential(issued.credential)
+
+    def agents(self) -> list[Credential]:
+        """Every agent credential in the store."""
+        folder = self.dir / "agents"
+        if not folder.is_dir():
+            return []
+        out = []
+        for path in sorted(folder.glob("*.cred")):
+            issued = _issued_decoder.decode(path.read_bytes())
+            out.append(decode_credential(issued.credential))
+        return out
+
+
+def _write_secret(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+
+
+def _write_public(path: Path, text: str) -> None:
+    path.write_text(text + "\n")
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise KeyStoreError(
+            f"no key at {path}; run `swarmlog keys init` (or `swarmlog up`) first"
+        ) from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyStoreError(
+            f"{path} is readable by others (mode {stat.S_IMODE(mode):o}); run `chmod 600 {path}`"
+        )
+    text = path.read_text().strip()
+    if len(text) != 64:
+        raise KeyStoreError(f"{path} is not a 32-byte hex seed")
+    return text

@@ -1,0 +1,187 @@
+"""Publishing signed events: seal with the sender's key and chain, then append with dedupe.
+
+A :class:`Publisher` owns one sender's chain. It recovers the chain head from the log when it
+starts (the last valid event under ``swarmlog.<ns>.<sender>.>``), and guards each single publish
+with optimistic concurrency on the sender's own subjects, so two processes holding the same key
+can never fork its chain: the loser re-reads the head and re-seals.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from swarmlog.bus.ports import Append, EventLog, StoredMessage
+from swarmlog.bus.subjects import sender_filter, subject_for
+from swarmlog.errors import ConcurrencyConflict, SchemaError
+from swarmlog.schemas.codec import decode_envelope, decode_signed
+from swarmlog.schemas.payloads import Payload
+from swarmlog.schemas.signing import (
+    EVENT_DOMAIN,
+    ChainHead,
+    Identity,
+    Sealed,
+    event_hash,
+    seal,
+    verify_signature,
+)
+
+__all__ = ["Published", "Publisher"]
+
+_MAX_RACES = 8
+
+
+@dataclass(frozen=True)
+class Published:
+    """An event stored on the log."""
+
+    event_id: str
+    type: str
+    subject: str
+    seq: int
+    duplicate: bool = False
+
+
+class Publisher:
+    """Seals and appends events for one identity."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        identity: Identity,
+        namespace: str,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.log = log
+        self.identity = identity
+        self.namespace = namespace
+        self._clock = clock
+        self._entropy = entropy
+        self._head: ChainHead | None = None
+        self._last_stream_seq = 0  # stream sequence of our last event: the OCC expectation
+
+    async def recover(self) -> ChainHead:
+        """Read this sender's chain head from the log."""
+        own = sender_filter(self.namespace, self.identity.agent_id)
+        last = await self.log.last_message(own)
+        head, seq = ChainHead(), 0
+        if last is not None:
+            # Junk under our prefix (possible without broker permissions) is skipped: walk the
+            # log for our last valid event. OCC still expects the real last message, junk or not.
+            head = self._own_event(last) or await self._scan_for_head() or ChainHead()
+            seq = last.seq
+        self._head, self._last_stream_seq = head, seq
+        return head
+
+    def _own_event(self, message: StoredMessage) -> ChainHead | None:
+        try:
+            signed = decode_signed(message.data)
+            envelope = decode_envelope(signed.body)
+        except SchemaError:
+            return None
+        if envelope.signer != self.identity.public_key or not verify_signature(
+            envelope.signer, EVENT_DOMAIN, signed.body, signed.signature
+        ):
+            return None
+        return ChainHead(envelope.sender_seq, event_hash(signed.body))
+
+    async def _scan_for_head(self) -> ChainHead | None:
+        best: ChainHead | None = None
+        prefix = sender_filter(self.namespace, self.identity.agent_id)[:-1]
+        async for batch in self.log.read(1):
+            for message in batch:
+                if message.subject.startswith(prefix):
+                    head = self._own_event(message)
+                    if head is not None and (best is None or head.seq > best.seq):
+                        best = head
+        return best
+
+    def seal(self, payload: Payload, **fields: Any) -> Sealed:
+        """Sign ``payload`` as the next event in the chain (does not publish it)."""
+        if self._head is None:
+            raise RuntimeError("call recover() before sealing")
+        now = self._clock()
+        sealed = seal(
+            self.identity, self._head, payload, now_ns=now, entropy=self._entropy(10), **fields
+        )
+        return sealed
+
+    async def publish(
+        self,
+        payload: Payload,
+        *,
+        expect: tuple[str, int] | None = None,
+        **fields: Any,
+    ) -> Published:
+        """Seal and append one event; returns where it was stored.
+
+        ``expect`` = (aggregate filter, last sequence) makes the append conditional on that
+        aggregate (a claim, say) and raises :class:`ConcurrencyConflict` when it lost. Without it,
+        the append is conditional on this sender's own chain and a lost race is retried.
+        """
+        if self._head is None:
+            await self.recover()
+        for _ in range(_MAX_RACES):
+            sealed = self.seal(payload, **fields)
+            subject = subject_for(self.namespace, sealed.envelope)
+            if expect is not None:
+                condition = expect
+            else:
+                condition = (
+                    sender_filter(self.namespace, self.identity.agent_id),
+                    self._last_stream_seq,
+                )
+            item = Append(
+                subject,
+                sealed.data,
+                msg_id=sealed.id,
+                expected_last_seq=condition[1],
+                expected_filter=condition[0],
+            )
+            try:
+                result = await self.log.append(item)
+            except ConcurrencyConflict:
+                if expect is not None:
+                    raise
+                await self.recover()  # another holder of this key published: re-chain
+                continue
+            self._head = sealed.head
+            self._last_stream_seq = result.seq
+            return Published(sealed.id, sealed.envelope.type, subject, result.seq, result.duplicate)
+        raise ConcurrencyConflict(
+            sender_filter(self.namespace, self.identity.agent_id),
+            self._last_stream_seq,
+            f"lost {_MAX_RACES} races for {self.identity.agent_id}'s chain; another process is"
+            " publishing with the same key: give each process its own agent key",
+        )
+
+    async def publish_many(
+        self, payloads: Sequence[Payload], *, window: int = 256, **fields: Any
+    ) -> list[Published]:
+        """Seal and append many events with a bounded window of unacknowledged appends.
+
+        Assumes this publisher is the only writer of its chain (one process per agent key).
+        """
+        if self._head is None:
+            await self.recover()
+        sealed_events: list[Sealed] = []
+        items: list[Append] = []
+        for payload in payloads:
+            sealed = self.seal(payload, **fields)
+            self._head = sealed.head
+            sealed_events.append(sealed)
+            items.append(
+                Append(subject_for(self.namespace, sealed.envelope), sealed.data, msg_id=sealed.id)
+            )
+        results = await self.log.append_many(items, window=window)
+        if results:
+            self._last_stream_seq = max(r.seq for r in results)
+        return [
+            Published(s.id, s.envelope.type, i.subject, r.seq, r.duplicate)
+            for s, i, r in zip(sealed_events, items, results, strict=True)
+        ]

@@ -1,0 +1,165 @@
+"""The running system, wired: which server to talk to, the projector daemon, reading projections.
+
+This is the imperative shell the CLI calls; it holds no domain logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from swarmlog.bus.jetstream import JetStreamLog
+from swarmlog.bus.rpc import request
+from swarmlog.bus.server import EmbeddedServer
+from swarmlog.bus.subjects import rpc_subject
+from swarmlog.config import Settings
+from swarmlog.errors import BusError, QueryError, StoreError
+from swarmlog.keystore import KeyStore
+from swarmlog.projections.projector import Projector
+from swarmlog.projections.query import QueryResult, run_query
+from swarmlog.projections.service import QueryService
+from swarmlog.projections.store import ProjectionStore
+
+__all__ = [
+    "LiveState",
+    "ask_projector",
+    "open_log",
+    "projector_argv",
+    "projector_name",
+    "read_live_state",
+    "read_projection",
+    "resolve_url",
+    "run_projector",
+]
+
+log = logging.getLogger(__name__)
+
+RPC_TIMEOUT = 5.0
+
+
+def resolve_url(settings: Settings) -> str:
+    """The NATS URL: the configured one, or the embedded server running for this data dir."""
+    if settings.nats_url:
+        return settings.nats_url
+    settings.require_data_dir()
+    running = EmbeddedServer.running(settings.server_dir)
+    if running is None:
+        raise BusError(
+            f"no swarmlog server is running for {settings.data_dir}; start one with"
+            " `swarmlog up --detach`, or pass --nats-url"
+        )
+    return running.url
+
+
+@contextlib.asynccontextmanager
+async def open_log(settings: Settings, *, provision: bool = False) -> AsyncIterator[JetStreamLog]:
+    """Connect to the namespace's stream (creating it with ``provision``)."""
+    log_ = await JetStreamLog.open(resolve_url(settings), settings.namespace, provision=provision)
+    try:
+        yield log_
+    finally:
+        await log_.close()
+
+
+def projector_name(settings: Settings) -> str:
+    return f"projector-{settings.namespace}"
+
+
+def projector_argv(settings: Settings) -> list[str]:
+    """The command line of the projector daemon."""
+    argv = [sys.executable, "-m", "swarmlog", "--data-dir", str(settings.data_dir.resolve())]
+    argv += ["--namespace", settings.namespace]
+    if settings.nats_url:
+        argv += ["--nats-url", settings.nats_url]
+    return [*argv, "projector", "run"]
+
+
+async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
+    """Run the live projector and its query service until ``stop`` (or SIGTERM/SIGINT)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    operator_key = KeyStore(settings.keys_dir).operator_public_key()
+    settings.projection_path.parent.mkdir(parents=True, exist_ok=True)
+    async with open_log(settings, provision=True) as log_:
+        store = ProjectionStore(settings.projection_path)
+        projector = Projector(log_, store, namespace=settings.namespace, operator_key=operator_key)
+        service = QueryService(log_.client, store, settings.namespace)
+        try:
+            await service.start()
+            log.info("projector for %s at position %d", log_.stream, store.position())
+            return await projector.run(follow=True, stop=stop)
+        finally:
+            await service.stop()
+            projector.close()
+            store.close()
+
+
+@dataclass(frozen=True)
+class LiveState:
+    position: int
+    state_hash: str
+    source: str  # "projector" (over NATS) or "file"
+
+
+async def ask_projector(settings: Settings, name: str, body: object) -> object | None:
+    """Ask the live projector; ``None`` when no server or no projector answers."""
+    try:
+        url = resolve_url(settings)
+    except BusError:
+        return None
+    from swarmlog.bus.jetstream import connect
+
+    try:
+        client = await connect(url, timeout=2.0)
+    except BusError:
+        return None
+    try:
+        return await request(client, rpc_subject(settings.namespace, name), body, RPC_TIMEOUT)
+    finally:
+        await client.close()
+
+
+def _raise_remote(reply: object) -> None:
+    if isinstance(reply, dict) and "error" in reply:
+        error = reply["error"]
+        raise QueryError(str(error.get("message", error)).removeprefix("[SWL410] "))
+
+
+async def read_projection(settings: Settings, sql: str) -> QueryResult:
+    """Run a read-only query: on the live projector if one answers, else on the file."""
+    settings.require_data_dir()
+    reply = await ask_projector(settings, "query", {"sql": sql})
+    if reply is not None:
+        _raise_remote(reply)
+        assert isinstance(reply, dict)
+        return QueryResult(reply["columns"], reply["rows"], bool(reply.get("truncated")))
+    with ProjectionStore(settings.projection_path, read_only=True) as store:
+        cursor = store.cursor()
+        try:
+            return run_query(cursor, sql)
+        finally:
+            cursor.close()
+
+
+async def read_live_state(settings: Settings) -> LiveState:
+    """Position and state hash of the live projection, read consistently."""
+    reply = await ask_projector(settings, "state", {})
+    if reply is not None:
+        _raise_remote(reply)
+        assert isinstance(reply, dict)
+        return LiveState(int(reply["position"]), str(reply["state_hash"]), "projector")
+    if not settings.projection_path.exists():
+        raise StoreError(
+            f"no projection at {settings.projection_path}; start the projector with `swarmlog up`"
+        )
+    with ProjectionStore(settings.projection_path, read_only=True) as store:
+        position, state_hash = store.snapshot_state()
+    return LiveState(position, state_hash, "file")
