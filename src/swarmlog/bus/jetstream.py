@@ -9,6 +9,7 @@ Sequence`` with ``...-Subject`` (a wildcard filter naming the aggregate).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -42,7 +43,10 @@ DEFAULT_DUPLICATE_WINDOW = 120.0
 """Seconds within which a repeated ``Nats-Msg-Id`` is acknowledged but not stored again."""
 
 _WRONG_LAST_SEQUENCE = 10071  # JetStream API error code for a failed expected-sequence check
-_READ_BUFFER = 4096  # messages buffered by a reader before it stops taking more
+_READ_BATCH = 2048  # messages per fetch by a reader
+_PREFETCH = 2  # batches a reader fetches ahead of its consumer
+_FETCH_WAIT = 1.0  # seconds a reader's fetch lingers when it is caught up
+_READER_INACTIVE = 60.0  # seconds before the server drops an abandoned reader's consumer
 
 
 async def _quiet_error(exc: Exception) -> None:
@@ -86,7 +90,9 @@ def stream_config(
         deny_delete=True,
         deny_purge=True,
         allow_rollup_hdrs=False,
-        max_msg_size=1_048_576 + 4096,
+        # Larger than what readers accept, so an oversized event is stored and then quarantined
+        # (visible in the audit) rather than silently refused at the door.
+        max_msg_size=1_048_576,
     )
 
 
@@ -98,6 +104,7 @@ class JetStreamLog:
         self._js = nc.jetstream(publish_async_max_pending=4096)
         self._namespace = namespace
         self._stream = stream_name(namespace)
+        self._queues: list[_JetStreamQueue] = []
 
     @classmethod
     async def open(cls, url: str, namespace: str, *, provision: bool = False) -> JetStreamLog:
@@ -204,45 +211,51 @@ class JetStreamLog:
         start = max(start_seq, 1)
         if end is not None and start > end:
             return
-        buffer: list[StoredMessage] = []
-        arrived = asyncio.Event()
-        room = asyncio.Event()
-        room.set()
-
-        async def on_message(msg: Msg) -> None:
-            # Waiting here holds back the ordered consumer's flow-control reply, so the server
-            # stops sending: memory stays flat however far behind the reader is.
-            await room.wait()
-            buffer.append(StoredMessage(msg.metadata.sequence.stream, msg.subject, msg.data))
-            arrived.set()
-            if len(buffer) >= _READ_BUFFER:
-                room.clear()
-
-        sub = await self._js.subscribe(
+        # An ephemeral pull consumer without acks: batches come as fast as the reader takes
+        # them, and never faster (a bounded prefetch queue), so memory stays flat however far
+        # behind the reader is.
+        sub = await self._js.pull_subscribe(
             stream_subjects(self._namespace)[0],
-            cb=on_message,
-            ordered_consumer=True,
+            durable=None,
             stream=self._stream,
             config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=start,
+                inactive_threshold=_READER_INACTIVE,
+                max_waiting=1,
             ),
-            pending_msgs_limit=_READ_BUFFER * 4,
         )
-        try:
+        batches: asyncio.Queue[list[StoredMessage] | None] = asyncio.Queue(maxsize=_PREFETCH)
+
+        async def fetch_loop() -> None:
             while True:
-                await arrived.wait()
-                arrived.clear()
-                batch = buffer[:]
-                buffer.clear()
-                room.set()
+                try:
+                    msgs = await sub.fetch(_READ_BATCH, timeout=_FETCH_WAIT)
+                except nats.errors.TimeoutError:
+                    continue
+                batch = [StoredMessage(m.metadata.sequence.stream, m.subject, m.data) for m in msgs]
                 if end is not None:
                     batch = [m for m in batch if m.seq <= end]
                 if batch:
-                    yield batch
-                if end is not None and batch and batch[-1].seq >= end:
+                    await batches.put(batch)
+                if end is not None and (not batch or batch[-1].seq >= end):
+                    await batches.put(None)
                     return
+
+        fetcher = asyncio.create_task(fetch_loop())
+        try:
+            while True:
+                batch_or_end = await batches.get()
+                if batch_or_end is None:
+                    return
+                yield batch_or_end
         finally:
-            await sub.unsubscribe()
+            fetcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
+                await fetcher
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
 
     async def work_queue(
         self,
@@ -263,10 +276,19 @@ class JetStreamLog:
                 filter_subject=filter_subject,
             ),
         )
-        return _JetStreamQueue(sub)
+        queue = _JetStreamQueue(sub)
+        self._queues = [q for q in self._queues if not q.closed]
+        self._queues.append(queue)
+        return queue
 
     async def close(self) -> None:
         if not self._nc.is_closed:
+            # A work-queue subscription left open would hold the drain for its full timeout
+            # (nats-py never marks some buffered pull replies done): unsubscribe those first.
+            # Their unacknowledged messages are redelivered after ack_wait, as on any exit.
+            for queue in self._queues:
+                await queue.close()
+            self._queues.clear()
             await self._nc.drain()
 
 
@@ -312,6 +334,7 @@ class _JetStreamDelivery:
 @dataclass
 class _JetStreamQueue:
     sub: Any  # nats.js.client.JetStreamContext.PullSubscription
+    closed: bool = False
 
     async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
         try:
@@ -324,4 +347,6 @@ class _JetStreamQueue:
         ]
 
     async def close(self) -> None:
-        await self.sub.unsubscribe()
+        if not self.closed:
+            self.closed = True
+            await self.sub.unsubscribe()

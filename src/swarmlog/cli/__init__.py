@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
+        level=logging.DEBUG if debug else logging.ERROR,  # findings go in the output
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import Any
@@ -177,5 +178,7 @@ def projector() -> None:
 @pass_ctx
 def projector_run(ctx: Context) -> None:
     """Run the projector in the foreground until SIGTERM."""
+    if not ctx.debug:  # a daemon's log file records every quarantined event
+        logging.getLogger("swarmlog").setLevel(logging.INFO)
     position = run(run_projector(ctx.settings))
     ctx.err.print(f"projector stopped at seq {position}")

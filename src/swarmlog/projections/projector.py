@@ -8,6 +8,7 @@ class serves the live projector (``follow=True``), ``replay`` and ``audit verify
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -118,6 +119,9 @@ class Projector:
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if not next_batch.done():
                     next_batch.cancel()
+                    # Let the reader unwind before closing it below.
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await next_batch
                     break
                 batch = next_batch.result()
                 if batch is None:

@@ -22,14 +22,30 @@ __all__ = [
     "to_builtins",
 ]
 
-MAX_EVENT_BYTES = 1_048_576
+MAX_EVENT_BYTES = 524_288
 """Largest message (signed wire form) that readers accept; larger is quarantined unread."""
 
 _encoder = msgspec.msgpack.Encoder()
 _json_encoder = msgspec.json.Encoder()
-_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
-_signed_decoder = msgspec.msgpack.Decoder(SignedEvent)
-_credential_decoder = msgspec.msgpack.Decoder(Credential)
+
+
+def _no_ext(code: int, data: memoryview) -> Any:
+    # JSON fields must stay JSON: an extension value could not be projected or shown.
+    raise msgspec.ValidationError(f"MessagePack extension type {code} is not allowed")
+
+
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope, ext_hook=_no_ext)
+_signed_decoder = msgspec.msgpack.Decoder(SignedEvent, ext_hook=_no_ext)
+_credential_decoder = msgspec.msgpack.Decoder(Credential, ext_hook=_no_ext)
+
+# What a decoder raises on hostile input: besides msgspec's own errors, invalid UTF-8 in a
+# string raises UnicodeDecodeError and too deep nesting raises RecursionError.
+_DECODE_ERRORS = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    UnicodeDecodeError,
+    RecursionError,
+)
 
 
 def encode(obj: Any) -> bytes:
@@ -37,7 +53,7 @@ def encode(obj: Any) -> bytes:
     return _encoder.encode(obj)
 
 
-def _schema_error(what: str, exc: msgspec.DecodeError | msgspec.ValidationError) -> SchemaError:
+def _schema_error(what: str, exc: Exception) -> SchemaError:
     text = str(exc)
     path = text.rsplit("at `", 1)[1].rstrip("`") if "at `" in text else "$"
     return SchemaError(f"malformed {what}: {text}", path=path)
@@ -49,7 +65,7 @@ def decode_signed(data: bytes) -> SignedEvent:
         raise SchemaError(f"event is {len(data)} bytes, over the {MAX_EVENT_BYTES} byte limit")
     try:
         return _signed_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except _DECODE_ERRORS as exc:
         raise _schema_error("signed event", exc) from None
 
 
@@ -57,14 +73,14 @@ def decode_envelope(body: bytes) -> Envelope:
     """Decode an envelope; the error names the offending field path."""
     try:
         return _envelope_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except _DECODE_ERRORS as exc:
         raise _schema_error("envelope", exc) from None
 
 
 def decode_credential(data: bytes) -> Credential:
     try:
         return _credential_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except _DECODE_ERRORS as exc:
         raise _schema_error("credential", exc) from None
 
 
@@ -78,7 +94,7 @@ def payload_from_json(type_: str, data: bytes | str) -> Payload:
     raw = data.encode() if isinstance(data, str) else data
     try:
         obj = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise SchemaError(f"payload is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise SchemaError("payload must be a JSON object")

@@ -1,0 +1,103 @@
+"""The public API is pinned, and the pure core never imports I/O libraries."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import swarmlog
+
+EXPECTED = {
+    "PAYLOAD_TYPES",
+    "Append",
+    "AppendResult",
+    "BusError",
+    "ChainHead",
+    "ConcurrencyConflict",
+    "ConfigError",
+    "Credential",
+    "Delivery",
+    "EmbeddedServer",
+    "Envelope",
+    "EventLog",
+    "Identity",
+    "JetStreamLog",
+    "KeyStore",
+    "KeyStoreError",
+    "MemoryLog",
+    "Payload",
+    "ProjectionStore",
+    "Projector",
+    "Published",
+    "Publisher",
+    "QueryError",
+    "SchemaError",
+    "ServerError",
+    "Settings",
+    "SignedEvent",
+    "StoreError",
+    "StoredMessage",
+    "SwarmlogError",
+    "VerificationError",
+    "WorkQueue",
+    "issue_credential",
+    "seal",
+}
+
+SRC = Path(swarmlog.__file__).parent
+
+# Domain logic: no nats, no duckdb, no clocks, randomness or uuids of its own.
+PURE_MODULES = [
+    "schemas/types.py",
+    "schemas/ids.py",
+    "schemas/payloads.py",
+    "schemas/envelope.py",
+    "schemas/credentials.py",
+    "schemas/codec.py",
+    "schemas/signing.py",
+    "bus/subjects.py",
+    "bus/ports.py",
+    "projections/tables.py",
+    "projections/state.py",
+    "projections/verify.py",
+    "projections/fold.py",
+    "projections/statehash.py",
+]
+FORBIDDEN = {"nats", "duckdb", "time", "random", "uuid", "os", "subprocess", "socket", "asyncio"}
+
+
+def test_all_matches_the_pinned_api() -> None:
+    assert set(swarmlog.__all__) == EXPECTED
+    for name in swarmlog.__all__:
+        assert hasattr(swarmlog, name), name
+
+
+def _imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_pure_modules_do_no_io() -> None:
+    for rel in PURE_MODULES:
+        bad = _imported_roots(SRC / rel) & FORBIDDEN
+        assert not bad, f"{rel} imports {sorted(bad)}"
+
+
+def test_pure_modules_import_only_pure_swarmlog_modules() -> None:
+    pure = {"swarmlog." + m.removesuffix(".py").replace("/", ".") for m in PURE_MODULES}
+    allowed = pure | {"swarmlog.errors"}
+    for rel in PURE_MODULES:
+        tree = ast.parse((SRC / rel).read_text())
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("swarmlog")
+            ):
+                assert node.module in allowed, f"{rel} imports {node.module}"
