@@ -14,6 +14,7 @@ import sys
 import click
 
 from swarmlog.cli.app import cli
+from swarmlog.cli.bench import bench
 from swarmlog.cli.events import events
 from swarmlog.cli.keys import keys
 from swarmlog.cli.query import query
@@ -23,7 +24,7 @@ from swarmlog.errors import SwarmlogError
 
 __all__ = ["cli", "main"]
 
-for command in (up, down, status, projector, keys, events, replay, audit, query):
+for command in (up, down, status, projector, keys, events, replay, audit, query, bench):
     cli.add_command(command)
 
 

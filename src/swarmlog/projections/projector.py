@@ -24,6 +24,8 @@ __all__ = ["BatchResult", "Projector"]
 
 log = logging.getLogger(__name__)
 
+_MS = 1_000_000
+
 
 @dataclass
 class BatchResult:
@@ -74,12 +76,16 @@ class Projector:
         checked = [c for part in self._pool.map(self._check, chunks) for c in part]
         keys: list[tuple[str, Key]] = []
         ids: list[str] = []
+        times: list[int] = []
         for c in checked:
             if c.envelope is not None and c.rejection is None:
                 keys.extend(touches(c.envelope))
                 ids.append(c.envelope.id)
+                times.append(c.envelope.occurred_at)
         state = self._state
-        self.store.preload(state, keys, ids)
+        # Ids embed their millisecond; a repeat of one of ours lies within this range.
+        time_range = (min(times) // _MS * _MS, max(times) // _MS * _MS + _MS - 1) if times else None
+        self.store.preload(state, keys, ids, time_range)
         for c in checked:
             rejection = admit(state, c, self.operator_key, verify=self.verify)
             if rejection is not None:

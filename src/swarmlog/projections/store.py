@@ -94,8 +94,19 @@ class ProjectionStore:
 
     # --- the batch cycle --------------------------------------------------------------------------
 
-    def preload(self, state: State, keys: Iterable[tuple[str, Key]], ids: Sequence[str]) -> None:
-        """Load the rows a batch will read, and which of its event ids are already applied."""
+    def preload(
+        self,
+        state: State,
+        keys: Iterable[tuple[str, Key]],
+        ids: Sequence[str],
+        time_range: tuple[int, int] | None = None,
+    ) -> None:
+        """Load the rows a batch will read, and which of its event ids are already applied.
+
+        An event id embeds its event's ``occurred_at`` (checked on read), so an id can only repeat
+        among events of the same instant: ``time_range`` (ns) confines the lookup to those rows,
+        which DuckDB's zone maps find without scanning the whole audit trail.
+        """
         wanted: dict[str, set[Key]] = {}
         for name, key in keys:
             if key not in state.rows[name]:
@@ -118,8 +129,11 @@ class ProjectionStore:
                 for values in result.fetchall():
                     state.load(name, dict(zip(t.column_names, values, strict=True)))
             if ids:
+                low, high = time_range if time_range else (0, 2**63 - 1)
                 found = self._con.execute(
-                    "SELECT id FROM events WHERE id IN (SELECT UNNEST($1))", [list(ids)]
+                    "SELECT id FROM events WHERE occurred_at BETWEEN $2 AND $3"
+                    " AND id IN (SELECT UNNEST($1))",
+                    [list(ids), low, high],
                 ).fetchall()
                 state.seen_ids.update(r[0] for r in found)
 
@@ -140,7 +154,8 @@ class ProjectionStore:
                     columns = t.column_names
                     values = [[rows[k][c] for k in dirty] for c in columns]
                     unnest = ", ".join(f"UNNEST(${i + 1})" for i in range(len(columns)))
-                    con.execute(f"INSERT OR REPLACE INTO {t.name} SELECT {unnest}", values)
+                    verb = "INSERT" if t.append_only else "INSERT OR REPLACE"
+                    con.execute(f"{verb} INTO {t.name} SELECT {unnest}", values)
                 con.execute(
                     "INSERT OR REPLACE INTO projector_position VALUES (?, ?)", [stream, position]
                 )

@@ -16,10 +16,13 @@ class Table:
     columns: tuple[tuple[str, str], ...]
     key: tuple[str, ...]
     doc: str = ""
+    append_only: bool = False
+    """Rows are only ever inserted (never updated or deleted): plain INSERT, no lookups."""
+    column_names: tuple[str, ...] = ()
 
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.columns)
+    def __post_init__(self) -> None:
+        # Computed once: the fold and the store read it for every row.
+        object.__setattr__(self, "column_names", tuple(name for name, _ in self.columns))
 
     def ddl(self) -> str:
         cols = ", ".join(f"{name} {type_}" for name, type_ in self.columns)
@@ -51,6 +54,7 @@ TABLES: tuple[Table, ...] = (
         ),
         ("seq",),
         "The audit trail: every applied event, by stream sequence.",
+        append_only=True,
     ),
     Table(
         "quarantine",
@@ -65,12 +69,14 @@ TABLES: tuple[Table, ...] = (
         ),
         ("seq",),
         "Every message that was not applied, with the reason.",
+        append_only=True,
     ),
     Table(
         "chain_breaks",
         (("seq", _I), ("sender", _S), ("expected_seq", _I), ("got_seq", _I)),
         ("seq",),
         "Gaps in a sender's chain (applied, but evidence of a missing event).",
+        append_only=True,
     ),
     Table(
         "chain_heads",

@@ -24,6 +24,7 @@ from swarmlog.schemas.codec import (
     decode_signed,
 )
 from swarmlog.schemas.envelope import Envelope
+from swarmlog.schemas.ids import event_id_time_ms
 from swarmlog.schemas.payloads import (
     AgentHeartbeat,
     AgentKilled,
@@ -95,6 +96,10 @@ def check(message: StoredMessage, namespace: str, *, verify: bool = True) -> Che
         envelope = decode_envelope(signed.body)
     except SchemaError as exc:
         return Checked(message, None, "", Rejection("malformed", exc.message[:500]))
+    if event_id_time_ms(envelope.id) != envelope.occurred_at // 1_000_000 % (1 << 48):
+        return Checked(
+            message, envelope, "", Rejection("malformed", "id does not match occurred_at")
+        )
     try:
         expected = subject_for(namespace, envelope)
     except ValueError as exc:

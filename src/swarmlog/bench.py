@@ -1,0 +1,243 @@
+"""Benchmarks behind ``swarmlog bench``: each reports its figure and the ceilings measured in the
+same run (raw PyNaCl verify, raw nats-py publish and ordered-consume rates), so the ratio to the
+design's target holds on a noisy machine. Each run uses its own embedded server and temp files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from swarmlog.bus.jetstream import JetStreamLog
+from swarmlog.bus.server import EmbeddedServer
+from swarmlog.projections.projector import Projector
+from swarmlog.projections.store import ProjectionStore
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.codec import decode_envelope, decode_signed
+from swarmlog.schemas.payloads import Payload, TaskAssignment
+from swarmlog.schemas.signing import EVENT_DOMAIN, Identity, verify_signature
+
+__all__ = ["BENCHMARKS", "BenchResult", "run_benchmark"]
+
+NAMESPACE = "bench"
+TARGETS = {"publish": 0.7, "ingest": 0.9, "replay": 0.8}
+
+
+@dataclass
+class BenchResult:
+    """One benchmark's figure, its ceilings and the ratio the design's target is about."""
+
+    benchmark: str
+    events: int
+    figure: float
+    unit: str
+    ceilings: dict[str, float]
+    ratio: float
+    target: float
+    met: bool
+    details: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+
+def _payloads(n: int) -> list[Payload]:
+    # A realistic small task: ~400 bytes signed on the wire.
+    return [
+        TaskAssignment(task_id=f"t{i}", role="worker", input={"text": "summarise this " * 8})
+        for i in range(n)
+    ]
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def raw_verify_rate(sample: bytes, *, threads: int = 1, seconds: float = 1.0) -> float:
+    """Signatures verified per second by PyNaCl on ``threads`` threads (no decoding, no state)."""
+    signed = decode_signed(sample)
+    signer = decode_envelope(signed.body).signer
+
+    def spin(deadline: float) -> int:
+        count = 0
+        while time.perf_counter() < deadline:
+            for _ in range(100):
+                verify_signature(signer, EVENT_DOMAIN, signed.body, signed.signature)
+            count += 100
+        return count
+
+    with ThreadPoolExecutor(threads) as pool:
+        start = time.perf_counter()
+        counts = list(pool.map(spin, [start + seconds] * threads))
+        elapsed = time.perf_counter() - start
+    return sum(counts) / elapsed
+
+
+async def raw_publish_rate(log: JetStreamLog, n: int, size: int, window: int = 256) -> float:
+    """Unsigned ``publish_async`` of ``size``-byte messages with a bounded window."""
+    js = log.client.jetstream()
+    data = b"x" * size
+    pending: list[asyncio.Future[Any]] = []
+    start = time.perf_counter()
+    for i in range(n):
+        pending.append(await js.publish_async(f"swarmlog.{NAMESPACE}.raw.task.t{i}.raw", data))
+        if len(pending) >= window:
+            await pending.pop(0)
+    await asyncio.gather(*pending)
+    return n / (time.perf_counter() - start)
+
+
+async def raw_consume_rate(log: JetStreamLog, n: int) -> float:
+    """nats-py ordered consumer (callback) reading ``n`` messages from the stream's start."""
+    js = log.client.jetstream()
+    done = asyncio.Event()
+    count = 0
+
+    async def on_msg(msg: Any) -> None:
+        nonlocal count
+        count += 1
+        if count >= n:
+            done.set()
+
+    start = time.perf_counter()
+    sub = await js.subscribe(
+        f"swarmlog.{NAMESPACE}.>",
+        cb=on_msg,
+        ordered_consumer=True,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+    )
+    await asyncio.wait_for(done.wait(), timeout=600)
+    elapsed = time.perf_counter() - start
+    await sub.unsubscribe()
+    return n / elapsed
+
+
+@asynccontextmanager
+async def _system(root: Path) -> AsyncIterator[tuple[JetStreamLog, Identity]]:
+    server = EmbeddedServer(root / "nats")
+    url = server.start()
+    try:
+        log = await JetStreamLog.open(url, NAMESPACE, provision=True)
+        try:
+            yield log, Identity.from_seed("operator", os.urandom(32))
+        finally:
+            await log.close()
+    finally:
+        server.stop()
+
+
+def _result(
+    name: str, n: int, figure: float, ceilings: dict[str, float], base: float, **details: Any
+) -> BenchResult:
+    ratio = figure / base if base else 0.0
+    target = TARGETS[name]
+    return BenchResult(
+        name,
+        n,
+        round(figure, 1),
+        "events/s",
+        {k: round(v, 1) for k, v in ceilings.items()},
+        round(ratio, 3),
+        target,
+        ratio >= target,
+        details,
+        _machine(),
+    )
+
+
+async def bench_publish(root: Path, n: int) -> BenchResult:
+    async with _system(root) as (log, operator):
+        publisher = Publisher(log, operator, NAMESPACE)
+        payloads = _payloads(n)
+        await publisher.recover()
+        sample = publisher.seal(payloads[0]).data
+        raw = await raw_publish_rate(log, n, len(sample))
+        start = time.perf_counter()
+        await publisher.publish_many(payloads)
+        figure = n / (time.perf_counter() - start)
+    return _result("publish", n, figure, {"raw_publish_async": raw}, raw, message_bytes=len(sample))
+
+
+async def bench_ingest(root: Path, n: int) -> BenchResult:
+    async with _system(root) as (log, operator):
+        publisher = Publisher(log, operator, NAMESPACE)
+        payloads = _payloads(n)
+        await publisher.recover()
+        sample = publisher.seal(payloads[0]).data
+        verify_1 = raw_verify_rate(sample)
+        store = ProjectionStore(root / "ingest.duckdb")
+        projector = Projector(log, store, namespace=NAMESPACE, operator_key=operator.public_key)
+        stop = asyncio.Event()
+        reached = 0
+
+        def on_batch(result: Any) -> None:
+            nonlocal reached
+            reached = result.last_seq
+            if reached >= n:
+                stop.set()
+
+        runner = asyncio.create_task(projector.run(follow=True, stop=stop, on_batch=on_batch))
+        start = time.perf_counter()
+        await publisher.publish_many(payloads)
+        published = time.perf_counter() - start
+        await asyncio.wait_for(stop.wait(), timeout=3600)
+        elapsed = time.perf_counter() - start
+        await runner
+        projector.close()
+        store.close()
+    return _result(
+        "ingest",
+        n,
+        n / elapsed,
+        {"raw_verify_1_thread": verify_1},
+        verify_1,
+        publish_seconds=round(published, 3),
+        end_to_end_seconds=round(elapsed, 3),
+    )
+
+
+async def bench_replay(root: Path, n: int) -> BenchResult:
+    async with _system(root) as (log, operator):
+        publisher = Publisher(log, operator, NAMESPACE)
+        payloads = _payloads(n)
+        await publisher.recover()
+        sample = publisher.seal(payloads[0]).data
+        await publisher.publish_many(payloads)
+        verify_2 = raw_verify_rate(sample, threads=2)
+        consume = await raw_consume_rate(log, n)
+        store = ProjectionStore(root / "replay.duckdb")
+        projector = Projector(log, store, namespace=NAMESPACE, operator_key=operator.public_key)
+        start = time.perf_counter()
+        await projector.run(follow=False)
+        figure = n / (time.perf_counter() - start)
+        projector.close()
+        store.close()
+    ceilings = {"raw_verify_2_threads": verify_2, "raw_ordered_consume": consume}
+    return _result("replay", n, figure, ceilings, min(verify_2, consume))
+
+
+BENCHMARKS: dict[str, Callable[[Path, int], Any]] = {
+    "publish": bench_publish,
+    "ingest": bench_ingest,
+    "replay": bench_replay,
+}
+
+
+def run_benchmark(name: str, events: int) -> BenchResult:
+    """Run benchmark ``name`` with ``events`` events in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix=f"swarmlog-bench-{name}-") as tmp:
+        result: BenchResult = asyncio.run(BENCHMARKS[name](Path(tmp), events))
+        return result

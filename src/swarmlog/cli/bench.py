@@ -1,0 +1,27 @@
+"""``bench NAME``: benchmarks with their ceilings measured in the same run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from swarmlog.bench import BENCHMARKS, run_benchmark
+from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table
+
+__all__ = ["bench"]
+
+
+@click.command()
+@click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
+@click.option("--events", "-n", default=50_000, show_default=True, type=click.IntRange(min=100))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def bench(ctx: Context, name: str, events: int, as_json: bool) -> None:
+    """Run benchmark NAME (own embedded server and temp files; touches no data dir)."""
+    result = run_benchmark(name, events)
+    if as_json:
+        emit_json(dataclasses.asdict(result))
+        return
+    rows = [(k, v) for k, v in dataclasses.asdict(result).items() if k not in ("machine",)]
+    print_table(ctx.console, f"bench {name}", ["field", "value"], rows)
