@@ -15,6 +15,7 @@ import click
 
 from swarmlog.cli.app import cli
 from swarmlog.cli.bench import bench
+from swarmlog.cli.demo import demo
 from swarmlog.cli.events import events
 from swarmlog.cli.keys import keys
 from swarmlog.cli.query import query
@@ -24,7 +25,7 @@ from swarmlog.errors import SwarmlogError
 
 __all__ = ["cli", "main"]
 
-for command in (up, down, status, projector, keys, events, replay, audit, query, bench):
+for command in (up, down, status, projector, keys, events, replay, audit, query, bench, demo):
     cli.add_command(command)
 
 
