@@ -8,13 +8,14 @@ can never fork its chain: the loser re-reads the head and re-seals.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swarmlog.bus.ports import Append, EventLog, StoredMessage
+from swarmlog.bus.ports import Append, AppendResult, EventLog, StoredMessage
 from swarmlog.bus.subjects import sender_filter, subject_for
 from swarmlog.errors import ConcurrencyConflict, SchemaError
 from swarmlog.schemas.codec import decode_envelope, decode_signed
@@ -23,8 +24,10 @@ from swarmlog.schemas.signing import (
     EVENT_DOMAIN,
     ChainHead,
     Identity,
+    Prepared,
     Sealed,
     event_hash,
+    prepare,
     seal,
     verify_signature,
 )
@@ -32,6 +35,7 @@ from swarmlog.schemas.signing import (
 __all__ = ["Published", "Publisher"]
 
 _MAX_RACES = 8
+_CHUNK = 512  # events signed per worker-thread call while the previous chunk is appended
 
 
 @dataclass(frozen=True)
@@ -165,23 +169,48 @@ class Publisher:
     ) -> list[Published]:
         """Seal and append many events with a bounded window of unacknowledged appends.
 
-        Assumes this publisher is the only writer of its chain (one process per agent key).
+        Events are chained in order, then signed in a worker thread (libsodium releases the GIL)
+        while the previous chunk is being appended. Assumes this publisher is the only writer of
+        its chain (one process per agent key).
         """
         if self._head is None:
             await self.recover()
-        sealed_events: list[Sealed] = []
-        items: list[Append] = []
-        for payload in payloads:
-            sealed = self.seal(payload, **fields)
-            self._head = sealed.head
-            sealed_events.append(sealed)
-            items.append(
-                Append(subject_for(self.namespace, sealed.envelope), sealed.data, msg_id=sealed.id)
-            )
-        results = await self.log.append_many(items, window=window)
+        out: list[Published] = []
+        appending: asyncio.Task[list[AppendResult]] | None = None
+        previous: list[tuple[Sealed, str]] = []
+        for start in range(0, len(payloads), _CHUNK):
+            prepared = []
+            for payload in payloads[start : start + _CHUNK]:
+                ready = prepare(
+                    self.identity,
+                    self._head or ChainHead(),
+                    payload,
+                    now_ns=self._clock(),
+                    entropy=self._entropy(10),
+                    **fields,
+                )
+                self._head = ready.head
+                prepared.append(ready)
+            sealed = await asyncio.to_thread(_sign_all, prepared, self.identity)
+            if appending is not None:
+                out += self._published(previous, await appending)
+            previous = [(s, subject_for(self.namespace, s.envelope)) for s in sealed]
+            items = [Append(subject, s.data, msg_id=s.id) for s, subject in previous]
+            appending = asyncio.create_task(self.log.append_many(items, window=window))
+        if appending is not None:
+            out += self._published(previous, await appending)
+        return out
+
+    def _published(
+        self, sealed: list[tuple[Sealed, str]], results: list[AppendResult]
+    ) -> list[Published]:
         if results:
-            self._last_stream_seq = max(r.seq for r in results)
+            self._last_stream_seq = max(self._last_stream_seq, max(r.seq for r in results))
         return [
-            Published(s.id, s.envelope.type, i.subject, r.seq, r.duplicate)
-            for s, i, r in zip(sealed_events, items, results, strict=True)
+            Published(s.id, s.envelope.type, subject, r.seq, r.duplicate)
+            for (s, subject), r in zip(sealed, results, strict=True)
         ]
+
+
+def _sign_all(prepared: list[Prepared], identity: Identity) -> list[Sealed]:
+    return [p.sign(identity) for p in prepared]

@@ -40,6 +40,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RPC_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 5.0
+"""Seconds a command waits to reach NATS before giving up with a clear error."""
+
+
+def _unreachable(url: str) -> BusError:
+    return BusError(
+        f"cannot reach NATS at {url} within {CONNECT_TIMEOUT:g}s; start it with"
+        " `swarmlog up --detach` or pass a reachable --nats-url"
+    )
 
 
 def resolve_url(settings: Settings) -> str:
@@ -59,7 +68,15 @@ def resolve_url(settings: Settings) -> str:
 @contextlib.asynccontextmanager
 async def open_log(settings: Settings, *, provision: bool = False) -> AsyncIterator[JetStreamLog]:
     """Connect to the namespace's stream (creating it with ``provision``)."""
-    log_ = await JetStreamLog.open(resolve_url(settings), settings.namespace, provision=provision)
+    url = resolve_url(settings)
+    # nats-py retries an unreachable server forever (the client reconnects without limit), so
+    # the first connection gets a deadline here.
+    try:
+        log_ = await asyncio.wait_for(
+            JetStreamLog.open(url, settings.namespace, provision=provision), CONNECT_TIMEOUT
+        )
+    except TimeoutError:
+        raise _unreachable(url) from None
     try:
         yield log_
     finally:
@@ -118,8 +135,8 @@ async def ask_projector(settings: Settings, name: str, body: object) -> object |
     from swarmlog.bus.jetstream import connect
 
     try:
-        client = await connect(url, timeout=2.0)
-    except BusError:
+        client = await asyncio.wait_for(connect(url, timeout=2.0), CONNECT_TIMEOUT)
+    except (BusError, TimeoutError):
         return None
     try:
         return await request(client, rpc_subject(settings.namespace, name), body, RPC_TIMEOUT)

@@ -16,6 +16,7 @@ from swarmlog.publisher import Publisher
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import PAYLOAD_TYPES
 from swarmlog.schemas.signing import CONTROL_TYPES, OPERATOR_ID, Identity, issue_credential
+from swarmlog.schemas.types import Role
 from swarmlog.system import open_log
 
 __all__ = ["keys"]
@@ -84,6 +85,10 @@ def keys_issue(
     settings.require_data_dir()
     store = KeyStore(settings.keys_dir)
     operator = store.operator()
+    try:
+        msgspec.convert(role, Role)  # before it names the default agent id
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid role {role!r}: {exc}") from None
     agent_id = agent_id or f"{role}-{secrets.token_hex(3)}"
     if agent_id == OPERATOR_ID:
         raise ConfigError("'operator' is reserved for the operator key; choose another --agent-id")

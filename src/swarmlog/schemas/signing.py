@@ -29,9 +29,11 @@ __all__ = [
     "OPERATOR_ID",
     "ChainHead",
     "Identity",
+    "Prepared",
     "Sealed",
     "event_hash",
     "issue_credential",
+    "prepare",
     "seal",
     "verify_signature",
 ]
@@ -110,6 +112,47 @@ def verify_signature(public_key: str, domain: bytes, body: bytes, signature: byt
     return True
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An envelope encoded and chained, not yet signed (signing is the costly, parallel part)."""
+
+    envelope: Envelope
+    body: bytes
+    head: ChainHead
+
+    def sign(self, identity: Identity) -> Sealed:
+        signature = identity.sign(EVENT_DOMAIN, self.body)
+        return Sealed(self.envelope, encode(SignedEvent(self.body, signature)), self.head)
+
+
+def prepare(
+    identity: Identity,
+    head: ChainHead,
+    payload: Payload,
+    *,
+    now_ns: int,
+    entropy: bytes,
+    **fields: Any,
+) -> Prepared:
+    """Build and chain ``identity``'s next event after ``head``, without signing it.
+
+    The chain links bodies, not signatures, so a run of events can be prepared in order and then
+    signed in parallel.
+    """
+    envelope = Envelope(
+        id=new_event_id(now_ns, entropy),
+        sender=identity.agent_id,
+        signer=identity.public_key,
+        sender_seq=head.seq + 1,
+        prev_hash=head.hash,
+        occurred_at=now_ns,
+        payload=payload,
+        **fields,
+    )
+    body = encode(envelope)
+    return Prepared(envelope, body, ChainHead(envelope.sender_seq, event_hash(body)))
+
+
 def seal(
     identity: Identity,
     head: ChainHead,
@@ -124,19 +167,7 @@ def seal(
     ``fields`` are the optional envelope fields (``workflow_id``, ``correlation_id``,
     ``causation_id``, ``recipient``).
     """
-    envelope = Envelope(
-        id=new_event_id(now_ns, entropy),
-        sender=identity.agent_id,
-        signer=identity.public_key,
-        sender_seq=head.seq + 1,
-        prev_hash=head.hash,
-        occurred_at=now_ns,
-        payload=payload,
-        **fields,
-    )
-    body = encode(envelope)
-    data = encode(SignedEvent(body, identity.sign(EVENT_DOMAIN, body)))
-    return Sealed(envelope, data, ChainHead(envelope.sender_seq, event_hash(body)))
+    return prepare(identity, head, payload, now_ns=now_ns, entropy=entropy, **fields).sign(identity)
 
 
 def issue_credential(operator: Identity, credential: Credential) -> CredentialIssued:
