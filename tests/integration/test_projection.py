@@ -142,3 +142,25 @@ async def test_replay_equals_live_projection(swarm: Swarm, tmp_path: Path) -> No
     assert msgspec.json.decode(str(rows[0][0]))["output"] == 0
     live.close()
     replayed.close()
+
+
+async def test_runaway_query_is_stopped(
+    swarm: Swarm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import swarmlog.projections.service as service_module
+
+    monkeypatch.setattr(service_module, "QUERY_TIMEOUT", 0.5)
+    store = await project(swarm, tmp_path / "p.duckdb")
+    service = QueryService(swarm.log.client, store, swarm.namespace)
+    await service.start()
+    try:
+        subject = rpc_subject(swarm.namespace, "query")
+        heavy = "SELECT count(*) FROM range(1000000000) a, range(1000000) b WHERE a.range = b.range"
+        reply = await request(swarm.log.client, subject, {"sql": heavy}, 10.0)
+        assert "stopped" in reply["error"]["message"]
+        # The service still answers afterwards.
+        ok = await request(swarm.log.client, subject, {"sql": "SELECT 1 AS one"}, 5.0)
+        assert ok["rows"] == [[1]]
+    finally:
+        await service.stop()
+        store.close()

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import msgspec
@@ -20,7 +21,10 @@ from swarmlog.errors import QueryError
 from swarmlog.projections.query import run_query
 from swarmlog.projections.store import ProjectionStore
 
-__all__ = ["QueryService"]
+__all__ = ["QUERY_TIMEOUT", "QueryService"]
+
+QUERY_TIMEOUT = 10.0
+"""Seconds a query may run on the live projector."""
 
 
 class QueryService:
@@ -50,15 +54,25 @@ class QueryService:
         if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
             raise QueryError('a query request is {"sql": "SELECT ..."}')
         sql = body["sql"]
+        cursor = self._store.cursor()
 
         def run() -> Any:
-            cursor = self._store.cursor()
-            try:
-                return msgspec.to_builtins(run_query(cursor, sql))
-            finally:
-                cursor.close()
+            return msgspec.to_builtins(run_query(cursor, sql))
 
-        return await asyncio.to_thread(run)
+        work = asyncio.ensure_future(asyncio.to_thread(run))
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), QUERY_TIMEOUT)
+        except TimeoutError:
+            # A runaway query must not hold the projector's database: stop it.
+            cursor.interrupt()
+            with contextlib.suppress(Exception):
+                await work
+            raise QueryError(
+                f"the query ran longer than {QUERY_TIMEOUT:.0f} s and was stopped; narrow it"
+            ) from None
+        finally:
+            if work.done():
+                cursor.close()
 
     async def _state(self, body: Any) -> Any:
         position, state_hash = await asyncio.to_thread(self._store.snapshot_state)
