@@ -144,6 +144,11 @@ class JetStreamLog:
             await self._js.add_stream(config)
             return
         current = info.config
+        if list(current.subjects or []) != config.subjects:
+            raise BusError(
+                f"stream {self._stream} exists for subjects {current.subjects}, not"
+                f" {config.subjects}; use another --namespace"
+            )
         if not (current.deny_delete and current.deny_purge) or current.allow_rollup_hdrs:
             raise BusError(
                 f"stream {self._stream} exists but is not append-only (deny delete/purge,"
@@ -320,10 +325,13 @@ class _PullReader:
             # 404 no messages, 408 request expired, 409 ...: this request is over.
             self._request_done.set()
             return
-        # Reply subject: $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>...
+        # Reply subject: $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.
+        # <timestamp>.<pending>, or with <domain>.<account hash> after ACK (12 tokens).
         tokens = msg.reply.split(".")
-        seq = int(tokens[-4] if len(tokens) >= 9 else tokens[5])
-        self._current.append(StoredMessage(seq, msg.subject, msg.data))
+        at = 5 if len(tokens) == 9 else 7
+        self._current.append(
+            StoredMessage(int(tokens[at]), msg.subject, msg.data, int(tokens[at + 2]))
+        )
         if len(self._current) >= self._expected:
             self._request_done.set()
 

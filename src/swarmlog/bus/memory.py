@@ -29,12 +29,14 @@ class MemoryLog:
         *,
         duplicate_window: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._stream = stream
         self._messages: list[StoredMessage] = []
         self._ids: dict[str, tuple[int, float]] = {}
         self._window = duplicate_window
         self._clock = clock
+        self._wall_clock = wall_clock
         self._changed = asyncio.Condition()
         self._queues: dict[str, _MemoryQueue] = {}
         self._version = 0  # bumped by every append and nak, to wake waiting fetchers
@@ -57,7 +59,7 @@ class MemoryLog:
         if seen is not None and now - seen[1] <= self._window:
             return AppendResult(seen[0], duplicate=True)
         seq = len(self._messages) + 1
-        self._messages.append(StoredMessage(seq, item.subject, item.data))
+        self._messages.append(StoredMessage(seq, item.subject, item.data, self._wall_clock()))
         self._ids[item.msg_id] = (seq, now)
         await self._bump()
         return AppendResult(seq)

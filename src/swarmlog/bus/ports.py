@@ -20,6 +20,8 @@ class StoredMessage:
     seq: int
     subject: str
     data: bytes
+    stored_at: int = 0
+    """When the server stored it (ns since the epoch, the server's clock); 0 when unknown."""
 
 
 @dataclass(frozen=True, slots=True)

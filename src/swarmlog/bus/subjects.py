@@ -27,6 +27,7 @@ Request/reply services live outside the stream, under ``_swarmlog.<ns>.rpc.<name
 
 from __future__ import annotations
 
+from swarmlog.errors import SchemaError
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
     AgentHeartbeat,
@@ -67,7 +68,7 @@ _TASK_TYPES = frozenset(
 
 def stream_name(namespace: str) -> str:
     """``SWARMLOG_<NAMESPACE>``: the namespace's one append-only stream."""
-    return "SWARMLOG_" + namespace.upper().replace("-", "_")
+    return "SWARMLOG_" + namespace.upper()
 
 
 def stream_subjects(namespace: str) -> list[str]:
@@ -95,7 +96,7 @@ def rpc_subject(namespace: str, name: str) -> str:
 
 
 def subject_for(namespace: str, envelope: Envelope) -> str:
-    """The one subject an event must be stored under; raises ``ValueError`` if it has none."""
+    """The one subject an event must be stored under; raises ``SchemaError`` if it has none."""
     payload = envelope.payload
     type_ = envelope.type
     prefix = f"swarmlog.{namespace}.{envelope.sender}"
@@ -107,7 +108,7 @@ def subject_for(namespace: str, envelope: Envelope) -> str:
         return f"{prefix}.msg.{payload.to}.{type_}"
     if type_.startswith("workflow_"):
         if envelope.workflow_id is None:
-            raise ValueError(f"a {type_} event needs a workflow_id")
+            raise SchemaError(f"a {type_} event needs a workflow_id (--workflow-id)")
         return f"{prefix}.wf.{envelope.workflow_id}.{type_}"
     if isinstance(payload, AgentRegistered | AgentHeartbeat):
         return f"{prefix}.agent.{payload.agent_id}.{type_}"

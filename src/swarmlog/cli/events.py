@@ -90,6 +90,8 @@ def events_publish(
         if v is not None
     }
     _check_fields(fields)
+    if type_.startswith("workflow_") and workflow_id is None:
+        raise SchemaError(f"a {type_} event needs a workflow: pass --workflow-id ID")
 
     async def go() -> Published:
         async with open_log(settings) as log_:
@@ -129,7 +131,7 @@ def _describe(message: StoredMessage, namespace: str) -> dict[str, Any]:
         "id": env.id if env else None,
         "sender": env.sender if env else None,
         "workflow_id": env.workflow_id if env else None,
-        "signature_ok": checked.rejection is None,
+        "intact": checked.rejection is None,
         "problem": checked.rejection.reason if checked.rejection else None,
         "payload": msgspec.to_builtins(env.payload) if env else None,
     }
@@ -141,7 +143,8 @@ def _describe(message: StoredMessage, namespace: str) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def events_tail(ctx: Context, count: int, follow: bool, as_json: bool) -> None:
-    """The last events on the stream, straight from the log (signatures checked)."""
+    """The last events, straight from the log. `intact`: decodes, sits on its own subject and
+    its signature matches the key it names (whether that key is trusted: `audit verify`)."""
     settings = ctx.settings
     settings.require_data_dir()
 
@@ -174,5 +177,5 @@ def events_tail(ctx: Context, count: int, follow: bool, as_json: bool) -> None:
 
 
 def _print_rows(ctx: Context, rows: list[dict[str, Any]], title: str | None) -> None:
-    columns = ["seq", "type", "sender", "workflow_id", "id", "signature_ok", "problem"]
+    columns = ["seq", "type", "sender", "workflow_id", "id", "intact", "problem"]
     print_table(ctx.console, title, columns, [[r[c] for c in columns] for r in rows])

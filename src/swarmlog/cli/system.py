@@ -6,14 +6,16 @@ import asyncio
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import stream_subjects
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
-from swarmlog.daemons import find_daemon, start_daemon, stop_daemon
+from swarmlog.daemons import find_daemon, list_daemons, start_daemon, stop_daemon
 from swarmlog.errors import BusError, ServerError, SwarmlogError
 from swarmlog.keystore import KeyStore
 from swarmlog.system import (
@@ -57,6 +59,26 @@ async def _wait_projector(ctx: Context, deadline: float) -> int:
     raise ServerError("the projector did not answer in time; see `swarmlog --debug status`")
 
 
+def _start_server(store: Path, detach: bool) -> tuple[EmbeddedServer, str]:
+    """Start the embedded server, on the port it had last time when that port is free, so
+    daemons that outlived a restart of the server reconnect by themselves."""
+    port_file = store / "port"
+    try:
+        port = int(port_file.read_text())
+    except (OSError, ValueError):
+        port = 0
+    server = EmbeddedServer(store, port=port)
+    try:
+        url = server.start(detach=detach)
+    except ServerError:
+        if port == 0:
+            raise
+        server = EmbeddedServer(store)  # the old port is taken: any free one
+        url = server.start(detach=detach)
+    port_file.write_text(f"{urlsplit(url).port}\n")
+    return server, url
+
+
 @click.command()
 @click.option("--detach", is_flag=True, help="Run in the background and return.")
 @pass_ctx
@@ -70,8 +92,7 @@ def up(ctx: Context, detach: bool) -> None:
     if settings.nats_url is None:
         running = EmbeddedServer.running(settings.server_dir)
         if running is None:
-            server = EmbeddedServer(settings.server_dir)
-            url = server.start(detach=detach)
+            server, url = _start_server(settings.server_dir, detach)
             ctx.err.print(f"nats-server started at {url}")
             if detach:
                 server = None  # it outlives us; `down` stops it
@@ -103,12 +124,13 @@ def up(ctx: Context, detach: bool) -> None:
 @click.command()
 @pass_ctx
 def down(ctx: Context) -> None:
-    """Stop the projector daemon and the embedded server. Idempotent."""
+    """Stop every daemon of the data dir and the embedded server they share. Idempotent."""
     settings = ctx.settings
     stopped = []
     if settings.data_dir.is_dir():
-        if stop_daemon(settings.run_dir, settings.logs_dir, projector_name(settings)):
-            stopped.append("projector")
+        for daemon in list_daemons(settings.run_dir, settings.logs_dir):
+            if stop_daemon(settings.run_dir, settings.logs_dir, daemon.name):
+                stopped.append(daemon.name)
         running = EmbeddedServer.running(settings.server_dir)
         if running is not None and settings.nats_url is None:
             running.stop()

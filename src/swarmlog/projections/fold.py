@@ -57,9 +57,15 @@ def to_json(value: Any) -> str | None:
 
 
 def quarantine(
-    state: State, message: StoredMessage, rejection: Rejection, envelope: Envelope | None
+    state: State,
+    message: StoredMessage,
+    rejection: Rejection,
+    envelope: Envelope | None,
+    body_hash: str = "",
 ) -> None:
-    """Record a message that must not be applied."""
+    """Record a message that must not be applied (an in-chain one still moves its chain on)."""
+    if rejection.in_chain and envelope is not None:
+        _advance_chain(state, message.seq, envelope, body_hash)
     state.put(
         "quarantine",
         {
@@ -100,33 +106,15 @@ def apply(
         },
     )
     state.seen_ids.add(envelope.id)
-    head = state.get("chain_heads", envelope.sender)
-    expected = (head["sender_seq"] if head else 0) + 1
-    if envelope.sender_seq != expected:
-        state.put(
-            "chain_breaks",
-            {
-                "seq": seq,
-                "sender": envelope.sender,
-                "expected_seq": expected,
-                "got_seq": envelope.sender_seq,
-            },
-        )
-    state.put(
-        "chain_heads",
-        {
-            "sender": envelope.sender,
-            "sender_seq": envelope.sender_seq,
-            "hash": body_hash,
-            "seq": seq,
-        },
-    )
+    _advance_chain(state, seq, envelope, body_hash)
     at = envelope.occurred_at
     wf = envelope.workflow_id
     match payload:
         case CredentialIssued():
             c = decode_credential(payload.credential)
             caps = to_json(c.capabilities)
+            known = state.get("credentials", c.public_key)
+            revoked = bool(known and known["revoked"])  # re-issuing never un-revokes a key
             state.put(
                 "credentials",
                 {
@@ -138,7 +126,8 @@ def apply(
                     "allowed_types": to_json(c.allowed_types),
                     "issued_at": c.issued_at,
                     "expires_at": c.expires_at,
-                    "revoked": False,
+                    "revoked": revoked,
+                    "revoked_reason": known["revoked_reason"] if known else None,
                     "issued_seq": seq,
                 },
             )
@@ -347,6 +336,30 @@ def apply(
             )
         case _:
             pass  # recorded in `events` only (deadlocks, snapshots, ...)
+
+
+def _advance_chain(state: State, seq: int, envelope: Envelope, body_hash: str) -> None:
+    head = state.get("chain_heads", envelope.sender)
+    expected = (head["sender_seq"] if head else 0) + 1
+    if envelope.sender_seq != expected:
+        state.put(
+            "chain_breaks",
+            {
+                "seq": seq,
+                "sender": envelope.sender,
+                "expected_seq": expected,
+                "got_seq": envelope.sender_seq,
+            },
+        )
+    state.put(
+        "chain_heads",
+        {
+            "sender": envelope.sender,
+            "sender_seq": envelope.sender_seq,
+            "hash": body_hash,
+            "seq": seq,
+        },
+    )
 
 
 def _task(state: State, task_id: str, envelope: Envelope, seq: int, **changes: Any) -> None:

@@ -89,7 +89,7 @@ class Projector:
         for c in checked:
             rejection = admit(state, c, self.operator_key, verify=self.verify)
             if rejection is not None:
-                quarantine(state, c.message, rejection, c.envelope)
+                quarantine(state, c.message, rejection, c.envelope, c.body_hash)
                 result.rejected.append((c.message.seq, rejection.reason))
                 continue
             assert c.envelope is not None

@@ -73,6 +73,9 @@ REASONS: dict[str, str] = {
 class Rejection:
     reason: str
     detail: str = ""
+    in_chain: bool = False
+    """The event is authentic and in sequence, only not allowed: the sender's chain advances
+    past it, so its next event is no gap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +105,8 @@ def check(message: StoredMessage, namespace: str, *, verify: bool = True) -> Che
         )
     try:
         expected = subject_for(namespace, envelope)
-    except ValueError as exc:
-        return Checked(message, envelope, "", Rejection("malformed", str(exc)))
+    except SchemaError as exc:
+        return Checked(message, envelope, "", Rejection("malformed", exc.message))
     if expected != message.subject:
         return Checked(message, envelope, "", Rejection("subject_mismatch", f"expected {expected}"))
     if verify and not verify_signature(
@@ -159,14 +162,18 @@ def touches(envelope: Envelope) -> list[tuple[str, Key]]:
 def admit(
     state: State, checked: Checked, operator_key: str, *, verify: bool = True
 ) -> Rejection | None:
-    """The stateful checks, in stream order; ``None`` means the event may be applied."""
+    """The stateful checks, in stream order; ``None`` means the event may be applied.
+
+    Order matters: first who signed (identity), then where the event sits in the sender's chain,
+    then whether the sender may say it (authority). An event that fails only the last is
+    authentic and in sequence, so it moves the sender's chain on even though it is quarantined.
+    """
     if checked.rejection is not None:
         return checked.rejection
     envelope = checked.envelope
     assert envelope is not None
-    type_ = envelope.type
     if verify:
-        rejection = _check_signer(state, envelope, operator_key, type_)
+        rejection = _check_identity(state, envelope, operator_key, checked.message.stored_at)
         if rejection is not None:
             return rejection
     head = state.get("chain_heads", envelope.sender)
@@ -177,11 +184,13 @@ def admit(
         return Rejection("duplicate_id", envelope.id)
     if envelope.sender_seq == head_seq + 1 and envelope.prev_hash != (head["hash"] if head else ""):
         return Rejection("chain_fork", f"prev_hash does not match sender_seq {head_seq}")
+    if verify:
+        return _check_authority(state, envelope)
     return None
 
 
-def _check_signer(
-    state: State, envelope: Envelope, operator_key: str, type_: str
+def _check_identity(
+    state: State, envelope: Envelope, operator_key: str, stored_at: int
 ) -> Rejection | None:
     if envelope.signer == operator_key:
         if envelope.sender != OPERATOR_ID:
@@ -199,15 +208,25 @@ def _check_signer(
     if credential["agent_id"] != envelope.sender:
         return Rejection("wrong_sender", f"key belongs to {credential['agent_id']}")
     expires = credential["expires_at"]
-    if expires is not None and envelope.occurred_at > expires:
+    # The server's storage time, when known, cannot be backdated by the signer.
+    if expires is not None and max(envelope.occurred_at, stored_at) > expires:
         return Rejection("expired", f"expired at {expires}")
+    return None
+
+
+def _check_authority(state: State, envelope: Envelope) -> Rejection | None:
+    if envelope.sender == OPERATOR_ID:
+        return None
+    type_ = envelope.type
+    credential = state.get("credentials", envelope.signer)
+    assert credential is not None  # checked by _check_identity
     allowed = _json_list(credential["allowed_types"])
     if type_ in CONTROL_TYPES or ("*" not in allowed and type_ not in allowed):
-        return Rejection("not_permitted", type_)
+        return Rejection("not_permitted", type_, in_chain=True)
     for target in (envelope.sender, "*"):
         switch = state.get("kill_switches", target)
         if switch is not None and switch["active"]:
-            return Rejection("killed", switch["reason"] or "")
+            return Rejection("killed", switch["reason"] or "", in_chain=True)
     return None
 
 
