@@ -1,0 +1,115 @@
+"""Trust rules across events, on the in-memory log: kill and revive, revocation, expiry."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from swarmlog.bus.memory import MemoryLog
+from swarmlog.projections.projector import Projector
+from swarmlog.projections.store import ProjectionStore
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.credentials import Credential
+from swarmlog.schemas.payloads import (
+    AgentKilled,
+    AgentRevived,
+    CredentialRevoked,
+    Result,
+)
+from swarmlog.schemas.signing import Identity, issue_credential
+
+NS = "unit"
+
+
+class Clock:
+    """A settable clock in ns, shared by the publishers and the log's storage time."""
+
+    def __init__(self, now: int = 1_700_000_000_000_000_000) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        self.now += 1_000_000
+        return self.now
+
+
+def make(tmp_path: Path, clock: Clock) -> tuple[MemoryLog, Identity, Identity, Projector]:
+    log = MemoryLog("SWARMLOG_UNIT", wall_clock=clock)
+    operator = Identity.from_seed("operator", b"o" * 32)
+    agent = Identity.from_seed("worker-1", b"w" * 32)
+    store = ProjectionStore(tmp_path / "p.duckdb")
+    projector = Projector(log, store, namespace=NS, operator_key=operator.public_key)
+    return log, operator, agent, projector
+
+
+def credential(operator: Identity, agent: Identity, **extra: object) -> Credential:
+    fields: dict[str, object] = {
+        "agent_id": agent.agent_id,
+        "role": "worker",
+        "public_key": agent.public_key,
+        "issuer": operator.public_key,
+        "issued_at": 1,
+        **extra,
+    }
+    return Credential(**fields)  # type: ignore[arg-type]
+
+
+entropy = (i.to_bytes(10, "big") for i in itertools.count())
+
+
+def publisher(log: MemoryLog, who: Identity, clock: Clock) -> Publisher:
+    return Publisher(log, who, NS, clock=clock, entropy=lambda n: next(entropy))
+
+
+async def fold(projector: Projector) -> dict[int, str]:
+    await projector.run(follow=False)
+    return dict(projector.store.rows("SELECT seq, reason FROM quarantine"))
+
+
+async def test_killed_events_are_quarantined_and_revive_resumes_without_a_chain_break(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    log, operator, agent, projector = make(tmp_path, clock)
+    ops, worker = publisher(log, operator, clock), publisher(log, agent, clock)
+    await ops.publish(issue_credential(operator, credential(operator, agent)))
+    await worker.publish(Result(task_id="t1", output=1))
+    await ops.publish(AgentKilled(agent_id="worker-1", reason="runaway"))
+    killed = await worker.publish(Result(task_id="t2", output=2))
+    await ops.publish(AgentRevived(agent_id="worker-1"))
+    after = await worker.publish(Result(task_id="t3", output=3))
+    assert await fold(projector) == {killed.seq: "killed"}
+    rows = projector.store.rows("SELECT task_id FROM tasks ORDER BY 1")
+    assert rows == [("t1",), ("t3",)]
+    assert projector.store.rows("SELECT count(*) FROM chain_breaks") == [(0,)]
+    assert projector.store.rows("SELECT seq FROM events WHERE seq = ?", [after.seq]) == [
+        (after.seq,)
+    ]
+    projector.close()
+
+
+async def test_a_revoked_key_stays_revoked_when_reissued(tmp_path: Path) -> None:
+    clock = Clock()
+    log, operator, agent, projector = make(tmp_path, clock)
+    ops, worker = publisher(log, operator, clock), publisher(log, agent, clock)
+    await ops.publish(issue_credential(operator, credential(operator, agent)))
+    await ops.publish(CredentialRevoked(public_key=agent.public_key, reason="stolen"))
+    await ops.publish(issue_credential(operator, credential(operator, agent)))
+    late = await worker.publish(Result(task_id="t1", output=1))
+    assert await fold(projector) == {late.seq: "revoked"}
+    projector.close()
+
+
+async def test_expiry_is_judged_by_storage_time_not_the_claimed_time(tmp_path: Path) -> None:
+    clock = Clock()
+    log, operator, agent, projector = make(tmp_path, clock)
+    ops = publisher(log, operator, clock)
+    expires = clock.now + 10_000_000
+    await ops.publish(issue_credential(operator, credential(operator, agent, expires_at=expires)))
+    ok = await publisher(log, agent, clock).publish(Result(task_id="t1", output=1))
+    clock.now = expires + 1_000_000  # the server's clock has passed expiry...
+    backdated = Clock(expires - 5_000_000)  # ...but the thief claims an earlier time
+    thief = publisher(log, agent, backdated)
+    stale = await thief.publish(Result(task_id="t2", output=2))
+    assert await fold(projector) == {stale.seq: "expired"}
+    assert ok.seq < stale.seq
+    projector.close()
