@@ -206,7 +206,8 @@ class JetStreamLog:
             raw = await self._js.get_last_msg(self._stream, filter_subject)
         except nats.js.errors.NotFoundError:
             return None
-        return StoredMessage(int(raw.seq or 0), str(raw.subject), bytes(raw.data or b""))
+        stored_at = int(raw.time.timestamp() * 1e9) if raw.time is not None else 0
+        return StoredMessage(int(raw.seq or 0), str(raw.subject), bytes(raw.data or b""), stored_at)
 
     async def read(
         self, start_seq: int = 1, *, until_seq: int | None = None, follow: bool = False

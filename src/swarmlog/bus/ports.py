@@ -7,7 +7,7 @@ contract test suite runs against both.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = ["Append", "AppendResult", "Delivery", "EventLog", "StoredMessage", "WorkQueue"]
@@ -20,8 +20,9 @@ class StoredMessage:
     seq: int
     subject: str
     data: bytes
-    stored_at: int = 0
-    """When the server stored it (ns since the epoch, the server's clock); 0 when unknown."""
+    stored_at: int = field(default=0, compare=False)
+    """When the server stored it (ns since the epoch, the server's clock); 0 when unknown.
+    Not part of a message's identity (adapters know it with different precision)."""
 
 
 @dataclass(frozen=True, slots=True)
