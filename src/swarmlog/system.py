@@ -10,12 +10,10 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TypeVar
-from urllib.parse import urlsplit
 
-from swarmlog.bus.jetstream import JetStreamLog
+from swarmlog.bus.jetstream import JetStreamLog, connect
 from swarmlog.bus.rpc import request
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import rpc_subject
@@ -41,54 +39,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 RPC_TIMEOUT = 5.0
-CONNECT_TIMEOUT = 5.0
-"""Seconds a command waits to reach NATS before giving up with a clear error."""
-
-
-async def _nothing_listens(url: str) -> bool:
-    """Whether every server in ``url`` refuses TCP connections (so waiting cannot help)."""
-    for server in url.split(","):
-        parts = urlsplit(server.strip())
-        try:
-            host, port = parts.hostname, parts.port
-        except ValueError:
-            return False
-        if host is None or port is None:
-            return False
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
-        except ConnectionRefusedError:
-            continue
-        except (OSError, TimeoutError):
-            return False
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return False
-    return True
-
-
-async def _connect_within(url: str, connect_: Callable[[], Awaitable[T]]) -> T:
-    """Await a first connection to ``url``, failing with a clear :class:`BusError`.
-
-    nats-py retries an unreachable server forever (the client reconnects without limit), so
-    the first connection gets a deadline, and a URL nothing listens on fails at once.
-    """
-    if await _nothing_listens(url):
-        raise BusError(
-            f"nothing listens at {url}; start the server with `swarmlog up --detach` or pass a"
-            " reachable --nats-url"
-        )
-    try:
-        return await asyncio.wait_for(connect_(), CONNECT_TIMEOUT)
-    except TimeoutError:
-        raise BusError(
-            f"cannot reach NATS at {url} within {CONNECT_TIMEOUT:g}s; start it with"
-            " `swarmlog up --detach` or pass a reachable --nats-url"
-        ) from None
 
 
 def resolve_url(settings: Settings) -> str:
@@ -109,9 +61,7 @@ def resolve_url(settings: Settings) -> str:
 async def open_log(settings: Settings, *, provision: bool = False) -> AsyncIterator[JetStreamLog]:
     """Connect to the namespace's stream (creating it with ``provision``)."""
     url = resolve_url(settings)
-    log_ = await _connect_within(
-        url, lambda: JetStreamLog.open(url, settings.namespace, provision=provision)
-    )
+    log_ = await JetStreamLog.open(url, settings.namespace, provision=provision)
     try:
         yield log_
     finally:
@@ -167,11 +117,9 @@ async def ask_projector(settings: Settings, name: str, body: object) -> object |
         url = resolve_url(settings)
     except BusError:
         return None
-    from swarmlog.bus.jetstream import connect
-
     try:
-        client = await _connect_within(url, lambda: connect(url, timeout=2.0))
-    except (BusError, TimeoutError):
+        client = await connect(url, timeout=2.0)
+    except BusError:
         return None
     try:
         return await request(client, rpc_subject(settings.namespace, name), body, RPC_TIMEOUT)

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import nats
@@ -55,24 +56,57 @@ async def _quiet_error(exc: Exception) -> None:
     log.debug("nats: %s", exc)
 
 
-async def connect(url: str, *, name: str = "swarmlog", timeout: float = 3.0, **opts: Any) -> Client:
-    """Connect to NATS at ``url``; raises :class:`BusError` with what to do when unreachable."""
+async def _nothing_listens(url: str) -> bool:
+    """Whether every server in ``url`` refuses TCP connections (so waiting cannot help)."""
+    for server in url.split(","):
+        parts = urlsplit(server.strip())
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            return False
+        if host is None or port is None:
+            return False
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+        except ConnectionRefusedError:
+            continue
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return False
+    return True
+
+
+async def connect(url: str, *, name: str = "swarmlog", timeout: float = 5.0, **opts: Any) -> Client:
+    """Connect to NATS at ``url``; raises :class:`BusError` with what to do when unreachable.
+
+    nats-py retries a first connection without end, so it gets a deadline, and a URL nothing
+    listens on fails at once.
+    """
+    unreachable = BusError(
+        f"cannot reach NATS at {url}; start it with `swarmlog up --detach` or pass a reachable"
+        " --nats-url"
+    )
+    if await _nothing_listens(url):
+        raise unreachable
     try:
-        return await nats.connect(
-            url,
-            name=name,
-            connect_timeout=max(1, round(timeout)),
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.25,
-            error_cb=_quiet_error,
-            **opts,
+        return await asyncio.wait_for(
+            nats.connect(
+                url,
+                name=name,
+                connect_timeout=max(1, round(timeout)),
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                error_cb=_quiet_error,
+                **opts,
+            ),
+            timeout,
         )
-    except (OSError, TimeoutError, nats.errors.Error) as exc:
-        raise BusError(
-            f"cannot reach NATS at {url} ({exc.__class__.__name__}); start it with"
-            " `swarmlog up --detach` or pass a reachable --nats-url"
-        ) from None
+    except (OSError, TimeoutError, nats.errors.Error):
+        raise unreachable from None
 
 
 def stream_config(
