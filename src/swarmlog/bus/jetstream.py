@@ -247,8 +247,9 @@ class JetStreamLog:
         self, start_seq: int = 1, *, until_seq: int | None = None, follow: bool = False
     ) -> AsyncIterator[list[StoredMessage]]:
         end = until_seq
-        if end is None and not follow:
-            end = await self.last_seq()
+        if not follow:
+            last = await self.last_seq()
+            end = last if end is None else min(end, last)
         start = max(start_seq, 1)
         if end is not None and start > end:
             return
@@ -318,10 +319,12 @@ def _append_error(item: Append, exc: nats.js.errors.APIError) -> Exception:
 class _PullReader:
     """Reads the stream in order through an ephemeral pull consumer without acks.
 
-    nats-py's ``fetch`` awaits each message separately; this reader collects a pull request's
-    messages in a subscription callback instead, about three times faster. One request of
-    ``_READ_BATCH`` messages is outstanding at a time and at most ``_PREFETCH`` batches wait for
-    the consumer, so memory stays flat however far behind the consumer is.
+    nats-py's ``fetch`` awaits each message separately; this reader collects pull requests'
+    messages in a subscription callback and hands over whatever has arrived at once (low latency
+    when following a trickle). A new request goes out when fewer than half a batch is still
+    asked for, and at most ``_PREFETCH`` batches wait for the consumer, so memory stays flat
+    however far behind the consumer is. With an ``end``, exactly the messages up to it are asked
+    for (the stream has no gaps: deletes and purges are denied), so a bounded read ends at once.
     """
 
     def __init__(self, nc: Client, js: Any, stream: str, start: int, end: int | None) -> None:
@@ -331,9 +334,11 @@ class _PullReader:
         self._start = start
         self._end = end
         self._batches: asyncio.Queue[list[StoredMessage] | None] = asyncio.Queue(_PREFETCH)
-        self._current: list[StoredMessage] = []
-        self._request_done = asyncio.Event()
-        self._expected = 0
+        self._arrived: list[StoredMessage] = []
+        self._wake = asyncio.Event()
+        self._outstanding = 0  # messages asked for and not yet received
+        self._asked_to = start - 1  # bounded reads: the last sequence requests cover
+        self._last_handed = start - 1  # the last sequence handed to the consumer
         self._consumer = ""
         self._inbox = ""
         self._sub: Any = None
@@ -357,46 +362,58 @@ class _PullReader:
 
     async def _on_message(self, msg: Msg) -> None:
         if not msg.data and msg.headers and "Status" in msg.headers:
-            # 404 no messages, 408 request expired, 409 ...: this request is over.
-            self._request_done.set()
+            # 408: a request expired, with this many of its messages never sent.
+            unsent = msg.headers.get("Nats-Pending-Messages")
+            self._outstanding = max(0, self._outstanding - int(unsent)) if unsent else 0
+            self._wake.set()
             return
         # Reply subject: $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.
         # <timestamp>.<pending>, or with <domain>.<account hash> after ACK (12 tokens).
         tokens = msg.reply.split(".")
         at = 5 if len(tokens) == 9 else 7
-        self._current.append(
+        self._arrived.append(
             StoredMessage(int(tokens[at]), msg.subject, msg.data, int(tokens[at + 2]))
         )
-        if len(self._current) >= self._expected:
-            self._request_done.set()
+        self._outstanding = max(0, self._outstanding - 1)
+        self._wake.set()
+
+    async def _ask(self) -> None:
+        batch = _READ_BATCH
+        request: dict[str, int] = {"batch": batch}
+        if self._end is None:
+            request["expires"] = int(_FETCH_WAIT * 1e9)  # follow: linger, then ask again
+        else:
+            batch = request["batch"] = min(batch, self._end - self._asked_to)
+            if batch <= 0:
+                return
+            self._asked_to += batch
+        self._outstanding += batch
+        await self._nc.publish(
+            f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}",
+            msgspec.json.encode(request),
+            reply=self._inbox,
+        )
 
     async def _pull_loop(self) -> None:
-        subject = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}"
-        request = msgspec.json.encode({"batch": _READ_BATCH, "expires": int(_FETCH_WAIT * 1e9)})
         while True:
-            self._current = []
-            self._expected = _READ_BATCH
-            self._request_done.clear()
-            await self._nc.publish(subject, request, reply=self._inbox)
-            with contextlib.suppress(TimeoutError):  # a lost request: ask again
-                await asyncio.wait_for(self._request_done.wait(), _FETCH_WAIT + 5.0)
-            batch, self._current = self._current, []
-            if self._end is not None:
-                batch = [m for m in batch if m.seq <= self._end]
-            if batch:
-                await self._batches.put(batch)
-            if self._end is not None and batch and batch[-1].seq >= self._end:
+            if self._outstanding <= _READ_BATCH // 2:
+                await self._ask()
+            try:
+                await asyncio.wait_for(self._wake.wait(), _FETCH_WAIT + 5.0)
+            except TimeoutError:
+                self._outstanding = 0  # a lost request: ask again
+                if self._end is not None:
+                    self._asked_to = self._last_handed
+                continue
+            self._wake.clear()
+            batch, self._arrived = self._arrived, []
+            if not batch:
+                continue
+            self._last_handed = batch[-1].seq
+            await self._batches.put(batch)
+            if self._end is not None and self._last_handed >= self._end:
                 await self._batches.put(None)
                 return
-            if self._end is not None and not batch and await self._past_end():
-                await self._batches.put(None)
-                return
-
-    async def _past_end(self) -> bool:
-        # Nothing came and the stream holds nothing up to ``end`` any more (never, for an
-        # append-only stream, unless ``end`` is beyond its last sequence).
-        info = await self._js.stream_info(self._stream)
-        return bool(info.state.last_seq < (self._end or 0))
 
     async def next_batch(self) -> list[StoredMessage] | None:
         if self._task is not None and self._task.done() and self._batches.empty():
