@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from swarmlog.bus.ports import EventLog, StoredMessage
@@ -66,14 +66,24 @@ class Projector:
     def _check(self, messages: Sequence[StoredMessage]) -> list[Checked]:
         return [check(m, self.namespace, verify=self.verify) for m in messages]
 
+    def _start_checks(self, batch: Sequence[StoredMessage]) -> list[Future[list[Checked]]]:
+        """Begin the stateless checks of ``batch`` on the pool (they run while we fold)."""
+        size = max(1, -(-len(batch) // self._threads))
+        return [
+            self._pool.submit(self._check, batch[i : i + size]) for i in range(0, len(batch), size)
+        ]
+
     def process(self, batch: Sequence[StoredMessage]) -> BatchResult:
         """Verify, fold and commit one batch (blocking: call it from a worker thread)."""
+        return self._fold(batch, self._start_checks(batch))
+
+    def _fold(
+        self, batch: Sequence[StoredMessage], checks: list[Future[list[Checked]]]
+    ) -> BatchResult:
         result = BatchResult(last_seq=batch[-1].seq if batch else 0)
         if not batch:
             return result
-        size = -(-len(batch) // self._threads)
-        chunks = [batch[i : i + size] for i in range(0, len(batch), size)]
-        checked = [c for part in self._pool.map(self._check, chunks) for c in part]
+        checked = [c for part in checks for c in part.result()]
         keys: list[tuple[str, Key]] = []
         ids: list[str] = []
         times: list[int] = []
@@ -110,7 +120,8 @@ class Projector:
         """Fold from the stored position; returns the position reached.
 
         With ``follow`` it keeps folding new events until ``stop`` is set; without, it ends at
-        ``until_seq`` or at the stream's last sequence when it started.
+        ``until_seq`` or at the stream's last sequence when it started. Batches overlap: while
+        one is folded and written (a worker thread), the next is read and its signatures checked.
         """
         start = self.store.position() + 1
         position = start - 1
@@ -118,6 +129,26 @@ class Projector:
             return position
         reader = self.log.read(start, until_seq=until_seq, follow=follow)
         stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        folding: asyncio.Future[BatchResult] | None = None
+
+        def committed(done: asyncio.Future[BatchResult]) -> None:
+            # Runs as soon as a batch commits, not when the next one arrives.
+            nonlocal position
+            if done.cancelled() or done.exception() is not None:
+                return
+            result = done.result()
+            position = result.last_seq
+            for seq, reason in result.rejected:
+                log.warning("quarantined seq %d: %s", seq, reason)
+            if on_batch is not None:
+                on_batch(result)
+
+        async def finish_fold() -> None:
+            nonlocal folding
+            if folding is not None:
+                await folding  # raises what the fold raised
+                folding = None
+
         try:
             while True:
                 next_batch = asyncio.ensure_future(anext(reader, None))
@@ -132,13 +163,14 @@ class Projector:
                 batch = next_batch.result()
                 if batch is None:
                     break
-                result = await asyncio.to_thread(self.process, batch)
-                position = result.last_seq
-                for seq, reason in result.rejected:
-                    log.warning("quarantined seq %d: %s", seq, reason)
-                if on_batch is not None:
-                    on_batch(result)
+                checks = self._start_checks(batch)
+                await finish_fold()  # the previous batch commits before this one folds
+                folding = asyncio.ensure_future(asyncio.to_thread(self._fold, batch, checks))
+                folding.add_done_callback(committed)
         finally:
+            # A batch in flight always commits, whatever stopped us: its position with it.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(finish_fold())
             if stopper is not None:
                 stopper.cancel()
             await reader.aclose()  # type: ignore[attr-defined]

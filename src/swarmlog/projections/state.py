@@ -33,7 +33,8 @@ class State:
     def put(self, name: str, row: Row) -> Row:
         """Insert or replace a whole row; missing columns are NULL."""
         t = table(name)
-        full = {column: row.get(column) for column in t.column_names}
+        # The fold passes whole rows; only partial ones need filling in.
+        full = row if len(row) == len(t.column_names) else {c: row.get(c) for c in t.column_names}
         key = tuple(full[k] for k in t.key)
         self.rows[name][key] = full
         self.dirty[name].add(key)

@@ -26,9 +26,12 @@ class Table:
 
     def ddl(self) -> str:
         cols = ", ".join(f"{name} {type_}" for name, type_ in self.columns)
-        return (
-            f"CREATE TABLE IF NOT EXISTS {self.name} ({cols}, PRIMARY KEY ({', '.join(self.key)}))"
-        )
+        if self.append_only:
+            # No index to maintain: a row is inserted once, in the same transaction as the
+            # projector's position, so the key stays unique without one.
+            return f"CREATE TABLE IF NOT EXISTS {self.name} ({cols})"
+        keys = ", ".join(self.key)
+        return f"CREATE TABLE IF NOT EXISTS {self.name} ({cols}, PRIMARY KEY ({keys}))"
 
 
 _S, _I, _B = "VARCHAR", "BIGINT", "BOOLEAN"
