@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,13 +21,19 @@ from typing import Any
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from swarmlog.bus.jetstream import JetStreamLog
+from swarmlog.bus.rpc import request
 from swarmlog.bus.server import EmbeddedServer
+from swarmlog.bus.subjects import rpc_subject
+from swarmlog.config import Settings
+from swarmlog.errors import ServerError
+from swarmlog.keystore import KeyStore
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.payloads import Payload, TaskAssignment
 from swarmlog.schemas.signing import EVENT_DOMAIN, Identity, verify_signature
+from swarmlog.system import projector_argv
 
 __all__ = ["BENCHMARKS", "BenchResult", "run_benchmark"]
 
@@ -172,41 +179,54 @@ async def bench_publish(root: Path, n: int) -> BenchResult:
 
 
 async def bench_ingest(root: Path, n: int) -> BenchResult:
-    async with _system(root) as (log, operator):
+    """End to end as deployed: this process publishes signed events while the projector daemon
+    (its own process, as `swarmlog up` runs it) verifies and folds them into DuckDB."""
+    async with _system(root) as (log, _):
+        settings = Settings(data_dir=root / "data", nats_url=log.url, namespace=NAMESPACE)
+        operator = KeyStore(settings.keys_dir).init_operator(os.urandom(32))
         publisher = Publisher(log, operator, NAMESPACE)
         payloads = _payloads(n)
         await publisher.recover()
         sample = publisher.seal(payloads[0]).data
         verify_1 = raw_verify_rate(sample)
-        store = ProjectionStore(root / "ingest.duckdb")
-        projector = Projector(log, store, namespace=NAMESPACE, operator_key=operator.public_key)
-        stop = asyncio.Event()
-        reached = 0
-
-        def on_batch(result: Any) -> None:
-            nonlocal reached
-            reached = result.last_seq
-            if reached >= n:
-                stop.set()
-
-        runner = asyncio.create_task(projector.run(follow=True, stop=stop, on_batch=on_batch))
-        start = time.perf_counter()
-        await publisher.publish_many(payloads)
-        published = time.perf_counter() - start
-        await asyncio.wait_for(stop.wait(), timeout=3600)
-        elapsed = time.perf_counter() - start
-        await runner
-        projector.close()
-        store.close()
+        logfile = (root / "projector.log").open("wb")
+        daemon = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block)
+            projector_argv(settings), stdout=logfile, stderr=subprocess.STDOUT
+        )
+        try:
+            await _position_beyond(log, daemon, -1)  # up and answering
+            start = time.perf_counter()
+            published = await publisher.publish_many(payloads)
+            publish_seconds = time.perf_counter() - start
+            await _position_beyond(log, daemon, published[-1].seq - 1)
+            elapsed = time.perf_counter() - start
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+            logfile.close()
     return _result(
         "ingest",
         n,
         n / elapsed,
         {"raw_verify_1_thread": verify_1},
         verify_1,
-        publish_seconds=round(published, 3),
+        publish_seconds=round(publish_seconds, 3),
         end_to_end_seconds=round(elapsed, 3),
     )
+
+
+async def _position_beyond(log: JetStreamLog, daemon: subprocess.Popen[bytes], seq: int) -> int:
+    """Poll the projector daemon's position until it passes ``seq``."""
+    subject = rpc_subject(NAMESPACE, "position")
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise ServerError("the projector daemon exited during the benchmark")
+        reply = await request(log.client, subject, {}, 1.0)
+        if isinstance(reply, dict) and int(reply.get("position", -1)) > seq:
+            return int(reply["position"])
+        await asyncio.sleep(0.005)
+    raise ServerError("the projector did not catch up within an hour")
 
 
 async def bench_replay(root: Path, n: int) -> BenchResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,13 +60,15 @@ class Publisher:
         namespace: str,
         *,
         clock: Callable[[], int] = time.time_ns,
-        entropy: Callable[[int], bytes] = os.urandom,
+        entropy: Callable[[int], bytes] | None = None,
     ) -> None:
         self.log = log
         self.identity = identity
         self.namespace = namespace
         self._clock = clock
-        self._entropy = entropy
+        # Ids need uniqueness, not secrecy: a PRNG seeded from the OS is enough and avoids a
+        # system call per event.
+        self._entropy = entropy or random.Random(os.urandom(16)).randbytes
         self._head: ChainHead | None = None
         self._last_stream_seq = 0  # stream sequence of our last event: the OCC expectation
 

@@ -134,7 +134,9 @@ def stream_config(
 class JetStreamLog:
     """An :class:`~swarmlog.bus.ports.EventLog` on a JetStream stream."""
 
-    def __init__(self, nc: Client, namespace: str) -> None:
+    def __init__(self, nc: Client, namespace: str, url: str = "") -> None:
+        self.url = url
+        """The URL this log was opened with."""
         self._nc = nc
         self._js = nc.jetstream(publish_async_max_pending=4096)
         self._namespace = namespace
@@ -145,7 +147,7 @@ class JetStreamLog:
     async def open(cls, url: str, namespace: str, *, provision: bool = False) -> JetStreamLog:
         """Connect and (optionally) create or check the namespace's stream."""
         nc = await connect(url)
-        self = cls(nc, namespace)
+        self = cls(nc, namespace, url)
         try:
             if provision:
                 await self.provision()

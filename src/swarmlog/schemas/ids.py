@@ -6,6 +6,8 @@ __all__ = ["event_id_time_ms", "new_event_id"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = {c: i for i, c in enumerate(_CROCKFORD)}
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters
+_SHIFTS = range(120, -1, -10)
 
 
 def new_event_id(now_ns: int, entropy: bytes) -> str:
@@ -17,11 +19,8 @@ def new_event_id(now_ns: int, entropy: bytes) -> str:
     if len(entropy) != 10:
         raise ValueError("a ULID needs exactly 10 bytes of entropy")
     value = ((now_ns // 1_000_000) & ((1 << 48) - 1)) << 80 | int.from_bytes(entropy, "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    # 130 bits (the top two zero) as 13 pairs of base32 characters: the hot path of sealing.
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def event_id_time_ms(event_id: str) -> int:
