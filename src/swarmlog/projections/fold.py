@@ -49,6 +49,7 @@ from swarmlog.schemas.payloads import (
 __all__ = ["apply", "quarantine", "to_json"]
 
 _json = msgspec.json.Encoder()
+_MAX_TOKENS = 2**62
 
 
 def to_json(value: Any) -> str | None:
@@ -373,7 +374,9 @@ def _task(state: State, task_id: str, envelope: Envelope, seq: int, **changes: A
 
 def _spend(state: State, scope: str, scope_id: str, tokens: int) -> None:
     row = state.upsert("budgets", (scope, scope_id))
-    row["used_tokens"] = (row["used_tokens"] or 0) + tokens
+    # Saturate: a flood of maximal counts must never overflow the BIGINT column and wedge the
+    # projector.
+    row["used_tokens"] = min((row["used_tokens"] or 0) + tokens, _MAX_TOKENS)
     if row["soft_exceeded"] is None:
         row["soft_exceeded"] = False
         row["hard_exceeded"] = False

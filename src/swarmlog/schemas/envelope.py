@@ -8,14 +8,14 @@ import msgspec
 from msgspec import Meta
 
 from swarmlog.schemas.payloads import Payload, payload_type
-from swarmlog.schemas.types import AgentId, EventId, Hash, KeyId, Name, Timestamp
+from swarmlog.schemas.types import MAX_INT, AgentId, EventId, Hash, KeyId, Name, Timestamp
 
 __all__ = ["SCHEMA_VERSION", "Envelope", "Ref", "SignedEvent"]
 
 SCHEMA_VERSION = 1
 """The envelope version this code writes; readers upcast older versions."""
 
-Ref = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=128)]
+Ref = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*\Z", max_length=128)]
 """A reference to another event or conversation (correlation and causation ids)."""
 
 
@@ -31,7 +31,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The agent that emits the event (``operator`` for the operator)."""
     signer: KeyId
     """The public key that signs the event; must belong to ``sender``'s credential."""
-    sender_seq: Annotated[int, Meta(ge=1)]
+    sender_seq: Annotated[int, Meta(ge=1, le=MAX_INT)]
     """The sender's own sequence number, 1 for its first event."""
     prev_hash: Hash
     """SHA-256 of the sender's previous event body; empty for its first event."""
@@ -42,7 +42,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     correlation_id: Ref | None = None
     causation_id: Ref | None = None
     recipient: AgentId | None = None
-    schema_version: Annotated[int, Meta(ge=1)] = SCHEMA_VERSION
+    schema_version: Annotated[int, Meta(ge=1, le=1000)] = SCHEMA_VERSION
 
     @property
     def type(self) -> str:

@@ -66,7 +66,8 @@ __all__ = [
 ]
 
 _Caps = Annotated[list[Capability], Meta(max_length=64)]
-_Count = Annotated[int, Meta(ge=0)]
+# Token counts stay far below 2**63 so that sums of them still fit a BIGINT column.
+_Count = Annotated[int, Meta(ge=0, le=2**40)]
 _Attempt = Annotated[int, Meta(ge=1, le=1000)]
 _Reason = Annotated[str, Meta(max_length=4096)]
 
@@ -150,14 +151,14 @@ class WorkflowSubmitted(_Payload, frozen=True, tag="workflow_submitted"):
 class WorkflowPlanned(_Payload, frozen=True, tag="workflow_planned"):
     """A plan (a DAG of tasks) for a workflow."""
 
-    version: Annotated[int, Meta(ge=1)] = 1
+    version: Annotated[int, Meta(ge=1, le=1_000_000)] = 1
     plan: Json = None
 
 
 class WorkflowRevised(_Payload, frozen=True, tag="workflow_revised"):
     """A new plan version; completed work is kept."""
 
-    version: Annotated[int, Meta(ge=2)]
+    version: Annotated[int, Meta(ge=2, le=1_000_000)]
     plan: Json = None
     reason: _Reason = ""
 
@@ -248,12 +249,12 @@ class AgentHeartbeat(_Payload, frozen=True, tag="agent_heartbeat"):
 class AgentKilled(_Payload, frozen=True, tag="agent_killed"):
     """Operator kill switch: ``agent_id`` (or ``*`` for all) may take or emit no more work."""
 
-    agent_id: Annotated[str, Meta(pattern=r"^(\*|[a-z0-9][a-z0-9_-]*)$", max_length=64)]
+    agent_id: Annotated[str, Meta(pattern=r"^(\*|[a-z0-9][a-z0-9_-]*)\Z", max_length=64)]
     reason: _Reason = ""
 
 
 class AgentRevived(_Payload, frozen=True, tag="agent_revived"):
-    agent_id: Annotated[str, Meta(pattern=r"^(\*|[a-z0-9][a-z0-9_-]*)$", max_length=64)]
+    agent_id: Annotated[str, Meta(pattern=r"^(\*|[a-z0-9][a-z0-9_-]*)\Z", max_length=64)]
 
 
 class CredentialIssued(_Payload, frozen=True, tag="credential_issued"):

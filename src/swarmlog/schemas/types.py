@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from msgspec import Meta
 
 __all__ = [
+    "MAX_INT",
     "PRIORITIES",
     "AgentId",
     "Capability",
@@ -27,24 +28,28 @@ __all__ = [
 ]
 
 #: A token safe to use inside a NATS subject: lower-case letters, digits, ``_`` and ``-``.
-_TOKEN = r"^[a-z0-9][a-z0-9_-]*$"
+#: Patterns end in ``\Z``, not ``$``: msgspec matches with ``re.search``, where ``$`` would also
+#: accept a trailing newline.
+_TOKEN = r"^[a-z0-9][a-z0-9_-]*\Z"
 
 AgentId = Annotated[str, Meta(pattern=_TOKEN, min_length=1, max_length=64)]
 """An agent's id; also a subject token, so no dots, wildcards or spaces."""
 Role = Annotated[str, Meta(pattern=_TOKEN, min_length=1, max_length=64)]
 """A role name (``researcher``, ``router``); a subject token."""
-Capability = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_.:-]*$", max_length=64)]
+Capability = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_.:-]*\Z", max_length=64)]
 """A capability an agent declares and a task requires."""
 Name = Annotated[str, Meta(pattern=_TOKEN, min_length=1, max_length=64)]
 """An aggregate id (workflow, task, request): a subject token."""
-Namespace = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]*$", min_length=1, max_length=32)]
-EventId = Annotated[str, Meta(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")]
+Namespace = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]*\Z", min_length=1, max_length=32)]
+EventId = Annotated[str, Meta(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}\Z")]
 """A ULID: 26 Crockford base32 characters, sortable by creation time."""
-KeyId = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+KeyId = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
 """An Ed25519 public key, hex encoded: the key id is the key itself."""
-Hash = Annotated[str, Meta(pattern=r"^([0-9a-f]{64})?$")]
+Hash = Annotated[str, Meta(pattern=r"^([0-9a-f]{64})?\Z")]
 """A SHA-256 digest in hex, or the empty string for "none yet"."""
-Timestamp = Annotated[int, Meta(ge=0)]
+MAX_INT = 2**63 - 1
+"""Every integer in an event fits a signed 64-bit column (DuckDB BIGINT)."""
+Timestamp = Annotated[int, Meta(ge=0, le=MAX_INT)]
 """Nanoseconds since the Unix epoch, from the injected clock."""
 Text = Annotated[str, Meta(max_length=65_536)]
 """Free text with a bound."""
