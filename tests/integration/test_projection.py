@@ -11,7 +11,13 @@ from swarmkit import Swarm
 
 from swarmlog.bus.ports import Append
 from swarmlog.bus.rpc import request
-from swarmlog.bus.subjects import aggregate_filter, rpc_subject, subject_for
+from swarmlog.bus.subjects import (
+    aggregate_filter,
+    kv_bucket,
+    object_bucket,
+    rpc_subject,
+    subject_for,
+)
 from swarmlog.errors import ConcurrencyConflict
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.query import run_query
@@ -164,3 +170,19 @@ async def test_runaway_query_is_stopped(
     finally:
         await service.stop()
         store.close()
+
+
+async def test_provisioning_creates_buckets_and_is_idempotent(swarm: Swarm) -> None:
+    await swarm.log.provision()  # a second time: no error, nothing changes
+    js = swarm.log.client.jetstream()
+    flags = await js.key_value(kv_bucket(swarm.namespace, "flags"))
+    await flags.put("kill.demo", b"1")
+    assert (await flags.get("kill.demo")).value == b"1"
+    await js.key_value(kv_bucket(swarm.namespace, "cache"))
+    snapshots = await js.object_store(object_bucket(swarm.namespace))
+    await snapshots.put("probe", b"snapshot bytes")
+    assert (await snapshots.get("probe")).data == b"snapshot bytes"
+    info = await js.stream_info(swarm.log.stream)
+    assert info.config.deny_delete
+    assert info.config.deny_purge
+    assert not info.config.allow_rollup_hdrs

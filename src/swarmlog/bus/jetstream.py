@@ -28,13 +28,15 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    KeyValueConfig,
+    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
 
 from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage
-from swarmlog.bus.subjects import stream_name, stream_subjects
+from swarmlog.bus.subjects import kv_bucket, object_bucket, stream_name, stream_subjects
 from swarmlog.errors import BusError, ConcurrencyConflict
 
 __all__ = ["DEFAULT_DUPLICATE_WINDOW", "JetStreamLog", "connect", "stream_config"]
@@ -172,7 +174,26 @@ class JetStreamLog:
         return self._namespace
 
     async def provision(self, *, replicas: int = 1) -> None:
-        """Create the stream if missing; an existing one must already be append-only."""
+        """Create the stream and buckets if missing; an existing stream must be append-only."""
+        await self._provision_stream(replicas)
+        # What is not an event stream: kill-switch flags, the result cache, snapshots.
+        for purpose in ("flags", "cache"):
+            bucket = kv_bucket(self._namespace, purpose)
+            try:
+                await self._js.key_value(bucket)
+            except nats.js.errors.BucketNotFoundError:
+                await self._js.create_key_value(
+                    KeyValueConfig(bucket=bucket, history=1, replicas=replicas)
+                )
+        snapshots = object_bucket(self._namespace)
+        try:
+            await self._js.object_store(snapshots)
+        except nats.js.errors.BucketNotFoundError:
+            await self._js.create_object_store(
+                snapshots, ObjectStoreConfig(bucket=snapshots, replicas=replicas)
+            )
+
+    async def _provision_stream(self, replicas: int) -> None:
         config = stream_config(self._namespace, replicas=replicas)
         try:
             info = await self._js.stream_info(self._stream)

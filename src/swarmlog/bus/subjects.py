@@ -40,6 +40,8 @@ from swarmlog.schemas.signing import CONTROL_TYPES
 
 __all__ = [
     "aggregate_filter",
+    "kv_bucket",
+    "object_bucket",
     "rpc_subject",
     "sender_filter",
     "stream_name",
@@ -69,6 +71,16 @@ _TASK_TYPES = frozenset(
 def stream_name(namespace: str) -> str:
     """``SWARMLOG_<NAMESPACE>``: the namespace's one append-only stream."""
     return "SWARMLOG_" + namespace.upper()
+
+
+def kv_bucket(namespace: str, purpose: str) -> str:
+    """A namespace's key-value bucket: ``flags`` (kill switches) or ``cache`` (results)."""
+    return f"{stream_name(namespace)}_{purpose.upper()}"
+
+
+def object_bucket(namespace: str) -> str:
+    """A namespace's object store, for projection snapshots."""
+    return f"{stream_name(namespace)}_SNAPSHOTS"
 
 
 def stream_subjects(namespace: str) -> list[str]:
