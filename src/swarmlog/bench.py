@@ -165,12 +165,19 @@ def _result(
     )
 
 
+async def _workload(
+    log: JetStreamLog, operator: Identity, n: int
+) -> tuple[Publisher, list[Payload], bytes]:
+    """A publisher ready to go, ``n`` payloads, and one signed event as the size sample."""
+    publisher = Publisher(log, operator, NAMESPACE)
+    payloads = _payloads(n)
+    await publisher.recover()
+    return publisher, payloads, publisher.seal(payloads[0]).data
+
+
 async def bench_publish(root: Path, n: int) -> BenchResult:
     async with _system(root) as (log, operator):
-        publisher = Publisher(log, operator, NAMESPACE)
-        payloads = _payloads(n)
-        await publisher.recover()
-        sample = publisher.seal(payloads[0]).data
+        publisher, payloads, sample = await _workload(log, operator, n)
         raw = await raw_publish_rate(log, n, len(sample))
         start = time.perf_counter()
         await publisher.publish_many(payloads)
@@ -184,10 +191,7 @@ async def bench_ingest(root: Path, n: int) -> BenchResult:
     async with _system(root) as (log, _):
         settings = Settings(data_dir=root / "data", nats_url=log.url, namespace=NAMESPACE)
         operator = KeyStore(settings.keys_dir).init_operator(os.urandom(32))
-        publisher = Publisher(log, operator, NAMESPACE)
-        payloads = _payloads(n)
-        await publisher.recover()
-        sample = publisher.seal(payloads[0]).data
+        publisher, payloads, sample = await _workload(log, operator, n)
         verify_1 = raw_verify_rate(sample)
         logfile = (root / "projector.log").open("wb")
         daemon = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block)
@@ -231,10 +235,7 @@ async def _position_beyond(log: JetStreamLog, daemon: subprocess.Popen[bytes], s
 
 async def bench_replay(root: Path, n: int) -> BenchResult:
     async with _system(root) as (log, operator):
-        publisher = Publisher(log, operator, NAMESPACE)
-        payloads = _payloads(n)
-        await publisher.recover()
-        sample = publisher.seal(payloads[0]).data
+        publisher, payloads, sample = await _workload(log, operator, n)
         await publisher.publish_many(payloads)
         verify_2 = raw_verify_rate(sample, threads=2)
         consume = await raw_consume_rate(log, n)
