@@ -58,6 +58,10 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, *, max_rows: int = MAX_R
         result = con.execute(sql)
         columns = [d[0] for d in result.description or []]
         rows = result.fetchmany(max_rows + 1)
+    except duckdb.CatalogException as exc:
+        raise QueryError(
+            f"{_first_line(exc)}; `swarmlog query 'SHOW TABLES'` lists the projection tables"
+        ) from None
     except duckdb.Error as exc:
         raise QueryError(_first_line(exc)) from None
     truncated = len(rows) > max_rows
