@@ -26,7 +26,7 @@ class Settings:
     """Separates independent swarms on one server: one stream per namespace."""
 
     def __post_init__(self) -> None:
-        if not _NAMESPACE.match(self.namespace):
+        if not _NAMESPACE.fullmatch(self.namespace):
             raise ConfigError(
                 f"namespace {self.namespace!r} is not valid: use 1-32 lower-case letters, digits,"
                 " '_' or '-', starting with a letter or digit"

@@ -38,14 +38,15 @@ def _pidfile(run_dir: Path, name: str) -> Path:
     return run_dir / f"{name}.json"
 
 
-def _is_swarmlog(pid: int) -> bool:
+def _is_ours(pid: int, argv: list[str]) -> bool:
+    """Whether ``pid`` still runs the command we started (not a reused pid)."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return not Path("/proc/self").exists()
     except OSError:
         return True
-    return b"swarmlog" in raw
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a] == argv
 
 
 def find_daemon(run_dir: Path, logs_dir: Path, name: str) -> DaemonInfo | None:
@@ -65,7 +66,7 @@ def find_daemon(run_dir: Path, logs_dir: Path, name: str) -> DaemonInfo | None:
     except (ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)
         return None
-    if not pid_alive(info.pid) or not _is_swarmlog(info.pid):
+    if not pid_alive(info.pid) or not _is_ours(info.pid, info.argv):
         path.unlink(missing_ok=True)
         return None
     return info

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from swarmlog.errors import KeyStoreError
+from swarmlog.errors import KeyStoreError, SchemaError
 from swarmlog.schemas.codec import decode_credential
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import CredentialIssued
@@ -91,6 +91,11 @@ class KeyStore:
         _write_secret(seed_path, seed.hex())
         cred_path.write_bytes(msgspec.msgpack.encode(issued))
 
+    def remove_agent(self, agent_id: str) -> None:
+        """Forget an agent key whose credential never reached the log."""
+        for path in self.agent_paths(agent_id):
+            path.unlink(missing_ok=True)
+
     def agent(self, agent_id: str) -> tuple[Identity, Credential]:
         """An agent's identity and credential."""
         seed_path, cred_path = self.agent_paths(agent_id)
@@ -100,19 +105,24 @@ class KeyStore:
                 " `swarmlog keys issue ROLE --agent-id ID`"
             )
         identity = Identity.from_seed(agent_id, bytes.fromhex(_read_secret(seed_path)))
-        issued = _issued_decoder.decode(cred_path.read_bytes())
-        return identity, decode_credential(issued.credential)
+        return identity, _read_credential(cred_path)
 
     def agents(self) -> list[Credential]:
         """Every agent credential in the store."""
         folder = self.dir / "agents"
         if not folder.is_dir():
             return []
-        out = []
-        for path in sorted(folder.glob("*.cred")):
-            issued = _issued_decoder.decode(path.read_bytes())
-            out.append(decode_credential(issued.credential))
-        return out
+        return [_read_credential(path) for path in sorted(folder.glob("*.cred"))]
+
+
+def _read_credential(path: Path) -> Credential:
+    try:
+        issued = _issued_decoder.decode(path.read_bytes())
+        return decode_credential(issued.credential)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError, SchemaError) as exc:
+        raise KeyStoreError(
+            f"cannot read credential {path}: {exc}; remove or re-issue it"
+        ) from None
 
 
 def _write_secret(path: Path, text: str) -> None:

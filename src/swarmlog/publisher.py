@@ -157,6 +157,9 @@ class Publisher:
                     raise
                 await self.recover()  # another holder of this key published: re-chain
                 continue
+            except BaseException:
+                self._head = None  # stored or not, we cannot tell: re-read the chain next time
+                raise
             self._head = sealed.head
             self._last_stream_seq = result.seq
             return Published(sealed.id, sealed.envelope.type, subject, result.seq, result.duplicate)
@@ -179,6 +182,20 @@ class Publisher:
         if self._head is None:
             await self.recover()
         out: list[Published] = []
+        try:
+            await self._publish_chunks(payloads, window, fields, out)
+        except BaseException:
+            self._head = None  # part may be stored: re-read the chain before the next event
+            raise
+        return out
+
+    async def _publish_chunks(
+        self,
+        payloads: Sequence[Payload],
+        window: int,
+        fields: dict[str, Any],
+        out: list[Published],
+    ) -> None:
         appending: asyncio.Task[list[AppendResult]] | None = None
         previous: list[tuple[Sealed, str]] = []
         for start in range(0, len(payloads), _CHUNK):
@@ -194,7 +211,12 @@ class Publisher:
                 )
                 self._head = ready.head
                 prepared.append(ready)
-            sealed = await asyncio.to_thread(_sign_all, prepared, self.identity)
+            try:
+                sealed = await asyncio.to_thread(_sign_all, prepared, self.identity)
+            except BaseException:
+                if appending is not None:
+                    appending.cancel()
+                raise
             if appending is not None:
                 out += self._published(previous, await appending)
             previous = [(s, subject_for(self.namespace, s.envelope)) for s in sealed]
@@ -202,7 +224,6 @@ class Publisher:
             appending = asyncio.create_task(self.log.append_many(items, window=window))
         if appending is not None:
             out += self._published(previous, await appending)
-        return out
 
     def _published(
         self, sealed: list[tuple[Sealed, str]], results: list[AppendResult]

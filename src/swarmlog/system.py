@@ -22,7 +22,7 @@ from swarmlog.errors import BusError, QueryError, StoreError
 from swarmlog.keystore import KeyStore
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.query import QueryResult, run_query
-from swarmlog.projections.service import QueryService
+from swarmlog.projections.service import QUERY_TIMEOUT, QueryService
 from swarmlog.projections.store import ProjectionStore
 
 __all__ = [
@@ -111,8 +111,13 @@ class LiveState:
     source: str  # "projector" (over NATS) or "file"
 
 
-async def ask_projector(settings: Settings, name: str, body: object) -> object | None:
-    """Ask the live projector; ``None`` when no server or no projector answers."""
+async def ask_projector(
+    settings: Settings, name: str, body: object, timeout: float = RPC_TIMEOUT
+) -> object | None:
+    """Ask the live projector; ``None`` when no server is up or no projector serves.
+
+    A projector that is there but does not answer in ``timeout`` raises :class:`BusError`.
+    """
     try:
         url = resolve_url(settings)
     except BusError:
@@ -122,7 +127,7 @@ async def ask_projector(settings: Settings, name: str, body: object) -> object |
     except BusError:
         return None
     try:
-        return await request(client, rpc_subject(settings.namespace, name), body, RPC_TIMEOUT)
+        return await request(client, rpc_subject(settings.namespace, name), body, timeout)
     finally:
         await client.close()
 
@@ -136,7 +141,8 @@ def _raise_remote(reply: object) -> None:
 async def read_projection(settings: Settings, sql: str) -> QueryResult:
     """Run a read-only query: on the live projector if one answers, else on the file."""
     settings.require_data_dir()
-    reply = await ask_projector(settings, "query", {"sql": sql})
+    # Longer than the service's own limit, so its "stopped" answer arrives.
+    reply = await ask_projector(settings, "query", {"sql": sql}, QUERY_TIMEOUT + 5.0)
     if reply is not None:
         _raise_remote(reply)
         assert isinstance(reply, dict)

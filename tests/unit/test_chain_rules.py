@@ -12,9 +12,11 @@ from swarmlog.publisher import Publisher
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import (
     AgentKilled,
+    AgentRegistered,
     AgentRevived,
     CredentialRevoked,
     Result,
+    TaskClaimed,
 )
 from swarmlog.schemas.signing import Identity, issue_credential
 
@@ -112,4 +114,26 @@ async def test_expiry_is_judged_by_storage_time_not_the_claimed_time(tmp_path: P
     stale = await thief.publish(Result(task_id="t2", output=2))
     assert await fold(projector) == {stale.seq: "expired"}
     assert ok.seq < stale.seq
+    projector.close()
+
+
+async def test_an_agent_cannot_speak_for_another_agent(tmp_path: Path) -> None:
+    clock = Clock()
+    log, operator, agent, projector = make(tmp_path, clock)
+    ops, worker = publisher(log, operator, clock), publisher(log, agent, clock)
+    await ops.publish(issue_credential(operator, credential(operator, agent)))
+    other = await worker.publish(AgentRegistered(agent_id="other", role="worker"))
+    promoted = await worker.publish(AgentRegistered(agent_id="worker-1", role="router"))
+    claim = await worker.publish(TaskClaimed(task_id="t1", agent_id="other"))
+    fine = await worker.publish(AgentRegistered(agent_id="worker-1", role="worker"))
+    assert await fold(projector) == {
+        other.seq: "not_permitted",
+        promoted.seq: "not_permitted",
+        claim.seq: "not_permitted",
+    }
+    assert projector.store.rows("SELECT agent_id, role, status FROM agents") == [
+        ("worker-1", "worker", "registered")
+    ]
+    assert projector.store.rows("SELECT count(*) FROM chain_breaks") == [(0,)]
+    assert fine.seq > claim.seq
     projector.close()

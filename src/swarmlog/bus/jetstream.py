@@ -47,6 +47,7 @@ DEFAULT_DUPLICATE_WINDOW = 120.0
 """Seconds within which a repeated ``Nats-Msg-Id`` is acknowledged but not stored again."""
 
 _WRONG_LAST_SEQUENCE = 10071  # JetStream API error code for a failed expected-sequence check
+_ACK_WAIT = 10.0  # seconds to wait for the stream to acknowledge an append
 _READ_BATCH = 2048  # messages per fetch by a reader
 _PREFETCH = 2  # batches a reader fetches ahead of its consumer
 _FETCH_WAIT = 1.0  # seconds a reader's fetch lingers when it is caught up
@@ -206,6 +207,15 @@ class JetStreamLog:
                 f"stream {self._stream} exists for subjects {current.subjects}, not"
                 f" {config.subjects}; use another --namespace"
             )
+        unlimited = all(
+            value in (None, 0, -1)
+            for value in (current.max_age, current.max_msgs, current.max_bytes)
+        )
+        if not unlimited or current.storage != StorageType.FILE:
+            raise BusError(
+                f"stream {self._stream} exists with limits or memory storage that would drop"
+                " history; it was not created by swarmlog: use another --namespace"
+            )
         if not (current.deny_delete and current.deny_purge) or current.allow_rollup_hdrs:
             raise BusError(
                 f"stream {self._stream} exists but is not append-only (deny delete/purge,"
@@ -225,11 +235,8 @@ class JetStreamLog:
             ack = await self._js.publish(item.subject, item.data, headers=_headers(item))
         except nats.js.errors.APIError as exc:
             raise _append_error(item, exc) from None
-        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as exc:
-            raise BusError(
-                f"no acknowledgement for {item.subject} ({exc.__class__.__name__}); the event"
-                " may or may not be stored: publish it again with the same id (it is deduped)"
-            ) from None
+        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
+            raise _no_ack(item) from None
         return AppendResult(ack.seq, bool(ack.duplicate))
 
     async def append_many(self, items: Sequence[Append], window: int = 256) -> list[AppendResult]:
@@ -239,9 +246,11 @@ class JetStreamLog:
         async def settle_oldest() -> None:
             index = len(results)
             try:
-                ack = await futures.popleft()
+                ack = await asyncio.wait_for(futures.popleft(), _ACK_WAIT)
             except nats.js.errors.APIError as exc:
                 raise _append_error(items[index], exc) from None
+            except TimeoutError:
+                raise _no_ack(items[index]) from None
             results.append(AppendResult(ack.seq, bool(ack.duplicate)))
 
         for item in items:
@@ -331,6 +340,13 @@ def _headers(item: Append) -> dict[str, str]:
     return headers
 
 
+def _no_ack(item: Append) -> BusError:
+    return BusError(
+        f"no acknowledgement for {item.subject} within {_ACK_WAIT:g} s; it may or may not be"
+        " stored: look with `swarmlog events tail` before publishing it again"
+    )
+
+
 def _append_error(item: Append, exc: nats.js.errors.APIError) -> Exception:
     if exc.err_code == _WRONG_LAST_SEQUENCE:
         return ConcurrencyConflict(
@@ -348,55 +364,95 @@ class _PullReader:
     asked for, and at most ``_PREFETCH`` batches wait for the consumer, so memory stays flat
     however far behind the consumer is. With an ``end``, exactly the messages up to it are asked
     for (the stream has no gaps: deletes and purges are denied), so a bounded read ends at once.
+
+    Like nats-py's ordered consumer, it never skips a message: a sequence gap (messages lost
+    while the connection was down), a vanished consumer (server restart) or a lost request makes
+    it drop what it has not handed over and recreate the consumer at the next sequence it needs.
     """
 
     def __init__(self, nc: Client, js: Any, stream: str, start: int, end: int | None) -> None:
         self._nc = nc
         self._js = js
         self._stream = stream
-        self._start = start
         self._end = end
-        self._batches: asyncio.Queue[list[StoredMessage] | None] = asyncio.Queue(_PREFETCH)
+        self._batches: asyncio.Queue[list[StoredMessage] | BaseException | None] = asyncio.Queue(
+            _PREFETCH
+        )
         self._arrived: list[StoredMessage] = []
         self._wake = asyncio.Event()
         self._outstanding = 0  # messages asked for and not yet received
+        self._next = start  # the next sequence this reader needs
         self._asked_to = start - 1  # bounded reads: the last sequence requests cover
-        self._last_handed = start - 1  # the last sequence handed to the consumer
+        self._reset = False  # the consumer must be recreated at ``_next``
+        self._failure: Exception | None = None
         self._consumer = ""
         self._inbox = ""
         self._sub: Any = None
         self._task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
+        self._inbox = self._nc.new_inbox()
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
+        await self._create_consumer()
+        self._task = asyncio.create_task(self._pull_loop())
+
+    async def _create_consumer(self) -> None:
+        if self._consumer:
+            with contextlib.suppress(nats.errors.Error):
+                await self._js.delete_consumer(self._stream, self._consumer)
         info = await self._js.add_consumer(
             self._stream,
             ConsumerConfig(
                 ack_policy=AckPolicy.NONE,
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=self._start,
+                opt_start_seq=self._next,
                 inactive_threshold=_READER_INACTIVE,
                 mem_storage=True,
             ),
         )
         self._consumer = info.name
-        self._inbox = self._nc.new_inbox()
-        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
-        self._task = asyncio.create_task(self._pull_loop())
+        self._arrived = []
+        self._outstanding = 0
+        self._asked_to = self._next - 1
+        self._reset = False
+
+    async def _recreate(self) -> None:
+        """Recreate the consumer, waiting out a server that is restarting (a daemon outlives
+        outages: it retries with backoff for as long as it runs)."""
+        delay = 0.1
+        while True:
+            try:
+                await self._create_consumer()
+                return
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.info("reader: recreating the consumer failed (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _on_message(self, msg: Msg) -> None:
+        if self._reset or (msg.reply and self._consumer not in msg.reply):
+            return  # from a consumer being replaced
         if not msg.data and msg.headers and "Status" in msg.headers:
-            # 408: a request expired, with this many of its messages never sent.
+            status = msg.headers.get("Status", "")
             unsent = msg.headers.get("Nats-Pending-Messages")
-            self._outstanding = max(0, self._outstanding - int(unsent)) if unsent else 0
+            if status == "408" and unsent is not None:
+                # A request expired with this many of its messages never sent.
+                self._outstanding = max(0, self._outstanding - int(unsent))
+            else:
+                self._reset = True  # consumer gone (404/409), no responders (503), ...
             self._wake.set()
             return
         # Reply subject: $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.
         # <timestamp>.<pending>, or with <domain>.<account hash> after ACK (12 tokens).
         tokens = msg.reply.split(".")
         at = 5 if len(tokens) == 9 else 7
-        self._arrived.append(
-            StoredMessage(int(tokens[at]), msg.subject, msg.data, int(tokens[at + 2]))
-        )
+        seq = int(tokens[at])
+        if seq != self._next:
+            self._reset = True  # a gap: never hand over past a missing message
+            self._wake.set()
+            return
+        self._next = seq + 1
+        self._arrived.append(StoredMessage(seq, msg.subject, msg.data, int(tokens[at + 2])))
         self._outstanding = max(0, self._outstanding - 1)
         self._wake.set()
 
@@ -418,33 +474,40 @@ class _PullReader:
         )
 
     async def _pull_loop(self) -> None:
+        try:
+            await self._pull()
+        except Exception as exc:  # the consumer side must hear of it, never hang
+            self._failure = exc
+            with contextlib.suppress(asyncio.QueueFull):
+                self._batches.put_nowait(exc)
+
+    async def _pull(self) -> None:
         while True:
+            if self._reset:
+                await self._recreate()
             if self._outstanding <= _READ_BATCH // 2:
                 await self._ask()
             try:
                 await asyncio.wait_for(self._wake.wait(), _FETCH_WAIT + 5.0)
             except TimeoutError:
-                self._outstanding = 0  # a lost request: ask again
-                if self._end is not None:
-                    self._asked_to = self._last_handed
+                self._reset = True  # a lost request or a silent server: start over
                 continue
             self._wake.clear()
             batch, self._arrived = self._arrived, []
             if not batch:
                 continue
-            self._last_handed = batch[-1].seq
             await self._batches.put(batch)
-            if self._end is not None and self._last_handed >= self._end:
+            if self._end is not None and batch[-1].seq >= self._end:
                 await self._batches.put(None)
                 return
 
     async def next_batch(self) -> list[StoredMessage] | None:
-        if self._task is not None and self._task.done() and self._batches.empty():
-            exc = self._task.exception()
-            if exc is not None:
-                raise exc
-            return None
-        return await self._batches.get()
+        if self._failure is not None and self._batches.empty():
+            raise self._failure
+        item = await self._batches.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
 
     async def close(self) -> None:
         if self._task is not None:

@@ -12,6 +12,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from swarmlog.errors import BusError
+
 __all__ = ["Handler", "request", "serve"]
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,14 @@ async def serve(client: Client, subject: str, handler: Handler) -> Subscription:
 
 
 async def request(client: Client, subject: str, body: Any, timeout: float) -> Any | None:
-    """Ask ``subject``; ``None`` when nobody serves it."""
+    """Ask ``subject``; ``None`` when nobody serves it, :class:`BusError` when no reply comes."""
     try:
         msg = await client.request(subject, msgspec.json.encode(body), timeout=timeout)
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+    except nats.errors.NoRespondersError:
         return None
+    except nats.errors.TimeoutError:
+        raise BusError(
+            f"no reply on {subject} within {timeout:g} s; the service is busy or stuck (see its"
+            " log under the data dir's logs/)"
+        ) from None
     return msgspec.json.decode(msg.data)

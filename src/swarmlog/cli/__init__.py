@@ -57,4 +57,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc.strerror or exc} ({exc.filename or ''}); check the path", err=True)
+        sys.exit(2)
+    except Exception as exc:  # never a traceback for a user, unless asked
+        if debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        click.echo(
+            f"error: unexpected {exc.__class__.__name__}: {first} (rerun with --debug for details)",
+            err=True,
+        )
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
 
@@ -88,5 +89,6 @@ def print_table(
     for column in columns:
         table.add_column(str(column), overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        # Cells are data: Text keeps "[/x]" in a payload from being read as markup.
+        table.add_row(*(Text("" if v is None else str(v)) for v in row))
     console.print(table)

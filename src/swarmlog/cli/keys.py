@@ -67,7 +67,9 @@ def keys_show(ctx: Context, as_json: bool) -> None:
     "--trust", type=click.Choice(["internal", "external"]), default="internal", show_default=True
 )
 @click.option("--allow", "allowed", multiple=True, help="Event types it may emit (default: all).")
-@click.option("--expires-in", type=click.FloatRange(min=0.0, min_open=True), help="Days.")
+@click.option(
+    "--expires-in", type=click.FloatRange(min=0.0, max=36_500.0, min_open=True), help="Days."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
 def keys_issue(
@@ -122,8 +124,13 @@ def keys_issue(
             published = await Publisher(log_, operator, settings.namespace).publish(issued)
             return published.seq
 
-    seq = run(publish())
+    # The seed is on disk before the credential is on the log: a trusted key never goes missing.
     store.save_agent(identity, seed, issued)
+    try:
+        seq = run(publish())
+    except BaseException:
+        store.remove_agent(agent_id)  # nothing was vouched for: leave no key behind
+        raise
     if as_json:
         emit_json(
             {"agent_id": agent_id, "role": role, "public_key": identity.public_key, "seq": seq}

@@ -43,7 +43,10 @@ def _ensure_operator(ctx: Context) -> str:
 
 async def _wait_projector(ctx: Context, deadline: float) -> int:
     while time.monotonic() < deadline:
-        reply = await ask_projector(ctx.settings, "position", {})
+        try:
+            reply = await ask_projector(ctx.settings, "position", {}, 1.0)
+        except BusError:
+            reply = None  # busy starting up: ask again
         if isinstance(reply, dict) and "position" in reply:
             return int(reply["position"])
         info = find_daemon(
@@ -151,7 +154,10 @@ def status(ctx: Context, as_json: bool) -> None:
         async with open_log(settings) as log_:
             last = await log_.last_seq()
             stream = log_.stream
-        reply = await ask_projector(settings, "position", {})
+        try:
+            reply = await ask_projector(settings, "position", {})
+        except BusError:
+            reply = None  # there but not answering: reported as not running
         projector_seq = reply.get("position") if isinstance(reply, dict) else None
         agents: list[dict[str, Any]] = []
         try:
@@ -177,10 +183,7 @@ def status(ctx: Context, as_json: bool) -> None:
             "agents": agents,
         }
 
-    try:
-        data = run(gather())
-    except BusError:
-        raise
+    data = run(gather())
     if as_json:
         emit_json(data)
         return

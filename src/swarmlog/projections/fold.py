@@ -133,7 +133,9 @@ def apply(
                 },
             )
             agent = state.get("agents", c.agent_id)
-            status = agent["status"] if agent and agent["status"] == "registered" else "issued"
+            # A new credential neither registers nor revives an agent.
+            kept = ("registered", "killed")
+            status = agent["status"] if agent and agent["status"] in kept else "issued"
             state.upsert(
                 "agents",
                 (c.agent_id,),
@@ -165,6 +167,8 @@ def apply(
                 status = "registered" if agent["registered_at"] is not None else "issued"
                 state.upsert("agents", (payload.agent_id,), status=status, updated_seq=seq)
         case AgentRegistered():
+            agent = state.get("agents", payload.agent_id)
+            killed = agent is not None and agent["status"] == "killed"
             state.upsert(
                 "agents",
                 (payload.agent_id,),
@@ -172,7 +176,7 @@ def apply(
                 capabilities=to_json(payload.capabilities),
                 tier=payload.tier,
                 replica=payload.replica,
-                status="registered",
+                status="killed" if killed else "registered",
                 registered_at=at,
                 last_heartbeat_at=at,
                 in_flight=0,

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from swarmlog.bus.ports import EventLog, StoredMessage
+from swarmlog.errors import BusError
 from swarmlog.projections.fold import apply, quarantine
 from swarmlog.projections.state import Key, State
 from swarmlog.projections.store import ProjectionStore
@@ -95,18 +96,20 @@ class Projector:
         state = self._state
         # Ids embed their millisecond; a repeat of one of ours lies within this range.
         time_range = (min(times) // _MS * _MS, max(times) // _MS * _MS + _MS - 1) if times else None
-        self.store.preload(state, keys, ids, time_range)
-        for c in checked:
-            rejection = admit(state, c, self.operator_key, verify=self.verify)
-            if rejection is not None:
-                quarantine(state, c.message, rejection, c.envelope, c.body_hash)
-                result.rejected.append((c.message.seq, rejection.reason))
-                continue
-            assert c.envelope is not None
-            apply(state, c.message, c.envelope, c.body_hash, verified=self.verify)
-            result.applied += 1
-        self.store.flush(state, self.log.stream, result.last_seq)
-        state.evict()
+        try:
+            self.store.preload(state, keys, ids, time_range)
+            for c in checked:
+                rejection = admit(state, c, self.operator_key, verify=self.verify)
+                if rejection is not None:
+                    quarantine(state, c.message, rejection, c.envelope, c.body_hash)
+                    result.rejected.append((c.message.seq, rejection.reason))
+                    continue
+                assert c.envelope is not None
+                apply(state, c.message, c.envelope, c.body_hash, verified=self.verify)
+                result.applied += 1
+            self.store.flush(state, self.log.stream, result.last_seq)
+        finally:
+            state.evict()  # a failed batch must leave nothing behind for the next one
         return result
 
     async def run(
@@ -130,6 +133,7 @@ class Projector:
         reader = self.log.read(start, until_seq=until_seq, follow=follow)
         stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
         folding: asyncio.Future[BatchResult] | None = None
+        expected = start
 
         def committed(done: asyncio.Future[BatchResult]) -> None:
             # Runs as soon as a batch commits, not when the next one arrives.
@@ -163,6 +167,13 @@ class Projector:
                 batch = next_batch.result()
                 if batch is None:
                     break
+                if batch[0].seq != expected or batch[-1].seq - batch[0].seq + 1 != len(batch):
+                    # Committing past a missing sequence would lose an event for good.
+                    raise BusError(
+                        f"the log reader skipped events (expected seq {expected}, got"
+                        f" {batch[0].seq}..{batch[-1].seq}); restart the projector"
+                    )
+                expected = batch[-1].seq + 1
                 checks = self._start_checks(batch)
                 await finish_fold()  # the previous batch commits before this one folds
                 folding = asyncio.ensure_future(asyncio.to_thread(self._fold, batch, checks))

@@ -10,6 +10,7 @@ reason codes in :data:`REASONS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -38,6 +39,7 @@ from swarmlog.schemas.payloads import (
     CredentialIssued,
     CredentialRevoked,
     Result,
+    TaskClaimed,
 )
 from swarmlog.schemas.signing import (
     CONTROL_TYPES,
@@ -223,11 +225,39 @@ def _check_authority(state: State, envelope: Envelope) -> Rejection | None:
     allowed = _json_list(credential["allowed_types"])
     if type_ in CONTROL_TYPES or ("*" not in allowed and type_ not in allowed):
         return Rejection("not_permitted", type_, in_chain=True)
+    speaks_for_another = _speaks_for_another(state, envelope, credential)
+    if speaks_for_another:
+        return Rejection("not_permitted", speaks_for_another, in_chain=True)
     for target in (envelope.sender, "*"):
         switch = state.get("kill_switches", target)
         if switch is not None and switch["active"]:
             return Rejection("killed", switch["reason"] or "", in_chain=True)
     return None
+
+
+def _speaks_for_another(state: State, envelope: Envelope, credential: dict[str, Any]) -> str:
+    """Why an agent's payload claims what only another agent (or its credential) may say."""
+    payload = envelope.payload
+    sender = envelope.sender
+    match payload:
+        case AgentRegistered():
+            if payload.agent_id != sender:
+                return f"registers {payload.agent_id}, not itself"
+            if payload.role != credential["role"]:
+                return f"registers role {payload.role}, credential says {credential['role']}"
+            extra = set(payload.capabilities) - set(_json_list(credential["capabilities"]))
+            if extra:
+                return f"claims capabilities its credential lacks: {sorted(extra)}"
+        case AgentHeartbeat() | TaskClaimed():
+            if payload.agent_id != sender:
+                return f"speaks for {payload.agent_id}"
+        case ClarificationResponse():
+            wait = state.get("waits_for", payload.request_id)
+            if wait is not None and wait["waits_on"] != sender:
+                return f"answers a question put to {wait['waits_on']}"
+        case _:
+            pass
+    return ""
 
 
 def _check_credential(payload: CredentialIssued, operator_key: str) -> Rejection | None:
