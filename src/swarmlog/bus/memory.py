@@ -64,6 +64,14 @@ class MemoryLog:
         await self._bump()
         return AppendResult(seq)
 
+    def _forget_old_ids(self, now: float) -> None:
+        # Ids are kept in append order, so the expired ones are at the front.
+        while self._ids:
+            oldest = next(iter(self._ids))
+            if now - self._ids[oldest][1] <= self._window:
+                return
+            del self._ids[oldest]
+
     async def _bump(self) -> None:
         self._version += 1
         async with self._changed:

@@ -30,10 +30,11 @@ def query(ctx: Context, sql: str, fmt: str, as_json: bool) -> None:
     if as_json:
         fmt = "json"
     if fmt == "json":
+        names = _unique(result.columns)
         emit_json(
             {
-                "columns": result.columns,
-                "rows": [dict(zip(result.columns, r, strict=True)) for r in result.rows],
+                "columns": names,
+                "rows": [dict(zip(names, r, strict=True)) for r in result.rows],
                 "truncated": result.truncated,
             }
         )
@@ -45,3 +46,13 @@ def query(ctx: Context, sql: str, fmt: str, as_json: bool) -> None:
         print_table(ctx.console, None, result.columns, result.rows)
         if result.truncated:
             ctx.err.print(f"(first {len(result.rows)} rows; add a LIMIT or narrow the query)")
+
+
+def _unique(columns: list[str]) -> list[str]:
+    """Column names made unique (``a``, ``a_2``), so no value is lost in a JSON object."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in columns:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out

@@ -1,0 +1,26 @@
+"""Small rules: JSON column names stay distinct; the in-memory log forgets ids after its window."""
+
+from __future__ import annotations
+
+from swarmlog.bus.memory import MemoryLog
+from swarmlog.bus.ports import Append
+from swarmlog.cli.query import _unique
+
+
+def test_duplicate_column_names_are_made_unique() -> None:
+    assert _unique(["a", "a", "b", "a"]) == ["a", "a_2", "b", "a_3"]
+
+
+async def test_memory_log_dedupes_within_its_window_only() -> None:
+    now = [0.0]
+    log = MemoryLog(duplicate_window=10.0, clock=lambda: now[0])
+    first = await log.append(Append("swarmlog.x.a.task.t.result", b"1", msg_id="m"))
+    now[0] = 5.0
+    again = await log.append(Append("swarmlog.x.a.task.t.result", b"1", msg_id="m"))
+    assert again.duplicate
+    assert again.seq == first.seq
+    now[0] = 20.0
+    later = await log.append(Append("swarmlog.x.a.task.t.result", b"1", msg_id="m"))
+    assert not later.duplicate
+    assert later.seq == first.seq + 1
+    assert len(log._ids) == 1
