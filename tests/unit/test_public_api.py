@@ -63,6 +63,7 @@ PURE_MODULES = [
     "projections/fold.py",
     "projections/statehash.py",
     "agents/retry.py",
+    "agents/routing.py",
 ]
 FORBIDDEN = {"nats", "duckdb", "time", "random", "uuid", "os", "subprocess", "socket", "asyncio"}
 # `math` is allowed: pure functions of their inputs.

@@ -1,0 +1,68 @@
+"""Routing invariants: never to an incapable, dead or killed agent; never to a full one when
+another has room; cheapest tier and lightest load win; priority order holds."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swarmlog.agents.routing import Candidate, QueuedTask, choose, priority_order
+from swarmlog.schemas.types import PRIORITIES
+
+CAPS = ["web", "code", "math"]
+
+candidates = st.lists(
+    st.builds(
+        Candidate,
+        agent_id=st.text("abcdef", min_size=1, max_size=4),
+        role=st.sampled_from(["r1", "r2"]),
+        capabilities=st.frozensets(st.sampled_from(CAPS)),
+        in_flight=st.integers(0, 5),
+        capacity=st.integers(1, 4),
+        alive=st.booleans(),
+        killed=st.booleans(),
+        tier_cost=st.integers(0, 2),
+    ),
+    max_size=8,
+)
+
+
+@given(candidates, st.sampled_from(CAPS))
+def test_choice_respects_capability_liveness_kill_and_capacity(
+    pool: list[Candidate], capability: str
+) -> None:
+    chosen = choose(pool, capability)
+    able = [c for c in pool if c.alive and not c.killed and capability in c.capabilities]
+    if not able:
+        assert chosen is None
+        return
+    assert chosen is not None
+    assert chosen in able
+    with_room = [c for c in able if not c.full]
+    if with_room:
+        assert not chosen.full
+        best = min((c.tier_cost, c.load) for c in with_room)
+        assert (chosen.tier_cost, chosen.load) == best
+
+
+@given(candidates, st.sampled_from(CAPS))
+def test_choice_does_not_depend_on_input_order(pool: list[Candidate], capability: str) -> None:
+    assert choose(pool, capability) == choose(list(reversed(pool)), capability)
+
+
+@given(
+    st.lists(
+        st.builds(
+            QueuedTask,
+            task_id=st.text("xyz", min_size=1, max_size=3),
+            priority=st.sampled_from(PRIORITIES),
+            seq=st.integers(1, 10_000),
+        ),
+        max_size=20,
+    )
+)
+def test_priority_order_puts_urgent_first_then_oldest(tasks: list[QueuedTask]) -> None:
+    ordered = priority_order(tasks)
+    assert sorted(ordered, key=id) == sorted(tasks, key=id)
+    ranks = [(PRIORITIES.index(t.priority), t.seq) for t in ordered]
+    assert ranks == sorted(ranks)
