@@ -1,0 +1,72 @@
+"""The agent runtime on a real nats-server: work queues per priority, retries via nak delay."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from swarmkit import Swarm
+
+from swarmlog.agents.api import Agent, Context, on
+from swarmlog.agents.retry import RetryPolicy
+from swarmlog.agents.runtime import AgentRuntime, Outcome
+from swarmlog.projections.projector import Projector
+from swarmlog.projections.store import ProjectionStore
+from swarmlog.schemas.payloads import TaskAssignment
+
+pytestmark = pytest.mark.integration
+
+
+class Writer(Agent):
+    role = "worker"
+    capabilities = ("write",)
+    retry = RetryPolicy(initial_delay=0.05, max_delay=1, max_attempts=2, jitter=0)
+
+    @on(TaskAssignment)
+    async def write(self, task: TaskAssignment, ctx: Context) -> object:
+        if task.input == "flaky" and ctx.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        return {"wrote": task.input}
+
+
+async def next_outcome(runtime: AgentRuntime) -> Outcome:
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        outcome = await runtime.step(wait=0.2)
+        if outcome is not None:
+            return outcome
+    raise AssertionError("no task came")
+
+
+async def test_runtime_on_jetstream(swarm: Swarm, tmp_path: Path) -> None:
+    runtime = AgentRuntime(Writer(), swarm.log, swarm.publisher(swarm.alice))
+    await runtime.start()
+    ops = swarm.publisher(swarm.operator)
+    for i in range(3):
+        await ops.publish(TaskAssignment(task_id=f"bg{i}", role="worker", priority="low", input=i))
+    await ops.publish(TaskAssignment(task_id="flaky", role="worker", input="flaky"))
+    await ops.publish(TaskAssignment(task_id="now", role="worker", priority="critical", input=1))
+    try:
+        outcomes = [await next_outcome(runtime) for _ in range(6)]
+    finally:
+        await runtime.close()
+    assert outcomes[0] == Outcome("now", "succeeded", 1)
+    flaky = [o for o in outcomes if o.task_id == "flaky"]
+    assert [o.status for o in flaky] == ["retrying", "succeeded"]
+    assert {o.task_id for o in outcomes if o.status == "succeeded"} == {
+        "now",
+        "flaky",
+        "bg0",
+        "bg1",
+        "bg2",
+    }
+    store = ProjectionStore(tmp_path / "p.duckdb")
+    projector = Projector(
+        swarm.log, store, namespace=swarm.namespace, operator_key=swarm.operator.public_key
+    )
+    await projector.run(follow=False)
+    projector.close()
+    assert store.rows("SELECT count(*) FROM tasks WHERE status = 'succeeded'") == [(5,)]
+    assert store.rows("SELECT count(*) FROM quarantine") == [(0,)]
+    store.close()
