@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from swarmlog.cli.agent import agent
 from swarmlog.cli.app import cli
 from swarmlog.cli.bench import bench
 from swarmlog.cli.demo import demo
@@ -25,7 +26,20 @@ from swarmlog.errors import SwarmlogError
 
 __all__ = ["cli", "main"]
 
-for command in (up, down, status, projector, keys, events, replay, audit, query, bench, demo):
+for command in (
+    up,
+    down,
+    status,
+    projector,
+    keys,
+    events,
+    replay,
+    audit,
+    query,
+    bench,
+    demo,
+    agent,
+):
     cli.add_command(command)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Sequence
 
 import click
 import msgspec
 
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, KeyStoreError
 from swarmlog.keystore import KeyStore
 from swarmlog.publisher import Publisher
@@ -19,7 +21,7 @@ from swarmlog.schemas.signing import CONTROL_TYPES, OPERATOR_ID, Identity, issue
 from swarmlog.schemas.types import Role
 from swarmlog.system import open_log
 
-__all__ = ["keys"]
+__all__ = ["issue_agent", "keys"]
 
 _DAY_NS = 86_400 * 1_000_000_000
 
@@ -84,6 +86,32 @@ def keys_issue(
 ) -> None:
     """Create an agent key and publish its operator-signed credential to the log."""
     settings = ctx.settings
+    agent_id, public_key, seq = issue_agent(
+        settings,
+        role,
+        agent_id=agent_id,
+        capabilities=capabilities,
+        trust=trust,
+        allowed=allowed,
+        expires_in=expires_in,
+    )
+    if as_json:
+        emit_json({"agent_id": agent_id, "role": role, "public_key": public_key, "seq": seq})
+        return
+    ctx.console.print(f"issued {agent_id} ({role}) key {public_key[:16]}… at seq {seq}")
+
+
+def issue_agent(
+    settings: Settings,
+    role: str,
+    *,
+    agent_id: str | None = None,
+    capabilities: Sequence[str] = (),
+    trust: str = "internal",
+    allowed: Sequence[str] = (),
+    expires_in: float | None = None,
+) -> tuple[str, str, int]:
+    """Create an agent key, save it (0600) and publish its credential; (agent id, key, seq)."""
     settings.require_data_dir()
     store = KeyStore(settings.keys_dir)
     operator = store.operator()
@@ -131,9 +159,4 @@ def keys_issue(
     except BaseException:
         store.remove_agent(agent_id)  # nothing was vouched for: leave no key behind
         raise
-    if as_json:
-        emit_json(
-            {"agent_id": agent_id, "role": role, "public_key": identity.public_key, "seq": seq}
-        )
-        return
-    ctx.console.print(f"issued {agent_id} ({role}) key {identity.public_key[:16]}… at seq {seq}")
+    return agent_id, identity.public_key, seq

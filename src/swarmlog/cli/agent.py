@@ -1,0 +1,170 @@
+"""``agent start|run|ps|stop|logs``: agents as daemons."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import click
+
+from swarmlog.agents.process import load_agent, run_agent, stop_on_signals
+from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.keys import issue_agent
+from swarmlog.config import Settings
+from swarmlog.daemons import DaemonInfo, list_daemons, start_daemon, stop_daemon
+from swarmlog.errors import ConfigError, SwarmlogError
+from swarmlog.keystore import KeyStore
+from swarmlog.system import read_projection
+
+__all__ = ["agent"]
+
+_PREFIX = "agent-"
+
+
+@click.group()
+def agent() -> None:
+    """Run agents as daemons."""
+
+
+def _argv(settings: Settings, target: str, agent_id: str, replica: int) -> list[str]:
+    argv = [sys.executable, "-m", "swarmlog", "--data-dir", str(settings.data_dir.resolve())]
+    argv += ["--namespace", settings.namespace]
+    if settings.nats_url:
+        argv += ["--nats-url", settings.nats_url]
+    return [*argv, "agent", "run", target, "--agent-id", agent_id, "--replica", str(replica)]
+
+
+@agent.command("start")
+@click.argument("target")
+@click.option("--replicas", "-r", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--detach", is_flag=True, help="Run as daemons and return.")
+@click.option("--name", help="Replica ids are NAME-1..NAME-N (default: the role).")
+@pass_ctx
+def agent_start(ctx: Context, target: str, replicas: int, detach: bool, name: str | None) -> None:
+    """Start TARGET (module:Class) with N replicas, each with its own key and credential."""
+    settings = ctx.settings
+    settings.require_data_dir()
+    cls = load_agent(target)
+    name = name or cls.role
+    keys = KeyStore(settings.keys_dir)
+    ids = [f"{name}-{i}" for i in range(1, replicas + 1)]
+    for agent_id in ids:
+        if not keys.agent_paths(agent_id)[0].exists():
+            issue_agent(settings, cls.role, agent_id=agent_id, capabilities=cls.capabilities)
+    if detach:
+        for i, agent_id in enumerate(ids, 1):
+            info = start_daemon(
+                settings.run_dir,
+                settings.logs_dir,
+                _PREFIX + agent_id,
+                _argv(settings, target, agent_id, i),
+            )
+            ctx.console.print(f"started {agent_id} (pid {info.pid}), log {info.log_path}")
+        return
+
+    async def together() -> None:
+        stop = stop_on_signals()
+        await asyncio.gather(
+            *(run_agent(settings, target, a, str(i), stop) for i, a in enumerate(ids, 1))
+        )
+
+    ctx.err.print(f"running {', '.join(ids)} (Ctrl-C to stop)")
+    run(together())
+
+
+@agent.command("run", hidden=True)
+@click.argument("target")
+@click.option("--agent-id", required=True)
+@click.option("--replica", default="")
+@pass_ctx
+def agent_run(ctx: Context, target: str, agent_id: str, replica: str) -> None:
+    """One replica in the foreground (what `agent start --detach` launches)."""
+
+    async def one() -> None:
+        await run_agent(ctx.settings, target, agent_id, replica, stop_on_signals())
+
+    run(one())
+
+
+def _agents(settings: Settings) -> list[DaemonInfo]:
+    return [
+        d for d in list_daemons(settings.run_dir, settings.logs_dir) if d.name.startswith(_PREFIX)
+    ]
+
+
+@agent.command("ps")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def agent_ps(ctx: Context, as_json: bool) -> None:
+    """Agent daemons of this data dir, with their projected state."""
+    settings = ctx.settings
+    settings.require_data_dir()
+    projected: dict[str, dict[str, Any]] = {}
+    try:
+        result = run(
+            read_projection(
+                settings,
+                "SELECT agent_id, role, status, last_heartbeat_at, in_flight FROM agents",
+            )
+        )
+        projected = {r[0]: dict(zip(result.columns, r, strict=True)) for r in result.rows}
+    except SwarmlogError:
+        pass  # no projection to join: pids only
+    rows = []
+    for d in _agents(settings):
+        agent_id = d.name.removeprefix(_PREFIX)
+        seen = projected.get(agent_id, {})
+        rows.append(
+            {
+                "name": agent_id,
+                "pid": d.pid,
+                "alive": True,
+                "role": seen.get("role"),
+                "status": seen.get("status"),
+                "last_heartbeat_at": seen.get("last_heartbeat_at"),
+                "in_flight": seen.get("in_flight"),
+                "started_at": d.started_at,
+            }
+        )
+    if as_json:
+        emit_json({"agents": rows})
+        return
+    columns = ["name", "pid", "role", "status", "in_flight", "started_at"]
+    print_table(ctx.console, "agents", columns, [[r[c] for c in columns] for r in rows])
+
+
+@agent.command("stop")
+@click.argument("name", required=False)
+@click.option("--all", "everything", is_flag=True, help="Stop every agent daemon.")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds before SIGKILL.")
+@pass_ctx
+def agent_stop(ctx: Context, name: str | None, everything: bool, timeout: float) -> None:
+    """Stop NAME (an agent id, or the name given to `start` for all its replicas), or --all."""
+    settings = ctx.settings
+    settings.require_data_dir()
+    if not name and not everything:
+        raise ConfigError("name an agent to stop, or pass --all")
+    chosen = [
+        d
+        for d in _agents(settings)
+        if everything or d.name in (_PREFIX + str(name),) or d.name.startswith(f"{_PREFIX}{name}-")
+    ]
+    if not chosen and not everything:
+        raise ConfigError(f"no running agent named {name}; `swarmlog agent ps` lists them")
+    for d in chosen:
+        stop_daemon(settings.run_dir, settings.logs_dir, d.name, timeout)
+        ctx.console.print(f"stopped {d.name.removeprefix(_PREFIX)} (pid {d.pid})")
+
+
+@agent.command("logs")
+@click.argument("name")
+@click.option("-n", "--lines", default=50, show_default=True, type=click.IntRange(min=1))
+@pass_ctx
+def agent_logs(ctx: Context, name: str, lines: int) -> None:
+    """The last lines of agent NAME's log."""
+    path = ctx.settings.logs_dir / f"{_PREFIX}{name}.log"
+    if not path.exists():
+        raise ConfigError(f"no log for agent {name} at {path}; `swarmlog agent ps` lists agents")
+    for line in path.read_text(errors="replace").splitlines()[-lines:]:
+        click.echo(line)
