@@ -28,6 +28,7 @@ from swarmlog.projections.store import ProjectionStore
 __all__ = [
     "LiveState",
     "ask_projector",
+    "command_argv",
     "open_log",
     "projector_argv",
     "projector_name",
@@ -72,13 +73,18 @@ def projector_name(settings: Settings) -> str:
     return f"projector-{settings.namespace}"
 
 
-def projector_argv(settings: Settings) -> list[str]:
-    """The command line of the projector daemon."""
+def command_argv(settings: Settings, *args: str) -> list[str]:
+    """A ``swarmlog`` command line for a daemon, with this process's settings spelled out."""
     argv = [sys.executable, "-m", "swarmlog", "--data-dir", str(settings.data_dir.resolve())]
     argv += ["--namespace", settings.namespace]
     if settings.nats_url:
         argv += ["--nats-url", settings.nats_url]
-    return [*argv, "projector", "run"]
+    return [*argv, *args]
+
+
+def projector_argv(settings: Settings) -> list[str]:
+    """The command line of the projector daemon."""
+    return command_argv(settings, "projector", "run")
 
 
 async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import Any
 
 import click
@@ -15,7 +14,7 @@ from swarmlog.config import Settings
 from swarmlog.daemons import DaemonInfo, list_daemons, start_daemon, stop_daemon
 from swarmlog.errors import ConfigError, SwarmlogError
 from swarmlog.keystore import KeyStore
-from swarmlog.system import read_projection
+from swarmlog.system import command_argv, read_projection
 
 __all__ = ["agent"]
 
@@ -28,11 +27,9 @@ def agent() -> None:
 
 
 def _argv(settings: Settings, target: str, agent_id: str, replica: int) -> list[str]:
-    argv = [sys.executable, "-m", "swarmlog", "--data-dir", str(settings.data_dir.resolve())]
-    argv += ["--namespace", settings.namespace]
-    if settings.nats_url:
-        argv += ["--nats-url", settings.nats_url]
-    return [*argv, "agent", "run", target, "--agent-id", agent_id, "--replica", str(replica)]
+    return command_argv(
+        settings, "agent", "run", target, "--agent-id", agent_id, "--replica", str(replica)
+    )
 
 
 @agent.command("start")
