@@ -20,11 +20,11 @@ from rich.console import Console
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import subject_for
-from swarmlog.cli.app import print_table
 from swarmlog.projections.projector import BatchResult, Projector
 from swarmlog.projections.query import run_query
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.publisher import Publisher
+from swarmlog.render import print_table
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import (
     AgentRegistered,

@@ -114,7 +114,6 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
 class LiveState:
     position: int
     state_hash: str
-    source: str  # "projector" (over NATS) or "file"
 
 
 async def ask_projector(
@@ -167,11 +166,11 @@ async def read_live_state(settings: Settings) -> LiveState:
     if reply is not None:
         _raise_remote(reply)
         assert isinstance(reply, dict)
-        return LiveState(int(reply["position"]), str(reply["state_hash"]), "projector")
+        return LiveState(int(reply["position"]), str(reply["state_hash"]))
     if not settings.projection_path.exists():
         raise StoreError(
             f"no projection at {settings.projection_path}; start the projector with `swarmlog up`"
         )
     with ProjectionStore(settings.projection_path, read_only=True) as store:
         position, state_hash = store.snapshot_state()
-    return LiveState(position, state_hash, "file")
+    return LiveState(position, state_hash)

@@ -23,4 +23,6 @@ async def test_memory_log_dedupes_within_its_window_only() -> None:
     later = await log.append(Append("swarmlog.x.a.task.t.result", b"1", msg_id="m"))
     assert not later.duplicate
     assert later.seq == first.seq + 1
-    assert len(log._ids) == 1
+    now[0] = 40.0
+    await log.append(Append("swarmlog.x.a.task.t.result", b"2", msg_id="other"))
+    assert list(log._ids) == ["other"]  # ids past the window are forgotten, memory stays flat

@@ -55,6 +55,7 @@ class MemoryLog:
             actual = last.seq if last else 0
             if actual != item.expected_last_seq:
                 raise ConcurrencyConflict(pattern, item.expected_last_seq)
+        self._forget_old_ids(now)
         seen = self._ids.get(item.msg_id)
         if seen is not None and now - seen[1] <= self._window:
             return AppendResult(seen[0], duplicate=True)
@@ -134,7 +135,6 @@ class MemoryLog:
 class _Pending:
     deliveries: int
     ready_at: float  # when it may be (re)delivered: ack-wait expiry or nak delay
-    leased: bool = True
 
 
 @dataclass
@@ -158,7 +158,6 @@ class _MemoryQueue:
                     continue
                 state.deliveries += 1
                 state.ready_at = now + self.ack_wait
-                state.leased = True
                 out.append(_MemoryDelivery(self, self.log._messages[seq - 1], state.deliveries))
         messages = self.log._messages
         while len(out) < batch and self.cursor < len(messages):

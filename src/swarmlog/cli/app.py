@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
+from swarmlog.render import print_table
 
 __all__ = ["Context", "cli", "emit_json", "pass_ctx", "print_table", "run"]
 
@@ -80,15 +79,3 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 def emit_json(value: Any) -> None:
     """Print one JSON document to stdout."""
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
-
-
-def print_table(
-    console: Console, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> None:
-    table = Table(title=title, show_lines=False)
-    for column in columns:
-        table.add_column(str(column), overflow="fold")
-    for row in rows:
-        # Cells are data: Text keeps "[/x]" in a payload from being read as markup.
-        table.add_row(*(Text("" if v is None else str(v)) for v in row))
-    console.print(table)

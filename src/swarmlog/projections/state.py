@@ -55,9 +55,10 @@ class State:
         return row
 
     def delete(self, name: str, *key: Any) -> None:
-        if self.rows[name].pop(key, None) is not None or key not in self.deleted[name]:
-            self.deleted[name].add(key)
-            self.dirty[name].discard(key)
+        """Remove the row at ``key`` (from storage too, at the next flush)."""
+        self.rows[name].pop(key, None)
+        self.deleted[name].add(key)
+        self.dirty[name].discard(key)
 
     def load(self, name: str, row: Row) -> None:
         """Add a row read from storage (not a change)."""

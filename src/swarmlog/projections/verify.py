@@ -10,6 +10,7 @@ reason codes in :data:`REASONS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -274,5 +275,7 @@ def _check_credential(payload: CredentialIssued, operator_key: str) -> Rejection
     return None
 
 
-def _json_list(text: str | None) -> list[str]:
-    return [] if not text else list(msgspec.json.decode(text))
+@lru_cache(maxsize=1024)
+def _json_list(text: str | None) -> tuple[str, ...]:
+    # Called for every event with the signer's credential columns: a handful of distinct texts.
+    return () if not text else tuple(msgspec.json.decode(text))

@@ -17,9 +17,7 @@ __all__ = [
     "decode_envelope",
     "decode_signed",
     "encode",
-    "envelope_json",
     "payload_from_json",
-    "to_builtins",
 ]
 
 MAX_EVENT_BYTES = 524_288
@@ -104,13 +102,3 @@ def payload_from_json(type_: str, data: bytes | str) -> Payload:
     except msgspec.ValidationError as exc:
         raise _schema_error(f"{type_} payload", exc) from None
     return result
-
-
-def to_builtins(obj: Any) -> Any:
-    """Plain Python (JSON-ready) form of any struct; bytes become base64."""
-    return msgspec.to_builtins(obj)
-
-
-def envelope_json(envelope: Envelope) -> bytes:
-    """JSON form of an envelope (what users see)."""
-    return _json_encoder.encode(envelope)
