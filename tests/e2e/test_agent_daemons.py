@@ -77,7 +77,7 @@ def test_replicas_share_the_work_and_stop_cleanly(cli: Cli) -> None:
         cli("query", "SELECT output FROM tasks WHERE task_id = 't3'", "--json").stdout
     )
     assert json.loads(outputs["rows"][0]["output"])["echo"] == "HI 3"
-    assert "echo-1" in cli("agent", "logs", "echo-1").stdout or True  # log exists (may be empty)
+    assert cli("agent", "logs", "echo-1").returncode == 0  # its log exists
     assert cli("agent", "logs", "nobody").returncode == 2
     stopped = cli("agent", "stop", "--all")
     assert stopped.returncode == 0, stopped.stderr
