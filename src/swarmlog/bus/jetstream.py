@@ -245,8 +245,13 @@ class JetStreamLog:
 
         async def settle_oldest() -> None:
             index = len(results)
+            future = futures.popleft()
             try:
-                ack = await asyncio.wait_for(futures.popleft(), _ACK_WAIT)
+                if future.done():  # the common case: no timer needed
+                    ack = future.result()
+                else:
+                    async with asyncio.timeout(_ACK_WAIT):  # no extra task, unlike wait_for
+                        ack = await future
             except nats.js.errors.APIError as exc:
                 raise _append_error(items[index], exc) from None
             except TimeoutError:
