@@ -71,6 +71,9 @@ class Publisher:
         self._entropy = entropy or random.Random(os.urandom(16)).randbytes
         self._head: ChainHead | None = None
         self._last_stream_seq = 0  # stream sequence of our last event: the OCC expectation
+        # One publish at a time: two events sealed on the same head would fork the chain (an
+        # aggregate expectation does not guard the sender's own chain).
+        self._lock = asyncio.Lock()
 
     async def recover(self) -> ChainHead:
         """Read this sender's chain head from the log."""
@@ -131,6 +134,12 @@ class Publisher:
         aggregate (a claim, say) and raises :class:`ConcurrencyConflict` when it lost. Without it,
         the append is conditional on this sender's own chain and a lost race is retried.
         """
+        async with self._lock:
+            return await self._publish(payload, expect, fields)
+
+    async def _publish(
+        self, payload: Payload, expect: tuple[str, int] | None, fields: dict[str, Any]
+    ) -> Published:
         if self._head is None:
             await self.recover()
         for _ in range(_MAX_RACES):
@@ -179,15 +188,16 @@ class Publisher:
         while the previous chunk is being appended. Assumes this publisher is the only writer of
         its chain (one process per agent key).
         """
-        if self._head is None:
-            await self.recover()
-        out: list[Published] = []
-        try:
-            await self._publish_chunks(payloads, window, fields, out)
-        except BaseException:
-            self._head = None  # part may be stored: re-read the chain before the next event
-            raise
-        return out
+        async with self._lock:
+            if self._head is None:
+                await self.recover()
+            out: list[Published] = []
+            try:
+                await self._publish_chunks(payloads, window, fields, out)
+            except BaseException:
+                self._head = None  # part may be stored: re-read the chain before the next event
+                raise
+            return out
 
     async def _publish_chunks(
         self,

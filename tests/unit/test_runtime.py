@@ -3,22 +3,27 @@ and priority order."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from swarmlog.agents.api import Agent, Context, TaskError, on
+from swarmlog.agents.killswitch import KillFlag, flag_key
 from swarmlog.agents.retry import RetryPolicy
 from swarmlog.agents.runtime import AgentRuntime, Outcome
 from swarmlog.bus.memory import MemoryLog
+from swarmlog.bus.ports import StoredMessage
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import TaskAssignment
 from swarmlog.schemas.signing import Identity, issue_credential
+from waiting import until
 
 NS = "rt"
 FAST = RetryPolicy(initial_delay=0.01, multiplier=2, max_delay=1, max_attempts=3, jitter=0)
@@ -40,7 +45,15 @@ class Upper(Agent):
             raise RuntimeError("it broke")
         if task.input == "fatal":
             raise TaskError("bad_input", "cannot be done", retryable=False)
+        if task.input == "slow":
+            await asyncio.sleep(0.4)  # long work, longer than the ack wait
+        if task.input == "forever":
+            await asyncio.Event().wait()
         return str(task.input).upper()
+
+
+class HandsOver(Upper):
+    fallback_role = "spare"
 
 
 class Setup:
@@ -50,25 +63,48 @@ class Setup:
         self.ops = Publisher(self.log, self.operator, NS)
         self.worker = identity("upper-1")
 
-    async def start(self) -> AgentRuntime:
+    async def start(self, agent: Agent | None = None, **options: float) -> AgentRuntime:
+        return await self.replica(self.worker, agent, **options)
+
+    async def replica(
+        self, worker: Identity, agent: Agent | None = None, **options: float
+    ) -> AgentRuntime:
         credential = Credential(
-            agent_id=self.worker.agent_id,
+            agent_id=worker.agent_id,
             role="upper",
-            public_key=self.worker.public_key,
+            public_key=worker.public_key,
             issuer=self.operator.public_key,
             issued_at=1,
             capabilities=["text"],
         )
         await self.ops.publish(issue_credential(self.operator, credential))
-        runtime = AgentRuntime(Upper(), self.log, Publisher(self.log, self.worker, NS))
+        publisher = Publisher(self.log, worker, NS)
+        runtime = AgentRuntime(agent or Upper(), self.log, publisher, **options)  # type: ignore[arg-type]
         await runtime.start()
         return runtime
 
-    async def assign(self, task_id: str, value: str, priority: str = "normal") -> None:
+    async def assign(
+        self, task_id: str, value: str, priority: str = "normal", deadline_at: int | None = None
+    ) -> None:
         await self.ops.publish(
-            TaskAssignment(task_id=task_id, role="upper", priority=priority, input=value),  # type: ignore[arg-type]
+            TaskAssignment(
+                task_id=task_id,
+                role="upper",
+                priority=priority,  # type: ignore[arg-type]
+                input=value,
+                deadline_at=deadline_at,
+            ),
             workflow_id="wf",
         )
+
+    def types(self, task_id: str) -> list[str]:
+        """The event types of one task's history, in stream order."""
+        out = []
+        for m in self.log._messages:
+            parts = m.subject.split(".")
+            if task_id in parts:
+                out.append(parts[-1] if parts[3] == "task" else "task_assignment")
+        return out
 
     async def project(self, path: Path) -> ProjectionStore:
         store = ProjectionStore(path)
@@ -139,3 +175,101 @@ async def test_urgent_work_is_taken_before_background_work(urgent: str) -> None:
     await s.assign("urgent", "y", priority=urgent)
     first = await next_outcome(runtime)
     assert first.task_id == "urgent"
+
+
+class Redelivered:
+    """The same stored assignment handed out again, as after a crash before the ack."""
+
+    def __init__(self, message: StoredMessage) -> None:
+        self.message = message
+        self.num_delivered = 2
+        self.settled: list[str] = []
+
+    async def ack(self) -> None:
+        self.settled.append("ack")
+
+    async def in_progress(self) -> None:
+        pass
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.settled.append("nak")
+
+    async def term(self) -> None:
+        self.settled.append("term")
+
+
+async def test_a_redelivered_assignment_with_a_result_is_not_run_again() -> None:
+    s = Setup()
+    first = await s.start()
+    await s.assign("t1", "once")
+    assert (await next_outcome(first)).status == "succeeded"
+    # Another replica gets the same assignment again (the first crashed before its ack landed).
+    other = await s.replica(identity("upper-2"))
+    assignment = next(m for m in s.log._messages if ".work." in m.subject)
+    again = Redelivered(assignment)
+    assert (await other.handle(again)).status == "duplicate"
+    assert again.settled == ["ack"]
+    assert s.types("t1").count("result") == 1
+
+
+async def test_a_kill_switch_stops_taking_work_and_revive_resumes() -> None:
+    s = Setup()
+    runtime = await s.start()
+    flags = await s.log.flags()
+    await flags.put(flag_key(agent_id="upper-1"), msgspec.json.encode(KillFlag("test")))
+    await s.assign("t1", "x")
+    end = time.monotonic() + 5
+    while runtime.killed is None and time.monotonic() < end:
+        await runtime.step(wait=0.01)
+    assert runtime.killed == KillFlag("test")
+    assert await runtime.step(wait=0.05) is None
+    assert "task_started" not in s.types("t1")
+    await flags.delete(flag_key(agent_id="upper-1"))
+    assert (await next_outcome(runtime)).status == "succeeded"
+
+
+async def test_a_kill_mid_task_hands_the_task_back_without_emitting() -> None:
+    s = Setup()
+    runtime = await s.start()
+    flags = await s.log.flags()
+    await s.assign("t1", "forever")
+    handling = asyncio.create_task(next_outcome(runtime))
+    await until(lambda: "task_started" in s.types("t1"))
+    await flags.put(flag_key(role="upper"), msgspec.json.encode(KillFlag("stop")))
+    outcome = await asyncio.wait_for(handling, 5)
+    assert outcome.status == "handed_back"
+    assert not {"result", "error"} & set(s.types("t1"))
+
+
+async def test_work_past_its_deadline_fails_as_timed_out(tmp_path: Path) -> None:
+    s = Setup()
+    runtime = await s.start()
+    await s.assign("late", "x", deadline_at=time.time_ns() - 1)
+    await s.assign("slow", "slow", deadline_at=time.time_ns() + 100_000_000)
+    assert {(await next_outcome(runtime)).status for _ in range(2)} == {"timed_out"}
+    store = await s.project(tmp_path / "p.duckdb")
+    assert store.rows("SELECT task_id, status, error FROM tasks ORDER BY 1") == [
+        ("late", "failed", "timed out"),
+        ("slow", "failed", "timed out"),
+    ]
+    store.close()
+
+
+async def test_after_the_last_attempt_a_fallback_role_takes_the_task() -> None:
+    s = Setup()
+    runtime = await s.start(HandsOver())
+    await s.assign("t1", "boom")
+    outcomes = [await next_outcome(runtime) for _ in range(3)]
+    assert [o.status for o in outcomes] == ["retrying", "retrying", "reassigned"]
+    handed = [m for m in s.log._messages if ".work.spare." in m.subject]
+    assert len(handed) == 1
+
+
+async def test_long_work_is_kept_alive_and_not_redelivered() -> None:
+    s = Setup()
+    runtime = await s.start(ack_wait=0.15)
+    await s.assign("t1", "slow")
+    assert (await next_outcome(runtime)).status == "succeeded"
+    assert "task_heartbeat" in s.types("t1")
+    assert await runtime.step(wait=0.3) is None  # acked once, never handed out again
+    assert s.types("t1").count("task_started") == 1

@@ -85,13 +85,15 @@ class Context:
 
 
 class Agent:
-    """Base class of agents: set ``role`` (and optionally ``capabilities``, ``tier``, ``retry``)
-    and mark handlers with :func:`on`."""
+    """Base class of agents: set ``role`` (and optionally ``capabilities``, ``tier``, ``retry``,
+    ``fallback_role``) and mark handlers with :func:`on`."""
 
     role: ClassVar[str] = ""
     capabilities: ClassVar[tuple[str, ...]] = ()
     tier: ClassVar[str] = ""
     retry: ClassVar[RetryPolicy] = RetryPolicy()
+    fallback_role: ClassVar[str] = ""
+    """Where a task goes when this role has used its last attempt (empty: escalate)."""
 
     def handlers(self) -> dict[str, Handler]:
         """Handlers by event type tag."""

@@ -1,34 +1,52 @@
 """The agent runtime (the shell): register, take work by priority, run handlers, settle.
 
 Work for a role arrives as ``task_assignment`` events on one durable consumer per priority level,
-shared by every replica of the role. The runtime always looks at the most urgent level first. A
-handler's result is published before the delivery is acked (at-least-once in; the projection keeps
-one outcome per task). A failure is retried by the agent's :class:`RetryPolicy`: ``nak`` with the
-policy's delay and a ``task_retry_scheduled`` event; after the last attempt, or at once for a
-non-retryable error, an ``error`` and a ``task_escalated`` event are published and the delivery
-is terminated.
+shared by every replica of the role. The runtime always looks at the most urgent level first, and
+sleeps on a doorbell (a plain subscription to the role's work subjects) when idle, so new work is
+seen at once without polling.
+
+A handler's result is published before the delivery is acked (at-least-once in). Handling is
+idempotent by event id: a redelivered assignment whose result is already on the log is acked, not
+run again. While a handler runs, the delivery is kept alive with in-progress acks, and the agent
+heartbeats its load. A failure is retried by the agent's :class:`RetryPolicy`: ``nak`` with the
+policy's delay and a ``task_retry_scheduled`` event; after the last attempt (or at once for a
+non-retryable error) the task is reassigned to the agent's ``fallback_role`` when it has one,
+otherwise escalated, and the delivery is terminated. Work past its deadline fails as timed out.
+
+A kill switch (see :mod:`swarmlog.agents.killswitch`) stops the replica from taking work and
+cancels the handler in hand without emitting anything; the delivery goes back to the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from swarmlog.agents.api import Agent, Context, TaskError
-from swarmlog.bus.ports import Delivery, EventLog, WorkQueue
-from swarmlog.bus.subjects import work_filter
+from swarmlog.agents.killswitch import KillFlag, flag_key, killed_by
+from swarmlog.bus.ports import Delivery, Doorbell, EventLog, FlagStore, WorkQueue
+from swarmlog.bus.subjects import role_work_filter, work_filter, work_priority
+from swarmlog.errors import SchemaError
 from swarmlog.projections.verify import check
 from swarmlog.publisher import Publisher
+from swarmlog.schemas.codec import decode_envelope, decode_signed
+from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
+    AgentHeartbeat,
     AgentRegistered,
     Error,
     Result,
     TaskAssignment,
     TaskEscalated,
+    TaskFailed,
+    TaskHeartbeat,
     TaskRetryScheduled,
     TaskStarted,
 )
@@ -38,13 +56,22 @@ __all__ = ["AgentRuntime", "Outcome"]
 
 log = logging.getLogger(__name__)
 
+_SWEEP = 0.25
+"""Idle replicas look at every level this often: redeliveries and delayed retries ring no bell."""
+_RUNG_WAIT = 0.02
+"""How long a fetch waits on a level that just rang (the ring can overtake the store)."""
+_REMEMBERED = 4096
+"""Assignment ids this replica has settled, kept to drop duplicates without a lookup."""
+
 
 @dataclass(frozen=True)
 class Outcome:
     """What the runtime did with one delivery."""
 
     task_id: str
-    status: str  # "succeeded", "retrying", "escalated", "rejected"
+    status: str
+    """``succeeded``, ``retrying``, ``escalated``, ``reassigned``, ``timed_out``,
+    ``duplicate``, ``handed_back`` (killed mid-task) or ``rejected``."""
     attempt: int
     delay: float = 0.0
 
@@ -60,7 +87,9 @@ class AgentRuntime:
         *,
         replica: str = "",
         ack_wait: float = 30.0,
+        heartbeat: float = 5.0,
         draw: Callable[[], float] | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         if not agent.role:
             raise ValueError(f"{type(agent).__name__} has no role")
@@ -70,26 +99,40 @@ class AgentRuntime:
         self.namespace = publisher.namespace
         self.replica = replica
         self.ack_wait = ack_wait
+        self.heartbeat = heartbeat
         self._draw = draw or random.Random().random
+        self._clock = clock
         self._queues: list[tuple[str, WorkQueue]] = []
+        self._bell: Doorbell | None = None
+        self._maybe: set[str] = set(PRIORITIES)  # levels that may hold work: look first
+        self._flags: dict[str, bytes] = {}
+        self._flags_changed = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+        self._current: asyncio.Task[Any] | None = None
+        self._settled: OrderedDict[str, None] = OrderedDict()
         self.in_flight = 0
 
     @property
     def agent_id(self) -> str:
         return self.publisher.identity.agent_id
 
+    @property
+    def killed(self) -> KillFlag | None:
+        """The kill switch that stops this replica, if one is pulled."""
+        return killed_by(self._flags, self.agent_id, self.agent.role)
+
     async def start(self) -> None:
-        """Announce this replica and open the role's work queues (most urgent first)."""
-        await self.publisher.publish(
-            AgentRegistered(
-                agent_id=self.agent_id,
-                role=self.agent.role,
-                capabilities=list(self.agent.capabilities),
-                tier=self.agent.tier,
-                replica=self.replica,
-            )
-        )
+        """Read the kill switches, announce this replica and open the role's work queues."""
+        store = await self.log.flags()
+        for key in (flag_key(), flag_key(role=self.agent.role), flag_key(agent_id=self.agent_id)):
+            value = await store.get(key)
+            if value is not None:
+                self._flags[key] = value
+        self._background.append(asyncio.create_task(self._watch_flags(store)))
+        if self.killed is None:
+            await self._register()
         role = self.agent.role
+        self._bell = await self.log.doorbell(role_work_filter(self.namespace, role))
         for priority in PRIORITIES:
             queue = await self.log.work_queue(
                 f"{self.namespace}-{role}-{priority}",
@@ -99,28 +142,84 @@ class AgentRuntime:
                 max_deliver=self.agent.retry.max_attempts + 1,
             )
             self._queues.append((priority, queue))
+        self._background.append(asyncio.create_task(self._heartbeats()))
+
+    async def _register(self) -> None:
+        await self.publisher.publish(
+            AgentRegistered(
+                agent_id=self.agent_id,
+                role=self.agent.role,
+                capabilities=list(self.agent.capabilities),
+                tier=self.agent.tier,
+                replica=self.replica,
+            )
+        )
 
     async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._background = []
+        if self._bell is not None:
+            await self._bell.close()
+            self._bell = None
         for _, queue in self._queues:
             await queue.close()
         self._queues = []
 
-    async def step(self, wait: float = 0.5) -> Outcome | None:
+    async def _watch_flags(self, store: FlagStore) -> None:
+        async for key, value in store.watch():
+            if value is None:
+                self._flags.pop(key, None)
+            else:
+                self._flags[key] = value
+            self._flags_changed.set()
+            if self.killed is not None and self._current is not None:
+                self._current.cancel()  # stop emitting now, not when the handler returns
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)  # a period, not a synchronisation
+            if self.killed is None:
+                try:
+                    await self.publisher.publish(
+                        AgentHeartbeat(agent_id=self.agent_id, in_flight=self.in_flight)
+                    )
+                except Exception as exc:  # a missed heartbeat is not worth dying for
+                    log.warning("heartbeat failed: %s", exc)
+
+    async def step(self, wait: float = _SWEEP) -> Outcome | None:
         """Take and handle at most one task, the most urgent available; ``None`` if none came."""
-        last = len(self._queues) - 1
-        for i, (_, queue) in enumerate(self._queues):
-            # Only the least urgent level waits: an urgent task is never behind a wait.
-            deliveries = await queue.fetch(1, timeout=wait if i == last else 0.001)
+        if self.killed is not None:
+            self._flags_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flags_changed.wait(), wait)
+            return None
+        assert self._bell is not None, "call start() first"
+        rung = {work_priority(s) for s in await self._bell.wait(0)}
+        if not self._maybe and not rung:
+            rung = {work_priority(s) for s in await self._bell.wait(wait)}
+            if not rung:
+                self._maybe = set(PRIORITIES)
+        self._maybe |= rung
+        for priority, queue in self._queues:
+            if priority not in self._maybe:
+                continue
+            deliveries = await queue.fetch(1, timeout=_RUNG_WAIT)
             if deliveries:
                 return await self.handle(deliveries[0])
+            self._maybe.discard(priority)
         return None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Handle tasks until ``stop`` is set."""
+        """Handle tasks until ``stop`` is set; the task in hand finishes first."""
         while not stop.is_set():
             await self.step()
 
     async def handle(self, delivery: Delivery) -> Outcome:
+        """Run one delivered assignment to its outcome and settle the delivery."""
         checked = check(delivery.message, self.namespace)
         envelope = checked.envelope
         if checked.rejection is not None or envelope is None:
@@ -131,26 +230,110 @@ class AgentRuntime:
         task = envelope.payload
         assert isinstance(task, TaskAssignment)
         attempt = task.attempt + delivery.num_delivered - 1
+        if self.killed is not None:
+            await delivery.nak()  # taken in the instant of the kill: hand it back untouched
+            return Outcome(task.task_id, "handed_back", attempt)
+        if await self._already_settled(envelope, delivery):
+            await delivery.ack()
+            return Outcome(task.task_id, "duplicate", attempt)
         wf: dict[str, Any] = {"workflow_id": envelope.workflow_id, "causation_id": envelope.id}
-        handler = self.agent.handler_for(task)
+        if self._past(task.deadline_at):
+            return await self._timed_out(delivery, task, attempt, wf)
         self.in_flight += 1
+        self._current = asyncio.current_task()
+        keepalive = asyncio.create_task(self._keep_alive(delivery, task, wf))
         try:
             await self.publisher.publish(TaskStarted(task_id=task.task_id, attempt=attempt), **wf)
-            if handler is None:
-                raise TaskError(
-                    "no_handler", f"{self.agent.role} cannot handle it", retryable=False
-                )
-            ctx = Context(self.agent_id, task, attempt)
-            output = await handler(self.agent, task, ctx)
+            output, ctx = await self._run_handler(task, attempt)
+        except asyncio.CancelledError:
+            self._current = None
+            if self.killed is None:
+                raise  # a real cancellation (shutdown): the delivery is redelivered later
+            self._uncancel()
+            await delivery.nak()
+            return Outcome(task.task_id, "handed_back", attempt)
         except Exception as exc:
+            self._current = None
+            if isinstance(exc, TimeoutError) and self._past(task.deadline_at):
+                return await self._timed_out(delivery, task, attempt, wf)
             return await self._failed(delivery, task, attempt, exc, wf)
         finally:
             self.in_flight -= 1
+            self._current = None
+            keepalive.cancel()
         await self.publisher.publish(
             Result(task_id=task.task_id, output=output, usage=ctx.total_usage()), **wf
         )
         await delivery.ack()
+        self._remember(envelope.id)
         return Outcome(task.task_id, "succeeded", attempt)
+
+    def _past(self, deadline_at: int | None) -> bool:
+        return deadline_at is not None and self._clock() >= deadline_at
+
+    def _uncancel(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+
+    async def _run_handler(self, task: TaskAssignment, attempt: int) -> tuple[Any, Context]:
+        handler = self.agent.handler_for(task)
+        if handler is None:
+            raise TaskError("no_handler", f"{self.agent.role} cannot handle it", retryable=False)
+        ctx = Context(self.agent_id, task, attempt)
+        if task.deadline_at is None:
+            return await handler(self.agent, task, ctx), ctx
+        remaining = (task.deadline_at - self._clock()) / 1e9
+        async with asyncio.timeout(max(remaining, 0.0)):
+            return await handler(self.agent, task, ctx), ctx
+
+    async def _keep_alive(
+        self, delivery: Delivery, task: TaskAssignment, wf: dict[str, Any]
+    ) -> None:
+        # Long work: restart the ack-wait timer well before it runs out, and say so on the log.
+        period = max(self.ack_wait / 3, 0.05)
+        while True:
+            await asyncio.sleep(period)
+            await delivery.in_progress()
+            await self.publisher.publish(TaskHeartbeat(task_id=task.task_id), **wf)
+
+    async def _already_settled(self, envelope: Envelope, delivery: Delivery) -> bool:
+        """Whether this assignment already has its result (idempotency by event id)."""
+        if envelope.id in self._settled:
+            return True
+        if delivery.num_delivered == 1:
+            return False  # first delivery: nothing can have answered it yet
+        task = envelope.payload
+        assert isinstance(task, TaskAssignment)
+        subject = f"swarmlog.{self.namespace}.*.task.{task.task_id}.result"
+        last = await self.log.last_message(subject)
+        if last is None:
+            return False
+        try:
+            answered = decode_envelope(decode_signed(last.data).body)
+        except SchemaError:
+            return False
+        return answered.causation_id == envelope.id
+
+    def _remember(self, event_id: str) -> None:
+        self._settled[event_id] = None
+        while len(self._settled) > _REMEMBERED:
+            self._settled.popitem(last=False)
+
+    async def _timed_out(
+        self, delivery: Delivery, task: TaskAssignment, attempt: int, wf: dict[str, Any]
+    ) -> Outcome:
+        await self.publisher.publish(
+            Error(
+                task_id=task.task_id, code="timed_out", message="past its deadline", retryable=False
+            ),
+            **wf,
+        )
+        await self.publisher.publish(
+            TaskFailed(task_id=task.task_id, reason="timed out", final=True), **wf
+        )
+        await delivery.term()
+        return Outcome(task.task_id, "timed_out", attempt)
 
     async def _failed(
         self,
@@ -180,6 +363,24 @@ class AgentRuntime:
             )
             await delivery.nak(decision.delay)
             return Outcome(task.task_id, "retrying", attempt, decision.delay)
+        fallback = self.agent.fallback_role
+        if fallback and fallback != task.role and error.retryable:
+            # Out of attempts here, but another role can do it: hand the task over.
+            await self.publisher.publish(
+                TaskAssignment(
+                    task_id=task.task_id,
+                    role=fallback,
+                    capability=task.capability,
+                    priority=task.priority,
+                    input=task.input,
+                    deadline_at=task.deadline_at,
+                    parent_task_id=task.parent_task_id,
+                    expected_output_schema=task.expected_output_schema,
+                ),
+                **wf,
+            )
+            await delivery.term()
+            return Outcome(task.task_id, "reassigned", attempt)
         await self.publisher.publish(
             TaskEscalated(task_id=task.task_id, reason=decision.reason), **wf
         )

@@ -35,7 +35,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage
+from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage, drain_queue
 from swarmlog.bus.subjects import kv_bucket, object_bucket, stream_name, stream_subjects
 from swarmlog.errors import BusError, ConcurrencyConflict
 
@@ -325,6 +325,22 @@ class JetStreamLog:
         self._queues.append(queue)
         return queue
 
+    async def doorbell(self, filter_subject: str) -> _JetStreamDoorbell:
+        bell = _JetStreamDoorbell()
+        # A plain core subscription: the server hands it every message published on the
+        # subject as it routes it to the stream, at no cost to the stream.
+        bell.sub = await self._nc.subscribe(filter_subject, cb=bell.ring)
+        return bell
+
+    async def flags(self) -> _JetStreamFlags:
+        try:
+            kv = await self._js.key_value(kv_bucket(self._namespace, "flags"))
+        except nats.js.errors.BucketNotFoundError:
+            raise BusError(
+                f"the flags bucket of namespace {self._namespace!r} is missing; run `swarmlog up`"
+            ) from None
+        return _JetStreamFlags(kv)
+
     async def close(self) -> None:
         if not self._nc.is_closed:
             # A work-queue subscription left open would hold the drain for its full timeout
@@ -334,6 +350,56 @@ class JetStreamLog:
                 await queue.close()
             self._queues.clear()
             await self._nc.drain()
+
+
+class _JetStreamDoorbell:
+    def __init__(self) -> None:
+        self.sub: Any = None
+        self._rung: asyncio.Queue[str] = asyncio.Queue(maxsize=1024)
+
+    async def ring(self, msg: Msg) -> None:
+        with contextlib.suppress(asyncio.QueueFull):  # a full queue already means "ring"
+            self._rung.put_nowait(msg.subject)
+
+    async def wait(self, timeout: float) -> list[str]:
+        return await drain_queue(self._rung, timeout)
+
+    async def close(self) -> None:
+        if self.sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self.sub.unsubscribe()
+            self.sub = None
+
+
+class _JetStreamFlags:
+    def __init__(self, kv: Any) -> None:
+        self._kv = kv
+
+    async def put(self, key: str, value: bytes) -> None:
+        await self._kv.put(key, value)
+
+    async def delete(self, key: str) -> None:
+        with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+            await self._kv.delete(key)
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            entry = await self._kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return bytes(entry.value) if entry.value else None
+
+    async def watch(self) -> AsyncIterator[tuple[str, bytes | None]]:
+        watcher = await self._kv.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:  # the end of the current values
+                    continue
+                deleted = entry.operation is not None or not entry.value
+                yield entry.key, None if deleted else bytes(entry.value)
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await watcher.stop()
 
 
 def _headers(item: Append) -> dict[str, str]:

@@ -13,11 +13,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage
+from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage, drain_queue
 from swarmlog.bus.subjects import subject_matches
 from swarmlog.errors import ConcurrencyConflict
 
-__all__ = ["MemoryLog"]
+__all__ = ["MemoryFlags", "MemoryLog"]
 
 
 class MemoryLog:
@@ -40,6 +40,8 @@ class MemoryLog:
         self._changed = asyncio.Condition()
         self._queues: dict[str, _MemoryQueue] = {}
         self._version = 0  # bumped by every append and nak, to wake waiting fetchers
+        self._doorbells: list[_MemoryDoorbell] = []
+        self._flags = MemoryFlags()
 
     @property
     def stream(self) -> str:
@@ -62,6 +64,8 @@ class MemoryLog:
         seq = len(self._messages) + 1
         self._messages.append(StoredMessage(seq, item.subject, item.data, self._wall_clock()))
         self._ids[item.msg_id] = (seq, now)
+        for bell in self._doorbells:
+            bell.ring(item.subject)
         await self._bump()
         return AppendResult(seq)
 
@@ -127,8 +131,68 @@ class MemoryLog:
             self._queues[name] = queue
         return queue
 
+    async def doorbell(self, filter_subject: str) -> _MemoryDoorbell:
+        bell = _MemoryDoorbell(self, filter_subject)
+        self._doorbells.append(bell)
+        return bell
+
+    async def flags(self) -> MemoryFlags:
+        return self._flags
+
     async def close(self) -> None:
         return None
+
+
+class _MemoryDoorbell:
+    def __init__(self, log: MemoryLog, filter_subject: str) -> None:
+        self._log = log
+        self._filter = filter_subject
+        self._rung: asyncio.Queue[str] = asyncio.Queue()
+
+    def ring(self, subject: str) -> None:
+        if subject_matches(self._filter, subject):
+            self._rung.put_nowait(subject)
+
+    async def wait(self, timeout: float) -> list[str]:
+        return await drain_queue(self._rung, timeout)
+
+    async def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._log._doorbells.remove(self)
+
+
+class MemoryFlags:
+    """An in-memory :class:`~swarmlog.bus.ports.FlagStore`."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, bytes] = {}
+        self._watchers: list[asyncio.Queue[tuple[str, bytes | None]]] = []
+
+    async def put(self, key: str, value: bytes) -> None:
+        self._values[key] = value
+        self._notify(key, value)
+
+    async def delete(self, key: str) -> None:
+        if self._values.pop(key, None) is not None:
+            self._notify(key, None)
+
+    async def get(self, key: str) -> bytes | None:
+        return self._values.get(key)
+
+    def _notify(self, key: str, value: bytes | None) -> None:
+        for queue in self._watchers:
+            queue.put_nowait((key, value))
+
+    async def watch(self) -> AsyncIterator[tuple[str, bytes | None]]:
+        queue: asyncio.Queue[tuple[str, bytes | None]] = asyncio.Queue()
+        for item in self._values.items():
+            queue.put_nowait(item)
+        self._watchers.append(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._watchers.remove(queue)
 
 
 @dataclass

@@ -6,11 +6,22 @@ contract test suite runs against both.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Append", "AppendResult", "Delivery", "EventLog", "StoredMessage", "WorkQueue"]
+__all__ = [
+    "Append",
+    "AppendResult",
+    "Delivery",
+    "Doorbell",
+    "EventLog",
+    "FlagStore",
+    "StoredMessage",
+    "WorkQueue",
+    "drain_queue",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +94,32 @@ class WorkQueue(Protocol):
     async def close(self) -> None: ...
 
 
+class Doorbell(Protocol):
+    """Rings when a message is published on a subject filter: lets an idle consumer sleep
+    without polling. A ring is a hint, not a delivery: the consumer still fetches."""
+
+    async def wait(self, timeout: float) -> list[str]:
+        """Subjects published since the last call, waiting up to ``timeout`` for one (``0``: do
+        not wait); an empty list when none came."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class FlagStore(Protocol):
+    """Small named flags that every process watches (the kill switches): a KV bucket."""
+
+    async def put(self, key: str, value: bytes) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    def watch(self) -> AsyncIterator[tuple[str, bytes | None]]:
+        """Every current flag, then each change as it happens (``None``: deleted)."""
+        ...
+
+
 class EventLog(Protocol):
     """An append-only, deduplicating, ordered log of messages (one per namespace)."""
 
@@ -126,4 +163,25 @@ class EventLog(Protocol):
         """The durable consumer ``name`` (created if missing) over ``filter_subject``."""
         ...
 
+    async def doorbell(self, filter_subject: str) -> Doorbell:
+        """A :class:`Doorbell` for messages published on ``filter_subject``."""
+        ...
+
+    async def flags(self) -> FlagStore:
+        """The namespace's flag store (kill switches)."""
+        ...
+
     async def close(self) -> None: ...
+
+
+async def drain_queue(queue: asyncio.Queue[str], timeout: float) -> list[str]:
+    """Everything in ``queue``, waiting up to ``timeout`` for the first item (doorbells)."""
+    out: list[str] = []
+    if queue.empty() and timeout > 0:
+        try:
+            out.append(await asyncio.wait_for(queue.get(), timeout))
+        except TimeoutError:
+            return out
+    while not queue.empty():
+        out.append(queue.get_nowait())
+    return out

@@ -42,6 +42,7 @@ __all__ = [
     "aggregate_filter",
     "kv_bucket",
     "object_bucket",
+    "role_work_filter",
     "rpc_subject",
     "sender_filter",
     "stream_name",
@@ -49,6 +50,7 @@ __all__ = [
     "subject_for",
     "subject_matches",
     "work_filter",
+    "work_priority",
 ]
 
 _TASK_TYPES = frozenset(
@@ -100,6 +102,17 @@ def aggregate_filter(namespace: str, kind: str, aggregate_id: str) -> str:
 def work_filter(namespace: str, role: str, priority: str) -> str:
     """The task assignments for ``role`` at ``priority``: one durable consumer each."""
     return f"swarmlog.{namespace}.*.work.{role}.{priority}.*"
+
+
+def role_work_filter(namespace: str, role: str) -> str:
+    """Every task assignment for ``role``, at any priority (what an idle replica listens for)."""
+    return f"swarmlog.{namespace}.*.work.{role}.>"
+
+
+def work_priority(subject: str) -> str:
+    """The priority level of a ``work`` subject."""
+    parts = subject.split(".")
+    return parts[5] if len(parts) > 5 else ""
 
 
 def rpc_subject(namespace: str, name: str) -> str:

@@ -1,0 +1,29 @@
+"""Waiting for a condition with a deadline: the only synchronisation tests use."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+__all__ = ["until", "wait_until"]
+
+
+async def until(
+    condition: Callable[[], object], timeout: float = 10.0, poll: float = 0.005
+) -> None:
+    """Return once ``condition()`` is true; fail the test after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(poll)
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0, poll: float = 0.02) -> None:
+    """The blocking form of :func:`until`, for tests that drive subprocesses."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(poll)
