@@ -64,6 +64,7 @@ PURE_MODULES = [
     "projections/statehash.py",
     "agents/retry.py",
     "agents/routing.py",
+    "agents/killswitch.py",
 ]
 FORBIDDEN = {"nats", "duckdb", "time", "random", "uuid", "os", "subprocess", "socket", "asyncio"}
 # `math` is allowed: pure functions of their inputs.

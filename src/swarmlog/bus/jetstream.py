@@ -35,7 +35,8 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage, drain_queue
+from swarmlog.bus.doorbells import drain_queue
+from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage
 from swarmlog.bus.subjects import kv_bucket, object_bucket, stream_name, stream_subjects
 from swarmlog.errors import BusError, ConcurrencyConflict
 

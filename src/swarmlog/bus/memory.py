@@ -13,7 +13,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage, drain_queue
+from swarmlog.bus.doorbells import drain_queue
+from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage
 from swarmlog.bus.subjects import subject_matches
 from swarmlog.errors import ConcurrencyConflict
 

@@ -6,7 +6,6 @@ contract test suite runs against both.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -20,7 +19,6 @@ __all__ = [
     "FlagStore",
     "StoredMessage",
     "WorkQueue",
-    "drain_queue",
 ]
 
 
@@ -172,16 +170,3 @@ class EventLog(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-async def drain_queue(queue: asyncio.Queue[str], timeout: float) -> list[str]:
-    """Everything in ``queue``, waiting up to ``timeout`` for the first item (doorbells)."""
-    out: list[str] = []
-    if queue.empty() and timeout > 0:
-        try:
-            out.append(await asyncio.wait_for(queue.get(), timeout))
-        except TimeoutError:
-            return out
-    while not queue.empty():
-        out.append(queue.get_nowait())
-    return out
