@@ -1,9 +1,13 @@
 """An example agent: upper-cases its input. Run it with
 
 swarmlog agent start examples.echo:Echo --replicas 3 --detach
+
+An input ``{"text": "...", "work_ms": 50}`` makes it take that long, as real work would.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from swarmlog.agents.api import Agent, Context, on
 from swarmlog.schemas.payloads import TaskAssignment
@@ -15,5 +19,10 @@ class Echo(Agent):
 
     @on(TaskAssignment)
     async def echo(self, task: TaskAssignment, ctx: Context) -> object:
-        ctx.usage("offline", prompt_tokens=len(str(task.input)), completion_tokens=1)
-        return {"echo": str(task.input).upper(), "by": ctx.agent_id}
+        text, work_ms = task.input, 0
+        if isinstance(task.input, dict):
+            text, work_ms = task.input.get("text", ""), int(task.input.get("work_ms", 0))
+        if work_ms > 0:
+            await asyncio.sleep(min(work_ms, 600_000) / 1000)  # stands in for a model call
+        ctx.usage("offline", prompt_tokens=len(str(text)), completion_tokens=1)
+        return {"echo": str(text).upper(), "by": ctx.agent_id}

@@ -19,6 +19,7 @@ from swarmlog.cli.bench import bench
 from swarmlog.cli.demo import demo
 from swarmlog.cli.events import events
 from swarmlog.cli.keys import keys
+from swarmlog.cli.kill import kill, revive
 from swarmlog.cli.query import query
 from swarmlog.cli.replay import audit, replay
 from swarmlog.cli.system import down, projector, status, up
@@ -32,6 +33,8 @@ for command in (
     status,
     projector,
     keys,
+    kill,
+    revive,
     events,
     replay,
     audit,

@@ -1,0 +1,98 @@
+"""Pulling and releasing kill switches (the shell around :mod:`swarmlog.agents.killswitch`).
+
+A kill is written twice, flag first: the KV flag stops the targets' runtimes within a second, the
+operator-signed ``agent_killed`` event makes the projector reject whatever a target still emits.
+A revive deletes the flag and publishes ``agent_revived``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import msgspec
+
+from swarmlog.agents.killswitch import KillFlag, flag_key
+from swarmlog.config import Settings
+from swarmlog.errors import ConfigError
+from swarmlog.keystore import KeyStore
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.payloads import AgentKilled, AgentRevived
+from swarmlog.schemas.types import AgentId, Role
+from swarmlog.system import open_log, read_projection
+
+__all__ = ["Switch", "pull", "release"]
+
+
+@dataclass(frozen=True)
+class Switch:
+    """What a kill or revive did: the flag key and the agents it named on the log."""
+
+    flag: str
+    agents: list[str]
+    seqs: list[int]
+    known: bool
+    """Whether the targets were known to the projection (a switch may precede its target)."""
+
+
+async def _targets(
+    settings: Settings, agent_id: str | None, role: str | None
+) -> tuple[str, list[str], bool]:
+    if agent_id is not None:
+        _validate(agent_id, AgentId, "agent id")
+        rows = await _known(settings, f"SELECT agent_id FROM agents WHERE agent_id = '{agent_id}'")
+        return flag_key(agent_id=agent_id), [agent_id], bool(rows)
+    if role is not None:
+        _validate(role, Role, "role")
+        # Validated above: the role cannot carry SQL.
+        rows = await _known(
+            settings, f"SELECT agent_id FROM agents WHERE role = '{role}' ORDER BY 1"
+        )
+        return flag_key(role=role), rows, bool(rows)
+    return flag_key(), ["*"], True
+
+
+def _validate(value: str, kind: object, what: str) -> None:
+    try:
+        msgspec.convert(value, kind)
+    except msgspec.ValidationError:
+        raise ConfigError(
+            f"{value!r} is not a valid {what} (lowercase letters, digits, - and _)"
+        ) from None
+
+
+async def _known(settings: Settings, sql: str) -> list[str]:
+    if not settings.projection_path.exists():
+        return []
+    return [str(row[0]) for row in (await read_projection(settings, sql)).rows]
+
+
+async def pull(
+    settings: Settings, *, agent_id: str | None = None, role: str | None = None, reason: str
+) -> Switch:
+    """Kill one agent, every agent of a role, or (neither given) every agent."""
+    operator = KeyStore(settings.keys_dir).operator()
+    flag, agents, known = await _targets(settings, agent_id, role)
+    async with open_log(settings) as log:
+        flags = await log.flags()
+        await flags.put(flag, msgspec.json.encode(KillFlag(reason, time.time_ns())))
+        publisher = Publisher(log, operator, settings.namespace)
+        seqs = [
+            (await publisher.publish(AgentKilled(agent_id=a, reason=reason[:4096]))).seq
+            for a in agents
+        ]
+    return Switch(flag, agents, seqs, known)
+
+
+async def release(
+    settings: Settings, *, agent_id: str | None = None, role: str | None = None
+) -> Switch:
+    """Undo :func:`pull` for the same target."""
+    operator = KeyStore(settings.keys_dir).operator()
+    flag, agents, known = await _targets(settings, agent_id, role)
+    async with open_log(settings) as log:
+        flags = await log.flags()
+        await flags.delete(flag)
+        publisher = Publisher(log, operator, settings.namespace)
+        seqs = [(await publisher.publish(AgentRevived(agent_id=a))).seq for a in agents]
+    return Switch(flag, agents, seqs, known)

@@ -1,0 +1,59 @@
+"""Helpers shared by the end-to-end tests (imported as ``clikit``): the CLI in a subprocess,
+and a fast in-process way to submit many tasks with the operator key of the same data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from swarmlog.config import Settings
+from swarmlog.keystore import KeyStore
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.payloads import TaskAssignment
+from swarmlog.system import open_log
+
+ROOT = Path(__file__).resolve().parents[2]  # the repo: `examples.echo` imports from here
+
+
+class Cli:
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMLOG_")}
+        self.env["SWARMLOG_DATA"] = str(data)
+
+    def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "swarmlog", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        out = self("query", sql, "--json")
+        assert out.returncode == 0, out.stderr
+        rows: list[dict[str, Any]] = json.loads(out.stdout)["rows"]
+        return rows
+
+    def settings(self) -> Settings:
+        return Settings(data_dir=self.data)
+
+    def submit(self, tasks: Sequence[TaskAssignment]) -> None:
+        """Publish task assignments signed by the operator, all at once."""
+
+        async def go() -> None:
+            settings = self.settings()
+            operator = KeyStore(settings.keys_dir).operator()
+            async with open_log(settings) as log:
+                await Publisher(log, operator, settings.namespace).publish_many(list(tasks))
+
+        asyncio.run(go())

@@ -1,0 +1,160 @@
+"""`swarmlog kill` / `revive` against detached replicas: no work after the kill, events a killed
+agent still emits are quarantined, and the whole-system switch stops the swarm within 1 s."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clikit import Cli
+
+from swarmlog.schemas.codec import decode_envelope, decode_signed
+from swarmlog.schemas.envelope import Envelope
+from swarmlog.schemas.payloads import AgentKilled, TaskAssignment
+from swarmlog.system import open_log
+from waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+WORKERS = ["echo-1", "echo-2"]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    run = Cli(tmp_path / "data")
+    assert run("up", "--detach").returncode == 0
+    try:
+        started = run("agent", "start", "examples.echo:Echo", "--replicas", "2", "--detach")
+        assert started.returncode == 0, started.stderr
+        yield run
+    finally:
+        run("agent", "stop", "--all")
+        assert run("down").returncode == 0
+
+
+def tasks(prefix: str, n: int, work_ms: int = 20) -> list[TaskAssignment]:
+    return [
+        TaskAssignment(
+            task_id=f"{prefix}{i}", role="echo", input={"text": prefix, "work_ms": work_ms}
+        )
+        for i in range(n)
+    ]
+
+
+def log_envelopes(cli: Cli) -> list[Envelope]:
+    """Everything on the stream, read raw: what was emitted, applied or not."""
+
+    async def go() -> list[Envelope]:
+        out = []
+        async with open_log(cli.settings()) as log:
+            async for batch in log.read():
+                out += [decode_envelope(decode_signed(m.data).body) for m in batch]
+        return out
+
+    return asyncio.run(go())
+
+
+def succeeded(cli: Cli, prefix: str) -> int:
+    rows = cli.rows(
+        f"SELECT count(*) AS n FROM tasks WHERE status = 'succeeded' AND task_id LIKE '{prefix}%'"
+    )
+    return int(rows[0]["n"])
+
+
+class Feeder(threading.Thread):
+    """Keeps submitting work, one task every 20 ms, until stopped."""
+
+    def __init__(self, cli: Cli) -> None:
+        super().__init__(daemon=True)
+        self.cli = cli
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self.halt.wait(0.02):  # a pace, not a synchronisation
+            self.cli.submit(tasks(f"feed{i}-", 1))
+            i += 1
+
+
+def test_killing_one_agent_then_all_of_them(cli: Cli) -> None:
+    # Both replicas take work.
+    cli.submit(tasks("warm", 20))
+    wait_until(lambda: succeeded(cli, "warm") == 20, 30)
+
+    # One agent killed: it starts nothing afterwards, the other does all the work.
+    killed = cli("kill", "echo-1", "--reason", "misbehaving", "--json")
+    assert killed.returncode == 0, killed.stderr
+    kill_seq = json.loads(killed.stdout)["seqs"][0]
+    cli.submit(tasks("solo", 10, work_ms=5))
+    wait_until(lambda: succeeded(cli, "solo") == 10, 30)
+    done_by = {
+        r["completed_by"]
+        for r in cli.rows("SELECT completed_by FROM tasks WHERE task_id LIKE 'solo%'")
+    }
+    assert done_by == {"echo-2"}
+
+    # What the killed agent still publishes is quarantined with reason "killed".
+    late = cli(
+        "events",
+        "publish",
+        "agent_heartbeat",
+        "--as",
+        "echo-1",
+        "--payload",
+        '{"agent_id": "echo-1"}',
+    )
+    assert late.returncode == 0, late.stderr
+    wait_until(
+        lambda: (
+            cli.rows(
+                "SELECT count(*) AS n FROM quarantine WHERE sender = 'echo-1' AND reason = 'killed'"
+            )[0]["n"]
+            >= 1
+        ),
+        30,
+    )
+    status = cli.rows("SELECT status FROM agents WHERE agent_id = 'echo-1'")
+    assert status == [{"status": "killed"}]
+
+    # The whole swarm, while work keeps arriving.
+    feeder = Feeder(cli)
+    feeder.start()
+    try:
+        wait_until(lambda: succeeded(cli, "feed") >= 5, 30)
+        everyone = cli("kill", "--all", "--reason", "drill")
+        assert everyone.returncode == 0, everyone.stderr
+        time.sleep(1.5)  # keep feeding work for a while after the kill: nobody may take it
+    finally:
+        feeder.halt.set()
+        feeder.join()
+
+    envelopes = log_envelopes(cli)
+    kill_at = next(
+        e.occurred_at
+        for e in envelopes
+        if isinstance(e.payload, AgentKilled) and e.payload.agent_id == "*"
+    )
+    after = [e for e in envelopes if e.sender in WORKERS and e.occurred_at > kill_at]
+    stopped_within = max((e.occurred_at - kill_at for e in after), default=0) / 1e9
+    print(f"kill --all: last agent event {stopped_within * 1000:.0f} ms after the kill")
+    assert stopped_within < 1.0, [(e.sender, e.type) for e in after]
+    started_by_1 = [e for e in envelopes if e.sender == "echo-1" and e.type == "task_started"]
+    seqs_after_kill = [e for e in started_by_1 if e.occurred_at > kill_at]
+    assert not seqs_after_kill
+    assert kill_seq > 0
+
+    # The log and the projections stay intact and queryable.
+    assert cli.rows("SELECT count(*) AS n FROM events")[0]["n"] > 0
+    assert cli("audit", "verify", "--json").returncode in (0, 1)  # 1: the quarantined event
+
+    # Work queued while the swarm was stopped waits for it: revived, the swarm does all of it.
+    total = int(cli.rows("SELECT count(*) AS n FROM tasks WHERE task_id LIKE 'feed%'")[0]["n"])
+    assert succeeded(cli, "feed") < total
+    assert cli("revive", "--all").returncode == 0
+    assert cli("revive", "echo-1").returncode == 0
+    wait_until(lambda: succeeded(cli, "feed") == total, 30)
