@@ -48,14 +48,20 @@ def stop_on_signals() -> asyncio.Event:
 
 
 async def run_agent(
-    settings: Settings, target: str, agent_id: str, replica: str, stop: asyncio.Event
+    settings: Settings,
+    target: str,
+    agent_id: str,
+    replica: str,
+    stop: asyncio.Event,
+    *,
+    ack_wait: float = 30.0,
 ) -> None:
     """Run one replica until ``stop``; the task in hand finishes first."""
     cls = load_agent(target)
     identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
     async with open_log(settings) as log:
         publisher = Publisher(log, identity, settings.namespace)
-        runtime = AgentRuntime(cls(), log, publisher, replica=replica)
+        runtime = AgentRuntime(cls(), log, publisher, replica=replica, ack_wait=ack_wait)
         await runtime.start()
         try:
             await runtime.run(stop)

@@ -26,10 +26,31 @@ def agent() -> None:
     """Run agents as daemons."""
 
 
-def _argv(settings: Settings, target: str, agent_id: str, replica: int) -> list[str]:
+def _argv(
+    settings: Settings, target: str, agent_id: str, replica: int, ack_wait: float
+) -> list[str]:
     return command_argv(
-        settings, "agent", "run", target, "--agent-id", agent_id, "--replica", str(replica)
+        settings,
+        "agent",
+        "run",
+        target,
+        "--agent-id",
+        agent_id,
+        "--replica",
+        str(replica),
+        "--ack-wait",
+        str(ack_wait),
     )
+
+
+_ACK_WAIT = click.option(
+    "--ack-wait",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 86_400),
+    help="Seconds before unacknowledged work goes to another replica (set by the first replica"
+    " of a role); long work is kept alive meanwhile.",
+)
 
 
 @agent.command("start")
@@ -37,8 +58,11 @@ def _argv(settings: Settings, target: str, agent_id: str, replica: int) -> list[
 @click.option("--replicas", "-r", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--detach", is_flag=True, help="Run as daemons and return.")
 @click.option("--name", help="Replica ids are NAME-1..NAME-N (default: the role).")
+@_ACK_WAIT
 @pass_ctx
-def agent_start(ctx: Context, target: str, replicas: int, detach: bool, name: str | None) -> None:
+def agent_start(
+    ctx: Context, target: str, replicas: int, detach: bool, name: str | None, ack_wait: float
+) -> None:
     """Start TARGET (module:Class) with N replicas, each with its own key and credential."""
     settings = ctx.settings
     settings.require_data_dir()
@@ -55,7 +79,7 @@ def agent_start(ctx: Context, target: str, replicas: int, detach: bool, name: st
                 settings.run_dir,
                 settings.logs_dir,
                 _PREFIX + agent_id,
-                _argv(settings, target, agent_id, i),
+                _argv(settings, target, agent_id, i, ack_wait),
             )
             ctx.console.print(f"started {agent_id} (pid {info.pid}), log {info.log_path}")
         return
@@ -63,7 +87,10 @@ def agent_start(ctx: Context, target: str, replicas: int, detach: bool, name: st
     async def together() -> None:
         stop = stop_on_signals()
         await asyncio.gather(
-            *(run_agent(settings, target, a, str(i), stop) for i, a in enumerate(ids, 1))
+            *(
+                run_agent(settings, target, a, str(i), stop, ack_wait=ack_wait)
+                for i, a in enumerate(ids, 1)
+            )
         )
 
     ctx.err.print(f"running {', '.join(ids)} (Ctrl-C to stop)")
@@ -74,12 +101,15 @@ def agent_start(ctx: Context, target: str, replicas: int, detach: bool, name: st
 @click.argument("target")
 @click.option("--agent-id", required=True)
 @click.option("--replica", default="")
+@_ACK_WAIT
 @pass_ctx
-def agent_run(ctx: Context, target: str, agent_id: str, replica: str) -> None:
+def agent_run(ctx: Context, target: str, agent_id: str, replica: str, ack_wait: float) -> None:
     """One replica in the foreground (what `agent start --detach` launches)."""
 
     async def one() -> None:
-        await run_agent(ctx.settings, target, agent_id, replica, stop_on_signals())
+        await run_agent(
+            ctx.settings, target, agent_id, replica, stop_on_signals(), ack_wait=ack_wait
+        )
 
     run(one())
 

@@ -1,0 +1,128 @@
+"""Work survives a worker's `kill -9`, and urgent work overtakes queued background work, with
+detached replicas of the example agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clikit import Cli
+
+from swarmlog.schemas.payloads import TaskAssignment
+from waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    run = Cli(tmp_path / "data")
+    assert run("up", "--detach").returncode == 0
+    try:
+        yield run
+    finally:
+        run("agent", "stop", "--all")
+        assert run("down").returncode == 0
+
+
+def start(cli: Cli, replicas: int) -> dict[str, int]:
+    started = cli(
+        "agent",
+        "start",
+        "examples.echo:Echo",
+        "--replicas",
+        str(replicas),
+        "--detach",
+        "--ack-wait",
+        "2",
+    )
+    assert started.returncode == 0, started.stderr
+    return {a["name"]: a["pid"] for a in json.loads(cli("agent", "ps", "--json").stdout)["agents"]}
+
+
+def echo(task_id: str, work_ms: int, priority: str = "normal") -> TaskAssignment:
+    return TaskAssignment(
+        task_id=task_id,
+        role="echo",
+        priority=priority,  # type: ignore[arg-type]
+        input={"text": task_id, "work_ms": work_ms},
+    )
+
+
+def history(cli: Cli, task_id: str) -> list[tuple[str, str]]:
+    rows = cli.rows(
+        "SELECT type, sender FROM events"
+        f" WHERE subject LIKE '%.task.{task_id}.%' OR subject LIKE '%.work.%.{task_id}'"
+        " ORDER BY seq"
+    )
+    return [(r["type"], r["sender"]) for r in rows]
+
+
+def test_a_worker_killed_mid_task_the_task_completes_once_elsewhere(cli: Cli) -> None:
+    pids = start(cli, 2)
+    cli.submit([echo("victim", 3000)])
+    wait_until(
+        lambda: (
+            ("task_started", "echo-1") in history(cli, "victim")
+            or ("task_started", "echo-2") in history(cli, "victim")
+        ),
+        30,
+    )
+    first = next(sender for kind, sender in history(cli, "victim") if kind == "task_started")
+    os.kill(pids[first], signal.SIGKILL)  # mid-task: no result, no ack
+
+    wait_until(
+        lambda: (
+            cli.rows("SELECT status FROM tasks WHERE task_id = 'victim'")
+            == [{"status": "succeeded"}]
+        ),
+        60,
+    )
+    steps = history(cli, "victim")
+    survivor = next(name for name in pids if name != first)
+    starts = [sender for kind, sender in steps if kind == "task_started"]
+    assert starts == [first, survivor]  # the retry is in the task's history
+    assert [s for s in steps if s[0] == "result"] == [("result", survivor)]  # exactly once
+    attempt = cli.rows("SELECT attempt, completed_by FROM tasks WHERE task_id = 'victim'")
+    assert attempt == [{"attempt": 2, "completed_by": survivor}]
+
+
+def test_a_critical_task_submitted_later_completes_first(cli: Cli) -> None:
+    start(cli, 1)
+    background = [echo(f"bg{i}", 100, "low") for i in range(20)]
+    cli.submit(background)
+    wait_until(
+        lambda: cli.rows("SELECT count(*) AS n FROM tasks WHERE status = 'succeeded'")[0]["n"] >= 1,
+        30,
+    )
+    cli.submit([echo("urgent", 0, "critical")])
+    wait_until(
+        lambda: (
+            cli.rows("SELECT count(*) AS n FROM tasks WHERE status = 'succeeded'")[0]["n"] == 21
+        ),
+        60,
+    )
+    seqs = {
+        (r["type"], r["task"]): r["seq"]
+        for r in cli.rows(
+            "SELECT type, split_part(subject, '.', -2) AS task, min(seq) AS seq FROM events"
+            " WHERE type IN ('task_started', 'result') GROUP BY ALL"
+        )
+    }
+    submitted = cli.rows("SELECT seq FROM events WHERE subject LIKE '%.work.echo.critical.urgent'")
+    urgent_at, urgent_done = submitted[0]["seq"], seqs[("result", "urgent")]
+    # Background work started after the urgent task arrived and finished before it: at most the
+    # one the replica was already fetching. The rest of the queue waited.
+    overtaking = [
+        t.task_id
+        for t in background
+        if urgent_at < seqs[("task_started", t.task_id)]
+        and seqs[("result", t.task_id)] < urgent_done
+    ]
+    waited = [t.task_id for t in background if seqs[("task_started", t.task_id)] > urgent_done]
+    assert len(overtaking) <= 1, overtaking
+    assert len(waited) >= 10, waited
