@@ -103,7 +103,9 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
         try:
             await service.start()
             log.info("projector for %s at position %d", log_.stream, store.position())
-            return await projector.run(follow=True, stop=stop)
+            return await projector.run(
+                follow=True, stop=stop, on_batch=lambda done: service.advanced(done.last_seq)
+            )
         finally:
             await service.stop()
             projector.close()

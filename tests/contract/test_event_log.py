@@ -599,3 +599,53 @@ async def test_in_progress_extends_the_ack_wait(log: EventLog, ns: str) -> None:
     assert again.num_delivered == 2
     await again.ack()
     await queue.close()
+
+
+async def test_a_doorbell_rings_for_matching_subjects_only(log: EventLog, ns: str) -> None:
+    bell = await log.doorbell(f"swarmlog.{ns}.*.work.coder.>")
+    assert await bell.wait(0) == []
+    await fill(log, [work_subject(ns, "t1"), work_subject(ns, "t2", role="tester")])
+    await log.append(item(work_subject(ns, "t3", priority="critical")))
+    rung: list[str] = []
+    while len(rung) < 2:
+        got = await bell.wait(DEADLINE)
+        assert got, "no ring"
+        rung += got
+    assert rung == [work_subject(ns, "t1"), work_subject(ns, "t3", priority="critical")]
+    assert await bell.wait(0.05) == []
+    await bell.close()
+
+
+async def test_flags_are_read_watched_and_deleted(log: EventLog) -> None:
+    flags = await log.flags()
+    await flags.put("agent.a", b"stop")
+    assert await flags.get("agent.a") == b"stop"
+    assert await flags.get("agent.b") is None
+    seen: list[tuple[str, bytes | None]] = []
+    watch = flags.watch()
+    seen.append(await within(anext(watch)))  # the current value first
+    await flags.put("all", b"everyone")
+    seen.append(await within(anext(watch)))
+    await flags.delete("agent.a")
+    seen.append(await within(anext(watch)))
+    await flags.delete("never-set")  # deleting nothing is fine
+    assert seen == [("agent.a", b"stop"), ("all", b"everyone"), ("agent.a", None)]
+    assert await flags.get("agent.a") is None
+    await watch.aclose()  # type: ignore[attr-defined]
+
+
+async def test_pending_counts_queued_and_unacked_work(log: EventLog, ns: str) -> None:
+    assert await log.pending("coder") == 0  # no such consumer
+    queue = await log.work_queue("coder", work_filter(ns, "coder", "normal"))
+    await fill(log, [work_subject(ns, f"t{i}") for i in range(3)])
+
+    async def settled(n: int) -> None:
+        while await log.pending("coder") != n:  # noqa: ASYNC110 (a count, not an event)
+            await asyncio.sleep(0.01)  # the server counts asynchronously: poll, bounded below
+
+    await within(settled(3))
+    (first,) = await within(queue.fetch(1, timeout=DEADLINE))
+    await within(settled(3))  # in hand, not yet acked: still owed
+    await first.ack()
+    await within(settled(2))
+    await queue.close()

@@ -15,7 +15,7 @@ from typing import Any
 from swarmlog.config import Settings
 from swarmlog.keystore import KeyStore
 from swarmlog.publisher import Publisher
-from swarmlog.schemas.payloads import TaskAssignment
+from swarmlog.schemas.payloads import Payload, TaskAssignment
 from swarmlog.system import open_log
 
 ROOT = Path(__file__).resolve().parents[2]  # the repo: `examples.echo` imports from here
@@ -49,11 +49,15 @@ class Cli:
 
     def submit(self, tasks: Sequence[TaskAssignment]) -> None:
         """Publish task assignments signed by the operator, all at once."""
+        self.submit_payloads(tasks)
+
+    def submit_payloads(self, payloads: Sequence[Payload]) -> None:
+        """Publish events signed by the operator, all at once."""
 
         async def go() -> None:
             settings = self.settings()
             operator = KeyStore(settings.keys_dir).operator()
             async with open_log(settings) as log:
-                await Publisher(log, operator, settings.namespace).publish_many(list(tasks))
+                await Publisher(log, operator, settings.namespace).publish_many(list(payloads))
 
         asyncio.run(go())

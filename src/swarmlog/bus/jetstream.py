@@ -326,6 +326,13 @@ class JetStreamLog:
         self._queues.append(queue)
         return queue
 
+    async def pending(self, name: str) -> int:
+        try:
+            info = await self._js.consumer_info(self._stream, name)
+        except nats.js.errors.NotFoundError:
+            return 0
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
     async def doorbell(self, filter_subject: str) -> _JetStreamDoorbell:
         bell = _JetStreamDoorbell()
         # A plain core subscription: the server hands it every message published on the

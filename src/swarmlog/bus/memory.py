@@ -132,6 +132,17 @@ class MemoryLog:
             self._queues[name] = queue
         return queue
 
+    async def pending(self, name: str) -> int:
+        queue = self._queues.get(name)
+        if queue is None:
+            return 0
+        unread = sum(
+            1
+            for m in self._messages[queue.cursor :]
+            if subject_matches(queue.filter_subject, m.subject)
+        )
+        return unread + len(queue.pending)
+
     async def doorbell(self, filter_subject: str) -> _MemoryDoorbell:
         bell = _MemoryDoorbell(self, filter_subject)
         self._doorbells.append(bell)

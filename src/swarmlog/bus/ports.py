@@ -161,6 +161,11 @@ class EventLog(Protocol):
         """The durable consumer ``name`` (created if missing) over ``filter_subject``."""
         ...
 
+    async def pending(self, name: str) -> int:
+        """Messages of durable consumer ``name`` not yet acknowledged, queued or in hand (its
+        lag); 0 when it does not exist."""
+        ...
+
     async def doorbell(self, filter_subject: str) -> Doorbell:
         """A :class:`Doorbell` for messages published on ``filter_subject``."""
         ...

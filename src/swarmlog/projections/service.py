@@ -3,6 +3,9 @@
 ``_swarmlog.<ns>.rpc.query``   ``{"sql": ...}`` -> ``{"columns", "rows", "truncated"}``
 ``_swarmlog.<ns>.rpc.state``   ``{}`` -> ``{"position", "state_hash"}`` (one consistent read)
 ``_swarmlog.<ns>.rpc.position`` ``{}`` -> ``{"position"}``
+``_swarmlog.<ns>.rpc.wait``    ``{"seq": N, "timeout": s}`` -> ``{"position"}`` once the projection
+                               has reached ``N`` (or at the timeout): "visible in the projection"
+                               without polling
 """
 
 from __future__ import annotations
@@ -35,13 +38,22 @@ class QueryService:
         self._store = store
         self._namespace = namespace
         self._subs: list[Subscription] = []
+        self._position = store.position()
+        self._advanced = asyncio.Event()
+
+    def advanced(self, position: int) -> None:
+        """The projector committed up to ``position`` (wakes waiters)."""
+        self._position = max(self._position, position)
+        self._advanced.set()
+        self._advanced = asyncio.Event()
 
     async def start(self) -> None:
         ns = self._namespace
         self._subs = [
             await serve(self._client, rpc_subject(ns, "query"), self._query),
             await serve(self._client, rpc_subject(ns, "state"), self._state),
-            await serve(self._client, rpc_subject(ns, "position"), self._position),
+            await serve(self._client, rpc_subject(ns, "position"), self._read_position),
+            await serve(self._client, rpc_subject(ns, "wait"), self._wait),
         ]
         await self._client.flush()
 
@@ -78,5 +90,18 @@ class QueryService:
         position, state_hash = await asyncio.to_thread(self._store.snapshot_state)
         return {"position": position, "state_hash": state_hash}
 
-    async def _position(self, body: Any) -> Any:
+    async def _read_position(self, body: Any) -> Any:
         return {"position": await asyncio.to_thread(self._store.position)}
+
+    async def _wait(self, body: Any) -> Any:
+        if not isinstance(body, dict) or not isinstance(body.get("seq"), int):
+            raise QueryError('a wait request is {"seq": N, "timeout": seconds}')
+        timeout = min(float(body.get("timeout", 5.0)), QUERY_TIMEOUT)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._position < body["seq"]:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), remaining)
+        return {"position": self._position}

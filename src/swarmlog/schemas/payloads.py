@@ -174,12 +174,18 @@ class WorkflowCompleted(_Payload, frozen=True, tag="workflow_completed"):
 
 
 class TaskOffered(_Payload, frozen=True, tag="task_offered"):
-    """Swarm mode: a task offered to every agent with ``capability``."""
+    """A task for whoever has ``capability``.
+
+    ``mode="routed"``: the router assigns it to the best role (capability, tier, load).
+    ``mode="swarm"``: offered to every capable agent; the first claim wins.
+    """
 
     task_id: Name
     capability: Capability
     priority: Priority = "normal"
     input: Json = None
+    mode: Literal["routed", "swarm"] = "routed"
+    deadline_at: Timestamp | None = None
 
 
 class TaskClaimed(_Payload, frozen=True, tag="task_claimed"):
