@@ -621,6 +621,7 @@ async def test_flags_are_read_watched_and_deleted(log: EventLog) -> None:
     await flags.put("agent.a", b"stop")
     assert await flags.get("agent.a") == b"stop"
     assert await flags.get("agent.b") is None
+    assert await flags.items() == {"agent.a": b"stop"}
     seen: list[tuple[str, bytes | None]] = []
     watch = flags.watch()
     seen.append(await within(anext(watch)))  # the current value first

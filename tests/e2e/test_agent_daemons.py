@@ -4,34 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clikit import Cli
+
+from swarmlog.schemas.payloads import TaskOffered
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]  # the repo: `examples.echo` imports from here
-
-
-class Cli:
-    def __init__(self, data: Path) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMLOG_")}
-        self.env["SWARMLOG_DATA"] = str(data)
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "swarmlog", *args],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
 
 
 @pytest.fixture
@@ -57,12 +39,13 @@ def test_replicas_share_the_work_and_stop_cleanly(cli: Cli) -> None:
     started = cli("agent", "start", "examples.echo:Echo", "--replicas", "3", "--detach")
     assert started.returncode == 0, started.stderr
     ps = json.loads(cli("agent", "ps", "--json").stdout)["agents"]
-    assert sorted(a["name"] for a in ps) == ["echo-1", "echo-2", "echo-3"]
+    assert sorted(a["name"] for a in ps) == ["echo-1", "echo-2", "echo-3", "router-1"]
     pids = [a["pid"] for a in ps]
     tasks = 12
-    for i in range(tasks):
-        payload = json.dumps({"task_id": f"t{i}", "role": "echo", "input": f"hi {i}"})
-        assert cli("events", "publish", "task_assignment", "--payload", payload).returncode == 0
+    # Offered by capability: the router (started by `up`) assigns them to the echo role.
+    cli.submit_payloads(
+        [TaskOffered(task_id=f"t{i}", capability="text", input=f"hi {i}") for i in range(tasks)]
+    )
 
     def done() -> bool:
         out = cli("query", "SELECT count(*) AS n FROM tasks WHERE status = 'succeeded'", "--json")
@@ -77,6 +60,8 @@ def test_replicas_share_the_work_and_stop_cleanly(cli: Cli) -> None:
         cli("query", "SELECT output FROM tasks WHERE task_id = 't3'", "--json").stdout
     )
     assert json.loads(outputs["rows"][0]["output"])["echo"] == "HI 3"
+    assigned = cli("query", "SELECT DISTINCT assigned_by, role FROM tasks", "--json").stdout
+    assert json.loads(assigned)["rows"] == [{"assigned_by": "router-1", "role": "echo"}]
     assert cli("agent", "logs", "echo-1").returncode == 0  # its log exists
     assert cli("agent", "logs", "nobody").returncode == 2
     stopped = cli("agent", "stop", "--all")

@@ -6,7 +6,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swarmlog.agents.routing import Candidate, QueuedTask, choose, priority_order
+from swarmlog.agents.routing import (
+    BUILTIN_ROLES,
+    AgentView,
+    Candidate,
+    QueuedTask,
+    choose,
+    priority_order,
+    role_candidates,
+)
 from swarmlog.schemas.types import PRIORITIES
 
 CAPS = ["web", "code", "math"]
@@ -66,3 +74,47 @@ def test_priority_order_puts_urgent_first_then_oldest(tasks: list[QueuedTask]) -
     assert sorted(ordered, key=id) == sorted(tasks, key=id)
     ranks = [(PRIORITIES.index(t.priority), t.seq) for t in ordered]
     assert ranks == sorted(ranks)
+
+
+NOW = 10**12
+STALE = 15 * 10**9
+ROLES = ["alpha", "beta", "gamma", "router"]
+
+views = st.lists(
+    st.builds(
+        AgentView,
+        agent_id=st.text("abcdef", min_size=1, max_size=4),
+        role=st.sampled_from(ROLES),
+        capabilities=st.frozensets(st.sampled_from(CAPS), max_size=3),
+        status=st.sampled_from(["registered", "killed", "issued"]),
+        last_heartbeat_at=st.one_of(st.none(), st.integers(NOW - 2 * STALE, NOW)),
+        in_flight=st.integers(0, 5),
+        tier=st.sampled_from(["", "small", "large"]),
+    ),
+    max_size=12,
+)
+lags = st.dictionaries(st.sampled_from(ROLES), st.integers(0, 20))
+
+
+@given(views, lags, st.sampled_from(CAPS))
+def test_routed_work_goes_to_a_role_with_a_live_capable_replica(
+    agents: list[AgentView], pending: dict[str, int], capability: str
+) -> None:
+    roles = role_candidates(agents, now=NOW, stale_after=STALE, pending=pending)
+    chosen = choose(roles, capability)
+    able = {
+        a.role
+        for a in agents
+        if a.status == "registered"
+        and a.role not in BUILTIN_ROLES
+        and a.last_heartbeat_at is not None
+        and NOW - a.last_heartbeat_at <= STALE
+        and capability in a.capabilities
+    }
+    if chosen is None:
+        assert not able  # never gives up on work some live agent could take
+        return
+    assert chosen.role in able  # never an incapable, killed, silent or built-in role
+    with_room = [r for r in roles if r.role in able and not r.full]
+    if with_room:  # never a role over capacity while another has room
+        assert not chosen.full

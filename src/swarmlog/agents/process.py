@@ -5,19 +5,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from swarmlog.agents.api import Agent
+from swarmlog.agents.router import ROLE as ROUTER_ROLE
+from swarmlog.agents.router import Router
+from swarmlog.agents.routing import AgentView
 from swarmlog.agents.runtime import AgentRuntime
+from swarmlog.bus.jetstream import JetStreamLog
+from swarmlog.bus.rpc import request
+from swarmlog.bus.subjects import rpc_subject
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError
 from swarmlog.keystore import KeyStore
 from swarmlog.publisher import Publisher
-from swarmlog.system import open_log
+from swarmlog.system import open_log, read_projection
 
-__all__ = ["load_agent", "run_agent", "stop_on_signals"]
+__all__ = ["BUILTIN_TARGETS", "builtin_role", "load_agent", "run_agent", "stop_on_signals"]
+
+BUILTIN_TARGETS = {"router": ROUTER_ROLE}
+"""Built-in roles ``agent start`` takes by name instead of ``module:Class``."""
+
+_AGENTS_SQL = (
+    "SELECT agent_id, role, capabilities, status, last_heartbeat_at, in_flight, tier FROM agents"
+)
+
+
+def builtin_role(target: str) -> str | None:
+    """The role of a built-in target (``router``), or ``None`` for ``module:Class``."""
+    return BUILTIN_TARGETS.get(target)
 
 
 def load_agent(target: str) -> type[Agent]:
@@ -57,6 +78,9 @@ async def run_agent(
     ack_wait: float = 30.0,
 ) -> None:
     """Run one replica until ``stop``; the task in hand finishes first."""
+    if builtin_role(target) is not None:
+        await run_router(settings, agent_id, stop)
+        return
     cls = load_agent(target)
     identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
     async with open_log(settings) as log:
@@ -67,3 +91,52 @@ async def run_agent(
             await runtime.run(stop)
         finally:
             await runtime.close()
+
+
+async def run_router(settings: Settings, agent_id: str, stop: asyncio.Event) -> None:
+    """Run one router replica until ``stop``."""
+    identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
+    async with open_log(settings) as log:
+        router = Router(
+            log, Publisher(log, identity, settings.namespace), _projected_agents(settings, log)
+        )
+        await router.start()
+        try:
+            while not stop.is_set():
+                await router.step()
+        finally:
+            await router.close()
+
+
+def _projected_agents(
+    settings: Settings, log: JetStreamLog
+) -> Callable[[], Awaitable[list[AgentView]]]:
+    async def read() -> list[AgentView]:
+        subject = rpc_subject(settings.namespace, "query")
+        reply = await request(log.client, subject, {"sql": _AGENTS_SQL}, 5.0)
+        if isinstance(reply, dict) and "rows" in reply:
+            rows = reply["rows"]
+        elif settings.projection_path.exists():
+            rows = (await read_projection(settings, _AGENTS_SQL)).rows  # no projector: the file
+        else:
+            rows = []
+        return [_view(row) for row in rows]
+
+    return read
+
+
+def _view(row: Sequence[Any]) -> AgentView:
+    agent_id, role, capabilities, status, heartbeat, in_flight, tier = row
+    try:
+        caps = frozenset(str(c) for c in json.loads(capabilities or "[]"))
+    except (ValueError, TypeError):
+        caps = frozenset()
+    return AgentView(
+        agent_id=str(agent_id),
+        role=str(role or ""),
+        capabilities=caps,
+        status=str(status or ""),
+        last_heartbeat_at=heartbeat,
+        in_flight=int(in_flight or 0),
+        tier=str(tier or ""),
+    )

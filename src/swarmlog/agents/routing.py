@@ -7,12 +7,33 @@ and replayed in the simulation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from swarmlog.schemas.types import PRIORITIES
 
-__all__ = ["Candidate", "QueuedTask", "choose", "eligible", "priority_order"]
+__all__ = [
+    "BUILTIN_ROLES",
+    "TIER_COSTS",
+    "AgentView",
+    "Candidate",
+    "QueuedTask",
+    "choose",
+    "eligible",
+    "priority_order",
+    "role_candidates",
+    "tier_cost",
+]
+
+BUILTIN_ROLES = frozenset({"router"})
+"""Roles that coordinate and never take routed work."""
+
+TIER_COSTS: Mapping[str, int] = {"small": 0, "medium": 1, "large": 2}
+"""Relative cost of the model tiers agents declare; an unknown or empty tier counts as medium."""
+
+
+def tier_cost(tier: str | None) -> int:
+    return TIER_COSTS.get(tier or "", 1)
 
 
 @dataclass(frozen=True)
@@ -76,3 +97,57 @@ def priority_order(tasks: Sequence[QueuedTask]) -> list[QueuedTask]:
     """Tasks in the order they are taken: most urgent priority first, then oldest first."""
     rank: dict[str, int] = {p: i for i, p in enumerate(PRIORITIES)}
     return sorted(tasks, key=lambda t: (rank.get(t.priority, len(rank)), t.seq))
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """One replica as the projection shows it."""
+
+    agent_id: str
+    role: str
+    capabilities: frozenset[str]
+    status: str
+    """``registered``, ``killed``, ``issued`` (never started) ..."""
+    last_heartbeat_at: int | None
+    in_flight: int = 0
+    tier: str = ""
+
+
+def role_candidates(
+    agents: Iterable[AgentView],
+    *,
+    now: int,
+    stale_after: int,
+    pending: Mapping[str, int],
+    assigned: Mapping[str, int] | None = None,
+) -> list[Candidate]:
+    """Roles as routing candidates: work goes to a role's shared queue, so a role's load is its
+    replicas' in-flight work plus its queue's lag (``pending``) plus what was assigned since the
+    snapshot (``assigned``), over its live replicas.
+
+    A replica is live when registered, not killed and heard from within ``stale_after`` ns of
+    ``now``. A role with no live replica is not a candidate (its work would wait forever).
+    """
+    assigned = assigned or {}
+    live: dict[str, list[AgentView]] = {}
+    for agent in agents:
+        if agent.role in BUILTIN_ROLES or agent.status != "registered":
+            continue
+        if agent.last_heartbeat_at is None or now - agent.last_heartbeat_at > stale_after:
+            continue
+        live.setdefault(agent.role, []).append(agent)
+    out = []
+    for role, replicas in sorted(live.items()):
+        out.append(
+            Candidate(
+                agent_id=role,
+                role=role,
+                capabilities=frozenset().union(*(r.capabilities for r in replicas)),
+                in_flight=sum(r.in_flight for r in replicas)
+                + pending.get(role, 0)
+                + assigned.get(role, 0),
+                capacity=len(replicas),
+                tier_cost=min(tier_cost(r.tier) for r in replicas),
+            )
+        )
+    return out

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarmlog.agents.api import Agent, Context, TaskError
-from swarmlog.agents.killswitch import KillFlag, flag_key, killed_by
-from swarmlog.bus.ports import Delivery, Doorbell, EventLog, FlagStore, WorkQueue
+from swarmlog.agents.flagwatch import FlagWatch
+from swarmlog.agents.killswitch import KillFlag
+from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
 from swarmlog.bus.subjects import role_work_filter, work_filter, work_priority
 from swarmlog.errors import SchemaError
 from swarmlog.projections.verify import check
@@ -105,8 +106,7 @@ class AgentRuntime:
         self._queues: list[tuple[str, WorkQueue]] = []
         self._bell: Doorbell | None = None
         self._maybe: set[str] = set(PRIORITIES)  # levels that may hold work: look first
-        self._flags: dict[str, bytes] = {}
-        self._flags_changed = asyncio.Event()
+        self._watch = FlagWatch(on_change=self._flags_changed)
         self._background: list[asyncio.Task[None]] = []
         self._current: asyncio.Task[Any] | None = None
         self._settled: OrderedDict[str, None] = OrderedDict()
@@ -119,16 +119,11 @@ class AgentRuntime:
     @property
     def killed(self) -> KillFlag | None:
         """The kill switch that stops this replica, if one is pulled."""
-        return killed_by(self._flags, self.agent_id, self.agent.role)
+        return self._watch.stops(self.agent_id, self.agent.role)
 
     async def start(self) -> None:
         """Read the kill switches, announce this replica and open the role's work queues."""
-        store = await self.log.flags()
-        for key in (flag_key(), flag_key(role=self.agent.role), flag_key(agent_id=self.agent_id)):
-            value = await store.get(key)
-            if value is not None:
-                self._flags[key] = value
-        self._background.append(asyncio.create_task(self._watch_flags(store)))
+        await self._watch.start(await self.log.flags())
         if self.killed is None:
             await self._register()
         role = self.agent.role
@@ -156,6 +151,7 @@ class AgentRuntime:
         )
 
     async def close(self) -> None:
+        await self._watch.stop()
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -169,15 +165,9 @@ class AgentRuntime:
             await queue.close()
         self._queues = []
 
-    async def _watch_flags(self, store: FlagStore) -> None:
-        async for key, value in store.watch():
-            if value is None:
-                self._flags.pop(key, None)
-            else:
-                self._flags[key] = value
-            self._flags_changed.set()
-            if self.killed is not None and self._current is not None:
-                self._current.cancel()  # stop emitting now, not when the handler returns
+    def _flags_changed(self) -> None:
+        if self.killed is not None and self._current is not None:
+            self._current.cancel()  # stop emitting now, not when the handler returns
 
     async def _heartbeats(self) -> None:
         while True:
@@ -193,9 +183,7 @@ class AgentRuntime:
     async def step(self, wait: float = _SWEEP) -> Outcome | None:
         """Take and handle at most one task, the most urgent available; ``None`` if none came."""
         if self.killed is not None:
-            self._flags_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flags_changed.wait(), wait)
+            await self._watch.wait_changed(wait)
             return None
         assert self._bell is not None, "call start() first"
         rung = {work_priority(s) for s in await self._bell.wait(0)}

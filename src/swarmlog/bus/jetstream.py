@@ -397,6 +397,18 @@ class _JetStreamFlags:
             return None
         return bytes(entry.value) if entry.value else None
 
+    async def items(self) -> dict[str, bytes]:
+        try:
+            keys = await self._kv.keys()
+        except nats.js.errors.NoKeysError:
+            return {}
+        out = {}
+        for key in keys:
+            value = await self.get(key)
+            if value is not None:
+                out[key] = value
+        return out
+
     async def watch(self) -> AsyncIterator[tuple[str, bytes | None]]:
         watcher = await self._kv.watchall()
         try:

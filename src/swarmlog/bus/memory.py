@@ -191,6 +191,9 @@ class MemoryFlags:
     async def get(self, key: str) -> bytes | None:
         return self._values.get(key)
 
+    async def items(self) -> dict[str, bytes]:
+        return dict(self._values)
+
     def _notify(self, key: str, value: bytes | None) -> None:
         for queue in self._watchers:
             queue.put_nowait((key, value))

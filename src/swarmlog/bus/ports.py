@@ -113,6 +113,10 @@ class FlagStore(Protocol):
 
     async def get(self, key: str) -> bytes | None: ...
 
+    async def items(self) -> dict[str, bytes]:
+        """Every flag now set."""
+        ...
+
     def watch(self) -> AsyncIterator[tuple[str, bytes | None]]:
         """Every current flag, then each change as it happens (``None``: deleted)."""
         ...

@@ -40,8 +40,10 @@ from swarmlog.schemas.signing import CONTROL_TYPES
 
 __all__ = [
     "aggregate_filter",
+    "assignment_filter",
     "kv_bucket",
     "object_bucket",
+    "offer_filter",
     "role_work_filter",
     "rpc_subject",
     "sender_filter",
@@ -113,6 +115,16 @@ def work_priority(subject: str) -> str:
     """The priority level of a ``work`` subject."""
     parts = subject.split(".")
     return parts[5] if len(parts) > 5 else ""
+
+
+def offer_filter(namespace: str) -> str:
+    """Every task offer (what the router consumes)."""
+    return f"swarmlog.{namespace}.*.task.*.task_offered"
+
+
+def assignment_filter(namespace: str, task_id: str) -> str:
+    """Every assignment of one task, to any role at any priority (one routing per offer)."""
+    return f"swarmlog.{namespace}.*.work.*.*.{task_id}"
 
 
 def rpc_subject(namespace: str, name: str) -> str:

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import click
 
-from swarmlog.agents.process import load_agent, run_agent, stop_on_signals
+from swarmlog.agents.process import builtin_role, load_agent, run_agent, stop_on_signals
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
 from swarmlog.cli.keys import issue_agent
 from swarmlog.config import Settings
-from swarmlog.daemons import DaemonInfo, list_daemons, start_daemon, stop_daemon
+from swarmlog.daemons import DaemonInfo, find_daemon, list_daemons, start_daemon, stop_daemon
 from swarmlog.errors import ConfigError, SwarmlogError
 from swarmlog.keystore import KeyStore
 from swarmlog.system import command_argv, read_projection
 
-__all__ = ["agent"]
+__all__ = ["agent", "issue_replicas", "start_builtin"]
 
 _PREFIX = "agent-"
 
@@ -53,6 +54,32 @@ _ACK_WAIT = click.option(
 )
 
 
+def issue_replicas(settings: Settings, target: str, name: str | None, replicas: int) -> list[str]:
+    """Replica ids for TARGET, each with its own key and credential (issued when missing)."""
+    role = builtin_role(target)
+    capabilities: tuple[str, ...] = ()
+    if role is None:
+        cls = load_agent(target)
+        role, capabilities = cls.role, cls.capabilities
+    name = name or role
+    keys = KeyStore(settings.keys_dir)
+    ids = [f"{name}-{i}" for i in range(1, replicas + 1)]
+    for agent_id in ids:
+        if not keys.agent_paths(agent_id)[0].exists():
+            issue_agent(settings, role, agent_id=agent_id, capabilities=capabilities)
+    return ids
+
+
+def start_builtin(settings: Settings, target: str) -> DaemonInfo:
+    """Start one replica of a built-in role as a daemon unless it runs already (for `up`)."""
+    (agent_id,) = issue_replicas(settings, target, None, 1)
+    running = find_daemon(settings.run_dir, settings.logs_dir, _PREFIX + agent_id)
+    if running is not None:
+        return running
+    argv = _argv(settings, target, agent_id, 1, 30.0)
+    return start_daemon(settings.run_dir, settings.logs_dir, _PREFIX + agent_id, argv)
+
+
 @agent.command("start")
 @click.argument("target")
 @click.option("--replicas", "-r", default=1, show_default=True, type=click.IntRange(1, 64))
@@ -63,16 +90,11 @@ _ACK_WAIT = click.option(
 def agent_start(
     ctx: Context, target: str, replicas: int, detach: bool, name: str | None, ack_wait: float
 ) -> None:
-    """Start TARGET (module:Class) with N replicas, each with its own key and credential."""
+    """Start TARGET (module:Class, or a built-in role: router) with N replicas, each with its
+    own key and credential."""
     settings = ctx.settings
     settings.require_data_dir()
-    cls = load_agent(target)
-    name = name or cls.role
-    keys = KeyStore(settings.keys_dir)
-    ids = [f"{name}-{i}" for i in range(1, replicas + 1)]
-    for agent_id in ids:
-        if not keys.agent_paths(agent_id)[0].exists():
-            issue_agent(settings, cls.role, agent_id=agent_id, capabilities=cls.capabilities)
+    ids = issue_replicas(settings, target, name, replicas)
     if detach:
         for i, agent_id in enumerate(ids, 1):
             info = start_daemon(
@@ -157,7 +179,11 @@ def agent_ps(ctx: Context, as_json: bool) -> None:
     if as_json:
         emit_json({"agents": rows})
         return
-    columns = ["name", "pid", "role", "status", "in_flight", "started_at"]
+    now = time.time_ns()
+    for r in rows:
+        beat = r["last_heartbeat_at"]
+        r["last_heartbeat"] = f"{(now - beat) / 1e9:.0f} s ago" if beat else "never"
+    columns = ["name", "pid", "role", "status", "in_flight", "last_heartbeat", "started_at"]
     print_table(ctx.console, "agents", columns, [[r[c] for c in columns] for r in rows])
 
 

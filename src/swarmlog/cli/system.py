@@ -12,8 +12,10 @@ from urllib.parse import urlsplit
 
 import click
 
+from swarmlog.agents.process import run_router, stop_on_signals
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import stream_subjects
+from swarmlog.cli.agent import issue_replicas, start_builtin
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
 from swarmlog.daemons import find_daemon, list_daemons, start_daemon, stop_daemon
 from swarmlog.errors import BusError, ServerError, SwarmlogError
@@ -112,13 +114,23 @@ def up(ctx: Context, detach: bool) -> None:
         if info is None:
             info = start_daemon(settings.run_dir, settings.logs_dir, name, projector_argv(settings))
         position = run(_wait_projector(ctx, time.monotonic() + _READY_TIMEOUT))
+        router = start_builtin(settings, "router")
         ctx.console.print(
             f"swarmlog is up: {url}  stream {stream}  projector pid {info.pid} at seq {position}"
+            f"  router pid {router.pid}"
         )
         return
     ctx.console.print(f"swarmlog is up: {url}  stream {stream}  (Ctrl-C to stop)")
+    (router_id,) = issue_replicas(settings, "router", None, 1)
+
+    async def foreground() -> None:
+        stop = stop_on_signals()
+        await asyncio.gather(
+            run_projector(settings, stop=stop), run_router(settings, router_id, stop)
+        )
+
     try:
-        run(run_projector(settings))
+        run(foreground())
     finally:
         if server is not None:
             server.stop()

@@ -1,0 +1,214 @@
+"""The router, a built-in role: turns routed task offers into assignments.
+
+It consumes ``task_offered`` events (``mode="routed"``) from one durable consumer shared by every
+router replica, picks a role with :func:`~swarmlog.agents.routing.choose` over a snapshot of the
+agents (from the projection, refreshed every second), their queues' lag and its own recent
+assignments, and publishes a ``task_assignment`` to that role's queue at the offer's priority.
+
+The assignment is conditional on the task having no assignment yet (optimistic concurrency on
+``swarmlog.<ns>.*.work.*.*.<task_id>``), so a redelivered offer or a second router never assigns
+a task twice. With no live agent able to take it, the offer is retried every ``retry_delay``
+seconds and escalated after ``give_up_after`` tries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from swarmlog.agents.flagwatch import FlagWatch
+from swarmlog.agents.routing import AgentView, Candidate, choose, role_candidates
+from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
+from swarmlog.bus.subjects import assignment_filter, offer_filter
+from swarmlog.errors import ConcurrencyConflict
+from swarmlog.projections.verify import check
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.payloads import (
+    AgentHeartbeat,
+    AgentRegistered,
+    TaskAssignment,
+    TaskEscalated,
+    TaskFailed,
+    TaskOffered,
+)
+from swarmlog.schemas.types import PRIORITIES
+
+__all__ = ["ROLE", "Router", "RoutingOutcome"]
+
+log = logging.getLogger(__name__)
+
+ROLE = "router"
+
+AgentSource = Callable[[], Awaitable[list[AgentView]]]
+"""Where the router reads the agents from (the projection, in production)."""
+
+
+@dataclass(frozen=True)
+class RoutingOutcome:
+    task_id: str
+    status: str
+    """``assigned``, ``already_assigned``, ``waiting`` (no agent yet), ``escalated``,
+    ``timed_out``, ``not_routed`` (a swarm-mode offer) or ``rejected``."""
+    role: str = ""
+
+
+class Router:
+    """One router replica."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        publisher: Publisher,
+        agents: AgentSource,
+        *,
+        refresh: float = 1.0,
+        stale_after: float = 15.0,
+        retry_delay: float = 1.0,
+        give_up_after: int = 60,
+        heartbeat: float = 5.0,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.log = log
+        self.publisher = publisher
+        self.namespace = publisher.namespace
+        self._agents = agents
+        self.refresh = refresh
+        self.stale_after = stale_after
+        self.retry_delay = retry_delay
+        self.give_up_after = give_up_after
+        self.heartbeat = heartbeat
+        self._clock = clock
+        self._queue: WorkQueue | None = None
+        self._bell: Doorbell | None = None
+        self._watch = FlagWatch()
+        self._candidates: list[Candidate] = []
+        self._refreshed_at: int | None = None
+        self._snapshot: tuple[list[AgentView], Counter[str]] = ([], Counter())
+        self._assigned: Counter[str] = Counter()
+        self._last_heartbeat = 0
+
+    @property
+    def agent_id(self) -> str:
+        return self.publisher.identity.agent_id
+
+    async def start(self) -> None:
+        await self._watch.start(await self.log.flags())
+        if self._watch.stops(self.agent_id, ROLE) is None:
+            await self.publisher.publish(
+                AgentRegistered(agent_id=self.agent_id, role=ROLE, replica=self.agent_id)
+            )
+        self._last_heartbeat = self._clock()
+        self._bell = await self.log.doorbell(offer_filter(self.namespace))
+        self._queue = await self.log.work_queue(
+            f"{self.namespace}-{ROLE}",
+            offer_filter(self.namespace),
+            ack_wait=30.0,
+            max_deliver=self.give_up_after + 5,
+        )
+
+    async def close(self) -> None:
+        await self._watch.stop()
+        if self._bell is not None:
+            await self._bell.close()
+        if self._queue is not None:
+            await self._queue.close()
+
+    async def step(self, wait: float = 0.25) -> list[RoutingOutcome]:
+        """Route what is waiting (up to a batch); an empty list when nothing came."""
+        if self._queue is None or self._bell is None:
+            raise RuntimeError("call start() first")
+        if self._watch.stops(self.agent_id, ROLE) is not None:
+            await self._watch.wait_changed(wait)
+            return []
+        await self._heartbeat()
+        deliveries = await self._queue.fetch(64, timeout=0.02)
+        if not deliveries:
+            await self._bell.wait(wait)  # asleep until an offer is published (or a sweep)
+            return []
+        return [await self.handle(d) for d in deliveries]
+
+    async def _heartbeat(self) -> None:
+        now = self._clock()
+        if now - self._last_heartbeat >= self.heartbeat * 1e9:
+            self._last_heartbeat = now
+            await self.publisher.publish(AgentHeartbeat(agent_id=self.agent_id))
+
+    async def candidates(self) -> list[Candidate]:
+        """The roles work can go to, from a snapshot at most ``refresh`` seconds old."""
+        now = self._clock()
+        if self._refreshed_at is None or now - self._refreshed_at >= self.refresh * 1e9:
+            views = [
+                a
+                for a in await self._agents()
+                if self._watch.stops(a.agent_id, a.role) is None  # the flag beats the projection
+            ]
+            pending: Counter[str] = Counter()
+            for role in {a.role for a in views}:
+                for priority in PRIORITIES:
+                    pending[role] += await self.log.pending(f"{self.namespace}-{role}-{priority}")
+            self._assigned.clear()  # the lag read just now includes them
+            self._refreshed_at = now
+            self._snapshot = (views, pending)
+        views, pending = self._snapshot
+        return role_candidates(
+            views,
+            now=now,
+            stale_after=int(self.stale_after * 1e9),
+            pending=pending,
+            assigned=self._assigned,
+        )
+
+    async def handle(self, delivery: Delivery) -> RoutingOutcome:
+        checked = check(delivery.message, self.namespace)
+        envelope = checked.envelope
+        if checked.rejection is not None or envelope is None:
+            await delivery.term()  # never act on an event whose signature does not check out
+            return RoutingOutcome("", "rejected")
+        offer = envelope.payload
+        if not isinstance(offer, TaskOffered) or offer.mode != "routed":
+            await delivery.ack()
+            return RoutingOutcome(getattr(offer, "task_id", ""), "not_routed")
+        wf: dict[str, Any] = {
+            "workflow_id": envelope.workflow_id,
+            "correlation_id": envelope.correlation_id,
+            "causation_id": envelope.id,
+        }
+        if offer.deadline_at is not None and self._clock() >= offer.deadline_at:
+            await self.publisher.publish(
+                TaskFailed(task_id=offer.task_id, reason="timed out before routing", final=True),
+                **wf,
+            )
+            await delivery.ack()
+            return RoutingOutcome(offer.task_id, "timed_out")
+        chosen = choose(await self.candidates(), offer.capability)
+        if chosen is None:
+            if delivery.num_delivered < self.give_up_after:
+                await delivery.nak(self.retry_delay)  # an agent may register meanwhile
+                return RoutingOutcome(offer.task_id, "waiting")
+            reason = f"no live agent has capability {offer.capability!r}"
+            await self.publisher.publish(TaskEscalated(task_id=offer.task_id, reason=reason), **wf)
+            await delivery.term()
+            return RoutingOutcome(offer.task_id, "escalated")
+        try:
+            await self.publisher.publish(
+                TaskAssignment(
+                    task_id=offer.task_id,
+                    role=chosen.role,
+                    capability=offer.capability,
+                    priority=offer.priority,
+                    input=offer.input,
+                    deadline_at=offer.deadline_at,
+                ),
+                expect=(assignment_filter(self.namespace, offer.task_id), 0),
+                **wf,
+            )
+        except ConcurrencyConflict:
+            await delivery.ack()  # routed already (a redelivery, or another router)
+            return RoutingOutcome(offer.task_id, "already_assigned")
+        self._assigned[chosen.role] += 1
+        await delivery.ack()
+        return RoutingOutcome(offer.task_id, "assigned", chosen.role)

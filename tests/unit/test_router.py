@@ -1,0 +1,160 @@
+"""The router on the in-memory bus: routed offers become one assignment each, to a live capable
+role, the least loaded first; offers nobody can take wait, then escalate."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+import pytest
+
+from swarmlog.agents.killswitch import KillFlag, flag_key
+from swarmlog.agents.router import Router, RoutingOutcome
+from swarmlog.agents.routing import AgentView
+from swarmlog.bus.memory import MemoryLog
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.codec import decode_envelope, decode_signed
+from swarmlog.schemas.payloads import TaskAssignment, TaskOffered
+from swarmlog.schemas.signing import Identity
+
+NS = "rt"
+NOW = 1_000 * 10**9
+
+
+def identity(name: str) -> Identity:
+    return Identity.from_seed(name, hashlib.sha256(name.encode()).digest())
+
+
+def view(agent_id: str, role: str, caps: tuple[str, ...], **kw: object) -> AgentView:
+    fields: dict[str, object] = {"status": "registered", "last_heartbeat_at": NOW} | kw
+    return AgentView(agent_id, role, frozenset(caps), **fields)  # type: ignore[arg-type]
+
+
+class Setup:
+    def __init__(self, agents: list[AgentView], **options: object) -> None:
+        self.log = MemoryLog("SWARMLOG_RT")
+        self.ops = Publisher(self.log, identity("operator"), NS, clock=lambda: NOW)
+        self.agents = agents
+
+        async def source() -> list[AgentView]:
+            return list(self.agents)
+
+        publisher = Publisher(self.log, identity("router-1"), NS, clock=lambda: NOW)
+        self.router = Router(self.log, publisher, source, clock=lambda: NOW, **options)  # type: ignore[arg-type]
+
+    async def offer(self, task_id: str, capability: str, mode: str = "routed") -> None:
+        await self.ops.publish(
+            TaskOffered(task_id=task_id, capability=capability, mode=mode, priority="high")  # type: ignore[arg-type]
+        )
+
+    async def route(self) -> list[RoutingOutcome]:
+        out: list[RoutingOutcome] = []
+        for _ in range(5):
+            out += await self.router.step(wait=0.01)
+        return out
+
+    def assignments(self) -> list[TaskAssignment]:
+        found = []
+        for m in self.log._messages:
+            payload = decode_envelope(decode_signed(m.data).body).payload
+            if isinstance(payload, TaskAssignment):
+                found.append(payload)
+        return found
+
+
+async def test_an_offer_goes_to_the_capable_role_at_its_priority() -> None:
+    s = Setup([view("w-1", "writer", ("write",)), view("c-1", "coder", ("code",))])
+    await s.router.start()
+    await s.offer("t1", "code")
+    assert await s.route() == [RoutingOutcome("t1", "assigned", "coder")]
+    (assignment,) = s.assignments()
+    assert (assignment.role, assignment.priority, assignment.capability) == (
+        "coder",
+        "high",
+        "code",
+    )
+    subjects = [m.subject for m in s.log._messages if ".work." in m.subject]
+    assert subjects == [f"swarmlog.{NS}.router-1.work.coder.high.t1"]
+
+
+async def test_load_spreads_work_over_roles_with_the_capability() -> None:
+    s = Setup(
+        [
+            view("a-1", "alpha", ("x",)),
+            view("b-1", "beta", ("x",)),
+            view("b-2", "beta", ("x",)),
+        ]
+    )
+    await s.router.start()
+    for i in range(6):
+        await s.offer(f"t{i}", "x")
+    outcomes = await s.route()
+    roles = [o.role for o in outcomes]
+    # beta has twice the replicas, so twice the share while the snapshot lasts.
+    assert sorted(roles) == ["alpha", "alpha", "beta", "beta", "beta", "beta"]
+
+
+async def test_an_offer_is_assigned_once_even_when_routed_twice() -> None:
+    s = Setup([view("c-1", "coder", ("code",))])
+    await s.router.start()
+    await s.offer("t1", "code")
+    await s.route()
+    second = Router(
+        s.log,
+        Publisher(s.log, identity("router-2"), NS, clock=lambda: NOW),
+        s.router._agents,
+        clock=lambda: NOW,
+    )
+    offer = next(m for m in s.log._messages if m.subject.endswith("task_offered"))
+
+    class Again:
+        message = offer
+        num_delivered = 2
+
+        async def ack(self) -> None: ...
+        async def term(self) -> None: ...
+        async def nak(self, delay: float | None = None) -> None: ...
+        async def in_progress(self) -> None: ...
+
+    assert (await second.handle(Again())).status == "already_assigned"
+    assert len(s.assignments()) == 1
+
+
+@pytest.mark.parametrize(
+    "agents",
+    [
+        [],
+        [view("c-1", "coder", ("other",))],
+        [view("c-1", "coder", ("code",), status="killed")],
+        [view("c-1", "coder", ("code",), last_heartbeat_at=NOW - 60 * 10**9)],
+        [view("router-9", "router", ("code",))],
+    ],
+    ids=["none", "incapable", "killed", "silent", "builtin"],
+)
+async def test_with_no_live_capable_agent_an_offer_waits_then_escalates(
+    agents: list[AgentView],
+) -> None:
+    s = Setup(agents, retry_delay=0.0, give_up_after=3)
+    await s.router.start()
+    await s.offer("t1", "code")
+    statuses = [o.status for o in await s.route()]
+    assert statuses == ["waiting", "waiting", "escalated"]
+    assert s.assignments() == []
+
+
+async def test_a_kill_flag_takes_a_role_out_before_the_projection_knows() -> None:
+    s = Setup([view("a-1", "alpha", ("x",)), view("b-1", "beta", ("x",))])
+    flags = await s.log.flags()
+    await flags.put(flag_key(role="alpha"), msgspec.json.encode(KillFlag("bad")))
+    await s.router.start()
+    for i in range(3):
+        await s.offer(f"t{i}", "x")
+    assert {o.role for o in await s.route()} == {"beta"}
+
+
+async def test_swarm_offers_are_left_to_the_claimants() -> None:
+    s = Setup([view("c-1", "coder", ("code",))])
+    await s.router.start()
+    await s.offer("t1", "code", mode="swarm")
+    assert [o.status for o in await s.route()] == ["not_routed"]
+    assert s.assignments() == []
