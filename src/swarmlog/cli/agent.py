@@ -182,6 +182,7 @@ def agent_ps(ctx: Context, as_json: bool) -> None:
     now = time.time_ns()
     for r in rows:
         beat = r["last_heartbeat_at"]
+        assert beat is None or isinstance(beat, int)
         r["last_heartbeat"] = f"{(now - beat) / 1e9:.0f} s ago" if beat else "never"
     columns = ["name", "pid", "role", "status", "in_flight", "last_heartbeat", "started_at"]
     print_table(ctx.console, "agents", columns, [[r[c] for c in columns] for r in rows])
