@@ -24,6 +24,7 @@ from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.rpc import request
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import rpc_subject
+from swarmlog.cli.keys import issue_agent
 from swarmlog.config import Settings
 from swarmlog.errors import ServerError
 from swarmlog.keystore import KeyStore
@@ -31,14 +32,16 @@ from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.codec import decode_envelope, decode_signed
-from swarmlog.schemas.payloads import Payload, TaskAssignment
+from swarmlog.schemas.payloads import Payload, TaskAssignment, TaskOffered
 from swarmlog.schemas.signing import EVENT_DOMAIN, Identity, verify_signature
-from swarmlog.system import projector_argv
+from swarmlog.system import command_argv, projector_argv
 
 __all__ = ["BENCHMARKS", "BenchResult", "run_benchmark"]
 
 NAMESPACE = "bench"
 TARGETS = {"publish": 0.7, "ingest": 0.9, "replay": 0.8}
+TASKS_TARGET = 1500.0  # tasks/s, absolute
+LATENCY_TARGETS = {"p50_ms": 10.0, "p99_ms": 50.0}
 
 
 @dataclass
@@ -250,10 +253,156 @@ async def bench_replay(root: Path, n: int) -> BenchResult:
     return _result("replay", n, figure, ceilings, min(verify_2, consume))
 
 
+class _Swarm:
+    """Projector, router and ``workers`` no-op worker processes on the bench's own server."""
+
+    def __init__(self, root: Path, log: JetStreamLog, workers: int) -> None:
+        self.root = root
+        self.log = log
+        self.settings = Settings(data_dir=root / "data", nats_url=log.url, namespace=NAMESPACE)
+        self.workers = workers
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    async def start(self) -> Identity:
+        operator = KeyStore(self.settings.keys_dir).init_operator(os.urandom(32))
+        self._spawn("projector", projector_argv(self.settings))
+        await _position_beyond(self.log, self.procs[0], -1)
+        ids = ["router-1"] + [f"noop-{i}" for i in range(1, self.workers + 1)]
+        for agent_id in ids:
+            role = agent_id.rsplit("-", 1)[0]
+            caps = ["noop"] if role == "noop" else []
+            # issue_agent runs its own event loop: give it a thread.
+            await asyncio.to_thread(
+                issue_agent, self.settings, role, agent_id=agent_id, capabilities=caps
+            )
+            target = "router" if role == "router" else "swarmlog.agents.noop:NoOp"
+            argv = command_argv(self.settings, "agent", "run", target, "--agent-id", agent_id)
+            self._spawn(agent_id, argv)
+        sql = "SELECT count(*) FROM agents WHERE status = 'registered'"
+        await self._until(lambda rows: rows[0][0] == len(ids), sql)
+        return operator
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        logfile = (self.root / f"{name}.log").open("wb")
+        self.procs.append(subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT))
+        logfile.close()
+
+    async def query(self, sql: str) -> list[list[Any]]:
+        reply = await request(self.log.client, rpc_subject(NAMESPACE, "query"), {"sql": sql}, 10)
+        if not isinstance(reply, dict) or "rows" not in reply:
+            raise ServerError(f"the projector did not answer a query: {reply}")
+        rows: list[list[Any]] = reply["rows"]
+        return rows
+
+    async def _until(self, done: Callable[[list[list[Any]]], bool], sql: str) -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self.procs):
+                raise ServerError(f"a swarm process exited during the benchmark; see {self.root}")
+            if done(await self.query(sql)):
+                return
+            await asyncio.sleep(0.02)
+        raise ServerError("the swarm did not finish within 10 minutes")
+
+    async def succeeded(self, n: int) -> None:
+        """Wait until ``n`` tasks have succeeded in the projection."""
+        sql = "SELECT count(*) FROM tasks WHERE status = 'succeeded'"
+        await self._until(lambda rows: rows[0][0] >= n, sql)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _offers(prefix: str, n: int) -> list[Payload]:
+    return [TaskOffered(task_id=f"{prefix}{i}", capability="noop") for i in range(n)]
+
+
+async def bench_tasks(root: Path, n: int) -> BenchResult:
+    """No-op tasks/s through router -> 2 worker processes -> result -> projection."""
+    async with _system(root) as (log, _):
+        swarm = _Swarm(root, log, workers=2)
+        try:
+            operator = await swarm.start()
+            publisher = Publisher(log, operator, NAMESPACE)
+            await publisher.publish_many(_offers("warm", 50))
+            await swarm.succeeded(50)
+            start = time.perf_counter()
+            await publisher.publish_many(_offers("t", n))
+            await swarm.succeeded(50 + n)
+            elapsed = time.perf_counter() - start
+        finally:
+            swarm.stop()
+    figure = n / elapsed
+    return BenchResult(
+        "tasks",
+        n,
+        round(figure, 1),
+        "tasks/s",
+        {},
+        round(figure / TASKS_TARGET, 3),
+        TASKS_TARGET,
+        figure >= TASKS_TARGET,
+        {"workers": 2, "seconds": round(elapsed, 3), "events_per_task": 4},
+        _machine(),
+    )
+
+
+async def bench_latency(root: Path, n: int) -> BenchResult:
+    """Offer one task at a time; time until its result is in the projection (p50, p99)."""
+    n = min(n, 2000)
+    async with _system(root) as (log, _):
+        swarm = _Swarm(root, log, workers=2)
+        try:
+            operator = await swarm.start()
+            publisher = Publisher(log, operator, NAMESPACE)
+            bell = await log.doorbell(f"swarmlog.{NAMESPACE}.*.task.*.result")
+            samples = []
+            for i in range(n + 20):  # the first 20 warm up
+                task_id = f"l{i}"
+                start = time.perf_counter()
+                await publisher.publish(TaskOffered(task_id=task_id, capability="noop"))
+                while not any(s.split(".")[4] == task_id for s in await bell.wait(10)):
+                    pass
+                stored = await log.last_message(f"swarmlog.{NAMESPACE}.*.task.{task_id}.result")
+                assert stored is not None
+                body = {"seq": stored.seq, "timeout": 10}
+                await request(log.client, rpc_subject(NAMESPACE, "wait"), body, 15)
+                if i >= 20:
+                    samples.append((time.perf_counter() - start) * 1000)
+            await bell.close()
+        finally:
+            swarm.stop()
+    samples.sort()
+    p50 = samples[len(samples) // 2]
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    met = p50 <= LATENCY_TARGETS["p50_ms"] and p99 <= LATENCY_TARGETS["p99_ms"]
+    return BenchResult(
+        "latency",
+        n,
+        round(p50, 2),
+        "ms (p50)",
+        {},
+        round(p50 / LATENCY_TARGETS["p50_ms"], 3),
+        LATENCY_TARGETS["p50_ms"],
+        met,
+        {"p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "max_ms": round(samples[-1], 2)}
+        | {"targets": LATENCY_TARGETS, "workers": 2},
+        _machine(),
+    )
+
+
 BENCHMARKS: dict[str, Callable[[Path, int], Any]] = {
     "publish": bench_publish,
     "ingest": bench_ingest,
     "replay": bench_replay,
+    "tasks": bench_tasks,
+    "latency": bench_latency,
 }
 
 

@@ -208,6 +208,10 @@ def started(root: Path) -> Iterator[Swarm]:
     swarm = Swarm(root)
     try:
         swarm.ok("up", "--detach")
+        ps = swarm.json("agent", "ps")["agents"]
+        assert [a["name"] for a in ps] == ["router-1"]  # up starts the built-in roles
+        # These tests count events: stop the router, whose heartbeats would add some.
+        swarm.ok("agent", "stop", "--all")
         yield swarm
     finally:
         result = swarm.run("down")
