@@ -24,9 +24,9 @@ from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.rpc import request
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import rpc_subject
-from swarmlog.cli.keys import issue_agent
 from swarmlog.config import Settings
 from swarmlog.errors import ServerError
+from swarmlog.issuing import issue_agent
 from swarmlog.keystore import KeyStore
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore

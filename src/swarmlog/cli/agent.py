@@ -10,10 +10,10 @@ import click
 
 from swarmlog.agents.process import builtin_role, load_agent, run_agent, stop_on_signals
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
-from swarmlog.cli.keys import issue_agent
 from swarmlog.config import Settings
 from swarmlog.daemons import DaemonInfo, find_daemon, list_daemons, start_daemon, stop_daemon
 from swarmlog.errors import ConfigError, SwarmlogError
+from swarmlog.issuing import issue_agent
 from swarmlog.keystore import KeyStore
 from swarmlog.system import command_argv, read_projection
 
