@@ -12,7 +12,7 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,7 +182,14 @@ class Publisher:
     async def publish_many(
         self, payloads: Sequence[Payload], *, window: int = 256, **fields: Any
     ) -> list[Published]:
-        """Seal and append many events with a bounded window of unacknowledged appends.
+        """Seal and append many events (the same envelope ``fields`` on each) with a bounded
+        window of unacknowledged appends; see :meth:`publish_batch`."""
+        return await self.publish_batch([(p, fields) for p in payloads], window=window)
+
+    async def publish_batch(
+        self, items: Sequence[tuple[Payload, Mapping[str, Any]]], *, window: int = 256
+    ) -> list[Published]:
+        """Seal and append many events, each with its own envelope fields, in order.
 
         Events are chained in order, then signed in a worker thread (libsodium releases the GIL)
         while the previous chunk is being appended. Assumes this publisher is the only writer of
@@ -193,7 +200,7 @@ class Publisher:
                 await self.recover()
             out: list[Published] = []
             try:
-                await self._publish_chunks(payloads, window, fields, out)
+                await self._publish_chunks(items, window, out)
             except BaseException:
                 self._head = None  # part may be stored: re-read the chain before the next event
                 raise
@@ -201,16 +208,15 @@ class Publisher:
 
     async def _publish_chunks(
         self,
-        payloads: Sequence[Payload],
+        items: Sequence[tuple[Payload, Mapping[str, Any]]],
         window: int,
-        fields: dict[str, Any],
         out: list[Published],
     ) -> None:
         appending: asyncio.Task[list[AppendResult]] | None = None
         previous: list[tuple[Sealed, str]] = []
-        for start in range(0, len(payloads), _CHUNK):
+        for start in range(0, len(items), _CHUNK):
             prepared = []
-            for payload in payloads[start : start + _CHUNK]:
+            for payload, fields in items[start : start + _CHUNK]:
                 ready = prepare(
                     self.identity,
                     self._head or ChainHead(),
@@ -221,8 +227,12 @@ class Publisher:
                 )
                 self._head = ready.head
                 prepared.append(ready)
+            # Small batches are signed inline: a thread hop costs more than a few signatures.
             try:
-                sealed = await asyncio.to_thread(_sign_all, prepared, self.identity)
+                if len(prepared) > 16:
+                    sealed = await asyncio.to_thread(_sign_all, prepared, self.identity)
+                else:
+                    sealed = _sign_all(prepared, self.identity)
             except BaseException:
                 if appending is not None:
                     appending.cancel()
@@ -230,8 +240,8 @@ class Publisher:
             if appending is not None:
                 out += self._published(previous, await appending)
             previous = [(s, subject_for(self.namespace, s.envelope)) for s in sealed]
-            items = [Append(subject, s.data, msg_id=s.id) for s, subject in previous]
-            appending = asyncio.create_task(self.log.append_many(items, window=window))
+            items_ = [Append(subject, s.data, msg_id=s.id) for s, subject in previous]
+            appending = asyncio.create_task(self.log.append_many(items_, window=window))
         if appending is not None:
             out += self._published(previous, await appending)
 

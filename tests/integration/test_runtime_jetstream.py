@@ -33,8 +33,9 @@ class Writer(Agent):
 async def next_outcome(runtime: AgentRuntime) -> Outcome:
     end = time.monotonic() + 20
     while time.monotonic() < end:
-        outcome = await runtime.step(wait=0.2)
-        if outcome is not None:
+        outcomes = await runtime.step(wait=0.2)
+        if outcomes:
+            (outcome,) = outcomes  # concurrency 1: one at a time
             return outcome
     raise AssertionError("no task came")
 

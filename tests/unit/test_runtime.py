@@ -117,8 +117,9 @@ class Setup:
 async def next_outcome(runtime: AgentRuntime, deadline: float = 10.0) -> Outcome:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
-        outcome = await runtime.step(wait=0.05)
-        if outcome is not None:
+        outcomes = await runtime.step(wait=0.05)
+        if outcomes:
+            (outcome,) = outcomes  # concurrency 1: one at a time
             return outcome
     raise AssertionError("no task came")
 
@@ -146,7 +147,7 @@ async def test_failures_retry_with_growing_delays_then_escalate(tmp_path: Path) 
     assert [o.status for o in outcomes] == ["retrying", "retrying", "escalated"]
     assert [o.attempt for o in outcomes] == [1, 2, 3]
     assert outcomes[0].delay < outcomes[1].delay
-    assert await runtime.step(wait=0.1) is None  # terminated: never delivered again
+    assert await runtime.step(wait=0.1) == []  # terminated: never delivered again
     store = await s.project(tmp_path / "p.duckdb")
     assert store.rows("SELECT status FROM tasks") == [("escalated",)]
     assert store.rows("SELECT count(*) FROM escalations WHERE task_id = 't1'") == [(1,)]
@@ -222,7 +223,7 @@ async def test_a_kill_switch_stops_taking_work_and_revive_resumes() -> None:
     while runtime.killed is None and time.monotonic() < end:
         await runtime.step(wait=0.01)
     assert runtime.killed == KillFlag("test")
-    assert await runtime.step(wait=0.05) is None
+    assert await runtime.step(wait=0.05) == []
     assert "task_started" not in s.types("t1")
     await flags.delete(flag_key(agent_id="upper-1"))
     assert (await next_outcome(runtime)).status == "succeeded"
@@ -271,5 +272,37 @@ async def test_long_work_is_kept_alive_and_not_redelivered() -> None:
     await s.assign("t1", "slow")
     assert (await next_outcome(runtime)).status == "succeeded"
     assert "task_heartbeat" in s.types("t1")
-    assert await runtime.step(wait=0.3) is None  # acked once, never handed out again
+    assert await runtime.step(wait=0.3) == []  # acked once, never handed out again
     assert s.types("t1").count("task_started") == 1
+
+
+class Parallel(Upper):
+    concurrency = 8
+    running = 0
+    all_in = asyncio.Event()
+
+    @on(TaskAssignment)
+    async def run(self, task: TaskAssignment, ctx: Context) -> object:
+        if task.input == "together":
+            Parallel.running += 1
+            if Parallel.running == 5:
+                Parallel.all_in.set()
+            await asyncio.wait_for(Parallel.all_in.wait(), 5)  # only if all five run at once
+        return await super().run(task, ctx)
+
+
+async def test_a_replica_with_concurrency_runs_a_batch_together(tmp_path: Path) -> None:
+    s = Setup()
+    runtime = await s.start(Parallel())
+    for i in range(5):
+        await s.assign(f"t{i}", "together")
+    await s.assign("bad", "fatal")
+    outcomes = await runtime.step(wait=1)
+    assert sorted((o.task_id, o.status) for o in outcomes) == [
+        ("bad", "escalated"),
+        *((f"t{i}", "succeeded") for i in range(5)),
+    ]
+    store = await s.project(tmp_path / "p.duckdb")
+    assert store.rows("SELECT count(*) FROM tasks WHERE status = 'succeeded'") == [(5,)]
+    assert store.rows("SELECT count(*) FROM quarantine") == [(0,)]
+    store.close()

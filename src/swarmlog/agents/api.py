@@ -92,6 +92,8 @@ class Agent:
     capabilities: ClassVar[tuple[str, ...]] = ()
     tier: ClassVar[str] = ""
     retry: ClassVar[RetryPolicy] = RetryPolicy()
+    concurrency: ClassVar[int] = 1
+    """Tasks one replica runs at once, taken together from the most urgent level with work."""
     fallback_role: ClassVar[str] = ""
     """Where a task goes when this role has used its last attempt (empty: escalate)."""
 

@@ -13,6 +13,7 @@ class NoOp(Agent):
 
     role = "noop"
     capabilities = ("noop",)
+    concurrency = 64
 
     @on(TaskAssignment)
     async def nothing(self, task: TaskAssignment, ctx: Context) -> None:

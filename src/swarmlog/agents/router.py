@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +129,7 @@ class Router:
         if not deliveries:
             await self._bell.wait(wait)  # asleep until an offer is published (or a sweep)
             return []
-        return [await self.handle(d) for d in deliveries]
+        return await self.handle_batch(deliveries)
 
     async def _heartbeat(self) -> None:
         now = self._clock()
@@ -163,6 +163,39 @@ class Router:
         )
 
     async def handle(self, delivery: Delivery) -> RoutingOutcome:
+        (outcome,) = await self.handle_batch([delivery])
+        return outcome
+
+    async def handle_batch(self, deliveries: Sequence[Delivery]) -> list[RoutingOutcome]:
+        """Route a batch of offers: decide each, then publish the assignments together.
+
+        A first delivery cannot have been routed yet (the consumer hands an offer to one router
+        at a time), so its assignment goes in the batch; a redelivered offer may have been, so
+        its assignment is published alone, conditional on the task having none.
+        """
+        outcomes: dict[int, RoutingOutcome] = {}
+        batch: list[tuple[int, Delivery, TaskAssignment, dict[str, Any]]] = []
+        for i, delivery in enumerate(deliveries):
+            decided = await self._decide(delivery)
+            if isinstance(decided, RoutingOutcome):
+                outcomes[i] = decided
+                continue
+            assignment, wf = decided
+            if delivery.num_delivered > 1:
+                outcomes[i] = await self._assign_once(delivery, assignment, wf)
+            else:
+                batch.append((i, delivery, assignment, wf))
+        if batch:
+            await self.publisher.publish_batch([(a, wf) for _, _, a, wf in batch])
+            for i, delivery, assignment, _ in batch:
+                await delivery.ack()
+                outcomes[i] = RoutingOutcome(assignment.task_id, "assigned", assignment.role)
+        return [outcomes[i] for i in range(len(deliveries))]
+
+    async def _decide(
+        self, delivery: Delivery
+    ) -> RoutingOutcome | tuple[TaskAssignment, dict[str, Any]]:
+        """An assignment to publish, or the outcome of an offer settled here."""
         checked = check(delivery.message, self.namespace)
         envelope = checked.envelope
         if checked.rejection is not None or envelope is None:
@@ -193,22 +226,28 @@ class Router:
             await self.publisher.publish(TaskEscalated(task_id=offer.task_id, reason=reason), **wf)
             await delivery.term()
             return RoutingOutcome(offer.task_id, "escalated")
+        self._assigned[chosen.role] += 1  # the rest of the batch sees this role busier
+        assignment = TaskAssignment(
+            task_id=offer.task_id,
+            role=chosen.role,
+            capability=offer.capability,
+            priority=offer.priority,
+            input=offer.input,
+            deadline_at=offer.deadline_at,
+        )
+        return assignment, wf
+
+    async def _assign_once(
+        self, delivery: Delivery, assignment: TaskAssignment, wf: dict[str, Any]
+    ) -> RoutingOutcome:
         try:
             await self.publisher.publish(
-                TaskAssignment(
-                    task_id=offer.task_id,
-                    role=chosen.role,
-                    capability=offer.capability,
-                    priority=offer.priority,
-                    input=offer.input,
-                    deadline_at=offer.deadline_at,
-                ),
-                expect=(assignment_filter(self.namespace, offer.task_id), 0),
+                assignment,
+                expect=(assignment_filter(self.namespace, assignment.task_id), 0),
                 **wf,
             )
         except ConcurrencyConflict:
-            await delivery.ack()  # routed already (a redelivery, or another router)
-            return RoutingOutcome(offer.task_id, "already_assigned")
-        self._assigned[chosen.role] += 1
+            await delivery.ack()  # routed already (before a crash, or by another router)
+            return RoutingOutcome(assignment.task_id, "already_assigned")
         await delivery.ack()
-        return RoutingOutcome(offer.task_id, "assigned", chosen.role)
+        return RoutingOutcome(assignment.task_id, "assigned", assignment.role)

@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,18 @@ class Outcome:
     delay: float = 0.0
 
 
+@dataclass
+class _Job:
+    """A screened delivery about to run."""
+
+    delivery: Delivery
+    event_id: str
+    task: TaskAssignment
+    attempt: int
+    wf: dict[str, Any]
+    index: int = 0
+
+
 class AgentRuntime:
     """Runs one replica of an :class:`Agent` against an event log."""
 
@@ -94,6 +106,8 @@ class AgentRuntime:
     ) -> None:
         if not agent.role:
             raise ValueError(f"{type(agent).__name__} has no role")
+        if not 1 <= agent.concurrency <= 1024:
+            raise ValueError(f"{type(agent).__name__}.concurrency must be 1..1024")
         self.agent = agent
         self.log = log
         self.publisher = publisher
@@ -180,12 +194,14 @@ class AgentRuntime:
                 except Exception as exc:  # a missed heartbeat is not worth dying for
                     log.warning("heartbeat failed: %s", exc)
 
-    async def step(self, wait: float = _SWEEP) -> Outcome | None:
-        """Take and handle at most one task, the most urgent available; ``None`` if none came."""
+    async def step(self, wait: float = _SWEEP) -> list[Outcome]:
+        """Take and handle the most urgent work available: up to the agent's ``concurrency``
+        tasks from one priority level at once. An empty list when none came within ``wait``."""
         if self.killed is not None:
             await self._watch.wait_changed(wait)
-            return None
-        assert self._bell is not None, "call start() first"
+            return []
+        if self._bell is None:
+            raise RuntimeError("call start() first")
         rung = {work_priority(s) for s in await self._bell.wait(0)}
         if not self._maybe and not rung:
             rung = {work_priority(s) for s in await self._bell.wait(wait)}
@@ -195,19 +211,44 @@ class AgentRuntime:
         for priority, queue in self._queues:
             if priority not in self._maybe:
                 continue
-            deliveries = await queue.fetch(1, timeout=_RUNG_WAIT)
+            deliveries = await queue.fetch(self.agent.concurrency, timeout=_RUNG_WAIT)
             if deliveries:
-                return await self.handle(deliveries[0])
+                return await self.handle_batch(deliveries)
             self._maybe.discard(priority)
-        return None
+        return []
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Handle tasks until ``stop`` is set; the task in hand finishes first."""
+        """Handle tasks until ``stop`` is set; the tasks in hand finish first."""
         while not stop.is_set():
             await self.step()
 
     async def handle(self, delivery: Delivery) -> Outcome:
         """Run one delivered assignment to its outcome and settle the delivery."""
+        (outcome,) = await self.handle_batch([delivery])
+        return outcome
+
+    async def handle_batch(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """Run delivered assignments concurrently, each to its outcome, and settle them.
+
+        Lifecycle events of the batch are published together (one round of appends instead of
+        one per task); each delivery is acked only after its result is stored.
+        """
+        outcomes: dict[int, Outcome] = {}
+        jobs: list[_Job] = []
+        for i, delivery in enumerate(deliveries):
+            screened = await self._screen(delivery)
+            if isinstance(screened, Outcome):
+                outcomes[i] = screened
+            else:
+                screened.index = i
+                jobs.append(screened)
+        if jobs:
+            for job, outcome in zip(jobs, await self._run_jobs(jobs), strict=True):
+                outcomes[job.index] = outcome
+        return [outcomes[i] for i in range(len(deliveries))]
+
+    async def _screen(self, delivery: Delivery) -> Outcome | _Job:
+        """Settle what must not run (forged, killed, duplicate, late); the rest is a job."""
         checked = check(delivery.message, self.namespace)
         envelope = checked.envelope
         if checked.rejection is not None or envelope is None:
@@ -227,34 +268,57 @@ class AgentRuntime:
         wf: dict[str, Any] = {"workflow_id": envelope.workflow_id, "causation_id": envelope.id}
         if self._past(task.deadline_at):
             return await self._timed_out(delivery, task, attempt, wf)
-        self.in_flight += 1
+        return _Job(delivery, envelope.id, task, attempt, wf)
+
+    async def _run_jobs(self, jobs: list[_Job]) -> list[Outcome]:
+        self.in_flight += len(jobs)
         self._current = asyncio.current_task()
-        keepalive = asyncio.create_task(self._keep_alive(delivery, task, wf))
+        keepalive = asyncio.create_task(self._keep_alive(jobs))
         try:
-            await self.publisher.publish(TaskStarted(task_id=task.task_id, attempt=attempt), **wf)
-            output, ctx = await self._run_handler(task, attempt)
+            await self.publisher.publish_batch(
+                [(TaskStarted(task_id=j.task.task_id, attempt=j.attempt), j.wf) for j in jobs]
+            )
+            ran = await asyncio.gather(
+                *(self._run_handler(j.task, j.attempt) for j in jobs), return_exceptions=True
+            )
         except asyncio.CancelledError:
             self._current = None
             if self.killed is None:
-                raise  # a real cancellation (shutdown): the delivery is redelivered later
+                raise  # a real cancellation (shutdown): the deliveries are redelivered later
             self._uncancel()
-            await delivery.nak()
-            return Outcome(task.task_id, "handed_back", attempt)
-        except Exception as exc:
-            self._current = None
-            if isinstance(exc, TimeoutError) and self._past(task.deadline_at):
-                return await self._timed_out(delivery, task, attempt, wf)
-            return await self._failed(delivery, task, attempt, exc, wf)
+            for job in jobs:
+                await job.delivery.nak()
+            return [Outcome(j.task.task_id, "handed_back", j.attempt) for j in jobs]
         finally:
-            self.in_flight -= 1
+            self.in_flight -= len(jobs)
             self._current = None
             keepalive.cancel()
-        await self.publisher.publish(
-            Result(task_id=task.task_id, output=output, usage=ctx.total_usage()), **wf
-        )
-        await delivery.ack()
-        self._remember(envelope.id)
-        return Outcome(task.task_id, "succeeded", attempt)
+        done = [(j, r) for j, r in zip(jobs, ran, strict=True) if isinstance(r, tuple)]
+        if done:
+            await self.publisher.publish_batch(
+                [
+                    (
+                        Result(task_id=j.task.task_id, output=out, usage=ctx.total_usage()),
+                        j.wf,
+                    )
+                    for j, (out, ctx) in done
+                ]
+            )
+        outcomes = []
+        for job, result in zip(jobs, ran, strict=True):
+            if isinstance(result, tuple):
+                await job.delivery.ack()
+                self._remember(job.event_id)
+                outcomes.append(Outcome(job.task.task_id, "succeeded", job.attempt))
+                continue
+            exc = result if isinstance(result, Exception) else RuntimeError(repr(result))
+            if isinstance(exc, TimeoutError) and self._past(job.task.deadline_at):
+                outcomes.append(await self._timed_out(job.delivery, job.task, job.attempt, job.wf))
+            else:
+                outcomes.append(
+                    await self._failed(job.delivery, job.task, job.attempt, exc, job.wf)
+                )
+        return outcomes
 
     def _past(self, deadline_at: int | None) -> bool:
         return deadline_at is not None and self._clock() >= deadline_at
@@ -275,15 +339,16 @@ class AgentRuntime:
         async with asyncio.timeout(max(remaining, 0.0)):
             return await handler(self.agent, task, ctx), ctx
 
-    async def _keep_alive(
-        self, delivery: Delivery, task: TaskAssignment, wf: dict[str, Any]
-    ) -> None:
-        # Long work: restart the ack-wait timer well before it runs out, and say so on the log.
+    async def _keep_alive(self, jobs: list[_Job]) -> None:
+        # Long work: restart the ack-wait timers well before they run out, and say so on the log.
         period = max(self.ack_wait / 3, 0.05)
         while True:
             await asyncio.sleep(period)
-            await delivery.in_progress()
-            await self.publisher.publish(TaskHeartbeat(task_id=task.task_id), **wf)
+            for job in jobs:
+                await job.delivery.in_progress()
+            await self.publisher.publish_batch(
+                [(TaskHeartbeat(task_id=j.task.task_id), j.wf) for j in jobs]
+            )
 
     async def _already_settled(self, envelope: Envelope, delivery: Delivery) -> bool:
         """Whether this assignment already has its result (idempotency by event id)."""
