@@ -6,22 +6,28 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 from swarmlog.agents.api import Agent, Context, TaskError, on
 from swarmlog.agents.killswitch import KillFlag, flag_key
+from swarmlog.agents.outputs import check_output
 from swarmlog.agents.retry import RetryPolicy
+from swarmlog.agents.router import Router
+from swarmlog.agents.routing import AgentView
 from swarmlog.agents.runtime import AgentRuntime, Outcome
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.bus.ports import StoredMessage
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.publisher import Publisher
+from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.credentials import Credential
-from swarmlog.schemas.payloads import TaskAssignment
+from swarmlog.schemas.payloads import ClarificationRequest, TaskAssignment
 from swarmlog.schemas.signing import Identity, issue_credential
 from waiting import until
 
@@ -56,6 +62,16 @@ class HandsOver(Upper):
     fallback_role = "spare"
 
 
+RUNNING: list[AgentRuntime] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_runtimes() -> AsyncIterator[None]:
+    yield
+    while RUNNING:
+        await RUNNING.pop().close()
+
+
 class Setup:
     def __init__(self) -> None:
         self.log = MemoryLog("SWARMLOG_RT")
@@ -63,24 +79,26 @@ class Setup:
         self.ops = Publisher(self.log, self.operator, NS)
         self.worker = identity("upper-1")
 
-    async def start(self, agent: Agent | None = None, **options: float) -> AgentRuntime:
+    async def start(self, agent: Agent | None = None, **options: Any) -> AgentRuntime:
         return await self.replica(self.worker, agent, **options)
 
     async def replica(
-        self, worker: Identity, agent: Agent | None = None, **options: float
+        self, worker: Identity, agent: Agent | None = None, **options: Any
     ) -> AgentRuntime:
+        agent = agent or Upper()
         credential = Credential(
             agent_id=worker.agent_id,
-            role="upper",
+            role=agent.role,
             public_key=worker.public_key,
             issuer=self.operator.public_key,
             issued_at=1,
-            capabilities=["text"],
+            capabilities=list(agent.capabilities),
         )
         await self.ops.publish(issue_credential(self.operator, credential))
         publisher = Publisher(self.log, worker, NS)
-        runtime = AgentRuntime(agent or Upper(), self.log, publisher, **options)  # type: ignore[arg-type]
+        runtime = AgentRuntime(agent, self.log, publisher, **options)
         await runtime.start()
+        RUNNING.append(runtime)
         return runtime
 
     async def assign(
@@ -306,3 +324,145 @@ async def test_a_replica_with_concurrency_runs_a_batch_together(tmp_path: Path) 
     assert store.rows("SELECT count(*) FROM tasks WHERE status = 'succeeded'") == [(5,)]
     assert store.rows("SELECT count(*) FROM quarantine") == [(0,)]
     store.close()
+
+
+class Thinker(Agent):
+    """Uses the rest of the context: checkpoints, questions, subtasks, shared state."""
+
+    role = "thinker"
+    capabilities = ("think",)
+    retry = FAST
+
+    @on(TaskAssignment)
+    async def think(self, task: TaskAssignment, ctx: Context) -> object:
+        match task.input:
+            case "resume":
+                if ctx.resumed is None:
+                    await ctx.progress(0.5, "half way")
+                    await ctx.checkpoint({"done": 3})
+                    raise RuntimeError("crashed half way")
+                return {"resumed": ctx.resumed}
+            case "ask":
+                return {"answer": await ctx.ask("sage-1", "what is six times seven?", timeout=5)}
+            case "ask-nobody":
+                return await ctx.ask("nobody", "hello?", timeout=0.05)
+            case "delegate":
+                first = await ctx.delegate("upper", "one")
+                second = await ctx.delegate("upper", "two")
+                return [first, second]
+            case "query":
+                return await ctx.query("SELECT 1 AS one")
+            case "shaped":
+                return {"n": 1}
+            case _:
+                return "not an object"
+
+
+class Sage(Agent):
+    role = "sage"
+
+    @on(ClarificationRequest)
+    async def answer(self, request: ClarificationRequest, ctx: Context) -> str:
+        return "42" if "six times seven" in request.question else "?"
+
+
+async def test_a_retry_resumes_from_the_last_checkpoint(tmp_path: Path) -> None:
+    s = Setup()
+    runtime = await s.replica(identity("thinker-1"), Thinker())
+    await s.ops.publish(TaskAssignment(task_id="t1", role="thinker", input="resume"))
+    first, second = await next_outcome(runtime), await next_outcome(runtime)
+    assert (first.status, second.status) == ("retrying", "succeeded")
+    assert s.types("t1").count("task_checkpointed") == 1
+    store = await s.project(tmp_path / "p.duckdb")
+    assert store.rows("SELECT output FROM tasks") == [('{"resumed":{"done":3}}',)]
+    store.close()
+
+
+async def test_a_question_is_answered_by_the_agent_asked(tmp_path: Path) -> None:
+    s = Setup()
+    await s.replica(identity("sage-1"), Sage())
+    runtime = await s.replica(identity("thinker-1"), Thinker())
+    await s.ops.publish(TaskAssignment(task_id="t1", role="thinker", input="ask"))
+    assert (await next_outcome(runtime)).status == "succeeded"
+    await s.ops.publish(TaskAssignment(task_id="t2", role="thinker", input="ask-nobody"))
+    assert (await next_outcome(runtime)).status == "retrying"  # no answer in time
+    store = await s.project(tmp_path / "p.duckdb")
+    assert store.rows("SELECT output FROM tasks WHERE task_id = 't1'") == [('{"answer":"42"}',)]
+    # The answered wait is gone from the wait-for graph; the unanswered one is still there.
+    assert store.rows("SELECT waiter, waits_on, task_id FROM waits_for") == [
+        ("thinker-1", "nobody", "t2")
+    ]
+    store.close()
+
+
+async def test_delegated_subtasks_are_routed_run_and_awaited() -> None:
+    s = Setup()
+    helper = await s.replica(identity("upper-2"))
+
+    async def agents() -> list[AgentView]:
+        now = time.time_ns()
+        return [AgentView("upper-2", "upper", frozenset({"upper"}), "registered", now)]
+
+    router = Router(s.log, Publisher(s.log, identity("router-1"), NS), agents)
+    await router.start()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        while not stop.is_set():
+            await router.step(wait=0.01)
+            await helper.step(wait=0.01)
+
+    serving = asyncio.create_task(serve())
+    try:
+        runtime = await s.replica(identity("thinker-1"), Thinker())
+        await s.ops.publish(TaskAssignment(task_id="t1", role="thinker", input="delegate"))
+        outcome = await next_outcome(runtime)
+    finally:
+        stop.set()
+        await serving
+        await router.close()
+    assert outcome.status == "succeeded"
+    results = [
+        decode_envelope(decode_signed(m.data).body).payload
+        for m in s.log._messages
+        if m.subject.endswith(".result")
+    ]
+    assert [(r.task_id, r.output) for r in results] == [  # type: ignore[union-attr]
+        ("t1-d1", "ONE"),
+        ("t1-d2", "TWO"),
+        ("t1", ["ONE", "TWO"]),
+    ]
+
+
+async def test_output_must_be_json_and_match_the_declared_schema() -> None:
+    s = Setup()
+    runtime = await s.replica(identity("thinker-1"), Thinker())
+    schema = {"type": "object", "required": ["n"]}
+    for task_id, value in (("good", "shaped"), ("bad", "other")):
+        await s.ops.publish(
+            TaskAssignment(
+                task_id=task_id, role="thinker", input=value, expected_output_schema=schema
+            )
+        )
+    outcomes = [await next_outcome(runtime) for _ in range(4)]
+    assert [(o.task_id, o.status) for o in outcomes] == [
+        ("good", "succeeded"),
+        ("bad", "retrying"),
+        ("bad", "retrying"),
+        ("bad", "escalated"),
+    ]
+    with pytest.raises(TaskError, match="not JSON"):
+        check_output(object(), None)
+    with pytest.raises(TaskError, match="schema is invalid"):
+        check_output({}, {"type": "no-such-type"})
+
+
+async def test_handlers_read_shared_state_through_the_runtime() -> None:
+    s = Setup()
+
+    async def query(sql: str) -> list[dict[str, Any]]:
+        return [{"sql": sql}]
+
+    runtime = await s.replica(identity("thinker-1"), Thinker(), query=query)  # type: ignore[arg-type]
+    await s.ops.publish(TaskAssignment(task_id="t1", role="thinker", input="query"))
+    assert (await next_outcome(runtime)).status == "succeeded"

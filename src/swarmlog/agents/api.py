@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import msgspec
 
 from swarmlog.agents.retry import RetryPolicy
-from swarmlog.schemas.payloads import TaskAssignment, TokenUsage, payload_type
+from swarmlog.schemas.payloads import Payload, TaskAssignment, TokenUsage, payload_type
 
-__all__ = ["Agent", "Context", "Handler", "TaskError", "on"]
+__all__ = ["Agent", "Context", "ContextPort", "Handler", "TaskError", "on"]
 
 Handler = Callable[[Any, Any, "Context"], Awaitable[Any]]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -57,14 +57,42 @@ class TaskError(Exception):
         self.retryable = retryable
 
 
+class ContextPort(Protocol):
+    """What a :class:`Context` needs from the runtime (the I/O behind the handler's API)."""
+
+    async def emit(self, payload: Payload) -> None: ...
+
+    async def progress(self, fraction: float | None, note: str) -> None: ...
+
+    async def checkpoint(self, data: Any) -> None: ...
+
+    async def ask(self, to: str, question: str, timeout: float) -> str: ...
+
+    async def delegate(
+        self, capability: str, input: Any, priority: str | None, timeout: float, index: int
+    ) -> Any: ...
+
+    async def query(self, sql: str) -> list[dict[str, Any]]: ...
+
+
 @dataclass
 class Context:
-    """What a handler may do besides returning its result."""
+    """What a handler may do besides returning its result.
+
+    Everything it does is an event on the log (signed by this agent, caused by the task), so a
+    retried or reassigned task can see what an earlier attempt did: ``resumed`` is the data of
+    the task's last :meth:`checkpoint`.
+    """
 
     agent_id: str
-    task: TaskAssignment
-    attempt: int
+    task: TaskAssignment | None
+    """The task being handled (``None`` in a clarification handler)."""
+    attempt: int = 1
+    resumed: Any = None
+    """The last checkpoint of this task from an earlier attempt, or ``None``."""
     usage_records: list[TokenUsage] = field(default_factory=list)
+    port: ContextPort | None = field(default=None, repr=False)
+    _delegations: int = field(default=0, repr=False)
 
     def usage(self, model: str, *, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
         """Record model usage; it is attached to the result and projected into budgets."""
@@ -82,6 +110,55 @@ class Context:
             prompt_tokens=sum(u.prompt_tokens for u in self.usage_records),
             completion_tokens=sum(u.completion_tokens for u in self.usage_records),
         )
+
+    def _port(self) -> ContextPort:
+        if self.port is None:
+            raise TaskError(
+                "no_runtime", "this context is not attached to a runtime", retryable=False
+            )
+        return self.port
+
+    async def progress(self, fraction: float | None = None, note: str = "") -> None:
+        """Report progress (a ``task_heartbeat``); also keeps the task's delivery alive."""
+        if fraction is not None and not 0.0 <= fraction <= 1.0:
+            raise ValueError("progress is a fraction between 0 and 1")
+        await self._port().progress(fraction, note)
+
+    async def checkpoint(self, data: Any) -> None:
+        """Save partial work (``task_checkpointed``): a later attempt gets it as ``resumed``."""
+        await self._port().checkpoint(data)
+
+    async def ask(self, to: str, question: str, *, timeout: float = 60.0) -> str:
+        """Ask agent ``to`` a question and wait for its answer (a clarification request and
+        response; the wait is projected into the wait-for graph). Raises :class:`TaskError`
+        ``clarification_timeout`` when no answer comes in time."""
+        return await self._port().ask(to, question, timeout)
+
+    async def delegate(
+        self,
+        capability: str,
+        input: Any = None,
+        *,
+        priority: str | None = None,
+        timeout: float = 300.0,
+    ) -> Any:
+        """Offer a subtask to whoever has ``capability`` and wait for its output.
+
+        Subtask ids are derived from this task's id and the order of ``delegate`` calls, so a
+        retried handler that delegates the same way finds its earlier subtasks instead of
+        offering them again. Raises :class:`TaskError` ``subtask_failed`` when it fails for
+        good, ``subtask_timeout`` when it does not finish in time.
+        """
+        self._delegations += 1
+        return await self._port().delegate(capability, input, priority, timeout, self._delegations)
+
+    async def query(self, sql: str) -> list[dict[str, Any]]:
+        """Read shared state: a read-only SQL query over the projections."""
+        return await self._port().query(sql)
+
+    async def emit(self, payload: Payload) -> None:
+        """Publish another event as part of this task (signed by this agent)."""
+        await self._port().emit(payload)
 
 
 class Agent:

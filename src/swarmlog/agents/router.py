@@ -234,6 +234,7 @@ class Router:
             priority=offer.priority,
             input=offer.input,
             deadline_at=offer.deadline_at,
+            parent_task_id=offer.parent_task_id,
         )
         return assignment, wf
 

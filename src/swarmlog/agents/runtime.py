@@ -21,33 +21,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
+import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from swarmlog.agents.api import Agent, Context, TaskError
 from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.killswitch import KillFlag
+from swarmlog.agents.outputs import check_output
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
-from swarmlog.bus.subjects import role_work_filter, work_filter, work_priority
-from swarmlog.errors import SchemaError
+from swarmlog.bus.subjects import (
+    aggregate_filter,
+    inbox_filter,
+    offer_subject,
+    role_work_filter,
+    work_filter,
+    work_priority,
+)
 from swarmlog.projections.verify import check
 from swarmlog.publisher import Publisher
-from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
     AgentHeartbeat,
     AgentRegistered,
+    ClarificationRequest,
+    ClarificationResponse,
     Error,
+    Payload,
     Result,
     TaskAssignment,
+    TaskCheckpointed,
     TaskEscalated,
     TaskFailed,
     TaskHeartbeat,
+    TaskOffered,
     TaskRetryScheduled,
     TaskStarted,
 )
@@ -103,6 +116,7 @@ class AgentRuntime:
         heartbeat: float = 5.0,
         draw: Callable[[], float] | None = None,
         clock: Callable[[], int] = time.time_ns,
+        query: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None,
     ) -> None:
         if not agent.role:
             raise ValueError(f"{type(agent).__name__} has no role")
@@ -124,6 +138,13 @@ class AgentRuntime:
         self._background: list[asyncio.Task[None]] = []
         self._current: asyncio.Task[Any] | None = None
         self._settled: OrderedDict[str, None] = OrderedDict()
+        self.query = query
+        """Read-only SQL over the projections, for handlers' ``ctx.query``."""
+        self._answers: dict[str, asyncio.Future[str]] = {}
+        self._inbox: WorkQueue | None = None
+        self._inbox_bell: Doorbell | None = None
+        self._answering: set[asyncio.Task[None]] = set()
+        self._closing = False
         self.in_flight = 0
 
     @property
@@ -151,7 +172,13 @@ class AgentRuntime:
                 max_deliver=self.agent.retry.max_attempts + 1,
             )
             self._queues.append((priority, queue))
+        inbox = inbox_filter(self.namespace, self.agent_id)
+        self._inbox_bell = await self.log.doorbell(inbox)
+        self._inbox = await self.log.work_queue(
+            f"{self.namespace}-inbox-{self.agent_id}", inbox, ack_wait=self.ack_wait
+        )
         self._background.append(asyncio.create_task(self._heartbeats()))
+        self._background.append(asyncio.create_task(self._read_inbox()))
 
     async def _register(self) -> None:
         await self.publisher.publish(
@@ -165,6 +192,10 @@ class AgentRuntime:
         )
 
     async def close(self) -> None:
+        # Loops also check the flag: Python 3.11's wait_for can swallow a cancellation.
+        self._closing = True
+        for task in self._answering:
+            task.cancel()
         await self._watch.stop()
         for task in self._background:
             task.cancel()
@@ -172,9 +203,13 @@ class AgentRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._background = []
-        if self._bell is not None:
-            await self._bell.close()
-            self._bell = None
+        for bell in (self._bell, self._inbox_bell):
+            if bell is not None:
+                await bell.close()
+        self._bell = self._inbox_bell = None
+        if self._inbox is not None:
+            await self._inbox.close()
+            self._inbox = None
         for _, queue in self._queues:
             await queue.close()
         self._queues = []
@@ -183,8 +218,158 @@ class AgentRuntime:
         if self.killed is not None and self._current is not None:
             self._current.cancel()  # stop emitting now, not when the handler returns
 
+    # -- messages addressed to this agent: clarification requests and answers ----------------
+
+    async def _read_inbox(self) -> None:
+        assert self._inbox is not None
+        assert self._inbox_bell is not None
+        while not self._closing:
+            if self.killed is not None:
+                await self._watch.wait_changed(_SWEEP)
+                continue
+            deliveries = await self._inbox.fetch(16, timeout=_RUNG_WAIT)
+            if not deliveries:
+                await self._inbox_bell.wait(_SWEEP)
+                continue
+            for delivery in deliveries:
+                try:
+                    await self._on_message(delivery)
+                except Exception as exc:  # one bad message must not stop the inbox
+                    log.warning("inbox message seq %d failed: %s", delivery.message.seq, exc)
+
+    async def _on_message(self, delivery: Delivery) -> None:
+        checked = check(delivery.message, self.namespace)
+        envelope = checked.envelope
+        if checked.rejection is not None or envelope is None:
+            await delivery.term()
+            return
+        message = envelope.payload
+        if isinstance(message, ClarificationResponse):
+            waiting = self._answers.get(message.request_id)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(message.answer)
+            await delivery.ack()
+        elif isinstance(message, ClarificationRequest):
+            # Answered in its own task: a handler that itself asks must not block the inbox.
+            answering = asyncio.create_task(self._answer(delivery, envelope, message))
+            self._answering.add(answering)
+            answering.add_done_callback(self._answering.discard)
+        else:
+            await delivery.ack()
+
+    async def _answer(
+        self, delivery: Delivery, envelope: Envelope, request: ClarificationRequest
+    ) -> None:
+        handler = self.agent.handler_for(request)
+        if handler is None:
+            answer = f"{self.agent.role} does not answer questions"
+        else:
+            ctx = Context(self.agent_id, None)
+            try:
+                answer = str(await handler(self.agent, request, ctx))
+            except Exception as exc:
+                answer = f"could not answer: {type(exc).__name__}: {exc}"
+        response = ClarificationResponse(
+            request_id=request.request_id,
+            to=envelope.sender,
+            answer=answer[:65_536],
+            task_id=request.task_id,
+        )
+        await self.publisher.publish(
+            response,
+            recipient=envelope.sender,
+            workflow_id=envelope.workflow_id,
+            causation_id=envelope.id,
+        )
+        await delivery.ack()
+
+    async def ask(self, to: str, question: str, timeout: float, job: _Job) -> str:
+        """Publish a clarification request for ``job`` and wait for its answer."""
+        request_id = f"q{secrets.token_hex(12)}"
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._answers[request_id] = answer
+        try:
+            await self.publisher.publish(
+                ClarificationRequest(
+                    request_id=request_id,
+                    to=to,
+                    question=question[:65_536],
+                    task_id=job.task.task_id,
+                ),
+                recipient=to,
+                **job.wf,
+            )
+            return await asyncio.wait_for(answer, timeout)
+        except TimeoutError:
+            raise TaskError(
+                "clarification_timeout", f"{to} did not answer within {timeout:g} s"
+            ) from None
+        finally:
+            self._answers.pop(request_id, None)
+
+    async def delegate(
+        self,
+        capability: str,
+        input: Any,
+        priority: str | None,
+        timeout: float,
+        job: _Job,
+        index: int,
+    ) -> Any:
+        """Offer a subtask of ``job`` and wait for its output (see :meth:`Context.delegate`)."""
+        child = _child_id(job.task.task_id, index)
+        bell = await self.log.doorbell(aggregate_filter(self.namespace, "task", child))
+        try:
+            outcome = await self._subtask_outcome(child)
+            if outcome is None:
+                if await self.log.last_message(offer_subject(self.namespace, child)) is None:
+                    await self.publisher.publish(
+                        TaskOffered(
+                            task_id=child,
+                            capability=capability,
+                            priority=priority or job.task.priority,  # type: ignore[arg-type]
+                            input=input,
+                            parent_task_id=job.task.task_id,
+                        ),
+                        **job.wf,
+                    )
+                deadline = time.monotonic() + timeout
+                while outcome is None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TaskError(
+                            "subtask_timeout", f"subtask {child} did not finish in {timeout:g} s"
+                        )
+                    await bell.wait(min(remaining, _SWEEP))
+                    outcome = await self._subtask_outcome(child)
+        finally:
+            await bell.close()
+        done, value = outcome
+        if not done:
+            raise TaskError("subtask_failed", f"subtask {child} failed: {value}")
+        return value
+
+    async def _subtask_outcome(self, task_id: str) -> tuple[bool, Any] | None:
+        """``(True, output)`` once the subtask has a result, ``(False, why)`` once it failed for
+        good, else ``None``."""
+        for kind in ("result", "task_escalated", "task_failed"):
+            last = await self.log.last_message(f"swarmlog.{self.namespace}.*.task.{task_id}.{kind}")
+            if last is None:
+                continue
+            checked = check(last, self.namespace)
+            if checked.rejection is not None or checked.envelope is None:
+                continue
+            payload = checked.envelope.payload
+            if isinstance(payload, Result):
+                return True, payload.output
+            if isinstance(payload, TaskEscalated):
+                return False, payload.reason or "escalated"
+            if isinstance(payload, TaskFailed) and payload.final:
+                return False, payload.reason or "failed"
+        return None
+
     async def _heartbeats(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.heartbeat)  # a period, not a synchronisation
             if self.killed is None:
                 try:
@@ -279,7 +464,7 @@ class AgentRuntime:
                 [(TaskStarted(task_id=j.task.task_id, attempt=j.attempt), j.wf) for j in jobs]
             )
             ran = await asyncio.gather(
-                *(self._run_handler(j.task, j.attempt) for j in jobs), return_exceptions=True
+                *(self._run_handler(j) for j in jobs), return_exceptions=True
             )
         except asyncio.CancelledError:
             self._current = None
@@ -328,16 +513,33 @@ class AgentRuntime:
         if task is not None:
             task.uncancel()
 
-    async def _run_handler(self, task: TaskAssignment, attempt: int) -> tuple[Any, Context]:
+    async def _run_handler(self, job: _Job) -> tuple[Any, Context]:
+        task = job.task
         handler = self.agent.handler_for(task)
         if handler is None:
             raise TaskError("no_handler", f"{self.agent.role} cannot handle it", retryable=False)
-        ctx = Context(self.agent_id, task, attempt)
+        resumed = await self._last_checkpoint(task.task_id) if job.attempt > 1 else None
+        ctx = Context(self.agent_id, task, job.attempt, resumed, port=_JobPort(self, job))
         if task.deadline_at is None:
-            return await handler(self.agent, task, ctx), ctx
-        remaining = (task.deadline_at - self._clock()) / 1e9
-        async with asyncio.timeout(max(remaining, 0.0)):
-            return await handler(self.agent, task, ctx), ctx
+            output = await handler(self.agent, task, ctx)
+        else:
+            remaining = (task.deadline_at - self._clock()) / 1e9
+            async with asyncio.timeout(max(remaining, 0.0)):
+                output = await handler(self.agent, task, ctx)
+        check_output(output, task.expected_output_schema)
+        return output, ctx
+
+    async def _last_checkpoint(self, task_id: str) -> Any:
+        last = await self.log.last_message(
+            f"swarmlog.{self.namespace}.*.task.{task_id}.task_checkpointed"
+        )
+        if last is None:
+            return None
+        checked = check(last, self.namespace)  # never trust an unverified event
+        if checked.rejection is not None or checked.envelope is None:
+            return None
+        payload = checked.envelope.payload
+        return payload.data if isinstance(payload, TaskCheckpointed) else None
 
     async def _keep_alive(self, jobs: list[_Job]) -> None:
         # Long work: restart the ack-wait timers well before they run out, and say so on the log.
@@ -362,11 +564,10 @@ class AgentRuntime:
         last = await self.log.last_message(subject)
         if last is None:
             return False
-        try:
-            answered = decode_envelope(decode_signed(last.data).body)
-        except SchemaError:
+        answered = check(last, self.namespace)  # a forged result must not make us skip work
+        if answered.rejection is not None or answered.envelope is None:
             return False
-        return answered.causation_id == envelope.id
+        return answered.envelope.causation_id == envelope.id
 
     def _remember(self, event_id: str) -> None:
         self._settled[event_id] = None
@@ -439,3 +640,47 @@ class AgentRuntime:
         )
         await delivery.term()
         return Outcome(task.task_id, "escalated", attempt)
+
+
+def _child_id(parent: str, index: int) -> str:
+    """A delegated subtask's id: the same for the same parent and call order (so a retry finds
+    it), and a valid name however long the parent's id is."""
+    child = f"{parent}-d{index}"
+    if len(child) <= 64:
+        return child
+    digest = hashlib.sha256(parent.encode()).hexdigest()[:10]
+    return f"{parent[:40]}-{digest}-d{index}"
+
+
+class _JobPort:
+    """A handler's :class:`Context` I/O, bound to its job."""
+
+    def __init__(self, runtime: AgentRuntime, job: _Job) -> None:
+        self._rt = runtime
+        self._job = job
+
+    async def emit(self, payload: Payload) -> None:
+        await self._rt.publisher.publish(payload, **self._job.wf)
+
+    async def progress(self, fraction: float | None, note: str) -> None:
+        await self._job.delivery.in_progress()
+        heartbeat = TaskHeartbeat(task_id=self._job.task.task_id, progress=fraction, note=note)
+        await self._rt.publisher.publish(heartbeat, **self._job.wf)
+
+    async def checkpoint(self, data: Any) -> None:
+        check_output(data, None)  # a checkpoint is JSON that fits in an event, like a result
+        saved = TaskCheckpointed(task_id=self._job.task.task_id, data=data)
+        await self._rt.publisher.publish(saved, **self._job.wf)
+
+    async def ask(self, to: str, question: str, timeout: float) -> str:
+        return await self._rt.ask(to, question, timeout, self._job)
+
+    async def delegate(
+        self, capability: str, input: Any, priority: str | None, timeout: float, index: int
+    ) -> Any:
+        return await self._rt.delegate(capability, input, priority, timeout, self._job, index)
+
+    async def query(self, sql: str) -> list[dict[str, Any]]:
+        if self._rt.query is None:
+            raise TaskError("no_projection", "no projection to read from", retryable=False)
+        return await self._rt.query(sql)

@@ -41,9 +41,11 @@ from swarmlog.schemas.signing import CONTROL_TYPES
 __all__ = [
     "aggregate_filter",
     "assignment_filter",
+    "inbox_filter",
     "kv_bucket",
     "object_bucket",
     "offer_filter",
+    "offer_subject",
     "role_work_filter",
     "rpc_subject",
     "sender_filter",
@@ -63,6 +65,7 @@ _TASK_TYPES = frozenset(
         "task_claimed",
         "task_started",
         "task_heartbeat",
+        "task_checkpointed",
         "task_completed",
         "task_failed",
         "task_retry_scheduled",
@@ -120,6 +123,16 @@ def work_priority(subject: str) -> str:
 def offer_filter(namespace: str) -> str:
     """Every task offer (what the router consumes)."""
     return f"swarmlog.{namespace}.*.task.*.task_offered"
+
+
+def inbox_filter(namespace: str, agent_id: str) -> str:
+    """Messages addressed to one agent (clarification requests and answers)."""
+    return f"swarmlog.{namespace}.*.msg.{agent_id}.>"
+
+
+def offer_subject(namespace: str, task_id: str) -> str:
+    """The offer of one task, from any sender."""
+    return f"swarmlog.{namespace}.*.task.{task_id}.task_offered"
 
 
 def assignment_filter(namespace: str, task_id: str) -> str:

@@ -32,6 +32,7 @@ from swarmlog.schemas.payloads import (
     Result,
     TaskAssignment,
     TaskCancelled,
+    TaskCheckpointed,
     TaskClaimed,
     TaskCompleted,
     TaskEscalated,
@@ -250,7 +251,7 @@ def apply(
             )
         case TaskStarted():
             _task(state, payload.task_id, envelope, seq, status="running", attempt=payload.attempt)
-        case TaskHeartbeat():
+        case TaskHeartbeat() | TaskCheckpointed():
             _task(state, payload.task_id, envelope, seq)
         case Result():
             _task(

@@ -49,6 +49,7 @@ __all__ = [
     "SnapshotTaken",
     "TaskAssignment",
     "TaskCancelled",
+    "TaskCheckpointed",
     "TaskClaimed",
     "TaskCompleted",
     "TaskEscalated",
@@ -186,6 +187,8 @@ class TaskOffered(_Payload, frozen=True, tag="task_offered"):
     input: Json = None
     mode: Literal["routed", "swarm"] = "routed"
     deadline_at: Timestamp | None = None
+    parent_task_id: Name | None = None
+    """Set when a handler delegated it: the parent waits for its result."""
 
 
 class TaskClaimed(_Payload, frozen=True, tag="task_claimed"):
@@ -204,6 +207,13 @@ class TaskHeartbeat(_Payload, frozen=True, tag="task_heartbeat"):
     task_id: Name
     progress: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
     note: _Reason = ""
+
+
+class TaskCheckpointed(_Payload, frozen=True, tag="task_checkpointed"):
+    """Partial work a handler saved: a retry or a reassigned task resumes from the last one."""
+
+    task_id: Name
+    data: Json = None
 
 
 class TaskCompleted(_Payload, frozen=True, tag="task_completed"):
@@ -322,6 +332,7 @@ Payload = (
     | TaskClaimed
     | TaskStarted
     | TaskHeartbeat
+    | TaskCheckpointed
     | TaskCompleted
     | TaskFailed
     | TaskRetryScheduled
