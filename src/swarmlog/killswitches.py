@@ -2,7 +2,8 @@
 
 A kill is written twice, flag first: the KV flag stops the targets' runtimes within a second, the
 operator-signed ``agent_killed`` event makes the projector reject whatever a target still emits.
-A revive deletes the flag and publishes ``agent_revived``.
+A revive goes the other way round: ``agent_revived`` first, then the flag is deleted, so nothing
+a revived agent emits can precede its revival on the log.
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ async def release(
     operator = KeyStore(settings.keys_dir).operator()
     flag, agents, known = await _targets(settings, agent_id, role)
     async with open_log(settings) as log:
-        flags = await log.flags()
-        await flags.delete(flag)
+        # The event first: what a revived agent emits must land after its revival.
         publisher = Publisher(log, operator, settings.namespace)
         seqs = [(await publisher.publish(AgentRevived(agent_id=a))).seq for a in agents]
+        flags = await log.flags()
+        await flags.delete(flag)
     return Switch(flag, agents, seqs, known)

@@ -198,13 +198,22 @@ class Publisher:
         async with self._lock:
             if self._head is None:
                 await self.recover()
-            out: list[Published] = []
-            try:
-                await self._publish_chunks(items, window, out)
-            except BaseException:
-                self._head = None  # part may be stored: re-read the chain before the next event
-                raise
-            return out
+            for _ in range(_MAX_RACES):
+                out: list[Published] = []
+                try:
+                    await self._publish_chunks(items, window, out)
+                    return out
+                except _ChainMoved:
+                    await self.recover()  # another holder of this key published: re-chain
+                except BaseException:
+                    self._head = None  # part may be stored: re-read the chain next time
+                    raise
+            raise ConcurrencyConflict(
+                sender_filter(self.namespace, self.identity.agent_id),
+                self._last_stream_seq,
+                f"lost {_MAX_RACES} races for {self.identity.agent_id}'s chain; another process"
+                " is publishing with the same key: give each process its own agent key",
+            )
 
     async def _publish_chunks(
         self,
@@ -241,6 +250,26 @@ class Publisher:
                 out += self._published(previous, await appending)
             previous = [(s, subject_for(self.namespace, s.envelope)) for s in sealed]
             items_ = [Append(subject, s.data, msg_id=s.id) for s, subject in previous]
+            if start == 0:
+                # The first event is conditional on this sender's chain, as in publish(): if
+                # another process published with this key, nothing is stored and we re-chain.
+                # (The rest follow it in order; a writer slipping in between is evidence the
+                # projector reports as a fork.)
+                own = sender_filter(self.namespace, self.identity.agent_id)
+                first = items_[0]
+                guarded = Append(
+                    first.subject,
+                    first.data,
+                    msg_id=first.msg_id,
+                    expected_last_seq=self._last_stream_seq,
+                    expected_filter=own,
+                )
+                try:
+                    head_result = await self.log.append(guarded)
+                except ConcurrencyConflict:
+                    raise _ChainMoved from None
+                out += self._published(previous[:1], [head_result])
+                previous, items_ = previous[1:], items_[1:]
             appending = asyncio.create_task(self.log.append_many(items_, window=window))
         if appending is not None:
             out += self._published(previous, await appending)
@@ -254,6 +283,10 @@ class Publisher:
             Published(s.id, s.envelope.type, subject, r.seq, r.duplicate)
             for (s, subject), r in zip(sealed, results, strict=True)
         ]
+
+
+class _ChainMoved(Exception):
+    """The sender's chain moved under a batch: re-read it and re-seal."""
 
 
 def _sign_all(prepared: list[Prepared], identity: Identity) -> list[Sealed]:

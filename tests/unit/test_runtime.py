@@ -466,3 +466,25 @@ async def test_handlers_read_shared_state_through_the_runtime() -> None:
     runtime = await s.replica(identity("thinker-1"), Thinker(), query=query)  # type: ignore[arg-type]
     await s.ops.publish(TaskAssignment(task_id="t1", role="thinker", input="query"))
     assert (await next_outcome(runtime)).status == "succeeded"
+
+
+class Quick(Upper):
+    @on(TaskAssignment)
+    async def run(self, task: TaskAssignment, ctx: Context) -> object:
+        return "done"
+
+
+async def test_a_graceful_stop_hands_back_work_that_does_not_finish() -> None:
+    s = Setup()
+    runtime = await s.start()
+    await s.assign("long", "forever")
+    await s.assign("next", "x")
+    stop = asyncio.Event()
+    running = asyncio.create_task(runtime.run(stop, grace=0.1))
+    await until(lambda: "task_started" in s.types("long"))
+    stop.set()
+    await asyncio.wait_for(running, 5)  # it exits: the handler was cancelled after the grace
+    other = await s.replica(identity("upper-2"), Quick())
+    taken = [await next_outcome(other) for _ in range(2)]
+    # Handed back at once (not after the ack wait): another replica has it right away.
+    assert {o.task_id for o in taken} == {"long", "next"}

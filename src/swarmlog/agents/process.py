@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from swarmlog.agents.api import Agent
+from swarmlog.agents.api import Agent, TaskError
 from swarmlog.agents.router import ROLE as ROUTER_ROLE
 from swarmlog.agents.router import Router
 from swarmlog.agents.routing import AgentView
@@ -85,7 +85,14 @@ async def run_agent(
     identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
     async with open_log(settings) as log:
         publisher = Publisher(log, identity, settings.namespace)
-        runtime = AgentRuntime(cls(), log, publisher, replica=replica, ack_wait=ack_wait)
+
+        async def query(sql: str) -> list[dict[str, Any]]:
+            columns, rows = await _projection_rows(settings, log, sql)
+            return [dict(zip(columns, row, strict=True)) for row in rows]
+
+        runtime = AgentRuntime(
+            cls(), log, publisher, replica=replica, ack_wait=ack_wait, query=query
+        )
         await runtime.start()
         try:
             await runtime.run(stop)
@@ -112,17 +119,28 @@ def _projected_agents(
     settings: Settings, log: JetStreamLog
 ) -> Callable[[], Awaitable[list[AgentView]]]:
     async def read() -> list[AgentView]:
-        subject = rpc_subject(settings.namespace, "query")
-        reply = await request(log.client, subject, {"sql": _AGENTS_SQL}, 5.0)
-        if isinstance(reply, dict) and "rows" in reply:
-            rows = reply["rows"]
-        elif settings.projection_path.exists():
-            rows = (await read_projection(settings, _AGENTS_SQL)).rows  # no projector: the file
-        else:
-            rows = []
+        _, rows = await _projection_rows(settings, log, _AGENTS_SQL)
         return [_view(row) for row in rows]
 
     return read
+
+
+async def _projection_rows(
+    settings: Settings, log: JetStreamLog, sql: str
+) -> tuple[list[str], list[list[Any]]]:
+    """Read-only SQL on the live projector over this process's connection, or on the file when
+    no projector runs."""
+    reply = await request(log.client, rpc_subject(settings.namespace, "query"), {"sql": sql}, 15.0)
+    if isinstance(reply, dict) and "rows" in reply:
+        return list(reply["columns"]), list(reply["rows"])
+    if isinstance(reply, dict) and "error" in reply:
+        error = reply["error"]
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise TaskError("bad_query", str(message), retryable=False)
+    if not settings.projection_path.exists():
+        return [], []
+    result = await read_projection(settings, sql)
+    return list(result.columns), [list(r) for r in result.rows]
 
 
 def _view(row: Sequence[Any]) -> AgentView:

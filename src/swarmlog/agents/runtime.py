@@ -145,6 +145,7 @@ class AgentRuntime:
         self._inbox_bell: Doorbell | None = None
         self._answering: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._handing_back = False
         self.in_flight = 0
 
     @property
@@ -402,10 +403,26 @@ class AgentRuntime:
             self._maybe.discard(priority)
         return []
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Handle tasks until ``stop`` is set; the tasks in hand finish first."""
-        while not stop.is_set():
-            await self.step()
+    async def run(self, stop: asyncio.Event, *, grace: float = 5.0) -> None:
+        """Handle tasks until ``stop`` is set (graceful stop).
+
+        Tasks in hand get ``grace`` seconds to finish; what is still running then is cancelled
+        and handed back to the queue at once (``nak``), for another replica to take.
+        """
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                stepping = asyncio.ensure_future(self.step())
+                await asyncio.wait({stepping, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not stepping.done():
+                    await asyncio.wait({stepping}, timeout=grace)
+                if not stepping.done():
+                    self._handing_back = True
+                    stepping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stepping
+        finally:
+            stopping.cancel()
 
     async def handle(self, delivery: Delivery) -> Outcome:
         """Run one delivered assignment to its outcome and settle the delivery."""
@@ -468,9 +485,10 @@ class AgentRuntime:
             )
         except asyncio.CancelledError:
             self._current = None
-            if self.killed is None:
-                raise  # a real cancellation (shutdown): the deliveries are redelivered later
-            self._uncancel()
+            if self.killed is None and not self._handing_back:
+                raise  # cancelled from outside: the deliveries come back after the ack wait
+            if not self._handing_back:
+                self._uncancel()  # the kill switch cancelled the handlers, not this replica
             for job in jobs:
                 await job.delivery.nak()
             return [Outcome(j.task.task_id, "handed_back", j.attempt) for j in jobs]
