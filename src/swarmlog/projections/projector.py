@@ -108,8 +108,10 @@ class Projector:
                 apply(state, c.message, c.envelope, c.body_hash, verified=self.verify)
                 result.applied += 1
             self.store.flush(state, self.log.stream, result.last_seq)
-        finally:
+        except BaseException:
             state.evict()  # a failed batch must leave nothing behind for the next one
+            raise
+        state.evict(keep_resident=True)
         return result
 
     async def run(

@@ -17,6 +17,11 @@ Row = dict[str, Any]
 Key = tuple[Any, ...]
 
 
+RESIDENT = frozenset({"chain_heads", "credentials", "agents", "kill_switches"})
+"""Small tables every batch reads (who may say what): kept in memory between batches, with the
+keys known to be absent, so a trickle of events does not re-read them from storage each time."""
+
+
 class State:
     """Rows by table and primary key, with a record of what changed since the last flush."""
 
@@ -24,6 +29,8 @@ class State:
         self.rows: dict[str, dict[Key, Row]] = {t.name: {} for t in TABLES}
         self.dirty: dict[str, set[Key]] = {t.name: set() for t in TABLES}
         self.deleted: dict[str, set[Key]] = {t.name: set() for t in TABLES}
+        self.absent: dict[str, set[Key]] = {name: set() for name in RESIDENT}
+        """Keys of resident tables known to have no row (so they are not looked up again)."""
         self.seen_ids: set[str] = set()
         """Event ids known to be applied (the store preloads the ids a batch mentions)."""
 
@@ -39,6 +46,8 @@ class State:
         self.rows[name][key] = full
         self.dirty[name].add(key)
         self.deleted[name].discard(key)
+        if name in self.absent:
+            self.absent[name].discard(key)
         return full
 
     def upsert(self, name: str, key: Key, **changes: Any) -> Row:
@@ -49,6 +58,8 @@ class State:
             row = {column: None for column in t.column_names}
             row.update(zip(t.key, key, strict=True))
             self.rows[name][key] = row
+            if name in self.absent:
+                self.absent[name].discard(key)
         row.update(changes)
         self.dirty[name].add(key)
         self.deleted[name].discard(key)
@@ -59,6 +70,8 @@ class State:
         self.rows[name].pop(key, None)
         self.deleted[name].add(key)
         self.dirty[name].discard(key)
+        if name in self.absent:
+            self.absent[name].add(key)
 
     def load(self, name: str, row: Row) -> None:
         """Add a row read from storage (not a change)."""
@@ -70,9 +83,16 @@ class State:
             self.dirty[name].clear()
             self.deleted[name].clear()
 
-    def evict(self) -> None:
-        """Forget every row (after a flush), keeping memory flat over a long run."""
-        for rows in self.rows.values():
-            rows.clear()
+    def evict(self, *, keep_resident: bool = False) -> None:
+        """Forget the rows (after a flush), keeping memory flat over a long run.
+
+        ``keep_resident`` keeps the small :data:`RESIDENT` tables, which are then exactly what
+        storage holds (call it only after a successful flush)."""
+        for name, rows in self.rows.items():
+            if not (keep_resident and name in RESIDENT):
+                rows.clear()
+        if not keep_resident:
+            for keys in self.absent.values():
+                keys.clear()
         self.seen_ids.clear()
         self.clear_changes()

@@ -21,6 +21,9 @@ from swarmlog.projections.tables import TABLES, table
 
 __all__ = ["SAFE_CONFIG", "ProjectionStore"]
 
+_SMALL = 64
+"""Up to this many rows or keys go as SQL parameters, more as an Arrow table."""
+
 SAFE_CONFIG: dict[str, Any] = {
     # Queries reach nothing but the projections: no files, no network, no extensions.
     "enable_external_access": False,
@@ -112,7 +115,7 @@ class ProjectionStore:
         """
         wanted: dict[str, set[Key]] = {}
         for name, key in keys:
-            if key not in state.rows[name]:
+            if key not in state.rows[name] and key not in state.absent.get(name, ()):
                 wanted.setdefault(name, set()).add(key)
         with self._lock:
             for name, key_set in wanted.items():
@@ -133,6 +136,8 @@ class ProjectionStore:
                     ).fetchall()
                 for values in found_rows:
                     state.load(name, dict(zip(t.column_names, values, strict=True)))
+                if name in state.absent:
+                    state.absent[name].update(key_set - set(state.rows[name]))
             if ids:
                 low, high = time_range if time_range else (0, 2**63 - 1)
                 found = self._select_keys(
@@ -143,7 +148,13 @@ class ProjectionStore:
                 state.seen_ids.update(r[0] for r in found)
 
     def _select_keys(self, sql: str, keys: list[Any]) -> list[tuple[Any, ...]]:
-        """Run ``sql`` with ``keys`` as table ``_keys(k)`` (Arrow: cheaper than a parameter)."""
+        """Run ``sql`` with ``keys`` as ``(SELECT k FROM _keys)``: parameters for a few keys,
+        an Arrow table for many (cheaper than that many parameters)."""
+        if len(keys) <= _SMALL:
+            placeholders = "(" + ", ".join("?" * len(keys)) + ")"
+            return self._con.execute(
+                sql.replace("(SELECT k FROM _keys)", placeholders), keys
+            ).fetchall()
         self._con.register("_keys", pa.table({"k": pa.array(keys)}))
         try:
             return self._con.execute(sql).fetchall()
@@ -165,11 +176,20 @@ class ProjectionStore:
                         continue
                     rows = state.rows[t.name]
                     changed = [rows[k] for k in dirty]
-                    # Arrow hands the columns to DuckDB in bulk, far cheaper than parameters.
+                    verb = "INSERT" if t.append_only else "INSERT OR REPLACE"
+                    if len(changed) <= _SMALL:
+                        # A few rows (a trickle: latency matters): parameters cost less than
+                        # registering an Arrow table.
+                        row = "(" + ", ".join("?" * len(t.columns)) + ")"
+                        con.execute(
+                            f"{verb} INTO {t.name} VALUES " + ", ".join([row] * len(changed)),
+                            [r[c] for r in changed for c in t.column_names],
+                        )
+                        continue
+                    # Many rows: Arrow hands the columns to DuckDB in bulk, far cheaper.
                     batch = pa.table(
                         {c: pa.array([r[c] for r in changed], type=_ARROW[d]) for c, d in t.columns}
                     )
-                    verb = "INSERT" if t.append_only else "INSERT OR REPLACE"
                     con.register("_batch", batch)
                     try:
                         con.execute(f"{verb} INTO {t.name} SELECT * FROM _batch")
