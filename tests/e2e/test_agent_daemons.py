@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from clikit import Cli
 
 from swarmlog.schemas.payloads import TaskOffered
+from waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Cli]:
-    run = Cli(tmp_path / "data")
-    assert run("up", "--detach").returncode == 0
-    try:
-        yield run
-    finally:
-        assert run("down").returncode == 0
-
-
-def wait_for(check: object, deadline: float = 30.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def test_replicas_share_the_work_and_stop_cleanly(cli: Cli) -> None:
@@ -51,7 +31,7 @@ def test_replicas_share_the_work_and_stop_cleanly(cli: Cli) -> None:
         out = cli("query", "SELECT count(*) AS n FROM tasks WHERE status = 'succeeded'", "--json")
         return bool(out.returncode == 0 and json.loads(out.stdout)["rows"][0]["n"] == tasks)
 
-    wait_for(done)
+    wait_until(done, 30)
     spread = json.loads(cli("query", "SELECT DISTINCT completed_by FROM tasks", "--json").stdout)[
         "rows"
     ]
@@ -78,5 +58,5 @@ def test_replicas_share_the_work_and_stop_cleanly(cli: Cli) -> None:
                 pass
         return alive == 0
 
-    wait_for(gone, 15)
+    wait_until(gone, 15)
     assert json.loads(cli("agent", "ps", "--json").stdout)["agents"] == []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,6 @@ pytestmark = pytest.mark.e2e
 
 CLAIMANTS = 10
 SCRIPT = Path(__file__).with_name("claimant.py")
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Cli]:
-    run = Cli(tmp_path / "data")
-    assert run("up", "--detach").returncode == 0
-    try:
-        yield run
-    finally:
-        assert run("down").returncode == 0
 
 
 def test_exactly_one_of_many_processes_wins_the_claim(cli: Cli) -> None:

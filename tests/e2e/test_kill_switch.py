@@ -7,8 +7,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from clikit import Cli
@@ -25,16 +23,11 @@ WORKERS = ["echo-1", "echo-2"]
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Cli]:
-    run = Cli(tmp_path / "data")
-    assert run("up", "--detach").returncode == 0
-    try:
-        started = run("agent", "start", "examples.echo:Echo", "--replicas", "2", "--detach")
-        assert started.returncode == 0, started.stderr
-        yield run
-    finally:
-        run("agent", "stop", "--all")
-        assert run("down").returncode == 0
+def echo_pair(cli: Cli) -> Cli:
+    """Two detached replicas of the example agent on top of `cli`."""
+    started = cli("agent", "start", "examples.echo:Echo", "--replicas", "2", "--detach")
+    assert started.returncode == 0, started.stderr
+    return cli
 
 
 def tasks(prefix: str, n: int, work_ms: int = 20) -> list[TaskAssignment]:
@@ -81,7 +74,8 @@ class Feeder(threading.Thread):
             i += 1
 
 
-def test_killing_one_agent_then_all_of_them(cli: Cli) -> None:
+def test_killing_one_agent_then_all_of_them(echo_pair: Cli) -> None:
+    cli = echo_pair
     # Both replicas take work.
     cli.submit(tasks("warm", 20))
     wait_until(lambda: succeeded(cli, "warm") == 20, 30)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from clikit import Cli
@@ -16,17 +14,6 @@ from swarmlog.schemas.payloads import TaskAssignment
 from waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Cli]:
-    run = Cli(tmp_path / "data")
-    assert run("up", "--detach").returncode == 0
-    try:
-        yield run
-    finally:
-        run("agent", "stop", "--all")
-        assert run("down").returncode == 0
 
 
 def start(cli: Cli, replicas: int) -> dict[str, int]:
