@@ -21,6 +21,13 @@ def test_replicas_share_the_work_and_stop_cleanly(cli: Cli) -> None:
     ps = json.loads(cli("agent", "ps", "--json").stdout)["agents"]
     assert sorted(a["name"] for a in ps) == ["echo-1", "echo-2", "echo-3", "router-1"]
     pids = [a["pid"] for a in ps]
+    # Each daemon lives in a session of its own: the terminal that started it can go away.
+    assert all(os.getsid(pid) != os.getsid(0) for pid in pids)
+    again = cli("agent", "start", "examples.echo:Echo", "--replicas", "4", "--detach")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already runs") == 3
+    assert cli("agent", "stop", "echo-4").returncode == 0
+    assert "echo-4" not in cli("agent", "ps", "--json").stdout
     tasks = 12
     # Offered by capability: the router (started by `up`) assigns them to the echo role.
     cli.submit_payloads(

@@ -97,6 +97,10 @@ def agent_start(
     ids = issue_replicas(settings, target, name, replicas)
     if detach:
         for i, agent_id in enumerate(ids, 1):
+            running = find_daemon(settings.run_dir, settings.logs_dir, _PREFIX + agent_id)
+            if running is not None:  # starting a set again tops it up
+                ctx.console.print(f"{agent_id} already runs (pid {running.pid})")
+                continue
             info = start_daemon(
                 settings.run_dir,
                 settings.logs_dir,
