@@ -13,7 +13,7 @@ from swarmlog.agents.retry import RetryPolicy
 from swarmlog.agents.runtime import AgentRuntime, Outcome
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.schemas.payloads import TaskAssignment
+from swarmlog.schemas.payloads import ClarificationRequest, TaskAssignment
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +71,38 @@ async def test_runtime_on_jetstream(swarm: Swarm, tmp_path: Path) -> None:
     assert store.rows("SELECT count(*) FROM tasks WHERE status = 'succeeded'") == [(5,)]
     assert store.rows("SELECT count(*) FROM quarantine") == [(0,)]
     store.close()
+
+
+class Asker(Agent):
+    role = "worker"
+
+    @on(TaskAssignment)
+    async def ask(self, task: TaskAssignment, ctx: Context) -> object:
+        return await ctx.ask("bob", f"what is {task.input}?", timeout=10)
+
+
+class Answerer(Agent):
+    role = "sage"
+
+    @on(ClarificationRequest)
+    async def answer(self, request: ClarificationRequest, ctx: Context) -> str:
+        return request.question.upper()
+
+
+async def test_a_question_and_its_answer_travel_through_the_inboxes(swarm: Swarm) -> None:
+    sage = AgentRuntime(Answerer(), swarm.log, swarm.publisher(swarm.bob))
+    asker = AgentRuntime(Asker(), swarm.log, swarm.publisher(swarm.alice))
+    await sage.start()
+    await asker.start()
+    try:
+        await swarm.publisher(swarm.operator).publish(
+            TaskAssignment(task_id="q1", role="worker", input="six times seven")
+        )
+        outcome = await next_outcome(asker)
+    finally:
+        await asker.close()
+        await sage.close()
+    assert outcome == Outcome("q1", "succeeded", 1)
+    result = await swarm.log.last_message(f"swarmlog.{swarm.namespace}.alice.task.q1.result")
+    assert result is not None
+    assert b"WHAT IS SIX TIMES SEVEN?" in result.data
