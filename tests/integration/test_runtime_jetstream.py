@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
 import pytest
 from swarmkit import Swarm
 
-from swarmlog.agents.api import Agent, Context, on
+from swarmlog.agents.api import Agent, Context, TaskError, on
 from swarmlog.agents.retry import RetryPolicy
 from swarmlog.agents.runtime import AgentRuntime, Outcome
 from swarmlog.projections.projector import Projector
@@ -106,3 +107,39 @@ async def test_a_question_and_its_answer_travel_through_the_inboxes(swarm: Swarm
     result = await swarm.log.last_message(f"swarmlog.{swarm.namespace}.alice.task.q1.result")
     assert result is not None
     assert b"WHAT IS SIX TIMES SEVEN?" in result.data
+
+
+class Hopeless(Agent):
+    role = "worker"
+    retry = RetryPolicy(initial_delay=0.2, multiplier=2, max_delay=5, max_attempts=3, jitter=0)
+
+    @on(TaskAssignment)
+    async def fail(self, task: TaskAssignment, ctx: Context) -> object:
+        if task.input == "fatal":
+            raise TaskError("bad_input", "cannot be done", retryable=False)
+        raise RuntimeError("always fails")
+
+
+async def test_failures_back_off_on_the_server_then_escalate(swarm: Swarm) -> None:
+    runtime = AgentRuntime(Hopeless(), swarm.log, swarm.publisher(swarm.alice))
+    await runtime.start()
+    ops = swarm.publisher(swarm.operator)
+    try:
+        await ops.publish(TaskAssignment(task_id="doomed", role="worker"))
+        seen = []
+        for _ in range(3):
+            outcome = await next_outcome(runtime)
+            seen.append((outcome, time.monotonic()))
+        await ops.publish(TaskAssignment(task_id="fatal", role="worker", input="fatal"))
+        fatal = await next_outcome(runtime)
+    finally:
+        await runtime.close()
+    outcomes = [o for o, _ in seen]
+    assert [o.status for o in outcomes] == ["retrying", "retrying", "escalated"]
+    assert outcomes[0].delay == 0.2
+    assert outcomes[1].delay == 0.4  # growing
+    # The server held each retry back for at least its delay (nak with delay).
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(seen)]
+    assert gaps[0] >= 0.2
+    assert gaps[1] >= 0.4
+    assert fatal == Outcome("fatal", "escalated", 1)  # not retryable: at once
