@@ -65,6 +65,9 @@ PURE_MODULES = [
     "agents/retry.py",
     "agents/routing.py",
     "agents/killswitch.py",
+    "agents/planning.py",
+    "agents/outputs.py",
+    "agents/api.py",
 ]
 FORBIDDEN = {"nats", "duckdb", "time", "random", "uuid", "os", "subprocess", "socket", "asyncio"}
 # `math` is allowed: pure functions of their inputs.
