@@ -25,6 +25,7 @@ __all__ = [
     "ConcurrencyConflict",
     "ConfigError",
     "KeyStoreError",
+    "ModelError",
     "QueryError",
     "SchemaError",
     "ServerError",
@@ -116,3 +117,14 @@ class QueryError(SwarmlogError):
     """A query is refused or failed; only one read-only SELECT over the projections is allowed."""
 
     code = "SWL410"
+
+
+class ModelError(SwarmlogError):
+    """A model call failed; ``retryable`` when trying again later may work (rate limits, 5xx,
+    timeouts, an unreachable server)."""
+
+    code = "SWL500"
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
