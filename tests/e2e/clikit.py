@@ -51,13 +51,14 @@ class Cli:
         """Publish task assignments signed by the operator, all at once."""
         self.submit_payloads(tasks)
 
-    def submit_payloads(self, payloads: Sequence[Payload]) -> None:
-        """Publish events signed by the operator, all at once."""
+    def submit_payloads(self, payloads: Sequence[Payload], **fields: Any) -> None:
+        """Publish events signed by the operator, all at once (``fields``: envelope fields)."""
 
         async def go() -> None:
             settings = self.settings()
             operator = KeyStore(settings.keys_dir).operator()
             async with open_log(settings) as log:
-                await Publisher(log, operator, settings.namespace).publish_many(list(payloads))
+                publisher = Publisher(log, operator, settings.namespace)
+                await publisher.publish_many(list(payloads), **fields)
 
         asyncio.run(go())

@@ -23,6 +23,7 @@ from swarmlog.cli.kill import kill, revive
 from swarmlog.cli.query import query
 from swarmlog.cli.replay import audit, replay
 from swarmlog.cli.system import down, projector, status, up
+from swarmlog.cli.views import agents, show, tasks, workflows
 from swarmlog.errors import SwarmlogError
 
 __all__ = ["cli", "main"]
@@ -35,6 +36,10 @@ for command in (
     keys,
     kill,
     revive,
+    workflows,
+    tasks,
+    agents,
+    show,
     events,
     replay,
     audit,

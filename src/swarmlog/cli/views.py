@@ -1,0 +1,197 @@
+"""``tasks``, ``workflows``, ``agents`` and ``show ID``: views over the projections."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import msgspec
+
+from swarmlog.agents.planning import PlanError, decode_plan
+from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.errors import ConfigError
+from swarmlog.schemas.types import Name
+from swarmlog.system import read_projection
+
+__all__ = ["agents", "show", "tasks", "workflows"]
+
+_STATUSES = [
+    "offered",
+    "assigned",
+    "claimed",
+    "running",
+    "retry_scheduled",
+    "succeeded",
+    "failed",
+    "escalated",
+    "cancelled",
+]
+
+
+def _name(value: str, what: str) -> str:
+    """``value`` checked as an id (so it can go into SQL as a literal)."""
+    try:
+        return msgspec.convert(value, Name)
+    except msgspec.ValidationError:
+        raise ConfigError(
+            f"{value!r} is not a valid {what} (lowercase letters, digits, - and _)"
+        ) from None
+
+
+def _rows(ctx: Context, sql: str) -> list[dict[str, Any]]:
+    result = run(read_projection(ctx.settings, sql))
+    return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+
+
+def _emit(ctx: Context, key: str, rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        emit_json({key: rows})
+        return
+    columns = list(rows[0]) if rows else []
+    print_table(ctx.console, key, columns, [[r[c] for c in columns] for r in rows])
+    if not rows:
+        ctx.err.print(f"no {key} yet")
+
+
+@click.command()
+@click.option("--workflow", "workflow_id", help="Only the tasks of this workflow.")
+@click.option("--status", type=click.Choice(_STATUSES), help="Only tasks in this state.")
+@click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def tasks(
+    ctx: Context, workflow_id: str | None, status: str | None, limit: int, as_json: bool
+) -> None:
+    """Tasks, most recently changed first."""
+    where = []
+    if workflow_id is not None:
+        where.append(f"workflow_id = '{_name(workflow_id, 'workflow id')}'")
+    if status is not None:
+        where.append(f"status = '{status}'")  # one of _STATUSES
+    sql = (
+        "SELECT task_id, workflow_id, role, capability, priority, status, attempt,"
+        " coalesce(completed_by, claimed_by) AS agent, error FROM tasks"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY updated_seq DESC LIMIT {limit}"
+    )
+    _emit(ctx, "tasks", _rows(ctx, sql), as_json)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def workflows(ctx: Context, as_json: bool) -> None:
+    """Workflows, newest first."""
+    sql = (
+        "SELECT workflow_id, pattern, status, plan_version, submitted_by, submitted_at,"
+        " completed_at FROM workflows ORDER BY submitted_at DESC NULLS LAST, workflow_id"
+    )
+    _emit(ctx, "workflows", _rows(ctx, sql), as_json)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def agents(ctx: Context, as_json: bool) -> None:
+    """Agents known to the projection: credential, registration, liveness, load."""
+    sql = (
+        "SELECT agent_id, role, capabilities, tier, trust_level, status, in_flight,"
+        " last_heartbeat_at FROM agents ORDER BY role, agent_id"
+    )
+    _emit(ctx, "agents", _rows(ctx, sql), as_json)
+
+
+@click.command()
+@click.argument("item_id", metavar="ID")
+@click.option("--mermaid", is_flag=True, help="Print the task graph as a Mermaid flowchart.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def show(ctx: Context, item_id: str, mermaid: bool, as_json: bool) -> None:
+    """A workflow (its plan as a graph of tasks, each with its state) or a task (its history)."""
+    item_id = _name(item_id, "workflow or task id")
+    found = _rows(ctx, f"SELECT * FROM workflows WHERE workflow_id = '{item_id}'")
+    if found:
+        graph = _workflow_graph(ctx, found[0])
+        if mermaid:
+            click.echo(to_mermaid(graph["nodes"], graph["edges"]))
+        elif as_json:
+            emit_json({"workflow": found[0], **graph})
+        else:
+            ctx.console.print(f"workflow {item_id}: {found[0]['pattern']} {found[0]['status']}")
+            rows = [[n["id"], n["capability"], n["status"]] for n in graph["nodes"]]
+            print_table(ctx.console, "tasks", ["id", "capability", "status"], rows)
+        return
+    task = _rows(ctx, f"SELECT * FROM tasks WHERE task_id = '{item_id}'")
+    if not task:
+        raise ConfigError(f"no workflow or task {item_id}; `swarmlog workflows` lists them")
+    history = _rows(
+        ctx,
+        "SELECT seq, type, sender, occurred_at FROM events"
+        f" WHERE subject LIKE '%.task.{item_id}.%' OR subject LIKE '%.work.%.{item_id}'"
+        " ORDER BY seq",
+    )
+    if mermaid:
+        node = {"id": item_id, "capability": task[0]["capability"], "status": task[0]["status"]}
+        click.echo(to_mermaid([node], []))
+    elif as_json:
+        emit_json({"task": task[0], "history": history})
+    else:
+        ctx.console.print(f"task {item_id}: {task[0]['status']} (attempt {task[0]['attempt']})")
+        columns = ["seq", "type", "sender", "occurred_at"]
+        print_table(ctx.console, "history", columns, [[h[c] for c in columns] for h in history])
+
+
+def _workflow_graph(ctx: Context, workflow: dict[str, Any]) -> dict[str, Any]:
+    """Nodes (plan steps, or the workflow's tasks) with their states, and dependency edges."""
+    wf = workflow["workflow_id"]
+    rows = _rows(
+        ctx,
+        "SELECT task_id, capability, status, parent_task_id FROM tasks"
+        f" WHERE workflow_id = '{wf}' ORDER BY created_at",
+    )
+    status = {r["task_id"]: r["status"] for r in rows}
+    try:
+        plan = decode_plan(json.loads(workflow["plan"])) if workflow.get("plan") else None
+    except (PlanError, ValueError):
+        plan = None
+    if plan is not None:
+        nodes = [
+            {
+                "id": s.id,
+                "capability": s.capability,
+                # A step's task is the step id itself, or the workflow's id plus the step id.
+                "status": status.get(s.id) or status.get(f"{wf}-{s.id}") or "pending",
+            }
+            for s in plan.steps
+        ]
+        edges = [[d, s.id] for s in plan.steps for d in s.depends_on]
+        return {"nodes": nodes, "edges": edges}
+    nodes = [
+        {"id": r["task_id"], "capability": r["capability"], "status": r["status"]} for r in rows
+    ]
+    edges = [[r["parent_task_id"], r["task_id"]] for r in rows if r["parent_task_id"] in status]
+    return {"nodes": nodes, "edges": edges}
+
+
+_STYLE = {
+    "succeeded": "fill:#d4edda",
+    "failed": "fill:#f8d7da",
+    "escalated": "fill:#fff3cd",
+    "running": "fill:#d1ecf1",
+}
+
+
+def to_mermaid(nodes: list[dict[str, Any]], edges: list[list[str]]) -> str:
+    """A Mermaid flowchart of tasks (``id[capability: status]``) and their dependencies."""
+    lines = ["flowchart TD"]
+    for n in nodes:
+        label = f"{n['id']}<br/>{n['capability'] or ''}: {n['status']}"
+        lines.append(f'    {n["id"].replace("-", "_")}["{label}"]')
+    for a, b in edges:
+        lines.append(f"    {a.replace('-', '_')} --> {b.replace('-', '_')}")
+    for n in nodes:
+        style = _STYLE.get(str(n["status"]))
+        if style:
+            lines.append(f"    style {n['id'].replace('-', '_')} {style}")
+    return "\n".join(lines)

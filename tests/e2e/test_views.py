@@ -1,0 +1,71 @@
+"""`tasks`, `workflows`, `agents` and `show ID` over a live projection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from clikit import Cli
+
+from swarmlog.schemas.payloads import TaskOffered, WorkflowPlanned, WorkflowSubmitted
+from waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+PLAN = {
+    "steps": [
+        {"id": "fetch", "capability": "text"},
+        {"id": "draft", "capability": "text", "depends_on": ["fetch"]},
+    ]
+}
+
+
+def test_views_show_workflows_tasks_agents_and_a_task_graph(cli: Cli) -> None:
+    assert cli("agent", "start", "examples.echo:Echo", "--detach").returncode == 0
+    cli.submit_payloads(
+        [
+            WorkflowSubmitted(pattern="custom", input="x"),
+            WorkflowPlanned(plan=PLAN),
+            TaskOffered(task_id="fetch", capability="text", input="go"),
+        ],
+        workflow_id="wf1",
+    )
+
+    def fetched() -> bool:
+        out = cli("tasks", "--workflow", "wf1", "--status", "succeeded", "--json")
+        return out.returncode == 0 and len(json.loads(out.stdout)["tasks"]) == 1
+
+    wait_until(fetched, 30)
+    workflows = json.loads(cli("workflows", "--json").stdout)["workflows"]
+    assert [(w["workflow_id"], w["pattern"], w["plan_version"]) for w in workflows] == [
+        ("wf1", "custom", 1)
+    ]
+    agents = json.loads(cli("agents", "--json").stdout)["agents"]
+    assert {(a["agent_id"], a["role"], a["status"]) for a in agents} == {
+        ("echo-1", "echo", "registered"),
+        ("router-1", "router", "registered"),
+    }
+
+    shown = json.loads(cli("show", "wf1", "--json").stdout)
+    assert shown["nodes"] == [
+        {"id": "fetch", "capability": "text", "status": "succeeded"},
+        {"id": "draft", "capability": "text", "status": "pending"},
+    ]
+    assert shown["edges"] == [["fetch", "draft"]]
+    mermaid = cli("show", "wf1", "--mermaid").stdout
+    assert mermaid.startswith("flowchart TD")
+    assert "fetch --> draft" in mermaid
+
+    history = json.loads(cli("show", "fetch", "--json").stdout)["history"]
+    assert [h["type"] for h in history] == [
+        "task_offered",
+        "task_assignment",
+        "task_started",
+        "result",
+    ]
+
+    missing = cli("show", "nope")
+    assert missing.returncode == 2
+    assert "no workflow or task nope" in missing.stderr
+    bad = cli("tasks", "--workflow", "x'; DROP TABLE tasks; --")
+    assert bad.returncode == 2
