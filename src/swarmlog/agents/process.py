@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -13,6 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from swarmlog.agents.api import Agent, TaskError
+from swarmlog.agents.conductor import ROLE as CONDUCTOR_ROLE
+from swarmlog.agents.conductor import Conductor
 from swarmlog.agents.router import ROLE as ROUTER_ROLE
 from swarmlog.agents.router import Router
 from swarmlog.agents.routing import AgentView
@@ -21,14 +24,14 @@ from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.rpc import request
 from swarmlog.bus.subjects import rpc_subject
 from swarmlog.config import Settings
-from swarmlog.errors import ConfigError
+from swarmlog.errors import ConfigError, SwarmlogError
 from swarmlog.keystore import KeyStore
 from swarmlog.publisher import Publisher
 from swarmlog.system import open_log, read_projection
 
 __all__ = ["BUILTIN_TARGETS", "builtin_role", "load_agent", "run_agent", "stop_on_signals"]
 
-BUILTIN_TARGETS = {"router": ROUTER_ROLE}
+BUILTIN_TARGETS = {"router": ROUTER_ROLE, "conductor": CONDUCTOR_ROLE}
 """Built-in roles ``agent start`` takes by name instead of ``module:Class``."""
 
 _AGENTS_SQL = (
@@ -78,8 +81,11 @@ async def run_agent(
     ack_wait: float = 30.0,
 ) -> None:
     """Run one replica until ``stop``; the task in hand finishes first."""
-    if builtin_role(target) is not None:
+    if target == "router":
         await run_router(settings, agent_id, stop)
+        return
+    if target == "conductor":
+        await run_conductor(settings, agent_id, stop)
         return
     cls = load_agent(target)
     identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
@@ -113,6 +119,31 @@ async def run_router(settings: Settings, agent_id: str, stop: asyncio.Event) -> 
                 await router.step()
         finally:
             await router.close()
+
+
+async def run_conductor(settings: Settings, agent_id: str, stop: asyncio.Event) -> None:
+    """Run one conductor replica until ``stop``."""
+    identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
+    async with open_log(settings) as log:
+
+        async def read(sql: str) -> list[dict[str, Any]]:
+            columns, rows = await _projection_rows(settings, log, sql)
+            return [dict(zip(columns, row, strict=True)) for row in rows]
+
+        async def wait_for(seq: int) -> None:
+            subject = rpc_subject(settings.namespace, "wait")
+            await request(log.client, subject, {"seq": seq, "timeout": 5}, 10.0)
+
+        conductor = Conductor(log, Publisher(log, identity, settings.namespace), read, wait_for)
+        await conductor.start()
+        try:
+            while not stop.is_set():
+                try:
+                    await conductor.step()
+                except SwarmlogError as exc:  # a busy or restarting projector: try again
+                    logging.getLogger(__name__).warning("conductor step failed: %s", exc)
+        finally:
+            await conductor.close()
 
 
 def _projected_agents(

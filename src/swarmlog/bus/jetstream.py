@@ -333,11 +333,12 @@ class JetStreamLog:
             return 0
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
-    async def doorbell(self, filter_subject: str) -> _JetStreamDoorbell:
+    async def doorbell(self, *filter_subjects: str) -> _JetStreamDoorbell:
         bell = _JetStreamDoorbell()
-        # A plain core subscription: the server hands it every message published on the
-        # subject as it routes it to the stream, at no cost to the stream.
-        bell.sub = await self._nc.subscribe(filter_subject, cb=bell.ring)
+        # Plain core subscriptions: the server hands them every message published on the
+        # subjects as it routes it to the stream, at no cost to the stream.
+        for filter_subject in filter_subjects:
+            bell.subs.append(await self._nc.subscribe(filter_subject, cb=bell.ring))
         return bell
 
     async def flags(self) -> _JetStreamFlags:
@@ -362,7 +363,7 @@ class JetStreamLog:
 
 class _JetStreamDoorbell:
     def __init__(self) -> None:
-        self.sub: Any = None
+        self.subs: list[Any] = []
         self._rung: asyncio.Queue[str] = asyncio.Queue(maxsize=1024)
 
     async def ring(self, msg: Msg) -> None:
@@ -373,10 +374,10 @@ class _JetStreamDoorbell:
         return await drain_queue(self._rung, timeout)
 
     async def close(self) -> None:
-        if self.sub is not None:
+        for sub in self.subs:
             with contextlib.suppress(nats.errors.Error):
-                await self.sub.unsubscribe()
-            self.sub = None
+                await sub.unsubscribe()
+        self.subs = []
 
 
 class _JetStreamFlags:

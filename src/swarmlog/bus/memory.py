@@ -143,8 +143,8 @@ class MemoryLog:
         )
         return unread + len(queue.pending)
 
-    async def doorbell(self, filter_subject: str) -> _MemoryDoorbell:
-        bell = _MemoryDoorbell(self, filter_subject)
+    async def doorbell(self, *filter_subjects: str) -> _MemoryDoorbell:
+        bell = _MemoryDoorbell(self, filter_subjects)
         self._doorbells.append(bell)
         return bell
 
@@ -156,13 +156,13 @@ class MemoryLog:
 
 
 class _MemoryDoorbell:
-    def __init__(self, log: MemoryLog, filter_subject: str) -> None:
+    def __init__(self, log: MemoryLog, filter_subjects: tuple[str, ...]) -> None:
         self._log = log
-        self._filter = filter_subject
+        self._filters = filter_subjects
         self._rung: asyncio.Queue[str] = asyncio.Queue()
 
     def ring(self, subject: str) -> None:
-        if subject_matches(self._filter, subject):
+        if any(subject_matches(f, subject) for f in self._filters):
             self._rung.put_nowait(subject)
 
     async def wait(self, timeout: float) -> list[str]:

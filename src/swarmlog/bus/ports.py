@@ -170,8 +170,8 @@ class EventLog(Protocol):
         lag); 0 when it does not exist."""
         ...
 
-    async def doorbell(self, filter_subject: str) -> Doorbell:
-        """A :class:`Doorbell` for messages published on ``filter_subject``."""
+    async def doorbell(self, *filter_subjects: str) -> Doorbell:
+        """A :class:`Doorbell` for messages published on any of ``filter_subjects``."""
         ...
 
     async def flags(self) -> FlagStore:

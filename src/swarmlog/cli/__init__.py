@@ -22,6 +22,7 @@ from swarmlog.cli.keys import keys
 from swarmlog.cli.kill import kill, revive
 from swarmlog.cli.query import query
 from swarmlog.cli.replay import audit, replay
+from swarmlog.cli.submit import submit
 from swarmlog.cli.system import down, projector, status, up
 from swarmlog.cli.views import agents, show, tasks, workflows
 from swarmlog.errors import SwarmlogError
@@ -36,6 +37,7 @@ for command in (
     keys,
     kill,
     revive,
+    submit,
     workflows,
     tasks,
     agents,

@@ -1,0 +1,194 @@
+"""The conductor, a built-in role: runs submitted workflows to completion from the log.
+
+It keeps nothing in memory that matters. Woken by any workflow or task event (a doorbell), or every
+``sweep`` seconds, it waits until the projection has caught up with the stream, reads every
+running workflow with its tasks, asks :func:`~swarmlog.agents.workflows.decide` what to do, and
+publishes it: the plan (``workflow_planned``), the ready steps (``task_offered``, routed by
+capability) and finally ``workflow_completed``. Each of these is conditional on not being on the
+log already (optimistic concurrency), so a conductor that crashed and restarted, or a second
+conductor, continues where the log is and never offers a step twice: completed steps are never
+redone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from swarmlog.agents.flagwatch import FlagWatch
+from swarmlog.agents.planning import PlanError, decode_plan
+from swarmlog.agents.workflows import (
+    Complete,
+    Offer,
+    SetPlan,
+    StepState,
+    WorkflowView,
+    decide,
+)
+from swarmlog.bus.ports import Doorbell, EventLog
+from swarmlog.bus.subjects import offer_subject
+from swarmlog.errors import ConcurrencyConflict
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.payloads import (
+    AgentHeartbeat,
+    AgentRegistered,
+    TaskOffered,
+    WorkflowCompleted,
+    WorkflowPlanned,
+)
+
+__all__ = ["ROLE", "Conductor"]
+
+log = logging.getLogger(__name__)
+
+ROLE = "conductor"
+
+Reader = Callable[[str], Awaitable[list[dict[str, Any]]]]
+"""Read-only SQL over the projection, rows as dicts."""
+Waiter = Callable[[int], Awaitable[None]]
+"""Return once the projection has folded the stream up to a sequence."""
+
+
+class Conductor:
+    """One conductor replica."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        publisher: Publisher,
+        read: Reader,
+        wait_for: Waiter,
+        *,
+        sweep: float = 1.0,
+        heartbeat: float = 5.0,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.log = log
+        self.publisher = publisher
+        self.namespace = publisher.namespace
+        self._read = read
+        self._wait_for = wait_for
+        self.sweep = sweep
+        self.heartbeat = heartbeat
+        self._clock = clock
+        self._bell: Doorbell | None = None
+        self._watch = FlagWatch()
+        self._last_heartbeat = 0
+
+    @property
+    def agent_id(self) -> str:
+        return self.publisher.identity.agent_id
+
+    async def start(self) -> None:
+        await self._watch.start(await self.log.flags())
+        if self._watch.stops(self.agent_id, ROLE) is None:
+            await self.publisher.publish(
+                AgentRegistered(agent_id=self.agent_id, role=ROLE, replica=self.agent_id)
+            )
+        self._last_heartbeat = self._clock()
+        ns = self.namespace
+        self._bell = await self.log.doorbell(f"swarmlog.{ns}.*.wf.>", f"swarmlog.{ns}.*.task.>")
+
+    async def close(self) -> None:
+        await self._watch.stop()
+        if self._bell is not None:
+            await self._bell.close()
+
+    async def step(self, wait: float | None = None) -> int:
+        """Wait for something to happen (or the sweep), then act on every running workflow;
+        returns the number of events published."""
+        if self._bell is None:
+            raise RuntimeError("call start() first")
+        if self._watch.stops(self.agent_id, ROLE) is not None:
+            await self._watch.wait_changed(self.sweep if wait is None else wait)
+            return 0
+        await self._bell.wait(self.sweep if wait is None else wait)
+        await self._heartbeat()
+        # Decide on a projection that has seen everything on the stream until now.
+        await self._wait_for(await self.log.last_seq())
+        published = 0
+        for view in await self.running():
+            for action in decide(view):
+                published += await self._act(view, action)
+        return published
+
+    async def _heartbeat(self) -> None:
+        now = self._clock()
+        if now - self._last_heartbeat >= self.heartbeat * 1e9:
+            self._last_heartbeat = now
+            await self.publisher.publish(AgentHeartbeat(agent_id=self.agent_id))
+
+    async def running(self) -> list[WorkflowView]:
+        """Every running workflow as the projection shows it."""
+        flows = await self._read(
+            "SELECT workflow_id, pattern, input, plan FROM workflows WHERE status = 'running'"
+            " AND pattern IN ('pipeline', 'debate', 'custom') ORDER BY submitted_at"
+        )
+        if not flows:
+            return []
+        ids = ", ".join(f"'{f['workflow_id']}'" for f in flows)  # ids are validated tokens
+        tasks = await self._read(
+            "SELECT workflow_id, task_id, status, output, error FROM tasks"
+            f" WHERE workflow_id IN ({ids})"
+        )
+        by_flow: dict[str, dict[str, StepState]] = {}
+        for t in tasks:
+            by_flow.setdefault(t["workflow_id"], {})[t["task_id"]] = StepState(
+                t["status"], _json(t["output"]), t["error"]
+            )
+        views = []
+        for f in flows:
+            try:
+                plan = decode_plan(_json(f["plan"])) if f["plan"] else None
+            except PlanError:
+                plan = None
+            views.append(
+                WorkflowView(
+                    f["workflow_id"],
+                    f["pattern"],
+                    _json(f["input"]),
+                    plan,
+                    by_flow.get(f["workflow_id"], {}),
+                )
+            )
+        return views
+
+    async def _act(self, view: WorkflowView, action: SetPlan | Offer | Complete) -> int:
+        wf = view.workflow_id
+        try:
+            match action:
+                case SetPlan(plan=plan):
+                    await self.publisher.publish(
+                        WorkflowPlanned(plan=msgspec.to_builtins(plan)),
+                        expect=(f"swarmlog.{self.namespace}.*.wf.{wf}.workflow_planned", 0),
+                        workflow_id=wf,
+                    )
+                case Offer(task_id=task_id, capability=capability, input=step_input):
+                    await self.publisher.publish(
+                        TaskOffered(task_id=task_id, capability=capability, input=step_input),
+                        expect=(offer_subject(self.namespace, task_id), 0),
+                        workflow_id=wf,
+                    )
+                case Complete(status=status, result=result):
+                    await self.publisher.publish(
+                        WorkflowCompleted(status=status, result=result),  # type: ignore[arg-type]
+                        expect=(f"swarmlog.{self.namespace}.*.wf.{wf}.workflow_completed", 0),
+                        workflow_id=wf,
+                    )
+        except ConcurrencyConflict:
+            return 0  # already on the log: another conductor, or before a restart
+        return 1
+
+
+def _json(text: Any) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text

@@ -1,0 +1,186 @@
+"""Workflows as plans run to completion (pure): given what the log says about a workflow, what to
+do next.
+
+Every pattern becomes a plan, a DAG of steps (:mod:`swarmlog.agents.planning`):
+
+``pipeline``  ``{"stages": ["extract", "clean", ...], "input": ...}``: one step per stage, each
+              depending on the one before; a stage's input is the previous stage's output (the
+              first gets ``input``); the result is the last stage's output.
+``debate``    ``{"question": "...", "debaters": 3, "capability": "review", "judge": "judge"}``:
+              N independent answers, then a judge step that gets the question and every answer;
+              the result is the judge's synthesis.
+``custom``    ``{"plan": {"steps": [...]}, "input": ...}``: the plan as given; a step with no
+              input of its own gets the outputs of its dependencies (or the workflow's input).
+
+A step runs as task ``<workflow_id>-<step id>`` offered by capability, so deciding twice on the
+same state offers nothing twice (the conductor also makes each offer conditional). The workflow
+fails, naming the step, as soon as a step fails for good (escalated or failed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from swarmlog.agents.planning import Plan, PlanError, PlanStep, decode_plan, ready, validate
+
+__all__ = [
+    "Complete",
+    "Offer",
+    "SetPlan",
+    "StepState",
+    "WorkflowView",
+    "decide",
+    "plan_for",
+    "task_id_for",
+]
+
+TERMINAL_FAILURES = frozenset({"escalated", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class StepState:
+    """What the projection says about one step's task."""
+
+    status: str
+    output: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    workflow_id: str
+    pattern: str
+    input: Any
+    plan: Plan | None = None
+    tasks: Mapping[str, StepState] = field(default_factory=dict)
+    """By task id."""
+
+
+@dataclass(frozen=True)
+class SetPlan:
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class Offer:
+    task_id: str
+    capability: str
+    input: Any
+
+
+@dataclass(frozen=True)
+class Complete:
+    status: str  # "succeeded" | "failed"
+    result: Any
+
+
+Action = SetPlan | Offer | Complete
+
+
+def task_id_for(workflow_id: str, step_id: str) -> str:
+    return f"{workflow_id}-{step_id}"
+
+
+def plan_for(pattern: str, spec: Any) -> Plan:
+    """The plan a pattern's input asks for, or :class:`PlanError` saying what is wrong."""
+    if not isinstance(spec, dict):
+        raise PlanError("malformed", f"a {pattern} workflow's input is a JSON object")
+    if pattern == "pipeline":
+        stages = spec.get("stages")
+        if not isinstance(stages, list) or not stages:
+            raise PlanError("malformed", 'a pipeline needs "stages": ["capability", ...]')
+        steps = [
+            PlanStep(
+                id=f"s{i + 1}",
+                capability=str(stage),
+                depends_on=[f"s{i}"] if i else [],
+                input=spec.get("input") if i == 0 else None,
+            )
+            for i, stage in enumerate(stages)
+        ]
+        return Plan(steps=steps)
+    if pattern == "debate":
+        debaters = spec.get("debaters", 3)
+        if not isinstance(debaters, int) or not 2 <= debaters <= 16:
+            raise PlanError("malformed", 'a debate needs "debaters": 2 to 16')
+        question = spec.get("question")
+        capability = str(spec.get("capability", "debate"))
+        answers = [
+            PlanStep(id=f"d{i + 1}", capability=capability, input={"question": question})
+            for i in range(debaters)
+        ]
+        judge = PlanStep(
+            id="judge",
+            capability=str(spec.get("judge", "judge")),
+            depends_on=[a.id for a in answers],
+        )
+        return Plan(steps=[*answers, judge])
+    if pattern == "custom":
+        return decode_plan(spec.get("plan"))
+    raise PlanError("unsupported", f"the {pattern} pattern is not run by the conductor yet")
+
+
+def _step_input(view: WorkflowView, plan: Plan, step: PlanStep) -> Any:
+    if step.input is not None:
+        return step.input
+    outputs = {
+        d: view.tasks[task_id_for(view.workflow_id, d)].output
+        for d in step.depends_on
+        if task_id_for(view.workflow_id, d) in view.tasks
+    }
+    if view.pattern == "pipeline":
+        return next(iter(outputs.values())) if outputs else None
+    if view.pattern == "debate":
+        spec = view.input if isinstance(view.input, dict) else {}
+        return {"question": spec.get("question"), "answers": outputs}
+    if not step.depends_on:
+        return view.input.get("input") if isinstance(view.input, dict) else view.input
+    return outputs
+
+
+def decide(view: WorkflowView) -> list[Action]:
+    """What to do next for a running workflow (nothing when waiting on tasks)."""
+    if view.plan is None:
+        try:
+            plan = plan_for(view.pattern, view.input)
+            validate(plan)
+        except PlanError as exc:
+            return [Complete("failed", {"error": str(exc), "reason": exc.reason})]
+        return [SetPlan(plan)]
+    plan = view.plan
+    done: set[str] = set()
+    started: set[str] = set()
+    for step in plan.steps:
+        state = view.tasks.get(task_id_for(view.workflow_id, step.id))
+        if state is None:
+            continue
+        started.add(step.id)
+        if state.status == "succeeded":
+            done.add(step.id)
+        elif state.status in TERMINAL_FAILURES:
+            return [
+                Complete(
+                    "failed",
+                    {
+                        "failed_step": step.id,
+                        "capability": step.capability,
+                        "status": state.status,
+                        "error": state.error,
+                    },
+                )
+            ]
+    if len(done) == len(plan.steps):
+        last = plan.steps[-1]
+        if view.pattern == "custom":
+            result: Any = {
+                s.id: view.tasks[task_id_for(view.workflow_id, s.id)].output for s in plan.steps
+            }
+        else:
+            result = view.tasks[task_id_for(view.workflow_id, last.id)].output
+        return [Complete("succeeded", result)]
+    return [
+        Offer(task_id_for(view.workflow_id, s.id), s.capability, _step_input(view, plan, s))
+        for s in ready(plan, done, started)
+    ]

@@ -1,0 +1,168 @@
+"""``submit PATTERN``: start a workflow, optionally wait for its outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+import time
+from typing import Any
+
+import click
+import msgspec
+
+from swarmlog.agents.planning import PlanError, validate
+from swarmlog.agents.workflows import plan_for
+from swarmlog.cli.app import Context, emit_json, pass_ctx, run
+from swarmlog.config import Settings
+from swarmlog.errors import ConfigError, ServerError
+from swarmlog.keystore import KeyStore
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.payloads import WorkflowSubmitted
+from swarmlog.schemas.types import Name
+from swarmlog.system import open_log, read_projection
+
+__all__ = ["submit"]
+
+_RUN_BY_CONDUCTOR = ("pipeline", "debate", "custom")
+
+
+def _json_arg(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{what} is not JSON ({exc}); quote it, e.g. '{{\"a\": 1}}'") from None
+
+
+def _spec(
+    pattern: str,
+    base: Any,
+    stages: tuple[str, ...],
+    data: str | None,
+    question: str | None,
+    debaters: int | None,
+    capability: str | None,
+    judge: str | None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = dict(base) if isinstance(base, dict) else {}
+    if base is not None and not isinstance(base, dict):
+        raise ConfigError("--input must be a JSON object (the pattern's settings)")
+    if stages:
+        spec["stages"] = list(stages)
+    if data is not None:
+        try:
+            spec["input"] = json.loads(data)
+        except ValueError:
+            spec["input"] = data  # plain text is data too
+    for key, value in (
+        ("question", question),
+        ("debaters", debaters),
+        ("capability", capability),
+        ("judge", judge),
+    ):
+        if value is not None:
+            spec[key] = value
+    if pattern not in _RUN_BY_CONDUCTOR:
+        raise ConfigError(
+            f"the {pattern} pattern is not run yet; use {', '.join(_RUN_BY_CONDUCTOR)}"
+        )
+    try:
+        validate(plan_for(pattern, spec))
+    except PlanError as exc:
+        raise ConfigError(f"cannot run this {pattern}: {exc}") from None
+    return spec
+
+
+async def _publish(settings: Settings, workflow_id: str, pattern: str, spec: Any) -> int:
+    operator = KeyStore(settings.keys_dir).operator()
+    async with open_log(settings) as log:
+        published = await Publisher(log, operator, settings.namespace).publish(
+            WorkflowSubmitted(pattern=pattern, input=spec),  # type: ignore[arg-type]
+            workflow_id=workflow_id,
+        )
+    return published.seq
+
+
+async def _outcome(settings: Settings, workflow_id: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    sql = f"SELECT status, result FROM workflows WHERE workflow_id = '{workflow_id}'"
+    while True:
+        rows = (await read_projection(settings, sql)).rows
+        if rows and rows[0][0] != "running":
+            status, result = rows[0]
+            return {"status": status, "result": json.loads(result) if result else None}
+        if time.monotonic() > deadline:
+            raise ServerError(
+                f"workflow {workflow_id} is still running after {timeout:g} s;"
+                f" follow it with `swarmlog show {workflow_id}`"
+            )
+        await asyncio.sleep(0.2)  # a CLI polling the projection, not a test
+
+
+@click.command()
+@click.argument(
+    "pattern", type=click.Choice(["pipeline", "debate", "custom", "supervisor", "swarm"])
+)
+@click.option("--input", "input_json", help="The pattern's settings as a JSON object.")
+@click.option("--stage", "stages", multiple=True, help="pipeline: a stage's capability, in order.")
+@click.option("--data", help="What the first step gets (JSON, or plain text).")
+@click.option("--question", help="debate: the question.")
+@click.option("--debaters", type=click.IntRange(2, 16), help="debate: how many answer it.")
+@click.option("--capability", help="debate: the debaters' capability.")
+@click.option("--judge", help="debate: the judge's capability.")
+@click.option("--workflow-id", help="Default: wf-<random>.")
+@click.option("--wait", is_flag=True, help="Wait for the outcome; exit 1 if it failed.")
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def submit(
+    ctx: Context,
+    pattern: str,
+    input_json: str | None,
+    stages: tuple[str, ...],
+    data: str | None,
+    question: str | None,
+    debaters: int | None,
+    capability: str | None,
+    judge: str | None,
+    workflow_id: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Start a workflow: pipeline (--stage ... --data), debate (--question), custom (a plan)."""
+    settings = ctx.settings
+    settings.require_data_dir()
+    spec = _spec(
+        pattern,
+        _json_arg(input_json, "--input"),
+        stages,
+        data,
+        question,
+        debaters,
+        capability,
+        judge,
+    )
+    workflow_id = workflow_id or f"wf-{secrets.token_hex(4)}"
+    try:
+        msgspec.convert(workflow_id, Name)
+    except msgspec.ValidationError:
+        raise ConfigError(
+            f"--workflow-id {workflow_id!r}: lowercase letters, digits, - and _"
+        ) from None
+    seq = run(_publish(settings, workflow_id, pattern, spec))
+    out: dict[str, Any] = {"workflow_id": workflow_id, "seq": seq}
+    if wait:
+        out |= run(_outcome(settings, workflow_id, timeout))
+    if as_json:
+        emit_json(out)
+    elif wait:
+        ctx.console.print(f"workflow {workflow_id} {out['status']}")
+        click.echo(json.dumps(out["result"], indent=2))
+    else:
+        ctx.console.print(f"submitted workflow {workflow_id} at seq {seq}")
+    if wait and out["status"] != "succeeded":
+        sys.exit(1)

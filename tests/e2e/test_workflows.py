@@ -1,0 +1,134 @@
+"""`swarmlog submit`: pipelines and debates run by the conductor on detached workers; a failing
+stage is named; a conductor killed mid-workflow is restarted and finishes it without redoing
+completed steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+from clikit import Cli
+
+from waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def start(cli: Cli, target: str, replicas: int = 1) -> None:
+    out = cli("agent", "start", target, "--replicas", str(replicas), "--detach")
+    assert out.returncode == 0, out.stderr
+
+
+def test_a_pipeline_and_a_debate_run_to_their_results(cli: Cli) -> None:
+    start(cli, "examples.echo:Echo", 2)
+    start(cli, "tests.e2e.picky:Picky")
+    done = cli(
+        "submit",
+        "pipeline",
+        "--stage",
+        "text",
+        "--stage",
+        "text",
+        "--stage",
+        "check",
+        "--data",
+        "hello",
+        "--wait",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["status"] == "succeeded"
+    assert out["result"]["checked"]["echo"] == "HELLO"  # each stage's output is the next's input
+    steps = cli.rows(
+        f"SELECT task_id, status, completed_by FROM tasks WHERE workflow_id = '{out['workflow_id']}'"
+        " ORDER BY task_id"
+    )
+    assert [s["status"] for s in steps] == ["succeeded"] * 3
+    assert steps[2]["completed_by"] == "picky-1"  # the stage went to the capable role
+
+    debate = cli(
+        "submit",
+        "debate",
+        "--question",
+        "tabs or spaces?",
+        "--debaters",
+        "3",
+        "--capability",
+        "text",
+        "--judge",
+        "check",
+        "--wait",
+        "--json",
+    )
+    assert debate.returncode == 0, debate.stderr
+    verdict = json.loads(debate.stdout)["result"]["checked"]
+    assert verdict["question"] == "tabs or spaces?"
+    assert sorted(verdict["answers"]) == ["d1", "d2", "d3"]  # the judge saw every answer
+
+
+def test_a_failing_stage_fails_the_workflow_and_is_named(cli: Cli) -> None:
+    start(cli, "examples.echo:Echo")
+    start(cli, "tests.e2e.picky:Picky")
+    failed = cli(
+        "submit",
+        "pipeline",
+        "--stage",
+        "text",
+        "--stage",
+        "check",
+        "--data",
+        "bad data",
+        "--wait",
+        "--json",
+    )
+    assert failed.returncode == 1
+    out = json.loads(failed.stdout)
+    assert out["status"] == "failed"
+    assert out["result"]["failed_step"] == "s2"
+    assert out["result"]["capability"] == "check"
+    refused = cli("submit", "pipeline", "--data", "x")
+    assert refused.returncode == 2
+    assert "stages" in refused.stderr
+
+
+def test_a_conductor_killed_mid_workflow_is_restarted_and_finishes_it(cli: Cli) -> None:
+    start(cli, "tests.e2e.picky:Picky")
+    sent = cli(
+        "submit",
+        "pipeline",
+        "--stage",
+        "check",
+        "--stage",
+        "check",
+        "--stage",
+        "check",
+        "--data",
+        '{"work_ms": 1500}',
+        "--json",
+    )
+    assert sent.returncode == 0, sent.stderr
+    wf = json.loads(sent.stdout)["workflow_id"]
+
+    def first_done() -> bool:
+        rows = cli.rows(f"SELECT status FROM tasks WHERE task_id = '{wf}-s1'")
+        return rows == [{"status": "succeeded"}]
+
+    wait_until(first_done, 60)
+    ps = json.loads(cli("agent", "ps", "--json").stdout)["agents"]
+    conductor = next(a["pid"] for a in ps if a["name"] == "conductor-1")
+    os.kill(conductor, signal.SIGKILL)
+    start(cli, "conductor")  # a fresh process; the log is all it knows
+
+    def finished() -> bool:
+        rows = cli.rows(f"SELECT status FROM workflows WHERE workflow_id = '{wf}'")
+        return rows == [{"status": "succeeded"}]
+
+    wait_until(finished, 90)
+    started = cli.rows(
+        "SELECT split_part(subject, '.', -2) AS task, count(*) AS n FROM events"
+        f" WHERE type = 'task_started' AND subject LIKE '%.task.{wf}-%' GROUP BY 1 ORDER BY 1"
+    )
+    assert started == [{"task": f"{wf}-s{i}", "n": 1} for i in (1, 2, 3)]  # nothing redone
