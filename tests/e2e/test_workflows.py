@@ -42,9 +42,9 @@ def test_a_pipeline_and_a_debate_run_to_their_results(cli: Cli) -> None:
     out = json.loads(done.stdout)
     assert out["status"] == "succeeded"
     assert out["result"]["checked"]["echo"] == "HELLO"  # each stage's output is the next's input
+    wf = out["workflow_id"]
     steps = cli.rows(
-        f"SELECT task_id, status, completed_by FROM tasks WHERE workflow_id = '{out['workflow_id']}'"
-        " ORDER BY task_id"
+        f"SELECT task_id, status, completed_by FROM tasks WHERE workflow_id = '{wf}' ORDER BY 1"
     )
     assert [s["status"] for s in steps] == ["succeeded"] * 3
     assert steps[2]["completed_by"] == "picky-1"  # the stage went to the capable role
