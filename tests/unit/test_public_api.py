@@ -68,6 +68,7 @@ PURE_MODULES = [
     "agents/planning.py",
     "agents/outputs.py",
     "agents/api.py",
+    "agents/workflows.py",
 ]
 FORBIDDEN = {"nats", "duckdb", "time", "random", "uuid", "os", "subprocess", "socket", "asyncio"}
 # `math` is allowed: pure functions of their inputs.

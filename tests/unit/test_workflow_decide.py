@@ -1,0 +1,85 @@
+"""What the conductor decides (pure): plans from patterns, ready steps with their inputs, the
+result, and a failure that names its step."""
+
+from __future__ import annotations
+
+from swarmlog.agents.planning import Plan
+from swarmlog.agents.workflows import (
+    Complete,
+    Offer,
+    SetPlan,
+    StepState,
+    WorkflowView,
+    decide,
+    plan_for,
+)
+
+
+def run_to_end(view: WorkflowView, outputs: dict[str, object]) -> list[object]:
+    """Play the workflow: every offered step succeeds with ``outputs[capability]``."""
+    log: list[object] = []
+    tasks: dict[str, StepState] = {}
+    for _ in range(50):
+        actions = decide(WorkflowView(view.workflow_id, view.pattern, view.input, view.plan, tasks))
+        log += actions
+        for action in actions:
+            if isinstance(action, SetPlan):
+                view = WorkflowView(view.workflow_id, view.pattern, view.input, action.plan)
+            elif isinstance(action, Offer):
+                value = outputs[action.capability]
+                out = value(action.input) if callable(value) else value
+                tasks[action.task_id] = StepState("succeeded", out)
+            elif isinstance(action, Complete):
+                return log
+    raise AssertionError("never completed")
+
+
+def test_a_pipeline_feeds_each_stage_the_previous_output() -> None:
+    view = WorkflowView("wf", "pipeline", {"stages": ["a", "b", "c"], "input": 1})
+    log = run_to_end(view, {"a": lambda x: x + 1, "b": lambda x: x * 10, "c": lambda x: x - 3})
+    offers = [a for a in log if isinstance(a, Offer)]
+    assert [(o.task_id, o.input) for o in offers] == [("wf-s1", 1), ("wf-s2", 2), ("wf-s3", 20)]
+    assert log[-1] == Complete("succeeded", 17)
+
+
+def test_a_debate_asks_in_parallel_and_the_judge_sees_every_answer() -> None:
+    view = WorkflowView("wf", "debate", {"question": "q?", "debaters": 3, "capability": "d"})
+    log = run_to_end(view, {"d": "yes", "judge": lambda x: x})
+    first_wave = next(
+        [a for a in log[i:] if isinstance(a, Offer)]
+        for i, a in enumerate(log)
+        if isinstance(a, Offer)
+    )
+    assert {o.task_id for o in first_wave[:3]} == {"wf-d1", "wf-d2", "wf-d3"}
+    assert log[-1] == Complete(
+        "succeeded", {"question": "q?", "answers": {"d1": "yes", "d2": "yes", "d3": "yes"}}
+    )
+
+
+def test_a_failed_step_fails_the_workflow_naming_it() -> None:
+    plan = plan_for("pipeline", {"stages": ["a", "b"]})
+    tasks = {"wf-s1": StepState("succeeded", 1), "wf-s2": StepState("escalated", None, "boom")}
+    (action,) = decide(WorkflowView("wf", "pipeline", {"stages": ["a", "b"]}, plan, tasks))
+    assert action == Complete(
+        "failed", {"failed_step": "s2", "capability": "b", "status": "escalated", "error": "boom"}
+    )
+
+
+def test_waiting_steps_are_not_offered_again() -> None:
+    plan = plan_for("pipeline", {"stages": ["a", "b"]})
+    tasks = {"wf-s1": StepState("running")}
+    assert decide(WorkflowView("wf", "pipeline", {}, plan, tasks)) == []
+
+
+def test_a_bad_spec_fails_with_the_reason() -> None:
+    (action,) = decide(WorkflowView("wf", "pipeline", {"stages": []}))
+    assert isinstance(action, Complete)
+    assert action.status == "failed"
+    assert "stages" in action.result["error"]
+    custom = {"plan": {"steps": [{"id": "a", "capability": "x", "depends_on": ["a"]}]}}
+    (action,) = decide(WorkflowView("wf", "custom", custom))
+    assert isinstance(action, Complete)
+    assert action.result["reason"] == "cycle"
+    assert isinstance(
+        plan_for("custom", {"plan": {"steps": [{"id": "a", "capability": "x"}]}}), Plan
+    )
