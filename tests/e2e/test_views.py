@@ -44,6 +44,7 @@ def test_views_show_workflows_tasks_agents_and_a_task_graph(cli: Cli) -> None:
     assert {(a["agent_id"], a["role"], a["status"]) for a in agents} == {
         ("echo-1", "echo", "registered"),
         ("router-1", "router", "registered"),
+        ("conductor-1", "conductor", "registered"),
     }
 
     shown = json.loads(cli("show", "wf1", "--json").stdout)
