@@ -81,6 +81,7 @@ def test_a_failing_stage_fails_the_workflow_and_is_named(cli: Cli) -> None:
         "check",
         "--data",
         "bad data",
+        "--fail-fast",
         "--wait",
         "--json",
     )
@@ -132,3 +133,47 @@ def test_a_conductor_killed_mid_workflow_is_restarted_and_finishes_it(cli: Cli) 
         f" WHERE type = 'task_started' AND subject LIKE '%.task.{wf}-%' GROUP BY 1 ORDER BY 1"
     )
     assert started == [{"task": f"{wf}-s{i}", "n": 1} for i in (1, 2, 3)]  # nothing redone
+
+
+def test_an_escalated_step_waits_for_a_human_and_the_workflow_completes(cli: Cli) -> None:
+    start(cli, "examples.echo:Echo")
+    start(cli, "tests.e2e.picky:Picky")
+    sent = cli(
+        "submit", "pipeline", "--stage", "text", "--stage", "check", "--data", "bad", "--json"
+    )
+    assert sent.returncode == 0, sent.stderr
+    wf = json.loads(sent.stdout)["workflow_id"]
+
+    def escalated() -> list[dict[str, object]]:
+        out = cli("escalations", "list", "--json")
+        rows: list[dict[str, object]] = json.loads(out.stdout)["escalations"]
+        return rows
+
+    wait_until(lambda: len(escalated()) == 1, 60)
+    (open_one,) = escalated()
+    escalation_id = str(open_one["escalation_id"])
+    assert open_one["task_id"] == f"{wf}-s2"
+    assert open_one["role"] == "picky"
+    shown = json.loads(cli("escalations", "show", escalation_id, "--json").stdout)
+    assert "rejected: the input is bad" in shown["escalation"]["error"]
+    assert set(shown["options"]) == {"retry", "reassign", "answer", "cancel"}
+    status = cli.rows(f"SELECT status FROM workflows WHERE workflow_id = '{wf}'")
+    assert status == [{"status": "running"}]  # waiting for the human, not failed
+
+    # The human hands the stage to the echo role, which can do it.
+    resolved = cli("escalations", "resolve", escalation_id, "--reassign", "echo")
+    assert resolved.returncode == 0, resolved.stderr
+
+    def finished() -> bool:
+        rows = cli.rows(f"SELECT status FROM workflows WHERE workflow_id = '{wf}'")
+        return rows == [{"status": "succeeded"}]
+
+    wait_until(finished, 60)
+    assert escalated() == []
+    again = cli("escalations", "resolve", escalation_id, "--retry")
+    assert again.returncode == 2
+    assert "resolved already" in again.stderr
+    history = json.loads(cli("show", f"{wf}-s2", "--json").stdout)["history"]
+    kinds = [h["type"] for h in history]
+    assert "escalation_resolved" in kinds
+    assert kinds[-1] == "result"

@@ -53,6 +53,7 @@ from swarmlog.schemas.payloads import (
     CredentialIssued,
     CredentialRevoked,
     Error,
+    EscalationResolved,
     Payload,
     Result,
     TaskAssignment,
@@ -435,6 +436,12 @@ def agent_payload(world: World, agent: Identity, kind: str) -> tuple[Payload, di
             payload = AgentHeartbeat(agent_id=agent.agent_id, in_flight=draw(st.integers(0, 9)))
         case "task_escalated":
             payload = TaskEscalated(task_id=task, reason=draw(text))
+        case "escalation_resolved":  # an operator's event: only ever drawn as disallowed
+            payload = EscalationResolved(
+                escalation_id="01ARZ3NDEKTSV4RRFFQ69G5FAV",
+                task_id=task,
+                action=draw(st.sampled_from(["retry", "reassign", "answer", "cancel"])),
+            )
         case "agent_killed":
             payload = AgentKilled(
                 agent_id=draw(st.sampled_from([*world.agents, "*"])), reason=draw(text)

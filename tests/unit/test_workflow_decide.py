@@ -57,12 +57,25 @@ def test_a_debate_asks_in_parallel_and_the_judge_sees_every_answer() -> None:
 
 
 def test_a_failed_step_fails_the_workflow_naming_it() -> None:
-    plan = plan_for("pipeline", {"stages": ["a", "b"]})
-    tasks = {"wf-s1": StepState("succeeded", 1), "wf-s2": StepState("escalated", None, "boom")}
-    (action,) = decide(WorkflowView("wf", "pipeline", {"stages": ["a", "b"]}, plan, tasks))
+    spec = {"stages": ["a", "b"]}
+    plan = plan_for("pipeline", spec)
+    escalated = {"wf-s1": StepState("succeeded", 1), "wf-s2": StepState("escalated", None, "boom")}
+    # An escalation waits for a human...
+    assert decide(WorkflowView("wf", "pipeline", spec, plan, escalated)) == []
+    # ...unless the workflow fails fast,
+    fast = {**spec, "on_escalation": "fail"}
+    (action,) = decide(WorkflowView("wf", "pipeline", fast, plan, escalated))
     assert action == Complete(
         "failed", {"failed_step": "s2", "capability": "b", "status": "escalated", "error": "boom"}
     )
+    # and a cancelled (or finally failed) step fails it in any case.
+    cancelled = {**escalated, "wf-s2": StepState("cancelled", None, "given up")}
+    (action,) = decide(WorkflowView("wf", "pipeline", spec, plan, cancelled))
+    assert isinstance(action, Complete)
+    assert action.status == "failed"
+    # An attempt that errored is not the end: its retry follows.
+    errored = {**escalated, "wf-s2": StepState("errored", None, "flaky")}
+    assert decide(WorkflowView("wf", "pipeline", spec, plan, errored)) == []
 
 
 def test_waiting_steps_are_not_offered_again() -> None:

@@ -13,8 +13,10 @@ Every pattern becomes a plan, a DAG of steps (:mod:`swarmlog.agents.planning`):
               input of its own gets the outputs of its dependencies (or the workflow's input).
 
 A step runs as task ``<workflow_id>-<step id>`` offered by capability, so deciding twice on the
-same state offers nothing twice (the conductor also makes each offer conditional). The workflow
-fails, naming the step, as soon as a step fails for good (escalated or failed).
+same state offers nothing twice (the conductor also makes each offer conditional). A step whose
+task is escalated waits for a human (``swarmlog escalations resolve``: retry, reassign, answer or
+cancel); the workflow fails, naming the step, when a step fails for good (cancelled, or failed
+final), or at the escalation itself with ``"on_escalation": "fail"`` in its input.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ __all__ = [
     "task_id_for",
 ]
 
-TERMINAL_FAILURES = frozenset({"escalated", "failed", "cancelled"})
+TERMINAL_FAILURES = frozenset({"failed", "cancelled"})
+"""Task states no human can turn around; ``escalated`` waits for one (``escalations resolve``),
+unless the workflow's input says ``"on_escalation": "fail"``."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,10 @@ def plan_for(pattern: str, spec: Any) -> Plan:
     raise PlanError("unsupported", f"the {pattern} pattern is not run by the conductor yet")
 
 
+def _fails_on_escalation(view: WorkflowView) -> bool:
+    return isinstance(view.input, dict) and view.input.get("on_escalation") == "fail"
+
+
 def _step_input(view: WorkflowView, plan: Plan, step: PlanStep) -> Any:
     if step.input is not None:
         return step.input
@@ -159,7 +167,9 @@ def decide(view: WorkflowView) -> list[Action]:
         started.add(step.id)
         if state.status == "succeeded":
             done.add(step.id)
-        elif state.status in TERMINAL_FAILURES:
+        elif state.status in TERMINAL_FAILURES or (
+            state.status == "escalated" and _fails_on_escalation(view)
+        ):
             return [
                 Complete(
                     "failed",

@@ -71,6 +71,7 @@ _TASK_TYPES = frozenset(
         "task_retry_scheduled",
         "task_escalated",
         "task_cancelled",
+        "escalation_resolved",
     }
 )
 

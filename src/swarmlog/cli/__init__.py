@@ -17,6 +17,7 @@ from swarmlog.cli.agent import agent
 from swarmlog.cli.app import cli
 from swarmlog.cli.bench import bench
 from swarmlog.cli.demo import demo
+from swarmlog.cli.escalations import escalations
 from swarmlog.cli.events import events
 from swarmlog.cli.keys import keys
 from swarmlog.cli.kill import kill, revive
@@ -38,6 +39,7 @@ for command in (
     kill,
     revive,
     submit,
+    escalations,
     workflows,
     tasks,
     agents,

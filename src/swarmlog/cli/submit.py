@@ -113,6 +113,9 @@ async def _outcome(settings: Settings, workflow_id: str, timeout: float) -> dict
 @click.option("--debaters", type=click.IntRange(2, 16), help="debate: how many answer it.")
 @click.option("--capability", help="debate: the debaters' capability.")
 @click.option("--judge", help="debate: the judge's capability.")
+@click.option(
+    "--fail-fast", is_flag=True, help="Fail at a step's escalation instead of waiting for a human."
+)
 @click.option("--workflow-id", help="Default: wf-<random>.")
 @click.option("--wait", is_flag=True, help="Wait for the outcome; exit 1 if it failed.")
 @click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0.1))
@@ -128,6 +131,7 @@ def submit(
     debaters: int | None,
     capability: str | None,
     judge: str | None,
+    fail_fast: bool,
     workflow_id: str | None,
     wait: bool,
     timeout: float,
@@ -146,6 +150,8 @@ def submit(
         capability,
         judge,
     )
+    if fail_fast:
+        spec["on_escalation"] = "fail"
     workflow_id = workflow_id or f"wf-{secrets.token_hex(4)}"
     try:
         msgspec.convert(workflow_id, Name)

@@ -21,6 +21,7 @@ _STATUSES = [
     "assigned",
     "claimed",
     "running",
+    "errored",
     "retry_scheduled",
     "succeeded",
     "failed",

@@ -29,6 +29,7 @@ from swarmlog.schemas.payloads import (
     CredentialIssued,
     CredentialRevoked,
     Error,
+    EscalationResolved,
     Result,
     TaskAssignment,
     TaskCancelled,
@@ -275,13 +276,15 @@ def apply(
                 payload.task_id,
                 envelope,
                 seq,
-                status="failed",
+                # One attempt failed: a retry, a fallback or an escalation follows.
+                status="errored",
                 error=f"{payload.code}: {payload.message}",
             )
         case TaskCompleted():
             _task(state, payload.task_id, envelope, seq, status="succeeded")
         case TaskFailed():
-            _task(state, payload.task_id, envelope, seq, status="failed", error=payload.reason)
+            status = "failed" if payload.final else "errored"
+            _task(state, payload.task_id, envelope, seq, status=status, error=payload.reason)
         case TaskRetryScheduled():
             _task(
                 state,
@@ -303,6 +306,15 @@ def apply(
                     "status": "open",
                     "created_at": at,
                 },
+            )
+        case EscalationResolved():
+            _task(state, payload.task_id, envelope, seq)
+            state.upsert(
+                "escalations",
+                (payload.escalation_id,),
+                status="resolved",
+                resolution=payload.action,
+                resolved_at=at,
             )
         case TaskCancelled():
             _task(state, payload.task_id, envelope, seq, status="cancelled", error=payload.reason)

@@ -17,7 +17,7 @@ import pyarrow as pa
 from swarmlog.errors import StoreError
 from swarmlog.projections.state import Key, State
 from swarmlog.projections.statehash import StateHasher
-from swarmlog.projections.tables import TABLES, table
+from swarmlog.projections.tables import LAYOUT, TABLES, table
 
 __all__ = ["SAFE_CONFIG", "ProjectionStore"]
 
@@ -76,9 +76,15 @@ class ProjectionStore:
 
     def bind(self, *, namespace: str, operator_key: str) -> None:
         """Tie the file to one namespace and trust root; refuse to mix projections."""
-        wanted = {"namespace": namespace, "operator_key": operator_key}
+        wanted = {"namespace": namespace, "operator_key": operator_key, "layout": LAYOUT}
         with self._lock:
             existing = dict(self._con.execute("SELECT key, value FROM projection_meta").fetchall())
+            if existing and existing.get("layout") != LAYOUT:
+                raise StoreError(
+                    f"{self.path} was written by another version of swarmlog (table layout"
+                    f" {existing.get('layout', 'unnamed')}, now {LAYOUT}); it is only a"
+                    " projection: move it away and start the projector, which refolds the stream"
+                )
             for key, value in wanted.items():
                 if key in existing and existing[key] != value:
                     raise StoreError(

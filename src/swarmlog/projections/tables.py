@@ -3,9 +3,10 @@ and the state hash, so they cannot drift apart."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
-__all__ = ["TABLES", "Table", "table"]
+__all__ = ["LAYOUT", "TABLES", "Table", "table"]
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,8 @@ TABLES: tuple[Table, ...] = (
             ("reason", _S),
             ("status", _S),
             ("created_at", _I),
+            ("resolution", _S),
+            ("resolved_at", _I),
         ),
         ("escalation_id",),
         "Work handed to a human.",
@@ -226,3 +229,7 @@ _BY_NAME = {t.name: t for t in TABLES}
 
 def table(name: str) -> Table:
     return _BY_NAME[name]
+
+
+LAYOUT = hashlib.sha256("\n".join(t.ddl() for t in TABLES).encode()).hexdigest()[:16]
+"""Names the tables' layout: a projection file written with another layout must be rebuilt."""

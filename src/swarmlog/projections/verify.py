@@ -39,6 +39,7 @@ from swarmlog.schemas.payloads import (
     ClarificationResponse,
     CredentialIssued,
     CredentialRevoked,
+    EscalationResolved,
     Result,
     TaskClaimed,
 )
@@ -155,6 +156,8 @@ def touches(envelope: Envelope) -> list[tuple[str, Key]]:
             keys.append(("budgets", ("agent", envelope.sender)))
         case BudgetExceeded():
             keys.append(("budgets", (payload.scope, payload.scope_id)))
+        case EscalationResolved():
+            keys.append(("escalations", (payload.escalation_id,)))
         case CircuitOpened() | CircuitClosed():
             keys.append(("breakers", (payload.circuit,)))
         case _:

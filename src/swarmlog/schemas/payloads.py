@@ -19,6 +19,7 @@ from msgspec import Meta
 from swarmlog.schemas.types import (
     AgentId,
     Capability,
+    EventId,
     Hash,
     Json,
     KeyId,
@@ -44,6 +45,7 @@ __all__ = [
     "CredentialRevoked",
     "DeadlockDetected",
     "Error",
+    "EscalationResolved",
     "Payload",
     "Result",
     "SnapshotTaken",
@@ -239,6 +241,22 @@ class TaskEscalated(_Payload, frozen=True, tag="task_escalated"):
     reason: _Reason = ""
 
 
+class EscalationResolved(_Payload, frozen=True, tag="escalation_resolved"):
+    """The operator's answer to an escalation; the work continues from it.
+
+    ``retry`` (the same role again) and ``reassign`` (to ``role``) come with a new
+    ``task_assignment``, ``answer`` with a ``result`` carrying ``answer``, ``cancel`` with a
+    ``task_cancelled``, all signed by the operator.
+    """
+
+    escalation_id: EventId
+    task_id: Name
+    action: Literal["retry", "reassign", "answer", "cancel"]
+    role: Role | None = None
+    answer: Text = ""
+    note: _Reason = ""
+
+
 class TaskCancelled(_Payload, frozen=True, tag="task_cancelled"):
     task_id: Name
     reason: _Reason = ""
@@ -337,6 +355,7 @@ Payload = (
     | TaskFailed
     | TaskRetryScheduled
     | TaskEscalated
+    | EscalationResolved
     | TaskCancelled
     | AgentRegistered
     | AgentHeartbeat

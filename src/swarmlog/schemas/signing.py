@@ -44,7 +44,13 @@ OPERATOR_ID = "operator"
 """The sender id of the operator, the root of trust."""
 
 CONTROL_TYPES = frozenset(
-    {"credential_issued", "credential_revoked", "agent_killed", "agent_revived"}
+    {
+        "credential_issued",
+        "credential_revoked",
+        "agent_killed",
+        "agent_revived",
+        "escalation_resolved",
+    }
 )
 """Event types only the operator may emit."""
 

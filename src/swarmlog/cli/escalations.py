@@ -1,0 +1,175 @@
+"""``escalations list|show|resolve``: the human escalation desk."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import msgspec
+
+from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.config import Settings
+from swarmlog.errors import ConfigError
+from swarmlog.keystore import KeyStore
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.payloads import (
+    EscalationResolved,
+    Payload,
+    Result,
+    TaskAssignment,
+    TaskCancelled,
+)
+from swarmlog.schemas.types import EventId, Role
+from swarmlog.system import open_log, read_projection
+
+__all__ = ["escalations"]
+
+OPTIONS = {
+    "retry": "run it again on the same role (--retry)",
+    "reassign": "hand it to another role (--reassign ROLE)",
+    "answer": "give the output yourself (--answer TEXT)",
+    "cancel": "give up on it; its workflow fails (--cancel)",
+}
+
+
+def _rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
+    result = run(read_projection(settings, sql))
+    return [dict(zip(result.columns, r, strict=True)) for r in result.rows]
+
+
+def _escalation(settings: Settings, escalation_id: str) -> dict[str, Any]:
+    try:
+        msgspec.convert(escalation_id, EventId)
+    except msgspec.ValidationError:
+        raise ConfigError(
+            f"{escalation_id!r} is not an escalation id; `swarmlog escalations list` shows them"
+        ) from None
+    found = _rows(
+        settings,
+        "SELECT e.escalation_id, e.task_id, e.workflow_id, e.reason, e.status, e.created_at,"
+        " e.resolution, t.role, t.capability, t.priority, t.attempt, t.status AS task_status,"
+        " t.error, t.input FROM escalations e LEFT JOIN tasks t USING (task_id)"
+        f" WHERE e.escalation_id = '{escalation_id}'",
+    )
+    if not found:
+        raise ConfigError(f"no escalation {escalation_id}; `swarmlog escalations list` shows them")
+    return found[0]
+
+
+@click.group()
+def escalations() -> None:
+    """Work handed to a human: see it, then retry, reassign, answer or cancel it."""
+
+
+@escalations.command("list")
+@click.option("--all", "everything", is_flag=True, help="Resolved ones too.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def escalations_list(ctx: Context, everything: bool, as_json: bool) -> None:
+    """Open escalations (oldest first): what failed, where, and why."""
+    where = "" if everything else " WHERE e.status = 'open'"
+    rows = _rows(
+        ctx.settings,
+        "SELECT e.escalation_id, e.task_id, e.workflow_id, t.role, e.status, e.reason, t.error"
+        f" FROM escalations e LEFT JOIN tasks t USING (task_id){where} ORDER BY e.created_at",
+    )
+    if as_json:
+        emit_json({"escalations": rows})
+        return
+    columns = ["escalation_id", "task_id", "workflow_id", "role", "status", "reason", "error"]
+    print_table(ctx.console, "escalations", columns, [[r[c] for c in columns] for r in rows])
+    if not rows:
+        ctx.err.print("no open escalations")
+
+
+@escalations.command("show")
+@click.argument("escalation_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def escalations_show(ctx: Context, escalation_id: str, as_json: bool) -> None:
+    """One escalation: the task's state, what failed and why, and the options."""
+    found = _escalation(ctx.settings, escalation_id)
+    options = OPTIONS if found["status"] == "open" else {}
+    if as_json:
+        emit_json({"escalation": found, "options": options})
+        return
+    for key, value in found.items():
+        ctx.console.print(f"{key:>14}: {value}")
+    for name, what in options.items():
+        ctx.console.print(f"  {name:>8}: {what}")
+
+
+@escalations.command("resolve")
+@click.argument("escalation_id")
+@click.option("--retry", "action", flag_value="retry", help=OPTIONS["retry"])
+@click.option("--reassign", "role", help=OPTIONS["reassign"])
+@click.option("--answer", help=OPTIONS["answer"])
+@click.option("--cancel", "action", flag_value="cancel", help=OPTIONS["cancel"])
+@click.option("--note", default="", help="Why (recorded in the signed event).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def escalations_resolve(
+    ctx: Context,
+    escalation_id: str,
+    action: str | None,
+    role: str | None,
+    answer: str | None,
+    note: str,
+    as_json: bool,
+) -> None:
+    """Resolve an escalation; the operator-signed resolution is what the work continues from."""
+    chosen = [a for a, given in (("reassign", role), ("answer", answer)) if given is not None]
+    if action is not None:
+        chosen.append(action)
+    if len(chosen) != 1:
+        raise ConfigError("give exactly one of --retry, --reassign ROLE, --answer TEXT, --cancel")
+    action = chosen[0]
+    settings = ctx.settings
+    settings.require_data_dir()
+    found = _escalation(settings, escalation_id)
+    if found["status"] != "open":
+        raise ConfigError(f"escalation {escalation_id} is {found['status']} already")
+    if role is not None:
+        try:
+            msgspec.convert(role, Role)
+        except msgspec.ValidationError:
+            raise ConfigError(
+                f"--reassign {role!r}: a role is lowercase letters, digits, - _"
+            ) from None
+    task_id = found["task_id"]
+    follow_up: Payload
+    if action in ("retry", "reassign"):
+        follow_up = TaskAssignment(
+            task_id=task_id,
+            role=role or found["role"],
+            capability=found["capability"] or "",
+            priority=found["priority"] or "normal",
+            input=json.loads(found["input"]) if found["input"] else None,
+            attempt=min(int(found["attempt"] or 1) + 1, 1_000),
+        )
+    elif action == "answer":
+        follow_up = Result(task_id=task_id, output=answer)
+    else:
+        follow_up = TaskCancelled(task_id=task_id, reason=note or "cancelled by the operator")
+    resolution = EscalationResolved(
+        escalation_id=escalation_id,
+        task_id=task_id,
+        action=action,  # type: ignore[arg-type]
+        role=role,
+        answer=answer or "",
+        note=note,
+    )
+
+    async def publish() -> list[int]:
+        operator = KeyStore(settings.keys_dir).operator()
+        async with open_log(settings) as log:
+            publisher = Publisher(log, operator, settings.namespace)
+            fields = {"workflow_id": found["workflow_id"], "causation_id": escalation_id}
+            return [(await publisher.publish(p, **fields)).seq for p in (resolution, follow_up)]
+
+    seqs = run(publish())
+    if as_json:
+        emit_json({"escalation_id": escalation_id, "action": action, "seqs": seqs})
+    else:
+        ctx.console.print(f"resolved {escalation_id} ({action}) at seq {seqs[0]}")
