@@ -650,3 +650,10 @@ async def test_pending_counts_queued_and_unacked_work(log: EventLog, ns: str) ->
     await first.ack()
     await within(settled(2))
     await queue.close()
+
+
+async def test_the_result_cache_is_a_separate_store(log: EventLog) -> None:
+    cache, flags = await log.cache(), await log.flags()
+    await cache.put("result.abc", b"{}")
+    assert await cache.get("result.abc") == b"{}"
+    assert await flags.get("result.abc") is None  # not a kill flag

@@ -69,6 +69,7 @@ PURE_MODULES = [
     "agents/outputs.py",
     "agents/api.py",
     "agents/workflows.py",
+    "agents/resultcache.py",
 ]
 FORBIDDEN = {"nats", "duckdb", "time", "random", "uuid", "os", "subprocess", "socket", "asyncio"}
 # `math` is allowed: pure functions of their inputs.

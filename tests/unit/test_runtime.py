@@ -16,6 +16,7 @@ import pytest
 from swarmlog.agents.api import Agent, Context, TaskError, on
 from swarmlog.agents.killswitch import KillFlag, flag_key
 from swarmlog.agents.outputs import check_output
+from swarmlog.agents.resultcache import CacheEntry, cache_key, fresh
 from swarmlog.agents.retry import RetryPolicy
 from swarmlog.agents.router import Router
 from swarmlog.agents.routing import AgentView
@@ -488,3 +489,42 @@ async def test_a_graceful_stop_hands_back_work_that_does_not_finish() -> None:
     taken = [await next_outcome(other) for _ in range(2)]
     # Handed back at once (not after the ack wait): another replica has it right away.
     assert {o.task_id for o in taken} == {"long", "next"}
+
+
+class Memo(Upper):
+    cache_ttl = 60.0
+    runs = 0
+
+    @on(TaskAssignment)
+    async def run(self, task: TaskAssignment, ctx: Context) -> object:
+        Memo.runs += 1
+        ctx.usage("offline", prompt_tokens=10, completion_tokens=5)
+        return {"upper": str(task.input).upper()}
+
+
+async def test_identical_work_is_answered_from_the_result_cache(tmp_path: Path) -> None:
+    s = Setup()
+    runtime = await s.start(Memo())
+    for task_id, value in (("t1", "same"), ("t2", "same"), ("t3", "other")):
+        await s.assign(task_id, value)
+    outcomes = [await next_outcome(runtime) for _ in range(3)]
+    assert [o.status for o in outcomes] == ["succeeded"] * 3
+    assert Memo.runs == 2  # t2 was not computed again
+    store = await s.project(tmp_path / "p.duckdb")
+    assert store.rows("SELECT task_id, cached, output FROM tasks ORDER BY 1") == [
+        ("t1", False, '{"upper":"SAME"}'),
+        ("t2", True, '{"upper":"SAME"}'),
+        ("t3", False, '{"upper":"OTHER"}'),
+    ]
+    # A cached answer costs nothing: only the two computed ones are in the budget.
+    assert store.rows("SELECT used_tokens FROM budgets WHERE scope = 'agent'") == [(30,)]
+    store.close()
+
+
+def test_cache_entries_expire_and_keys_ignore_key_order() -> None:
+    entry = CacheEntry("x", at=1_000)
+    assert fresh(entry, now=1_000 + 59 * 10**9, ttl=60)
+    assert not fresh(entry, now=1_000 + 61 * 10**9, ttl=60)
+    assert not fresh(entry, now=999, ttl=60)  # from the future: not trusted
+    assert cache_key("r", "", {"a": 1, "b": 2}) == cache_key("r", "", {"b": 2, "a": 1})
+    assert cache_key("r", "", 1) != cache_key("r", "large", 1)

@@ -91,6 +91,8 @@ class Context:
     resumed: Any = None
     """The last checkpoint of this task from an earlier attempt, or ``None``."""
     usage_records: list[TokenUsage] = field(default_factory=list)
+    cached: bool = False
+    """Whether the output came from the result cache (the handler did not run)."""
     port: ContextPort | None = field(default=None, repr=False)
     _delegations: int = field(default=0, repr=False)
 
@@ -169,6 +171,9 @@ class Agent:
     capabilities: ClassVar[tuple[str, ...]] = ()
     tier: ClassVar[str] = ""
     retry: ClassVar[RetryPolicy] = RetryPolicy()
+    cache_ttl: ClassVar[float] = 0.0
+    """Seconds a result may answer identical work (same role, tier and input) from the result
+    cache instead of running the handler; 0 (the default) never caches."""
     concurrency: ClassVar[int] = 1
     """Tasks one replica runs at once, taken together from the most urgent level with work."""
     fallback_role: ClassVar[str] = ""

@@ -31,10 +31,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from swarmlog.agents.api import Agent, Context, TaskError
 from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.killswitch import KillFlag
 from swarmlog.agents.outputs import check_output
+from swarmlog.agents.resultcache import CacheEntry, cache_key, fresh
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
 from swarmlog.bus.subjects import (
     aggregate_filter,
@@ -501,7 +504,12 @@ class AgentRuntime:
             await self.publisher.publish_batch(
                 [
                     (
-                        Result(task_id=j.task.task_id, output=out, usage=ctx.total_usage()),
+                        Result(
+                            task_id=j.task.task_id,
+                            output=out,
+                            usage=ctx.total_usage(),
+                            cached=ctx.cached,
+                        ),
                         j.wf,
                     )
                     for j, (out, ctx) in done
@@ -536,6 +544,12 @@ class AgentRuntime:
         handler = self.agent.handler_for(task)
         if handler is None:
             raise TaskError("no_handler", f"{self.agent.role} cannot handle it", retryable=False)
+        key = ""
+        if self.agent.cache_ttl > 0:
+            key = cache_key(self.agent.role, self.agent.tier, task.input)
+            hit = await self._cached(key)
+            if hit is not None:
+                return hit.output, Context(self.agent_id, task, job.attempt, cached=True)
         resumed = await self._last_checkpoint(task.task_id) if job.attempt > 1 else None
         ctx = Context(self.agent_id, task, job.attempt, resumed, port=_JobPort(self, job))
         if task.deadline_at is None:
@@ -545,7 +559,26 @@ class AgentRuntime:
             async with asyncio.timeout(max(remaining, 0.0)):
                 output = await handler(self.agent, task, ctx)
         check_output(output, task.expected_output_schema)
+        if key:
+            entry = CacheEntry(output, self._clock(), self.agent.tier)
+            with contextlib.suppress(Exception):  # a cache that is down costs a recomputation
+                await (await self.log.cache()).put(key, msgspec.json.encode(entry))
         return output, ctx
+
+    async def _cached(self, key: str) -> CacheEntry | None:
+        """The cache entry for ``key`` if fresh, else ``None`` (a miss or an unusable entry)."""
+        try:
+            raw = await (await self.log.cache()).get(key)
+        except Exception as exc:  # a cache that is down is a miss
+            log.warning("result cache unavailable: %s", exc)
+            return None
+        if raw is None:
+            return None
+        try:
+            entry = msgspec.json.decode(raw, type=CacheEntry)
+        except msgspec.DecodeError:
+            return None
+        return entry if fresh(entry, now=self._clock(), ttl=self.agent.cache_ttl) else None
 
     async def _last_checkpoint(self, task_id: str) -> Any:
         last = await self.log.last_message(

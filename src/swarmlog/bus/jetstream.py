@@ -184,8 +184,10 @@ class JetStreamLog:
             try:
                 await self._js.key_value(bucket)
             except nats.js.errors.BucketNotFoundError:
+                # Cached results expire on their own (a day); flags stay until deleted.
+                ttl = 86_400.0 if purpose == "cache" else None
                 await self._js.create_key_value(
-                    KeyValueConfig(bucket=bucket, history=1, replicas=replicas)
+                    KeyValueConfig(bucket=bucket, history=1, replicas=replicas, ttl=ttl)
                 )
         snapshots = object_bucket(self._namespace)
         try:
@@ -342,11 +344,18 @@ class JetStreamLog:
         return bell
 
     async def flags(self) -> _JetStreamFlags:
+        return await self._bucket("flags")
+
+    async def cache(self) -> _JetStreamFlags:
+        return await self._bucket("cache")
+
+    async def _bucket(self, purpose: str) -> _JetStreamFlags:
         try:
-            kv = await self._js.key_value(kv_bucket(self._namespace, "flags"))
+            kv = await self._js.key_value(kv_bucket(self._namespace, purpose))
         except nats.js.errors.BucketNotFoundError:
             raise BusError(
-                f"the flags bucket of namespace {self._namespace!r} is missing; run `swarmlog up`"
+                f"the {purpose} bucket of namespace {self._namespace!r} is missing;"
+                " run `swarmlog up`"
             ) from None
         return _JetStreamFlags(kv)
 

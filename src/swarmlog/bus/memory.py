@@ -43,6 +43,7 @@ class MemoryLog:
         self._version = 0  # bumped by every append and nak, to wake waiting fetchers
         self._doorbells: list[_MemoryDoorbell] = []
         self._flags = MemoryFlags()
+        self._cache = MemoryFlags()
 
     @property
     def stream(self) -> str:
@@ -150,6 +151,9 @@ class MemoryLog:
 
     async def flags(self) -> MemoryFlags:
         return self._flags
+
+    async def cache(self) -> MemoryFlags:
+        return self._cache
 
     async def close(self) -> None:
         return None
