@@ -7,7 +7,7 @@ import json
 import pytest
 from clikit import Cli
 
-from swarmlog.schemas.payloads import TaskOffered, WorkflowPlanned, WorkflowSubmitted
+from swarmlog.schemas.payloads import WorkflowSubmitted
 from waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -23,19 +23,15 @@ PLAN = {
 def test_views_show_workflows_tasks_agents_and_a_task_graph(cli: Cli) -> None:
     assert cli("agent", "start", "examples.echo:Echo", "--detach").returncode == 0
     cli.submit_payloads(
-        [
-            WorkflowSubmitted(pattern="custom", input="x"),
-            WorkflowPlanned(plan=PLAN),
-            TaskOffered(task_id="fetch", capability="text", input="go"),
-        ],
+        [WorkflowSubmitted(pattern="custom", input={"plan": PLAN, "input": "go"})],
         workflow_id="wf1",
     )
 
-    def fetched() -> bool:
+    def done() -> bool:
         out = cli("tasks", "--workflow", "wf1", "--status", "succeeded", "--json")
-        return out.returncode == 0 and len(json.loads(out.stdout)["tasks"]) == 1
+        return out.returncode == 0 and len(json.loads(out.stdout)["tasks"]) == 2
 
-    wait_until(fetched, 30)
+    wait_until(done, 30)
     workflows = json.loads(cli("workflows", "--json").stdout)["workflows"]
     assert [(w["workflow_id"], w["pattern"], w["plan_version"]) for w in workflows] == [
         ("wf1", "custom", 1)
@@ -50,14 +46,14 @@ def test_views_show_workflows_tasks_agents_and_a_task_graph(cli: Cli) -> None:
     shown = json.loads(cli("show", "wf1", "--json").stdout)
     assert shown["nodes"] == [
         {"id": "fetch", "capability": "text", "status": "succeeded"},
-        {"id": "draft", "capability": "text", "status": "pending"},
+        {"id": "draft", "capability": "text", "status": "succeeded"},
     ]
     assert shown["edges"] == [["fetch", "draft"]]
     mermaid = cli("show", "wf1", "--mermaid").stdout
     assert mermaid.startswith("flowchart TD")
     assert "fetch --> draft" in mermaid
 
-    history = json.loads(cli("show", "fetch", "--json").stdout)["history"]
+    history = json.loads(cli("show", "wf1-fetch", "--json").stdout)["history"]
     assert [h["type"] for h in history] == [
         "task_offered",
         "task_assignment",
