@@ -30,9 +30,15 @@ def test_replicas_share_the_work_and_stop_cleanly(cli: Cli) -> None:
     assert cli("agent", "stop", "echo-4").returncode == 0
     assert "echo-4" not in cli("agent", "ps", "--json").stdout
     tasks = 12
-    # Offered by capability: the router (started by `up`) assigns them to the echo role.
+    # Offered by capability: the router (started by `up`) assigns them to the echo role. Each
+    # takes 200 ms, so a replica busy with one leaves the next to the others.
     cli.submit_payloads(
-        [TaskOffered(task_id=f"t{i}", capability="text", input=f"hi {i}") for i in range(tasks)]
+        [
+            TaskOffered(
+                task_id=f"t{i}", capability="text", input={"text": f"hi {i}", "work_ms": 200}
+            )
+            for i in range(tasks)
+        ]
     )
 
     def done() -> bool:

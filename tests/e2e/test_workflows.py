@@ -177,3 +177,42 @@ def test_an_escalated_step_waits_for_a_human_and_the_workflow_completes(cli: Cli
     kinds = [h["type"] for h in history]
     assert "escalation_resolved" in kinds
     assert kinds[-1] == "result"
+
+
+def test_a_workflow_over_its_token_budget_is_stopped(cli: Cli) -> None:
+    start(cli, "examples.echo:Echo")
+    # Each echo stage spends len(text) + 1 tokens: 6 for "hello", so 3 stages need 18.
+    out = cli(
+        "submit",
+        "pipeline",
+        "--stage",
+        "text",
+        "--stage",
+        "text",
+        "--stage",
+        "text",
+        "--data",
+        "hello",
+        "--budget",
+        "8",
+        "--wait",
+        "--json",
+    )
+    assert out.returncode == 1, out.stderr
+    result = json.loads(out.stdout)
+    assert result["status"] == "failed"
+    assert result["result"]["error"] == "token budget exceeded"
+    assert result["result"]["budget_tokens"] == 8
+    wf = result["workflow_id"]
+    budget = cli.rows(
+        "SELECT used_tokens, hard_exceeded FROM budgets"
+        f" WHERE scope = 'workflow' AND scope_id = '{wf}'"
+    )
+    assert budget[0]["hard_exceeded"] is True
+    assert budget[0]["used_tokens"] >= 8
+    stages = cli.rows(f"SELECT task_id FROM tasks WHERE workflow_id = '{wf}' ORDER BY 1")
+    assert f"{wf}-s3" not in [s["task_id"] for s in stages]  # stopped before the last stage
+    alerts = cli.rows(
+        f"SELECT count(*) AS n FROM events WHERE type = 'budget_exceeded' AND workflow_id = '{wf}'"
+    )
+    assert alerts == [{"n": 1}]  # used jumps from 6 to 12: past both limits, one hard alert

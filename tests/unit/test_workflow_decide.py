@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from swarmlog.agents.planning import Plan
 from swarmlog.agents.workflows import (
+    BudgetAlert,
     Complete,
     Offer,
     SetPlan,
@@ -96,3 +97,21 @@ def test_a_bad_spec_fails_with_the_reason() -> None:
     assert isinstance(
         plan_for("custom", {"plan": {"steps": [{"id": "a", "capability": "x"}]}}), Plan
     )
+
+
+def test_a_token_budget_warns_then_stops_the_workflow() -> None:
+    spec = {"stages": ["a", "b"]}
+    plan = plan_for("pipeline", spec)
+    tasks = {"wf-s1": StepState("succeeded", 1)}
+
+    def view(used: int, alerted: frozenset[str] = frozenset()) -> WorkflowView:
+        return WorkflowView("wf", "pipeline", spec, plan, tasks, 100, used, alerted)
+
+    assert decide(view(50)) == [Offer("wf-s2", "b", 1)]
+    assert decide(view(85)) == [BudgetAlert("soft", 85, 100), Offer("wf-s2", "b", 1)]
+    assert decide(view(85, frozenset({"soft"}))) == [Offer("wf-s2", "b", 1)]
+    stop = Complete(
+        "failed", {"error": "token budget exceeded", "used_tokens": 120, "budget_tokens": 100}
+    )
+    assert decide(view(120, frozenset({"soft"}))) == [BudgetAlert("hard", 120, 100), stop]
+    assert decide(view(120, frozenset({"soft", "hard"}))) == [stop]

@@ -23,6 +23,7 @@ import msgspec
 from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.planning import PlanError, decode_plan
 from swarmlog.agents.workflows import (
+    BudgetAlert,
     Complete,
     Offer,
     SetPlan,
@@ -37,6 +38,7 @@ from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import (
     AgentHeartbeat,
     AgentRegistered,
+    BudgetExceeded,
     TaskOffered,
     WorkflowCompleted,
     WorkflowPlanned,
@@ -126,8 +128,11 @@ class Conductor:
     async def running(self) -> list[WorkflowView]:
         """Every running workflow as the projection shows it."""
         flows = await self._read(
-            "SELECT workflow_id, pattern, input, plan FROM workflows WHERE status = 'running'"
-            " AND pattern IN ('pipeline', 'debate', 'custom') ORDER BY submitted_at"
+            "SELECT w.workflow_id, w.pattern, w.input, w.plan, w.budget_tokens,"
+            " b.used_tokens, b.soft_exceeded, b.hard_exceeded FROM workflows w"
+            " LEFT JOIN budgets b ON b.scope = 'workflow' AND b.scope_id = w.workflow_id"
+            " WHERE w.status = 'running' AND w.pattern IN ('pipeline', 'debate', 'custom')"
+            " ORDER BY w.submitted_at"
         )
         if not flows:
             return []
@@ -147,6 +152,7 @@ class Conductor:
                 plan = decode_plan(_json(f["plan"])) if f["plan"] else None
             except PlanError:
                 plan = None
+            alerted = frozenset(name for name in ("soft", "hard") if f[f"{name}_exceeded"])
             views.append(
                 WorkflowView(
                     f["workflow_id"],
@@ -154,11 +160,16 @@ class Conductor:
                     _json(f["input"]),
                     plan,
                     by_flow.get(f["workflow_id"], {}),
+                    f["budget_tokens"],
+                    int(f["used_tokens"] or 0),
+                    alerted,
                 )
             )
         return views
 
-    async def _act(self, view: WorkflowView, action: SetPlan | Offer | Complete) -> int:
+    async def _act(
+        self, view: WorkflowView, action: SetPlan | Offer | Complete | BudgetAlert
+    ) -> int:
         wf = view.workflow_id
         try:
             match action:
@@ -172,6 +183,17 @@ class Conductor:
                     await self.publisher.publish(
                         TaskOffered(task_id=task_id, capability=capability, input=step_input),
                         expect=(offer_subject(self.namespace, task_id), 0),
+                        workflow_id=wf,
+                    )
+                case BudgetAlert(limit=limit, used_tokens=used, budget_tokens=budget):
+                    await self.publisher.publish(
+                        BudgetExceeded(
+                            scope="workflow",
+                            scope_id=wf,
+                            limit=limit,  # type: ignore[arg-type]
+                            used_tokens=used,
+                            budget_tokens=budget,
+                        ),
                         workflow_id=wf,
                     )
                 case Complete(status=status, result=result):

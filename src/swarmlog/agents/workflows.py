@@ -28,6 +28,7 @@ from typing import Any
 from swarmlog.agents.planning import Plan, PlanError, PlanStep, decode_plan, ready, validate
 
 __all__ = [
+    "BudgetAlert",
     "Complete",
     "Offer",
     "SetPlan",
@@ -60,6 +61,10 @@ class WorkflowView:
     plan: Plan | None = None
     tasks: Mapping[str, StepState] = field(default_factory=dict)
     """By task id."""
+    budget_tokens: int | None = None
+    used_tokens: int = 0
+    alerted: frozenset[str] = frozenset()
+    """Budget alerts already on the log (``soft``, ``hard``)."""
 
 
 @dataclass(frozen=True)
@@ -75,12 +80,22 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class BudgetAlert:
+    limit: str  # "soft" | "hard"
+    used_tokens: int
+    budget_tokens: int
+
+
+@dataclass(frozen=True)
 class Complete:
     status: str  # "succeeded" | "failed"
     result: Any
 
 
-Action = SetPlan | Offer | Complete
+Action = SetPlan | Offer | Complete | BudgetAlert
+
+SOFT_LIMIT = 0.8
+"""Share of a workflow's token budget at which it is warned about (``budget_exceeded`` soft)."""
 
 
 def task_id_for(workflow_id: str, step_id: str) -> str:
@@ -148,8 +163,32 @@ def _step_input(view: WorkflowView, plan: Plan, step: PlanStep) -> Any:
     return outputs
 
 
+def _budget(view: WorkflowView) -> list[Action]:
+    budget, used = view.budget_tokens, view.used_tokens
+    if not budget:
+        return []
+    if used >= budget:
+        alert: list[Action] = [] if "hard" in view.alerted else [BudgetAlert("hard", used, budget)]
+        stop = {"error": "token budget exceeded", "used_tokens": used, "budget_tokens": budget}
+        return [*alert, Complete("failed", stop)]
+    if used >= SOFT_LIMIT * budget and "soft" not in view.alerted:
+        return [BudgetAlert("soft", used, budget)]
+    return []
+
+
 def decide(view: WorkflowView) -> list[Action]:
-    """What to do next for a running workflow (nothing when waiting on tasks)."""
+    """What to do next for a running workflow (nothing when waiting on tasks).
+
+    A workflow with a token budget is warned once at 80 % of it (``soft``) and stopped, failed
+    with the figures, when its tasks have spent all of it (``hard``).
+    """
+    budget = _budget(view)
+    if budget and isinstance(budget[-1], Complete):
+        return budget
+    return [*budget, *_next(view)]
+
+
+def _next(view: WorkflowView) -> list[Action]:
     if view.plan is None:
         try:
             plan = plan_for(view.pattern, view.input)

@@ -76,11 +76,13 @@ def _spec(
     return spec
 
 
-async def _publish(settings: Settings, workflow_id: str, pattern: str, spec: Any) -> int:
+async def _publish(
+    settings: Settings, workflow_id: str, pattern: str, spec: Any, budget: int | None
+) -> int:
     operator = KeyStore(settings.keys_dir).operator()
     async with open_log(settings) as log:
         published = await Publisher(log, operator, settings.namespace).publish(
-            WorkflowSubmitted(pattern=pattern, input=spec),  # type: ignore[arg-type]
+            WorkflowSubmitted(pattern=pattern, input=spec, budget_tokens=budget),  # type: ignore[arg-type]
             workflow_id=workflow_id,
         )
     return published.seq
@@ -116,6 +118,11 @@ async def _outcome(settings: Settings, workflow_id: str, timeout: float) -> dict
 @click.option(
     "--fail-fast", is_flag=True, help="Fail at a step's escalation instead of waiting for a human."
 )
+@click.option(
+    "--budget",
+    type=click.IntRange(1, 2**40),
+    help="Token budget: warned at 80 %, stopped at 100 %.",
+)
 @click.option("--workflow-id", help="Default: wf-<random>.")
 @click.option("--wait", is_flag=True, help="Wait for the outcome; exit 1 if it failed.")
 @click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0.1))
@@ -132,6 +139,7 @@ def submit(
     capability: str | None,
     judge: str | None,
     fail_fast: bool,
+    budget: int | None,
     workflow_id: str | None,
     wait: bool,
     timeout: float,
@@ -159,7 +167,7 @@ def submit(
         raise ConfigError(
             f"--workflow-id {workflow_id!r}: lowercase letters, digits, - and _"
         ) from None
-    seq = run(_publish(settings, workflow_id, pattern, spec))
+    seq = run(_publish(settings, workflow_id, pattern, spec, budget))
     out: dict[str, Any] = {"workflow_id": workflow_id, "seq": seq}
     if wait:
         out |= run(_outcome(settings, workflow_id, timeout))

@@ -199,6 +199,7 @@ def apply(
                 pattern=payload.pattern,
                 status="running",
                 input=to_json(payload.input),
+                budget_tokens=payload.budget_tokens,
                 submitted_by=envelope.sender,
                 submitted_at=at,
                 updated_seq=seq,

@@ -141,6 +141,7 @@ TABLES: tuple[Table, ...] = (
             ("result", _S),
             ("plan", _S),
             ("plan_version", _I),
+            ("budget_tokens", _I),
             ("submitted_by", _S),
             ("submitted_at", _I),
             ("completed_at", _I),
