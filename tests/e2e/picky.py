@@ -7,7 +7,7 @@ import asyncio
 import json
 
 from swarmlog.agents.api import Agent, Context, TaskError, on
-from swarmlog.schemas.payloads import TaskAssignment
+from swarmlog.schemas.payloads import TaskAssignment, TaskOffered
 
 
 class Picky(Agent):
@@ -22,3 +22,30 @@ class Picky(Agent):
         if isinstance(task.input, dict) and task.input.get("work_ms"):
             await asyncio.sleep(int(task.input["work_ms"]) / 1000)  # stands in for real work
         return {"checked": task.input}
+
+
+class Splitter(Agent):
+    """A swarm agent (capability ``split``): a list of items is split in two halves posted back
+    as new swarm tasks; a single item is a leaf."""
+
+    role = "splitter"
+    capabilities = ("split",)
+    swarm = True
+
+    @on(TaskAssignment)
+    async def split(self, task: TaskAssignment, ctx: Context) -> object:
+        items = list(task.input["items"])
+        if len(items) == 1:
+            return {"leaf": items[0]}
+        half = len(items) // 2
+        for suffix, part in (("a", items[:half]), ("b", items[half:])):
+            await ctx.emit(
+                TaskOffered(
+                    task_id=f"{task.task_id}{suffix}",
+                    capability="split",
+                    mode="swarm",
+                    input={"items": part},
+                    parent_task_id=task.task_id,
+                )
+            )
+        return {"split": len(items)}

@@ -216,3 +216,20 @@ def test_a_workflow_over_its_token_budget_is_stopped(cli: Cli) -> None:
         f"SELECT count(*) AS n FROM events WHERE type = 'budget_exceeded' AND workflow_id = '{wf}'"
     )
     assert alerts == [{"n": 1}]  # used jumps from 6 to 12: past both limits, one hard alert
+
+
+def test_a_swarm_workflow_has_no_coordinator_and_ends_when_no_task_is_open(cli: Cli) -> None:
+    start(cli, "tests.e2e.picky:Splitter", 2)
+    spec = {"tasks": [{"id": "r", "capability": "split", "input": {"items": [1, 2, 3, 4]}}]}
+    out = cli("submit", "swarm", "--input", json.dumps(spec), "--wait", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    wf = result["workflow_id"]
+    leaves = sorted(v["leaf"] for v in result["result"].values() if "leaf" in v)
+    assert leaves == [1, 2, 3, 4]  # work posted by agents was done too
+    claims = cli.rows(
+        "SELECT split_part(subject, '.', -2) AS task, count(*) AS n FROM events"
+        f" WHERE type = 'task_claimed' AND workflow_id = '{wf}' GROUP BY 1"
+    )
+    assert len(claims) == 7  # r, ra, rb, raa, rab, rba, rbb
+    assert {c["n"] for c in claims} == {1}  # each claimed exactly once

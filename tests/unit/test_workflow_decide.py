@@ -115,3 +115,20 @@ def test_a_token_budget_warns_then_stops_the_workflow() -> None:
     )
     assert decide(view(120, frozenset({"soft"}))) == [BudgetAlert("hard", 120, 100), stop]
     assert decide(view(120, frozenset({"soft", "hard"}))) == [stop]
+
+
+def test_a_swarm_ends_when_no_task_is_open() -> None:
+    spec = {"tasks": [{"id": "r", "capability": "split"}]}
+    plan = plan_for("swarm", spec)
+    assert decide(WorkflowView("wf", "swarm", spec, plan)) == [
+        Offer("wf-r", "split", None, mode="swarm")
+    ]
+    posted = {"wf-r": StepState("succeeded", 1), "wf-ra": StepState("offered")}
+    assert decide(WorkflowView("wf", "swarm", spec, plan, posted)) == []  # agents' work is open
+    done = {"wf-r": StepState("succeeded", 1), "wf-ra": StepState("succeeded", 2)}
+    assert decide(WorkflowView("wf", "swarm", spec, plan, done)) == [
+        Complete("succeeded", {"wf-r": 1, "wf-ra": 2})
+    ]
+    bad = {"wf-r": StepState("succeeded", 1), "wf-ra": StepState("escalated")}
+    (action,) = decide(WorkflowView("wf", "swarm", spec, plan, bad))
+    assert action == Complete("failed", {"failed_tasks": ["wf-ra"], "outputs": {"wf-r": 1}})

@@ -174,6 +174,9 @@ class Agent:
     cache_ttl: ClassVar[float] = 0.0
     """Seconds a result may answer identical work (same role, tier and input) from the result
     cache instead of running the handler; 0 (the default) never caches."""
+    swarm: ClassVar[bool] = False
+    """Also claims swarm-mode offers (``task_offered`` with ``mode: swarm``) for its
+    capabilities: the first claim wins, and the winner runs the task."""
     concurrency: ClassVar[int] = 1
     """Tasks one replica runs at once, taken together from the most urgent level with work."""
     fallback_role: ClassVar[str] = ""

@@ -131,7 +131,7 @@ class Conductor:
             "SELECT w.workflow_id, w.pattern, w.input, w.plan, w.budget_tokens,"
             " b.used_tokens, b.soft_exceeded, b.hard_exceeded FROM workflows w"
             " LEFT JOIN budgets b ON b.scope = 'workflow' AND b.scope_id = w.workflow_id"
-            " WHERE w.status = 'running' AND w.pattern IN ('pipeline', 'debate', 'custom')"
+            " WHERE w.status = 'running' AND w.pattern IN ('pipeline', 'debate', 'custom', 'swarm')"
             " ORDER BY w.submitted_at"
         )
         if not flows:
@@ -179,9 +179,15 @@ class Conductor:
                         expect=(f"swarmlog.{self.namespace}.*.wf.{wf}.workflow_planned", 0),
                         workflow_id=wf,
                     )
-                case Offer(task_id=task_id, capability=capability, input=step_input):
+                case Offer(task_id=task_id, capability=capability, input=step_input, mode=mode):
+                    offer = TaskOffered(
+                        task_id=task_id,
+                        capability=capability,
+                        input=step_input,
+                        mode=mode,  # type: ignore[arg-type]
+                    )
                     await self.publisher.publish(
-                        TaskOffered(task_id=task_id, capability=capability, input=step_input),
+                        offer,
                         expect=(offer_subject(self.namespace, task_id), 0),
                         workflow_id=wf,
                     )

@@ -34,6 +34,7 @@ from typing import Any
 import msgspec
 
 from swarmlog.agents.api import Agent, Context, TaskError
+from swarmlog.agents.claims import claim
 from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.killswitch import KillFlag
 from swarmlog.agents.outputs import check_output
@@ -42,6 +43,7 @@ from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
 from swarmlog.bus.subjects import (
     aggregate_filter,
     inbox_filter,
+    offer_filter,
     offer_subject,
     role_work_filter,
     work_filter,
@@ -73,6 +75,8 @@ __all__ = ["AgentRuntime", "Outcome"]
 
 log = logging.getLogger(__name__)
 
+_OFFERS = "task_offered"
+"""The pseudo-level of swarm offers, looked at after every priority level."""
 _SWEEP = 0.25
 """Idle replicas look at every level this often: redeliveries and delayed retries ring no bell."""
 _RUNG_WAIT = 0.02
@@ -103,6 +107,8 @@ class _Job:
     attempt: int
     wf: dict[str, Any]
     index: int = 0
+    swarm: bool = False
+    """Claimed from a swarm offer (not delivered from a work queue)."""
 
 
 class AgentRuntime:
@@ -136,7 +142,10 @@ class AgentRuntime:
         self._clock = clock
         self._queues: list[tuple[str, WorkQueue]] = []
         self._bell: Doorbell | None = None
-        self._maybe: set[str] = set(PRIORITIES)  # levels that may hold work: look first
+        # Levels that may hold work, looked at first; swarm agents also watch offers.
+        self._levels = [*PRIORITIES, _OFFERS] if agent.swarm else list(PRIORITIES)
+        self._maybe: set[str] = set(self._levels)
+        self._offers: WorkQueue | None = None
         self._watch = FlagWatch(on_change=self._flags_changed)
         self._background: list[asyncio.Task[None]] = []
         self._current: asyncio.Task[Any] | None = None
@@ -166,7 +175,18 @@ class AgentRuntime:
         if self.killed is None:
             await self._register()
         role = self.agent.role
-        self._bell = await self.log.doorbell(role_work_filter(self.namespace, role))
+        filters = [role_work_filter(self.namespace, role)]
+        if self.agent.swarm:
+            filters.append(offer_filter(self.namespace))
+            # Its own consumer: every swarm agent sees every offer (from now on) and may claim it.
+            self._offers = await self.log.work_queue(
+                f"{self.namespace}-swarm-{self.agent_id}",
+                offer_filter(self.namespace),
+                ack_wait=self.ack_wait,
+                max_deliver=3,
+                new_only=True,
+            )
+        self._bell = await self.log.doorbell(*filters)
         for priority in PRIORITIES:
             queue = await self.log.work_queue(
                 f"{self.namespace}-{role}-{priority}",
@@ -395,7 +415,7 @@ class AgentRuntime:
         if not self._maybe and not rung:
             rung = {work_priority(s) for s in await self._bell.wait(wait)}
             if not rung:
-                self._maybe = set(PRIORITIES)
+                self._maybe = set(self._levels)
         self._maybe |= rung
         for priority, queue in self._queues:
             if priority not in self._maybe:
@@ -404,7 +424,52 @@ class AgentRuntime:
             if deliveries:
                 return await self.handle_batch(deliveries)
             self._maybe.discard(priority)
+        if self._offers is not None and _OFFERS in self._maybe:
+            offers = await self._offers.fetch(self.agent.concurrency, timeout=_RUNG_WAIT)
+            if offers:
+                return await self.claim_and_run(offers)
+            self._maybe.discard(_OFFERS)
         return []
+
+    async def claim_and_run(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """Swarm mode: try to claim each offer this agent can do; run the ones it won."""
+        outcomes: list[Outcome] = []
+        jobs: list[_Job] = []
+        for delivery in deliveries:
+            checked = check(delivery.message, self.namespace)
+            envelope = checked.envelope
+            if checked.rejection is not None or envelope is None:
+                await delivery.term()  # never act on an event whose signature does not check out
+                outcomes.append(Outcome("", "rejected", 1))
+                continue
+            offer = envelope.payload
+            if (
+                not isinstance(offer, TaskOffered)
+                or offer.mode != "swarm"
+                or offer.capability not in self.agent.capabilities
+                or self.killed is not None
+            ):
+                await delivery.ack()
+                continue
+            claimed = await claim(self.log, self.publisher, offer.task_id)
+            if not claimed.won:
+                await delivery.ack()  # another agent has it
+                outcomes.append(Outcome(offer.task_id, "lost_claim", 1))
+                continue
+            task = TaskAssignment(
+                task_id=offer.task_id,
+                role=self.agent.role,
+                capability=offer.capability,
+                priority=offer.priority,
+                input=offer.input,
+                deadline_at=offer.deadline_at,
+                parent_task_id=offer.parent_task_id,
+            )
+            wf: dict[str, Any] = {"workflow_id": envelope.workflow_id, "causation_id": envelope.id}
+            jobs.append(_Job(delivery, envelope.id, task, 1, wf, swarm=True))
+        if jobs:
+            outcomes += await self._run_jobs(jobs)
+        return outcomes
 
     async def run(self, stop: asyncio.Event, *, grace: float = 5.0) -> None:
         """Handle tasks until ``stop`` is set (graceful stop).
@@ -523,13 +588,28 @@ class AgentRuntime:
                 outcomes.append(Outcome(job.task.task_id, "succeeded", job.attempt))
                 continue
             exc = result if isinstance(result, Exception) else RuntimeError(repr(result))
-            if isinstance(exc, TimeoutError) and self._past(job.task.deadline_at):
+            if job.swarm:
+                # A claimed task cannot go back to the queue: its claim is on the log.
+                outcomes.append(await self._escalate_claimed(job, exc))
+            elif isinstance(exc, TimeoutError) and self._past(job.task.deadline_at):
                 outcomes.append(await self._timed_out(job.delivery, job.task, job.attempt, job.wf))
             else:
                 outcomes.append(
                     await self._failed(job.delivery, job.task, job.attempt, exc, job.wf)
                 )
         return outcomes
+
+    async def _escalate_claimed(self, job: _Job, exc: Exception) -> Outcome:
+        error = exc if isinstance(exc, TaskError) else TaskError(type(exc).__name__, str(exc))
+        task_id = job.task.task_id
+        await self.publisher.publish(
+            Error(task_id=task_id, code=error.code[:128], message=error.message[:4096]),
+            **job.wf,
+        )
+        reason = f"claimed swarm task failed: {error.code}"
+        await self.publisher.publish(TaskEscalated(task_id=task_id, reason=reason), **job.wf)
+        await job.delivery.ack()
+        return Outcome(task_id, "escalated", job.attempt)
 
     def _past(self, deadline_at: int | None) -> bool:
         return deadline_at is not None and self._clock() >= deadline_at

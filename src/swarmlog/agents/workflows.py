@@ -11,6 +11,9 @@ Every pattern becomes a plan, a DAG of steps (:mod:`swarmlog.agents.planning`):
               the result is the judge's synthesis.
 ``custom``    ``{"plan": {"steps": [...]}, "input": ...}``: the plan as given; a step with no
               input of its own gets the outputs of its dependencies (or the workflow's input).
+``swarm``     ``{"tasks": [{"id", "capability", "input"}, ...]}``: no coordinator: the tasks are
+              offered in swarm mode, capable agents claim them, and completing work may post
+              new tasks (with the workflow's id); the workflow ends when no open task remains.
 
 A step runs as task ``<workflow_id>-<step id>`` offered by capability, so deciding twice on the
 same state offers nothing twice (the conductor also makes each offer conditional). A step whose
@@ -77,6 +80,7 @@ class Offer:
     task_id: str
     capability: str
     input: Any
+    mode: str = "routed"
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,11 @@ def plan_for(pattern: str, spec: Any) -> Plan:
         return Plan(steps=[*answers, judge])
     if pattern == "custom":
         return decode_plan(spec.get("plan"))
+    if pattern == "swarm":
+        tasks = spec.get("tasks")
+        if not isinstance(tasks, list) or not tasks:
+            raise PlanError("malformed", 'a swarm needs "tasks": [{"id", "capability", "input"}]')
+        return decode_plan({"steps": tasks})
     raise PlanError("unsupported", f"the {pattern} pattern is not run by the conductor yet")
 
 
@@ -188,7 +197,30 @@ def decide(view: WorkflowView) -> list[Action]:
     return [*budget, *_next(view)]
 
 
+_OPEN_FOR_SWARM = frozenset({"succeeded", "failed", "cancelled", "escalated"})
+
+
+def _swarm(view: WorkflowView, plan: Plan) -> list[Action]:
+    offers: list[Action] = [
+        Offer(task_id_for(view.workflow_id, s.id), s.capability, s.input, mode="swarm")
+        for s in plan.steps
+        if task_id_for(view.workflow_id, s.id) not in view.tasks
+    ]
+    if offers:
+        return offers
+    if any(t.status not in _OPEN_FOR_SWARM for t in view.tasks.values()):
+        return []  # open work remains (including what agents posted)
+    ok = all(t.status == "succeeded" for t in view.tasks.values())
+    outputs = {k: t.output for k, t in sorted(view.tasks.items()) if t.status == "succeeded"}
+    if ok:
+        return [Complete("succeeded", outputs)]
+    failed = sorted(k for k, t in view.tasks.items() if t.status != "succeeded")
+    return [Complete("failed", {"failed_tasks": failed, "outputs": outputs})]
+
+
 def _next(view: WorkflowView) -> list[Action]:
+    if view.plan is not None and view.pattern == "swarm":
+        return _swarm(view, view.plan)
     if view.plan is None:
         try:
             plan = plan_for(view.pattern, view.input)

@@ -311,6 +311,7 @@ class JetStreamLog:
         *,
         ack_wait: float = 30.0,
         max_deliver: int = 5,
+        new_only: bool = False,
     ) -> _JetStreamQueue:
         sub = await self._js.pull_subscribe(
             filter_subject,
@@ -321,6 +322,7 @@ class JetStreamLog:
                 ack_wait=ack_wait,
                 max_deliver=max_deliver,
                 filter_subject=filter_subject,
+                deliver_policy=DeliverPolicy.NEW if new_only else DeliverPolicy.ALL,
             ),
         )
         queue = _JetStreamQueue(sub)

@@ -126,10 +126,13 @@ class MemoryLog:
         *,
         ack_wait: float = 30.0,
         max_deliver: int = 5,
+        new_only: bool = False,
     ) -> _MemoryQueue:
         queue = self._queues.get(name)
         if queue is None:
             queue = _MemoryQueue(self, filter_subject, ack_wait, max_deliver)
+            if new_only:
+                queue.cursor = len(self._messages)
             self._queues[name] = queue
         return queue
 

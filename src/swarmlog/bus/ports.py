@@ -161,8 +161,10 @@ class EventLog(Protocol):
         *,
         ack_wait: float = 30.0,
         max_deliver: int = 5,
+        new_only: bool = False,
     ) -> WorkQueue:
-        """The durable consumer ``name`` (created if missing) over ``filter_subject``."""
+        """The durable consumer ``name`` (created if missing) over ``filter_subject``; with
+        ``new_only`` a new consumer starts at the next message instead of the first."""
         ...
 
     async def pending(self, name: str) -> int:

@@ -25,7 +25,7 @@ from swarmlog.system import open_log, read_projection
 
 __all__ = ["submit"]
 
-_RUN_BY_CONDUCTOR = ("pipeline", "debate", "custom")
+_RUN_BY_CONDUCTOR = ("pipeline", "debate", "custom", "swarm")
 
 
 def _json_arg(text: str | None, what: str) -> Any:
