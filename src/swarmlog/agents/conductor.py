@@ -127,27 +127,26 @@ class Conductor:
 
     async def running(self) -> list[WorkflowView]:
         """Every running workflow as the projection shows it."""
-        flows = await self._read(
+        # One statement, so one consistent snapshot: a task's result and the tokens it spent
+        # are seen together (two reads could see the result without the spending).
+        rows = await self._read(
             "SELECT w.workflow_id, w.pattern, w.input, w.plan, w.budget_tokens,"
-            " b.used_tokens, b.soft_exceeded, b.hard_exceeded FROM workflows w"
+            " b.used_tokens, b.soft_exceeded, b.hard_exceeded,"
+            " t.task_id, t.status AS task_status, t.output, t.error FROM workflows w"
             " LEFT JOIN budgets b ON b.scope = 'workflow' AND b.scope_id = w.workflow_id"
+            " LEFT JOIN tasks t ON t.workflow_id = w.workflow_id"
             " WHERE w.status = 'running' AND w.pattern IN ('pipeline', 'debate', 'custom', 'swarm')"
-            " ORDER BY w.submitted_at"
+            " ORDER BY w.submitted_at, w.workflow_id"
         )
-        if not flows:
-            return []
-        ids = ", ".join(f"'{f['workflow_id']}'" for f in flows)  # ids are validated tokens
-        tasks = await self._read(
-            "SELECT workflow_id, task_id, status, output, error FROM tasks"
-            f" WHERE workflow_id IN ({ids})"
-        )
+        flows: dict[str, dict[str, Any]] = {}
         by_flow: dict[str, dict[str, StepState]] = {}
-        for t in tasks:
-            by_flow.setdefault(t["workflow_id"], {})[t["task_id"]] = StepState(
-                t["status"], _json(t["output"]), t["error"]
-            )
+        for r in rows:
+            flows.setdefault(r["workflow_id"], r)
+            tasks = by_flow.setdefault(r["workflow_id"], {})
+            if r["task_id"] is not None:
+                tasks[r["task_id"]] = StepState(r["task_status"], _json(r["output"]), r["error"])
         views = []
-        for f in flows:
+        for f in flows.values():
             try:
                 plan = decode_plan(_json(f["plan"])) if f["plan"] else None
             except PlanError:
@@ -159,7 +158,7 @@ class Conductor:
                     f["pattern"],
                     _json(f["input"]),
                     plan,
-                    by_flow.get(f["workflow_id"], {}),
+                    by_flow[f["workflow_id"]],
                     f["budget_tokens"],
                     int(f["used_tokens"] or 0),
                     alerted,

@@ -24,7 +24,7 @@ from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.rpc import request
 from swarmlog.bus.subjects import rpc_subject
 from swarmlog.config import Settings
-from swarmlog.errors import ConfigError, SwarmlogError
+from swarmlog.errors import ConfigError, QueryError, SwarmlogError
 from swarmlog.keystore import KeyStore
 from swarmlog.publisher import Publisher
 from swarmlog.system import open_log, read_projection
@@ -163,6 +163,9 @@ async def _projection_rows(
     no projector runs."""
     reply = await request(log.client, rpc_subject(settings.namespace, "query"), {"sql": sql}, 15.0)
     if isinstance(reply, dict) and "rows" in reply:
+        if reply.get("truncated"):
+            # Deciding on part of the rows would be wrong, not just incomplete.
+            raise QueryError(f"more than {len(reply['rows'])} rows; narrow the query: {sql[:80]}")
         return list(reply["columns"]), list(reply["rows"])
     if isinstance(reply, dict) and "error" in reply:
         error = reply["error"]
