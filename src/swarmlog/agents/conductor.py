@@ -20,8 +20,8 @@ from typing import Any
 
 import msgspec
 
-from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.planning import PlanError, decode_plan
+from swarmlog.agents.presence import Presence
 from swarmlog.agents.workflows import (
     BudgetAlert,
     Complete,
@@ -36,8 +36,6 @@ from swarmlog.bus.subjects import offer_subject
 from swarmlog.errors import ConcurrencyConflict
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import (
-    AgentHeartbeat,
-    AgentRegistered,
     BudgetExceeded,
     TaskOffered,
     WorkflowCompleted,
@@ -76,28 +74,21 @@ class Conductor:
         self._read = read
         self._wait_for = wait_for
         self.sweep = sweep
-        self.heartbeat = heartbeat
-        self._clock = clock
         self._bell: Doorbell | None = None
-        self._watch = FlagWatch()
-        self._last_heartbeat = 0
+        self._presence = Presence(publisher, ROLE, heartbeat=heartbeat, clock=clock)
+        self._watch = self._presence.watch
 
     @property
     def agent_id(self) -> str:
         return self.publisher.identity.agent_id
 
     async def start(self) -> None:
-        await self._watch.start(await self.log.flags())
-        if self._watch.stops(self.agent_id, ROLE) is None:
-            await self.publisher.publish(
-                AgentRegistered(agent_id=self.agent_id, role=ROLE, replica=self.agent_id)
-            )
-        self._last_heartbeat = self._clock()
+        await self._presence.start(self.log)
         ns = self.namespace
         self._bell = await self.log.doorbell(f"swarmlog.{ns}.*.wf.>", f"swarmlog.{ns}.*.task.>")
 
     async def close(self) -> None:
-        await self._watch.stop()
+        await self._presence.stop()
         if self._bell is not None:
             await self._bell.close()
 
@@ -106,11 +97,11 @@ class Conductor:
         returns the number of events published."""
         if self._bell is None:
             raise RuntimeError("call start() first")
-        if self._watch.stops(self.agent_id, ROLE) is not None:
+        if self._presence.killed:
             await self._watch.wait_changed(self.sweep if wait is None else wait)
             return 0
         await self._bell.wait(self.sweep if wait is None else wait)
-        await self._heartbeat()
+        await self._presence.beat()
         # Decide on a projection that has seen everything on the stream until now.
         await self._wait_for(await self.log.last_seq())
         published = 0
@@ -118,12 +109,6 @@ class Conductor:
             for action in decide(view):
                 published += await self._act(view, action)
         return published
-
-    async def _heartbeat(self) -> None:
-        now = self._clock()
-        if now - self._last_heartbeat >= self.heartbeat * 1e9:
-            self._last_heartbeat = now
-            await self.publisher.publish(AgentHeartbeat(agent_id=self.agent_id))
 
     async def running(self) -> list[WorkflowView]:
         """Every running workflow as the projection shows it."""

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swarmlog.agents.flagwatch import FlagWatch
+from swarmlog.agents.presence import Presence
 from swarmlog.agents.routing import AgentView, Candidate, choose, role_candidates
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
 from swarmlog.bus.subjects import assignment_filter, offer_filter
@@ -28,8 +28,6 @@ from swarmlog.errors import ConcurrencyConflict
 from swarmlog.projections.verify import check
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import (
-    AgentHeartbeat,
-    AgentRegistered,
     TaskAssignment,
     TaskEscalated,
     TaskFailed,
@@ -80,28 +78,22 @@ class Router:
         self.stale_after = stale_after
         self.retry_delay = retry_delay
         self.give_up_after = give_up_after
-        self.heartbeat = heartbeat
         self._clock = clock
         self._queue: WorkQueue | None = None
         self._bell: Doorbell | None = None
-        self._watch = FlagWatch()
+        self._presence = Presence(publisher, ROLE, heartbeat=heartbeat, clock=clock)
+        self._watch = self._presence.watch
         self._candidates: list[Candidate] = []
         self._refreshed_at: int | None = None
         self._snapshot: tuple[list[AgentView], Counter[str]] = ([], Counter())
         self._assigned: Counter[str] = Counter()
-        self._last_heartbeat = 0
 
     @property
     def agent_id(self) -> str:
         return self.publisher.identity.agent_id
 
     async def start(self) -> None:
-        await self._watch.start(await self.log.flags())
-        if self._watch.stops(self.agent_id, ROLE) is None:
-            await self.publisher.publish(
-                AgentRegistered(agent_id=self.agent_id, role=ROLE, replica=self.agent_id)
-            )
-        self._last_heartbeat = self._clock()
+        await self._presence.start(self.log)
         self._bell = await self.log.doorbell(offer_filter(self.namespace))
         self._queue = await self.log.work_queue(
             f"{self.namespace}-{ROLE}",
@@ -111,7 +103,7 @@ class Router:
         )
 
     async def close(self) -> None:
-        await self._watch.stop()
+        await self._presence.stop()
         if self._bell is not None:
             await self._bell.close()
         if self._queue is not None:
@@ -121,21 +113,15 @@ class Router:
         """Route what is waiting (up to a batch); an empty list when nothing came."""
         if self._queue is None or self._bell is None:
             raise RuntimeError("call start() first")
-        if self._watch.stops(self.agent_id, ROLE) is not None:
+        if self._presence.killed:
             await self._watch.wait_changed(wait)
             return []
-        await self._heartbeat()
+        await self._presence.beat()
         deliveries = await self._queue.fetch(64, timeout=0.02)
         if not deliveries:
             await self._bell.wait(wait)  # asleep until an offer is published (or a sweep)
             return []
         return await self.handle_batch(deliveries)
-
-    async def _heartbeat(self) -> None:
-        now = self._clock()
-        if now - self._last_heartbeat >= self.heartbeat * 1e9:
-            self._last_heartbeat = now
-            await self.publisher.publish(AgentHeartbeat(agent_id=self.agent_id))
 
     async def candidates(self) -> list[Candidate]:
         """The roles work can go to, from a snapshot at most ``refresh`` seconds old."""
