@@ -118,3 +118,10 @@ def test_routed_work_goes_to_a_role_with_a_live_capable_replica(
     with_room = [r for r in roles if r.role in able and not r.full]
     if with_room:  # never a role over capacity while another has room
         assert not chosen.full
+
+
+def test_ties_on_id_are_broken_by_the_rest_of_the_candidate() -> None:
+    # Found by hypothesis: two snapshots of one agent id with different capabilities.
+    a = Candidate("x", "r", frozenset({"web"}))
+    b = Candidate("x", "r", frozenset({"web", "code"}))
+    assert choose([a, b], "web") == choose([b, a], "web")

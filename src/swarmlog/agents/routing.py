@@ -90,7 +90,20 @@ def choose(candidates: Iterable[Candidate], capability: str) -> Candidate | None
         return None
     with_room = [c for c in able if not c.full]
     pool = with_room or able
-    return min(pool, key=lambda c: (c.tier_cost, c.load, c.agent_id))
+    # A total order (every field breaks ties): equal snapshots give equal decisions whatever
+    # order the candidates come in.
+    return min(
+        pool,
+        key=lambda c: (
+            c.tier_cost,
+            c.load,
+            c.agent_id,
+            c.role,
+            sorted(c.capabilities),
+            c.in_flight,
+            c.capacity,
+        ),
+    )
 
 
 def priority_order(tasks: Sequence[QueuedTask]) -> list[QueuedTask]:
