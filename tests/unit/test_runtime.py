@@ -528,3 +528,23 @@ def test_cache_entries_expire_and_keys_ignore_key_order() -> None:
     assert not fresh(entry, now=999, ttl=60)  # from the future: not trusted
     assert cache_key("r", "", {"a": 1, "b": 2}) == cache_key("r", "", {"b": 2, "a": 1})
     assert cache_key("r", "", 1) != cache_key("r", "large", 1)
+
+
+class Thrifty(Upper):
+    budget_tokens = 18  # Upper records 5 tokens a task: soft (80 %) after 3, hard after 4
+
+
+async def test_an_agent_over_its_token_budget_stops_taking_work(tmp_path: Path) -> None:
+    s = Setup()
+    runtime = await s.start(Thrifty())
+    for i in range(5):
+        await s.assign(f"t{i}", "x")
+    done = [await next_outcome(runtime) for _ in range(4)]  # 20 tokens: past the budget
+    assert [o.status for o in done] == ["succeeded"] * 4
+    assert runtime.over_budget
+    assert await runtime.step(wait=0.05) == []  # the fifth waits for another replica
+    store = await s.project(tmp_path / "p.duckdb")
+    alerts = store.rows("SELECT payload FROM events WHERE type = 'budget_exceeded' ORDER BY seq")
+    limits = [msgspec.json.decode(p)["limit"] for (p,) in alerts]
+    assert limits == ["soft", "hard"]
+    store.close()

@@ -174,6 +174,9 @@ class Agent:
     cache_ttl: ClassVar[float] = 0.0
     """Seconds a result may answer identical work (same role, tier and input) from the result
     cache instead of running the handler; 0 (the default) never caches."""
+    budget_tokens: ClassVar[int | None] = None
+    """Tokens one replica may spend (from the usage its handlers record): a ``budget_exceeded``
+    soft alert at 80 %, and at 100 % a hard one and the replica takes no more work."""
     swarm: ClassVar[bool] = False
     """Also claims swarm-mode offers (``task_offered`` with ``mode: swarm``) for its
     capabilities: the first claim wins, and the winner runs the task."""

@@ -55,6 +55,7 @@ from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
     AgentHeartbeat,
     AgentRegistered,
+    BudgetExceeded,
     ClarificationRequest,
     ClarificationResponse,
     Error,
@@ -157,6 +158,9 @@ class AgentRuntime:
         self._inbox_bell: Doorbell | None = None
         self._answering: set[asyncio.Task[None]] = set()
         self._closing = False
+        self.spent_tokens = 0
+        """Tokens this replica's results have spent since it started."""
+        self._alerted: set[str] = set()
         self._handing_back = False
         self.in_flight = 0
 
@@ -403,10 +407,36 @@ class AgentRuntime:
                 except Exception as exc:  # a missed heartbeat is not worth dying for
                     log.warning("heartbeat failed: %s", exc)
 
+    @property
+    def over_budget(self) -> bool:
+        """Whether this replica has spent its agent's ``budget_tokens`` (it takes no more work)."""
+        budget = self.agent.budget_tokens
+        return budget is not None and self.spent_tokens >= budget
+
+    async def _spend(self, tokens: int) -> None:
+        """Count tokens spent; warn at 80 % of the budget, stop at 100 % (events on the log)."""
+        self.spent_tokens += tokens
+        budget = self.agent.budget_tokens
+        if budget is None:
+            return
+        limit = "hard" if self.over_budget else "soft" if self.spent_tokens >= 0.8 * budget else ""
+        if limit and limit not in self._alerted:
+            self._alerted.add(limit)
+            await self.publisher.publish(
+                BudgetExceeded(
+                    scope="agent",
+                    scope_id=self.agent_id,
+                    limit=limit,  # type: ignore[arg-type]
+                    used_tokens=self.spent_tokens,
+                    budget_tokens=budget,
+                )
+            )
+
     async def step(self, wait: float = _SWEEP) -> list[Outcome]:
         """Take and handle the most urgent work available: up to the agent's ``concurrency``
-        tasks from one priority level at once. An empty list when none came within ``wait``."""
-        if self.killed is not None:
+        tasks from one priority level at once. An empty list when none came within ``wait``
+        (or when the replica is killed or over its token budget)."""
+        if self.killed is not None or self.over_budget:
             await self._watch.wait_changed(wait)
             return []
         if self._bell is None:
@@ -580,6 +610,7 @@ class AgentRuntime:
                     for j, (out, ctx) in done
                 ]
             )
+            await self._spend(sum(_tokens(ctx) for _, (_, ctx) in done))
         outcomes = []
         for job, result in zip(jobs, ran, strict=True):
             if isinstance(result, tuple):
@@ -771,6 +802,11 @@ class AgentRuntime:
         )
         await delivery.term()
         return Outcome(task.task_id, "escalated", attempt)
+
+
+def _tokens(ctx: Context) -> int:
+    usage = ctx.total_usage()
+    return 0 if usage is None else usage.prompt_tokens + usage.completion_tokens
 
 
 def _child_id(parent: str, index: int) -> str:
