@@ -49,9 +49,12 @@ def test_views_show_workflows_tasks_agents_and_a_task_graph(cli: Cli) -> None:
         {"id": "draft", "capability": "text", "status": "succeeded"},
     ]
     assert shown["edges"] == [["fetch", "draft"]]
-    mermaid = cli("show", "wf1", "--mermaid").stdout
+    svg = cli.data.parent / "wf1.svg"
+    mermaid = cli("show", "wf1", "--mermaid", "--svg", str(svg)).stdout
     assert mermaid.startswith("flowchart TD")
     assert "fetch --> draft" in mermaid
+    assert svg.read_text().startswith("<svg")
+    assert ">fetch</text>" in svg.read_text()
 
     history = json.loads(cli("show", "wf1-fetch", "--json").stdout)["history"]
     assert [h["type"] for h in history] == [

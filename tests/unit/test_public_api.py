@@ -70,6 +70,7 @@ PURE_MODULES = [
     "agents/api.py",
     "agents/workflows.py",
     "agents/resultcache.py",
+    "render_svg.py",
 ]
 FORBIDDEN = {"nats", "duckdb", "time", "random", "uuid", "os", "subprocess", "socket", "asyncio"}
 # `math` is allowed: pure functions of their inputs.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,6 +12,7 @@ import msgspec
 from swarmlog.agents.planning import PlanError, decode_plan
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
 from swarmlog.errors import ConfigError
+from swarmlog.render_svg import graph_svg
 from swarmlog.schemas.types import Name
 from swarmlog.system import read_projection
 
@@ -106,14 +108,20 @@ def agents(ctx: Context, as_json: bool) -> None:
 @click.command()
 @click.argument("item_id", metavar="ID")
 @click.option("--mermaid", is_flag=True, help="Print the task graph as a Mermaid flowchart.")
+@click.option(
+    "--svg", "svg_path", type=click.Path(dir_okay=False), help="Write the task graph as SVG."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def show(ctx: Context, item_id: str, mermaid: bool, as_json: bool) -> None:
+def show(ctx: Context, item_id: str, mermaid: bool, svg_path: str | None, as_json: bool) -> None:
     """A workflow (its plan as a graph of tasks, each with its state) or a task (its history)."""
     item_id = _name(item_id, "workflow or task id")
     found = _rows(ctx, f"SELECT * FROM workflows WHERE workflow_id = '{item_id}'")
     if found:
         graph = _workflow_graph(ctx, found[0])
+        if svg_path is not None:
+            Path(svg_path).write_text(graph_svg(graph["nodes"], graph["edges"]))
+            ctx.err.print(f"wrote {svg_path}")
         if mermaid:
             click.echo(to_mermaid(graph["nodes"], graph["edges"]))
         elif as_json:
