@@ -83,7 +83,7 @@ def test_killing_one_agent_then_all_of_them(echo_pair: Cli) -> None:
     # One agent killed: it starts nothing afterwards, the other does all the work.
     killed = cli("kill", "echo-1", "--reason", "misbehaving", "--json")
     assert killed.returncode == 0, killed.stderr
-    kill_seq = json.loads(killed.stdout)["seqs"][0]
+    assert json.loads(killed.stdout)["agents"] == ["echo-1"]
     cli.submit(tasks("solo", 10, work_ms=5))
     wait_until(lambda: succeeded(cli, "solo") == 10, 30)
     done_by = {
@@ -137,14 +137,12 @@ def test_killing_one_agent_then_all_of_them(echo_pair: Cli) -> None:
     stopped_within = max((e.occurred_at - kill_at for e in after), default=0) / 1e9
     print(f"kill --all: last agent event {stopped_within * 1000:.0f} ms after the kill")
     assert stopped_within < 1.0, [(e.sender, e.type) for e in after]
-    started_by_1 = [e for e in envelopes if e.sender == "echo-1" and e.type == "task_started"]
-    seqs_after_kill = [e for e in started_by_1 if e.occurred_at > kill_at]
-    assert not seqs_after_kill
-    assert kill_seq > 0
 
     # The log and the projections stay intact and queryable.
     assert cli.rows("SELECT count(*) AS n FROM events")[0]["n"] > 0
-    assert cli("audit", "verify", "--json").returncode in (0, 1)  # 1: the quarantined event
+    audit = cli("audit", "verify", "--json")
+    assert audit.returncode == 1  # it ran, and found the one quarantined event
+    assert [r["reason"] for r in json.loads(audit.stdout)["rejected"]] == ["killed"]
 
     # Work queued while the swarm was stopped waits for it: revived, the swarm does all of it.
     total = int(cli.rows("SELECT count(*) AS n FROM tasks WHERE task_id LIKE 'feed%'")[0]["n"])

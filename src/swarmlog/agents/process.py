@@ -81,11 +81,9 @@ async def run_agent(
     ack_wait: float = 30.0,
 ) -> None:
     """Run one replica until ``stop``; the task in hand finishes first."""
-    if target == "router":
-        await run_router(settings, agent_id, stop)
-        return
-    if target == "conductor":
-        await run_conductor(settings, agent_id, stop)
+    builtin = _BUILTIN_RUNNERS.get(target)
+    if builtin is not None:
+        await builtin(settings, agent_id, stop)
         return
     cls = load_agent(target)
     identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
@@ -144,6 +142,13 @@ async def run_conductor(settings: Settings, agent_id: str, stop: asyncio.Event) 
                     logging.getLogger(__name__).warning("conductor step failed: %s", exc)
         finally:
             await conductor.close()
+
+
+_BUILTIN_RUNNERS: dict[str, Callable[[Settings, str, asyncio.Event], Awaitable[None]]] = {
+    "router": run_router,
+    "conductor": run_conductor,
+}
+"""How each of :data:`BUILTIN_TARGETS` runs."""
 
 
 def _projected_agents(

@@ -5,10 +5,11 @@ router replica, picks a role with :func:`~swarmlog.agents.routing.choose` over a
 agents (from the projection, refreshed every second), their queues' lag and its own recent
 assignments, and publishes a ``task_assignment`` to that role's queue at the offer's priority.
 
-The assignment is conditional on the task having no assignment yet (optimistic concurrency on
-``swarmlog.<ns>.*.work.*.*.<task_id>``), so a redelivered offer or a second router never assigns
-a task twice. With no live agent able to take it, the offer is retried every ``retry_delay``
-seconds and escalated after ``give_up_after`` tries.
+A first delivery's assignment goes out in a batch with the others (the consumer hands an offer
+to one router at a time); a redelivered offer's is conditional on the task having no assignment
+yet (optimistic concurrency on ``swarmlog.<ns>.*.work.*.*.<task_id>``), so an offer redelivered
+after a crash is never assigned twice. With no live agent able to take it, the offer is retried
+every ``retry_delay`` seconds and escalated after ``give_up_after`` tries.
 """
 
 from __future__ import annotations

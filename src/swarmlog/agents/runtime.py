@@ -39,7 +39,7 @@ from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.killswitch import KillFlag
 from swarmlog.agents.outputs import check_output
 from swarmlog.agents.resultcache import CacheEntry, cache_key, fresh
-from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
+from swarmlog.bus.ports import Delivery, Doorbell, EventLog, FlagStore, WorkQueue
 from swarmlog.bus.subjects import (
     aggregate_filter,
     inbox_filter,
@@ -157,6 +157,7 @@ class AgentRuntime:
         self._inbox: WorkQueue | None = None
         self._inbox_bell: Doorbell | None = None
         self._answering: set[asyncio.Task[None]] = set()
+        self._cache_store: FlagStore | None = None
         self._closing = False
         self.spent_tokens = 0
         """Tokens this replica's results have spent since it started."""
@@ -673,13 +674,19 @@ class AgentRuntime:
         if key:
             entry = CacheEntry(output, self._clock(), self.agent.tier)
             with contextlib.suppress(Exception):  # a cache that is down costs a recomputation
-                await (await self.log.cache()).put(key, msgspec.json.encode(entry))
+                await (await self._cache()).put(key, msgspec.json.encode(entry))
         return output, ctx
+
+    async def _cache(self) -> FlagStore:
+        # Looked up once: on JetStream, finding the bucket is a round trip of its own.
+        if self._cache_store is None:
+            self._cache_store = await self.log.cache()
+        return self._cache_store
 
     async def _cached(self, key: str) -> CacheEntry | None:
         """The cache entry for ``key`` if fresh, else ``None`` (a miss or an unusable entry)."""
         try:
-            raw = await (await self.log.cache()).get(key)
+            raw = await (await self._cache()).get(key)
         except Exception as exc:  # a cache that is down is a miss
             log.warning("result cache unavailable: %s", exc)
             return None

@@ -345,13 +345,13 @@ class JetStreamLog:
             bell.subs.append(await self._nc.subscribe(filter_subject, cb=bell.ring))
         return bell
 
-    async def flags(self) -> _JetStreamFlags:
+    async def flags(self) -> _JetStreamKV:
         return await self._bucket("flags")
 
-    async def cache(self) -> _JetStreamFlags:
+    async def cache(self) -> _JetStreamKV:
         return await self._bucket("cache")
 
-    async def _bucket(self, purpose: str) -> _JetStreamFlags:
+    async def _bucket(self, purpose: str) -> _JetStreamKV:
         try:
             kv = await self._js.key_value(kv_bucket(self._namespace, purpose))
         except nats.js.errors.BucketNotFoundError:
@@ -359,7 +359,7 @@ class JetStreamLog:
                 f"the {purpose} bucket of namespace {self._namespace!r} is missing;"
                 " run `swarmlog up`"
             ) from None
-        return _JetStreamFlags(kv)
+        return _JetStreamKV(kv)
 
     async def close(self) -> None:
         if not self._nc.is_closed:
@@ -391,7 +391,7 @@ class _JetStreamDoorbell:
         self.subs = []
 
 
-class _JetStreamFlags:
+class _JetStreamKV:
     def __init__(self, kv: Any) -> None:
         self._kv = kv
 

@@ -15,8 +15,9 @@ from rich.console import Console
 
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
 from swarmlog.render import print_table
+from swarmlog.system import read_projection
 
-__all__ = ["Context", "cli", "emit_json", "pass_ctx", "print_table", "run"]
+__all__ = ["Context", "cli", "emit_json", "pass_ctx", "print_table", "projection_rows", "run"]
 
 T = TypeVar("T")
 
@@ -79,3 +80,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 def emit_json(value: Any) -> None:
     """Print one JSON document to stdout."""
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def projection_rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
+    """A read-only query over the projections, each row as a dict by column name."""
+    result = run(read_projection(settings, sql))
+    return [dict(zip(result.columns, row, strict=True)) for row in result.rows]

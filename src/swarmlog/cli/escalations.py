@@ -8,7 +8,7 @@ from typing import Any
 import click
 import msgspec
 
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, projection_rows, run
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError
 from swarmlog.keystore import KeyStore
@@ -21,7 +21,7 @@ from swarmlog.schemas.payloads import (
     TaskCancelled,
 )
 from swarmlog.schemas.types import EventId, Role
-from swarmlog.system import open_log, read_projection
+from swarmlog.system import open_log
 
 __all__ = ["escalations"]
 
@@ -33,11 +33,6 @@ OPTIONS = {
 }
 
 
-def _rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
-    result = run(read_projection(settings, sql))
-    return [dict(zip(result.columns, r, strict=True)) for r in result.rows]
-
-
 def _escalation(settings: Settings, escalation_id: str) -> dict[str, Any]:
     try:
         msgspec.convert(escalation_id, EventId)
@@ -45,7 +40,7 @@ def _escalation(settings: Settings, escalation_id: str) -> dict[str, Any]:
         raise ConfigError(
             f"{escalation_id!r} is not an escalation id; `swarmlog escalations list` shows them"
         ) from None
-    found = _rows(
+    found = projection_rows(
         settings,
         "SELECT e.escalation_id, e.task_id, e.workflow_id, e.reason, e.status, e.created_at,"
         " e.resolution, t.role, t.capability, t.priority, t.attempt, t.status AS task_status,"
@@ -69,7 +64,7 @@ def escalations() -> None:
 def escalations_list(ctx: Context, everything: bool, as_json: bool) -> None:
     """Open escalations (oldest first): what failed, where, and why."""
     where = "" if everything else " WHERE e.status = 'open'"
-    rows = _rows(
+    rows = projection_rows(
         ctx.settings,
         "SELECT e.escalation_id, e.task_id, e.workflow_id, t.role, e.status, e.reason, t.error"
         f" FROM escalations e LEFT JOIN tasks t USING (task_id){where} ORDER BY e.created_at",

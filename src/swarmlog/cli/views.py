@@ -10,11 +10,10 @@ import click
 import msgspec
 
 from swarmlog.agents.planning import PlanError, decode_plan
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, projection_rows
 from swarmlog.errors import ConfigError
 from swarmlog.render_svg import graph_svg
 from swarmlog.schemas.types import Name
-from swarmlog.system import read_projection
 
 __all__ = ["agents", "show", "tasks", "workflows"]
 
@@ -40,11 +39,6 @@ def _name(value: str, what: str) -> str:
         raise ConfigError(
             f"{value!r} is not a valid {what} (lowercase letters, digits, - and _)"
         ) from None
-
-
-def _rows(ctx: Context, sql: str) -> list[dict[str, Any]]:
-    result = run(read_projection(ctx.settings, sql))
-    return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
 
 
 def _emit(ctx: Context, key: str, rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -78,7 +72,7 @@ def tasks(
         + (" WHERE " + " AND ".join(where) if where else "")
         + f" ORDER BY updated_seq DESC LIMIT {limit}"
     )
-    _emit(ctx, "tasks", _rows(ctx, sql), as_json)
+    _emit(ctx, "tasks", projection_rows(ctx.settings, sql), as_json)
 
 
 @click.command()
@@ -90,7 +84,7 @@ def workflows(ctx: Context, as_json: bool) -> None:
         "SELECT workflow_id, pattern, status, plan_version, submitted_by, submitted_at,"
         " completed_at FROM workflows ORDER BY submitted_at DESC NULLS LAST, workflow_id"
     )
-    _emit(ctx, "workflows", _rows(ctx, sql), as_json)
+    _emit(ctx, "workflows", projection_rows(ctx.settings, sql), as_json)
 
 
 @click.command()
@@ -102,7 +96,7 @@ def agents(ctx: Context, as_json: bool) -> None:
         "SELECT agent_id, role, capabilities, tier, trust_level, status, in_flight,"
         " last_heartbeat_at FROM agents ORDER BY role, agent_id"
     )
-    _emit(ctx, "agents", _rows(ctx, sql), as_json)
+    _emit(ctx, "agents", projection_rows(ctx.settings, sql), as_json)
 
 
 @click.command()
@@ -116,7 +110,9 @@ def agents(ctx: Context, as_json: bool) -> None:
 def show(ctx: Context, item_id: str, mermaid: bool, svg_path: str | None, as_json: bool) -> None:
     """A workflow (its plan as a graph of tasks, each with its state) or a task (its history)."""
     item_id = _name(item_id, "workflow or task id")
-    found = _rows(ctx, f"SELECT * FROM workflows WHERE workflow_id = '{item_id}'")
+    found = projection_rows(
+        ctx.settings, f"SELECT * FROM workflows WHERE workflow_id = '{item_id}'"
+    )
     if found:
         graph = _workflow_graph(ctx, found[0])
         if svg_path is not None:
@@ -131,11 +127,11 @@ def show(ctx: Context, item_id: str, mermaid: bool, svg_path: str | None, as_jso
             rows = [[n["id"], n["capability"], n["status"]] for n in graph["nodes"]]
             print_table(ctx.console, "tasks", ["id", "capability", "status"], rows)
         return
-    task = _rows(ctx, f"SELECT * FROM tasks WHERE task_id = '{item_id}'")
+    task = projection_rows(ctx.settings, f"SELECT * FROM tasks WHERE task_id = '{item_id}'")
     if not task:
         raise ConfigError(f"no workflow or task {item_id}; `swarmlog workflows` lists them")
-    history = _rows(
-        ctx,
+    history = projection_rows(
+        ctx.settings,
         "SELECT seq, type, sender, occurred_at FROM events"
         f" WHERE subject LIKE '%.task.{item_id}.%' OR subject LIKE '%.work.%.{item_id}'"
         " ORDER BY seq",
@@ -154,8 +150,8 @@ def show(ctx: Context, item_id: str, mermaid: bool, svg_path: str | None, as_jso
 def _workflow_graph(ctx: Context, workflow: dict[str, Any]) -> dict[str, Any]:
     """Nodes (plan steps, or the workflow's tasks) with their states, and dependency edges."""
     wf = workflow["workflow_id"]
-    rows = _rows(
-        ctx,
+    rows = projection_rows(
+        ctx.settings,
         "SELECT task_id, capability, status, parent_task_id FROM tasks"
         f" WHERE workflow_id = '{wf}' ORDER BY created_at",
     )
