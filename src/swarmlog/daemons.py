@@ -22,7 +22,15 @@ from swarmlog.processes import (
     write_private_json,
 )
 
-__all__ = ["DaemonInfo", "find_daemon", "list_daemons", "start_daemon", "stop_daemon"]
+__all__ = [
+    "DaemonInfo",
+    "find_daemon",
+    "list_daemons",
+    "log_size",
+    "start_daemon",
+    "stop_daemon",
+    "wait_for_output",
+]
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,36 @@ def start_daemon(run_dir: Path, logs_dir: Path, name: str, argv: list[str]) -> D
     started = datetime.now(UTC).isoformat(timespec="seconds")
     write_private_json(_pidfile(run_dir, name), {"pid": pid, "argv": argv, "started_at": started})
     return DaemonInfo(name, pid, argv, started, log_path)
+
+
+def log_size(logs_dir: Path, name: str) -> int:
+    """How far daemon ``name``'s log goes now (where to look for what it says next)."""
+    try:
+        return (logs_dir / f"{name}.log").stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_output(info: DaemonInfo, line: str, offset: int, timeout: float) -> None:
+    """Wait until the daemon's log has ``line`` after ``offset``; a daemon that exits first or
+    stays silent past ``timeout`` is an error naming its log."""
+    deadline = time.monotonic() + timeout
+    wanted = line.encode()
+    while True:
+        try:
+            with info.log_path.open("rb") as f:
+                f.seek(offset)
+                if wanted in f.read():
+                    return
+        except FileNotFoundError:
+            pass
+        if not pid_alive(info.pid):
+            raise ServerError(f"{info.name} exited while starting; see its log: {info.log_path}")
+        if time.monotonic() > deadline:
+            raise ServerError(
+                f"{info.name} did not come up within {timeout:.0f} s; see its log: {info.log_path}"
+            )
+        time.sleep(0.05)  # polling a file another process writes
 
 
 def stop_daemon(run_dir: Path, logs_dir: Path, name: str, timeout: float = 10.0) -> bool:

@@ -49,3 +49,13 @@ class Splitter(Agent):
                 )
             )
         return {"split": len(items)}
+
+
+class Broken(Agent):
+    """An agent that cannot start: `agent start --detach` must say so, naming the log."""
+
+    role = "broken"
+    capabilities = ("nothing",)
+
+    def __init__(self) -> None:
+        raise RuntimeError("this agent refuses to start")

@@ -58,6 +58,7 @@ def test_replicas_share_the_work_and_stop_cleanly(cli: Cli) -> None:
     assert json.loads(assigned)["rows"] == [{"assigned_by": "router-1", "role": "echo"}]
     assert cli("agent", "logs", "echo-1").returncode == 0  # its log exists
     assert cli("agent", "logs", "nobody").returncode == 2
+
     stopped = cli("agent", "stop", "--all")
     assert stopped.returncode == 0, stopped.stderr
 
@@ -74,3 +75,10 @@ def test_replicas_share_the_work_and_stop_cleanly(cli: Cli) -> None:
 
     wait_until(gone, 15)
     assert json.loads(cli("agent", "ps", "--json").stdout)["agents"] == []
+
+
+def test_start_reports_a_replica_that_cannot_come_up(cli: Cli) -> None:
+    broken = cli("agent", "start", "tests.e2e.picky:Broken", "--detach")
+    assert broken.returncode != 0
+    assert "broken-1 exited while starting; see its log" in broken.stderr
+    assert "this agent refuses to start" in cli("agent", "logs", "broken-1").stdout

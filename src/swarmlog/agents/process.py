@@ -61,6 +61,16 @@ def load_agent(target: str) -> type[Agent]:
     return cls
 
 
+def ready_line(agent_id: str) -> str:
+    """The line a replica writes to its output once it takes work (`agent start` waits for it)."""
+    return f"swarmlog: {agent_id} ready"
+
+
+def announce_ready(agent_id: str) -> None:
+    """Say on stderr (the daemon's log) that ``agent_id`` is up and its queues are open."""
+    print(ready_line(agent_id), file=sys.stderr, flush=True)
+
+
 def stop_on_signals() -> asyncio.Event:
     """An event set by SIGTERM or SIGINT (graceful stop)."""
     stop = asyncio.Event()
@@ -98,6 +108,7 @@ async def run_agent(
             cls(), log, publisher, replica=replica, ack_wait=ack_wait, query=query
         )
         await runtime.start()
+        announce_ready(agent_id)
         try:
             await runtime.run(stop)
         finally:
@@ -112,6 +123,7 @@ async def run_router(settings: Settings, agent_id: str, stop: asyncio.Event) -> 
             log, Publisher(log, identity, settings.namespace), _projected_agents(settings, log)
         )
         await router.start()
+        announce_ready(agent_id)
         try:
             while not stop.is_set():
                 await router.step()
@@ -134,6 +146,7 @@ async def run_conductor(settings: Settings, agent_id: str, stop: asyncio.Event) 
 
         conductor = Conductor(log, Publisher(log, identity, settings.namespace), read, wait_for)
         await conductor.start()
+        announce_ready(agent_id)
         try:
             while not stop.is_set():
                 try:

@@ -175,17 +175,17 @@ class AgentRuntime:
         return self._watch.stops(self.agent_id, self.agent.role)
 
     async def start(self) -> None:
-        """Read the kill switches, announce this replica and open the role's work queues."""
+        """Read the kill switches, open the role's work queues, then announce this replica."""
         await self._watch.start(await self.log.flags())
-        if self.killed is None:
-            await self._register()
         role = self.agent.role
         filters = [role_work_filter(self.namespace, role)]
         if self.agent.swarm:
             filters.append(offer_filter(self.namespace))
-            # Its own consumer: every swarm agent sees every offer (from now on) and may claim it.
+            # One durable consumer per role: every swarm role sees every offer posted since the
+            # role first started (kept while all its replicas are down) and its replicas share
+            # them, so claims race between roles, not between replicas of one role.
             self._offers = await self.log.work_queue(
-                f"{self.namespace}-swarm-{self.agent_id}",
+                f"{self.namespace}-swarm-{role}",
                 offer_filter(self.namespace),
                 ack_wait=self.ack_wait,
                 max_deliver=3,
@@ -208,6 +208,9 @@ class AgentRuntime:
         )
         self._background.append(asyncio.create_task(self._heartbeats()))
         self._background.append(asyncio.create_task(self._read_inbox()))
+        # Announced last: once registered, the replica's queues exist and no work is missed.
+        if self.killed is None:
+            await self._register()
 
     async def _register(self) -> None:
         await self.publisher.publish(

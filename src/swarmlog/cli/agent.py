@@ -8,10 +8,24 @@ from typing import Any
 
 import click
 
-from swarmlog.agents.process import builtin_role, load_agent, run_agent, stop_on_signals
+from swarmlog.agents.process import (
+    builtin_role,
+    load_agent,
+    ready_line,
+    run_agent,
+    stop_on_signals,
+)
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
 from swarmlog.config import Settings
-from swarmlog.daemons import DaemonInfo, find_daemon, list_daemons, start_daemon, stop_daemon
+from swarmlog.daemons import (
+    DaemonInfo,
+    find_daemon,
+    list_daemons,
+    log_size,
+    start_daemon,
+    stop_daemon,
+    wait_for_output,
+)
 from swarmlog.errors import ConfigError, SwarmlogError
 from swarmlog.issuing import issue_agent
 from swarmlog.keystore import KeyStore
@@ -85,10 +99,23 @@ def start_builtin(settings: Settings, target: str) -> DaemonInfo:
 @click.option("--replicas", "-r", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--detach", is_flag=True, help="Run as daemons and return.")
 @click.option("--name", help="Replica ids are NAME-1..NAME-N (default: the role).")
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(1, 3600),
+    help="With --detach: seconds to wait for each replica to come up.",
+)
 @_ACK_WAIT
 @pass_ctx
 def agent_start(
-    ctx: Context, target: str, replicas: int, detach: bool, name: str | None, ack_wait: float
+    ctx: Context,
+    target: str,
+    replicas: int,
+    detach: bool,
+    name: str | None,
+    timeout: float,
+    ack_wait: float,
 ) -> None:
     """Start TARGET (module:Class, or a built-in role: router) with N replicas, each with its
     own key and credential."""
@@ -96,17 +123,23 @@ def agent_start(
     settings.require_data_dir()
     ids = issue_replicas(settings, target, name, replicas)
     if detach:
+        started: list[tuple[str, DaemonInfo, int]] = []
         for i, agent_id in enumerate(ids, 1):
             running = find_daemon(settings.run_dir, settings.logs_dir, _PREFIX + agent_id)
             if running is not None:  # starting a set again tops it up
                 ctx.console.print(f"{agent_id} already runs (pid {running.pid})")
                 continue
+            offset = log_size(settings.logs_dir, _PREFIX + agent_id)
             info = start_daemon(
                 settings.run_dir,
                 settings.logs_dir,
                 _PREFIX + agent_id,
                 _argv(settings, target, agent_id, i, ack_wait),
             )
+            started.append((agent_id, info, offset))
+        # Return only once every replica takes work: what is submitted next is not missed.
+        for agent_id, info, offset in started:
+            wait_for_output(info, ready_line(agent_id), offset, timeout)
             ctx.console.print(f"started {agent_id} (pid {info.pid}), log {info.log_path}")
         return
 
