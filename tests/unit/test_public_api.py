@@ -69,6 +69,7 @@ PURE_MODULES = [
     "agents/outputs.py",
     "agents/api.py",
     "agents/workflows.py",
+    "agents/supervision.py",
     "agents/resultcache.py",
     "render_svg.py",
 ]

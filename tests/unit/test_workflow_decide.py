@@ -57,6 +57,30 @@ def test_a_debate_asks_in_parallel_and_the_judge_sees_every_answer() -> None:
     )
 
 
+def test_debate_rounds_show_each_debater_the_last_rounds_answers() -> None:
+    view = WorkflowView(
+        "wf", "debate", {"question": "q?", "debaters": 2, "capability": "d", "rounds": 3}
+    )
+    log = run_to_end(
+        view, {"d": lambda x: f"answer after {sorted(x.get('answers', {}))}", "judge": lambda x: x}
+    )
+    offers = {a.task_id: a for a in log if isinstance(a, Offer)}
+    assert list(offers) == [
+        "wf-d1",
+        "wf-d2",
+        "wf-d1-r2",
+        "wf-d2-r2",
+        "wf-d1-r3",
+        "wf-d2-r3",
+        "wf-judge",
+    ]
+    third = offers["wf-d2-r3"].input
+    assert third["round"] == 3
+    assert third["yours"] == "d2-r2"
+    assert sorted(third["answers"]) == ["d1-r2", "d2-r2"]
+    assert sorted(offers["wf-judge"].input["answers"]) == ["d1-r3", "d2-r3"]
+
+
 def test_a_failed_step_fails_the_workflow_naming_it() -> None:
     spec = {"stages": ["a", "b"]}
     plan = plan_for("pipeline", spec)

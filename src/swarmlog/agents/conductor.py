@@ -3,11 +3,12 @@
 It keeps nothing in memory that matters. Woken by any workflow or task event (a doorbell), or every
 ``sweep`` seconds, it waits until the projection has caught up with the stream, reads every
 running workflow with its tasks, asks :func:`~swarmlog.agents.workflows.decide` what to do, and
-publishes it: the plan (``workflow_planned``), the ready steps (``task_offered``, routed by
-capability) and finally ``workflow_completed``. Each of these is conditional on not being on the
-log already (optimistic concurrency), so a conductor that crashed and restarted, or a second
-conductor, continues where the log is and never offers a step twice: completed steps are never
-redone.
+publishes it: the plan (``workflow_planned``, then ``workflow_revised``), the ready steps
+(``task_offered``, routed by capability) and finally ``workflow_completed``. Each of these but
+a revision is conditional on not being on the log already (optimistic concurrency), so a
+conductor that crashed and restarted, or a second conductor, continues where the log is and never
+offers a step twice: completed steps are never redone. The conductor is also the supervisor of
+``supervisor`` workflows (:mod:`swarmlog.agents.supervision`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from swarmlog.agents.workflows import (
     BudgetAlert,
     Complete,
     Offer,
+    Revise,
     SetPlan,
     StepState,
     WorkflowView,
@@ -40,6 +42,7 @@ from swarmlog.schemas.payloads import (
     TaskOffered,
     WorkflowCompleted,
     WorkflowPlanned,
+    WorkflowRevised,
 )
 
 __all__ = ["ROLE", "Conductor"]
@@ -117,19 +120,23 @@ class Conductor:
         rows = await self._read(
             "SELECT w.workflow_id, w.pattern, w.input, w.plan, w.budget_tokens,"
             " b.used_tokens, b.soft_exceeded, b.hard_exceeded,"
-            " t.task_id, t.status AS task_status, t.output, t.error FROM workflows w"
+            " t.task_id, t.status AS task_status, t.output, t.error, t.role FROM workflows w"
             " LEFT JOIN budgets b ON b.scope = 'workflow' AND b.scope_id = w.workflow_id"
             " LEFT JOIN tasks t ON t.workflow_id = w.workflow_id"
-            " WHERE w.status = 'running' AND w.pattern IN ('pipeline', 'debate', 'custom', 'swarm')"
+            " WHERE w.status = 'running'"
+            " AND w.pattern IN ('pipeline', 'debate', 'custom', 'swarm', 'supervisor')"
             " ORDER BY w.submitted_at, w.workflow_id"
         )
+        capabilities = await self._capabilities() if rows else None
         flows: dict[str, dict[str, Any]] = {}
         by_flow: dict[str, dict[str, StepState]] = {}
         for r in rows:
             flows.setdefault(r["workflow_id"], r)
             tasks = by_flow.setdefault(r["workflow_id"], {})
             if r["task_id"] is not None:
-                tasks[r["task_id"]] = StepState(r["task_status"], _json(r["output"]), r["error"])
+                tasks[r["task_id"]] = StepState(
+                    r["task_status"], _json(r["output"]), r["error"], r["role"]
+                )
         views = []
         for f in flows.values():
             try:
@@ -147,12 +154,23 @@ class Conductor:
                     f["budget_tokens"],
                     int(f["used_tokens"] or 0),
                     alerted,
+                    capabilities,
                 )
             )
         return views
 
+    async def _capabilities(self) -> frozenset[str]:
+        """What the registered agents can do (a plan needing anything else is sent back)."""
+        rows = await self._read("SELECT capabilities FROM agents WHERE status = 'registered'")
+        found: set[str] = set()
+        for r in rows:
+            listed = _json(r["capabilities"])
+            if isinstance(listed, list):
+                found.update(str(c) for c in listed)
+        return frozenset(found)
+
     async def _act(
-        self, view: WorkflowView, action: SetPlan | Offer | Complete | BudgetAlert
+        self, view: WorkflowView, action: SetPlan | Revise | Offer | Complete | BudgetAlert
     ) -> int:
         wf = view.workflow_id
         try:
@@ -163,12 +181,28 @@ class Conductor:
                         expect=(f"swarmlog.{self.namespace}.*.wf.{wf}.workflow_planned", 0),
                         workflow_id=wf,
                     )
-                case Offer(task_id=task_id, capability=capability, input=step_input, mode=mode):
+                case Revise(plan=plan, reason=reason):
+                    # Not conditional (the subject holds every version): one conductor decides
+                    # on a projection that has seen its own last revision, so it revises once.
+                    await self.publisher.publish(
+                        WorkflowRevised(
+                            version=plan.version, plan=msgspec.to_builtins(plan), reason=reason
+                        ),
+                        workflow_id=wf,
+                    )
+                case Offer(
+                    task_id=task_id,
+                    capability=capability,
+                    input=step_input,
+                    mode=mode,
+                    avoid_roles=avoid,
+                ):
                     offer = TaskOffered(
                         task_id=task_id,
                         capability=capability,
                         input=step_input,
                         mode=mode,  # type: ignore[arg-type]
+                        avoid_roles=list(avoid),
                     )
                     await self.publisher.publish(
                         offer,

@@ -49,6 +49,8 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     steps: list[PlanStep]
     version: int = 1
+    planned_by: str = ""
+    """The planner task whose answer this plan is (supervisor workflows)."""
 
     def step(self, step_id: str) -> PlanStep:
         for s in self.steps:

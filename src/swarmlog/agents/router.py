@@ -204,7 +204,10 @@ class Router:
             )
             await delivery.ack()
             return RoutingOutcome(offer.task_id, "timed_out")
-        chosen = choose(await self.candidates(), offer.capability)
+        candidates = await self.candidates()
+        # A reassignment passes over the roles that did it before, when another role can.
+        others = [c for c in candidates if c.role not in offer.avoid_roles]
+        chosen = choose(others, offer.capability) or choose(candidates, offer.capability)
         if chosen is None:
             if delivery.num_delivered < self.give_up_after:
                 await delivery.nak(self.retry_delay)  # an agent may register meanwhile

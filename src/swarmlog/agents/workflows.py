@@ -6,11 +6,15 @@ Every pattern becomes a plan, a DAG of steps (:mod:`swarmlog.agents.planning`):
 ``pipeline``  ``{"stages": ["extract", "clean", ...], "input": ...}``: one step per stage, each
               depending on the one before; a stage's input is the previous stage's output (the
               first gets ``input``); the result is the last stage's output.
-``debate``    ``{"question": "...", "debaters": 3, "capability": "review", "judge": "judge"}``:
-              N independent answers, then a judge step that gets the question and every answer;
-              the result is the judge's synthesis.
+``debate``    ``{"question": "...", "debaters": 3, "capability": "review", "judge": "judge",
+              "rounds": 1}``: N independent answers (in later rounds each debater sees every
+              answer of the round before and refines its own), then a judge step that gets the
+              question and the last answers; the result is the judge's synthesis.
 ``custom``    ``{"plan": {"steps": [...]}, "input": ...}``: the plan as given; a step with no
               input of its own gets the outputs of its dependencies (or the workflow's input).
+``supervisor`` ``{"goal": "...", "planner": "plan", "reviewer": ..., "synthesizer": ...}``: a
+              planner agent plans, each output is reviewed, failures revise the plan (see
+              :mod:`swarmlog.agents.supervision`).
 ``swarm``     ``{"tasks": [{"id", "capability", "input"}, ...]}``: no coordinator: the tasks are
               offered in swarm mode, capable agents claim them, and completing work may post
               new tasks (with the workflow's id); the workflow ends when no open task remains.
@@ -34,6 +38,7 @@ __all__ = [
     "BudgetAlert",
     "Complete",
     "Offer",
+    "Revise",
     "SetPlan",
     "StepState",
     "WorkflowView",
@@ -54,6 +59,8 @@ class StepState:
     status: str
     output: Any = None
     error: str | None = None
+    role: str | None = None
+    """The role that did (or does) it."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class WorkflowView:
     used_tokens: int = 0
     alerted: frozenset[str] = frozenset()
     """Budget alerts already on the log (``soft``, ``hard``)."""
+    capabilities: frozenset[str] | None = None
+    """What registered agents can do (``None``: unknown, plans are not checked against it)."""
 
 
 @dataclass(frozen=True)
@@ -76,11 +85,21 @@ class SetPlan:
 
 
 @dataclass(frozen=True)
+class Revise:
+    """A new plan version (completed steps kept)."""
+
+    plan: Plan
+    reason: str
+
+
+@dataclass(frozen=True)
 class Offer:
     task_id: str
     capability: str
     input: Any
     mode: str = "routed"
+    avoid_roles: tuple[str, ...] = ()
+    """Roles the router should pass over when another can do it (a reassignment)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +115,7 @@ class Complete:
     result: Any
 
 
-Action = SetPlan | Offer | Complete | BudgetAlert
+Action = SetPlan | Revise | Offer | Complete | BudgetAlert
 
 SOFT_LIMIT = 0.8
 """Share of a workflow's token budget at which it is warned about (``budget_exceeded`` soft)."""
@@ -128,18 +147,31 @@ def plan_for(pattern: str, spec: Any) -> Plan:
         debaters = spec.get("debaters", 3)
         if not isinstance(debaters, int) or not 2 <= debaters <= 16:
             raise PlanError("malformed", 'a debate needs "debaters": 2 to 16')
+        rounds = spec.get("rounds", 1)
+        if not isinstance(rounds, int) or not 1 <= rounds <= 5:
+            raise PlanError("malformed", 'a debate\'s "rounds" is 1 to 5')
         question = spec.get("question")
         capability = str(spec.get("capability", "debate"))
         answers = [
             PlanStep(id=f"d{i + 1}", capability=capability, input={"question": question})
             for i in range(debaters)
         ]
+        steps = list(answers)
+        for r in range(2, rounds + 1):
+            # A refining round: each debater gets the question and every answer of the last round.
+            answers = [
+                PlanStep(
+                    id=f"d{i + 1}-r{r}", capability=capability, depends_on=[a.id for a in answers]
+                )
+                for i in range(debaters)
+            ]
+            steps += answers
         judge = PlanStep(
             id="judge",
             capability=str(spec.get("judge", "judge")),
             depends_on=[a.id for a in answers],
         )
-        return Plan(steps=[*answers, judge])
+        return Plan(steps=[*steps, judge])
     if pattern == "custom":
         return decode_plan(spec.get("plan"))
     if pattern == "swarm":
@@ -166,7 +198,12 @@ def _step_input(view: WorkflowView, plan: Plan, step: PlanStep) -> Any:
         return next(iter(outputs.values())) if outputs else None
     if view.pattern == "debate":
         spec = view.input if isinstance(view.input, dict) else {}
-        return {"question": spec.get("question"), "answers": outputs}
+        shown: dict[str, Any] = {"question": spec.get("question"), "answers": outputs}
+        if "-r" in step.id:  # a refining round: which of the answers was this debater's
+            debater, round_no = step.id.split("-r")
+            shown["round"] = int(round_no)
+            shown["yours"] = debater if round_no == "2" else f"{debater}-r{int(round_no) - 1}"
+        return shown
     if not step.depends_on:
         return view.input.get("input") if isinstance(view.input, dict) else view.input
     return outputs
@@ -219,6 +256,11 @@ def _swarm(view: WorkflowView, plan: Plan) -> list[Action]:
 
 
 def _next(view: WorkflowView) -> list[Action]:
+    if view.pattern == "supervisor":
+        # Imported here: the supervisor builds on this module's actions and views.
+        from swarmlog.agents.supervision import supervise
+
+        return supervise(view)
     if view.plan is not None and view.pattern == "swarm":
         return _swarm(view, view.plan)
     if view.plan is None:

@@ -13,6 +13,7 @@ import click
 import msgspec
 
 from swarmlog.agents.planning import PlanError, validate
+from swarmlog.agents.supervision import supervisor_spec
 from swarmlog.agents.workflows import plan_for
 from swarmlog.cli.app import Context, emit_json, pass_ctx, run
 from swarmlog.config import Settings
@@ -25,7 +26,7 @@ from swarmlog.system import open_log, read_projection
 
 __all__ = ["submit"]
 
-_RUN_BY_CONDUCTOR = ("pipeline", "debate", "custom", "swarm")
+_RUN_BY_CONDUCTOR = ("pipeline", "debate", "custom", "supervisor", "swarm")
 
 
 def _json_arg(text: str | None, what: str) -> Any:
@@ -42,11 +43,9 @@ def _spec(
     base: Any,
     stages: tuple[str, ...],
     data: str | None,
-    question: str | None,
-    debaters: int | None,
-    capability: str | None,
-    judge: str | None,
+    named: dict[str, Any],
 ) -> dict[str, Any]:
+    """The pattern's settings: ``--input`` with the other options on top of it, checked."""
     spec: dict[str, Any] = dict(base) if isinstance(base, dict) else {}
     if base is not None and not isinstance(base, dict):
         raise ConfigError("--input must be a JSON object (the pattern's settings)")
@@ -57,20 +56,16 @@ def _spec(
             spec["input"] = json.loads(data)
         except ValueError:
             spec["input"] = data  # plain text is data too
-    for key, value in (
-        ("question", question),
-        ("debaters", debaters),
-        ("capability", capability),
-        ("judge", judge),
-    ):
-        if value is not None:
-            spec[key] = value
+    spec |= {key: value for key, value in named.items() if value is not None}
     if pattern not in _RUN_BY_CONDUCTOR:
         raise ConfigError(
             f"the {pattern} pattern is not run yet; use {', '.join(_RUN_BY_CONDUCTOR)}"
         )
     try:
-        validate(plan_for(pattern, spec))
+        if pattern == "supervisor":
+            supervisor_spec(spec)  # its plan comes from the planner, checked when it does
+        else:
+            validate(plan_for(pattern, spec))
     except PlanError as exc:
         raise ConfigError(f"cannot run this {pattern}: {exc}") from None
     return spec
@@ -116,6 +111,13 @@ async def _outcome(settings: Settings, workflow_id: str, timeout: float) -> dict
 @click.option("--capability", help="debate: the debaters' capability.")
 @click.option("--judge", help="debate: the judge's capability.")
 @click.option(
+    "--rounds", type=click.IntRange(1, 5), help="debate: answering rounds (later ones see others)."
+)
+@click.option("--goal", help="supervisor: what to achieve (the planner plans it).")
+@click.option("--planner", help="supervisor: the planner's capability (default plan).")
+@click.option("--reviewer", help="supervisor: a reviewer's capability (default: its own check).")
+@click.option("--synthesizer", help="supervisor: who turns the outputs into the result.")
+@click.option(
     "--fail-fast", is_flag=True, help="Fail at a step's escalation instead of waiting for a human."
 )
 @click.option(
@@ -138,6 +140,11 @@ def submit(
     debaters: int | None,
     capability: str | None,
     judge: str | None,
+    rounds: int | None,
+    goal: str | None,
+    planner: str | None,
+    reviewer: str | None,
+    synthesizer: str | None,
     fail_fast: bool,
     budget: int | None,
     workflow_id: str | None,
@@ -145,7 +152,8 @@ def submit(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Start a workflow: pipeline (--stage ... --data), debate (--question), custom (a plan)."""
+    """Start a workflow: pipeline (--stage ... --data), debate (--question), supervisor
+    (--goal), swarm or custom (--input)."""
     settings = ctx.settings
     settings.require_data_dir()
     spec = _spec(
@@ -153,10 +161,17 @@ def submit(
         _json_arg(input_json, "--input"),
         stages,
         data,
-        question,
-        debaters,
-        capability,
-        judge,
+        {
+            "question": question,
+            "debaters": debaters,
+            "capability": capability,
+            "judge": judge,
+            "rounds": rounds,
+            "goal": goal,
+            "planner": planner,
+            "reviewer": reviewer,
+            "synthesizer": synthesizer,
+        },
     )
     if fail_fast:
         spec["on_escalation"] = "fail"

@@ -191,6 +191,8 @@ class TaskOffered(_Payload, frozen=True, tag="task_offered"):
     deadline_at: Timestamp | None = None
     parent_task_id: Name | None = None
     """Set when a handler delegated it: the parent waits for its result."""
+    avoid_roles: Annotated[list[Role], Meta(max_length=16)] = []
+    """Roles the router passes over when another role can do it (a reassignment)."""
 
 
 class TaskClaimed(_Payload, frozen=True, tag="task_claimed"):

@@ -1,0 +1,347 @@
+"""The supervisor pattern (pure): what the supervisor does next, given what the log says.
+
+A goal goes to a **planner** (an agent with the ``planner`` capability), which answers with a plan,
+a DAG of steps (:mod:`swarmlog.agents.planning`). The plan is validated (acyclic, bounded, every
+capability one some registered agent has) before use; a rejected plan goes back to the planner
+with the reason. Ready steps are offered by capability and run in parallel. Each step's output is
+**reviewed**: by a reviewer agent when the workflow names one (it answers ``{"verdict": "accept" |
+"retry" | "reassign", "reason": ...}``), else by the supervisor itself (an empty output is sent
+back). ``retry`` runs the step again, ``reassign`` runs it again avoiding the role that did it.
+A step that fails for good, or is rejected ``max_attempts`` times, has the plan **revised**: the
+planner gets the plan, the accepted outputs and what failed, and its answer becomes a new plan
+version in which completed steps are kept as they were. When every step is accepted, a
+**synthesizer** (when named) turns the outputs into the result.
+
+Input (``swarmlog submit supervisor``)::
+
+    {"goal": "...", "input": ..., "planner": "plan", "reviewer": null, "synthesizer": null,
+     "max_attempts": 3, "max_revisions": 2, "on_escalation": "wait"}
+
+Everything is a task whose id says what it is, so deciding again on the same state (after a
+restart of the supervisor, or by a second replica) offers nothing twice:
+
+``<wf>--plan<k>``         the k-th request to the planner (first plan, plans sent back, revisions)
+``<wf>-<step>``           a step's first attempt under plan version 1 (``…--v<n>`` under version n)
+``<attempt>--r<k>``       the k-th attempt after a retry or a reassignment
+``<attempt>--review``     the reviewer's verdict on that attempt
+``<wf>--synthesis``       the final synthesis
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from swarmlog.agents.planning import Plan, PlanError, PlanStep, decode_plan, revise, validate
+from swarmlog.agents.workflows import (
+    Action,
+    Complete,
+    Offer,
+    Revise,
+    SetPlan,
+    StepState,
+    WorkflowView,
+)
+
+__all__ = ["SupervisorSpec", "supervise", "supervisor_spec"]
+
+MAX_STEP_ID = 32
+"""Longest step id a planner may use (task ids, which add suffixes to it, stay within 64)."""
+
+_IN_PROGRESS = frozenset(
+    {"offered", "assigned", "claimed", "running", "errored", "retry_scheduled"}
+)
+_VERDICTS = frozenset({"accept", "retry", "reassign"})
+
+
+@dataclass(frozen=True)
+class SupervisorSpec:
+    goal: str
+    input: Any = None
+    planner: str = "plan"
+    reviewer: str | None = None
+    synthesizer: str | None = None
+    max_attempts: int = 3
+    max_revisions: int = 2
+    fail_on_escalation: bool = False
+
+
+def supervisor_spec(raw: Any) -> SupervisorSpec:
+    """The settings of a supervisor workflow, or :class:`PlanError` saying what is wrong."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("goal"), str) or not raw["goal"]:
+        raise PlanError("malformed", 'a supervisor needs "goal": "what to achieve"')
+
+    def count(name: str, default: int, low: int, high: int) -> int:
+        value = raw.get(name, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise PlanError("malformed", f'a supervisor\'s "{name}" is a whole number {low}-{high}')
+        return value
+
+    def capability(name: str, default: str | None) -> str | None:
+        value = raw.get(name, default)
+        if value is not None and not isinstance(value, str):
+            raise PlanError("malformed", f'a supervisor\'s "{name}" is a capability name')
+        return value or None
+
+    return SupervisorSpec(
+        goal=raw["goal"],
+        input=raw.get("input"),
+        planner=capability("planner", "plan") or "plan",
+        reviewer=capability("reviewer", None),
+        synthesizer=capability("synthesizer", None),
+        max_attempts=count("max_attempts", 3, 1, 10),
+        max_revisions=count("max_revisions", 2, 0, 10),
+        fail_on_escalation=raw.get("on_escalation") == "fail",
+    )
+
+
+@dataclass(frozen=True)
+class _Track:
+    """Where one step stands."""
+
+    status: str  # todo | running | done | failed | escalated
+    output: Any = None
+    why: str = ""
+    action: Action | None = None
+
+
+def supervise(view: WorkflowView) -> list[Action]:
+    """What the supervisor does next for a running supervisor workflow."""
+    try:
+        spec = supervisor_spec(view.input)
+    except PlanError as exc:
+        return [Complete("failed", {"error": str(exc), "reason": exc.reason})]
+    wf = view.workflow_id
+    asked = _count(view, lambda k: f"{wf}--plan{k}")
+    if asked == 0:
+        return [Offer(f"{wf}--plan1", spec.planner, _ask(view, spec))]
+    latest = f"{wf}--plan{asked}"
+    answer = view.tasks[latest]
+    plan = view.plan
+    tracks = _tracks(view, spec, plan) if plan is not None else {}
+    if answer.status in _IN_PROGRESS:
+        return []
+    if answer.status == "escalated":
+        return _escalated(spec, "plan")
+    if answer.status != "succeeded":
+        return [Complete("failed", _failure("plan", spec.planner, answer.status, answer.error))]
+    if plan is None or plan.planned_by != latest:
+        return _use_plan(view, spec, plan, tracks, latest, asked)
+    assert plan is not None
+    failed = {sid: t for sid, t in tracks.items() if t.status == "failed"}
+    settling = [t.action for t in tracks.values() if t.status == "running" and t.action]
+    if failed:
+        if settling or any(t.status == "running" for t in tracks.values()):
+            return settling  # let started work settle before the plan changes under it
+        sid, track = sorted(failed.items())[0]
+        if asked > spec.max_revisions:
+            result = _failure(sid, plan.step(sid).capability, "failed", track.why)
+            return [Complete("failed", {**result, "revisions": plan.version - 1})]
+        done = {s: t.output for s, t in tracks.items() if t.status == "done"}
+        revise_input = {
+            "plan": msgspec.to_builtins(plan),
+            "done": done,
+            "failed": {"step": sid, "why": track.why},
+        }
+        again = _ask(view, spec, revise=revise_input)
+        return [Offer(f"{wf}--plan{asked + 1}", spec.planner, again)]
+    escalated = [sid for sid, t in tracks.items() if t.status == "escalated"]
+    if escalated and spec.fail_on_escalation:
+        return _escalated(spec, escalated[0])
+    if all(t.status == "done" for t in tracks.values()):
+        return _synthesize(view, spec, {sid: t.output for sid, t in tracks.items()})
+    return [t.action for t in tracks.values() if t.action is not None]
+
+
+def _count(view: WorkflowView, task_id: Any) -> int:
+    k = 0
+    while task_id(k + 1) in view.tasks:
+        k += 1
+    return k
+
+
+def _ask(view: WorkflowView, spec: SupervisorSpec, **extra: Any) -> dict[str, Any]:
+    """What the planner gets: the goal, the input and the capabilities the swarm has."""
+    return {
+        "goal": spec.goal,
+        "input": spec.input,
+        "capabilities": sorted(view.capabilities or ()),
+        **extra,
+    }
+
+
+def _check(plan: Plan, view: WorkflowView) -> None:
+    for step in plan.steps:
+        if len(step.id) > MAX_STEP_ID or "--" in step.id:
+            raise PlanError(
+                "bad_id", f"step id {step.id!r}: at most {MAX_STEP_ID} characters, no '--'"
+            )
+    validate(plan, view.capabilities)
+
+
+def _use_plan(
+    view: WorkflowView,
+    spec: SupervisorSpec,
+    plan: Plan | None,
+    tracks: dict[str, _Track],
+    latest: str,
+    asked: int,
+) -> list[Action]:
+    """The planner answered (task ``latest``): validate its plan and use it, or send it back."""
+    answer = view.tasks[latest].output
+    raw = answer.get("plan", answer) if isinstance(answer, dict) else answer
+    try:
+        proposed = decode_plan(raw)
+        if plan is None:
+            new = Plan(steps=proposed.steps, version=1, planned_by=latest)
+            _check(new, view)
+        else:
+            done = {sid for sid, t in tracks.items() if t.status == "done"}
+            replacement = [s for s in proposed.steps if s.id not in done]
+            new = revise(plan, done, replacement, view.capabilities)
+            new = Plan(steps=new.steps, version=new.version, planned_by=latest)
+            _check(new, view)
+    except PlanError as exc:
+        if asked > spec.max_revisions:
+            rejected = {"error": "the planner's plan was rejected", "reason": exc.reason}
+            return [Complete("failed", {**rejected, "detail": str(exc)})]
+        rejected_input = {"rejected": {"reason": exc.reason, "detail": str(exc)}}
+        if plan is not None:
+            rejected_input["plan"] = msgspec.to_builtins(plan)
+            rejected_input["done"] = {s: t.output for s, t in tracks.items() if t.status == "done"}
+        wf = view.workflow_id
+        return [Offer(f"{wf}--plan{asked + 1}", spec.planner, _ask(view, spec, **rejected_input))]
+    if plan is None:
+        return [SetPlan(new)]
+    failed = sorted(sid for sid, t in tracks.items() if t.status == "failed")
+    why = "; ".join(f"step {sid}: {tracks[sid].why}" for sid in failed) or "replanned"
+    return [Revise(new, why[:400])]
+
+
+def _tracks(view: WorkflowView, spec: SupervisorSpec, plan: Plan) -> dict[str, _Track]:
+    """Every step of ``plan``, in plan order, with its state and the next thing to do for it."""
+    tracks: dict[str, _Track] = {}
+    for step in plan.steps:
+        prefixes = [_prefix(view.workflow_id, step.id, v) for v in range(1, plan.version + 1)]
+        # Accepted under any version (a kept step) counts; otherwise the current version's try.
+        earlier = [_track(view, spec, step, p, None) for p in prefixes[:-1]]
+        done = next((t for t in earlier if t.status == "done"), None)
+        if done is not None:
+            tracks[step.id] = done
+            continue
+        deps = [tracks.get(d) for d in step.depends_on]
+        ready = all(d is not None and d.status == "done" for d in deps)
+        step_input = _step_input(spec, step, plan, tracks) if ready else None
+        track = _track(view, spec, step, prefixes[-1], step_input)
+        if track.status == "todo" and not ready:
+            track = _Track("todo")
+        tracks[step.id] = track
+    return tracks
+
+
+def _prefix(wf: str, step_id: str, version: int) -> str:
+    return f"{wf}-{step_id}" if version == 1 else f"{wf}-{step_id}--v{version}"
+
+
+def _step_input(spec: SupervisorSpec, step: PlanStep, plan: Plan, tracks: dict[str, _Track]) -> Any:
+    if step.input is not None:
+        return step.input
+    if not step.depends_on:
+        return spec.input
+    return {d: tracks[d].output for d in step.depends_on}
+
+
+def _track(
+    view: WorkflowView, spec: SupervisorSpec, step: PlanStep, prefix: str, step_input: Any
+) -> _Track:
+    attempts = [prefix]
+    while f"{prefix}--r{len(attempts) + 1}" in view.tasks:
+        attempts.append(f"{prefix}--r{len(attempts) + 1}")
+    last = attempts[-1]
+    state = view.tasks.get(last)
+    if state is None:
+        return _Track("todo", action=Offer(last, step.capability, step_input))
+    if state.status in _IN_PROGRESS:
+        return _Track("running")
+    if state.status == "escalated":
+        return _Track("escalated", why=state.error or "escalated")
+    if state.status != "succeeded":
+        return _Track("failed", why=f"attempt {len(attempts)} {state.status}: {state.error or ''}")
+    verdict, reason = _review(view, spec, step, last, state, step_input)
+    if verdict is None:  # the review is under way (or is offered now)
+        return _Track("running", action=reason)
+    if verdict == "accept":
+        return _Track("done", output=state.output)
+    if len(attempts) >= spec.max_attempts:
+        return _Track("failed", why=f"rejected after {len(attempts)} attempts: {reason}")
+    again = Offer(
+        f"{prefix}--r{len(attempts) + 1}",
+        step.capability,
+        step_input,
+        avoid_roles=(state.role,) if verdict == "reassign" and state.role else (),
+    )
+    return _Track("running", action=again)
+
+
+def _review(
+    view: WorkflowView,
+    spec: SupervisorSpec,
+    step: PlanStep,
+    attempt: str,
+    state: StepState,
+    step_input: Any,
+) -> tuple[str | None, Any]:
+    """``(verdict, reason)``; ``(None, action or None)`` while the review is not in."""
+    if spec.reviewer is None:
+        # The supervisor's own review: an empty answer is no answer.
+        if state.output in (None, "", [], {}):
+            return "retry", "the output is empty"
+        return "accept", ""
+    review_id = f"{attempt}--review"
+    review = view.tasks.get(review_id)
+    if review is None:
+        ask = {
+            "goal": spec.goal,
+            "step": {"id": step.id, "capability": step.capability, "description": step.description},
+            "input": step_input,
+            "output": state.output,
+        }
+        return None, Offer(review_id, spec.reviewer, ask)
+    if review.status in _IN_PROGRESS or review.status == "escalated":
+        return None, None
+    if review.status != "succeeded":
+        return "retry", f"the review {review.status}: {review.error or ''}"
+    out = review.output if isinstance(review.output, dict) else {}
+    verdict = out.get("verdict")
+    if verdict not in _VERDICTS:
+        return "retry", f"the reviewer gave no verdict ({verdict!r})"
+    return str(verdict), str(out.get("reason", ""))[:200]
+
+
+def _synthesize(view: WorkflowView, spec: SupervisorSpec, outputs: dict[str, Any]) -> list[Action]:
+    if spec.synthesizer is None:
+        return [Complete("succeeded", {"goal": spec.goal, "outputs": outputs})]
+    task_id = f"{view.workflow_id}--synthesis"
+    state = view.tasks.get(task_id)
+    if state is None:
+        return [Offer(task_id, spec.synthesizer, {"goal": spec.goal, "outputs": outputs})]
+    if state.status in _IN_PROGRESS:
+        return []
+    if state.status == "escalated":
+        return _escalated(spec, "synthesis")
+    if state.status != "succeeded":
+        failure = _failure("synthesis", spec.synthesizer, state.status, state.error)
+        return [Complete("failed", failure)]
+    return [Complete("succeeded", state.output)]
+
+
+def _escalated(spec: SupervisorSpec, step: str) -> list[Action]:
+    if not spec.fail_on_escalation:
+        return []  # a human decides (swarmlog escalations resolve)
+    return [Complete("failed", {"failed_step": step, "status": "escalated"})]
+
+
+def _failure(step: str, capability: str, status: str, error: str | None) -> dict[str, Any]:
+    return {"failed_step": step, "capability": capability, "status": status, "error": error}
