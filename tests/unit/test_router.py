@@ -42,9 +42,17 @@ class Setup:
         publisher = Publisher(self.log, identity("router-1"), NS, clock=lambda: NOW)
         self.router = Router(self.log, publisher, source, clock=lambda: NOW, **options)  # type: ignore[arg-type]
 
-    async def offer(self, task_id: str, capability: str, mode: str = "routed") -> None:
+    async def offer(
+        self, task_id: str, capability: str, mode: str = "routed", avoid: tuple[str, ...] = ()
+    ) -> None:
         await self.ops.publish(
-            TaskOffered(task_id=task_id, capability=capability, mode=mode, priority="high")  # type: ignore[arg-type]
+            TaskOffered(
+                task_id=task_id,
+                capability=capability,
+                mode=mode,  # type: ignore[arg-type]
+                priority="high",
+                avoid_roles=list(avoid),
+            )
         )
 
     async def route(self) -> list[RoutingOutcome]:
@@ -92,6 +100,17 @@ async def test_load_spreads_work_over_roles_with_the_capability() -> None:
     roles = [o.role for o in outcomes]
     # beta has twice the replicas, so twice the share while the snapshot lasts.
     assert sorted(roles) == ["alpha", "alpha", "beta", "beta", "beta", "beta"]
+
+
+async def test_a_reassignment_passes_over_the_role_that_did_it_when_another_can() -> None:
+    s = Setup([view("a-1", "alpha", ("x",)), view("b-1", "beta", ("x",), in_flight=5)])
+    await s.router.start()
+    await s.offer("t1", "x", avoid=("alpha",))  # alpha is idle, but it did this task before
+    s.agents.append(view("g-1", "gamma", ("y",)))
+    await s.offer("t3", "y", avoid=("gamma",))  # only gamma can: it gets it again
+    outcomes = {o.task_id: o.role for o in await s.route()}
+    assert outcomes["t1"] == "beta"
+    assert outcomes["t3"] == "gamma"
 
 
 async def test_an_offer_is_assigned_once_even_when_routed_twice() -> None:
