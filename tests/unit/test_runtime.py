@@ -534,7 +534,11 @@ class Thrifty(Upper):
     budget_tokens = 18  # Upper records 5 tokens a task: soft (80 %) after 3, hard after 4
 
 
-async def test_an_agent_over_its_token_budget_stops_taking_work(tmp_path: Path) -> None:
+class ThriftyWithFallback(Thrifty):
+    fallback_role = "cheap"
+
+
+async def test_an_agent_over_its_token_budget_stops_spending(tmp_path: Path) -> None:
     s = Setup()
     runtime = await s.start(Thrifty())
     for i in range(5):
@@ -542,9 +546,52 @@ async def test_an_agent_over_its_token_budget_stops_taking_work(tmp_path: Path) 
     done = [await next_outcome(runtime) for _ in range(4)]  # 20 tokens: past the budget
     assert [o.status for o in done] == ["succeeded"] * 4
     assert runtime.over_budget
-    assert await runtime.step(wait=0.05) == []  # the fifth waits for another replica
+    fifth = await next_outcome(runtime)
+    assert (fifth.task_id, fifth.status) == ("t4", "escalated")  # no fallback: a human decides
     store = await s.project(tmp_path / "p.duckdb")
     alerts = store.rows("SELECT payload FROM events WHERE type = 'budget_exceeded' ORDER BY seq")
     limits = [msgspec.json.decode(p)["limit"] for (p,) in alerts]
     assert limits == ["soft", "hard"]
     store.close()
+
+
+async def test_over_its_budget_an_agent_hands_work_to_its_fallback_role() -> None:
+    s = Setup()
+    runtime = await s.start(ThriftyWithFallback())
+    for i in range(5):
+        await s.assign(f"t{i}", "x")
+    outcomes = [await next_outcome(runtime) for _ in range(5)]
+    assert [o.status for o in outcomes] == ["succeeded"] * 4 + ["reassigned"]
+    handed = [m.subject for m in s.log._messages if ".work.cheap." in m.subject]
+    assert handed == [f"swarmlog.{NS}.upper-1.work.cheap.normal.t4"]
+
+
+class Writer(Upper):
+    tier = "small"
+
+    @on(TaskAssignment)
+    async def run(self, task: TaskAssignment, ctx: Context) -> object:
+        return await ctx.complete(f"Summarise: {task.input}", system="Be brief.")
+
+
+async def test_a_handler_asks_its_tiers_model_and_the_usage_is_on_the_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SWARMLOG_MODEL_SMALL", raising=False)
+    s = Setup()
+    runtime = await s.start(Writer())
+    assert runtime.model.name == "offline-small"  # no SWARMLOG_MODEL_SMALL: the offline model
+    await s.assign("t1", "the log is the truth")
+    assert (await next_outcome(runtime)).status == "succeeded"
+    (result,) = [
+        p
+        for m in s.log._messages
+        if (p := decode_envelope(decode_signed(m.data).body).payload).__struct_config__.tag
+        == "result"
+    ]
+    assert result.output.startswith("[offline-small ")  # type: ignore[attr-defined]
+    assert "Summarise: the log is the truth" in result.output  # type: ignore[attr-defined]
+    usage = result.usage  # type: ignore[attr-defined]
+    assert usage.model == "offline-small"
+    assert usage.prompt_tokens > 0
+    assert usage.completion_tokens > 0

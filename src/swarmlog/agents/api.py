@@ -74,6 +74,10 @@ class ContextPort(Protocol):
 
     async def query(self, sql: str) -> list[dict[str, Any]]: ...
 
+    async def complete(
+        self, system: str, prompt: str, max_tokens: int | None
+    ) -> tuple[str, TokenUsage]: ...
+
 
 @dataclass
 class Context:
@@ -103,6 +107,15 @@ class Context:
                 model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
             )
         )
+
+    async def complete(
+        self, prompt: str, *, system: str = "", max_tokens: int | None = None
+    ) -> str:
+        """Ask the model of the agent's tier (configured by ``SWARMLOG_MODEL_<TIER>``; offline
+        and deterministic when unset) and record what it cost."""
+        text, spent = await self._port().complete(system, prompt, max_tokens)
+        self.usage_records.append(spent)
+        return text
 
     def total_usage(self) -> TokenUsage | None:
         if not self.usage_records:
@@ -172,18 +185,20 @@ class Agent:
     tier: ClassVar[str] = ""
     retry: ClassVar[RetryPolicy] = RetryPolicy()
     cache_ttl: ClassVar[float] = 0.0
-    """Seconds a result may answer identical work (same role, tier and input) from the result
+    """Seconds a result may answer identical work (same role, model and input) from the result
     cache instead of running the handler; 0 (the default) never caches."""
     budget_tokens: ClassVar[int | None] = None
     """Tokens one replica may spend (from the usage its handlers record): a ``budget_exceeded``
-    soft alert at 80 %, and at 100 % a hard one and the replica takes no more work."""
+    soft alert at 80 %, and at 100 % a hard one, after which the replica runs nothing more: its
+    work goes to ``fallback_role`` (say, a cheaper tier) when set, else is escalated."""
     swarm: ClassVar[bool] = False
     """Also claims swarm-mode offers (``task_offered`` with ``mode: swarm``) for its
     capabilities: the first claim wins, and the winner runs the task."""
     concurrency: ClassVar[int] = 1
     """Tasks one replica runs at once, taken together from the most urgent level with work."""
     fallback_role: ClassVar[str] = ""
-    """Where a task goes when this role has used its last attempt (empty: escalate)."""
+    """Where a task goes when this role has used its last attempt or its token budget (empty:
+    escalate)."""
 
     def handlers(self) -> dict[str, Handler]:
         """Handlers by event type tag."""

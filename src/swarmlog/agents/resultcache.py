@@ -25,10 +25,10 @@ class CacheEntry(msgspec.Struct, frozen=True):
     model: str = ""
 
 
-def cache_key(role: str, tier: str, task_input: Any) -> str:
-    """The cache key of a task: a digest of role, tier and the canonical JSON of its input."""
+def cache_key(role: str, model: str, task_input: Any) -> str:
+    """The cache key of a task: a digest of role, model and the canonical JSON of its input."""
     canonical = msgspec.json.encode(task_input, order="sorted")
-    digest = hashlib.sha256(f"{role}\x00{tier}\x00".encode() + canonical).hexdigest()
+    digest = hashlib.sha256(f"{role}\x00{model}\x00".encode() + canonical).hexdigest()
     return f"result.{digest}"
 
 

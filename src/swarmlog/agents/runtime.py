@@ -37,6 +37,7 @@ from swarmlog.agents.api import Agent, Context, TaskError
 from swarmlog.agents.claims import claim
 from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.killswitch import KillFlag
+from swarmlog.agents.models import ChatMessage, Model, model_from_env
 from swarmlog.agents.outputs import check_output
 from swarmlog.agents.resultcache import CacheEntry, cache_key, fresh
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, FlagStore, WorkQueue
@@ -69,6 +70,7 @@ from swarmlog.schemas.payloads import (
     TaskOffered,
     TaskRetryScheduled,
     TaskStarted,
+    TokenUsage,
 )
 from swarmlog.schemas.types import PRIORITIES
 
@@ -127,12 +129,15 @@ class AgentRuntime:
         draw: Callable[[], float] | None = None,
         clock: Callable[[], int] = time.time_ns,
         query: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None,
+        model: Model | None = None,
     ) -> None:
         if not agent.role:
             raise ValueError(f"{type(agent).__name__} has no role")
         if not 1 <= agent.concurrency <= 1024:
             raise ValueError(f"{type(agent).__name__}.concurrency must be 1..1024")
         self.agent = agent
+        # The model of the agent's tier: tiers map to models by configuration.
+        self.model = model or model_from_env(agent.tier)
         self.log = log
         self.publisher = publisher
         self.namespace = publisher.namespace
@@ -440,7 +445,7 @@ class AgentRuntime:
         """Take and handle the most urgent work available: up to the agent's ``concurrency``
         tasks from one priority level at once. An empty list when none came within ``wait``
         (or when the replica is killed or over its token budget)."""
-        if self.killed is not None or self.over_budget:
+        if self.killed is not None:
             await self._watch.wait_changed(wait)
             return []
         if self._bell is None:
@@ -482,6 +487,7 @@ class AgentRuntime:
                 or offer.mode != "swarm"
                 or offer.capability not in self.agent.capabilities
                 or self.killed is not None
+                or self.over_budget  # spends nothing more: left to other agents
             ):
                 await delivery.ack()
                 continue
@@ -572,7 +578,22 @@ class AgentRuntime:
         wf: dict[str, Any] = {"workflow_id": envelope.workflow_id, "causation_id": envelope.id}
         if self._past(task.deadline_at):
             return await self._timed_out(delivery, task, attempt, wf)
+        if self.over_budget:
+            return await self._over_budget(delivery, task, attempt, wf)
         return _Job(delivery, envelope.id, task, attempt, wf)
+
+    async def _over_budget(
+        self, delivery: Delivery, task: TaskAssignment, attempt: int, wf: dict[str, Any]
+    ) -> Outcome:
+        """Past its token budget the replica spends nothing more: the task goes to the
+        agent's ``fallback_role`` (a cheaper tier, say) when it has one, else to a human."""
+        fallback = self.agent.fallback_role
+        if fallback and fallback != task.role:
+            return await self._hand_over(delivery, task, attempt, wf, fallback)
+        reason = f"{self.agent_id} spent its token budget ({self.spent_tokens} tokens)"
+        await self.publisher.publish(TaskEscalated(task_id=task.task_id, reason=reason), **wf)
+        await delivery.term()
+        return Outcome(task.task_id, "escalated", attempt)
 
     async def _run_jobs(self, jobs: list[_Job]) -> list[Outcome]:
         self.in_flight += len(jobs)
@@ -661,7 +682,7 @@ class AgentRuntime:
             raise TaskError("no_handler", f"{self.agent.role} cannot handle it", retryable=False)
         key = ""
         if self.agent.cache_ttl > 0:
-            key = cache_key(self.agent.role, self.agent.tier, task.input)
+            key = cache_key(self.agent.role, self.model.name, task.input)
             hit = await self._cached(key)
             if hit is not None:
                 return hit.output, Context(self.agent_id, task, job.attempt, cached=True)
@@ -792,26 +813,36 @@ class AgentRuntime:
         fallback = self.agent.fallback_role
         if fallback and fallback != task.role and error.retryable:
             # Out of attempts here, but another role can do it: hand the task over.
-            await self.publisher.publish(
-                TaskAssignment(
-                    task_id=task.task_id,
-                    role=fallback,
-                    capability=task.capability,
-                    priority=task.priority,
-                    input=task.input,
-                    deadline_at=task.deadline_at,
-                    parent_task_id=task.parent_task_id,
-                    expected_output_schema=task.expected_output_schema,
-                ),
-                **wf,
-            )
-            await delivery.term()
-            return Outcome(task.task_id, "reassigned", attempt)
+            return await self._hand_over(delivery, task, attempt, wf, fallback)
         await self.publisher.publish(
             TaskEscalated(task_id=task.task_id, reason=decision.reason), **wf
         )
         await delivery.term()
         return Outcome(task.task_id, "escalated", attempt)
+
+    async def _hand_over(
+        self,
+        delivery: Delivery,
+        task: TaskAssignment,
+        attempt: int,
+        wf: dict[str, Any],
+        role: str,
+    ) -> Outcome:
+        await self.publisher.publish(
+            TaskAssignment(
+                task_id=task.task_id,
+                role=role,
+                capability=task.capability,
+                priority=task.priority,
+                input=task.input,
+                deadline_at=task.deadline_at,
+                parent_task_id=task.parent_task_id,
+                expected_output_schema=task.expected_output_schema,
+            ),
+            **wf,
+        )
+        await delivery.term()
+        return Outcome(task.task_id, "reassigned", attempt)
 
 
 def _tokens(ctx: Context) -> int:
@@ -856,6 +887,19 @@ class _JobPort:
         self, capability: str, input: Any, priority: str | None, timeout: float, index: int
     ) -> Any:
         return await self._rt.delegate(capability, input, priority, timeout, self._job, index)
+
+    async def complete(
+        self, system: str, prompt: str, max_tokens: int | None
+    ) -> tuple[str, TokenUsage]:
+        messages = [ChatMessage("system", system)] if system else []
+        answer = await self._rt.model.complete(
+            [*messages, ChatMessage("user", prompt)], max_tokens=max_tokens
+        )
+        return answer.text, TokenUsage(
+            model=answer.model,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+        )
 
     async def query(self, sql: str) -> list[dict[str, Any]]:
         if self._rt.query is None:
