@@ -18,9 +18,15 @@ __all__ = ["demo"]
     type=click.Path(file_okay=False, path_type=Path),
     help="Keep the demo's files in this folder (default: a temp dir, removed).",
 )
+@click.option(
+    "--examples",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The examples/ folder of a swarmlog checkout (default: found from here).",
+)
 @pass_ctx
-def demo(ctx: Context, keep: Path | None) -> None:
-    """Start a swarm, play a signed workflow, fold, query, audit and replay; then stop."""
-    code = run_demo(ctx.console, keep)
+def demo(ctx: Context, keep: Path | None, examples: Path | None) -> None:
+    """Start a swarm and example agents, run one workflow of each pattern on local data, show
+    the results and a summary from the projections, audit, replay; then stop."""
+    code = run_demo(ctx.console, keep, examples)
     if code:
         raise SystemExit(code)
