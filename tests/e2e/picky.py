@@ -59,3 +59,20 @@ class Broken(Agent):
 
     def __init__(self) -> None:
         raise RuntimeError("this agent refuses to start")
+
+
+class PuppetPlanner(Agent):
+    """A planner (capability ``plan``) that answers with the plans the goal's input carries:
+    ``plan`` first, ``fixed`` when a plan is sent back, ``revision`` when asked to revise."""
+
+    role = "puppet-planner"
+    capabilities = ("plan",)
+
+    @on(TaskAssignment)
+    async def plan(self, task: TaskAssignment, ctx: Context) -> object:
+        given = task.input["input"]
+        if "revise" in task.input:
+            return given["revision"]
+        if "rejected" in task.input:
+            return given.get("fixed", given["plan"])
+        return given["plan"]

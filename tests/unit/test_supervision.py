@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from swarmlog.agents.planning import Plan
 from swarmlog.agents.workflows import (
     Complete,
@@ -225,3 +227,23 @@ def test_a_supervisor_without_a_goal_fails_with_what_to_give() -> None:
     assert isinstance(done, Complete)
     assert done.status == "failed"
     assert "goal" in done.result["error"]
+
+
+def test_an_escalated_step_is_revised_around_unless_told_to_wait() -> None:
+    def count(offer: Offer, n: int) -> tuple[str, Any]:
+        return ("escalated", None) if n == 0 else ("succeeded", {"n": 2})
+
+    revised = {"steps": [{"id": "count2", "capability": "count", "depends_on": ["fetch"]}]}
+    world = World(
+        {"goal": "g"},
+        {"plan": plans(REPORT, revised), "fetch": echo, "count": count, "write": echo},
+    )
+    assert world.run().status == "succeeded"
+    assert len(world.revisions) == 1
+    waiting = World(
+        {"goal": "g", "on_escalation": "wait"},
+        {"plan": plans(REPORT, revised), "fetch": echo, "count": count, "write": echo},
+    )
+    with pytest.raises(AssertionError, match="stuck"):
+        waiting.run()  # nothing to do but wait for a human
+    assert waiting.revisions == []

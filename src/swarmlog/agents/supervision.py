@@ -15,7 +15,7 @@ version in which completed steps are kept as they were. When every step is accep
 Input (``swarmlog submit supervisor``)::
 
     {"goal": "...", "input": ..., "planner": "plan", "reviewer": null, "synthesizer": null,
-     "max_attempts": 3, "max_revisions": 2, "on_escalation": "wait"}
+     "max_attempts": 3, "max_revisions": 2, "on_escalation": "revise"}
 
 Everything is a task whose id says what it is, so deciding again on the same state (after a
 restart of the supervisor, or by a second replica) offers nothing twice:
@@ -65,7 +65,9 @@ class SupervisorSpec:
     synthesizer: str | None = None
     max_attempts: int = 3
     max_revisions: int = 2
-    fail_on_escalation: bool = False
+    on_escalation: str = "revise"
+    """An escalated step (out of attempts, or refused for good) is a failed step the plan is
+    revised around (``revise``), waits for a human (``wait``), or fails the workflow (``fail``)."""
 
 
 def supervisor_spec(raw: Any) -> SupervisorSpec:
@@ -93,8 +95,15 @@ def supervisor_spec(raw: Any) -> SupervisorSpec:
         synthesizer=capability("synthesizer", None),
         max_attempts=count("max_attempts", 3, 1, 10),
         max_revisions=count("max_revisions", 2, 0, 10),
-        fail_on_escalation=raw.get("on_escalation") == "fail",
+        on_escalation=_choice(raw, "on_escalation", ("revise", "wait", "fail")),
     )
+
+
+def _choice(raw: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str:
+    value = raw.get(name, allowed[0])
+    if value not in allowed:
+        raise PlanError("malformed", f'a supervisor\'s "{name}" is one of {", ".join(allowed)}')
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -123,8 +132,8 @@ def supervise(view: WorkflowView) -> list[Action]:
     tracks = _tracks(view, spec, plan) if plan is not None else {}
     if answer.status in _IN_PROGRESS:
         return []
-    if answer.status == "escalated":
-        return _escalated(spec, "plan")
+    if answer.status == "escalated" and spec.on_escalation != "fail":
+        return []  # nobody else can plan: a human decides (swarmlog escalations resolve)
     if answer.status != "succeeded":
         return [Complete("failed", _failure("plan", spec.planner, answer.status, answer.error))]
     if plan is None or plan.planned_by != latest:
@@ -148,7 +157,7 @@ def supervise(view: WorkflowView) -> list[Action]:
         again = _ask(view, spec, revise=revise_input)
         return [Offer(f"{wf}--plan{asked + 1}", spec.planner, again)]
     escalated = [sid for sid, t in tracks.items() if t.status == "escalated"]
-    if escalated and spec.fail_on_escalation:
+    if escalated and spec.on_escalation == "fail":
         return _escalated(spec, escalated[0])
     if all(t.status == "done" for t in tracks.values()):
         return _synthesize(view, spec, {sid: t.output for sid, t in tracks.items()})
@@ -266,7 +275,8 @@ def _track(
     if state.status in _IN_PROGRESS:
         return _Track("running")
     if state.status == "escalated":
-        return _Track("escalated", why=state.error or "escalated")
+        why = f"attempt {len(attempts)} escalated: {state.error or ''}"
+        return _Track("failed" if spec.on_escalation == "revise" else "escalated", why=why)
     if state.status != "succeeded":
         return _Track("failed", why=f"attempt {len(attempts)} {state.status}: {state.error or ''}")
     verdict, reason = _review(view, spec, step, last, state, step_input)
@@ -309,7 +319,9 @@ def _review(
             "output": state.output,
         }
         return None, Offer(review_id, spec.reviewer, ask)
-    if review.status in _IN_PROGRESS or review.status == "escalated":
+    if review.status in _IN_PROGRESS or (
+        review.status == "escalated" and spec.on_escalation == "wait"
+    ):
         return None, None
     if review.status != "succeeded":
         return "retry", f"the review {review.status}: {review.error or ''}"
@@ -338,7 +350,7 @@ def _synthesize(view: WorkflowView, spec: SupervisorSpec, outputs: dict[str, Any
 
 
 def _escalated(spec: SupervisorSpec, step: str) -> list[Action]:
-    if not spec.fail_on_escalation:
+    if spec.on_escalation != "fail":
         return []  # a human decides (swarmlog escalations resolve)
     return [Complete("failed", {"failed_step": step, "status": "escalated"})]
 
