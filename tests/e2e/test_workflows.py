@@ -216,6 +216,11 @@ def test_a_workflow_over_its_token_budget_is_stopped(cli: Cli) -> None:
         f"SELECT count(*) AS n FROM events WHERE type = 'budget_exceeded' AND workflow_id = '{wf}'"
     )
     assert alerts == [{"n": 1}]  # used jumps from 6 to 12: past both limits, one hard alert
+    view = json.loads(cli("budgets", "--json").stdout)["budgets"]
+    (shown,) = [b for b in view if b["scope_id"] == wf]
+    assert shown["exceeded"] == "hard"
+    assert shown["budget_tokens"] == 8
+    assert shown["workflow_status"] == "failed"
 
 
 def test_a_swarm_workflow_has_no_coordinator_and_ends_when_no_task_is_open(cli: Cli) -> None:

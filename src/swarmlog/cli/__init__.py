@@ -25,7 +25,7 @@ from swarmlog.cli.query import query
 from swarmlog.cli.replay import audit, replay
 from swarmlog.cli.submit import submit
 from swarmlog.cli.system import down, projector, status, up
-from swarmlog.cli.views import agents, show, tasks, workflows
+from swarmlog.cli.views import agents, budgets, show, tasks, workflows
 from swarmlog.errors import SwarmlogError
 
 __all__ = ["cli", "main"]
@@ -43,6 +43,7 @@ for command in (
     workflows,
     tasks,
     agents,
+    budgets,
     show,
     events,
     replay,

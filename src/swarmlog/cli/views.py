@@ -15,7 +15,7 @@ from swarmlog.errors import ConfigError
 from swarmlog.render_svg import graph_svg
 from swarmlog.schemas.types import Name
 
-__all__ = ["agents", "show", "tasks", "workflows"]
+__all__ = ["agents", "budgets", "show", "tasks", "workflows"]
 
 _STATUSES = [
     "offered",
@@ -85,6 +85,21 @@ def workflows(ctx: Context, as_json: bool) -> None:
         " completed_at FROM workflows ORDER BY submitted_at DESC NULLS LAST, workflow_id"
     )
     _emit(ctx, "workflows", projection_rows(ctx.settings, sql), as_json)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def budgets(ctx: Context, as_json: bool) -> None:
+    """Token budgets: what each agent and workflow spent, its budget, the limits crossed."""
+    sql = (
+        "SELECT b.scope, b.scope_id, b.used_tokens, w.budget_tokens,"
+        " CASE WHEN b.hard_exceeded THEN 'hard' WHEN b.soft_exceeded THEN 'soft' ELSE '' END"
+        " AS exceeded, w.status AS workflow_status FROM budgets b"
+        " LEFT JOIN workflows w ON b.scope = 'workflow' AND w.workflow_id = b.scope_id"
+        " ORDER BY b.scope, b.used_tokens DESC, b.scope_id"
+    )
+    _emit(ctx, "budgets", projection_rows(ctx.settings, sql), as_json)
 
 
 @click.command()
