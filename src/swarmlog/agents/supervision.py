@@ -29,6 +29,7 @@ restart of the supervisor, or by a second replica) offers nothing twice:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +122,7 @@ def supervise(view: WorkflowView) -> list[Action]:
     try:
         spec = supervisor_spec(view.input)
     except PlanError as exc:
-        return [Complete("failed", {"error": str(exc), "reason": exc.reason})]
+        return [Complete("failed", {"error": exc.message, "reason": exc.reason})]
     wf = view.workflow_id
     asked = _count(view, lambda k: f"{wf}--plan{k}")
     if asked == 0:
@@ -164,7 +165,8 @@ def supervise(view: WorkflowView) -> list[Action]:
     return [t.action for t in tracks.values() if t.action is not None]
 
 
-def _count(view: WorkflowView, task_id: Any) -> int:
+def _count(view: WorkflowView, task_id: Callable[[int], str]) -> int:
+    """How many of the tasks ``task_id(1)``, ``task_id(2)``, ... exist (consecutively)."""
     k = 0
     while task_id(k + 1) in view.tasks:
         k += 1
@@ -215,8 +217,8 @@ def _use_plan(
     except PlanError as exc:
         if asked > spec.max_revisions:
             rejected = {"error": "the planner's plan was rejected", "reason": exc.reason}
-            return [Complete("failed", {**rejected, "detail": str(exc)})]
-        rejected_input = {"rejected": {"reason": exc.reason, "detail": str(exc)}}
+            return [Complete("failed", {**rejected, "detail": exc.message})]
+        rejected_input = {"rejected": {"reason": exc.reason, "detail": exc.message}}
         if plan is not None:
             rejected_input["plan"] = msgspec.to_builtins(plan)
             rejected_input["done"] = {s: t.output for s, t in tracks.items() if t.status == "done"}
@@ -242,7 +244,7 @@ def _tracks(view: WorkflowView, spec: SupervisorSpec, plan: Plan) -> dict[str, _
             continue
         deps = [tracks.get(d) for d in step.depends_on]
         ready = all(d is not None and d.status == "done" for d in deps)
-        step_input = _step_input(spec, step, plan, tracks) if ready else None
+        step_input = _step_input(spec, step, tracks) if ready else None
         track = _track(view, spec, step, prefixes[-1], step_input)
         if track.status == "todo" and not ready:
             track = _Track("todo")
@@ -254,7 +256,7 @@ def _prefix(wf: str, step_id: str, version: int) -> str:
     return f"{wf}-{step_id}" if version == 1 else f"{wf}-{step_id}--v{version}"
 
 
-def _step_input(spec: SupervisorSpec, step: PlanStep, plan: Plan, tracks: dict[str, _Track]) -> Any:
+def _step_input(spec: SupervisorSpec, step: PlanStep, tracks: dict[str, _Track]) -> Any:
     if step.input is not None:
         return step.input
     if not step.depends_on:

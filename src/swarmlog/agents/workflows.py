@@ -268,7 +268,7 @@ def _next(view: WorkflowView) -> list[Action]:
             plan = plan_for(view.pattern, view.input)
             validate(plan)
         except PlanError as exc:
-            return [Complete("failed", {"error": str(exc), "reason": exc.reason})]
+            return [Complete("failed", {"error": exc.message, "reason": exc.reason})]
         return [SetPlan(plan)]
     plan = view.plan
     done: set[str] = set()

@@ -26,8 +26,6 @@ from swarmlog.system import open_log, read_projection
 
 __all__ = ["submit"]
 
-_RUN_BY_CONDUCTOR = ("pipeline", "debate", "custom", "supervisor", "swarm")
-
 
 def _json_arg(text: str | None, what: str) -> Any:
     if text is None:
@@ -57,17 +55,13 @@ def _spec(
         except ValueError:
             spec["input"] = data  # plain text is data too
     spec |= {key: value for key, value in named.items() if value is not None}
-    if pattern not in _RUN_BY_CONDUCTOR:
-        raise ConfigError(
-            f"the {pattern} pattern is not run yet; use {', '.join(_RUN_BY_CONDUCTOR)}"
-        )
     try:
         if pattern == "supervisor":
             supervisor_spec(spec)  # its plan comes from the planner, checked when it does
         else:
             validate(plan_for(pattern, spec))
     except PlanError as exc:
-        raise ConfigError(f"cannot run this {pattern}: {exc}") from None
+        raise ConfigError(f"cannot run this {pattern}: {exc.message}") from None
     return spec
 
 
