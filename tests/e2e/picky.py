@@ -7,7 +7,8 @@ import asyncio
 import json
 
 from swarmlog.agents.api import Agent, Context, TaskError, on
-from swarmlog.schemas.payloads import TaskAssignment, TaskOffered
+from swarmlog.agents.retry import RetryPolicy
+from swarmlog.schemas.payloads import ClarificationRequest, TaskAssignment, TaskOffered
 
 
 class Picky(Agent):
@@ -76,3 +77,33 @@ class PuppetPlanner(Agent):
         if "rejected" in task.input:
             return given.get("fixed", given["plan"])
         return given["plan"]
+
+
+class Stubborn(Agent):
+    """Role ``stubborn`` (capability ``ask``): a task asks the other replica a question, and a
+    replica answers a question only once it has asked its own and that is settled. Two of them,
+    each with a task, wait on each other forever: a deadlock, unless the watchdog breaks it."""
+
+    role = "stubborn"
+    capabilities = ("ask",)
+    retry = RetryPolicy(max_attempts=3, initial_delay=0.2, max_delay=1.0)
+
+    def __init__(self) -> None:
+        # Not set until its own first question is settled: "you first" holds from the start,
+        # so two replicas with a task each deadlock however their tasks are timed.
+        self._settled = asyncio.Event()
+
+    @on(TaskAssignment)
+    async def ask(self, task: TaskAssignment, ctx: Context) -> object:
+        other = "stubborn-2" if ctx.agent_id == "stubborn-1" else "stubborn-1"
+        self._settled.clear()
+        try:
+            answer = await ctx.ask(other, f"what do you know about {task.input}?", timeout=120)
+        finally:
+            self._settled.set()
+        return {"asked": other, "answer": answer}
+
+    @on(ClarificationRequest)
+    async def answer(self, request: ClarificationRequest, ctx: Context) -> str:
+        await self._settled.wait()  # "you first"
+        return f"{ctx.agent_id} knows little"

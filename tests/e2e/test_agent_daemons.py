@@ -20,7 +20,7 @@ def test_replicas_share_the_work_and_stop_cleanly(cli: Cli) -> None:
     assert started.returncode == 0, started.stderr
     ps = json.loads(cli("agent", "ps", "--json").stdout)["agents"]
     names = sorted(a["name"] for a in ps)
-    assert names == ["conductor-1", "echo-1", "echo-2", "echo-3", "router-1"]
+    assert names == ["conductor-1", "echo-1", "echo-2", "echo-3", "router-1", "watchdog-1"]
     pids = [a["pid"] for a in ps]
     # Each daemon lives in a session of its own: the terminal that started it can go away.
     assert all(os.getsid(pid) != os.getsid(0) for pid in pids)

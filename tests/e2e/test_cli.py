@@ -210,7 +210,7 @@ def started(root: Path) -> Iterator[Swarm]:
         swarm.ok("up", "--detach")
         ps = swarm.json("agent", "ps")["agents"]
         # up starts the built-in roles
-        assert sorted(a["name"] for a in ps) == ["conductor-1", "router-1"]
+        assert sorted(a["name"] for a in ps) == ["conductor-1", "router-1", "watchdog-1"]
         # These tests count events: stop the router, whose heartbeats would add some.
         swarm.ok("agent", "stop", "--all")
         yield swarm
@@ -253,7 +253,7 @@ def test_up_is_idempotent(live: Swarm) -> None:
     assert alive(projector_pid)
     # up brought the built-in roles back; stop them again so the log stays still for the rest.
     names = sorted(a["name"] for a in live.json("agent", "ps")["agents"])
-    assert names == ["conductor-1", "router-1"]
+    assert names == ["conductor-1", "router-1", "watchdog-1"]
     live.ok("agent", "stop", "--all")
 
 

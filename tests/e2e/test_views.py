@@ -41,6 +41,7 @@ def test_views_show_workflows_tasks_agents_and_a_task_graph(cli: Cli) -> None:
         ("echo-1", "echo", "registered"),
         ("router-1", "router", "registered"),
         ("conductor-1", "conductor", "registered"),
+        ("watchdog-1", "watchdog", "registered"),
     }
 
     shown = json.loads(cli("show", "wf1", "--json").stdout)

@@ -70,6 +70,7 @@ PURE_MODULES = [
     "agents/api.py",
     "agents/workflows.py",
     "agents/supervision.py",
+    "agents/deadlocks.py",
     "agents/resultcache.py",
     "render_svg.py",
 ]

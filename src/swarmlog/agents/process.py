@@ -20,6 +20,8 @@ from swarmlog.agents.router import ROLE as ROUTER_ROLE
 from swarmlog.agents.router import Router
 from swarmlog.agents.routing import AgentView
 from swarmlog.agents.runtime import AgentRuntime
+from swarmlog.agents.watchdog import ROLE as WATCHDOG_ROLE
+from swarmlog.agents.watchdog import Watchdog
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.rpc import request
 from swarmlog.bus.subjects import rpc_subject
@@ -29,9 +31,18 @@ from swarmlog.keystore import KeyStore
 from swarmlog.publisher import Publisher
 from swarmlog.system import open_log, read_projection
 
-__all__ = ["BUILTIN_TARGETS", "builtin_role", "load_agent", "run_agent", "stop_on_signals"]
+__all__ = [
+    "BUILTIN_TARGETS",
+    "builtin_role",
+    "load_agent",
+    "run_agent",
+    "run_conductor",
+    "run_router",
+    "run_watchdog",
+    "stop_on_signals",
+]
 
-BUILTIN_TARGETS = {"router": ROUTER_ROLE, "conductor": CONDUCTOR_ROLE}
+BUILTIN_TARGETS = {"router": ROUTER_ROLE, "conductor": CONDUCTOR_ROLE, "watchdog": WATCHDOG_ROLE}
 """Built-in roles ``agent start`` takes by name instead of ``module:Class``."""
 
 _AGENTS_SQL = (
@@ -131,19 +142,27 @@ async def run_router(settings: Settings, agent_id: str, stop: asyncio.Event) -> 
             await router.close()
 
 
+def _projection_access(
+    settings: Settings, log: JetStreamLog
+) -> tuple[Callable[[str], Awaitable[list[dict[str, Any]]]], Callable[[int], Awaitable[None]]]:
+    """Read-only SQL over the live projection, and a wait until it has folded up to a seq."""
+
+    async def read(sql: str) -> list[dict[str, Any]]:
+        columns, rows = await _projection_rows(settings, log, sql)
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    async def wait_for(seq: int) -> None:
+        subject = rpc_subject(settings.namespace, "wait")
+        await request(log.client, subject, {"seq": seq, "timeout": 5}, 10.0)
+
+    return read, wait_for
+
+
 async def run_conductor(settings: Settings, agent_id: str, stop: asyncio.Event) -> None:
     """Run one conductor replica until ``stop``."""
     identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
     async with open_log(settings) as log:
-
-        async def read(sql: str) -> list[dict[str, Any]]:
-            columns, rows = await _projection_rows(settings, log, sql)
-            return [dict(zip(columns, row, strict=True)) for row in rows]
-
-        async def wait_for(seq: int) -> None:
-            subject = rpc_subject(settings.namespace, "wait")
-            await request(log.client, subject, {"seq": seq, "timeout": 5}, 10.0)
-
+        read, wait_for = _projection_access(settings, log)
         conductor = Conductor(log, Publisher(log, identity, settings.namespace), read, wait_for)
         await conductor.start()
         announce_ready(agent_id)
@@ -157,9 +176,44 @@ async def run_conductor(settings: Settings, agent_id: str, stop: asyncio.Event) 
             await conductor.close()
 
 
+async def run_watchdog(settings: Settings, agent_id: str, stop: asyncio.Event) -> None:
+    """Run one watchdog replica until ``stop`` (interval and policy from the environment:
+    ``SWARMLOG_WATCHDOG_INTERVAL`` seconds, default 2; ``SWARMLOG_DEADLOCK_POLICY`` break or
+    escalate, default break)."""
+    identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
+    interval = float(os.environ.get("SWARMLOG_WATCHDOG_INTERVAL", "2"))
+    policy = os.environ.get("SWARMLOG_DEADLOCK_POLICY", "break")
+    if policy not in ("break", "escalate") or not 0.1 <= interval <= 3600:
+        raise ConfigError(
+            "SWARMLOG_WATCHDOG_INTERVAL is 0.1-3600 seconds and SWARMLOG_DEADLOCK_POLICY is"
+            " break or escalate"
+        )
+    async with open_log(settings) as log:
+        read, wait_for = _projection_access(settings, log)
+        watchdog = Watchdog(
+            log,
+            Publisher(log, identity, settings.namespace),
+            read,
+            wait_for,
+            interval=interval,
+            policy=policy,  # type: ignore[arg-type]
+        )
+        await watchdog.start()
+        announce_ready(agent_id)
+        try:
+            while not stop.is_set():
+                try:
+                    await watchdog.step()
+                except SwarmlogError as exc:  # a busy or restarting projector: try again
+                    logging.getLogger(__name__).warning("watchdog step failed: %s", exc)
+        finally:
+            await watchdog.close()
+
+
 _BUILTIN_RUNNERS: dict[str, Callable[[Settings, str, asyncio.Event], Awaitable[None]]] = {
     "router": run_router,
     "conductor": run_conductor,
+    "watchdog": run_watchdog,
 }
 """How each of :data:`BUILTIN_TARGETS` runs."""
 

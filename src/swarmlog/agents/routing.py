@@ -25,7 +25,7 @@ __all__ = [
     "tier_cost",
 ]
 
-BUILTIN_ROLES = frozenset({"router", "conductor"})
+BUILTIN_ROLES = frozenset({"router", "conductor", "watchdog"})
 """Roles that coordinate and never take routed work."""
 
 TIER_COSTS: Mapping[str, int] = {"small": 0, "medium": 1, "large": 2}

@@ -59,6 +59,7 @@ from swarmlog.schemas.payloads import (
     BudgetExceeded,
     ClarificationRequest,
     ClarificationResponse,
+    DeadlockDetected,
     Error,
     Payload,
     Result,
@@ -285,6 +286,16 @@ class AgentRuntime:
             waiting = self._answers.get(message.request_id)
             if waiting is not None and not waiting.done():
                 waiting.set_result(message.answer)
+            await delivery.ack()
+        elif isinstance(message, DeadlockDetected):
+            waiting = self._answers.get(message.victim or "")
+            if waiting is not None and not waiting.done():
+                # Chosen to give up its wait so the others on the cycle proceed: the handler
+                # sees a retryable error, and the task is retried by the agent's policy.
+                cycle = " -> ".join(message.cycle)
+                waiting.set_exception(
+                    TaskError("deadlock", f"gave up a wait to break the deadlock {cycle}")
+                )
             await delivery.ack()
         elif isinstance(message, ClarificationRequest):
             # Answered in its own task: a handler that itself asks must not block the inbox.

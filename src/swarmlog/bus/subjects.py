@@ -13,7 +13,8 @@ kind      rest of the subject                     events
 ========  ======================================  =============================================
 work      ``<role>.<priority>.<task_id>``         task_assignment (what role consumers filter)
 task      ``<task_id>.<type>``                    result, error, task_* lifecycle
-msg       ``<recipient>.<type>``                  clarification_request / _response
+msg       ``<recipient>.<type>``                  clarification_request / _response, a deadlock's
+                                                  victim told to give up its wait
 wf        ``<workflow_id>.<type>``                workflow_* lifecycle
 agent     ``<agent_id>.<type>``                   agent_registered, agent_heartbeat
 ctl       ``<type>``                              operator control: credentials, kill switch
@@ -34,6 +35,7 @@ from swarmlog.schemas.payloads import (
     AgentRegistered,
     ClarificationRequest,
     ClarificationResponse,
+    DeadlockDetected,
     TaskAssignment,
 )
 from swarmlog.schemas.signing import CONTROL_TYPES
@@ -127,7 +129,7 @@ def offer_filter(namespace: str) -> str:
 
 
 def inbox_filter(namespace: str, agent_id: str) -> str:
-    """Messages addressed to one agent (clarification requests and answers)."""
+    """Messages addressed to one agent (clarifications, a deadlock it must break)."""
     return f"swarmlog.{namespace}.*.msg.{agent_id}.>"
 
 
@@ -157,6 +159,8 @@ def subject_for(namespace: str, envelope: Envelope) -> str:
         return f"{prefix}.task.{payload.task_id}.{type_}"  # type: ignore[union-attr]
     if isinstance(payload, ClarificationRequest | ClarificationResponse):
         return f"{prefix}.msg.{payload.to}.{type_}"
+    if isinstance(payload, DeadlockDetected) and payload.to is not None:
+        return f"{prefix}.msg.{payload.to}.{type_}"  # the victim's inbox: it gives up its wait
     if type_.startswith("workflow_"):
         if envelope.workflow_id is None:
             raise SchemaError(f"a {type_} event needs a workflow_id (--workflow-id)")

@@ -16,6 +16,7 @@ import click
 from swarmlog.cli.agent import agent
 from swarmlog.cli.app import cli
 from swarmlog.cli.bench import bench
+from swarmlog.cli.deadlocks import deadlocks
 from swarmlog.cli.demo import demo
 from swarmlog.cli.escalations import escalations
 from swarmlog.cli.events import events
@@ -40,6 +41,7 @@ for command in (
     revive,
     submit,
     escalations,
+    deadlocks,
     workflows,
     tasks,
     agents,

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from swarmlog.agents.process import run_conductor, run_router, stop_on_signals
+from swarmlog.agents.process import run_conductor, run_router, run_watchdog, stop_on_signals
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import stream_subjects
 from swarmlog.cli.agent import issue_replicas, start_builtin
@@ -116,14 +116,17 @@ def up(ctx: Context, detach: bool) -> None:
         position = run(_wait_projector(ctx, time.monotonic() + _READY_TIMEOUT))
         router = start_builtin(settings, "router")
         conductor = start_builtin(settings, "conductor")
+        watchdog = start_builtin(settings, "watchdog")
         ctx.console.print(
             f"swarmlog is up: {url}  stream {stream}  projector pid {info.pid} at seq {position}"
             f"  router pid {router.pid}  conductor pid {conductor.pid}"
+            f"  watchdog pid {watchdog.pid}"
         )
         return
     ctx.console.print(f"swarmlog is up: {url}  stream {stream}  (Ctrl-C to stop)")
     (router_id,) = issue_replicas(settings, "router", None, 1)
     (conductor_id,) = issue_replicas(settings, "conductor", None, 1)
+    (watchdog_id,) = issue_replicas(settings, "watchdog", None, 1)
 
     async def foreground() -> None:
         stop = stop_on_signals()
@@ -131,6 +134,7 @@ def up(ctx: Context, detach: bool) -> None:
             run_projector(settings, stop=stop),
             run_router(settings, router_id, stop),
             run_conductor(settings, conductor_id, stop),
+            run_watchdog(settings, watchdog_id, stop),
         )
 
     try:

@@ -28,6 +28,7 @@ from swarmlog.schemas.payloads import (
     ClarificationResponse,
     CredentialIssued,
     CredentialRevoked,
+    DeadlockDetected,
     Error,
     EscalationResolved,
     Result,
@@ -334,6 +335,8 @@ def apply(
             )
         case ClarificationResponse():
             state.delete("waits_for", payload.request_id)
+        case DeadlockDetected(victim=str(victim)):
+            state.delete("waits_for", victim)  # the victim gives its wait up: the cycle is broken
         case BudgetExceeded():
             flag = "soft_exceeded" if payload.limit == "soft" else "hard_exceeded"
             row = state.upsert("budgets", (payload.scope, payload.scope_id), **{flag: True})

@@ -328,8 +328,18 @@ class CircuitClosed(_Payload, frozen=True, tag="circuit_closed"):
 
 
 class DeadlockDetected(_Payload, frozen=True, tag="deadlock_detected"):
+    """A cycle in the wait-for graph (``cycle``: its nodes, the first repeated at the end).
+
+    With a ``victim`` (the reference of one wait on the cycle) the event is addressed ``to`` the
+    agent holding that wait, which gives it up so the others proceed; without, it is reported
+    and left to a human (an escalation).
+    """
+
     cycle: Annotated[list[Name], Meta(max_length=10_000)]
     victim: Name | None = None
+    to: AgentId | None = None
+    task_id: Name | None = None
+    """The task of the victim's wait, when it has one."""
 
 
 class SnapshotTaken(_Payload, frozen=True, tag="snapshot_taken"):

@@ -1,0 +1,132 @@
+"""The watchdog, a built-in role: finds deadlocks in the wait-for graph and breaks them.
+
+Every ``interval`` seconds it waits until the projection has folded the stream up to its end,
+asks the projection which open waits lie on a cycle (in SQL, :data:`ON_CYCLES_SQL` over
+``waits_for``), and works out each deadlock's cycle and victim with the pure
+:func:`~swarmlog.agents.deadlocks.find_deadlocks`. By policy it then either **breaks** the
+deadlock, a ``deadlock_detected`` event addressed to the agent holding the victim wait (the
+youngest on the cycle), which gives that wait up (its handler sees a retryable ``deadlock``
+error, so its task is retried while the others proceed), or **escalates** it: the same event,
+reported only, and the victim's task escalated to a human. The projection drops a broken wait,
+so a deadlock is reported once; ``swarmlog deadlocks`` lists the current and past ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from swarmlog.agents.deadlocks import ON_CYCLES_SQL, Deadlock, Wait, find_deadlocks
+from swarmlog.agents.presence import Presence
+from swarmlog.bus.ports import EventLog
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.payloads import DeadlockDetected, TaskEscalated
+
+__all__ = ["OPEN_WAITS_SQL", "ROLE", "Watchdog", "waits_on_cycles"]
+
+log = logging.getLogger(__name__)
+
+ROLE = "watchdog"
+
+OPEN_WAITS_SQL = (
+    "SELECT ref, kind, waiter, waits_on, since, task_id, workflow_id FROM waits_for"
+    " WHERE waiter IN (" + ON_CYCLES_SQL.format(edges="waits_for") + ")"
+    " ORDER BY since, ref"
+)
+"""The open waits whose waiter lies on a cycle: everything a deadlock is made of."""
+
+Reader = Callable[[str], Awaitable[list[dict[str, Any]]]]
+Waiter = Callable[[int], Awaitable[None]]
+
+
+async def waits_on_cycles(read: Reader) -> list[Deadlock]:
+    """The deadlocks in the projection's wait-for graph now."""
+    rows = await read(OPEN_WAITS_SQL)
+    waits = [
+        Wait(
+            r["ref"],
+            r["waiter"],
+            r["waits_on"],
+            int(r["since"] or 0),
+            r["kind"],
+            r["task_id"],
+            r["workflow_id"],
+        )
+        for r in rows
+    ]
+    return find_deadlocks(waits)
+
+
+class Watchdog:
+    """One watchdog replica."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        publisher: Publisher,
+        read: Reader,
+        wait_for: Waiter,
+        *,
+        interval: float = 2.0,
+        policy: Literal["break", "escalate"] = "break",
+        heartbeat: float = 5.0,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.log = log
+        self.publisher = publisher
+        self._read = read
+        self._wait_for = wait_for
+        self.interval = interval
+        self.policy = policy
+        self._presence = Presence(publisher, ROLE, heartbeat=heartbeat, clock=clock)
+        self._reported: set[str] = set()
+
+    @property
+    def agent_id(self) -> str:
+        return self.publisher.identity.agent_id
+
+    async def start(self) -> None:
+        await self._presence.start(self.log)
+
+    async def close(self) -> None:
+        await self._presence.stop()
+
+    async def step(self) -> list[Deadlock]:
+        """Look once (after ``interval``): the deadlocks found and acted on."""
+        if self._presence.killed:
+            await self._presence.watch.wait_changed(self.interval)
+            return []
+        await self._presence.watch.wait_changed(self.interval)  # the period between looks
+        await self._presence.beat()
+        await self._wait_for(await self.log.last_seq())
+        acted = []
+        for deadlock in await waits_on_cycles(self._read):
+            if deadlock.key in self._reported:
+                continue  # reported, and its victim not yet projected as broken
+            await self._act(deadlock)
+            self._reported.add(deadlock.key)
+            acted.append(deadlock)
+        return acted
+
+    async def _act(self, deadlock: Deadlock) -> None:
+        victim = deadlock.victim
+        wf: dict[str, Any] = {"workflow_id": victim.workflow_id} if victim.workflow_id else {}
+        cycle = list(deadlock.cycle)
+        log.warning("deadlock %s; %s %s", " -> ".join(cycle), self.policy, victim.ref)
+        if self.policy == "break" and victim.kind == "clarification":
+            await self.publisher.publish(
+                DeadlockDetected(
+                    cycle=cycle, victim=victim.ref, to=victim.waiter, task_id=victim.task_id
+                ),
+                recipient=victim.waiter,
+                **wf,
+            )
+            return
+        await self.publisher.publish(DeadlockDetected(cycle=cycle, task_id=victim.task_id), **wf)
+        if victim.task_id:
+            reason = f"deadlock {' -> '.join(cycle)}: a human decides who gives up"
+            await self.publisher.publish(
+                TaskEscalated(task_id=victim.task_id, reason=reason[:400]), **wf
+            )

@@ -1,0 +1,106 @@
+"""``deadlocks``: current cycles in the wait-for graph, and the past ones the watchdog reported."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from swarmlog.agents.deadlocks import Wait, find_deadlocks
+from swarmlog.agents.watchdog import OPEN_WAITS_SQL
+from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, projection_rows
+
+__all__ = ["deadlocks"]
+
+_PAST_SQL = (
+    "SELECT seq, occurred_at, sender, payload FROM events"
+    " WHERE type = 'deadlock_detected' ORDER BY seq"
+)
+
+
+def _current(ctx: Context) -> list[dict[str, Any]]:
+    waits = [
+        Wait(
+            r["ref"],
+            r["waiter"],
+            r["waits_on"],
+            int(r["since"] or 0),
+            r["kind"],
+            r["task_id"],
+            r["workflow_id"],
+        )
+        for r in projection_rows(ctx.settings, OPEN_WAITS_SQL)
+    ]
+    return [
+        {
+            "cycle": list(d.cycle),
+            "waits": [
+                {
+                    "ref": w.ref,
+                    "kind": w.kind,
+                    "waiter": w.waiter,
+                    "waits_on": w.waits_on,
+                    "task_id": w.task_id,
+                    "workflow_id": w.workflow_id,
+                    "since": w.since,
+                }
+                for w in d.waits
+            ],
+            "victim": d.victim.ref,
+        }
+        for d in find_deadlocks(waits)
+    ]
+
+
+def _past(ctx: Context) -> list[dict[str, Any]]:
+    out = []
+    for r in projection_rows(ctx.settings, _PAST_SQL):
+        payload = json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
+        out.append(
+            {
+                "seq": r["seq"],
+                "occurred_at": r["occurred_at"],
+                "reported_by": r["sender"],
+                "cycle": payload.get("cycle", []),
+                "victim": payload.get("victim"),
+                "victim_agent": payload.get("to"),
+                "task_id": payload.get("task_id"),
+                "action": "broken" if payload.get("victim") else "escalated",
+            }
+        )
+    return out
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def deadlocks(ctx: Context, as_json: bool) -> None:
+    """Deadlocks: cycles in the wait-for graph now, and those the watchdog reported (broken by
+    making the youngest wait give up, or escalated)."""
+    current, past = _current(ctx), _past(ctx)
+    if as_json:
+        emit_json({"current": current, "past": past})
+        return
+    print_table(
+        ctx.console,
+        "current deadlocks",
+        ["cycle", "waits", "victim"],
+        [[" -> ".join(d["cycle"]), len(d["waits"]), d["victim"]] for d in current],
+    )
+    print_table(
+        ctx.console,
+        "reported by the watchdog",
+        ["seq", "cycle", "action", "victim", "agent", "task"],
+        [
+            [
+                p["seq"],
+                " -> ".join(p["cycle"]),
+                p["action"],
+                p["victim"],
+                p["victim_agent"],
+                p["task_id"],
+            ]
+            for p in past
+        ],
+    )
