@@ -47,6 +47,7 @@ from swarmlog.schemas.payloads import (
     AgentRevived,
     BudgetExceeded,
     CircuitClosed,
+    CircuitHalfOpened,
     CircuitOpened,
     ClarificationRequest,
     ClarificationResponse,
@@ -455,6 +456,8 @@ def agent_payload(world: World, agent: Identity, kind: str) -> tuple[Payload, di
             payload = CircuitOpened(circuit=draw(text), reason=draw(text))
         case "circuit_closed":
             payload = CircuitClosed(circuit=draw(text))
+        case "circuit_half_opened":
+            payload = CircuitHalfOpened(circuit=draw(text))
         case "budget_exceeded":
             payload = BudgetExceeded(
                 scope=draw(st.sampled_from(["agent", "workflow"])),
@@ -476,6 +479,7 @@ OPERATOR_KINDS = (
     "credential_revoked",
     "circuit_opened",
     "circuit_closed",
+    "circuit_half_opened",
     "budget_exceeded",
 )
 STEPS = (

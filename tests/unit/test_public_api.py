@@ -71,6 +71,7 @@ PURE_MODULES = [
     "agents/workflows.py",
     "agents/supervision.py",
     "agents/deadlocks.py",
+    "agents/breakers.py",
     "agents/resultcache.py",
     "render_svg.py",
 ]

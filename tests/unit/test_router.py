@@ -8,6 +8,7 @@ import hashlib
 import msgspec
 import pytest
 
+from swarmlog.agents.breakers import BreakerPolicy
 from swarmlog.agents.killswitch import KillFlag, flag_key
 from swarmlog.agents.router import Router, RoutingOutcome
 from swarmlog.agents.routing import AgentView
@@ -177,3 +178,58 @@ async def test_swarm_offers_are_left_to_the_claimants() -> None:
     await s.offer("t1", "code", mode="swarm")
     assert [o.status for o in await s.route()] == ["not_routed"]
     assert s.assignments() == []
+
+
+async def test_a_failing_role_opens_its_circuit_work_goes_to_the_fallback_then_it_recovers() -> (
+    None
+):
+    clock = [NOW]
+    outcomes: list[tuple[int, str, bool]] = []
+
+    async def source(after: int | None) -> tuple[list[tuple[int, str, bool]], int]:
+        start = 0 if after is None else after
+        return [o for o in outcomes if o[0] > start], len(outcomes)
+
+    s = Setup(
+        [view("a-1", "alpha", ("x",), tier="small"), view("b-1", "beta", ("x",), tier="large")],
+    )
+    s.router = Router(
+        s.log,
+        Publisher(s.log, identity("router-1"), NS, clock=lambda: clock[0]),
+        s.router._agents,
+        clock=lambda: clock[0],
+        refresh=0.0,
+        outcomes=source,
+        breaker_policy=BreakerPolicy(consecutive_failures=3, cooldown=2.0),
+    )
+    await s.router.start()
+
+    async def route(task_id: str) -> str:
+        await s.offer(task_id, "x")
+        (outcome,) = await s.route()
+        return outcome.role
+
+    def fail(role: str, n: int) -> None:
+        for _ in range(n):
+            outcomes.append((len(outcomes) + 1, role, False))
+
+    assert await route("t1") == "alpha"  # the cheaper tier
+    fail("alpha", 3)
+    assert await route("t2") == "beta"  # alpha's circuit is open: the fallback takes it
+    clock[0] += 3 * 10**9  # past the cool-down
+    assert await route("t3") == "alpha"  # the probe
+    assert await route("t4") == "beta"  # one probe at a time
+    outcomes.append((len(outcomes) + 1, "alpha", True))
+    assert await route("t5") == "alpha"  # closed again
+    changes = [
+        (m.subject.rsplit(".", 1)[-1], decode_envelope(decode_signed(m.data).body).payload)
+        for m in s.log._messages
+        if ".sys.circuit_" in m.subject
+    ]
+    assert [kind for kind, _ in changes] == [
+        "circuit_opened",
+        "circuit_half_opened",
+        "circuit_closed",
+    ]
+    assert {p.circuit for _, p in changes} == {"role:alpha"}  # type: ignore[attr-defined]
+    assert changes[0][1].reason == "3 failures in a row"  # type: ignore[attr-defined]

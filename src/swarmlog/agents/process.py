@@ -10,14 +10,15 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from swarmlog.agents.api import Agent, TaskError
+from swarmlog.agents.breakers import BreakerPolicy
 from swarmlog.agents.conductor import ROLE as CONDUCTOR_ROLE
 from swarmlog.agents.conductor import Conductor
 from swarmlog.agents.router import ROLE as ROUTER_ROLE
-from swarmlog.agents.router import Router
+from swarmlog.agents.router import OutcomeSource, Router
 from swarmlog.agents.routing import AgentView
 from swarmlog.agents.runtime import AgentRuntime
 from swarmlog.agents.watchdog import ROLE as WATCHDOG_ROLE
@@ -126,12 +127,54 @@ async def run_agent(
             await runtime.close()
 
 
+_OUTCOMES_SQL = (
+    "SELECT e.seq, a.role, e.type = 'result' AS ok FROM events e"
+    " JOIN agents a ON a.agent_id = e.sender"
+    " WHERE e.seq > {after} AND e.type IN ('result', 'error') ORDER BY e.seq LIMIT 5000"
+)
+
+
+def _projected_outcomes(settings: Settings, log: JetStreamLog) -> OutcomeSource:
+    """Each role's results (successes) and errors (failures) from the projection, in order."""
+
+    async def read(after: int | None) -> tuple[list[tuple[int, str, bool]], int]:
+        if after is None:
+            _, rows = await _projection_rows(settings, log, "SELECT max(seq) FROM events")
+            return [], int(rows[0][0] or 0)
+        _, rows = await _projection_rows(settings, log, _OUTCOMES_SQL.format(after=int(after)))
+        found = [(int(seq), str(role), bool(ok)) for seq, role, ok in rows]
+        return found, found[-1][0] if found else after
+
+    return read
+
+
+def breaker_policy_from_env(env: Mapping[str, str] | None = None) -> BreakerPolicy:
+    """The routers' breaker policy: ``SWARMLOG_BREAKER_FAILURES`` (failures in a row that open a
+    role's circuit, default 5) and ``SWARMLOG_BREAKER_COOLDOWN`` (seconds before a probe, 30)."""
+    env = os.environ if env is None else env
+    try:
+        return BreakerPolicy(
+            consecutive_failures=int(env.get("SWARMLOG_BREAKER_FAILURES", "5")),
+            cooldown=float(env.get("SWARMLOG_BREAKER_COOLDOWN", "30")),
+        )
+    except ValueError as exc:
+        raise ConfigError(
+            f"SWARMLOG_BREAKER_FAILURES / SWARMLOG_BREAKER_COOLDOWN: {exc}; use a count >= 1"
+            " and seconds >= 0"
+        ) from None
+
+
 async def run_router(settings: Settings, agent_id: str, stop: asyncio.Event) -> None:
     """Run one router replica until ``stop``."""
     identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
+    policy = breaker_policy_from_env()
     async with open_log(settings) as log:
         router = Router(
-            log, Publisher(log, identity, settings.namespace), _projected_agents(settings, log)
+            log,
+            Publisher(log, identity, settings.namespace),
+            _projected_agents(settings, log),
+            outcomes=_projected_outcomes(settings, log),
+            breaker_policy=policy,
         )
         await router.start()
         announce_ready(agent_id)

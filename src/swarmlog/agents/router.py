@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from swarmlog.agents.breakers import Breaker, BreakerPolicy, admit, record, routable
 from swarmlog.agents.presence import Presence
 from swarmlog.agents.routing import AgentView, Candidate, choose, role_candidates
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
@@ -29,6 +30,10 @@ from swarmlog.errors import ConcurrencyConflict
 from swarmlog.projections.verify import check
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import (
+    CircuitClosed,
+    CircuitHalfOpened,
+    CircuitOpened,
+    Payload,
     TaskAssignment,
     TaskEscalated,
     TaskFailed,
@@ -36,14 +41,20 @@ from swarmlog.schemas.payloads import (
 )
 from swarmlog.schemas.types import PRIORITIES
 
-__all__ = ["ROLE", "Router", "RoutingOutcome"]
+__all__ = ["ROLE", "OutcomeSource", "Router", "RoutingOutcome"]
 
 log = logging.getLogger(__name__)
 
 ROLE = "router"
 
+_CLOSED = Breaker()
+
 AgentSource = Callable[[], Awaitable[list[AgentView]]]
 """Where the router reads the agents from (the projection, in production)."""
+
+OutcomeSource = Callable[[int | None], Awaitable[tuple[list[tuple[int, str, bool]], int]]]
+"""Task outcomes after a stream sequence, ``([(seq, role, ok), ...], last seq read)``; with
+``None``, no outcomes, only where the stream is now (a router does not judge the past)."""
 
 
 @dataclass(frozen=True)
@@ -70,11 +81,18 @@ class Router:
         give_up_after: int = 60,
         heartbeat: float = 5.0,
         clock: Callable[[], int] = time.time_ns,
+        outcomes: OutcomeSource | None = None,
+        breaker_policy: BreakerPolicy | None = None,
     ) -> None:
         self.log = log
         self.publisher = publisher
         self.namespace = publisher.namespace
         self._agents = agents
+        self._outcomes = outcomes
+        self.breaker_policy = breaker_policy or BreakerPolicy()
+        self.breakers: dict[str, Breaker] = {}
+        """Per role, from the outcomes of its work (empty without an outcome source)."""
+        self._outcomes_after: int | None = None
         self.refresh = refresh
         self.stale_after = stale_after
         self.retry_delay = retry_delay
@@ -140,14 +158,49 @@ class Router:
             self._assigned.clear()  # the lag read just now includes them
             self._refreshed_at = now
             self._snapshot = (views, pending)
+            await self._judge(now)
         views, pending = self._snapshot
-        return role_candidates(
+        candidates = role_candidates(
             views,
             now=now,
             stale_after=int(self.stale_after * 1e9),
             pending=pending,
             assigned=self._assigned,
         )
+        # An open circuit takes its role out: the work goes to other roles with the capability
+        # (the fallback), or waits.
+        return [
+            c
+            for c in candidates
+            if routable(self._breaker(c.role), now=now, policy=self.breaker_policy)
+        ]
+
+    def _breaker(self, role: str) -> Breaker:
+        return self.breakers.get(role, _CLOSED)
+
+    async def _judge(self, now: int) -> None:
+        """Feed the outcomes of work since the last look to each role's breaker."""
+        if self._outcomes is None:
+            return
+        found, self._outcomes_after = await self._outcomes(self._outcomes_after)
+        for _, role, ok in found:
+            breaker, why = record(self._breaker(role), ok, now=now, policy=self.breaker_policy)
+            await self._moved(role, self._breaker(role), breaker, why)
+
+    async def _moved(self, role: str, before: Breaker, after: Breaker, why: str) -> None:
+        self.breakers[role] = after
+        if after.state == before.state:
+            return
+        circuit = f"role:{role}"
+        log.warning("circuit %s %s: %s", circuit, after.state, why)
+        change: Payload
+        if after.state == "open":
+            change = CircuitOpened(circuit=circuit, reason=why)
+        elif after.state == "half_open":
+            change = CircuitHalfOpened(circuit=circuit)
+        else:
+            change = CircuitClosed(circuit=circuit, reason=why)
+        await self.publisher.publish(change)
 
     async def handle(self, delivery: Delivery) -> RoutingOutcome:
         (outcome,) = await self.handle_batch([delivery])
@@ -217,6 +270,11 @@ class Router:
             await delivery.term()
             return RoutingOutcome(offer.task_id, "escalated")
         self._assigned[chosen.role] += 1  # the rest of the batch sees this role busier
+        breaker = self._breaker(chosen.role)
+        if breaker.state != "closed":  # a probe: the breaker counts it
+            now = self._clock()
+            admitted, why = admit(breaker, now=now, policy=self.breaker_policy)
+            await self._moved(chosen.role, breaker, admitted, why)
         assignment = TaskAssignment(
             task_id=offer.task_id,
             role=chosen.role,

@@ -23,6 +23,7 @@ from swarmlog.schemas.payloads import (
     AgentRevived,
     BudgetExceeded,
     CircuitClosed,
+    CircuitHalfOpened,
     CircuitOpened,
     ClarificationRequest,
     ClarificationResponse,
@@ -351,10 +352,20 @@ def apply(
                     "changed_at": at,
                 },
             )
+        case CircuitHalfOpened():
+            state.put(
+                "breakers",
+                {"circuit": payload.circuit, "state": "half_open", "reason": "", "changed_at": at},
+            )
         case CircuitClosed():
             state.put(
                 "breakers",
-                {"circuit": payload.circuit, "state": "closed", "reason": "", "changed_at": at},
+                {
+                    "circuit": payload.circuit,
+                    "state": "closed",
+                    "reason": payload.reason,
+                    "changed_at": at,
+                },
             )
         case _:
             pass  # recorded in `events` only (deadlocks, snapshots, ...)

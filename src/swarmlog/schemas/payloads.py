@@ -38,6 +38,7 @@ __all__ = [
     "AgentRevived",
     "BudgetExceeded",
     "CircuitClosed",
+    "CircuitHalfOpened",
     "CircuitOpened",
     "ClarificationRequest",
     "ClarificationResponse",
@@ -325,6 +326,13 @@ class CircuitOpened(_Payload, frozen=True, tag="circuit_opened"):
 
 class CircuitClosed(_Payload, frozen=True, tag="circuit_closed"):
     circuit: Annotated[str, Meta(max_length=128)]
+    reason: _Reason = ""
+
+
+class CircuitHalfOpened(_Payload, frozen=True, tag="circuit_half_opened"):
+    """An open circuit's cool-down is over: a probe goes through; it closes or opens again."""
+
+    circuit: Annotated[str, Meta(max_length=128)]
 
 
 class DeadlockDetected(_Payload, frozen=True, tag="deadlock_detected"):
@@ -378,6 +386,7 @@ Payload = (
     | BudgetExceeded
     | CircuitOpened
     | CircuitClosed
+    | CircuitHalfOpened
     | DeadlockDetected
     | SnapshotTaken
 )
