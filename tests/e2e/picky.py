@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 from swarmlog.agents.api import Agent, Context, TaskError, on
 from swarmlog.agents.retry import RetryPolicy
@@ -107,3 +108,32 @@ class Stubborn(Agent):
     async def answer(self, request: ClarificationRequest, ctx: Context) -> str:
         await self._settled.wait()  # "you first"
         return f"{ctx.agent_id} knows little"
+
+
+class Flaky(Agent):
+    """Role ``flaky`` (capability ``convert``, the cheap tier): fails while the file named by its
+    input's ``sick_file`` exists; its failed work goes to ``backup``."""
+
+    role = "flaky"
+    capabilities = ("convert",)
+    tier = "small"
+    retry = RetryPolicy(max_attempts=1)
+    fallback_role = "backup"
+
+    @on(TaskAssignment)
+    async def convert(self, task: TaskAssignment, ctx: Context) -> object:
+        if await asyncio.to_thread(Path(task.input["sick_file"]).exists):
+            raise TaskError("sick", "a dependency of flaky is down")
+        return {"by": "flaky"}
+
+
+class Backup(Agent):
+    """Role ``backup`` (capability ``convert``, the expensive tier): always works."""
+
+    role = "backup"
+    capabilities = ("convert",)
+    tier = "large"
+
+    @on(TaskAssignment)
+    async def convert(self, task: TaskAssignment, ctx: Context) -> object:
+        return {"by": "backup"}

@@ -138,6 +138,8 @@ class Router:
         await self._presence.beat()
         deliveries = await self._queue.fetch(64, timeout=0.02)
         if not deliveries:
+            if self._outcomes is not None:
+                await self.candidates()  # breakers follow outcomes while no offer comes too
             await self._bell.wait(wait)  # asleep until an offer is published (or a sweep)
             return []
         return await self.handle_batch(deliveries)
