@@ -10,8 +10,9 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from swarmlog.bus.jetstream import JetStreamLog, connect
 from swarmlog.bus.rpc import request
@@ -20,10 +21,11 @@ from swarmlog.bus.subjects import rpc_subject
 from swarmlog.config import Settings
 from swarmlog.errors import BusError, QueryError, StoreError
 from swarmlog.keystore import KeyStore
-from swarmlog.projections.projector import Projector
+from swarmlog.projections.projector import BatchResult, Projector
 from swarmlog.projections.query import QueryResult, run_query
 from swarmlog.projections.service import QUERY_TIMEOUT, QueryService
 from swarmlog.projections.store import ProjectionStore
+from swarmlog.snapshots import snapshot_every, take_snapshot
 
 __all__ = [
     "LiveState",
@@ -99,17 +101,43 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
     async with open_log(settings, provision=True) as log_:
         store = ProjectionStore(settings.projection_path)
         projector = Projector(log_, store, namespace=settings.namespace, operator_key=operator_key)
-        service = QueryService(log_.client, store, settings.namespace)
+        taking: asyncio.Lock = asyncio.Lock()
+
+        async def snapshot() -> dict[str, Any]:
+            async with taking:  # one at a time
+                return await take_snapshot(log_, store, settings.namespace)
+
+        service = QueryService(log_.client, store, settings.namespace, snapshot=snapshot)
+        every, last = snapshot_every(), store.position()
+        periodic: set[asyncio.Task[Any]] = set()
+
+        def advanced(done: BatchResult) -> None:
+            nonlocal last
+            service.advanced(done.last_seq)
+            if every and done.last_seq - last >= every and not taking.locked():
+                last = done.last_seq
+                task = asyncio.ensure_future(_periodic(snapshot))
+                periodic.add(task)
+                task.add_done_callback(periodic.discard)
+
         try:
             await service.start()
             log.info("projector for %s at position %d", log_.stream, store.position())
-            return await projector.run(
-                follow=True, stop=stop, on_batch=lambda done: service.advanced(done.last_seq)
-            )
+            return await projector.run(follow=True, stop=stop, on_batch=advanced)
         finally:
+            for task in periodic:
+                task.cancel()
             await service.stop()
             projector.close()
             store.close()
+
+
+async def _periodic(snapshot: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    try:
+        taken = await snapshot()
+        log.info("snapshot %s at seq %d", taken["name"], taken["seq"])
+    except Exception as exc:  # a missed snapshot is not worth stopping the projector for
+        log.warning("periodic snapshot failed: %s", exc)
 
 
 @dataclass(frozen=True)

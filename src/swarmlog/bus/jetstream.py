@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +31,7 @@ from nats.js.api import (
     DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
+    ObjectMeta,
     ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
@@ -344,6 +347,49 @@ class JetStreamLog:
         for filter_subject in filter_subjects:
             bell.subs.append(await self._nc.subscribe(filter_subject, cb=bell.ring))
         return bell
+
+    async def _snapshot_store(self) -> Any:
+        try:
+            return await self._js.object_store(object_bucket(self._namespace))
+        except nats.js.errors.BucketNotFoundError:
+            raise BusError(
+                f"the snapshot bucket of namespace {self._namespace!r} is missing;"
+                " run `swarmlog up`"
+            ) from None
+
+    async def put_snapshot(self, name: str, path: Path, meta: dict[str, Any]) -> int:
+        """Store the file at ``path`` as snapshot ``name`` with ``meta`` (JSON) beside it;
+        returns its size."""
+        store = await self._snapshot_store()
+        with path.open("rb") as data:
+            info = await store.put(
+                name, data, meta=ObjectMeta(name=name, description=json.dumps(meta))
+            )
+        return int(info.size or 0)
+
+    async def get_snapshot(self, name: str, path: Path) -> dict[str, Any]:
+        """Write snapshot ``name`` to ``path``; returns the meta stored with it."""
+        store = await self._snapshot_store()
+        try:
+            with path.open("wb") as out:
+                result = await store.get(name, writeinto=out)
+        except nats.js.errors.ObjectNotFoundError:
+            raise BusError(f"no snapshot {name!r}; see `swarmlog snapshot list`") from None
+        meta: dict[str, Any] = json.loads(result.info.description or "{}")
+        return meta
+
+    async def snapshots(self) -> list[dict[str, Any]]:
+        """Every stored snapshot: ``name``, ``size`` and its meta, oldest first."""
+        store = await self._snapshot_store()
+        try:
+            infos = await store.list(ignore_deletes=True)
+        except nats.js.errors.NotFoundError:
+            return []
+        found = [
+            {"name": i.name, "size": int(i.size or 0)} | json.loads(i.description or "{}")
+            for i in infos
+        ]
+        return sorted(found, key=lambda s: (s.get("seq", 0), s["name"]))
 
     async def flags(self) -> _JetStreamKV:
         return await self._bucket("flags")

@@ -24,6 +24,7 @@ from swarmlog.cli.keys import keys
 from swarmlog.cli.kill import kill, revive
 from swarmlog.cli.query import query
 from swarmlog.cli.replay import audit, replay
+from swarmlog.cli.snapshot import snapshot
 from swarmlog.cli.submit import submit
 from swarmlog.cli.system import down, projector, status, up
 from swarmlog.cli.views import agents, budgets, show, tasks, workflows
@@ -50,6 +51,7 @@ for command in (
     events,
     replay,
     audit,
+    snapshot,
     query,
     bench,
     demo,

@@ -6,12 +6,14 @@
 ``_swarmlog.<ns>.rpc.wait``    ``{"seq": N, "timeout": s}`` -> ``{"position"}`` once the projection
                                has reached ``N`` (or at the timeout): "visible in the projection"
                                without polling
+``_swarmlog.<ns>.rpc.snapshot`` ``{}`` -> the snapshot just stored (see :mod:`swarmlog.snapshots`)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -33,8 +35,16 @@ QUERY_TIMEOUT = 10.0
 class QueryService:
     """Serves queries and state reads from a live projection."""
 
-    def __init__(self, client: Client, store: ProjectionStore, namespace: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        store: ProjectionStore,
+        namespace: str,
+        *,
+        snapshot: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
         self._client = client
+        self._snapshot = snapshot
         self._store = store
         self._namespace = namespace
         self._subs: list[Subscription] = []
@@ -55,6 +65,8 @@ class QueryService:
             await serve(self._client, rpc_subject(ns, "position"), self._read_position),
             await serve(self._client, rpc_subject(ns, "wait"), self._wait),
         ]
+        if self._snapshot is not None:
+            self._subs.append(await serve(self._client, rpc_subject(ns, "snapshot"), self._take))
         await self._client.flush()
 
     async def stop(self) -> None:
@@ -89,6 +101,10 @@ class QueryService:
     async def _state(self, body: Any) -> Any:
         position, state_hash = await asyncio.to_thread(self._store.snapshot_state)
         return {"position": position, "state_hash": state_hash}
+
+    async def _take(self, body: Any) -> Any:
+        assert self._snapshot is not None
+        return await self._snapshot()
 
     async def _read_position(self, body: Any) -> Any:
         return {"position": await asyncio.to_thread(self._store.position)}

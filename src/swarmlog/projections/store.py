@@ -35,6 +35,7 @@ _META_DDL = (
     "CREATE TABLE IF NOT EXISTS projector_position (stream VARCHAR PRIMARY KEY, seq BIGINT)",
     "CREATE TABLE IF NOT EXISTS projection_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
 )
+_META_TABLES = ("projector_position", "projection_meta")
 _HASH_FETCH = 10_000
 _ARROW = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "BOOLEAN": pa.bool_()}
 
@@ -233,23 +234,53 @@ class ProjectionStore:
             cursor = self._con.cursor()
             cursor.execute("BEGIN TRANSACTION")
         try:
-            row = cursor.execute("SELECT max(seq) FROM projector_position").fetchall()[0]
-            position = int(row[0]) if row and row[0] is not None else 0
-            hasher = StateHasher()
-            for t in TABLES:
-                result = cursor.execute(
-                    f"SELECT {', '.join(t.column_names)} FROM {t.name} ORDER BY {', '.join(t.key)}"
-                )
-                hasher.table(t, _iterate(result))
+            state = _state_of(cursor)
             cursor.execute("COMMIT")
-            return position, hasher.hexdigest()
+            return state
         finally:
             cursor.close()
+
+    def export_to(self, path: Path) -> tuple[int, str]:
+        """Copy this projection, at one consistent point, into a new file at ``path`` (a
+        snapshot); returns the position and state hash it was copied at."""
+        target = ProjectionStore(path)  # the same tables, keys included
+        with self._lock:
+            cursor = self._con.cursor()
+            cursor.execute("BEGIN TRANSACTION")
+        try:
+            state = _state_of(cursor)
+            # Streamed as Arrow batches from this transaction's view into the new file (the
+            # safe configuration forbids attaching files).
+            for name in [t.name for t in TABLES] + list(_META_TABLES):
+                batches = cursor.sql(f"SELECT * FROM {name}").to_arrow_reader(50_000)
+                target._con.register("snapshot_rows", batches)
+                try:
+                    target._con.execute(f"INSERT INTO {name} SELECT * FROM snapshot_rows")
+                finally:
+                    target._con.unregister("snapshot_rows")
+            cursor.execute("COMMIT")
+            return state
+        finally:
+            cursor.close()
+            target.close()
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of an internal query (not user SQL: see :mod:`query` for that)."""
         with self._lock:
             return self._con.execute(sql, list(params)).fetchall()
+
+
+def _state_of(cursor: duckdb.DuckDBPyConnection) -> tuple[int, str]:
+    """Position and state hash as ``cursor``'s transaction sees them."""
+    row = cursor.execute("SELECT max(seq) FROM projector_position").fetchall()[0]
+    position = int(row[0]) if row and row[0] is not None else 0
+    hasher = StateHasher()
+    for t in TABLES:
+        result = cursor.execute(
+            f"SELECT {', '.join(t.column_names)} FROM {t.name} ORDER BY {', '.join(t.key)}"
+        )
+        hasher.table(t, _iterate(result))
+    return position, hasher.hexdigest()
 
 
 def _iterate(result: duckdb.DuckDBPyConnection) -> Iterable[tuple[Any, ...]]:

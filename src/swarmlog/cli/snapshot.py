@@ -1,0 +1,121 @@
+"""``snapshot create|list|restore``: projection snapshots in the namespace's object store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.config import Settings
+from swarmlog.errors import ServerError, VerificationError
+from swarmlog.keystore import KeyStore
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.payloads import SnapshotTaken
+from swarmlog.snapshots import restore_snapshot
+from swarmlog.system import ask_projector, open_log
+
+__all__ = ["snapshot"]
+
+
+@click.group()
+def snapshot() -> None:
+    """Projection snapshots: the projection at a stream sequence, with its state hash."""
+
+
+async def _record(settings: Settings, taken: dict[str, Any]) -> None:
+    """The operator signs the snapshot into the log (the audit trail of what was taken)."""
+    async with open_log(settings) as log:
+        publisher = Publisher(log, KeyStore(settings.keys_dir).operator(), settings.namespace)
+        await publisher.publish(
+            SnapshotTaken(seq=taken["seq"], state_hash=taken["state_hash"], name=taken["name"])
+        )
+
+
+@snapshot.command("create")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def snapshot_create(ctx: Context, as_json: bool) -> None:
+    """Ask the live projector for a snapshot of the projection now."""
+    settings = ctx.settings
+    taken = run(ask_projector(settings, "snapshot", {}, timeout=300.0))
+    if not isinstance(taken, dict):
+        raise ServerError("no projector answers; start one with `swarmlog up --detach`")
+    run(_record(settings, taken))
+    if as_json:
+        emit_json(taken)
+        return
+    ctx.console.print(
+        f"snapshot {taken['name']} at seq {taken['seq']}, state hash"
+        f" {taken['state_hash'][:16]}…, {taken['size']:,} bytes"
+    )
+
+
+async def _list(settings: Settings) -> list[dict[str, Any]]:
+    async with open_log(settings) as log:
+        return await log.snapshots()
+
+
+@snapshot.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def snapshot_list(ctx: Context, as_json: bool) -> None:
+    """The stored snapshots, oldest first."""
+    found = run(_list(ctx.settings))
+    if as_json:
+        emit_json({"snapshots": found})
+        return
+    print_table(
+        ctx.console,
+        "snapshots",
+        ["name", "seq", "state hash", "bytes", "created"],
+        [_row(s) for s in found],
+    )
+    if not found:
+        ctx.err.print("no snapshots yet; `swarmlog snapshot create` takes one")
+
+
+def _row(s: dict[str, Any]) -> list[Any]:
+    return [
+        s["name"],
+        s.get("seq"),
+        str(s.get("state_hash", ""))[:16],
+        s["size"],
+        s.get("created_at"),
+    ]
+
+
+async def _restore(settings: Settings, name: str, to: Path) -> dict[str, Any]:
+    async with open_log(settings) as log:
+        return await restore_snapshot(log, settings, name, to)
+
+
+@snapshot.command("restore")
+@click.argument("name")
+@click.option(
+    "--to",
+    "to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The new projection file (default: restored-<name>.duckdb in the data dir).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def snapshot_restore(ctx: Context, name: str, to: Path | None, as_json: bool) -> None:
+    """Load snapshot NAME, check it against its recorded state hash (a mismatch is refused,
+    exit 1), and catch it up from the stream into a new projection file."""
+    settings = ctx.settings
+    target = to or settings.data_dir / f"restored-{name}.duckdb"
+    try:
+        restored = run(_restore(settings, name, target))
+    except VerificationError as exc:
+        ctx.err.print(f"error: {exc}")
+        raise SystemExit(1) from None
+    if as_json:
+        emit_json(restored)
+        return
+    ctx.console.print(
+        f"restored {name} (seq {restored['snapshot_seq']}) + {restored['caught_up']} events"
+        f" → seq {restored['position']}, state hash {restored['state_hash'][:16]}…,"
+        f" in {restored['path']}"
+    )
