@@ -24,6 +24,7 @@ from swarmlog.cli.keys import keys
 from swarmlog.cli.kill import kill, revive
 from swarmlog.cli.query import query
 from swarmlog.cli.replay import audit, replay
+from swarmlog.cli.sim import sim
 from swarmlog.cli.snapshot import snapshot
 from swarmlog.cli.submit import submit
 from swarmlog.cli.system import down, projector, status, up
@@ -52,6 +53,7 @@ for command in (
     replay,
     audit,
     snapshot,
+    sim,
     query,
     bench,
     demo,

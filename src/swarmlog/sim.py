@@ -1,0 +1,570 @@
+"""The deterministic swarm simulation (``swarmlog sim``): the pure core under injected faults.
+
+A seeded scheduler plays a small swarm over the in-memory bus with a virtual clock: the operator
+offers tasks, a router assigns them with the real routing and circuit-breaker functions, worker
+agents run them (and fail, and are retried with the real retry policy, and escalate), swarm
+agents race for offers with the real claim protocol, pairs of agents ask each other questions
+until the watchdog's real deadlock detector breaks the cycle, and the projection is folded by
+the real verifier and fold. Every event is a real signed event; ids, times and keys come from the
+seed, so **the same seed always gives the same log and the same final state hash**.
+
+Faults (``--faults``, all by default):
+
+``delay``      queues are served in a random order, not first come first served (reordering)
+``duplicate``  a finished assignment is delivered to an agent again
+``redeliver``  an agent crashes mid-task: the task comes back after the ack wait; the agent
+               restarts later
+``projector``  the projection is thrown away and rebuilt, from scratch or from a snapshot
+``clock``      the clock jumps forward by minutes
+``sick``       a role fails everything for a while (its breaker opens, then recovers)
+
+After the steps, the simulation drains (no new work or faults) and checks its invariants: every
+task offered is finished or escalated (no work silently lost); no task has two results; each
+swarm task was claimed once; every deadlock made was detected and broken; no work was routed
+through an open circuit; the live projection (crashed and rebuilt along the way) equals a full
+refold of the log, and a snapshot plus its catch-up equals it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from swarmlog.agents.breakers import Breaker, BreakerPolicy, admit, record, routable
+from swarmlog.agents.claims import claim
+from swarmlog.agents.deadlocks import Wait, find_deadlocks
+from swarmlog.agents.retry import RetryPolicy
+from swarmlog.bus.memory import MemoryLog
+from swarmlog.bus.ports import StoredMessage
+from swarmlog.projections.fold import apply, quarantine
+from swarmlog.projections.state import State
+from swarmlog.projections.statehash import state_hash
+from swarmlog.projections.verify import admit as admit_event
+from swarmlog.projections.verify import check
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.credentials import Credential
+from swarmlog.schemas.payloads import (
+    AgentRegistered,
+    ClarificationRequest,
+    ClarificationResponse,
+    DeadlockDetected,
+    Error,
+    Result,
+    TaskAssignment,
+    TaskEscalated,
+    TaskOffered,
+    TaskRetryScheduled,
+    TaskStarted,
+)
+from swarmlog.schemas.signing import Identity, issue_credential
+
+__all__ = ["FAULTS", "SimResult", "run_sim", "simulate"]
+
+FAULTS = ("delay", "duplicate", "redeliver", "projector", "clock", "sick")
+NAMESPACE = "sim"
+_EPOCH = 1_800_000_000 * 10**9
+_SECOND = 10**9
+_ACK_WAIT = 30 * _SECOND
+_TIER_COST = {"small": 1, "medium": 2, "large": 3}
+
+
+@dataclass
+class SimResult:
+    seed: int
+    steps: int
+    faults: list[str]
+    events: int
+    state_hash: str
+    tasks: dict[str, int]
+    injected: dict[str, int]
+    deadlocks: int
+    circuit_changes: int
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+@dataclass
+class _Agent:
+    identity: Identity
+    role: str
+    publisher: Publisher
+    busy: str | None = None
+    """The task in hand."""
+    done_at: int = 0
+    alive: bool = True
+    back_at: int = 0
+    asked: str | None = None
+    """The request this agent waits on (a deadlock pair), if any."""
+
+
+@dataclass
+class _Role:
+    name: str
+    capability: str
+    tier: str
+    queue: list[TaskAssignment] = field(default_factory=list)
+    """Assignments waiting; with their not-before times in ``ready_at``."""
+    ready_at: dict[str, int] = field(default_factory=dict)
+    sick_until: int = 0
+
+
+class _Sim:
+    def __init__(self, seed: int, steps: int, faults: frozenset[str]) -> None:
+        self.rng = random.Random(seed)
+        self.seed, self.steps, self.faults = seed, steps, faults
+        self.now = _EPOCH
+        self.log = MemoryLog(f"SWARMLOG_{NAMESPACE.upper()}", wall_clock=lambda: self.now)
+        self.operator = self._identity("operator")
+        self.ops = self._publisher(self.operator)
+        self.roles = {
+            "alpha": _Role("alpha", "work", "small"),
+            "beta": _Role("beta", "work", "large"),
+            "swarmer": _Role("swarmer", "claim", "small"),
+        }
+        self.agents: list[_Agent] = []
+        self.router = self._identity("router-1")
+        self.router_pub = self._publisher(self.router)
+        self.watchdog_pub = self._publisher(self._identity("watchdog-1"))
+        self.policy = BreakerPolicy(consecutive_failures=3, cooldown=20.0)
+        self.retry = RetryPolicy(initial_delay=1.0, max_delay=8.0, max_attempts=3)
+        self.breakers: dict[str, Breaker] = {}
+        self.offers: list[TaskOffered] = []
+        self.swarm_offers: list[str] = []
+        self.offered: list[str] = []
+        self.attempts: Counter[str] = Counter()
+        self.finished: set[str] = set()
+        self.results: Counter[str] = Counter()
+        self.injected: Counter[str] = Counter()
+        self.violations: list[str] = []
+        self.deadlocks_made = 0
+        self.deadlocks_broken = 0
+        self.circuit_changes = 0
+        self.state = State()
+        self.folded = 0
+        self.snapshot: tuple[State, int] | None = None
+        self.next_id = 0
+
+    # --- set-up -----------------------------------------------------------------------------------
+
+    def _identity(self, name: str) -> Identity:
+        seed = hashlib.sha256(f"swarmlog-sim/{self.seed}/{name}".encode()).digest()
+        return Identity.from_seed(name, seed)
+
+    def _publisher(self, identity: Identity) -> Publisher:
+        entropy = random.Random(f"{self.seed}/{identity.agent_id}")
+        return Publisher(
+            self.log,
+            identity,
+            NAMESPACE,
+            clock=lambda: self.now,
+            entropy=lambda n: entropy.randbytes(n),
+        )
+
+    async def setup(self) -> None:
+        members = [("alpha", 2), ("beta", 1), ("swarmer", 2)]
+        ids = [(f"{role}-{i}", role) for role, n in members for i in range(1, n + 1)]
+        ids += [("router-1", "router"), ("watchdog-1", "watchdog")]
+        for agent_id, role in ids:
+            identity = self._identity(agent_id)
+            capability = self.roles[role].capability if role in self.roles else ""
+            credential = Credential(
+                agent_id=agent_id,
+                role=role,
+                public_key=identity.public_key,
+                issuer=self.operator.public_key,
+                issued_at=self.now,
+                capabilities=[capability] if capability else [],
+            )
+            await self.ops.publish(issue_credential(self.operator, credential))
+            if role in self.roles:
+                agent = _Agent(identity, role, self._publisher(identity))
+                self.agents.append(agent)
+                await agent.publisher.publish(
+                    AgentRegistered(
+                        agent_id=agent_id,
+                        role=role,
+                        capabilities=[capability],
+                        tier=self.roles[role].tier,
+                    )
+                )
+
+    # --- the schedule -----------------------------------------------------------------------------
+
+    def _tick(self, ns: int) -> None:
+        self.now += ns
+
+    def _pick(self, items: list[Any]) -> Any:
+        """The next item of a queue: the oldest, or any one under the delay fault."""
+        if "delay" in self.faults and len(items) > 1 and self.rng.random() < 0.5:
+            self.injected["delay"] += 1
+            return items.pop(self.rng.randrange(len(items)))
+        return items.pop(0)
+
+    async def run(self) -> None:
+        await self.setup()
+        for _ in range(self.steps):
+            await self.step(draining=False)
+        for _ in range(10 * self.steps + 200):  # drain: no new work, no faults
+            if self.quiet():
+                break
+            await self.step(draining=True)
+        await self.fold()
+
+    def quiet(self) -> bool:
+        return (
+            not self.offers
+            and not self.swarm_offers
+            and all(not r.queue for r in self.roles.values())
+            and all(a.busy is None and a.asked is None for a in self.agents)
+        )
+
+    async def step(self, *, draining: bool) -> None:
+        self._tick(self.rng.randrange(50, 500) * 10**6)
+        choices: list[tuple[str, float]] = [("route", 3), ("work", 4), ("finish", 4)]
+        choices += [("watchdog", 1), ("fold", 1), ("claim", 2), ("revive", 1)]
+        if not draining:
+            choices += [("offer", 3), ("swarm_offer", 1), ("deadlock", 0.3)]
+            choices += [(f, 0.4) for f in sorted(self.faults - {"delay"})]  # delay is in _pick
+        names, weights = zip(*choices, strict=True)
+        action = self.rng.choices(names, weights)[0]
+        await getattr(self, f"do_{action}")()
+        if draining:
+            await self.do_finish()  # let time run on in-flight work
+            self._tick(2 * _SECOND)
+
+    # --- actions ----------------------------------------------------------------------------------
+
+    def _task_id(self, prefix: str) -> str:
+        self.next_id += 1
+        return f"{prefix}{self.next_id}"
+
+    async def do_offer(self) -> None:
+        offer = TaskOffered(task_id=self._task_id("t"), capability="work", input=self.next_id)
+        await self.ops.publish(offer)
+        self.offers.append(offer)
+        self.offered.append(offer.task_id)
+
+    async def do_swarm_offer(self) -> None:
+        offer = TaskOffered(task_id=self._task_id("s"), capability="claim", mode="swarm")
+        await self.ops.publish(offer)
+        self.swarm_offers.append(offer.task_id)
+        self.offered.append(offer.task_id)
+
+    def _breaker(self, role: str) -> Breaker:
+        return self.breakers.get(role, Breaker())
+
+    async def _moved(self, role: str, before: Breaker, after: Breaker) -> None:
+        self.breakers[role] = after
+        if before.state != after.state:
+            self.circuit_changes += 1
+
+    async def do_route(self) -> None:
+        if not self.offers:
+            return
+        offer = self._pick(self.offers)
+        able = [
+            r
+            for r in self.roles.values()
+            if r.capability == offer.capability
+            and routable(self._breaker(r.name), now=self.now, policy=self.policy)
+        ]
+        if not able:
+            self.offers.append(offer)  # waits for a circuit to let work through
+            return
+        role = min(able, key=lambda r: (_TIER_COST[r.tier], len(r.queue), r.name))
+        breaker = self._breaker(role.name)
+        if breaker.state != "closed":
+            after, _ = admit(breaker, now=self.now, policy=self.policy)
+            await self._moved(role.name, breaker, after)
+        if self._breaker(role.name).state == "open":
+            self.violations.append(f"{offer.task_id} routed through the open circuit of {role}")
+        assignment = TaskAssignment(
+            task_id=offer.task_id, role=role.name, capability=offer.capability, input=offer.input
+        )
+        await self.router_pub.publish(assignment)
+        role.queue.append(assignment)
+
+    def _idle(self, role: str) -> list[_Agent]:
+        return [a for a in self.agents if a.role == role and a.alive and not a.busy and not a.asked]
+
+    async def do_work(self) -> None:
+        ready = [
+            r
+            for r in self.roles.values()
+            if r.queue and self._idle(r.name) and any(self._due(r, t) for t in r.queue)
+        ]
+        if not ready:
+            return
+        role = self.rng.choice(ready)
+        waiting = [t for t in role.queue if self._due(role, t)]
+        task = self._pick(waiting)
+        role.queue.remove(task)
+        agent = self.rng.choice(self._idle(role.name))
+        if task.task_id in self.finished:  # a redelivery of settled work: idempotent
+            return
+        self.attempts[task.task_id] += 1
+        agent.busy = task.task_id
+        agent.done_at = self.now + self.rng.randrange(1, 5) * _SECOND
+        await agent.publisher.publish(
+            TaskStarted(task_id=task.task_id, attempt=self.attempts[task.task_id])
+        )
+
+    def _due(self, role: _Role, task: TaskAssignment) -> bool:
+        return role.ready_at.get(task.task_id, 0) <= self.now
+
+    async def do_finish(self) -> None:
+        due = [a for a in self.agents if a.busy and a.alive and a.done_at <= self.now]
+        if not due:
+            return
+        agent = self.rng.choice(due)
+        task_id, agent.busy = agent.busy, None
+        assert task_id is not None
+        role = self.roles[agent.role]
+        swarm = task_id.startswith("s")
+        failed = role.sick_until > self.now or self.rng.random() < 0.1
+        if task_id in self.finished:
+            return  # already answered (a duplicate delivery): nothing more to say
+        if not failed:
+            self.finished.add(task_id)
+            self.results[task_id] += 1
+            await agent.publisher.publish(Result(task_id=task_id, output={"by": agent.role}))
+        else:
+            decision = self.retry.decide(
+                self.attempts[task_id], retryable=not swarm, draw=self.rng.random()
+            )
+            await agent.publisher.publish(
+                Error(task_id=task_id, code="sim", message="failed", retryable=decision.retry)
+            )
+            if decision.retry:
+                await agent.publisher.publish(
+                    TaskRetryScheduled(
+                        task_id=task_id,
+                        attempt=self.attempts[task_id] + 1,
+                        delay_ms=int(decision.delay * 1000),
+                    )
+                )
+                role.ready_at[task_id] = self.now + int(decision.delay * _SECOND)
+                role.queue.append(TaskAssignment(task_id=task_id, role=role.name))
+            else:
+                self.finished.add(task_id)
+                await agent.publisher.publish(
+                    TaskEscalated(task_id=task_id, reason=decision.reason[:400])
+                )
+        if not swarm:
+            before = self._breaker(role.name)
+            after, _ = record(before, not failed, now=self.now, policy=self.policy)
+            await self._moved(role.name, before, after)
+
+    async def do_claim(self) -> None:
+        if not self.swarm_offers:
+            return
+        task_id = self._pick(self.swarm_offers)
+        racers = self._idle("swarmer")
+        if not racers:
+            self.swarm_offers.append(task_id)
+            return
+        self.rng.shuffle(racers)
+        winners = [a for a in racers if (await claim(self.log, a.publisher, task_id)).won]
+        if len(winners) != 1:
+            self.violations.append(f"{task_id} claimed by {len(winners)} agents")
+            return
+        self.roles["swarmer"].queue.append(TaskAssignment(task_id=task_id, role="swarmer"))
+
+    async def do_deadlock(self) -> None:
+        pair = [a for a in self._idle("alpha")][:2]
+        if len(pair) < 2:
+            return
+        for asker, other in ((pair[0], pair[1]), (pair[1], pair[0])):
+            request_id = self._task_id("q")
+            asker.asked = request_id
+            await asker.publisher.publish(
+                ClarificationRequest(
+                    request_id=request_id, to=other.identity.agent_id, question="you first?"
+                ),
+                recipient=other.identity.agent_id,
+            )
+        self.deadlocks_made += 1
+
+    async def do_watchdog(self) -> None:
+        await self.fold()
+        waits = [
+            Wait(r["ref"], r["waiter"], r["waits_on"], r["since"])
+            for r in self.state.rows["waits_for"].values()
+        ]
+        for deadlock in find_deadlocks(waits):
+            victim = deadlock.victim
+            await self.watchdog_pub.publish(
+                DeadlockDetected(cycle=list(deadlock.cycle), victim=victim.ref, to=victim.waiter),
+                recipient=victim.waiter,
+            )
+            self.deadlocks_broken += 1
+            # The victim gives its wait up and, free again, answers the other's question.
+            freed = next(a for a in self.agents if a.identity.agent_id == victim.waiter)
+            freed.asked = None
+            for wait in deadlock.waits:
+                if wait.waits_on == freed.identity.agent_id:
+                    await freed.publisher.publish(
+                        ClarificationResponse(
+                            request_id=wait.ref, to=wait.waiter, answer="after you"
+                        ),
+                        recipient=wait.waiter,
+                    )
+                    other = next(a for a in self.agents if a.identity.agent_id == wait.waiter)
+                    other.asked = None
+
+    async def do_duplicate(self) -> None:
+        settled = sorted(t for t in self.finished if t.startswith("t"))
+        if settled:
+            task_id = self.rng.choice(settled)
+            self.roles["alpha"].queue.append(TaskAssignment(task_id=task_id, role="alpha"))
+            self.injected["duplicate"] += 1
+
+    async def do_redeliver(self) -> None:
+        busy = [a for a in self.agents if a.busy and a.alive]
+        if not busy:
+            return
+        agent = self.rng.choice(busy)
+        task_id, agent.busy, agent.alive = agent.busy, None, False
+        assert task_id is not None
+        agent.back_at = self.now + self.rng.randrange(5, 60) * _SECOND
+        role = self.roles[agent.role]
+        role.ready_at[task_id] = self.now + _ACK_WAIT  # the server redelivers after the ack wait
+        role.queue.append(TaskAssignment(task_id=task_id, role=role.name))
+        self.injected["redeliver"] += 1
+
+    async def do_revive(self) -> None:
+        for agent in self.agents:
+            if not agent.alive and agent.back_at <= self.now:
+                agent.alive = True
+
+    async def do_projector(self) -> None:
+        """The projector crashes: its state is gone; it restarts from a snapshot or from 0."""
+        self.injected["projector"] += 1
+        if self.snapshot is not None and self.rng.random() < 0.5:
+            state, position = self.snapshot
+            self.state, self.folded = copy.deepcopy(state), position
+        else:
+            self.state, self.folded = State(), 0
+        await self.fold()
+
+    async def do_clock(self) -> None:
+        self._tick(self.rng.randrange(1, 10) * 60 * _SECOND)
+        self.injected["clock"] += 1
+
+    async def do_sick(self) -> None:
+        self.roles["alpha"].sick_until = self.now + self.rng.randrange(10, 60) * _SECOND
+        self.injected["sick"] += 1
+
+    async def do_fold(self) -> None:
+        await self.fold()
+        if self.rng.random() < 0.3:
+            self.snapshot = (copy.deepcopy(self.state), self.folded)
+
+    async def fold(self) -> None:
+        """Fold what is new on the log into the live projection (the real verifier and fold)."""
+        messages = [m for m in self.log._messages if m.seq > self.folded]
+        _fold_into(self.state, messages, self.operator.public_key)
+        if messages:
+            self.folded = messages[-1].seq
+
+    # --- the verdict ------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        full = _fold_into(State(), self.log._messages, self.operator.public_key)
+        live_hash, full_hash = state_hash(self.state), state_hash(full)
+        if live_hash != full_hash:
+            self.violations.append("the live projection differs from a full refold")
+        if self.snapshot is not None:
+            state, position = self.snapshot
+            caught_up = _fold_into(
+                copy.deepcopy(state),
+                [m for m in self.log._messages if m.seq > position],
+                self.operator.public_key,
+            )
+            if state_hash(caught_up) != full_hash:
+                self.violations.append("a snapshot plus its catch-up differs from a full refold")
+        if full.rows["quarantine"]:
+            reasons = sorted({r["reason"] for r in full.rows["quarantine"].values()})
+            self.violations.append(f"events quarantined: {reasons}")
+        tasks = full.rows["tasks"]
+        for task_id in self.offered:
+            row = tasks.get((task_id,))
+            status = row["status"] if row else "missing"
+            if status not in ("succeeded", "failed", "cancelled", "escalated"):
+                self.violations.append(f"{task_id} ended {status}: work silently lost")
+        for task_id, n in self.results.items():
+            if n > 1:
+                self.violations.append(f"{task_id} completed {n} times")
+        results = Counter(
+            r["subject"].split(".")[-2]
+            for r in full.rows["events"].values()
+            if r["type"] == "result"
+        )
+        if any(n > 1 for n in results.values()):
+            self.violations.append("a task has two results on the log")
+        claims = Counter(
+            r["subject"].split(".")[-2]
+            for r in full.rows["events"].values()
+            if r["type"] == "task_claimed"
+        )
+        for task_id in (t for t in self.offered if t.startswith("s")):
+            if claims[task_id] != 1:
+                self.violations.append(f"{task_id} claimed {claims[task_id]} times")
+        if self.deadlocks_broken != self.deadlocks_made or full.rows["waits_for"]:
+            self.violations.append(
+                f"{self.deadlocks_made} deadlocks made, {self.deadlocks_broken} broken,"
+                f" {len(full.rows['waits_for'])} waits left"
+            )
+
+    def result(self) -> SimResult:
+        full = _fold_into(State(), self.log._messages, self.operator.public_key)
+        statuses = Counter(row["status"] for row in full.rows["tasks"].values())
+        return SimResult(
+            seed=self.seed,
+            steps=self.steps,
+            faults=sorted(self.faults),
+            events=len(self.log._messages),
+            state_hash=state_hash(full),
+            tasks=dict(sorted(statuses.items())),
+            injected=dict(sorted(self.injected.items())),
+            deadlocks=self.deadlocks_broken,
+            circuit_changes=self.circuit_changes,
+            violations=self.violations,
+        )
+
+
+def _fold_into(state: State, messages: list[StoredMessage], operator_key: str) -> State:
+    for message in messages:
+        checked = check(message, NAMESPACE)
+        rejection = admit_event(state, checked, operator_key)
+        if rejection is not None:
+            quarantine(state, message, rejection, checked.envelope, checked.body_hash)
+        else:
+            assert checked.envelope is not None
+            apply(state, message, checked.envelope, checked.body_hash, verified=True)
+    state.clear_changes()
+    return state
+
+
+async def simulate(seed: int, steps: int, faults: frozenset[str] | None = None) -> SimResult:
+    """Run one simulation; its result lists any invariant it broke."""
+    unknown = (faults or frozenset()) - set(FAULTS)
+    if unknown:
+        raise ValueError(f"unknown faults {sorted(unknown)}; choose from {', '.join(FAULTS)}")
+    sim = _Sim(seed, steps, frozenset(FAULTS) if faults is None else faults)
+    await sim.run()
+    sim.check()
+    return sim.result()
+
+
+def run_sim(seed: int, steps: int, faults: frozenset[str] | None = None) -> SimResult:
+    """:func:`simulate`, from synchronous code."""
+    return asyncio.run(simulate(seed, steps, faults))
