@@ -1,10 +1,12 @@
-"""`kill -9` of the projector process mid-stream, again and again: after a restart the projection
-equals a full replay, with no event missing or applied twice."""
+"""`kill -9` of the projector process mid-stream, twenty times while events keep arriving: after
+a restart the projection equals a full replay, with no event missing or applied twice."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -21,8 +23,6 @@ from swarmlog.projections.store import ProjectionStore
 from swarmlog.schemas.payloads import Result, TaskAssignment
 
 pytestmark = pytest.mark.integration
-
-EVENTS = 30_000
 
 
 def start_projector(swarm: Swarm, log_file: Path) -> subprocess.Popen[bytes]:
@@ -57,28 +57,41 @@ async def wait_for_position(swarm: Swarm, proc: subprocess.Popen[bytes], beyond:
     raise AssertionError(f"projector stuck at or below {beyond}")
 
 
-async def test_kill_9_during_batches_then_restart(swarm: Swarm, tmp_path: Path) -> None:
-    ops = swarm.publisher(swarm.operator)
-    half = EVENTS // 2
-    await ops.publish_many([TaskAssignment(task_id=f"t{i}", role="worker") for i in range(half)])
-    await swarm.publisher(swarm.alice).publish_many(
-        [Result(task_id=f"t{i}", output=i) for i in range(half)]
-    )
-    last = await swarm.log.last_seq()
+async def test_kill_9_twenty_times_during_ingest(swarm: Swarm, tmp_path: Path) -> None:
+    """Events keep arriving while the projector is killed 20 times, each at a random moment (a
+    seeded draw) after it started; then it catches up and equals a full replay."""
+    rng = random.Random(20)
+    ops, alice = swarm.publisher(swarm.operator), swarm.publisher(swarm.alice)
+    published = 0
+
+    async def ingest() -> None:
+        nonlocal published
+        while True:
+            batch = range(published, published + 250)
+            await ops.publish_many([TaskAssignment(task_id=f"t{i}", role="worker") for i in batch])
+            await alice.publish_many([Result(task_id=f"t{i}", output=i) for i in batch])
+            published += len(batch)
+            await asyncio.sleep(0.05)  # a steady trickle of work, not a synchronisation
+
+    ingesting = asyncio.create_task(ingest())
     log_file = tmp_path / "projector.log"
-    reached = 0
-    kills = 0
-    while kills < 4:
-        proc = start_projector(swarm, log_file)
-        try:
-            reached = await wait_for_position(swarm, proc, reached)
-        finally:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if reached >= last:
-            break
-        kills += 1
-    assert kills >= 2, "the projector finished before it could be killed mid-stream"
+    positions = []
+    try:
+        for _ in range(20):
+            proc = start_projector(swarm, log_file)
+            try:
+                # Started and answering, then killed a random while later, mid-batch or not.
+                positions.append(await wait_for_position(swarm, proc, -1))
+                await asyncio.sleep(rng.uniform(0.0, 0.5))  # the random moment of the kill
+            finally:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+    finally:
+        ingesting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ingesting
+    assert positions[-1] > positions[0]  # it made progress between the kills
+    last = await swarm.log.last_seq()
     proc = start_projector(swarm, log_file)
     try:
         await wait_for_position(swarm, proc, last - 1)
@@ -88,9 +101,9 @@ async def test_kill_9_during_batches_then_restart(swarm: Swarm, tmp_path: Path) 
 
     live = ProjectionStore(swarm.settings.projection_path, read_only=True)
     events = live.rows("SELECT count(*), count(DISTINCT id), min(seq), max(seq) FROM events")
-    assert events == [(last, last, 1, last)]
+    assert events == [(last, last, 1, last)]  # nothing missing, nothing applied twice
     assert live.rows("SELECT count(*) FROM quarantine") == [(0,)]
-    assert live.rows("SELECT count(*) FROM tasks WHERE status = 'succeeded'") == [(half,)]
+    assert live.rows("SELECT count(*) FROM tasks WHERE status = 'succeeded'") == [(published,)]
     replayed = ProjectionStore(tmp_path / "replay.duckdb")
     projector = Projector(
         swarm.log, replayed, namespace=swarm.namespace, operator_key=swarm.operator.public_key
