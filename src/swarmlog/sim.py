@@ -117,7 +117,10 @@ class _Role:
 
 
 class _Sim:
-    def __init__(self, seed: int, steps: int, faults: frozenset[str]) -> None:
+    def __init__(
+        self, seed: int, steps: int, faults: frozenset[str], *, every_step: bool = False
+    ) -> None:
+        self.every_step = every_step
         self.rng = random.Random(seed)
         self.seed, self.steps, self.faults = seed, steps, faults
         self.now = _EPOCH
@@ -210,8 +213,10 @@ class _Sim:
 
     async def run(self) -> None:
         await self.setup()
-        for _ in range(self.steps):
+        for i in range(self.steps):
             await self.step(draining=False)
+            if self.every_step:
+                await self._compare(i)
         for _ in range(10 * self.steps + 200):  # drain: no new work, no faults
             if self.quiet():
                 break
@@ -468,6 +473,13 @@ class _Sim:
         if self.rng.random() < 0.3:
             self.snapshot = (copy.deepcopy(self.state), self.folded)
 
+    async def _compare(self, step: int) -> None:
+        """The live projection, folded up to now, against a refold of the whole log."""
+        await self.fold()
+        full = _fold_into(State(), self.log._messages, self.operator.public_key)
+        if state_hash(self.state) != state_hash(full):
+            self.violations.append(f"after step {step} the projection differs from a refold")
+
     async def fold(self) -> None:
         """Fold what is new on the log into the live projection (the real verifier and fold)."""
         messages = [m for m in self.log._messages if m.seq > self.folded]
@@ -554,17 +566,22 @@ def _fold_into(state: State, messages: list[StoredMessage], operator_key: str) -
     return state
 
 
-async def simulate(seed: int, steps: int, faults: frozenset[str] | None = None) -> SimResult:
-    """Run one simulation; its result lists any invariant it broke."""
+async def simulate(
+    seed: int, steps: int, faults: frozenset[str] | None = None, *, every_step: bool = False
+) -> SimResult:
+    """Run one simulation; its result lists any invariant it broke. ``every_step`` also compares
+    the live projection with a refold of the whole log after every step (slow: quadratic)."""
     unknown = (faults or frozenset()) - set(FAULTS)
     if unknown:
         raise ValueError(f"unknown faults {sorted(unknown)}; choose from {', '.join(FAULTS)}")
-    sim = _Sim(seed, steps, frozenset(FAULTS) if faults is None else faults)
+    sim = _Sim(seed, steps, frozenset(FAULTS) if faults is None else faults, every_step=every_step)
     await sim.run()
     sim.check()
     return sim.result()
 
 
-def run_sim(seed: int, steps: int, faults: frozenset[str] | None = None) -> SimResult:
+def run_sim(
+    seed: int, steps: int, faults: frozenset[str] | None = None, *, every_step: bool = False
+) -> SimResult:
     """:func:`simulate`, from synchronous code."""
-    return asyncio.run(simulate(seed, steps, faults))
+    return asyncio.run(simulate(seed, steps, faults, every_step=every_step))

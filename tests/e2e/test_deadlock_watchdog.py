@@ -8,6 +8,9 @@ import json
 import pytest
 from clikit import Cli
 
+from swarmlog.schemas.payloads import TaskAssignment
+from waiting import wait_until
+
 pytestmark = pytest.mark.e2e
 
 INTERVAL_S = 2  # the watchdog's default interval
@@ -47,3 +50,19 @@ def test_two_agents_asking_each_other_deadlock_and_the_watchdog_breaks_it(cli: C
     assert {t["status"] for t in tasks} == {"succeeded"}
     assert attempts[past["task_id"]] == 2  # the victim's task gave up its wait and ran again
     assert sorted(attempts.values()) == [1, 2]  # the other one was never disturbed
+
+
+def test_work_nobody_takes_is_escalated_as_stalled(cli: Cli) -> None:
+    cli.env["SWARMLOG_STALL_AFTER"] = "2"
+    assert cli("agent", "stop", "watchdog-1").returncode == 0
+    assert cli("agent", "start", "watchdog", "--detach").returncode == 0
+    cli.submit_payloads([TaskAssignment(task_id="lonely", role="ghost")])  # a role with no one
+
+    def escalated() -> bool:
+        rows = cli.rows("SELECT status FROM tasks WHERE task_id = 'lonely'")
+        return rows == [{"status": "escalated"}]
+
+    wait_until(escalated, 30)
+    (row,) = cli.rows("SELECT reason FROM escalations WHERE task_id = 'lonely'")
+    assert row["reason"].startswith("stalled: no progress for")
+    assert row["reason"].endswith("while assigned")

@@ -56,3 +56,9 @@ def test_a_worker_that_forgets_what_it_settled_is_caught_and_its_seed_printed(
     assert "broke an invariant" in out.output
     assert "completed 2 times" in out.output or "two results" in out.output
     assert "swarmlog sim --seed" in out.output  # how to replay it
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_after_every_step_the_projection_equals_a_refold_of_the_log(seed: int) -> None:
+    result = run_sim(seed, 60, every_step=True)
+    assert result.ok, result.violations

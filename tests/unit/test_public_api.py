@@ -72,6 +72,7 @@ PURE_MODULES = [
     "agents/supervision.py",
     "agents/deadlocks.py",
     "agents/breakers.py",
+    "agents/stalls.py",
     "agents/resultcache.py",
     "render_svg.py",
 ]

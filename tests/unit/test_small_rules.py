@@ -26,3 +26,22 @@ async def test_memory_log_dedupes_within_its_window_only() -> None:
     now[0] = 40.0
     await log.append(Append("swarmlog.x.a.task.t.result", b"2", msg_id="other"))
     assert list(log._ids) == ["other"]  # ids past the window are forgotten, memory stays flat
+
+
+def test_stalled_tasks_are_those_moving_states_idle_too_long() -> None:
+    from swarmlog.agents.stalls import stalled
+
+    second = 10**9
+    tasks = [
+        ("a", "running", 0),  # idle 100 s
+        ("b", "running", 95 * second),  # idle 5 s: alive
+        ("c", "succeeded", 0),  # finished: never stalled
+        ("d", "assigned", 10 * second),  # idle 90 s, nobody took it
+        ("e", "escalated", 0),  # a human has it already
+        ("f", "running", None),
+    ]
+    found = stalled(tasks, now=100 * second, after=60)
+    assert [(s.task_id, s.status, s.idle_s) for s in found] == [
+        ("a", "running", 100.0),
+        ("d", "assigned", 90.0),
+    ]

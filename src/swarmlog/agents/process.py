@@ -220,16 +220,20 @@ async def run_conductor(settings: Settings, agent_id: str, stop: asyncio.Event) 
 
 
 async def run_watchdog(settings: Settings, agent_id: str, stop: asyncio.Event) -> None:
-    """Run one watchdog replica until ``stop`` (interval and policy from the environment:
+    """Run one watchdog replica until ``stop`` (from the environment: the interval,
     ``SWARMLOG_WATCHDOG_INTERVAL`` seconds, default 2; ``SWARMLOG_DEADLOCK_POLICY`` break or
-    escalate, default break)."""
+    escalate, default break; ``SWARMLOG_STALL_AFTER`` seconds of no progress, default 600)."""
     identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
-    interval = float(os.environ.get("SWARMLOG_WATCHDOG_INTERVAL", "2"))
+    try:
+        interval = float(os.environ.get("SWARMLOG_WATCHDOG_INTERVAL", "2"))
+        stall_after = float(os.environ.get("SWARMLOG_STALL_AFTER", "600"))
+    except ValueError:
+        interval = stall_after = -1.0  # refused just below
     policy = os.environ.get("SWARMLOG_DEADLOCK_POLICY", "break")
-    if policy not in ("break", "escalate") or not 0.1 <= interval <= 3600:
+    if policy not in ("break", "escalate") or not 0.1 <= interval <= 3600 or stall_after <= 0:
         raise ConfigError(
-            "SWARMLOG_WATCHDOG_INTERVAL is 0.1-3600 seconds and SWARMLOG_DEADLOCK_POLICY is"
-            " break or escalate"
+            "SWARMLOG_WATCHDOG_INTERVAL is 0.1-3600 seconds, SWARMLOG_DEADLOCK_POLICY break or"
+            " escalate, SWARMLOG_STALL_AFTER seconds > 0"
         )
     async with open_log(settings) as log:
         read, wait_for = _projection_access(settings, log)
@@ -240,6 +244,7 @@ async def run_watchdog(settings: Settings, agent_id: str, stop: asyncio.Event) -
             wait_for,
             interval=interval,
             policy=policy,  # type: ignore[arg-type]
+            stall_after=stall_after,
         )
         await watchdog.start()
         announce_ready(agent_id)

@@ -9,6 +9,10 @@ youngest on the cycle), which gives that wait up (its handler sees a retryable `
 error, so its task is retried while the others proceed), or **escalates** it: the same event,
 reported only, and the victim's task escalated to a human. The projection drops a broken wait,
 so a deadlock is reported once; ``swarmlog deadlocks`` lists the current and past ones.
+
+It also looks for **stalled** work (:mod:`swarmlog.agents.stalls`): a task that should be moving
+(assigned, claimed, running, waiting for a retry) and has had no event for ``stall_after``
+seconds is escalated to a human, with how long it was idle.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Literal
 
 from swarmlog.agents.deadlocks import ON_CYCLES_SQL, Deadlock, Wait, find_deadlocks
 from swarmlog.agents.presence import Presence
+from swarmlog.agents.stalls import MOVING, Stall, stalled
 from swarmlog.bus.ports import EventLog
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import DeadlockDetected, TaskEscalated
@@ -71,6 +76,7 @@ class Watchdog:
         *,
         interval: float = 2.0,
         policy: Literal["break", "escalate"] = "break",
+        stall_after: float = 600.0,
         heartbeat: float = 5.0,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -80,8 +86,11 @@ class Watchdog:
         self._wait_for = wait_for
         self.interval = interval
         self.policy = policy
+        self.stall_after = stall_after
+        self._clock = clock
         self._presence = Presence(publisher, ROLE, heartbeat=heartbeat, clock=clock)
         self._reported: set[str] = set()
+        self._workflows: dict[str, str | None] = {}
 
     @property
     def agent_id(self) -> str:
@@ -108,7 +117,31 @@ class Watchdog:
             await self._act(deadlock)
             self._reported.add(deadlock.key)
             acted.append(deadlock)
+        await self._escalate_stalls()
         return acted
+
+    async def stalls(self) -> list[Stall]:
+        """The stalled tasks now."""
+        moving = ", ".join(f"'{s}'" for s in sorted(MOVING))
+        rows = await self._read(
+            f"SELECT task_id, status, updated_at, workflow_id FROM tasks WHERE status IN ({moving})"
+        )
+        self._workflows = {r["task_id"]: r["workflow_id"] for r in rows}
+        return stalled(
+            ((r["task_id"], r["status"], r["updated_at"]) for r in rows),
+            now=self._clock(),
+            after=self.stall_after,
+        )
+
+    async def _escalate_stalls(self) -> None:
+        for stall in await self.stalls():
+            reason = f"stalled: no progress for {stall.idle_s:.0f} s while {stall.status}"
+            log.warning("%s %s", stall.task_id, reason)
+            wf = self._workflows.get(stall.task_id)
+            fields: dict[str, Any] = {"workflow_id": wf} if wf else {}
+            await self.publisher.publish(
+                TaskEscalated(task_id=stall.task_id, reason=reason), **fields
+            )
 
     async def _act(self, deadlock: Deadlock) -> None:
         victim = deadlock.victim

@@ -38,16 +38,29 @@ def _faults(text: str | None) -> frozenset[str] | None:
     type=click.IntRange(1, 1_000_000),
     help="Run this many seeds, from --seed on.",
 )
+@click.option(
+    "--every-step",
+    is_flag=True,
+    help="Also compare the projection with a refold of the log after every step (slow).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def sim(ctx: Context, seed: int, steps: int, faults: str | None, seeds: int, as_json: bool) -> None:
+def sim(
+    ctx: Context,
+    seed: int,
+    steps: int,
+    faults: str | None,
+    seeds: int,
+    every_step: bool,
+    as_json: bool,
+) -> None:
     """Simulate a swarm under faults with the real routing, claims, retries, breakers, deadlock
     detection and fold on a virtual clock; check the invariants. The same seed always gives the
     same run and the same state hash; exit 1 when a seed breaks an invariant."""
     chosen = _faults(faults)
     results: list[SimResult] = []
     for s in range(seed, seed + seeds):
-        results.append(run_sim(s, steps, chosen))
+        results.append(run_sim(s, steps, chosen, every_step=every_step))
     failed = [r for r in results if not r.ok]
     if as_json:
         emit_json(

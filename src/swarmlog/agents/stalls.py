@@ -1,0 +1,37 @@
+"""Stalled work (pure): tasks that should be moving and have shown no sign of it for too long.
+
+A task that is assigned, claimed, running or waiting for a retry changes on the log as it moves:
+its worker's heartbeats (sent while a handler runs), attempts, retries. One whose last event is
+older than ``after`` seconds is stalled: its worker is gone and the server will not redeliver
+it, or no replica of its role is left to take it. The watchdog escalates it to a human.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["MOVING", "Stall", "stalled"]
+
+MOVING = frozenset({"assigned", "claimed", "running", "errored", "retry_scheduled"})
+"""Task states that are expected to change by themselves."""
+
+
+@dataclass(frozen=True)
+class Stall:
+    task_id: str
+    status: str
+    idle_s: float
+    """Seconds since the task's last event."""
+
+
+def stalled(tasks: Iterable[tuple[str, str, int | None]], *, now: int, after: float) -> list[Stall]:
+    """The tasks ``(task_id, status, updated_at ns)`` idle for more than ``after`` seconds."""
+    found = []
+    for task_id, status, updated_at in tasks:
+        if status not in MOVING or updated_at is None:
+            continue
+        idle = (now - updated_at) / 1e9
+        if idle > after:
+            found.append(Stall(task_id, status, round(idle, 1)))
+    return sorted(found, key=lambda s: (-s.idle_s, s.task_id))
