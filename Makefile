@@ -24,8 +24,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
+# The pure and contract tests share the two cores (pytest-xdist); the tests that start servers
+# and daemons run one at a time, as their timing assumes.
 test: lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 tests/unit tests/property tests/contract
+	$(BIN)/python -m pytest -q tests/integration tests/e2e
 
 bench: $(STAMP)
 	$(BIN)/swarmlog bench publish --json
