@@ -113,3 +113,37 @@ def test_a_critical_task_submitted_later_completes_first(cli: Cli) -> None:
     waited = [t.task_id for t in background if seqs[("task_started", t.task_id)] > urgent_done]
     assert len(overtaking) <= 1, overtaking
     assert len(waited) >= 10, waited
+
+
+def test_every_worker_killed_mid_task_and_the_work_recovers_when_replicas_return(
+    cli: Cli,
+) -> None:
+    pids = start(cli, 2)
+    cli.submit([echo("first", 3000), echo("second", 3000)])
+
+    def both_running() -> bool:
+        starters = {
+            sender
+            for task in ("first", "second")
+            for kind, sender in history(cli, task)
+            if kind == "task_started"
+        }
+        return starters == {"echo-1", "echo-2"}
+
+    wait_until(both_running, 30)
+    for name in ("echo-1", "echo-2"):
+        os.kill(pids[name], signal.SIGKILL)  # no replica of the role is left
+    start(cli, 2)  # the set again: stale pidfiles are noticed, fresh processes start
+
+    def both_done() -> bool:
+        rows = cli.rows(
+            "SELECT count(*) AS n FROM tasks WHERE task_id IN ('first', 'second')"
+            " AND status = 'succeeded'"
+        )
+        return rows == [{"n": 2}]
+
+    wait_until(both_done, 60)
+    for task in ("first", "second"):
+        kinds = [kind for kind, _ in history(cli, task)]
+        assert kinds.count("result") == 1  # completed once
+        assert kinds.count("task_started") == 2  # the killed attempt and the recovery
