@@ -28,7 +28,7 @@ from swarmlog.projections.store import ProjectionStore
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.credentials import Credential
-from swarmlog.schemas.payloads import ClarificationRequest, TaskAssignment
+from swarmlog.schemas.payloads import ClarificationRequest, Result, TaskAssignment, TaskOffered
 from swarmlog.schemas.signing import Identity, issue_credential
 from waiting import until
 
@@ -595,3 +595,20 @@ async def test_a_handler_asks_its_tiers_model_and_the_usage_is_on_the_result(
     assert usage.model == "offline-small"
     assert usage.prompt_tokens > 0
     assert usage.completion_tokens > 0
+
+
+async def test_a_delegated_subtask_is_a_wait_until_it_is_settled(tmp_path: Path) -> None:
+    s = Setup()
+    await s.ops.publish(TaskOffered(task_id="child", capability="x", parent_task_id="parent"))
+    await s.ops.publish(
+        TaskOffered(task_id="posted", capability="x", mode="swarm", parent_task_id="parent")
+    )  # swarm work posted by a handler is not waited for
+    store = await s.project(tmp_path / "during.duckdb")
+    assert store.rows("SELECT ref, kind, waits_on, task_id FROM waits_for") == [
+        ("child", "subtask", "child", "parent")
+    ]
+    store.close()
+    await s.ops.publish(Result(task_id="child", output=1))
+    store = await s.project(tmp_path / "after.duckdb")
+    assert store.rows("SELECT count(*) FROM waits_for") == [(0,)]
+    store.close()

@@ -239,6 +239,7 @@ def apply(
                 input=to_json(payload.input),
             )
         case TaskOffered():
+            parent = {"parent_task_id": payload.parent_task_id} if payload.parent_task_id else {}
             _task(
                 state,
                 payload.task_id,
@@ -248,7 +249,22 @@ def apply(
                 capability=payload.capability,
                 priority=payload.priority,
                 input=to_json(payload.input),
+                **parent,
             )
+            if payload.parent_task_id and payload.mode == "routed":
+                # The delegating agent waits for its subtask (until the subtask is settled).
+                state.put(
+                    "waits_for",
+                    {
+                        "ref": payload.task_id,
+                        "kind": "subtask",
+                        "waiter": envelope.sender,
+                        "waits_on": payload.task_id,
+                        "task_id": payload.parent_task_id,
+                        "workflow_id": wf,
+                        "since": at,
+                    },
+                )
         case TaskClaimed():
             _task(
                 state, payload.task_id, envelope, seq, status="claimed", claimed_by=payload.agent_id
@@ -268,6 +284,7 @@ def apply(
                 cached=payload.cached,
                 completed_by=envelope.sender,
             )
+            _settled(state, payload.task_id)
             if payload.usage is not None:
                 used = payload.usage.prompt_tokens + payload.usage.completion_tokens
                 _spend(state, "agent", envelope.sender, used)
@@ -288,6 +305,8 @@ def apply(
         case TaskFailed():
             status = "failed" if payload.final else "errored"
             _task(state, payload.task_id, envelope, seq, status=status, error=payload.reason)
+            if payload.final:
+                _settled(state, payload.task_id)
         case TaskRetryScheduled():
             _task(
                 state,
@@ -321,6 +340,7 @@ def apply(
             )
         case TaskCancelled():
             _task(state, payload.task_id, envelope, seq, status="cancelled", error=payload.reason)
+            _settled(state, payload.task_id)
         case ClarificationRequest():
             state.put(
                 "waits_for",
@@ -369,6 +389,13 @@ def apply(
             )
         case _:
             pass  # recorded in `events` only (deadlocks, snapshots, ...)
+
+
+def _settled(state: State, task_id: str) -> None:
+    """A subtask is settled: whoever delegated it waits no more."""
+    row = state.get("tasks", task_id)
+    if row is not None and row.get("parent_task_id"):
+        state.delete("waits_for", task_id)
 
 
 def _advance_chain(state: State, seq: int, envelope: Envelope, body_hash: str) -> None:

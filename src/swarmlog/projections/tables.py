@@ -187,7 +187,7 @@ TABLES: tuple[Table, ...] = (
             ("since", _I),
         ),
         ("ref",),
-        "The wait-for graph: open waits (clarifications) between agents.",
+        "The wait-for graph: open waits (clarifications, delegated subtasks).",
     ),
     Table(
         "escalations",
