@@ -184,9 +184,9 @@ async def test_a_failing_role_opens_its_circuit_work_goes_to_the_fallback_then_i
     None
 ):
     clock = [NOW]
-    outcomes: list[tuple[int, str, bool]] = []
+    outcomes: list[tuple[int, str, bool, str | None]] = []
 
-    async def source(after: int | None) -> tuple[list[tuple[int, str, bool]], int]:
+    async def source(after: int | None) -> tuple[list[tuple[int, str, bool, str | None]], int]:
         start = 0 if after is None else after
         return [o for o in outcomes if o[0] > start], len(outcomes)
 
@@ -211,7 +211,7 @@ async def test_a_failing_role_opens_its_circuit_work_goes_to_the_fallback_then_i
 
     def fail(role: str, n: int) -> None:
         for _ in range(n):
-            outcomes.append((len(outcomes) + 1, role, False))
+            outcomes.append((len(outcomes) + 1, role, False, None))
 
     assert await route("t1") == "alpha"  # the cheaper tier
     fail("alpha", 3)
@@ -219,7 +219,7 @@ async def test_a_failing_role_opens_its_circuit_work_goes_to_the_fallback_then_i
     clock[0] += 3 * 10**9  # past the cool-down
     assert await route("t3") == "alpha"  # the probe
     assert await route("t4") == "beta"  # one probe at a time
-    outcomes.append((len(outcomes) + 1, "alpha", True))
+    outcomes.append((len(outcomes) + 1, "alpha", True, None))
     assert await route("t5") == "alpha"  # closed again
     changes = [
         (m.subject.rsplit(".", 1)[-1], decode_envelope(decode_signed(m.data).body).payload)
@@ -233,3 +233,51 @@ async def test_a_failing_role_opens_its_circuit_work_goes_to_the_fallback_then_i
     ]
     assert {p.circuit for _, p in changes} == {"role:alpha"}  # type: ignore[attr-defined]
     assert changes[0][1].reason == "3 failures in a row"  # type: ignore[attr-defined]
+
+
+async def test_a_failing_dependency_opens_its_own_circuit_not_the_roles() -> None:
+    clock = [NOW]
+    outcomes: list[tuple[int, str, bool, str | None]] = []
+
+    async def source(after: int | None) -> tuple[list[tuple[int, str, bool, str | None]], int]:
+        start = 0 if after is None else after
+        return [o for o in outcomes if o[0] > start], len(outcomes)
+
+    agents = [
+        view("a-1", "alpha", ("x",), tier="small", dependencies=frozenset({"search"})),
+        view("b-1", "beta", ("x",), tier="large"),
+    ]
+    s = Setup(agents)
+    s.router = Router(
+        s.log,
+        Publisher(s.log, identity("router-1"), NS, clock=lambda: clock[0]),
+        s.router._agents,
+        clock=lambda: clock[0],
+        refresh=0.0,
+        outcomes=source,
+        breaker_policy=BreakerPolicy(consecutive_failures=2, cooldown=2.0),
+    )
+    await s.router.start()
+
+    async def route(task_id: str) -> str:
+        await s.offer(task_id, "x")
+        (outcome,) = await s.route()
+        return outcome.role
+
+    assert await route("t1") == "alpha"
+    for _ in range(2):  # the search service fails alpha's work
+        outcomes.append((len(outcomes) + 1, "alpha", False, "search"))
+    assert await route("t2") == "beta"  # alpha depends on search, whose circuit is open
+    assert s.router.breakers["dep:search"].state == "open"
+    assert s.router.breakers.get("role:alpha") is None  # alpha itself is not to blame
+    clock[0] += 3 * 10**9
+    assert await route("t3") == "alpha"  # the probe of the search circuit
+    outcomes.append((len(outcomes) + 1, "alpha", True, None))
+    assert await route("t4") == "alpha"
+    assert s.router.breakers["dep:search"].state == "closed"
+    circuits = [
+        decode_envelope(decode_signed(m.data).body).payload
+        for m in s.log._messages
+        if ".sys.circuit_" in m.subject
+    ]
+    assert {c.circuit for c in circuits} == {"dep:search"}  # type: ignore[attr-defined]

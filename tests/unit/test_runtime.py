@@ -612,3 +612,34 @@ async def test_a_delegated_subtask_is_a_wait_until_it_is_settled(tmp_path: Path)
     store = await s.project(tmp_path / "after.duckdb")
     assert store.rows("SELECT count(*) FROM waits_for") == [(0,)]
     store.close()
+
+
+class Searcher(Upper):
+    dependencies = ("search",)
+
+    @on(TaskAssignment)
+    async def run(self, task: TaskAssignment, ctx: Context) -> object:
+        raise TaskError("down", "no answer", retryable=False, dependency=str(task.input))
+
+
+async def test_an_error_names_a_failed_dependency_only_when_the_agent_declared_it() -> None:
+    s = Setup()
+    runtime = await s.start(Searcher())
+    await s.assign("t1", "search")
+    await s.assign("t2", "billing")  # not declared: the error does not name it
+    for _ in range(2):
+        await next_outcome(runtime)
+    errors = {
+        p.task_id: p.dependency  # type: ignore[attr-defined]
+        for m in s.log._messages
+        if (p := decode_envelope(decode_signed(m.data).body).payload).__struct_config__.tag
+        == "error"
+    }
+    assert errors == {"t1": "search", "t2": None}
+    registered = next(
+        p
+        for m in s.log._messages
+        if (p := decode_envelope(decode_signed(m.data).body).payload).__struct_config__.tag
+        == "agent_registered"
+    )
+    assert registered.dependencies == ["search"]  # type: ignore[attr-defined]

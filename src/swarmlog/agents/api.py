@@ -50,11 +50,20 @@ def on(event_type: type[msgspec.Struct]) -> Callable[[F], F]:
 class TaskError(Exception):
     """A handler's failure with a stable ``code``; ``retryable=False`` escalates at once."""
 
-    def __init__(self, code: str, message: str = "", *, retryable: bool = True) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str = "",
+        *,
+        retryable: bool = True,
+        dependency: str | None = None,
+    ) -> None:
         super().__init__(message or code)
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.dependency = dependency
+        """The declared external dependency that failed, if it was one (its breaker counts it)."""
 
 
 class ContextPort(Protocol):
@@ -196,6 +205,10 @@ class Agent:
     capabilities: the first claim wins, and the winner runs the task."""
     concurrency: ClassVar[int] = 1
     """Tasks one replica runs at once, taken together from the most urgent level with work."""
+    dependencies: ClassVar[tuple[str, ...]] = ()
+    """External services the handlers call (an API, a database): each has a circuit breaker,
+    fed by the errors that name it (``TaskError(..., dependency=...)``); while it is open, work
+    goes to roles that do not depend on it."""
     fallback_role: ClassVar[str] = ""
     """Where a task goes when this role has used its last attempt or its token budget (empty:
     escalate)."""

@@ -18,7 +18,7 @@ from swarmlog.agents.breakers import BreakerPolicy
 from swarmlog.agents.conductor import ROLE as CONDUCTOR_ROLE
 from swarmlog.agents.conductor import Conductor
 from swarmlog.agents.router import ROLE as ROUTER_ROLE
-from swarmlog.agents.router import OutcomeSource, Router
+from swarmlog.agents.router import Outcome, OutcomeSource, Router
 from swarmlog.agents.routing import AgentView
 from swarmlog.agents.runtime import AgentRuntime
 from swarmlog.agents.watchdog import ROLE as WATCHDOG_ROLE
@@ -47,7 +47,8 @@ BUILTIN_TARGETS = {"router": ROUTER_ROLE, "conductor": CONDUCTOR_ROLE, "watchdog
 """Built-in roles ``agent start`` takes by name instead of ``module:Class``."""
 
 _AGENTS_SQL = (
-    "SELECT agent_id, role, capabilities, status, last_heartbeat_at, in_flight, tier FROM agents"
+    "SELECT agent_id, role, capabilities, status, last_heartbeat_at, in_flight, tier,"
+    " dependencies FROM agents"
 )
 
 
@@ -128,7 +129,8 @@ async def run_agent(
 
 
 _OUTCOMES_SQL = (
-    "SELECT e.seq, a.role, e.type = 'result' AS ok FROM events e"
+    "SELECT e.seq, a.role, e.type = 'result' AS ok,"
+    " json_extract_string(e.payload, '$.dependency') AS dependency FROM events e"
     " JOIN agents a ON a.agent_id = e.sender"
     " WHERE e.seq > {after} AND e.type IN ('result', 'error') ORDER BY e.seq LIMIT 5000"
 )
@@ -137,12 +139,12 @@ _OUTCOMES_SQL = (
 def _projected_outcomes(settings: Settings, log: JetStreamLog) -> OutcomeSource:
     """Each role's results (successes) and errors (failures) from the projection, in order."""
 
-    async def read(after: int | None) -> tuple[list[tuple[int, str, bool]], int]:
+    async def read(after: int | None) -> tuple[list[Outcome], int]:
         if after is None:
             _, rows = await _projection_rows(settings, log, "SELECT max(seq) FROM events")
             return [], int(rows[0][0] or 0)
         _, rows = await _projection_rows(settings, log, _OUTCOMES_SQL.format(after=int(after)))
-        found = [(int(seq), str(role), bool(ok)) for seq, role, ok in rows]
+        found = [(int(seq), str(role), bool(ok), dep) for seq, role, ok, dep in rows]
         return found, found[-1][0] if found else after
 
     return read
@@ -298,17 +300,22 @@ async def _projection_rows(
 
 
 def _view(row: Sequence[Any]) -> AgentView:
-    agent_id, role, capabilities, status, heartbeat, in_flight, tier = row
-    try:
-        caps = frozenset(str(c) for c in json.loads(capabilities or "[]"))
-    except (ValueError, TypeError):
-        caps = frozenset()
+    agent_id, role, capabilities, status, heartbeat, in_flight, tier, dependencies = row
     return AgentView(
         agent_id=str(agent_id),
         role=str(role or ""),
-        capabilities=caps,
+        capabilities=_names(capabilities),
         status=str(status or ""),
         last_heartbeat_at=heartbeat,
         in_flight=int(in_flight or 0),
         tier=str(tier or ""),
+        dependencies=_names(dependencies),
     )
+
+
+def _names(text: str | None) -> frozenset[str]:
+    """A JSON list of names from the projection (empty when missing or malformed)."""
+    try:
+        return frozenset(str(c) for c in json.loads(text or "[]"))
+    except (ValueError, TypeError):
+        return frozenset()

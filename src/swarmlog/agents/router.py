@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ from swarmlog.schemas.payloads import (
 )
 from swarmlog.schemas.types import PRIORITIES
 
-__all__ = ["ROLE", "OutcomeSource", "Router", "RoutingOutcome"]
+__all__ = ["ROLE", "Outcome", "OutcomeSource", "Router", "RoutingOutcome"]
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,11 @@ _CLOSED = Breaker()
 AgentSource = Callable[[], Awaitable[list[AgentView]]]
 """Where the router reads the agents from (the projection, in production)."""
 
-OutcomeSource = Callable[[int | None], Awaitable[tuple[list[tuple[int, str, bool]], int]]]
-"""Task outcomes after a stream sequence, ``([(seq, role, ok), ...], last seq read)``; with
-``None``, no outcomes, only where the stream is now (a router does not judge the past)."""
+Outcome = tuple[int, str, bool, str | None]
+"""``(seq, role, ok, dependency)``: a result (ok), or an error, naming the failed dependency."""
+OutcomeSource = Callable[[int | None], Awaitable[tuple[list[Outcome], int]]]
+"""Task outcomes after a stream sequence, ``([outcome, ...], last seq read)``; with ``None``,
+no outcomes, only where the stream is now (a router does not judge the past)."""
 
 
 @dataclass(frozen=True)
@@ -169,31 +171,42 @@ class Router:
             pending=pending,
             assigned=self._assigned,
         )
-        # An open circuit takes its role out: the work goes to other roles with the capability
-        # (the fallback), or waits.
+        # An open circuit takes its role out (its own, or one of a dependency it declares): the
+        # work goes to other roles with the capability (the fallback), or waits.
         return [
             c
             for c in candidates
-            if routable(self._breaker(c.role), now=now, policy=self.breaker_policy)
+            if all(
+                routable(self._breaker(k), now=now, policy=self.breaker_policy)
+                for k in _circuits(c.role, c.dependencies)
+            )
         ]
 
-    def _breaker(self, role: str) -> Breaker:
-        return self.breakers.get(role, _CLOSED)
+    def _breaker(self, circuit: str) -> Breaker:
+        return self.breakers.get(circuit, _CLOSED)
 
     async def _judge(self, now: int) -> None:
-        """Feed the outcomes of work since the last look to each role's breaker."""
+        """Feed the outcomes of work since the last look to the breakers: an error naming a
+        dependency counts against that dependency, any other error against the role, and a
+        result for the role and every dependency it declares."""
         if self._outcomes is None:
             return
         found, self._outcomes_after = await self._outcomes(self._outcomes_after)
-        for _, role, ok in found:
-            breaker, why = record(self._breaker(role), ok, now=now, policy=self.breaker_policy)
-            await self._moved(role, self._breaker(role), breaker, why)
+        declared = {v.role: v.dependencies for v in self._snapshot[0]}
+        for _, role, ok, dependency in found:
+            if ok:
+                circuits = _circuits(role, declared.get(role, frozenset()))
+            else:
+                circuits = [f"dep:{dependency}"] if dependency else [f"role:{role}"]
+            for circuit in circuits:
+                before = self._breaker(circuit)
+                after, why = record(before, ok, now=now, policy=self.breaker_policy)
+                await self._moved(circuit, before, after, why)
 
-    async def _moved(self, role: str, before: Breaker, after: Breaker, why: str) -> None:
-        self.breakers[role] = after
+    async def _moved(self, circuit: str, before: Breaker, after: Breaker, why: str) -> None:
+        self.breakers[circuit] = after
         if after.state == before.state:
             return
-        circuit = f"role:{role}"
         log.warning("circuit %s %s: %s", circuit, after.state, why)
         change: Payload
         if after.state == "open":
@@ -272,11 +285,11 @@ class Router:
             await delivery.term()
             return RoutingOutcome(offer.task_id, "escalated")
         self._assigned[chosen.role] += 1  # the rest of the batch sees this role busier
-        breaker = self._breaker(chosen.role)
-        if breaker.state != "closed":  # a probe: the breaker counts it
-            now = self._clock()
-            admitted, why = admit(breaker, now=now, policy=self.breaker_policy)
-            await self._moved(chosen.role, breaker, admitted, why)
+        for circuit in _circuits(chosen.role, chosen.dependencies):
+            breaker = self._breaker(circuit)
+            if breaker.state != "closed":  # a probe: the breaker counts it
+                admitted, why = admit(breaker, now=self._clock(), policy=self.breaker_policy)
+                await self._moved(circuit, breaker, admitted, why)
         assignment = TaskAssignment(
             task_id=offer.task_id,
             role=chosen.role,
@@ -302,3 +315,8 @@ class Router:
             return RoutingOutcome(assignment.task_id, "already_assigned")
         await delivery.ack()
         return RoutingOutcome(assignment.task_id, "assigned", assignment.role)
+
+
+def _circuits(role: str, dependencies: Iterable[str]) -> list[str]:
+    """The circuits work for ``role`` goes through: its own and one per declared dependency."""
+    return [f"role:{role}", *(f"dep:{d}" for d in sorted(dependencies))]

@@ -51,6 +51,8 @@ class Candidate:
     killed: bool = False
     tier_cost: int = 0
     """Relative cost of its model tier: cheaper tiers are preferred."""
+    dependencies: frozenset[str] = frozenset()
+    """External services its work calls (each has a circuit breaker)."""
 
     @property
     def load(self) -> float:
@@ -124,6 +126,7 @@ class AgentView:
     last_heartbeat_at: int | None
     in_flight: int = 0
     tier: str = ""
+    dependencies: frozenset[str] = frozenset()
 
 
 def role_candidates(
@@ -161,6 +164,7 @@ def role_candidates(
                 + assigned.get(role, 0),
                 capacity=len(replicas),
                 tier_cost=min(tier_cost(r.tier) for r in replicas),
+                dependencies=frozenset().union(*(r.dependencies for r in replicas)),
             )
         )
     return out

@@ -226,6 +226,7 @@ class AgentRuntime:
                 capabilities=list(self.agent.capabilities),
                 tier=self.agent.tier,
                 replica=self.replica,
+                dependencies=list(self.agent.dependencies),
             )
         )
 
@@ -670,7 +671,12 @@ class AgentRuntime:
         error = exc if isinstance(exc, TaskError) else TaskError(type(exc).__name__, str(exc))
         task_id = job.task.task_id
         await self.publisher.publish(
-            Error(task_id=task_id, code=error.code[:128], message=error.message[:4096]),
+            Error(
+                task_id=task_id,
+                code=error.code[:128],
+                message=error.message[:4096],
+                dependency=self._dependency(error),
+            ),
             **job.wf,
         )
         reason = f"claimed swarm task failed: {error.code}"
@@ -809,6 +815,7 @@ class AgentRuntime:
                 code=error.code[:128],
                 message=error.message[:4096],
                 retryable=decision.retry,
+                dependency=self._dependency(error),
             ),
             **wf,
         )
@@ -830,6 +837,11 @@ class AgentRuntime:
         )
         await delivery.term()
         return Outcome(task.task_id, "escalated", attempt)
+
+    def _dependency(self, error: TaskError) -> str | None:
+        """The failed dependency an error names, if the agent declared it (else none: a
+        handler cannot open the circuit of something it does not depend on)."""
+        return error.dependency if error.dependency in self.agent.dependencies else None
 
     async def _hand_over(
         self,

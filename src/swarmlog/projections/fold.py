@@ -180,6 +180,7 @@ def apply(
                 capabilities=to_json(payload.capabilities),
                 tier=payload.tier,
                 replica=payload.replica,
+                dependencies=to_json(payload.dependencies),
                 status="killed" if killed else "registered",
                 registered_at=at,
                 last_heartbeat_at=at,

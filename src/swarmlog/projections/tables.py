@@ -117,6 +117,7 @@ TABLES: tuple[Table, ...] = (
             ("status", _S),
             ("tier", _S),
             ("replica", _S),
+            ("dependencies", _S),
             ("registered_at", _I),
             ("last_heartbeat_at", _I),
             ("in_flight", _I),

@@ -121,6 +121,8 @@ class Error(_Payload, frozen=True, tag="error"):
     code: Annotated[str, Meta(max_length=128)]
     message: _Reason = ""
     retryable: bool = True
+    dependency: Name | None = None
+    """The external dependency that failed (one the agent declared), if it was one."""
 
 
 class ClarificationRequest(_Payload, frozen=True, tag="clarification_request"):
@@ -276,6 +278,8 @@ class AgentRegistered(_Payload, frozen=True, tag="agent_registered"):
     capabilities: _Caps = msgspec.field(default_factory=list)
     tier: Annotated[str, Meta(max_length=64)] = ""
     replica: Annotated[str, Meta(max_length=64)] = ""
+    dependencies: Annotated[list[Name], Meta(max_length=64)] = msgspec.field(default_factory=list)
+    """External services the agent calls (each gets a circuit breaker of its own)."""
 
 
 class AgentHeartbeat(_Payload, frozen=True, tag="agent_heartbeat"):
