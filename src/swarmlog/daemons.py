@@ -7,10 +7,14 @@ a swarmlog process any more (pid reuse), is stale and removed.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from swarmlog.errors import ServerError
@@ -29,6 +33,7 @@ __all__ = [
     "log_size",
     "start_daemon",
     "stop_daemon",
+    "stop_daemons",
     "wait_for_output",
 ]
 
@@ -131,6 +136,22 @@ def wait_for_output(info: DaemonInfo, line: str, offset: int, timeout: float) ->
                 f"{info.name} did not come up within {timeout:.0f} s; see its log: {info.log_path}"
             )
         time.sleep(0.05)  # polling a file another process writes
+
+
+def stop_daemons(
+    run_dir: Path, logs_dir: Path, names: list[str], timeout: float = 10.0
+) -> list[str]:
+    """Stop several daemons at once: SIGTERM to all, then each gets what is left of ``timeout``
+    before SIGKILL (so N daemons take as long as the slowest, not the sum). The ones that ran."""
+    running = [d for d in (find_daemon(run_dir, logs_dir, n) for n in names) if d is not None]
+    for info in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for info in running:
+        terminate(info.pid, max(0.1, deadline - time.monotonic()), partial(wait_pid_gone, info.pid))
+        _pidfile(run_dir, info.name).unlink(missing_ok=True)
+    return [d.name for d in running]
 
 
 def stop_daemon(run_dir: Path, logs_dir: Path, name: str, timeout: float = 10.0) -> bool:

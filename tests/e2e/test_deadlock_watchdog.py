@@ -44,7 +44,7 @@ def test_two_agents_asking_each_other_deadlock_and_the_watchdog_breaks_it(cli: C
     formed = asked[1]  # the second question closed the cycle
     assert json.loads(formed["payload"])["request_id"] == past["victim"]  # the youngest wait
     detected_after_s = (past["occurred_at"] - formed["occurred_at"]) / 1e9
-    assert 0 <= detected_after_s < INTERVAL_S + 3  # within the interval (and a projection lag)
+    assert 0 <= detected_after_s < 2 * INTERVAL_S + 2  # at its next look or the one after
     tasks = cli.rows(f"SELECT task_id, attempt, status FROM tasks WHERE workflow_id = '{wf}'")
     attempts = {t["task_id"]: t["attempt"] for t in tasks}
     assert {t["status"] for t in tasks} == {"succeeded"}

@@ -187,6 +187,30 @@ async def run_router(settings: Settings, agent_id: str, stop: asyncio.Event) -> 
             await router.close()
 
 
+async def _steps_until(
+    stop: asyncio.Event, step: Callable[[], Awaitable[object]], name: str
+) -> None:
+    """Run ``step`` again and again until ``stop``; a step waiting out its interval when the
+    stop comes is cancelled (a role's steps are safe to cut: what they publish is conditional
+    or idempotent), so the role stops at once, not at the end of its interval."""
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            stepping = asyncio.ensure_future(step())
+            await asyncio.wait({stepping, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not stepping.done():
+                stepping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stepping
+                return
+            try:
+                stepping.result()
+            except SwarmlogError as exc:  # a busy or restarting projector: try again
+                logging.getLogger(__name__).warning("%s step failed: %s", name, exc)
+    finally:
+        stopping.cancel()
+
+
 def _projection_access(
     settings: Settings, log: JetStreamLog
 ) -> tuple[Callable[[str], Awaitable[list[dict[str, Any]]]], Callable[[int], Awaitable[None]]]:
@@ -212,11 +236,7 @@ async def run_conductor(settings: Settings, agent_id: str, stop: asyncio.Event) 
         await conductor.start()
         announce_ready(agent_id)
         try:
-            while not stop.is_set():
-                try:
-                    await conductor.step()
-                except SwarmlogError as exc:  # a busy or restarting projector: try again
-                    logging.getLogger(__name__).warning("conductor step failed: %s", exc)
+            await _steps_until(stop, conductor.step, "conductor")
         finally:
             await conductor.close()
 
@@ -251,11 +271,7 @@ async def run_watchdog(settings: Settings, agent_id: str, stop: asyncio.Event) -
         await watchdog.start()
         announce_ready(agent_id)
         try:
-            while not stop.is_set():
-                try:
-                    await watchdog.step()
-                except SwarmlogError as exc:  # a busy or restarting projector: try again
-                    logging.getLogger(__name__).warning("watchdog step failed: %s", exc)
+            await _steps_until(stop, watchdog.step, "watchdog")
         finally:
             await watchdog.close()
 

@@ -23,7 +23,7 @@ from swarmlog.daemons import (
     list_daemons,
     log_size,
     start_daemon,
-    stop_daemon,
+    stop_daemons,
     wait_for_output,
 )
 from swarmlog.errors import ConfigError, SwarmlogError
@@ -243,9 +243,11 @@ def agent_stop(ctx: Context, name: str | None, everything: bool, timeout: float)
     ]
     if not chosen and not everything:
         raise ConfigError(f"no running agent named {name}; `swarmlog agent ps` lists them")
+    names = [d.name for d in chosen]
+    stopped = set(stop_daemons(settings.run_dir, settings.logs_dir, names, timeout))
     for d in chosen:
-        stop_daemon(settings.run_dir, settings.logs_dir, d.name, timeout)
-        ctx.console.print(f"stopped {d.name.removeprefix(_PREFIX)} (pid {d.pid})")
+        if d.name in stopped:
+            ctx.console.print(f"stopped {d.name.removeprefix(_PREFIX)} (pid {d.pid})")
 
 
 @agent.command("logs")

@@ -17,7 +17,7 @@ from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import stream_subjects
 from swarmlog.cli.agent import issue_replicas, start_builtin
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
-from swarmlog.daemons import find_daemon, list_daemons, start_daemon, stop_daemon
+from swarmlog.daemons import find_daemon, list_daemons, start_daemon, stop_daemons
 from swarmlog.errors import BusError, ServerError, SwarmlogError
 from swarmlog.keystore import KeyStore
 from swarmlog.system import (
@@ -151,9 +151,8 @@ def down(ctx: Context) -> None:
     settings = ctx.settings
     stopped = []
     if settings.data_dir.is_dir():
-        for daemon in list_daemons(settings.run_dir, settings.logs_dir):
-            if stop_daemon(settings.run_dir, settings.logs_dir, daemon.name):
-                stopped.append(daemon.name)
+        names = [d.name for d in list_daemons(settings.run_dir, settings.logs_dir)]
+        stopped += stop_daemons(settings.run_dir, settings.logs_dir, names)
         running = EmbeddedServer.running(settings.server_dir)
         if running is not None and settings.nats_url is None:
             running.stop()
