@@ -73,6 +73,7 @@ PURE_MODULES = [
     "agents/deadlocks.py",
     "agents/breakers.py",
     "agents/stalls.py",
+    "streamchain.py",
     "agents/resultcache.py",
     "render_svg.py",
 ]

@@ -45,3 +45,22 @@ def test_stalled_tasks_are_those_moving_states_idle_too_long() -> None:
         ("a", "running", 100.0),
         ("d", "assigned", 90.0),
     ]
+
+
+def test_the_stream_chain_sees_order_holes_and_every_byte() -> None:
+    from swarmlog.streamchain import StreamChain
+
+    def head(*messages: tuple[int, bytes]) -> str:
+        chain = StreamChain()
+        for seq, data in messages:
+            chain.add(seq, data)
+        return chain.hexhead
+
+    base = head((1, b"a"), (2, b"b"), (3, b"c"))
+    assert head((1, b"a"), (2, b"b"), (3, b"c")) == base
+    assert head((1, b"a"), (2, b"c"), (3, b"b")) != base  # reordered
+    assert head((1, b"a"), (2, b"b"), (3, b"C")) != base  # rewritten
+    holed = StreamChain()
+    for seq, data in ((1, b"a"), (3, b"c"), (4, b"d"), (7, b"g")):
+        holed.add(seq, data)
+    assert holed.gaps == [(2, 2), (5, 6)]  # deleted messages leave holes in the numbering

@@ -7,18 +7,27 @@ import contextlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
 from swarmlog.config import Settings
-from swarmlog.errors import ConfigError
+from swarmlog.errors import ConfigError, VerificationError
 from swarmlog.keystore import KeyStore
 from swarmlog.projections.projector import BatchResult, Projector
 from swarmlog.projections.store import ProjectionStore
+from swarmlog.streamchain import (
+    Checkpoint,
+    StreamChain,
+    chain_of,
+    sign_checkpoint,
+    verify_checkpoint,
+)
 from swarmlog.system import open_log, read_live_state
 
 __all__ = ["audit", "replay"]
@@ -157,13 +166,42 @@ def audit() -> None:
     """Check the log's integrity."""
 
 
+async def _chain(settings: Settings, until_seq: int | None = None) -> StreamChain:
+    async with open_log(settings) as log_:
+        return await chain_of(log_, until_seq)
+
+
+def _load_checkpoint(path: Path) -> Checkpoint:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Checkpoint)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path} is not a swarmlog checkpoint: {exc}") from None
+
+
 @audit.command("verify")
+@click.option(
+    "--against",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A checkpoint file (from `audit checkpoint`): the stream must still match it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def audit_verify(ctx: Context, as_json: bool) -> None:
-    """Verify every event on the stream; exit 1 if anything is rejected or a chain is broken."""
+def audit_verify(ctx: Context, against: Path | None, as_json: bool) -> None:
+    """Verify every event on the stream and the stream's hash chain; exit 1 if anything is
+    rejected, a sender's chain is broken, events are missing, or the stream no longer matches
+    the checkpoint given with --against."""
     settings = ctx.settings
     settings.require_data_dir()
+    checkpoint = None
+    if against is not None:
+        checkpoint = _load_checkpoint(against)
+        try:
+            verify_checkpoint(checkpoint, KeyStore(settings.keys_dir).operator_public_key())
+        except VerificationError as exc:
+            ctx.err.print(f"error: {exc.message}; the checkpoint is not evidence, nothing checked")
+            raise SystemExit(1) from None
     with _target(None) as path, _progress(not as_json, ctx) as progress:
         outcome = run(replay_into(settings, path, until_seq=None, verify=True, progress=progress))
         with ProjectionStore(path, read_only=True) as store:
@@ -171,7 +209,8 @@ def audit_verify(ctx: Context, as_json: bool) -> None:
             breaks = store.rows(
                 "SELECT seq, sender, expected_seq, got_seq FROM chain_breaks ORDER BY seq"
             )
-    data = {
+    chain = run(_chain(settings))
+    data: dict[str, Any] = {
         "events_checked": outcome.events,
         "valid": outcome.applied,
         "rejected": [{"seq": s, "reason": r, "detail": d} for s, r, d in rejected],
@@ -180,17 +219,68 @@ def audit_verify(ctx: Context, as_json: bool) -> None:
         ],
         "position": outcome.position,
         "state_hash": outcome.state_hash,
+        "stream_chain": {"head": chain.hexhead, "position": chain.position, "gaps": chain.gaps},
     }
+    matches = True
+    if checkpoint is not None:
+        at = run(_chain(settings, checkpoint.seq))
+        matches = at.position == checkpoint.seq and at.hexhead == checkpoint.head
+        data["checkpoint"] = {"seq": checkpoint.seq, "head": checkpoint.head, "matches": matches}
     if as_json:
         emit_json(data)
     else:
         ctx.console.print(
             f"{outcome.events} events checked: {outcome.applied} valid,"
-            f" {len(rejected)} rejected, {len(breaks)} chain breaks"
+            f" {len(rejected)} rejected, {len(breaks)} chain breaks;"
+            f" stream chain head {chain.hexhead[:16]}… at seq {chain.position}"
         )
         if rejected:
             print_table(ctx.console, "rejected", ["seq", "reason", "detail"], rejected)
         if breaks:
             print_table(ctx.console, "chain breaks", ["seq", "sender", "expected", "got"], breaks)
-    if rejected or breaks:
+        if chain.gaps:
+            ctx.console.print(f"missing from the stream (deleted): {chain.gaps}")
+        if checkpoint is not None:
+            verdict = (
+                "matches" if matches else "DOES NOT match (events deleted, reordered or rewritten)"
+            )
+            ctx.console.print(f"checkpoint at seq {checkpoint.seq}: the stream {verdict}")
+    if rejected or breaks or chain.gaps or not matches:
         raise SystemExit(1)
+
+
+@audit.command("checkpoint")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write it (default: checkpoints/checkpoint-<seq>.json in the data dir).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def audit_checkpoint(ctx: Context, out: Path | None, as_json: bool) -> None:
+    """Sign the stream chain's head at the stream's end with the operator key, into a file to
+    keep elsewhere; `audit verify --against FILE` later checks any copy of the stream."""
+    settings = ctx.settings
+    settings.require_data_dir()
+    operator = KeyStore(settings.keys_dir).operator()
+    chain = run(_chain(settings))
+    checkpoint = sign_checkpoint(
+        operator,
+        Checkpoint(
+            namespace=settings.namespace,
+            seq=chain.position,
+            head=chain.hexhead,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            operator_key=operator.public_key,
+        ),
+    )
+    target = out or settings.data_dir / "checkpoints" / f"checkpoint-{chain.position:012d}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(msgspec.json.format(msgspec.json.encode(checkpoint)) + b"\n")
+    if as_json:
+        emit_json(msgspec.to_builtins(checkpoint) | {"path": str(target)})
+        return
+    ctx.console.print(
+        f"checkpoint at seq {checkpoint.seq}, head {checkpoint.head[:16]}…, signed by the"
+        f" operator, written to {target}"
+    )
