@@ -138,7 +138,8 @@ async def raw_consume_rate(log: JetStreamLog, n: int) -> float:
 
 @asynccontextmanager
 async def _system(root: Path) -> AsyncIterator[tuple[JetStreamLog, Identity]]:
-    server = EmbeddedServer(root / "nats")
+    # SWARMLOG_SYNC measures a sync policy (`always`, or a period): see docs/benchmarks.md.
+    server = EmbeddedServer(root / "nats", sync=os.environ.get("SWARMLOG_SYNC"))
     url = server.start()
     try:
         log = await JetStreamLog.open(url, NAMESPACE, provision=True)

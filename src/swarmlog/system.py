@@ -61,10 +61,12 @@ def resolve_url(settings: Settings) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_log(settings: Settings, *, provision: bool = False) -> AsyncIterator[JetStreamLog]:
-    """Connect to the namespace's stream (creating it with ``provision``)."""
+async def open_log(
+    settings: Settings, *, provision: bool = False, replicas: int = 1
+) -> AsyncIterator[JetStreamLog]:
+    """Connect to the namespace's stream (creating it, with ``replicas``, with ``provision``)."""
     url = resolve_url(settings)
-    log_ = await JetStreamLog.open(url, settings.namespace, provision=provision)
+    log_ = await JetStreamLog.open(url, settings.namespace, provision=provision, replicas=replicas)
     try:
         yield log_
     finally:

@@ -266,3 +266,13 @@ def test_url_and_pid_need_a_started_server(tmp_path: Path) -> None:
         _ = server.url
     with pytest.raises(ServerError, match="not started"):
         _ = server.pid
+
+
+def test_a_sync_policy_reaches_the_server_and_a_bad_one_is_refused(store: Path) -> None:
+    with EmbeddedServer(store, sync="always") as server:
+        assert probe(server.url) is not None
+        assert 'sync_interval: "always"' in (store / "server.conf").read_text()
+        cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"-c" in cmdline  # the server was started with that configuration
+    with pytest.raises(ServerError, match="use 'always'"):
+        EmbeddedServer(store, sync="sometimes")

@@ -151,13 +151,16 @@ class JetStreamLog:
         self._queues: list[_JetStreamQueue] = []
 
     @classmethod
-    async def open(cls, url: str, namespace: str, *, provision: bool = False) -> JetStreamLog:
-        """Connect and (optionally) create or check the namespace's stream."""
+    async def open(
+        cls, url: str, namespace: str, *, provision: bool = False, replicas: int = 1
+    ) -> JetStreamLog:
+        """Connect and (optionally) create or check the namespace's stream (and its buckets,
+        with ``replicas`` copies each on a cluster)."""
         nc = await connect(url)
         self = cls(nc, namespace, url)
         try:
             if provision:
-                await self.provision()
+                await self.provision(replicas=replicas)
             else:
                 await self.check_stream()
         except BaseException:

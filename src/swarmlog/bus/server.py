@@ -54,6 +54,7 @@ __all__ = [
     "RunningServer",
     "find_server_binary",
     "probe",
+    "sync_policy",
 ]
 
 STATE_FILE = "server.json"
@@ -70,6 +71,18 @@ _LOG_PREFIX = re.compile(r"^\[\d+\] \S+ \S+ ")
 # Lines that explain a failed start; without this, a bad flag's message is buried under the usage
 # text nats-server prints after it.
 _LOG_ERROR = re.compile(r"\[(?:FTL|ERR)\]|^nats-server: |^flag provided but not defined")
+
+
+_PERIOD = re.compile(r"^[1-9][0-9]{0,5}(ms|s|m|h)$")
+
+
+def sync_policy(value: str) -> str:
+    """A valid JetStream sync policy: ``always``, or a period like ``500ms``, ``10s``, ``2m``."""
+    if value == "always" or _PERIOD.match(value):
+        return value
+    raise ServerError(
+        f"sync policy {value!r}: use 'always' (fsync every write) or a period such as 10s or 2m"
+    )
 
 
 def find_server_binary() -> str:
@@ -177,6 +190,7 @@ class EmbeddedServer:
         host: str = "127.0.0.1",
         port: int = 0,
         extra_args: Sequence[str] = (),
+        sync: str | None = None,
     ) -> None:
         """Describe a server; nothing runs until :meth:`start`.
 
@@ -185,6 +199,10 @@ class EmbeddedServer:
             host: address to bind; keep the default loopback unless you mean to expose the log.
             port: client port; 0 picks a free one (learned from the server's ports file).
             extra_args: appended verbatim to the ``nats-server`` command line.
+            sync: JetStream's sync policy: ``always`` (fsync every write: nothing acknowledged
+                is lost even if the machine dies) or a period such as ``2m`` (the server's
+                default: faster; a machine crash can lose what was acknowledged in the last
+                period, a crash of the server process alone cannot). See :func:`sync_policy`.
         """
         # Resolved so that the path recorded in the server's argv (and checked against /proc
         # later) is the same whichever relative path or symlink a caller used.
@@ -192,6 +210,7 @@ class EmbeddedServer:
         self._host = host
         self._port = port
         self._extra_args = tuple(extra_args)
+        self._sync = sync_policy(sync) if sync is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
         self._url: str | None = None
@@ -284,6 +303,7 @@ class EmbeddedServer:
                 str(self._store_dir),
                 "-l",
                 str(self.log_path),
+                *self._sync_args(),
                 *self._extra_args,
             ]
             log_offset = _file_size(self.log_path)
@@ -311,6 +331,14 @@ class EmbeddedServer:
                 raise
         self._proc, self._pid, self._url = proc, pid, url
         return url
+
+    def _sync_args(self) -> list[str]:
+        """A config file holding the sync policy (no command-line flag sets it)."""
+        if self._sync is None:
+            return []
+        conf = self._store_dir / "server.conf"
+        conf.write_text(f'jetstream {{\n  sync_interval: "{self._sync}"\n}}\n')
+        return ["-c", str(conf)]
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server: SIGTERM (JetStream flushes and exits), SIGKILL after ``timeout``.

@@ -64,7 +64,7 @@ async def _wait_projector(ctx: Context, deadline: float) -> int:
     raise ServerError("the projector did not answer in time; see `swarmlog --debug status`")
 
 
-def _start_server(store: Path, detach: bool) -> tuple[EmbeddedServer, str]:
+def _start_server(store: Path, detach: bool, sync: str | None) -> tuple[EmbeddedServer, str]:
     """Start the embedded server, on the port it had last time when that port is free, so
     daemons that outlived a restart of the server reconnect by themselves."""
     port_file = store / "port"
@@ -72,13 +72,13 @@ def _start_server(store: Path, detach: bool) -> tuple[EmbeddedServer, str]:
         port = int(port_file.read_text())
     except (OSError, ValueError):
         port = 0
-    server = EmbeddedServer(store, port=port)
+    server = EmbeddedServer(store, port=port, sync=sync)
     try:
         url = server.start(detach=detach)
     except ServerError:
         if port == 0:
             raise
-        server = EmbeddedServer(store)  # the old port is taken: any free one
+        server = EmbeddedServer(store, sync=sync)  # the old port is taken: any free one
         url = server.start(detach=detach)
     port_file.write_text(f"{urlsplit(url).port}\n")
     return server, url
@@ -86,8 +86,22 @@ def _start_server(store: Path, detach: bool) -> tuple[EmbeddedServer, str]:
 
 @click.command()
 @click.option("--detach", is_flag=True, help="Run in the background and return.")
+@click.option(
+    "--sync",
+    envvar="SWARMLOG_SYNC",
+    help="The embedded server's JetStream sync policy: 'always' (fsync every write) or a"
+    " period such as 2m (the server's default). See docs/operations.md.",
+)
+@click.option(
+    "--replicas",
+    envvar="SWARMLOG_STREAM_REPLICAS",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 5),
+    help="Copies of the stream and buckets when they are created (3 on a cluster).",
+)
 @pass_ctx
-def up(ctx: Context, detach: bool) -> None:
+def up(ctx: Context, detach: bool, sync: str | None, replicas: int) -> None:
     """Start the embedded server (if no URL), provision the stream, the operator key and the
     projector. Idempotent."""
     settings = ctx.settings
@@ -96,15 +110,17 @@ def up(ctx: Context, detach: bool) -> None:
     server: EmbeddedServer | None = None
     if settings.nats_url is None:
         running = EmbeddedServer.running(settings.server_dir)
+        if running is not None and sync is not None:
+            ctx.err.print("the server runs already: --sync takes effect when it starts (down, up)")
         if running is None:
-            server, url = _start_server(settings.server_dir, detach)
+            server, url = _start_server(settings.server_dir, detach, sync)
             ctx.err.print(f"nats-server started at {url}")
             if detach:
                 server = None  # it outlives us; `down` stops it
     url = resolve_url(settings)
 
     async def provision() -> str:
-        async with open_log(settings, provision=True) as log_:
+        async with open_log(settings, provision=True, replicas=replicas) as log_:
             return log_.stream
 
     stream = run(provision())
