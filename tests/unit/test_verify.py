@@ -380,6 +380,19 @@ def test_an_agent_limited_to_some_types_may_emit_only_those() -> None:
     assert rejection == Rejection("not_permitted", "agent_heartbeat", in_chain=True)
 
 
+def test_an_external_agent_may_not_emit_what_is_reserved_for_internal_ones() -> None:
+    p = Projection()
+    p.issue(ALPHA, trust_level="external")
+    assert p.emit(ALPHA, Result(task_id="t1")) is None  # answering its own work is fine
+    rejection = p.emit(ALPHA, TaskAssignment(task_id="t2", role="payments"))
+    assert rejection == Rejection(
+        "not_permitted", "task_assignment is for internal agents", in_chain=True
+    )
+    assert p.quarantined(p.seq) == "not_permitted"
+    p.issue(BETA)  # internal, the default
+    assert p.emit(BETA, TaskAssignment(task_id="t3", role="payments")) is None
+
+
 @pytest.mark.parametrize(
     "payload",
     [

@@ -47,6 +47,7 @@ from swarmlog.schemas.signing import (
     CONTROL_TYPES,
     CREDENTIAL_DOMAIN,
     EVENT_DOMAIN,
+    INTERNAL_TYPES,
     OPERATOR_ID,
     event_hash,
     verify_signature,
@@ -229,6 +230,8 @@ def _check_authority(state: State, envelope: Envelope) -> Rejection | None:
     allowed = _json_list(credential["allowed_types"])
     if type_ in CONTROL_TYPES or ("*" not in allowed and type_ not in allowed):
         return Rejection("not_permitted", type_, in_chain=True)
+    if credential["trust_level"] == "external" and type_ in INTERNAL_TYPES:
+        return Rejection("not_permitted", f"{type_} is for internal agents", in_chain=True)
     speaks_for_another = _speaks_for_another(state, envelope, credential)
     if speaks_for_another:
         return Rejection("not_permitted", speaks_for_another, in_chain=True)

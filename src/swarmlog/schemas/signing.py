@@ -26,6 +26,7 @@ __all__ = [
     "CONTROL_TYPES",
     "CREDENTIAL_DOMAIN",
     "EVENT_DOMAIN",
+    "INTERNAL_TYPES",
     "OPERATOR_ID",
     "ChainHead",
     "Identity",
@@ -53,6 +54,27 @@ CONTROL_TYPES = frozenset(
     }
 )
 """Event types only the operator may emit."""
+
+INTERNAL_TYPES = frozenset(
+    {
+        "task_offered",
+        "task_assignment",
+        "task_cancelled",
+        "workflow_submitted",
+        "workflow_planned",
+        "workflow_revised",
+        "workflow_completed",
+        "budget_exceeded",
+        "circuit_opened",
+        "circuit_half_opened",
+        "circuit_closed",
+        "deadlock_detected",
+        "snapshot_taken",
+    }
+)
+"""Event types reserved for ``internal`` agents: an ``external`` agent (one that faces the outside
+world, and so may be talked into anything) may answer its own work, ask and answer questions and
+announce itself, but not create or route work, steer workflows or speak for the system."""
 
 
 @dataclass(frozen=True)
