@@ -248,7 +248,9 @@ def _play(swarm: _Swarm) -> int:
     swarm.run("agent", "stop", "--all")
     audit = json.loads(swarm.run("audit", "verify", "--json", ok=(0, 1)))
     replay = json.loads(swarm.run("replay", "--check", "--json", ok=(0, 1)))
-    clean = not audit["rejected"] and not audit["chain_breaks"]
+    clean = (
+        not audit["rejected"] and not audit["chain_breaks"] and not audit["stream_chain"]["gaps"]
+    )
     console.print(f"[bold]6.[/] audit verify: {_audit_line(audit)}")
     console.print(f"[bold]7.[/] replay --check: {_replay_line(replay)}")
     succeeded = all(o.get("status") == "succeeded" for o in [*outcomes.values(), again])
@@ -260,7 +262,11 @@ def _audit_line(audit: dict[str, Any]) -> str:
     events, rejected, breaks = audit["events_checked"], audit["rejected"], audit["chain_breaks"]
     if rejected or breaks:
         return f"{len(rejected)} rejected and {len(breaks)} chain breaks in {events} events"
-    return f"all {events} events signed by their agents, verified, chains unbroken"
+    head = audit["stream_chain"]["head"][:16]
+    return (
+        f"all {events} events signed by their agents, verified, chains unbroken;"
+        f" stream chain head {head}…"
+    )
 
 
 def _replay_line(replay: dict[str, Any]) -> str:
