@@ -74,6 +74,7 @@ PURE_MODULES = [
     "agents/breakers.py",
     "agents/stalls.py",
     "streamchain.py",
+    "cluster.py",
     "agents/resultcache.py",
     "render_svg.py",
 ]

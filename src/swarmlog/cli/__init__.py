@@ -16,6 +16,7 @@ import click
 from swarmlog.cli.agent import agent
 from swarmlog.cli.app import cli
 from swarmlog.cli.bench import bench
+from swarmlog.cli.cluster import cluster
 from swarmlog.cli.deadlocks import deadlocks
 from swarmlog.cli.demo import demo
 from swarmlog.cli.escalations import escalations
@@ -54,6 +55,7 @@ for command in (
     audit,
     snapshot,
     sim,
+    cluster,
     query,
     bench,
     demo,
