@@ -5,7 +5,6 @@ event is on the stream, and the projection folded during the ingest equals a ful
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import subprocess
 import time
@@ -95,45 +94,66 @@ async def open_when_ready(url: str, **kw: object) -> JetStreamLog:
             await asyncio.sleep(0.25)  # the cluster elects its meta leader
 
 
+async def fold(log: JetStreamLog, path: Path, operator: Identity) -> ProjectionStore:
+    """Fold the stream into ``path``; retried while the cluster is still settling after a node
+    came back (its API may time out for a moment: the projector resumes where it stopped)."""
+    store = ProjectionStore(path)
+    deadline = time.monotonic() + 60
+    while True:
+        projector = Projector(log, store, namespace=NS, operator_key=operator.public_key)
+        try:
+            await projector.run(follow=False)
+            return store
+        except Exception:
+            if time.monotonic() > deadline:
+                store.close()
+                raise
+            await asyncio.sleep(0.5)  # a retry period, not a synchronisation
+        finally:
+            projector.close()
+
+
 async def test_a_node_killed_and_restarted_mid_ingest_loses_nothing(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    log = await open_when_ready(cluster.url("n1"), provision=True, replicas=3)
     operator = Identity.from_seed("operator", seed("cluster-operator"))
-    publisher = Publisher(log, operator, NS)
     acknowledged: dict[int, str] = {}
-
-    async def ingest(first: int, n: int) -> None:
-        for i in range(first, first + n, 50):
-            payloads = [TaskAssignment(task_id=f"t{j}", role="w") for j in range(i, i + 50)]
-            for p in await publisher.publish_many(payloads):
-                acknowledged[p.seq] = p.event_id
-
-    await ingest(0, 500)
-    cluster.kill("n3")  # a node dies mid-ingest: two of three still make a quorum
-    await ingest(500, 500)
-    cluster.start("n3")
-    await ingest(1000, 500)
-    store = ProjectionStore(tmp_path / "live.duckdb")
-    projector = Projector(log, store, namespace=NS, operator_key=operator.public_key)
-    await projector.run(follow=False)
-    projector.close()
-    rejoined = await open_when_ready(cluster.url("n3"))
+    log = await open_when_ready(cluster.url("n1"), provision=True, replicas=3)
+    rejoined: JetStreamLog | None = None
     try:
-        ids = {m.seq: m for batch in [b async for b in rejoined.read(1)] for m in batch}
+        publisher = Publisher(log, operator, NS)
+
+        async def ingest(first: int, n: int) -> None:
+            for i in range(first, first + n, 50):
+                payloads = [TaskAssignment(task_id=f"t{j}", role="w") for j in range(i, i + 50)]
+                for p in await publisher.publish_many(payloads):
+                    acknowledged[p.seq] = p.event_id
+
+        await ingest(0, 500)
+        # A replica dies mid-ingest (not the stream's leader, whose loss makes a publish in
+        # flight uncertain until a new leader is elected: see docs/deploy.md); two of three
+        # still make a quorum, so every publish is acknowledged.
+        info = await log._js.stream_info(log.stream)
+        leader = info.cluster.leader if info.cluster else None
+        victim = "n2" if leader == "n3" else "n3"
+        cluster.kill(victim)
+        await ingest(500, 500)
+        cluster.start(victim)
+        await ingest(1000, 500)
         assert len(acknowledged) == 1500
-        assert set(acknowledged) <= set(ids)  # every acknowledged event, read from the node
-        replay = ProjectionStore(tmp_path / "replay.duckdb")
-        again = Projector(rejoined, replay, namespace=NS, operator_key=operator.public_key)
-        await again.run(follow=False)
-        again.close()
-        assert replay.position() == store.position() == max(acknowledged)
-        assert replay.state_hash() == store.state_hash()
-        assert store.rows("SELECT count(DISTINCT id) FROM events") == [(1500,)]
-        replay.close()
+        live = await fold(log, tmp_path / "live.duckdb", operator)
+        rejoined = await open_when_ready(cluster.url(victim))
+        replay = await fold(rejoined, tmp_path / "replay.duckdb", operator)
+        try:
+            stored = dict(live.rows("SELECT seq, id FROM events"))
+            assert all(stored.get(seq) == i for seq, i in acknowledged.items())  # nothing lost
+            assert replay.position() == live.position() == max(acknowledged)
+            assert replay.state_hash() == live.state_hash()
+        finally:
+            live.close()
+            replay.close()
     finally:
-        store.close()
-        with contextlib.suppress(Exception):
+        if rejoined is not None:
             await rejoined.close()
         await log.close()
 
