@@ -180,34 +180,43 @@ async def test_swarm_offers_are_left_to_the_claimants() -> None:
     assert s.assignments() == []
 
 
+class Judged(Setup):
+    """A router with a virtual clock that judges the outcomes the test appends."""
+
+    def __init__(self, agents: list[AgentView], policy: BreakerPolicy) -> None:
+        super().__init__(agents)
+        self.clock = [NOW]
+        self.outcomes: list[tuple[int, str, bool, str | None]] = []
+
+        async def source(after: int | None) -> tuple[list[tuple[int, str, bool, str | None]], int]:
+            start = 0 if after is None else after
+            return [o for o in self.outcomes if o[0] > start], len(self.outcomes)
+
+        self.router = Router(
+            self.log,
+            Publisher(self.log, identity("router-1"), NS, clock=lambda: self.clock[0]),
+            self.router._agents,
+            clock=lambda: self.clock[0],
+            refresh=0.0,
+            outcomes=source,
+            breaker_policy=policy,
+        )
+
+    async def route_one(self, task_id: str) -> str:
+        await self.offer(task_id, "x")
+        (outcome,) = await self.route()
+        return outcome.role
+
+
 async def test_a_failing_role_opens_its_circuit_work_goes_to_the_fallback_then_it_recovers() -> (
     None
 ):
-    clock = [NOW]
-    outcomes: list[tuple[int, str, bool, str | None]] = []
-
-    async def source(after: int | None) -> tuple[list[tuple[int, str, bool, str | None]], int]:
-        start = 0 if after is None else after
-        return [o for o in outcomes if o[0] > start], len(outcomes)
-
-    s = Setup(
+    s = Judged(
         [view("a-1", "alpha", ("x",), tier="small"), view("b-1", "beta", ("x",), tier="large")],
-    )
-    s.router = Router(
-        s.log,
-        Publisher(s.log, identity("router-1"), NS, clock=lambda: clock[0]),
-        s.router._agents,
-        clock=lambda: clock[0],
-        refresh=0.0,
-        outcomes=source,
-        breaker_policy=BreakerPolicy(consecutive_failures=3, cooldown=2.0),
+        BreakerPolicy(consecutive_failures=3, cooldown=2.0),
     )
     await s.router.start()
-
-    async def route(task_id: str) -> str:
-        await s.offer(task_id, "x")
-        (outcome,) = await s.route()
-        return outcome.role
+    clock, outcomes, route = s.clock, s.outcomes, s.route_one
 
     def fail(role: str, n: int) -> None:
         for _ in range(n):
@@ -236,33 +245,13 @@ async def test_a_failing_role_opens_its_circuit_work_goes_to_the_fallback_then_i
 
 
 async def test_a_failing_dependency_opens_its_own_circuit_not_the_roles() -> None:
-    clock = [NOW]
-    outcomes: list[tuple[int, str, bool, str | None]] = []
-
-    async def source(after: int | None) -> tuple[list[tuple[int, str, bool, str | None]], int]:
-        start = 0 if after is None else after
-        return [o for o in outcomes if o[0] > start], len(outcomes)
-
     agents = [
         view("a-1", "alpha", ("x",), tier="small", dependencies=frozenset({"search"})),
         view("b-1", "beta", ("x",), tier="large"),
     ]
-    s = Setup(agents)
-    s.router = Router(
-        s.log,
-        Publisher(s.log, identity("router-1"), NS, clock=lambda: clock[0]),
-        s.router._agents,
-        clock=lambda: clock[0],
-        refresh=0.0,
-        outcomes=source,
-        breaker_policy=BreakerPolicy(consecutive_failures=2, cooldown=2.0),
-    )
+    s = Judged(agents, BreakerPolicy(consecutive_failures=2, cooldown=2.0))
     await s.router.start()
-
-    async def route(task_id: str) -> str:
-        await s.offer(task_id, "x")
-        (outcome,) = await s.route()
-        return outcome.role
+    clock, outcomes, route = s.clock, s.outcomes, s.route_one
 
     assert await route("t1") == "alpha"
     for _ in range(2):  # the search service fails alpha's work

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from swarmlog.agents.deadlocks import ON_CYCLES_SQL, Deadlock, Wait, find_deadlocks
@@ -29,7 +29,7 @@ from swarmlog.bus.ports import EventLog
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import DeadlockDetected, TaskEscalated
 
-__all__ = ["OPEN_WAITS_SQL", "ROLE", "Watchdog", "waits_on_cycles"]
+__all__ = ["OPEN_WAITS_SQL", "ROLE", "Watchdog", "deadlocks_in", "waits_on_cycles"]
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,9 @@ Reader = Callable[[str], Awaitable[list[dict[str, Any]]]]
 Waiter = Callable[[int], Awaitable[None]]
 
 
-async def waits_on_cycles(read: Reader) -> list[Deadlock]:
-    """The deadlocks in the projection's wait-for graph now."""
-    rows = await read(OPEN_WAITS_SQL)
-    waits = [
+def deadlocks_in(rows: Iterable[Mapping[str, Any]]) -> list[Deadlock]:
+    """The deadlocks among rows of :data:`OPEN_WAITS_SQL`."""
+    return find_deadlocks(
         Wait(
             r["ref"],
             r["waiter"],
@@ -60,8 +59,12 @@ async def waits_on_cycles(read: Reader) -> list[Deadlock]:
             r["workflow_id"],
         )
         for r in rows
-    ]
-    return find_deadlocks(waits)
+    )
+
+
+async def waits_on_cycles(read: Reader) -> list[Deadlock]:
+    """The deadlocks in the projection's wait-for graph now."""
+    return deadlocks_in(await read(OPEN_WAITS_SQL))
 
 
 class Watchdog:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import click
 
-from swarmlog.agents.deadlocks import Wait, find_deadlocks
-from swarmlog.agents.watchdog import OPEN_WAITS_SQL
+from swarmlog.agents.watchdog import OPEN_WAITS_SQL, deadlocks_in
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, projection_rows
 
 __all__ = ["deadlocks"]
@@ -20,36 +20,13 @@ _PAST_SQL = (
 
 
 def _current(ctx: Context) -> list[dict[str, Any]]:
-    waits = [
-        Wait(
-            r["ref"],
-            r["waiter"],
-            r["waits_on"],
-            int(r["since"] or 0),
-            r["kind"],
-            r["task_id"],
-            r["workflow_id"],
-        )
-        for r in projection_rows(ctx.settings, OPEN_WAITS_SQL)
-    ]
     return [
         {
             "cycle": list(d.cycle),
-            "waits": [
-                {
-                    "ref": w.ref,
-                    "kind": w.kind,
-                    "waiter": w.waiter,
-                    "waits_on": w.waits_on,
-                    "task_id": w.task_id,
-                    "workflow_id": w.workflow_id,
-                    "since": w.since,
-                }
-                for w in d.waits
-            ],
+            "waits": [dataclasses.asdict(w) for w in d.waits],
             "victim": d.victim.ref,
         }
-        for d in find_deadlocks(waits)
+        for d in deadlocks_in(projection_rows(ctx.settings, OPEN_WAITS_SQL))
     ]
 
 
