@@ -32,7 +32,6 @@ __all__ = [
     "list_daemons",
     "log_size",
     "start_daemon",
-    "stop_daemon",
     "stop_daemons",
     "wait_for_output",
 ]
@@ -152,13 +151,3 @@ def stop_daemons(
         terminate(info.pid, max(0.1, deadline - time.monotonic()), partial(wait_pid_gone, info.pid))
         _pidfile(run_dir, info.name).unlink(missing_ok=True)
     return [d.name for d in running]
-
-
-def stop_daemon(run_dir: Path, logs_dir: Path, name: str, timeout: float = 10.0) -> bool:
-    """SIGTERM, then SIGKILL after ``timeout``; ``False`` when it was not running."""
-    info = find_daemon(run_dir, logs_dir, name)
-    if info is None:
-        return False
-    terminate(info.pid, timeout, lambda t: wait_pid_gone(info.pid, t))
-    _pidfile(run_dir, name).unlink(missing_ok=True)
-    return True
