@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from swarmlog.brokerauth import refresh_broker
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, KeyStoreError
 from swarmlog.keystore import KeyStore
@@ -34,8 +35,10 @@ def issue_agent(
     trust: str = "internal",
     allowed: Sequence[str] = (),
     expires_in: float | None = None,
+    admit: bool = True,
 ) -> tuple[str, str, int]:
-    """Create an agent key, save it (0600) and publish its credential; (agent id, key, seq)."""
+    """Create an agent key, save it (0600), publish its credential and (with ``admit``) have the
+    broker admit its login; (agent id, key, seq)."""
     settings.require_data_dir()
     store = KeyStore(settings.keys_dir)
     operator = store.operator()
@@ -83,4 +86,6 @@ def issue_agent(
     except BaseException:
         store.remove_agent(agent_id)  # nothing was vouched for: leave no key behind
         raise
+    if admit:
+        asyncio.run(refresh_broker(settings))
     return agent_id, identity.public_key, seq

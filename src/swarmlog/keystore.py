@@ -18,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 
+from swarmlog.bus.permissions import Login, login_for
 from swarmlog.errors import KeyStoreError, SchemaError
 from swarmlog.schemas.codec import decode_credential
 from swarmlog.schemas.credentials import Credential
@@ -77,6 +78,13 @@ class KeyStore:
         if len(key) != 64:
             raise KeyStoreError(f"{self.operator_pub_path} is not a hex Ed25519 public key")
         return key
+
+    def login(self, agent_id: str | None = None) -> Login:
+        """The NATS login of ``agent_id``, or of the operator (derived from the secret seed)."""
+        if agent_id is None:
+            return login_for(OPERATOR_ID, self.operator().seed)
+        identity, _ = self.agent(agent_id)
+        return login_for(agent_id, identity.seed)
 
     # --- agents -----------------------------------------------------------------------------------
 

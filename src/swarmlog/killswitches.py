@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import msgspec
 
 from swarmlog.agents.killswitch import KillFlag, flag_key
+from swarmlog.brokerauth import refresh_broker
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError
 from swarmlog.keystore import KeyStore
@@ -82,6 +83,7 @@ async def pull(
             (await publisher.publish(AgentKilled(agent_id=a, reason=reason[:4096]))).seq
             for a in agents
         ]
+    await refresh_broker(settings)  # and cut off at the broker: its connection is closed now
     return Switch(flag, agents, seqs, known)
 
 
@@ -97,4 +99,5 @@ async def release(
         seqs = [(await publisher.publish(AgentRevived(agent_id=a))).seq for a in agents]
         flags = await log.flags()
         await flags.delete(flag)
+    await refresh_broker(settings)  # admitted at the broker again
     return Switch(flag, agents, seqs, known)

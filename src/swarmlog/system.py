@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarmlog.bus.jetstream import JetStreamLog, connect
+from swarmlog.bus.permissions import Login
 from swarmlog.bus.rpc import request
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import rpc_subject
@@ -31,6 +32,7 @@ __all__ = [
     "LiveState",
     "ask_projector",
     "command_argv",
+    "login_of",
     "open_log",
     "projector_argv",
     "projector_name",
@@ -60,13 +62,33 @@ def resolve_url(settings: Settings) -> str:
     return running.url
 
 
+def login_of(settings: Settings, agent_id: str | None = None) -> Login | None:
+    """How ``agent_id`` (or, with none, the operator) logs in to NATS: its derived nkey. ``None``
+    where this data dir holds no operator secret (the CLI then connects anonymously)."""
+    store = KeyStore(settings.keys_dir)
+    if agent_id is None and not store.operator_seed_path.exists():
+        return None
+    return store.login(agent_id)
+
+
 @contextlib.asynccontextmanager
 async def open_log(
-    settings: Settings, *, provision: bool = False, replicas: int = 1
+    settings: Settings,
+    *,
+    provision: bool = False,
+    replicas: int = 1,
+    agent_id: str | None = None,
 ) -> AsyncIterator[JetStreamLog]:
-    """Connect to the namespace's stream (creating it, with ``replicas``, with ``provision``)."""
+    """Connect to the namespace's stream (creating it, with ``replicas``, with ``provision``),
+    logged in as ``agent_id`` or, with none, as the operator."""
     url = resolve_url(settings)
-    log_ = await JetStreamLog.open(url, settings.namespace, provision=provision, replicas=replicas)
+    log_ = await JetStreamLog.open(
+        url,
+        settings.namespace,
+        provision=provision,
+        replicas=replicas,
+        login=login_of(settings, agent_id),
+    )
     try:
         yield log_
     finally:
@@ -160,7 +182,7 @@ async def ask_projector(
     except BusError:
         return None
     try:
-        client = await connect(url, timeout=2.0)
+        client = await connect(url, timeout=2.0, login=login_of(settings))
     except BusError:
         return None
     try:

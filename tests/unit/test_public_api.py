@@ -57,6 +57,8 @@ PURE_MODULES = [
     "schemas/signing.py",
     "bus/subjects.py",
     "bus/ports.py",
+    "bus/queues.py",
+    "bus/permissions.py",
     "projections/tables.py",
     "projections/state.py",
     "projections/verify.py",

@@ -110,7 +110,7 @@ async def run_agent(
         return
     cls = load_agent(target)
     identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
-    async with open_log(settings) as log:
+    async with open_log(settings, agent_id=agent_id) as log:
         publisher = Publisher(log, identity, settings.namespace)
 
         async def query(sql: str) -> list[dict[str, Any]]:
@@ -170,7 +170,7 @@ async def run_router(settings: Settings, agent_id: str, stop: asyncio.Event) -> 
     """Run one router replica until ``stop``."""
     identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
     policy = breaker_policy_from_env()
-    async with open_log(settings) as log:
+    async with open_log(settings, agent_id=agent_id) as log:
         router = Router(
             log,
             Publisher(log, identity, settings.namespace),
@@ -230,7 +230,7 @@ def _projection_access(
 async def run_conductor(settings: Settings, agent_id: str, stop: asyncio.Event) -> None:
     """Run one conductor replica until ``stop``."""
     identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
-    async with open_log(settings) as log:
+    async with open_log(settings, agent_id=agent_id) as log:
         read, wait_for = _projection_access(settings, log)
         conductor = Conductor(log, Publisher(log, identity, settings.namespace), read, wait_for)
         await conductor.start()
@@ -257,7 +257,7 @@ async def run_watchdog(settings: Settings, agent_id: str, stop: asyncio.Event) -
             "SWARMLOG_WATCHDOG_INTERVAL is 0.1-3600 seconds, SWARMLOG_DEADLOCK_POLICY break or"
             " escalate, SWARMLOG_STALL_AFTER seconds > 0"
         )
-    async with open_log(settings) as log:
+    async with open_log(settings, agent_id=agent_id) as log:
         read, wait_for = _projection_access(settings, log)
         watchdog = Watchdog(
             log,

@@ -25,6 +25,7 @@ from swarmlog.agents.breakers import Breaker, BreakerPolicy, admit, record, rout
 from swarmlog.agents.presence import Presence
 from swarmlog.agents.routing import AgentView, Candidate, choose, role_candidates
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
+from swarmlog.bus.queues import open_queue, router_queue
 from swarmlog.bus.subjects import assignment_filter, offer_filter
 from swarmlog.errors import ConcurrencyConflict
 from swarmlog.projections.verify import check
@@ -41,11 +42,13 @@ from swarmlog.schemas.payloads import (
 )
 from swarmlog.schemas.types import PRIORITIES
 
-__all__ = ["ROLE", "Outcome", "OutcomeSource", "Router", "RoutingOutcome"]
+__all__ = ["GIVE_UP_AFTER", "ROLE", "Outcome", "OutcomeSource", "Router", "RoutingOutcome"]
 
 log = logging.getLogger(__name__)
 
 ROLE = "router"
+GIVE_UP_AFTER = 60
+"""Deliveries of one offer before the router escalates it (when no agent can take it)."""
 
 _CLOSED = Breaker()
 
@@ -80,7 +83,7 @@ class Router:
         refresh: float = 1.0,
         stale_after: float = 15.0,
         retry_delay: float = 1.0,
-        give_up_after: int = 60,
+        give_up_after: int = GIVE_UP_AFTER,
         heartbeat: float = 5.0,
         clock: Callable[[], int] = time.time_ns,
         outcomes: OutcomeSource | None = None,
@@ -116,11 +119,8 @@ class Router:
     async def start(self) -> None:
         await self._presence.start(self.log)
         self._bell = await self.log.doorbell(offer_filter(self.namespace))
-        self._queue = await self.log.work_queue(
-            f"{self.namespace}-{ROLE}",
-            offer_filter(self.namespace),
-            ack_wait=30.0,
-            max_deliver=self.give_up_after + 5,
+        self._queue = await open_queue(
+            self.log, router_queue(self.namespace, give_up_after=self.give_up_after)
         )
 
     async def close(self) -> None:

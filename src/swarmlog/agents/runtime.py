@@ -41,13 +41,12 @@ from swarmlog.agents.models import ChatMessage, Model, model_from_env
 from swarmlog.agents.outputs import check_output
 from swarmlog.agents.resultcache import CacheEntry, cache_key, fresh
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, FlagStore, WorkQueue
+from swarmlog.bus.queues import agent_queues, open_queue
 from swarmlog.bus.subjects import (
     aggregate_filter,
-    inbox_filter,
     offer_filter,
     offer_subject,
     role_work_filter,
-    work_filter,
     work_priority,
 )
 from swarmlog.projections.verify import check
@@ -187,31 +186,24 @@ class AgentRuntime:
         filters = [role_work_filter(self.namespace, role)]
         if self.agent.swarm:
             filters.append(offer_filter(self.namespace))
-            # One durable consumer per role: every swarm role sees every offer posted since the
-            # role first started (kept while all its replicas are down) and its replicas share
-            # them, so claims race between roles, not between replicas of one role.
-            self._offers = await self.log.work_queue(
-                f"{self.namespace}-swarm-{role}",
-                offer_filter(self.namespace),
-                ack_wait=self.ack_wait,
-                max_deliver=3,
-                new_only=True,
-            )
         self._bell = await self.log.doorbell(*filters)
-        for priority in PRIORITIES:
-            queue = await self.log.work_queue(
-                f"{self.namespace}-{role}-{priority}",
-                work_filter(self.namespace, role, priority),
-                ack_wait=self.ack_wait,
-                # The runtime decides when to stop (by policy); the server is the backstop.
-                max_deliver=self.agent.retry.max_attempts + 1,
-            )
-            self._queues.append((priority, queue))
-        inbox = inbox_filter(self.namespace, self.agent_id)
-        self._inbox_bell = await self.log.doorbell(inbox)
-        self._inbox = await self.log.work_queue(
-            f"{self.namespace}-inbox-{self.agent_id}", inbox, ack_wait=self.ack_wait
+        specs = agent_queues(
+            self.namespace,
+            role,
+            self.agent_id,
+            swarm=self.agent.swarm,
+            max_attempts=self.agent.retry.max_attempts,
+            ack_wait=self.ack_wait,
         )
+        *work, inbox = specs
+        for spec in work:
+            queue = await open_queue(self.log, spec)
+            if spec.new_only:
+                self._offers = queue
+            else:
+                self._queues.append((work_priority(spec.filter_subject), queue))
+        self._inbox_bell = await self.log.doorbell(inbox.filter_subject)
+        self._inbox = await open_queue(self.log, inbox)
         self._background.append(asyncio.create_task(self._heartbeats()))
         self._background.append(asyncio.create_task(self._read_inbox()))
         # Announced last: once registered, the replica's queues exist and no work is missed.

@@ -39,7 +39,9 @@ from nats.js.api import (
 )
 
 from swarmlog.bus.doorbells import drain_queue
+from swarmlog.bus.permissions import Login
 from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage
+from swarmlog.bus.queues import QueueSpec
 from swarmlog.bus.subjects import kv_bucket, object_bucket, stream_name, stream_subjects
 from swarmlog.errors import BusError, ConcurrencyConflict
 
@@ -59,8 +61,12 @@ _READER_INACTIVE = 60.0  # seconds before the server drops an abandoned reader's
 
 
 async def _quiet_error(exc: Exception) -> None:
-    # nats-py prints connection errors to stderr by default; swarmlog reports them itself.
-    log.debug("nats: %s", exc)
+    # nats-py prints connection errors to stderr by default; swarmlog reports them itself. A
+    # permissions violation is worth a warning: the broker refused something this process tried.
+    if "permissions violation" in str(exc).lower():
+        log.warning("nats refused: %s", exc)
+    else:
+        log.debug("nats: %s", exc)
 
 
 async def _nothing_listens(url: str) -> bool:
@@ -86,8 +92,16 @@ async def _nothing_listens(url: str) -> bool:
     return True
 
 
-async def connect(url: str, *, name: str = "swarmlog", timeout: float = 5.0, **opts: Any) -> Client:
-    """Connect to NATS at ``url``; raises :class:`BusError` with what to do when unreachable.
+async def connect(
+    url: str,
+    *,
+    name: str = "swarmlog",
+    timeout: float = 5.0,
+    login: Login | None = None,
+    **opts: Any,
+) -> Client:
+    """Connect to NATS at ``url`` (as ``login``, when given); raises :class:`BusError` with what to
+    do when the server is unreachable or refuses the login.
 
     nats-py retries a first connection without end, so it gets a deadline, and a URL nothing
     listens on fails at once.
@@ -98,22 +112,48 @@ async def connect(url: str, *, name: str = "swarmlog", timeout: float = 5.0, **o
     )
     if await _nothing_listens(url):
         raise unreachable
-    try:
-        return await asyncio.wait_for(
-            nats.connect(
-                url,
-                name=name,
-                connect_timeout=max(1, round(timeout)),
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25,
-                error_cb=_quiet_error,
-                **opts,
-            ),
-            timeout,
+    if login is not None:
+        opts |= {"nkeys_seed_str": login.seed, "inbox_prefix": login.inbox_prefix}
+    refused = asyncio.Event()
+
+    async def on_error(exc: Exception) -> None:
+        if "authorization" in str(exc).lower():
+            refused.set()  # nats-py would retry a refused login until the deadline
+        await _quiet_error(exc)
+
+    connecting = asyncio.ensure_future(
+        nats.connect(
+            url,
+            name=name,
+            connect_timeout=max(1, round(timeout)),
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25,
+            error_cb=on_error,
+            **opts,
         )
-    except (OSError, TimeoutError, nats.errors.Error):
-        raise unreachable from None
+    )
+    told = asyncio.ensure_future(refused.wait())
+    try:
+        await asyncio.wait({connecting, told}, timeout=timeout, return_when="FIRST_COMPLETED")
+    finally:
+        told.cancel()
+    if connecting.done() and connecting.exception() is None:
+        client = connecting.result()
+        if not refused.is_set():
+            return client
+        await client.close()
+    else:
+        connecting.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await connecting
+    if refused.is_set():
+        who = login.inbox_prefix.removeprefix("_INBOX_") if login else "an anonymous client"
+        raise BusError(
+            f"NATS at {url} refused the login of {who}: its key is unknown to the server,"
+            " or it was killed, revoked or expired; see `swarmlog keys show`"
+        )
+    raise unreachable
 
 
 def stream_config(
@@ -152,11 +192,17 @@ class JetStreamLog:
 
     @classmethod
     async def open(
-        cls, url: str, namespace: str, *, provision: bool = False, replicas: int = 1
+        cls,
+        url: str,
+        namespace: str,
+        *,
+        provision: bool = False,
+        replicas: int = 1,
+        login: Login | None = None,
     ) -> JetStreamLog:
-        """Connect and (optionally) create or check the namespace's stream (and its buckets,
-        with ``replicas`` copies each on a cluster)."""
-        nc = await connect(url)
+        """Connect (as ``login``, when given) and (optionally) create or check the namespace's
+        stream (and its buckets, with ``replicas`` copies each on a cluster)."""
+        nc = await connect(url, login=login)
         self = cls(nc, namespace, url)
         try:
             if provision:
@@ -319,22 +365,25 @@ class JetStreamLog:
         max_deliver: int = 5,
         new_only: bool = False,
     ) -> _JetStreamQueue:
+        spec = QueueSpec(name, filter_subject, ack_wait, max_deliver, new_only)
+        # An existing consumer is bound as it is (an agent may not change it); a missing one is
+        # created, where this connection may (the operator's, or a server without permissions).
         sub = await self._js.pull_subscribe(
-            filter_subject,
-            durable=name,
-            stream=self._stream,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=ack_wait,
-                max_deliver=max_deliver,
-                filter_subject=filter_subject,
-                deliver_policy=DeliverPolicy.NEW if new_only else DeliverPolicy.ALL,
-            ),
+            filter_subject, durable=name, stream=self._stream, config=_consumer_config(spec)
         )
         queue = _JetStreamQueue(sub)
         self._queues = [q for q in self._queues if not q.closed]
         self._queues.append(queue)
         return queue
+
+    async def ensure_queues(self, specs: Sequence[QueueSpec]) -> None:
+        """Create each durable consumer of ``specs`` that is missing; an existing one is left as
+        it is. The operator's job: agents may not create consumers."""
+        for spec in specs:
+            try:
+                await self._js.consumer_info(self._stream, spec.name)
+            except nats.js.errors.NotFoundError:
+                await self._js.add_consumer(self._stream, config=_consumer_config(spec))
 
     async def pending(self, name: str) -> int:
         try:
@@ -481,6 +530,18 @@ class _JetStreamKV:
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await watcher.stop()
+
+
+def _consumer_config(spec: QueueSpec) -> ConsumerConfig:
+    return ConsumerConfig(
+        name=spec.name,
+        durable_name=spec.name,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=spec.ack_wait,
+        max_deliver=spec.max_deliver,
+        filter_subject=spec.filter_subject,
+        deliver_policy=DeliverPolicy.NEW if spec.new_only else DeliverPolicy.ALL,
+    )
 
 
 def _headers(item: Append) -> dict[str, str]:

@@ -8,7 +8,9 @@ store directory::
     ├── jetstream/                 ``-sd``: JetStream storage (nats-server nests a jetstream/ in it)
     ├── nats-server.log            the server's log, plus anything it prints before opening it
     ├── nats-server_<pid>.ports    written by the server: the actual client URL (``-p -1``)
-    ├── server.json                ours: {"pid", "url", "started_at"}, mode 0600
+    ├── server.json                ours: {"pid", "url", "started_at", "authorization"}, mode 0600
+    ├── server.conf                ours: the sync policy and the authorization include, if any
+    ├── authorization.conf         written by swarmlog.brokerauth: who may log in, and do what
     └── .server.lock               serialises concurrent ``start`` calls on the same store
 
 ``server.json`` is how a later process (``swarmlog down``, ``swarmlog status``) finds a server that
@@ -23,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,6 +51,7 @@ from swarmlog.processes import (
 )
 
 __all__ = [
+    "AUTHORIZATION_FILE",
     "LOG_FILE",
     "STATE_FILE",
     "EmbeddedServer",
@@ -58,6 +62,8 @@ __all__ = [
 ]
 
 STATE_FILE = "server.json"
+AUTHORIZATION_FILE = "authorization.conf"
+_RELOADED = "Reloaded server configuration"
 LOG_FILE = "nats-server.log"
 LOCK_FILE = ".server.lock"
 JETSTREAM_DIR = "jetstream"
@@ -157,6 +163,37 @@ class RunningServer:
     url: str
     started_at: str
     store_dir: Path
+    authorization: bool = False
+    """Whether it was started enforcing ``authorization.conf`` (and so reloads it)."""
+
+    def reload(self, timeout: float = 10.0) -> None:
+        """Have the server re-read its configuration (SIGHUP) and wait until it has.
+
+        Logins no longer in the configuration are disconnected at once and refused after.
+
+        Raises:
+            ServerError: the process is not this store's server, or did not confirm in time.
+        """
+        if _is_our_server(self.pid, self.store_dir) is False:
+            raise ServerError(f"pid {self.pid} is not the nats-server of {self.store_dir}")
+        log_path = self.store_dir / LOG_FILE
+        offset = _file_size(log_path)
+        os.kill(self.pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        interval = POLL_MIN
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), log_path.open("rb") as fh:
+                fh.seek(offset)
+                written = fh.read().decode(errors="replace")
+                if _RELOADED in written:
+                    return
+                if "[ERR]" in written and "reload" in written.lower():
+                    break
+            time.sleep(interval)
+            interval = min(interval * 2, POLL_MAX)
+        raise ServerError(
+            f"the nats-server did not reload its configuration: {_log_tail(log_path, offset)}"
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout`` seconds) and forget it.
@@ -191,6 +228,7 @@ class EmbeddedServer:
         port: int = 0,
         extra_args: Sequence[str] = (),
         sync: str | None = None,
+        authorization: bool = False,
     ) -> None:
         """Describe a server; nothing runs until :meth:`start`.
 
@@ -203,6 +241,9 @@ class EmbeddedServer:
                 is lost even if the machine dies) or a period such as ``2m`` (the server's
                 default: faster; a machine crash can lose what was acknowledged in the last
                 period, a crash of the server process alone cannot). See :func:`sync_policy`.
+            authorization: enforce ``<store_dir>/authorization.conf`` (which must exist): only
+                the logins it names connect, each with its permissions; it is re-read by
+                :meth:`RunningServer.reload`.
         """
         # Resolved so that the path recorded in the server's argv (and checked against /proc
         # later) is the same whichever relative path or symlink a caller used.
@@ -211,6 +252,7 @@ class EmbeddedServer:
         self._port = port
         self._extra_args = tuple(extra_args)
         self._sync = sync_policy(sync) if sync is not None else None
+        self._authorization = authorization
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
         self._url: str | None = None
@@ -303,7 +345,7 @@ class EmbeddedServer:
                 str(self._store_dir),
                 "-l",
                 str(self.log_path),
-                *self._sync_args(),
+                *self._config_args(),
                 *self._extra_args,
             ]
             log_offset = _file_size(self.log_path)
@@ -323,7 +365,12 @@ class EmbeddedServer:
                 started_at = datetime.now(UTC).isoformat(timespec="seconds")
                 write_private_json(
                     self._store_dir / STATE_FILE,
-                    {"pid": pid, "url": url, "started_at": started_at},
+                    {
+                        "pid": pid,
+                        "url": url,
+                        "started_at": started_at,
+                        "authorization": self._authorization,
+                    },
                 )
             except BaseException:
                 # Including KeyboardInterrupt: a server nobody recorded could never be stopped.
@@ -332,12 +379,22 @@ class EmbeddedServer:
         self._proc, self._pid, self._url = proc, pid, url
         return url
 
-    def _sync_args(self) -> list[str]:
-        """A config file holding the sync policy (no command-line flag sets it)."""
-        if self._sync is None:
+    def _config_args(self) -> list[str]:
+        """A config file holding the sync policy and the authorization include (no command-line
+        flag sets either)."""
+        # A reload re-reads the file and must find what the command line set that it cannot
+        # change (the server's name); jetstream's flag stays on the command line.
+        lines = [f'server_name: "{SERVER_NAME}"']
+        if self._sync is not None:
+            lines.append(f'jetstream {{\n  sync_interval: "{self._sync}"\n}}')
+        if self._authorization:
+            if not (self._store_dir / AUTHORIZATION_FILE).is_file():
+                raise ServerError(f"no {AUTHORIZATION_FILE} in {self._store_dir} to enforce")
+            lines.append(f'include "{AUTHORIZATION_FILE}"')
+        if len(lines) == 1:
             return []
         conf = self._store_dir / "server.conf"
-        conf.write_text(f'jetstream {{\n  sync_interval: "{self._sync}"\n}}\n')
+        conf.write_text("\n".join(lines) + "\n")
         return ["-c", str(conf)]
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -500,6 +557,7 @@ def _read_state(store_dir: Path) -> RunningServer | None:
             url=str(data["url"]),
             started_at=str(data["started_at"]),
             store_dir=store_dir,
+            authorization=bool(data.get("authorization", False)),
         )
     except (ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)

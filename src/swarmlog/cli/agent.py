@@ -15,6 +15,10 @@ from swarmlog.agents.process import (
     run_agent,
     stop_on_signals,
 )
+from swarmlog.agents.router import GIVE_UP_AFTER
+from swarmlog.agents.router import ROLE as ROUTER_ROLE
+from swarmlog.brokerauth import provision_queues, refresh_broker
+from swarmlog.bus.queues import agent_queues, router_queue
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
 from swarmlog.config import Settings
 from swarmlog.daemons import (
@@ -68,19 +72,47 @@ _ACK_WAIT = click.option(
 )
 
 
-def issue_replicas(settings: Settings, target: str, name: str | None, replicas: int) -> list[str]:
-    """Replica ids for TARGET, each with its own key and credential (issued when missing)."""
+def issue_replicas(
+    settings: Settings, target: str, name: str | None, replicas: int, ack_wait: float = 30.0
+) -> list[str]:
+    """Replica ids for TARGET, each with its own key and credential (issued when missing), its
+    queues created and the broker told to admit it."""
     role = builtin_role(target)
     capabilities: tuple[str, ...] = ()
+    cls = None
     if role is None:
         cls = load_agent(target)
         role, capabilities = cls.role, cls.capabilities
     name = name or role
     keys = KeyStore(settings.keys_dir)
     ids = [f"{name}-{i}" for i in range(1, replicas + 1)]
+    issued = False
     for agent_id in ids:
         if not keys.agent_paths(agent_id)[0].exists():
-            issue_agent(settings, role, agent_id=agent_id, capabilities=capabilities)
+            issue_agent(settings, role, agent_id=agent_id, capabilities=capabilities, admit=False)
+            issued = True
+    # Agents may not create consumers: the operator does, before they start.
+    specs = []
+    if cls is not None:
+        for agent_id in ids:
+            specs += agent_queues(
+                settings.namespace,
+                role,
+                agent_id,
+                swarm=cls.swarm,
+                max_attempts=cls.retry.max_attempts,
+                ack_wait=ack_wait,
+            )
+    elif role == ROUTER_ROLE:
+        specs.append(router_queue(settings.namespace, give_up_after=GIVE_UP_AFTER))
+
+    async def prepare() -> None:
+        if specs:
+            await provision_queues(settings, specs)
+        if issued:
+            await refresh_broker(settings)
+
+    run(prepare())
     return ids
 
 
@@ -121,7 +153,7 @@ def agent_start(
     own key and credential."""
     settings = ctx.settings
     settings.require_data_dir()
-    ids = issue_replicas(settings, target, name, replicas)
+    ids = issue_replicas(settings, target, name, replicas, ack_wait)
     if detach:
         started: list[tuple[str, DaemonInfo, int]] = []
         for i, agent_id in enumerate(ids, 1):
@@ -154,6 +186,27 @@ def agent_start(
 
     ctx.err.print(f"running {', '.join(ids)} (Ctrl-C to stop)")
     run(together())
+
+
+@agent.command("provision")
+@click.argument("target")
+@click.option("--replicas", "-r", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--name", help="Replica ids are NAME-1..NAME-N (default: the role).")
+@_ACK_WAIT
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def agent_provision(
+    ctx: Context, target: str, replicas: int, name: str | None, ack_wait: float, as_json: bool
+) -> None:
+    """Issue keys for TARGET's replicas and create their queues without starting them: for
+    replicas that run elsewhere (Kubernetes, other machines) with `agent run`."""
+    settings = ctx.settings
+    settings.require_data_dir()
+    ids = issue_replicas(settings, target, name, replicas, ack_wait)
+    if as_json:
+        emit_json({"target": target, "agents": ids})
+        return
+    ctx.console.print(f"provisioned {', '.join(ids)}; keys in {settings.keys_dir / 'agents'}")
 
 
 @agent.command("run", hidden=True)

@@ -1,12 +1,15 @@
-"""``keys init|show|issue``: the operator key and agent credentials."""
+"""``keys init|show|issue|authorization``: the operator key, agent credentials and the
+broker logins they give."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 import msgspec
 
+from swarmlog.brokerauth import authorization_text
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table
 from swarmlog.issuing import issue_agent
 from swarmlog.keystore import KeyStore
@@ -89,3 +92,26 @@ def keys_issue(
         emit_json({"agent_id": agent_id, "role": role, "public_key": public_key, "seq": seq})
         return
     ctx.console.print(f"issued {agent_id} ({role}) key {public_key[:16]}… at seq {seq}")
+
+
+@keys.command("authorization")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write it to this file (mode 0600) instead of printing it.",
+)
+@pass_ctx
+def keys_authorization(ctx: Context, out: Path | None) -> None:
+    """The nats-server `authorization` block admitting the operator and every agent of this data
+    dir, each with its permissions: include it in your own server's configuration (the embedded
+    server is kept up to date by itself)."""
+    ctx.settings.require_data_dir()
+    text = authorization_text(ctx.settings)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(out, 0o600)  # an existing file keeps its mode through O_TRUNC
+    ctx.console.print(f"wrote {out}; `include` it in the server's configuration and reload it")

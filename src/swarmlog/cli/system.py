@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import click
 
 from swarmlog.agents.process import run_conductor, run_router, run_watchdog, stop_on_signals
+from swarmlog.brokerauth import refresh_broker, remember_namespace, write_authorization
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import stream_subjects
 from swarmlog.cli.agent import issue_replicas, start_builtin
@@ -72,13 +73,14 @@ def _start_server(store: Path, detach: bool, sync: str | None) -> tuple[Embedded
         port = int(port_file.read_text())
     except (OSError, ValueError):
         port = 0
-    server = EmbeddedServer(store, port=port, sync=sync)
+    server = EmbeddedServer(store, port=port, sync=sync, authorization=True)
     try:
         url = server.start(detach=detach)
     except ServerError:
         if port == 0:
             raise
-        server = EmbeddedServer(store, sync=sync)  # the old port is taken: any free one
+        # The old port is taken: any free one.
+        server = EmbeddedServer(store, sync=sync, authorization=True)
         url = server.start(detach=detach)
     port_file.write_text(f"{urlsplit(url).port}\n")
     return server, url
@@ -107,12 +109,19 @@ def up(ctx: Context, detach: bool, sync: str | None, replicas: int) -> None:
     settings = ctx.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     _ensure_operator(ctx)
+    remember_namespace(settings)
     server: EmbeddedServer | None = None
     if settings.nats_url is None:
         running = EmbeddedServer.running(settings.server_dir)
         if running is not None and sync is not None:
             ctx.err.print("the server runs already: --sync takes effect when it starts (down, up)")
+        if running is not None and not running.authorization:
+            ctx.err.print(
+                "the server runs without broker permissions: `swarmlog down`, then `up`, to"
+                " enforce them"
+            )
         if running is None:
+            write_authorization(settings)  # the logins it admits from the first moment
             server, url = _start_server(settings.server_dir, detach, sync)
             ctx.err.print(f"nats-server started at {url}")
             if detach:
@@ -124,6 +133,7 @@ def up(ctx: Context, detach: bool, sync: str | None, replicas: int) -> None:
             return log_.stream
 
     stream = run(provision())
+    run(refresh_broker(settings))  # the kill switches, read now that the buckets can be
     if detach:
         name = projector_name(settings)
         info = find_daemon(settings.run_dir, settings.logs_dir, name)

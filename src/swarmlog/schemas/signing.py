@@ -89,6 +89,11 @@ class Identity:
         return cls(agent_id, nacl.signing.SigningKey(seed))
 
     @property
+    def seed(self) -> bytes:
+        """The 32-byte secret seed (for deriving this identity's other keys)."""
+        return bytes(self.signing_key)
+
+    @property
     def public_key(self) -> str:
         """The hex public key, which is also the key id."""
         return bytes(self.signing_key.verify_key).hex()

@@ -1,0 +1,154 @@
+"""Keeping the broker's logins in step with the key store and the kill switches (the shell around
+:mod:`swarmlog.bus.permissions`).
+
+The embedded server enforces ``<data dir>/nats/authorization.conf``; swarmlog rewrites it and has
+the server reload it whenever who may connect changes: ``keys issue`` (a new agent), ``kill`` (the
+agent's connection is cut at once and refused after), ``revive``, ``up``. An agent is left out
+while a kill switch stops it in any namespace of the data dir, or once its credential expired.
+
+With a server of your own (``--nats-url``), ``swarmlog keys authorization --out FILE`` writes the
+same block for you to include in its configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from swarmlog.agents.killswitch import killed_by
+from swarmlog.bus.permissions import User, authorization_config, users_for
+from swarmlog.bus.queues import QueueSpec
+from swarmlog.bus.server import AUTHORIZATION_FILE, EmbeddedServer
+from swarmlog.config import Settings
+from swarmlog.errors import BusError
+from swarmlog.keystore import KeyStore
+from swarmlog.system import open_log
+
+__all__ = [
+    "authorization_text",
+    "known_namespaces",
+    "provision_queues",
+    "refresh_broker",
+    "remember_namespace",
+    "write_authorization",
+]
+
+_NAMESPACES_FILE = "namespaces"
+_FLAGS_FILE = "kill-flags.json"
+
+Flags = Mapping[str, Mapping[str, bytes]]
+"""The kill-switch flags of each namespace."""
+
+
+def known_namespaces(settings: Settings) -> list[str]:
+    """Every namespace ``up`` has provisioned from this data dir, and the current one."""
+    try:
+        found = (settings.data_dir / _NAMESPACES_FILE).read_text().split()
+    except OSError:
+        found = []
+    return sorted({*found, settings.namespace})
+
+
+def remember_namespace(settings: Settings) -> None:
+    """Record the current namespace: agents get permissions in every one of the data dir."""
+    namespaces = known_namespaces(settings)
+    (settings.data_dir / _NAMESPACES_FILE).write_text("\n".join(namespaces) + "\n")
+
+
+def server_users(settings: Settings, flags: Flags, now_ns: int | None = None) -> list[User]:
+    """The operator, and every agent of the key store that no kill switch stops and whose
+    credential has not expired."""
+    store = KeyStore(settings.keys_dir)
+    now = time.time_ns() if now_ns is None else now_ns
+    agents = []
+    for credential in store.agents():
+        if credential.expires_at is not None and credential.expires_at <= now:
+            continue
+        if any(
+            killed_by(f, credential.agent_id, credential.role) is not None for f in flags.values()
+        ):
+            continue
+        login = store.login(credential.agent_id)
+        agents.append((credential.agent_id, credential.role, credential.trust_level, login))
+    return users_for(known_namespaces(settings), store.login(), agents)
+
+
+def authorization_text(settings: Settings, flags: Flags | None = None) -> str:
+    """The ``authorization`` block for this data dir (with the last flags seen, by default)."""
+    return authorization_config(server_users(settings, _cached_flags(settings, flags)))
+
+
+def write_authorization(settings: Settings, flags: Flags | None = None) -> bool:
+    """Write the embedded server's authorization file (mode 0600: it lists every login);
+    whether it changed. ``flags`` default to the last ones seen."""
+    flags = _cached_flags(settings, flags)
+    text = authorization_config(server_users(settings, flags))
+    folder = settings.server_dir
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / AUTHORIZATION_FILE
+    with contextlib.suppress(OSError):
+        if path.read_text() == text:
+            return False
+    _write_private(path, text)
+    return True
+
+
+def _cached_flags(settings: Settings, flags: Flags | None) -> Flags:
+    """``flags``, remembered for the next start of the server (which is written before the
+    buckets can be read); the remembered ones when ``flags`` is None."""
+    path = settings.server_dir / _FLAGS_FILE
+    if flags is None:
+        try:
+            raw = json.loads(path.read_text())
+            return {ns: {k: v.encode() for k, v in f.items()} for ns, f in raw.items()}
+        except (OSError, ValueError, AttributeError):
+            return {}
+    settings.server_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    plain = {ns: {k: v.decode(errors="replace") for k, v in f.items()} for ns, f in flags.items()}
+    _write_private(path, json.dumps(plain, sort_keys=True))
+    return flags
+
+
+def _write_private(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(partial, path)  # a reload never reads half a file
+
+
+async def current_flags(settings: Settings) -> dict[str, dict[str, bytes]]:
+    """The kill-switch flags of every namespace of the data dir, read from the buckets."""
+    found: dict[str, dict[str, bytes]] = {}
+    for namespace in known_namespaces(settings):
+        try:
+            async with open_log(replace(settings, namespace=namespace)) as log:
+                found[namespace] = await (await log.flags()).items()
+        except BusError:
+            continue  # a namespace not provisioned (yet): nothing can be killed in it
+    return found
+
+
+async def refresh_broker(settings: Settings) -> bool:
+    """Bring the embedded server's logins up to date and reload it; whether anything changed.
+    A no-op with a server of your own (``--nats-url``), or one started without authorization."""
+    if settings.nats_url is not None:
+        return False
+    running = EmbeddedServer.running(settings.server_dir)
+    flags = await current_flags(settings) if running is not None else None
+    changed = write_authorization(settings, flags)
+    if changed and running is not None and running.authorization:
+        await asyncio.to_thread(running.reload)
+    return changed
+
+
+async def provision_queues(settings: Settings, specs: list[QueueSpec]) -> None:
+    """Create the durable consumers ``specs`` name, as the operator (agents may not)."""
+    async with open_log(settings) as log:
+        await log.ensure_queues(specs)

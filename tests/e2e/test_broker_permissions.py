@@ -1,0 +1,291 @@
+"""The broker enforces least privilege: every issued credential may publish, subscribe and call
+the JetStream API only where its role needs to; everything else is refused by nats-server itself
+and stores nothing. A killed agent is cut off at the broker."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import nats
+import nats.errors
+import pytest
+from clikit import Cli
+
+from swarmlog.bus.jetstream import connect
+from swarmlog.bus.permissions import Login
+from swarmlog.errors import BusError
+from swarmlog.keystore import KeyStore
+from swarmlog.system import resolve_url
+from waiting import until
+
+pytestmark = pytest.mark.e2e
+
+STREAM = "SWARMLOG_DEFAULT"
+FLAGS = "KV_SWARMLOG_DEFAULT_FLAGS"
+CACHE = "KV_SWARMLOG_DEFAULT_CACHE"
+
+# Every JetStream API call that creates, changes or deletes something, on the namespace's stream,
+# its buckets and stream-wide listings: the operator's alone.
+MANAGEMENT = [
+    "$JS.API.STREAM.CREATE.EVIL",
+    f"$JS.API.STREAM.CREATE.{STREAM}",
+    f"$JS.API.STREAM.UPDATE.{STREAM}",
+    f"$JS.API.STREAM.DELETE.{STREAM}",
+    f"$JS.API.STREAM.PURGE.{STREAM}",
+    f"$JS.API.STREAM.MSG.DELETE.{STREAM}",
+    f"$JS.API.STREAM.SNAPSHOT.{STREAM}",
+    f"$JS.API.STREAM.RESTORE.{STREAM}",
+    f"$JS.API.STREAM.LEADER.STEPDOWN.{STREAM}",
+    f"$JS.API.STREAM.PEER.REMOVE.{STREAM}",
+    "$JS.API.STREAM.NAMES",
+    "$JS.API.STREAM.LIST",
+    f"$JS.API.STREAM.UPDATE.{FLAGS}",
+    f"$JS.API.STREAM.PURGE.{FLAGS}",
+    f"$JS.API.STREAM.DELETE.{CACHE}",
+    f"$JS.API.STREAM.MSG.DELETE.{FLAGS}",
+    f"$JS.API.CONSUMER.CREATE.{STREAM}",
+    f"$JS.API.CONSUMER.CREATE.{STREAM}.spy.swarmlog.default.>",
+    f"$JS.API.CONSUMER.DURABLE.CREATE.{STREAM}.spy",
+    f"$JS.API.CONSUMER.DELETE.{STREAM}.default-router",
+    f"$JS.API.CONSUMER.DELETE.{STREAM}.default-worker-normal",
+    f"$JS.API.CONSUMER.PAUSE.{STREAM}.default-worker-normal",
+    f"$JS.API.CONSUMER.LEADER.STEPDOWN.{STREAM}.default-worker-normal",
+    f"$JS.API.CONSUMER.NAMES.{STREAM}",
+    f"$JS.API.CONSUMER.LIST.{STREAM}",
+    f"$JS.API.CONSUMER.CREATE.{CACHE}",
+    "$JS.API.ACCOUNT.PURGE",
+    "$JS.API.META.LEADER.STEPDOWN",
+    "$JS.API.SERVER.REMOVE",
+]
+
+
+@dataclass(frozen=True)
+class Holder:
+    """An issued credential and what its role may not touch."""
+
+    agent_id: str
+    role: str
+    other_role: str
+    other_agent: str
+    system: bool = False
+    external: bool = False
+    refused_subscriptions: list[str] = field(default_factory=list)
+
+    def refused_publishes(self) -> list[str]:
+        return [
+            "swarmlog.default.operator.ctl.credential_issued",
+            f"swarmlog.default.{self.other_agent}.task.t1.result",
+            "swarmlog.default.task.t1.result",  # no sender prefix at all
+            "$KV.SWARMLOG_DEFAULT_FLAGS.all",  # lift or pull a kill switch
+            f"$JS.ACK.{STREAM}.default-{self.other_role}-normal.1.1.1.1.1",  # ack others' work
+            f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.default-{self.other_role}-normal",
+            f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.default-inbox-{self.other_agent}",
+            *(
+                ["$KV.SWARMLOG_DEFAULT_CACHE.k", "_swarmlog.default.rpc.query"]
+                if self.external
+                else []
+            ),
+            *MANAGEMENT,
+        ]
+
+
+HOLDERS = [
+    Holder(
+        "worker-1",
+        "worker",
+        other_role="router",
+        other_agent="router-1",
+        refused_subscriptions=[
+            "swarmlog.default.>",
+            "swarmlog.default.*.work.router.>",
+            "swarmlog.default.*.msg.router-1.>",
+            "_INBOX.>",
+            "_INBOX_router-1.>",
+            "_INBOX_operator.>",
+            "$KV.SWARMLOG_DEFAULT_FLAGS.>",
+        ],
+    ),
+    Holder(
+        "scout-1",
+        "scout",
+        other_role="worker",
+        other_agent="worker-1",
+        external=True,
+        refused_subscriptions=[
+            "swarmlog.default.>",
+            "swarmlog.default.*.task.>",  # an external agent hears only its own work
+            "swarmlog.default.*.work.worker.>",
+            "_INBOX.>",
+            "_INBOX_worker-1.>",
+        ],
+    ),
+    Holder(
+        "router-1",
+        "router",
+        other_role="worker",
+        other_agent="worker-1",
+        system=True,
+        refused_subscriptions=["_INBOX.>", "_INBOX_worker-1.>", "_INBOX_operator.>"],
+    ),
+]
+
+
+@pytest.fixture
+def issued(cli: Cli) -> Cli:
+    for args in (("worker", "--agent-id", "worker-1"), ("scout", "--agent-id", "scout-1")):
+        extra = ("--trust", "external") if args[0] == "scout" else ()
+        out = cli("keys", "issue", *args, *extra)
+        assert out.returncode == 0, out.stderr
+    return cli
+
+
+class Session:
+    """A raw nats-py connection logged in as one agent, recording what the broker says."""
+
+    def __init__(self, nc: nats.NATS, errors: list[str]) -> None:
+        self.nc = nc
+        self.errors = errors
+
+    @classmethod
+    async def open(cls, url: str, login: Login) -> Session:
+        errors: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc).lower())
+
+        async def on_event() -> None:
+            errors.append("disconnected")
+
+        nc = await nats.connect(
+            url,
+            nkeys_seed_str=login.seed,
+            inbox_prefix=login.inbox_prefix,
+            error_cb=on_error,
+            disconnected_cb=on_event,
+            reconnect_time_wait=0.25,
+        )
+        return cls(nc, errors)
+
+    async def refused(self, verb: str, subject: str) -> None:
+        expected = f'permissions violation for {verb} to "{subject.lower()}"'
+        await until(lambda: any(expected in e for e in self.errors), timeout=5)
+
+
+async def _stream_state(url: str, login: Login) -> tuple[int, list[str], list[str], object]:
+    """The stream's last sequence, its consumers, the streams and the stream's configuration."""
+    nc = await nats.connect(url, nkeys_seed_str=login.seed)
+    try:
+        js = nc.jsm()
+        info = await js.stream_info(STREAM)
+        consumers = sorted(c.name for c in await js.consumers_info(STREAM))
+        streams = sorted(s.config.name for s in await js.streams_info())
+        return int(info.state.last_seq), consumers, streams, info.config.as_dict()
+    finally:
+        await nc.close()
+
+
+async def _subjects_after(url: str, login: Login, seq: int) -> list[str]:
+    """The subject of every message stored after ``seq``."""
+    nc = await nats.connect(url, nkeys_seed_str=login.seed)
+    try:
+        js = nc.jsm()
+        last = int((await js.stream_info(STREAM)).state.last_seq)
+        return [str((await js.get_msg(STREAM, n)).subject) for n in range(seq + 1, last + 1)]
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("holder", HOLDERS, ids=[h.agent_id for h in HOLDERS])
+def test_every_credential_is_refused_outside_its_permissions(issued: Cli, holder: Holder) -> None:
+    settings = issued.settings()
+    url = resolve_url(settings)
+    keys = KeyStore(settings.keys_dir)
+    operator = keys.login()
+
+    async def go() -> None:
+        before = await _stream_state(url, operator)
+        session = await Session.open(url, keys.login(holder.agent_id))
+        try:
+            # Requests, as a client of the API would make them: refused, so never answered.
+            refused = holder.refused_publishes()
+            answers = await asyncio.gather(
+                *(session.nc.request(s, b"{}", timeout=1.0) for s in refused),
+                return_exceptions=True,
+            )
+            assert all(isinstance(a, nats.errors.TimeoutError) for a in answers), answers
+            for subject in refused:
+                await session.refused("publish", subject)
+            for subject in holder.refused_subscriptions:
+                await session.nc.subscribe(subject)
+                await session.refused("subscription", subject)
+            # What the role needs still works: its own prefix is stored, its queue is readable.
+            ack = await session.nc.jetstream().publish(
+                f"swarmlog.default.{holder.agent_id}.agent.{holder.agent_id}.probe", b"junk"
+            )
+            assert ack.stream == STREAM
+        finally:
+            await session.nc.close()
+        after = await _stream_state(url, operator)
+        # Nothing the refused calls tried is there: the same consumers, streams and stream
+        # configuration, and of the messages stored meanwhile only the allowed probe is under
+        # this agent's prefix and none under a refused subject (the rest: heartbeats of the
+        # system roles).
+        assert after[1:] == before[1:]
+        stored = await _subjects_after(url, operator, before[0])
+        probe = f"swarmlog.default.{holder.agent_id}.agent.{holder.agent_id}.probe"
+        own = [s for s in stored if s.startswith(f"swarmlog.default.{holder.agent_id}.")]
+        assert probe in own
+        # (the router-1 login is also the running router's, which keeps beating)
+        assert all(s == probe or s.endswith(".agent_heartbeat") for s in own), own
+        assert not set(stored) & set(holder.refused_publishes())
+        system = ("router-1", "conductor-1", "watchdog-1")
+        assert all(s.split(".")[2] in (holder.agent_id, *system) for s in stored), stored
+
+    asyncio.run(go())
+
+
+def test_a_killed_agent_is_cut_off_at_the_broker(issued: Cli) -> None:
+    settings = issued.settings()
+    url = resolve_url(settings)
+    login = KeyStore(settings.keys_dir).login("worker-1")
+
+    async def connected() -> Session:
+        return await Session.open(url, login)
+
+    async def go() -> None:
+        session = await connected()
+        try:
+            out = issued("kill", "worker-1", "--reason", "compromised")
+            assert out.returncode == 0, out.stderr
+            # The connection it had is closed by the server the moment the kill returns...
+            await until(lambda: "disconnected" in session.errors, timeout=5)
+            await until(lambda: any("authorization violation" in e for e in session.errors), 5)
+            assert not session.nc.is_connected
+        finally:
+            await session.nc.close()
+        # ...and a new one is refused, with a clear reason.
+        with pytest.raises(BusError, match="refused the login of worker-1"):
+            await connect(url, login=login, timeout=3)
+        # Other logins are untouched.
+        other = await connect(url, login=KeyStore(settings.keys_dir).login("scout-1"))
+        await other.close()
+
+        out = issued("revive", "worker-1")
+        assert out.returncode == 0, out.stderr
+        revived = await connect(url, login=login)
+        await revived.close()
+
+    asyncio.run(go())
+
+
+def test_an_unknown_key_is_refused(issued: Cli) -> None:
+    settings = issued.settings()
+    url = resolve_url(settings)
+    from swarmlog.bus.permissions import login_for
+
+    with pytest.raises(BusError, match="refused the login"):
+        asyncio.run(connect(url, login=login_for("stranger", bytes(32)), timeout=3))
+    # No login at all is refused too: the server admits only the logins it was given.
+    with pytest.raises(BusError, match="refused the login"):
+        asyncio.run(connect(url, timeout=3))

@@ -1,0 +1,136 @@
+"""Broker permissions (pure): what a login may publish and subscribe to, checked with NATS wildcard
+matching over generated agents, roles and namespaces."""
+
+from __future__ import annotations
+
+import nacl.signing
+import nkeys
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swarmlog.bus.permissions import (
+    SYSTEM_ROLES,
+    agent_permissions,
+    authorization_config,
+    login_for,
+    users_for,
+)
+from swarmlog.bus.queues import agent_queues, queue_names, router_queue
+from swarmlog.bus.subjects import subject_matches
+
+ids = st.from_regex(r"[a-z][a-z0-9_-]{0,11}", fullmatch=True)
+roles = st.one_of(ids, st.sampled_from(sorted(SYSTEM_ROLES)))
+trust = st.sampled_from(["internal", "external"])
+
+MANAGEMENT = [
+    "$JS.API.STREAM.CREATE.{s}",
+    "$JS.API.STREAM.UPDATE.{s}",
+    "$JS.API.STREAM.DELETE.{s}",
+    "$JS.API.STREAM.PURGE.{s}",
+    "$JS.API.STREAM.MSG.DELETE.{s}",
+    "$JS.API.STREAM.SNAPSHOT.{s}",
+    "$JS.API.STREAM.RESTORE.{s}",
+    "$JS.API.STREAM.NAMES",
+    "$JS.API.STREAM.LIST",
+    "$JS.API.CONSUMER.CREATE.{s}",
+    "$JS.API.CONSUMER.CREATE.{s}.spy.swarmlog.x.>",
+    "$JS.API.CONSUMER.DURABLE.CREATE.{s}.spy",
+    "$JS.API.CONSUMER.DELETE.{s}.x-router",
+    "$JS.API.CONSUMER.LIST.{s}",
+    "$JS.API.ACCOUNT.PURGE",
+    "$JS.API.STREAM.PURGE.KV_{s}_FLAGS",
+    "$JS.API.STREAM.DELETE.KV_{s}_CACHE",
+]
+
+
+def _allowed(patterns: tuple[str, ...] | None, subject: str) -> bool:
+    return patterns is None or any(subject_matches(p, subject) for p in patterns)
+
+
+@given(ns=ids, agent=ids, other=ids, role=roles, other_role=ids, level=trust)
+def test_an_agent_speaks_only_under_its_own_prefix_and_manages_nothing(
+    ns: str, agent: str, other: str, role: str, other_role: str, level: str
+) -> None:
+    perms = agent_permissions([ns], agent, role, level)
+    stream = "SWARMLOG_" + ns.upper()
+    assert _allowed(perms.publish, f"swarmlog.{ns}.{agent}.task.t1.result")
+    if other != agent:
+        assert not _allowed(perms.publish, f"swarmlog.{ns}.{other}.task.t1.result")
+        assert not _allowed(perms.subscribe, f"_INBOX_{other}.abc")
+        assert not _allowed(perms.publish, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{ns}-inbox-{other}")
+    assert not _allowed(perms.publish, f"swarmlog.{ns}.operator.ctl.agent_killed")
+    assert not _allowed(perms.publish, f"$KV.{stream}_FLAGS.all")  # kill switches: operator's
+    assert not _allowed(perms.subscribe, "_INBOX.abc")
+    for template in MANAGEMENT:
+        assert not _allowed(perms.publish, template.format(s=stream)), template
+    if other_role != role:
+        theirs = f"{ns}-{other_role}-normal"
+        assert not _allowed(perms.publish, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{theirs}")
+        assert not _allowed(perms.publish, f"$JS.ACK.{stream}.{theirs}.1.1.1.1.1")
+    # Its own queues, as the runtime opens them, are readable and acknowledgeable.
+    for spec in agent_queues(ns, role, agent, swarm=True, max_attempts=3, ack_wait=1.0):
+        assert _allowed(perms.publish, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{spec.name}")
+        assert _allowed(perms.publish, f"$JS.ACK.{stream}.{spec.name}.1.2.3.4.5")
+    external = level == "external"
+    assert _allowed(perms.publish, f"_swarmlog.{ns}.rpc.query") is not external
+    assert _allowed(perms.subscribe, f"swarmlog.{ns}.x.task.t1.result") is not external
+    system = role in SYSTEM_ROLES and not external
+    assert _allowed(perms.subscribe, f"swarmlog.{ns}.x.wf.w1.workflow_submitted") is system
+
+
+@given(ns=st.lists(ids, min_size=2, max_size=3, unique=True), agent=ids, role=ids)
+def test_permissions_in_one_namespace_give_nothing_in_another(
+    ns: list[str], agent: str, role: str
+) -> None:
+    perms = agent_permissions(ns[:1], agent, role)
+    assert not _allowed(perms.publish, f"swarmlog.{ns[1]}.{agent}.task.t1.result")
+    both = agent_permissions(ns, agent, role)
+    assert all(_allowed(both.publish, f"swarmlog.{n}.{agent}.task.t1.result") for n in ns)
+
+
+def test_queue_names_cover_every_queue_the_runtime_and_router_open() -> None:
+    names = queue_names("ns", "router", "router-1")
+    assert router_queue("ns", give_up_after=60).name in names
+    specs = agent_queues("ns", "w", "w-1", swarm=True, max_attempts=2, ack_wait=5.0)
+    assert {s.name for s in specs} <= set(queue_names("ns", "w", "w-1"))
+
+
+@given(seed=st.binary(min_size=32, max_size=32), agent=ids)
+def test_a_login_key_is_not_the_event_key(seed: bytes, agent: str) -> None:
+    login = login_for(agent, seed)
+    assert login == login_for(agent, seed)  # derived, so nothing more to store
+    event_key = bytes(nacl.signing.SigningKey(seed).verify_key)
+    raw_login = nkeys.from_seed(bytearray(login.seed.encode()))
+    assert login.public_key.startswith("U")
+    assert bytes(raw_login.public_key) != nkeys_public(event_key)
+    # A login nonce signed with the login key is no event signature, and the other way round.
+    nonce = b"server-nonce"
+    signature = raw_login.sign(nonce)
+    try:
+        nacl.signing.VerifyKey(event_key).verify(nonce, signature)
+        verified = True
+    except Exception:
+        verified = False
+    assert not verified
+    assert login.seed not in repr(login)
+
+
+def nkeys_public(raw: bytes) -> bytes:
+    import base64
+    import binascii
+
+    prefixed = bytes([nkeys.PREFIX_BYTE_USER]) + raw
+    crc = binascii.crc_hqx(prefixed, 0).to_bytes(2, "little")
+    return base64.b32encode(prefixed + crc).rstrip(b"=")
+
+
+def test_the_config_lists_every_user_once_with_its_permissions() -> None:
+    operator = login_for("operator", bytes(32))
+    agents = [("a-1", "worker", "internal", login_for("a-1", b"\x01" * 32))]
+    text = authorization_config(users_for(["default"], operator, agents))
+    assert text.count('"nkey"') == 2
+    assert operator.public_key in text
+    assert agents[0][3].public_key in text
+    assert "swarmlog.default.a-1.>" in text
+    assert operator.seed not in text
+    assert agents[0][3].seed not in text
