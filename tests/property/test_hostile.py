@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -175,6 +176,7 @@ def feed(state: State, message: StoredMessage) -> tuple[bool, str]:
     return False, rejection.reason
 
 
+@pytest.mark.timeout(max(120, EXAMPLES // 40))  # ~5 ms an example; the nightly size needs long
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
