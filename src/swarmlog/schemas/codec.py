@@ -13,6 +13,8 @@ from swarmlog.schemas.payloads import PAYLOAD_TYPES, Payload
 
 __all__ = [
     "MAX_EVENT_BYTES",
+    "MAX_NESTING",
+    "check_nesting",
     "decode_credential",
     "decode_envelope",
     "decode_signed",
@@ -22,6 +24,10 @@ __all__ = [
 
 MAX_EVENT_BYTES = 524_288
 """Largest message (signed wire form) that readers accept; larger is quarantined unread."""
+
+MAX_NESTING = 64
+"""Deepest nesting of arrays and objects in one payload field. Fixed, not a setting: every reader
+must reject the same events, or replays would differ."""
 
 _encoder = msgspec.msgpack.Encoder()
 _json_encoder = msgspec.json.Encoder()
@@ -70,9 +76,40 @@ def decode_signed(data: bytes) -> SignedEvent:
 def decode_envelope(body: bytes) -> Envelope:
     """Decode an envelope; the error names the offending field path."""
     try:
-        return _envelope_decoder.decode(body)
+        envelope = _envelope_decoder.decode(body)
     except _DECODE_ERRORS as exc:
         raise _schema_error("envelope", exc) from None
+    check_nesting(envelope.payload)
+    return envelope
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    # Iterative, and it stops at the limit: a hostile value costs no more than the limit allows.
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def check_nesting(payload: msgspec.Struct) -> None:
+    """Raise :class:`SchemaError` when a field of ``payload`` nests arrays and objects deeper
+    than :data:`MAX_NESTING` levels."""
+    for name in payload.__struct_fields__:
+        value = getattr(payload, name)
+        if isinstance(value, dict | list) and _too_deep(value, MAX_NESTING):
+            raise SchemaError(
+                f"payload field {name!r} nests arrays/objects deeper than {MAX_NESTING} levels",
+                path=f"$.payload.{name}",
+            )
 
 
 def decode_credential(data: bytes) -> Credential:
@@ -101,4 +138,5 @@ def payload_from_json(type_: str, data: bytes | str) -> Payload:
         result: Payload = msgspec.convert(obj, cls)  # type: ignore[assignment]
     except msgspec.ValidationError as exc:
         raise _schema_error(f"{type_} payload", exc) from None
+    check_nesting(result)
     return result

@@ -16,7 +16,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
-from swarmlog.schemas.codec import encode
+from swarmlog.schemas.codec import check_nesting, encode
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.envelope import Envelope, SignedEvent
 from swarmlog.schemas.ids import new_event_id
@@ -172,6 +172,7 @@ def prepare(
     The chain links bodies, not signatures, so a run of events can be prepared in order and then
     signed in parallel.
     """
+    check_nesting(payload)  # what readers would reject as malformed is never signed
     envelope = Envelope(
         id=new_event_id(now_ns, entropy),
         sender=identity.agent_id,
