@@ -120,13 +120,16 @@ HOLDERS = [
             "_INBOX_worker-1.>",
         ],
     ),
-    Holder(
-        "router-1",
-        "router",
-        other_role="worker",
-        other_agent="worker-1",
-        system=True,
-        refused_subscriptions=["_INBOX.>", "_INBOX_worker-1.>", "_INBOX_operator.>"],
+    *(
+        Holder(
+            f"{role}-1",
+            role,
+            other_role="worker",
+            other_agent="worker-1",
+            system=True,
+            refused_subscriptions=["_INBOX.>", "_INBOX_worker-1.>", "_INBOX_operator.>"],
+        )
+        for role in ("router", "conductor", "watchdog")
     ),
 ]
 
