@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,6 +43,7 @@ __all__ = [
 
 _NAMESPACES_FILE = "namespaces"
 _FLAGS_FILE = "kill-flags.json"
+_LOCK_FILE = ".authorization.lock"
 
 Flags = Mapping[str, Mapping[str, bytes]]
 """The kill-switch flags of each namespace."""
@@ -80,13 +83,31 @@ def server_users(settings: Settings, flags: Flags, now_ns: int | None = None) ->
 
 
 def authorization_text(settings: Settings, flags: Flags | None = None) -> str:
-    """The ``authorization`` block for this data dir (with the last flags seen, by default)."""
+    """The ``accounts`` block for this data dir (with the last flags seen, by default)."""
     return authorization_config(server_users(settings, _cached_flags(settings, flags)))
+
+
+@contextlib.contextmanager
+def _exclusive(settings: Settings) -> Iterator[None]:
+    """One writer at a time: concurrent `agent start`s each add logins, and a writer that read
+    the key store before another's key was saved must not write over it."""
+    settings.server_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(settings.server_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def write_authorization(settings: Settings, flags: Flags | None = None) -> bool:
     """Write the embedded server's authorization file (mode 0600: it lists every login);
     whether it changed. ``flags`` default to the last ones seen."""
+    with _exclusive(settings):
+        return _write_authorization(settings, flags)
+
+
+def _write_authorization(settings: Settings, flags: Flags | None) -> bool:
     flags = _cached_flags(settings, flags)
     text = authorization_config(server_users(settings, flags))
     folder = settings.server_dir
@@ -116,8 +137,7 @@ def _cached_flags(settings: Settings, flags: Flags | None) -> Flags:
 
 
 def _write_private(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")  # mode 0600
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     os.replace(partial, path)  # a reload never reads half a file
@@ -142,9 +162,10 @@ async def refresh_broker(settings: Settings) -> bool:
         return False
     running = EmbeddedServer.running(settings.server_dir)
     flags = await current_flags(settings) if running is not None else None
-    changed = write_authorization(settings, flags)
-    if changed and running is not None and running.authorization:
-        await asyncio.to_thread(running.reload)
+    with _exclusive(settings):
+        changed = _write_authorization(settings, flags)
+        if changed and running is not None and running.authorization:
+            await asyncio.to_thread(running.reload)
     return changed
 
 

@@ -18,6 +18,7 @@ stops everything. Every step is a real ``swarmlog`` command in a real process.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -30,8 +31,12 @@ from typing import Any
 from rich.console import Console
 from rich.markdown import Markdown
 
+from swarmlog.bus.jetstream import refusals
+from swarmlog.config import Settings
 from swarmlog.errors import ConfigError
+from swarmlog.keystore import KeyStore
 from swarmlog.render import print_table
+from swarmlog.system import resolve_url
 
 __all__ = ["find_examples", "run_demo"]
 
@@ -244,6 +249,17 @@ def _play(swarm: _Swarm) -> int:
         ["role", "replicas", "tasks done", "tokens"],
         [tuple(r.values()) for r in agents],
     )
+    probe = "summarizer-1"
+    tried = [
+        "swarmlog.default.editor-1.task.t1.result",  # as another agent
+        "$KV.SWARMLOG_DEFAULT_FLAGS.all",  # the kill switch
+        "$JS.API.STREAM.DELETE.SWARMLOG_DEFAULT",  # the history
+    ]
+    refused = asyncio.run(_refusals(data, probe, tried))
+    console.print(
+        f"[bold]6.[/] the broker: {probe}'s key tried to write as another agent, flip the kill"
+        f" switch and delete the stream: {len(refused)} of {len(tried)} refused by the server"
+    )
     # The agents stop first (they heartbeat), so the audit and the replay see a still log.
     swarm.run("agent", "stop", "--all")
     audit = json.loads(swarm.run("audit", "verify", "--json", ok=(0, 1)))
@@ -251,11 +267,19 @@ def _play(swarm: _Swarm) -> int:
     clean = (
         not audit["rejected"] and not audit["chain_breaks"] and not audit["stream_chain"]["gaps"]
     )
-    console.print(f"[bold]6.[/] audit verify: {_audit_line(audit)}")
-    console.print(f"[bold]7.[/] replay --check: {_replay_line(replay)}")
+    console.print(f"[bold]7.[/] audit verify: {_audit_line(audit)}")
+    console.print(f"[bold]8.[/] replay --check: {_replay_line(replay)}")
     succeeded = all(o.get("status") == "succeeded" for o in [*outcomes.values(), again])
     console.print(f"done in {time.monotonic() - began:.0f} s")
-    return 0 if succeeded and clean and replay["matches"] else 1
+    guarded = refused == tried
+    return 0 if succeeded and clean and replay["matches"] and guarded else 1
+
+
+async def _refusals(data: Path, agent_id: str, subjects: list[str]) -> list[str]:
+    settings = Settings(data_dir=data)
+    return await refusals(
+        resolve_url(settings), KeyStore(settings.keys_dir).login(agent_id), subjects
+    )
 
 
 def _audit_line(audit: dict[str, Any]) -> str:
@@ -303,4 +327,4 @@ def _with_swarm(data: Path, examples: Path, console: Console) -> int:
     finally:
         swarm.run("agent", "stop", "--all", ok=(0, 1, 2))
         swarm.run("down", ok=(0, 1, 2))
-        console.print("[bold]8.[/] stopped: agents, conductor, router, projector, nats-server")
+        console.print("[bold]9.[/] stopped: agents, conductor, router, projector, nats-server")

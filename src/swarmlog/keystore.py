@@ -83,8 +83,8 @@ class KeyStore:
         """The NATS login of ``agent_id``, or of the operator (derived from the secret seed)."""
         if agent_id is None:
             return login_for(OPERATOR_ID, self.operator().seed)
-        identity, _ = self.agent(agent_id)
-        return login_for(agent_id, identity.seed)
+        identity, credential = self.agent(agent_id)
+        return login_for(agent_id, identity.seed, credential.trust_level)
 
     # --- agents -----------------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ and stores nothing. A killed agent is cut off at the broker."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import nats
@@ -134,13 +136,22 @@ HOLDERS = [
 ]
 
 
-@pytest.fixture
-def issued(cli: Cli) -> Cli:
-    for args in (("worker", "--agent-id", "worker-1"), ("scout", "--agent-id", "scout-1")):
-        extra = ("--trust", "external") if args[0] == "scout" else ()
-        out = cli("keys", "issue", *args, *extra)
-        assert out.returncode == 0, out.stderr
-    return cli
+@pytest.fixture(scope="module")
+def issued(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    """One running system for the whole module (each `up` costs seconds), with an internal and
+    an external agent issued."""
+    cli = Cli(tmp_path_factory.mktemp("broker") / "data")
+    started = cli("up", "--detach")
+    assert started.returncode == 0, started.stderr
+    try:
+        for args in (("worker", "--agent-id", "worker-1"), ("scout", "--agent-id", "scout-1")):
+            extra = ("--trust", "external") if args[0] == "scout" else ()
+            out = cli("keys", "issue", *args, *extra)
+            assert out.returncode == 0, out.stderr
+        yield cli
+    finally:
+        cli("agent", "stop", "--all")
+        assert cli("down").returncode == 0
 
 
 class Session:
@@ -222,25 +233,24 @@ def test_every_credential_is_refused_outside_its_permissions(issued: Cli, holder
             for subject in holder.refused_subscriptions:
                 await session.nc.subscribe(subject)
                 await session.refused("subscription", subject)
-            # What the role needs still works: its own prefix is stored, its queue is readable.
-            ack = await session.nc.jetstream().publish(
-                f"swarmlog.default.{holder.agent_id}.agent.{holder.agent_id}.probe", b"junk"
-            )
-            assert ack.stream == STREAM
+            # What the role needs still works: it reads the stream's state through the API as
+            # its account has it. (Nothing is written under its prefix: for a system role that
+            # is the running daemon's own chain.)
+            login = keys.login(holder.agent_id)
+            options = {"prefix": login.api_prefix} if login.api_prefix else {}
+            info = await session.nc.jetstream(**options).stream_info(STREAM)
+            assert info.config.name == STREAM
         finally:
             await session.nc.close()
         after = await _stream_state(url, operator)
         # Nothing the refused calls tried is there: the same consumers, streams and stream
-        # configuration, and of the messages stored meanwhile only the allowed probe is under
-        # this agent's prefix and none under a refused subject (the rest: heartbeats of the
-        # system roles).
+        # configuration, and of the messages stored meanwhile none is under a refused subject
+        # (they are the system roles' heartbeats).
         assert after[1:] == before[1:]
         stored = await _subjects_after(url, operator, before[0])
-        probe = f"swarmlog.default.{holder.agent_id}.agent.{holder.agent_id}.probe"
         own = [s for s in stored if s.startswith(f"swarmlog.default.{holder.agent_id}.")]
-        assert probe in own
-        # (the router-1 login is also the running router's, which keeps beating)
-        assert all(s == probe or s.endswith(".agent_heartbeat") for s in own), own
+        # (a system role's login is also its running daemon's, which keeps beating)
+        assert all(s.endswith(".agent_heartbeat") for s in own), own
         assert not set(stored) & set(holder.refused_publishes())
         system = ("router-1", "conductor-1", "watchdog-1")
         assert all(s.split(".")[2] in (holder.agent_id, *system) for s in stored), stored
@@ -282,6 +292,25 @@ def test_a_killed_agent_is_cut_off_at_the_broker(issued: Cli) -> None:
     asyncio.run(go())
 
 
+def test_agents_issued_at_the_same_time_may_all_log_in(issued: Cli) -> None:
+    """Concurrent `keys issue` processes each rewrite the authorization: none loses another's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"crowd-{i}" for i in range(6)]
+    with ThreadPoolExecutor(len(names)) as pool:
+        outs = list(pool.map(lambda n: issued("keys", "issue", "crowd", "--agent-id", n), names))
+    assert all(o.returncode == 0 for o in outs), [o.stderr for o in outs]
+    settings = issued.settings()
+    url = resolve_url(settings)
+
+    async def each_logs_in() -> None:
+        for name in names:
+            nc = await connect(url, login=KeyStore(settings.keys_dir).login(name), timeout=3)
+            await nc.close()
+
+    asyncio.run(each_logs_in())
+
+
 def test_an_unknown_key_is_refused(issued: Cli) -> None:
     settings = issued.settings()
     url = resolve_url(settings)
@@ -292,3 +321,51 @@ def test_an_unknown_key_is_refused(issued: Cli) -> None:
     # No login at all is refused too: the server admits only the logins it was given.
     with pytest.raises(BusError, match="refused the login"):
         asyncio.run(connect(url, timeout=3))
+
+
+def test_an_external_agent_works_from_its_own_account(issued: Cli) -> None:
+    """An external agent logs in to the EXTERNAL account, which holds no stream and sees only
+    what is exported to it, yet takes its work, answers it and follows the kill switches."""
+    out = issued(
+        "agent",
+        "start",
+        "examples.echo:Echo",
+        "--name",
+        "outside",
+        "--trust",
+        "external",
+        "--detach",
+    )
+    assert out.returncode == 0, out.stderr
+    authorization = (issued.data / "nats" / "authorization.conf").read_text()
+    external = authorization[authorization.index("EXTERNAL: {") :]
+    assert "# outside-1" in external
+    assert "# outside-1" not in authorization[: authorization.index("EXTERNAL: {")]
+
+    done = issued("submit", "pipeline", "--stage", "text", "--data", "hi", "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "succeeded"
+    assert result["result"] == {"echo": "HI", "by": "outside-1"}
+    # Its events are applied, not quarantined: signed, permitted, in order.
+    rows = issued.rows("SELECT count(*) AS n FROM quarantine WHERE sender = 'outside-1'")
+    assert rows == [{"n": 0}]
+
+    # Its login cannot reach the streams' account directly: the stream API it would use there
+    # does not exist in its own account.
+    settings = issued.settings()
+    login = KeyStore(settings.keys_dir).login("outside-1")
+
+    async def probe() -> None:
+        session = await Session.open(resolve_url(settings), login)
+        try:
+            with pytest.raises(nats.errors.Error):
+                await session.nc.request(f"$JS.API.STREAM.INFO.{STREAM}", b"", timeout=1.0)
+        finally:
+            await session.nc.close()
+
+    asyncio.run(probe())
+
+    out = issued("kill", "outside-1", "--reason", "compromised")
+    assert out.returncode == 0, out.stderr
+    assert "# outside-1" not in (issued.data / "nats" / "authorization.conf").read_text()

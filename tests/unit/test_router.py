@@ -44,7 +44,12 @@ class Setup:
         self.router = Router(self.log, publisher, source, clock=lambda: NOW, **options)  # type: ignore[arg-type]
 
     async def offer(
-        self, task_id: str, capability: str, mode: str = "routed", avoid: tuple[str, ...] = ()
+        self,
+        task_id: str,
+        capability: str,
+        mode: str = "routed",
+        avoid: tuple[str, ...] = (),
+        internal_only: bool = False,
     ) -> None:
         await self.ops.publish(
             TaskOffered(
@@ -53,6 +58,7 @@ class Setup:
                 mode=mode,  # type: ignore[arg-type]
                 priority="high",
                 avoid_roles=list(avoid),
+                internal_only=internal_only,
             )
         )
 
@@ -112,6 +118,27 @@ async def test_a_reassignment_passes_over_the_role_that_did_it_when_another_can(
     outcomes = {o.task_id: o.role for o in await s.route()}
     assert outcomes["t1"] == "beta"
     assert outcomes["t3"] == "gamma"
+
+
+async def test_internal_only_work_never_goes_to_a_role_with_an_external_replica() -> None:
+    s = Setup(
+        [
+            view("in-1", "inside", ("x",), in_flight=9),  # busy, but trusted
+            view("out-1", "mixed", ("x",)),
+            view("out-2", "mixed", ("x",), trust_level="external"),
+            view("web-1", "web", ("fetch",), trust_level="external"),
+        ]
+    )
+    await s.router.start()
+    await s.offer("t1", "x", internal_only=True)
+    await s.offer("t2", "x")  # may go anywhere: the idle mixed role takes it
+    await s.offer("t3", "fetch", internal_only=True)  # only an external role could: it waits
+    outcomes = {o.task_id: (o.status, o.role) for o in await s.route()}
+    assert outcomes["t1"] == ("assigned", "inside")
+    assert outcomes["t2"] == ("assigned", "mixed")
+    assert outcomes["t3"][0] == "waiting"
+    (t1,) = [a for a in s.assignments() if a.task_id == "t1"]
+    assert t1.internal_only  # and its subtasks inherit it
 
 
 async def test_an_offer_is_assigned_once_even_when_routed_twice() -> None:

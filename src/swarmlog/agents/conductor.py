@@ -196,6 +196,7 @@ class Conductor:
                     input=step_input,
                     mode=mode,
                     avoid_roles=avoid,
+                    internal_only=internal_only,
                 ):
                     offer = TaskOffered(
                         task_id=task_id,
@@ -203,6 +204,7 @@ class Conductor:
                         input=step_input,
                         mode=mode,  # type: ignore[arg-type]
                         avoid_roles=list(avoid),
+                        internal_only=internal_only,
                     )
                     await self.publisher.publish(
                         offer,

@@ -42,6 +42,8 @@ class PlanStep(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     input: Json = None
     depends_on: list[Name] = msgspec.field(default_factory=list)
     description: str = ""
+    internal_only: bool = False
+    """Its input must not reach an external agent (see ``TaskOffered.internal_only``)."""
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -48,7 +48,7 @@ BUILTIN_TARGETS = {"router": ROUTER_ROLE, "conductor": CONDUCTOR_ROLE, "watchdog
 
 _AGENTS_SQL = (
     "SELECT agent_id, role, capabilities, status, last_heartbeat_at, in_flight, tier,"
-    " dependencies FROM agents"
+    " dependencies, trust_level FROM agents"
 )
 
 
@@ -316,7 +316,7 @@ async def _projection_rows(
 
 
 def _view(row: Sequence[Any]) -> AgentView:
-    agent_id, role, capabilities, status, heartbeat, in_flight, tier, dependencies = row
+    agent_id, role, capabilities, status, heartbeat, in_flight, tier, dependencies, trust = row
     return AgentView(
         agent_id=str(agent_id),
         role=str(role or ""),
@@ -326,6 +326,7 @@ def _view(row: Sequence[Any]) -> AgentView:
         in_flight=int(in_flight or 0),
         tier=str(tier or ""),
         dependencies=_names(dependencies),
+        trust_level=str(trust or "internal"),
     )
 
 

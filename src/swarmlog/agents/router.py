@@ -274,6 +274,8 @@ class Router:
             return RoutingOutcome(offer.task_id, "timed_out")
         candidates = await self.candidates()
         # A reassignment passes over the roles that did it before, when another role can.
+        if offer.internal_only:
+            candidates = [c for c in candidates if not c.external]
         others = [c for c in candidates if c.role not in offer.avoid_roles]
         chosen = choose(others, offer.capability) or choose(candidates, offer.capability)
         if chosen is None:
@@ -298,6 +300,7 @@ class Router:
             input=offer.input,
             deadline_at=offer.deadline_at,
             parent_task_id=offer.parent_task_id,
+            internal_only=offer.internal_only,
         )
         return assignment, wf
 

@@ -53,6 +53,9 @@ class Candidate:
     """Relative cost of its model tier: cheaper tiers are preferred."""
     dependencies: frozenset[str] = frozenset()
     """External services its work calls (each has a circuit breaker)."""
+    external: bool = False
+    """Some replica faces the outside world (an ``external`` credential): internal-only work
+    is never routed to it."""
 
     @property
     def load(self) -> float:
@@ -127,6 +130,7 @@ class AgentView:
     in_flight: int = 0
     tier: str = ""
     dependencies: frozenset[str] = frozenset()
+    trust_level: str = "internal"
 
 
 def role_candidates(
@@ -165,6 +169,7 @@ def role_candidates(
                 capacity=len(replicas),
                 tier_cost=min(tier_cost(r.tier) for r in replicas),
                 dependencies=frozenset().union(*(r.dependencies for r in replicas)),
+                external=any(r.trust_level == "external" for r in replicas),
             )
         )
     return out

@@ -371,6 +371,8 @@ class AgentRuntime:
                             priority=priority or job.task.priority,  # type: ignore[arg-type]
                             input=input,
                             parent_task_id=job.task.task_id,
+                            # What is derived from internal-only data stays internal.
+                            internal_only=job.task.internal_only,
                         ),
                         **job.wf,
                     )

@@ -273,7 +273,10 @@ def _track(
     last = attempts[-1]
     state = view.tasks.get(last)
     if state is None:
-        return _Track("todo", action=Offer(last, step.capability, step_input))
+        return _Track(
+            "todo",
+            action=Offer(last, step.capability, step_input, internal_only=step.internal_only),
+        )
     if state.status in _IN_PROGRESS:
         return _Track("running")
     if state.status == "escalated":

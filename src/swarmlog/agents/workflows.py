@@ -100,6 +100,8 @@ class Offer:
     mode: str = "routed"
     avoid_roles: tuple[str, ...] = ()
     """Roles the router should pass over when another can do it (a reassignment)."""
+    internal_only: bool = False
+    """Routed only to roles with no external replica."""
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,13 @@ _OPEN_FOR_SWARM = frozenset({"succeeded", "failed", "cancelled", "escalated"})
 
 def _swarm(view: WorkflowView, plan: Plan) -> list[Action]:
     offers: list[Action] = [
-        Offer(task_id_for(view.workflow_id, s.id), s.capability, s.input, mode="swarm")
+        Offer(
+            task_id_for(view.workflow_id, s.id),
+            s.capability,
+            s.input,
+            mode="swarm",
+            internal_only=s.internal_only,
+        )
         for s in plan.steps
         if task_id_for(view.workflow_id, s.id) not in view.tasks
     ]
@@ -304,6 +312,11 @@ def _next(view: WorkflowView) -> list[Action]:
             result = view.tasks[task_id_for(view.workflow_id, last.id)].output
         return [Complete("succeeded", result)]
     return [
-        Offer(task_id_for(view.workflow_id, s.id), s.capability, _step_input(view, plan, s))
+        Offer(
+            task_id_for(view.workflow_id, s.id),
+            s.capability,
+            _step_input(view, plan, s),
+            internal_only=s.internal_only,
+        )
         for s in ready(plan, done, started)
     ]

@@ -45,7 +45,7 @@ from swarmlog.bus.queues import QueueSpec
 from swarmlog.bus.subjects import kv_bucket, object_bucket, stream_name, stream_subjects
 from swarmlog.errors import BusError, ConcurrencyConflict
 
-__all__ = ["DEFAULT_DUPLICATE_WINDOW", "JetStreamLog", "connect", "stream_config"]
+__all__ = ["DEFAULT_DUPLICATE_WINDOW", "JetStreamLog", "connect", "refusals", "stream_config"]
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,44 @@ async def connect(
     raise unreachable
 
 
+async def refusals(url: str, login: Login, subjects: Sequence[str]) -> list[str]:
+    """Log in as ``login`` and publish to each of ``subjects``; the ones the server refuses, as
+    it says so (a probe of the broker's permissions, for the demo and for operators)."""
+    said: list[str] = []
+    all_said = asyncio.Event()
+
+    def refused() -> list[str]:
+        return [
+            s
+            for s in subjects
+            if any(f'permissions violation for publish to "{s.lower()}"' in e for e in said)
+        ]
+
+    async def on_error(exc: Exception) -> None:
+        said.append(str(exc).lower())
+        if len(refused()) == len(subjects):
+            all_said.set()
+
+    nc = await nats.connect(
+        url,
+        nkeys_seed_str=login.seed,
+        inbox_prefix=login.inbox_prefix,
+        error_cb=on_error,
+        allow_reconnect=False,
+    )
+    try:
+        for subject in subjects:
+            await nc.publish(subject, b"{}")
+        await nc.flush()
+        # The server answers each refused publish before the flush's pong, but nats-py reports
+        # errors from a task of its own: give them a moment to arrive.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_said.wait(), 2.0)
+    finally:
+        await nc.close()
+    return refused()
+
+
 def stream_config(
     namespace: str, *, replicas: int = 1, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW
 ) -> StreamConfig:
@@ -181,11 +219,15 @@ def stream_config(
 class JetStreamLog:
     """An :class:`~swarmlog.bus.ports.EventLog` on a JetStream stream."""
 
-    def __init__(self, nc: Client, namespace: str, url: str = "") -> None:
+    def __init__(
+        self, nc: Client, namespace: str, url: str = "", api_prefix: str | None = None
+    ) -> None:
         self.url = url
         """The URL this log was opened with."""
         self._nc = nc
-        self._js = nc.jetstream(publish_async_max_pending=4096)
+        # An external agent reaches the API where its account imports it.
+        options: dict[str, Any] = {"prefix": api_prefix} if api_prefix else {}
+        self._js = nc.jetstream(publish_async_max_pending=4096, **options)
         self._namespace = namespace
         self._stream = stream_name(namespace)
         self._queues: list[_JetStreamQueue] = []
@@ -203,7 +245,7 @@ class JetStreamLog:
         """Connect (as ``login``, when given) and (optionally) create or check the namespace's
         stream (and its buckets, with ``replicas`` copies each on a cluster)."""
         nc = await connect(url, login=login)
-        self = cls(nc, namespace, url)
+        self = cls(nc, namespace, url, api_prefix=login.api_prefix if login else None)
         try:
             if provision:
                 await self.provision(replicas=replicas)

@@ -39,6 +39,9 @@ from swarmlog.bus.queues import queue_names
 from swarmlog.bus.subjects import kv_bucket, rpc_subject, stream_name
 
 __all__ = [
+    "ACCOUNT",
+    "EXTERNAL_ACCOUNT",
+    "EXTERNAL_API",
     "LOGIN_DOMAIN",
     "Login",
     "Permissions",
@@ -51,6 +54,13 @@ __all__ = [
 ]
 
 LOGIN_DOMAIN = b"swarmlog/nats-login/v1\x00"
+
+ACCOUNT = "SWARMLOG"
+"""The NATS account holding the streams: the operator, system roles and internal agents."""
+EXTERNAL_ACCOUNT = "EXTERNAL"
+"""The account of external agents: it has no streams and sees only what is exported to it."""
+EXTERNAL_API = "$JS.EXT.API"
+"""Where an external agent reaches the JetStream API calls imported from :data:`ACCOUNT`."""
 
 SYSTEM_ROLES = frozenset({"router", "conductor", "watchdog"})
 """Built-in roles that hear the whole namespace (they coordinate everyone else's work)."""
@@ -65,6 +75,9 @@ class Login:
     public_key: str
     """The nkey user public key (``U...``) the server's config names."""
     inbox_prefix: str
+    api_prefix: str | None = None
+    """Where this login reaches the JetStream API: ``None`` for the default (``$JS.API``), the
+    imported :data:`EXTERNAL_API` for an external agent."""
 
     def __repr__(self) -> str:  # the seed must not reach a log through a repr
         return f"Login(public_key={self.public_key!r}, inbox_prefix={self.inbox_prefix!r})"
@@ -75,7 +88,7 @@ def inbox_prefix(agent_id: str) -> str:
     return f"_INBOX_{agent_id}"
 
 
-def login_for(agent_id: str, seed: bytes) -> Login:
+def login_for(agent_id: str, seed: bytes, trust_level: str = "internal") -> Login:
     """The NATS login of ``agent_id`` (or the operator) derived from its 32-byte Ed25519 seed."""
     raw = hashlib.sha256(LOGIN_DOMAIN + seed).digest()
     encoded = nkeys.encode_seed(raw, nkeys.PREFIX_BYTE_USER)
@@ -84,6 +97,7 @@ def login_for(agent_id: str, seed: bytes) -> Login:
         seed=bytes(encoded).decode(),
         public_key=bytes(pair.public_key).decode(),
         inbox_prefix=inbox_prefix(agent_id),
+        api_prefix=EXTERNAL_API if trust_level == "external" else None,
     )
 
 
@@ -114,6 +128,7 @@ class User:
     """For people reading the config (the agent id, or ``operator``)."""
     nkey: str
     permissions: Permissions = field(default=OPERATOR)
+    account: str = ACCOUNT
 
 
 def _reading(stream: str) -> list[str]:
@@ -185,26 +200,83 @@ def _in_namespace(
 
 
 def authorization_config(users: Iterable[User]) -> str:
-    """The nats-server ``authorization`` block admitting exactly ``users``.
+    """The nats-server ``accounts`` block admitting exactly ``users``.
+
+    Internal logins share :data:`ACCOUNT`, where the streams are. External agents log in to
+    :data:`EXTERNAL_ACCOUNT`, which sees nothing but what :data:`ACCOUNT` exports to it: for each
+    external agent exactly the subjects its permissions allow, imported one by one (JetStream API
+    calls under :data:`EXTERNAL_API`, since an account without streams answers ``$JS.API`` itself).
 
     JSON is valid nats-server configuration syntax, and quoting every subject keeps ``$`` and
     ``>`` from being read as variables or operators.
     """
-    entries = []
+    internal: list[tuple[str, dict[str, object]]] = []
+    external: list[tuple[str, dict[str, object]]] = []
+    exports: dict[tuple[str, str], dict[str, object]] = {}
+    imports: dict[tuple[str, str], dict[str, object]] = {}
     for user in sorted(users, key=lambda u: u.name):
+        permissions = user.permissions
+        if user.account == EXTERNAL_ACCOUNT:
+            permissions = _imported(permissions, exports, imports)
         entry: dict[str, object] = {"nkey": user.nkey}
-        permissions = user.permissions.as_config()
-        if permissions:
-            entry["permissions"] = permissions
-        entries.append((user.name, entry))
-    lines = ["# Written by swarmlog from the key store: edits are overwritten.", "authorization {"]
-    lines.append("  users = [")
-    for name, entry in entries:
-        lines.append(f"    # {name}")
-        block = json.dumps(entry, indent=2).splitlines()
-        lines += ["    " + line for line in block[:-1]] + ["    " + block[-1] + ","]
-    lines += ["  ]", "}", ""]
+        if config := permissions.as_config():
+            entry["permissions"] = config
+        (external if user.account == EXTERNAL_ACCOUNT else internal).append((user.name, entry))
+    lines = [
+        "# Written by swarmlog from the key store: edits are overwritten.",
+        "accounts {",
+        f"  {ACCOUNT}: {{",
+        "    jetstream: enabled",
+        *_entries("users", internal, "    "),
+        *_entries("exports", [("", e) for e in exports.values()], "    "),
+        "  }",
+        f"  {EXTERNAL_ACCOUNT}: {{",
+        *_entries("users", external, "    "),
+        *_entries("imports", [("", i) for i in imports.values()], "    "),
+        "  }",
+        "}",
+        "",
+    ]
     return "\n".join(lines)
+
+
+def _entries(key: str, entries: list[tuple[str, dict[str, object]]], indent: str) -> list[str]:
+    lines = [f"{indent}{key} = ["]
+    for name, entry in entries:
+        if name:
+            lines.append(f"{indent}  # {name}")
+        block = json.dumps(entry, indent=2).splitlines()
+        lines += [f"{indent}  {line}" for line in block[:-1]] + [f"{indent}  {block[-1]},"]
+    return [*lines, f"{indent}]"]
+
+
+def _imported(
+    permissions: Permissions,
+    exports: dict[tuple[str, str], dict[str, object]],
+    imports: dict[tuple[str, str], dict[str, object]],
+) -> Permissions:
+    """Export from :data:`ACCOUNT` and import into :data:`EXTERNAL_ACCOUNT` each subject an
+    external login may use; its permissions, as seen from inside its account."""
+    publish: list[str] = []
+    for subject in permissions.publish or ():
+        if subject == "$JS.API.INFO":
+            continue  # the streams account's usage is none of its business
+        local = subject
+        if subject.startswith("$JS.API."):
+            local = EXTERNAL_API + subject.removeprefix("$JS.API")
+        export: dict[str, object] = {"service": subject, "accounts": [EXTERNAL_ACCOUNT]}
+        if ".CONSUMER.MSG.NEXT." in subject:
+            export["response_type"] = "stream"  # a pull is answered with many messages
+        exports[("service", subject)] = export
+        service: dict[str, object] = {"service": {"account": ACCOUNT, "subject": subject}}
+        if local != subject:
+            service["to"] = local
+        imports[("service", local)] = service
+        publish.append(local)
+    for subject in permissions.subscribe or ():
+        exports[("stream", subject)] = {"stream": subject, "accounts": [EXTERNAL_ACCOUNT]}
+        imports[("stream", subject)] = {"stream": {"account": ACCOUNT, "subject": subject}}
+    return Permissions(publish=tuple(publish), subscribe=permissions.subscribe)
 
 
 def users_for(
@@ -216,5 +288,6 @@ def users_for(
     users = [User("operator", operator.public_key)]
     for agent_id, role, trust, login in agents:
         permissions = agent_permissions(namespaces, agent_id, role, trust)
-        users.append(User(agent_id, login.public_key, permissions))
+        account = EXTERNAL_ACCOUNT if trust == "external" else ACCOUNT
+        users.append(User(agent_id, login.public_key, permissions, account))
     return users

@@ -62,6 +62,15 @@ def _argv(
     )
 
 
+_TRUST = click.option(
+    "--trust",
+    type=click.Choice(["internal", "external"]),
+    default="internal",
+    show_default=True,
+    help="Trust level of replicas issued now: external agents face the outside world and get"
+    " least of all (their own NATS account; no work creation, no projection queries).",
+)
+
 _ACK_WAIT = click.option(
     "--ack-wait",
     default=30.0,
@@ -73,10 +82,15 @@ _ACK_WAIT = click.option(
 
 
 def issue_replicas(
-    settings: Settings, target: str, name: str | None, replicas: int, ack_wait: float = 30.0
+    settings: Settings,
+    target: str,
+    name: str | None,
+    replicas: int,
+    ack_wait: float = 30.0,
+    trust: str = "internal",
 ) -> list[str]:
-    """Replica ids for TARGET, each with its own key and credential (issued when missing), its
-    queues created and the broker told to admit it."""
+    """Replica ids for TARGET, each with its own key and credential (issued when missing, with
+    ``trust``), its queues created and the broker told to admit it."""
     role = builtin_role(target)
     capabilities: tuple[str, ...] = ()
     cls = None
@@ -89,7 +103,14 @@ def issue_replicas(
     issued = False
     for agent_id in ids:
         if not keys.agent_paths(agent_id)[0].exists():
-            issue_agent(settings, role, agent_id=agent_id, capabilities=capabilities, admit=False)
+            issue_agent(
+                settings,
+                role,
+                agent_id=agent_id,
+                capabilities=capabilities,
+                trust=trust,
+                admit=False,
+            )
             issued = True
     # Agents may not create consumers: the operator does, before they start.
     specs = []
@@ -139,6 +160,7 @@ def start_builtin(settings: Settings, target: str) -> DaemonInfo:
     help="With --detach: seconds to wait for each replica to come up.",
 )
 @_ACK_WAIT
+@_TRUST
 @pass_ctx
 def agent_start(
     ctx: Context,
@@ -148,12 +170,13 @@ def agent_start(
     name: str | None,
     timeout: float,
     ack_wait: float,
+    trust: str,
 ) -> None:
     """Start TARGET (module:Class, or a built-in role: router) with N replicas, each with its
     own key and credential."""
     settings = ctx.settings
     settings.require_data_dir()
-    ids = issue_replicas(settings, target, name, replicas, ack_wait)
+    ids = issue_replicas(settings, target, name, replicas, ack_wait, trust)
     if detach:
         started: list[tuple[str, DaemonInfo, int]] = []
         for i, agent_id in enumerate(ids, 1):
@@ -193,16 +216,23 @@ def agent_start(
 @click.option("--replicas", "-r", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--name", help="Replica ids are NAME-1..NAME-N (default: the role).")
 @_ACK_WAIT
+@_TRUST
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
 def agent_provision(
-    ctx: Context, target: str, replicas: int, name: str | None, ack_wait: float, as_json: bool
+    ctx: Context,
+    target: str,
+    replicas: int,
+    name: str | None,
+    ack_wait: float,
+    trust: str,
+    as_json: bool,
 ) -> None:
     """Issue keys for TARGET's replicas and create their queues without starting them: for
     replicas that run elsewhere (Kubernetes, other machines) with `agent run`."""
     settings = ctx.settings
     settings.require_data_dir()
-    ids = issue_replicas(settings, target, name, replicas, ack_wait)
+    ids = issue_replicas(settings, target, name, replicas, ack_wait, trust)
     if as_json:
         emit_json({"target": target, "agents": ids})
         return

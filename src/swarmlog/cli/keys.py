@@ -102,7 +102,7 @@ def keys_issue(
 )
 @pass_ctx
 def keys_authorization(ctx: Context, out: Path | None) -> None:
-    """The nats-server `authorization` block admitting the operator and every agent of this data
+    """The nats-server `accounts` block admitting the operator and every agent of this data
     dir, each with its permissions: include it in your own server's configuration (the embedded
     server is kept up to date by itself)."""
     ctx.settings.require_data_dir()

@@ -103,6 +103,8 @@ class TaskAssignment(_Payload, frozen=True, tag="task_assignment"):
     deadline_at: Timestamp | None = None
     parent_task_id: Name | None = None
     expected_output_schema: Json = None
+    internal_only: bool = False
+    """Its data must not reach an external agent: subtasks it delegates inherit this."""
 
 
 class Result(_Payload, frozen=True, tag="result"):
@@ -196,6 +198,8 @@ class TaskOffered(_Payload, frozen=True, tag="task_offered"):
     """Set when a handler delegated it: the parent waits for its result."""
     avoid_roles: Annotated[list[Role], Meta(max_length=16)] = []
     """Roles the router passes over when another role can do it (a reassignment)."""
+    internal_only: bool = False
+    """Routed only to roles with no external replica (its data stays inside)."""
 
 
 class TaskClaimed(_Payload, frozen=True, tag="task_claimed"):
