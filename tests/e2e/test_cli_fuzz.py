@@ -187,7 +187,7 @@ def test_after_the_fuzzing_what_is_stored_is_intact(system: Cli) -> None:
     # Runs last in this module (pytest keeps file order): the hostile input above changed
     # nothing it should not have.
     # The generated input was not all refused at the door: much of it went all the way.
-    assert PUBLISHED["stored"] >= EXAMPLES // 4, PUBLISHED
+    assert PUBLISHED["stored"] >= EXAMPLES // 10, PUBLISHED
     assert PUBLISHED["refused"] > 0, PUBLISHED
     assert ISSUED
     # Every agent issued may log in: the broker's authorization kept up with them all.

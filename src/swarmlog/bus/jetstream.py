@@ -53,6 +53,7 @@ DEFAULT_DUPLICATE_WINDOW = 120.0
 """Seconds within which a repeated ``Nats-Msg-Id`` is acknowledged but not stored again."""
 
 _WRONG_LAST_SEQUENCE = 10071  # JetStream API error code for a failed expected-sequence check
+_LOGIN_REFUSALS = 3  # refused logins in a row that make a refusal final
 _ACK_WAIT = 10.0  # seconds to wait for the stream to acknowledge an append
 _READ_BATCH = 2048  # messages per fetch by a reader
 _PREFETCH = 2  # batches a reader fetches ahead of its consumer
@@ -115,10 +116,16 @@ async def connect(
     if login is not None:
         opts |= {"nkeys_seed_str": login.seed, "inbox_prefix": login.inbox_prefix}
     refused = asyncio.Event()
+    refusals_seen = 0
 
     async def on_error(exc: Exception) -> None:
+        nonlocal refusals_seen
         if "authorization" in str(exc).lower():
-            refused.set()  # nats-py would retry a refused login until the deadline
+            # nats-py would retry a refused login until the deadline. One refusal can be the
+            # server reloading its logins at that moment; three in a row (0.5 s) are an answer.
+            refusals_seen += 1
+            if refusals_seen >= _LOGIN_REFUSALS:
+                refused.set()
         await _quiet_error(exc)
 
     connecting = asyncio.ensure_future(
@@ -147,7 +154,7 @@ async def connect(
         connecting.cancel()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await connecting
-    if refused.is_set():
+    if refused.is_set() or refusals_seen:
         who = login.inbox_prefix.removeprefix("_INBOX_") if login else "an anonymous client"
         raise BusError(
             f"NATS at {url} refused the login of {who}: its key is unknown to the server,"
