@@ -81,9 +81,11 @@ class Publisher:
         last = await self.log.last_message(own)
         head, seq = ChainHead(), 0
         if last is not None:
-            # Junk under our prefix (possible without broker permissions) is skipped: walk the
-            # log for our last valid event. OCC still expects the real last message, junk or not.
-            head = self._own_event(last) or await self._scan_for_head() or ChainHead()
+            # Junk under our prefix (only a holder of our login can write there) is skipped: a
+            # running publisher keeps the head it knows; a fresh one walks the log for our last
+            # valid event (which a login without consumer rights cannot: it needs the
+            # operator's help). OCC still expects the real last message, junk or not.
+            head = self._own_event(last) or self._head or await self._scan_for_head() or ChainHead()
             seq = last.seq
         self._head, self._last_stream_seq = head, seq
         return head

@@ -4,9 +4,11 @@ batches both notice the other writer, re-read the head and re-seal (no replay, n
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from swarmlog.bus.memory import MemoryLog
+from swarmlog.bus.ports import Append, StoredMessage
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.publisher import Publisher
@@ -48,3 +50,23 @@ async def test_batches_and_single_publishes_rechain_after_another_writer(tmp_pat
     assert store.rows("SELECT count(*) FROM chain_breaks") == [(0,)]
     assert store.rows("SELECT sender_seq FROM chain_heads WHERE sender = 'w-1'") == [(8,)]
     store.close()
+
+
+async def test_junk_under_its_own_prefix_does_not_stop_a_running_publisher() -> None:
+    log = MemoryLog("SWARMLOG_PC")
+    worker = identity("w-1")
+    daemon = Publisher(log, worker, NS)
+    first = await daemon.publish(AgentHeartbeat(agent_id="w-1"))
+    # Someone with the agent's login writes junk under its prefix (the broker allows nothing
+    # else). The running publisher keeps its chain, without reading the whole log to find it.
+    await log.append(Append(f"swarmlog.{NS}.w-1.agent.w-1.junk", b"junk", msg_id="junk-1"))
+
+    async def no_scan(*_args: object, **_kwargs: object) -> AsyncIterator[list[StoredMessage]]:
+        raise AssertionError("a running publisher must not scan the log")
+        yield []
+
+    log.read = no_scan  # type: ignore[method-assign]
+    second = await daemon.publish(AgentHeartbeat(agent_id="w-1"))
+    assert second.seq > first.seq
+    assert daemon._head is not None
+    assert daemon._head.seq == 2  # the next position of its own chain, junk or not
