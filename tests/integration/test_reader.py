@@ -27,11 +27,13 @@ async def test_following_reader_resumes_after_a_server_restart(tmp_path: Path) -
     assert port is not None
     log = await JetStreamLog.open(url, "restart", provision=True)
     seen: list[int] = []
-    enough = asyncio.Event()
+    first, enough = asyncio.Event(), asyncio.Event()
 
     async def follow() -> None:
         async for batch in log.read(1, follow=True):
             seen.extend(m.seq for m in batch)
+            if len(seen) >= 20:
+                first.set()
             if len(seen) >= 40:
                 enough.set()
                 return
@@ -47,6 +49,9 @@ async def test_following_reader_resumes_after_a_server_restart(tmp_path: Path) -
     try:
         async with asyncio.timeout(90):  # fail, never hang, if the reconnect does not happen
             await log.append_many(items(0))
+            # The reader is following (its consumer made, the first 20 read) when the server
+            # goes away: what is tested is resuming, not opening during a restart.
+            await first.wait()
             server.stop()
             servers.append(EmbeddedServer(tmp_path / "nats", port=port))
             servers[-1].start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 from collections import deque
@@ -59,6 +60,44 @@ _READ_BATCH = 2048  # messages per fetch by a reader
 _PREFETCH = 2  # batches a reader fetches ahead of its consumer
 _FETCH_WAIT = 1.0  # seconds a reader's fetch lingers when it is caught up
 _READER_INACTIVE = 60.0  # seconds before the server drops an abandoned reader's consumer
+
+
+_TRANSIENT = (
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+    nats.errors.NoRespondersError,
+)
+"""What the server answers for the moment it re-registers an account's JetStream API (while it
+reloads its logins: `keys issue`, `kill`, `revive`): nobody took the request, so nothing was
+done, and asking again is safe."""
+_PATIENCE = 2.0  # seconds a call keeps retrying through such a moment
+
+
+class _Patient:
+    """A nats-py JetStream context whose calls ride out a reload: a call that found no responder
+    is made again, with growing pauses, for up to :data:`_PATIENCE` seconds."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        async def patient(*args: Any, **kwargs: Any) -> Any:
+            delay, waited = 0.005, 0.0
+            while True:
+                try:
+                    return await attr(*args, **kwargs)
+                except _TRANSIENT:
+                    if waited >= _PATIENCE:
+                        raise
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 0.25)
+
+        return patient
 
 
 async def _quiet_error(exc: Exception) -> None:
@@ -234,7 +273,7 @@ class JetStreamLog:
         self._nc = nc
         # An external agent reaches the API where its account imports it.
         options: dict[str, Any] = {"prefix": api_prefix} if api_prefix else {}
-        self._js = nc.jetstream(publish_async_max_pending=4096, **options)
+        self._js = _Patient(nc.jetstream(publish_async_max_pending=4096, **options))
         self._namespace = namespace
         self._stream = stream_name(namespace)
         self._queues: list[_JetStreamQueue] = []
@@ -451,7 +490,7 @@ class JetStreamLog:
 
     async def _snapshot_store(self) -> Any:
         try:
-            return await self._js.object_store(object_bucket(self._namespace))
+            return _Patient(await self._js.object_store(object_bucket(self._namespace)))
         except nats.js.errors.BucketNotFoundError:
             raise BusError(
                 f"the snapshot bucket of namespace {self._namespace!r} is missing;"
@@ -506,7 +545,7 @@ class JetStreamLog:
                 f"the {purpose} bucket of namespace {self._namespace!r} is missing;"
                 " run `swarmlog up`"
             ) from None
-        return _JetStreamKV(kv)
+        return _JetStreamKV(_Patient(kv))
 
     async def close(self) -> None:
         if not self._nc.is_closed:
@@ -814,6 +853,9 @@ class _JetStreamQueue:
         try:
             msgs = await self.sub.fetch(batch, timeout=timeout)
         except TimeoutError:  # nats-py raises its own subclass, or a bare one near the deadline
+            return []
+        except _TRANSIENT:  # the server is reloading its logins: nothing was taken, ask again
+            await asyncio.sleep(0.01)
             return []
         return [
             _JetStreamDelivery(m, StoredMessage(m.metadata.sequence.stream, m.subject, m.data))
