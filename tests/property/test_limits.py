@@ -54,3 +54,11 @@ def test_nesting_up_to_the_limit_is_signed_and_read_beyond_it_neither(
     rejection = check(StoredMessage(1, subject_for("ns", envelope), forged, 2_000), "ns").rejection
     assert rejection is not None
     assert rejection.reason == "malformed"
+
+
+@given(value=st.integers(min_value=2**64) | st.integers(max_value=-(2**63) - 1))
+def test_an_integer_beyond_64_bits_is_refused_when_signing_with_a_clear_error(value: int) -> None:
+    # Found by the command-line fuzzing: JSON allows any integer, MessagePack does not.
+    payload = payload_from_json("result", msgspec.json.encode({"task_id": "t1", "output": value}))
+    with pytest.raises(SchemaError, match="out of range"):
+        seal(ALICE, ChainHead(), payload, now_ns=1, entropy=bytes(10))

@@ -16,6 +16,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
+from swarmlog.errors import SchemaError
 from swarmlog.schemas.codec import check_nesting, encode
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.envelope import Envelope, SignedEvent
@@ -183,7 +184,13 @@ def prepare(
         payload=payload,
         **fields,
     )
-    body = encode(envelope)
+    try:
+        body = encode(envelope)
+    except OverflowError:  # JSON allows any integer; MessagePack holds 64 bits
+        raise SchemaError(
+            "a number in the payload is out of range: integers must lie within -2**63 and"
+            " 2**64 - 1 (send a larger one as a string)"
+        ) from None
     return Prepared(envelope, body, ChainHead(envelope.sender_seq, event_hash(body)))
 
 
