@@ -46,6 +46,8 @@ def issue_agent(
         msgspec.convert(role, Role)  # before it names the default agent id
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid role {role!r}: {exc}") from None
+    if agent_id is not None and not agent_id:
+        raise ConfigError("--agent-id is empty; give an id, or leave it out for ROLE-<random>")
     agent_id = agent_id or f"{role}-{secrets.token_hex(3)}"
     if agent_id == OPERATOR_ID:
         raise ConfigError("'operator' is reserved for the operator key; choose another --agent-id")

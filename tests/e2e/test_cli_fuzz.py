@@ -175,10 +175,12 @@ def test_any_identity_input_is_issued_or_refused(
 ) -> None:
     keys = system.data / "keys" / "agents"
     before = set(keys.iterdir())
-    code = judged(system.data, "keys", "issue", role, "--agent-id", agent_id, "-c", capability)
+    args = ("keys", "issue", role, "--agent-id", agent_id, "-c", capability, "--json")
+    code = judged(system.data, *args)
     if code:
         assert set(keys.iterdir()) == before  # a refused issue leaves no key behind
     else:
+        assert agent_id  # an empty id is refused, never replaced by a made-up one
         ISSUED.append(agent_id)
     judged(system.data, "--namespace", namespace, "agents", "--json")
 
