@@ -18,6 +18,7 @@ from swarmkit import Swarm
 
 from swarmlog.bus.rpc import request
 from swarmlog.bus.subjects import rpc_subject
+from swarmlog.errors import BusError
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.schemas.payloads import Result, TaskAssignment
@@ -39,9 +40,14 @@ def start_projector(swarm: Swarm, log_file: Path) -> subprocess.Popen[bytes]:
 
 
 async def position(swarm: Swarm) -> int | None:
-    reply = await request(
-        swarm.log.client, rpc_subject(swarm.namespace, "position"), {}, timeout=0.5
-    )
+    """The projector's position; ``None`` while it does not answer (starting, or busy folding a
+    batch: the poll asks again until its deadline)."""
+    try:
+        reply = await request(
+            swarm.log.client, rpc_subject(swarm.namespace, "position"), {}, timeout=0.5
+        )
+    except BusError:
+        return None
     return int(reply["position"]) if isinstance(reply, dict) else None
 
 
