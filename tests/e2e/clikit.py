@@ -4,11 +4,12 @@ and a fast in-process way to submit many tasks with the operator key of the same
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,17 @@ class Cli:
                 await publisher.publish_many(list(payloads), **fields)
 
         asyncio.run(go())
+
+
+@contextlib.contextmanager
+def running(data: Path) -> Iterator[Cli]:
+    """A system brought `up --detach` on ``data``, and brought `down` afterwards whatever
+    happened (every agent stopped first)."""
+    cli = Cli(data)
+    started = cli("up", "--detach")
+    assert started.returncode == 0, started.stderr
+    try:
+        yield cli
+    finally:
+        cli("agent", "stop", "--all")
+        assert cli("down").returncode == 0

@@ -7,16 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clikit import Cli
+from clikit import Cli, running
 
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Iterator[Cli]:
-    run = Cli(tmp_path / "data")
-    started = run("up", "--detach")
-    assert started.returncode == 0, started.stderr
-    try:
-        yield run
-    finally:
-        run("agent", "stop", "--all")
-        assert run("down").returncode == 0
+    with running(tmp_path / "data") as cli:
+        yield cli

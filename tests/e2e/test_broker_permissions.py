@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import nats
 import nats.errors
 import pytest
-from clikit import Cli
+from clikit import Cli, running
 
 from swarmlog.bus.jetstream import connect
 from swarmlog.bus.permissions import Login
@@ -140,18 +140,12 @@ HOLDERS = [
 def issued(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     """One running system for the whole module (each `up` costs seconds), with an internal and
     an external agent issued."""
-    cli = Cli(tmp_path_factory.mktemp("broker") / "data")
-    started = cli("up", "--detach")
-    assert started.returncode == 0, started.stderr
-    try:
+    with running(tmp_path_factory.mktemp("broker") / "data") as cli:
         for args in (("worker", "--agent-id", "worker-1"), ("scout", "--agent-id", "scout-1")):
             extra = ("--trust", "external") if args[0] == "scout" else ()
             out = cli("keys", "issue", *args, *extra)
             assert out.returncode == 0, out.stderr
         yield cli
-    finally:
-        cli("agent", "stop", "--all")
-        assert cli("down").returncode == 0
 
 
 class Session:

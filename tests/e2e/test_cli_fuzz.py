@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clikit import Cli
+from clikit import Cli, running
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -121,14 +121,8 @@ ISSUED: list[str] = []
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    run = Cli(tmp_path_factory.mktemp("fuzz") / "data")
-    started = run("up", "--detach")
-    assert started.returncode == 0, started.stderr
-    try:
-        yield run
-    finally:
-        run("agent", "stop", "--all")
-        assert run("down").returncode == 0
+    with running(tmp_path_factory.mktemp("fuzz") / "data") as cli:
+        yield cli
 
 
 def _operator_head(cli: Cli) -> int:
