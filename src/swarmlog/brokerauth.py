@@ -17,11 +17,9 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from pathlib import Path
 
 from swarmlog.agents.killswitch import killed_by
 from swarmlog.bus.permissions import User, authorization_config, users_for
@@ -29,6 +27,7 @@ from swarmlog.bus.queues import QueueSpec
 from swarmlog.bus.server import AUTHORIZATION_FILE, EmbeddedServer
 from swarmlog.config import Settings
 from swarmlog.errors import BusError
+from swarmlog.files import write_atomic, write_private
 from swarmlog.keystore import KeyStore
 from swarmlog.system import open_log
 
@@ -61,7 +60,7 @@ def known_namespaces(settings: Settings) -> list[str]:
 def remember_namespace(settings: Settings) -> None:
     """Record the current namespace: agents get permissions in every one of the data dir."""
     namespaces = known_namespaces(settings)
-    (settings.data_dir / _NAMESPACES_FILE).write_text("\n".join(namespaces) + "\n")
+    write_atomic(settings.data_dir / _NAMESPACES_FILE, "\n".join(namespaces) + "\n", mode=0o644)
 
 
 def server_users(settings: Settings, flags: Flags, now_ns: int | None = None) -> list[User]:
@@ -116,7 +115,7 @@ def _write_authorization(settings: Settings, flags: Flags | None) -> bool:
     with contextlib.suppress(OSError):
         if path.read_text() == text:
             return False
-    _write_private(path, text)
+    write_private(path, text)
     return True
 
 
@@ -132,15 +131,8 @@ def _cached_flags(settings: Settings, flags: Flags | None) -> Flags:
             return {}
     settings.server_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     plain = {ns: {k: v.decode(errors="replace") for k, v in f.items()} for ns, f in flags.items()}
-    _write_private(path, json.dumps(plain, sort_keys=True))
+    write_private(path, json.dumps(plain, sort_keys=True))
     return flags
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")  # mode 0600
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(partial, path)  # a reload never reads half a file
 
 
 async def current_flags(settings: Settings) -> dict[str, dict[str, bytes]]:

@@ -18,12 +18,12 @@ from functools import partial
 from pathlib import Path
 
 from swarmlog.errors import ServerError
+from swarmlog.files import write_private_json
 from swarmlog.processes import (
     pid_alive,
     spawn_detached,
     terminate,
     wait_pid_gone,
-    write_private_json,
 )
 
 __all__ = [

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import msgspec
 
 from swarmlog.bus.permissions import Login, login_for
 from swarmlog.errors import KeyStoreError, SchemaError
+from swarmlog.files import write_atomic, write_private
 from swarmlog.schemas.codec import decode_credential
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import CredentialIssued
@@ -97,7 +97,8 @@ class KeyStore:
             )
         seed_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         _write_secret(seed_path, seed.hex())
-        cred_path.write_bytes(msgspec.msgpack.encode(issued))
+        # Written whole or not at all: a concurrent `agent start` reads every credential.
+        write_atomic(cred_path, msgspec.msgpack.encode(issued), mode=0o644)
 
     def remove_agent(self, agent_id: str) -> None:
         """Forget an agent key whose credential never reached the log."""
@@ -134,14 +135,14 @@ def _read_credential(path: Path) -> Credential:
 
 
 def _write_secret(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text + "\n")
+    try:
+        write_private(path, text + "\n", exclusive=True)
+    except FileExistsError:
+        raise KeyStoreError(f"{path} already exists; it is never overwritten") from None
 
 
 def _write_public(path: Path, text: str) -> None:
-    path.write_text(text + "\n")
+    write_atomic(path, text + "\n", mode=0o644)
 
 
 def _read_secret(path: Path) -> str:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from swarmlog.errors import ServerError
 
@@ -22,7 +20,6 @@ __all__ = [
     "terminate",
     "wait_child",
     "wait_pid_gone",
-    "write_private_json",
 ]
 
 POLL_MIN = 0.01
@@ -106,14 +103,3 @@ def wait_pid_gone(pid: int, timeout: float) -> bool:
         time.sleep(min(interval, remaining))
         interval = min(interval * 2, POLL_MAX)
     return True
-
-
-def write_private_json(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` as JSON to ``path`` atomically, with mode 0600."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        os.fchmod(fh.fileno(), 0o600)  # in case a leftover tmp file had wider permissions
-        json.dump(state, fh)
-        fh.write("\n")
-    os.replace(tmp, path)

@@ -39,6 +39,7 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 from swarmlog.errors import ServerError
+from swarmlog.files import write_private, write_private_json
 from swarmlog.processes import (
     POLL_MAX,
     POLL_MIN,
@@ -47,7 +48,6 @@ from swarmlog.processes import (
     terminate,
     wait_child,
     wait_pid_gone,
-    write_private_json,
 )
 
 __all__ = [
@@ -394,7 +394,7 @@ class EmbeddedServer:
         if len(lines) == 1:
             return []
         conf = self._store_dir / "server.conf"
-        conf.write_text("\n".join(lines) + "\n")
+        write_private(conf, "\n".join(lines) + "\n")
         return ["-c", str(conf)]
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -11,6 +11,7 @@ import msgspec
 
 from swarmlog.brokerauth import authorization_text
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table
+from swarmlog.files import write_private
 from swarmlog.issuing import issue_agent
 from swarmlog.keystore import KeyStore
 
@@ -110,8 +111,5 @@ def keys_authorization(ctx: Context, out: Path | None) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(out, 0o600)  # an existing file keeps its mode through O_TRUNC
+    write_private(out, text)
     ctx.console.print(f"wrote {out}; `include` it in the server's configuration and reload it")

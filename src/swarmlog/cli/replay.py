@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, VerificationError
+from swarmlog.files import write_atomic
 from swarmlog.keystore import KeyStore
 from swarmlog.projections.projector import BatchResult, Projector
 from swarmlog.projections.store import ProjectionStore
@@ -275,8 +276,7 @@ def audit_checkpoint(ctx: Context, out: Path | None, as_json: bool) -> None:
         ),
     )
     target = out or settings.data_dir / "checkpoints" / f"checkpoint-{chain.position:012d}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(msgspec.json.format(msgspec.json.encode(checkpoint)) + b"\n")
+    write_atomic(target, msgspec.json.format(msgspec.json.encode(checkpoint)) + b"\n", mode=0o644)
     if as_json:
         emit_json(msgspec.to_builtins(checkpoint) | {"path": str(target)})
         return

@@ -20,6 +20,7 @@ from swarmlog.cli.agent import issue_replicas, start_builtin
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
 from swarmlog.daemons import find_daemon, list_daemons, start_daemon, stop_daemons
 from swarmlog.errors import BusError, ServerError, SwarmlogError
+from swarmlog.files import write_atomic
 from swarmlog.keystore import KeyStore
 from swarmlog.system import (
     ask_projector,
@@ -82,7 +83,7 @@ def _start_server(store: Path, detach: bool, sync: str | None) -> tuple[Embedded
         # The old port is taken: any free one.
         server = EmbeddedServer(store, sync=sync, authorization=True)
         url = server.start(detach=detach)
-    port_file.write_text(f"{urlsplit(url).port}\n")
+    write_atomic(port_file, f"{urlsplit(url).port}\n", mode=0o644)
     return server, url
 
 
