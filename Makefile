@@ -28,7 +28,7 @@ typecheck: $(STAMP)
 # and daemons run one at a time, as their timing assumes.
 test: lint typecheck
 	$(BIN)/python -m pytest -q -n 2 tests/unit tests/property tests/contract
-	$(BIN)/python -m pytest -q tests/integration tests/e2e
+	$(BIN)/python -m pytest -q tests/integration tests/e2e tests/adversarial
 
 bench: $(STAMP)
 	$(BIN)/swarmlog bench publish --json

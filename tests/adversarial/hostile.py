@@ -1,0 +1,121 @@
+"""Running an attack as a hostile agent: a separate process that holds one agent's secret and
+nothing else, as a compromised agent process would.
+
+The test side (:func:`attack`) copies the agent's seed out of the key store into the process's
+environment, with the server's URL and the namespace, and runs a snippet of Python in a fresh
+interpreter whose working directory is an empty folder (not the data dir). The snippet defines
+``async def main(me: Attacker) -> object``; whatever it returns is printed as JSON and handed
+back to the test. The attacker may import swarmlog (it has the code, as any attacker would) but
+has no other key: it logs in with its own nkey and signs with its own Ed25519 key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+_PRELUDE = """
+import asyncio, json, sys
+sys.path.insert(0, {here!r})
+from hostile import Attacker, _run
+"""
+
+
+def attack(cli: Any, agent_id: str, code: str, *, timeout: float = 60) -> Any:
+    """Run ``code`` (defining ``async def main(me)``) as ``agent_id`` in a process of its own;
+    its JSON result. ``cli`` is the e2e :class:`clikit.Cli` of the running system."""
+    from swarmlog.keystore import KeyStore
+    from swarmlog.system import resolve_url
+
+    settings = cli.settings()
+    store = KeyStore(settings.keys_dir)
+    identity, credential = store.agent(agent_id)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMLOG_")}
+    env |= {
+        "HOSTILE_AGENT": agent_id,
+        "HOSTILE_SEED": identity.seed.hex(),
+        "HOSTILE_TRUST": credential.trust_level,
+        "HOSTILE_URL": resolve_url(settings),
+        "HOSTILE_NAMESPACE": settings.namespace,
+    }
+    source = _PRELUDE.format(here=str(HERE)) + textwrap.dedent(code) + "\n_run(main)\n"
+    with tempfile.TemporaryDirectory() as empty:
+        out = subprocess.run(
+            [sys.executable, "-c", source],
+            env=env,
+            cwd=empty,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    assert out.returncode == 0, f"the attack script itself failed:\n{out.stderr}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class Attacker:
+    """What the hostile process holds: its agent id, its own seed, the server's address."""
+
+    agent_id: str
+    seed: bytes
+    trust_level: str
+    url: str
+    namespace: str
+    errors: list[str] = field(default_factory=list)
+    """Every error the server sent this connection (permission violations, ...)."""
+
+    @classmethod
+    def from_env(cls) -> Attacker:
+        return cls(
+            agent_id=os.environ["HOSTILE_AGENT"],
+            seed=bytes.fromhex(os.environ["HOSTILE_SEED"]),
+            trust_level=os.environ["HOSTILE_TRUST"],
+            url=os.environ["HOSTILE_URL"],
+            namespace=os.environ["HOSTILE_NAMESPACE"],
+        )
+
+    @property
+    def login(self) -> Any:
+        from swarmlog.bus.permissions import login_for
+
+        return login_for(self.agent_id, self.seed, self.trust_level)
+
+    @property
+    def identity(self) -> Any:
+        from swarmlog.schemas.signing import Identity
+
+        return Identity.from_seed(self.agent_id, self.seed)
+
+    async def connect(self) -> Any:
+        """A raw nats-py connection with this agent's own login."""
+        import nats
+
+        async def on_error(exc: Exception) -> None:
+            self.errors.append(str(exc))
+
+        login = self.login
+        return await nats.connect(
+            self.url,
+            nkeys_seed_str=login.seed,
+            inbox_prefix=login.inbox_prefix,
+            error_cb=on_error,
+            allow_reconnect=False,
+        )
+
+
+def _run(main: Any) -> None:
+    me = Attacker.from_env()
+    result = asyncio.run(main(me))
+    print(json.dumps(result, default=str))
