@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))  # clikit
 
-from clikit import Cli, running  # noqa: E402
+from clikit import Cli, running
 
 pytestmark = pytest.mark.e2e
 
