@@ -16,20 +16,21 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
 from swarmlog.agents.killswitch import killed_by
-from swarmlog.bus.permissions import User, authorization_config, users_for
+from swarmlog.bus.permissions import ACCOUNT, User, accounts_in, authorization_config, users_for
 from swarmlog.bus.queues import QueueSpec
 from swarmlog.bus.server import AUTHORIZATION_FILE, EmbeddedServer
 from swarmlog.config import Settings
-from swarmlog.errors import BusError
+from swarmlog.errors import BusError, SwarmlogError
 from swarmlog.files import write_atomic, write_private
 from swarmlog.keystore import KeyStore
-from swarmlog.system import open_log
+from swarmlog.system import ask_projector, open_log, read_projection
 
 __all__ = [
     "authorization_text",
@@ -43,6 +44,10 @@ __all__ = [
 _NAMESPACES_FILE = "namespaces"
 _FLAGS_FILE = "kill-flags.json"
 _LOCK_FILE = ".authorization.lock"
+_REVOKED_FILE = "revoked-keys.json"
+_REVOKED_SQL = "SELECT public_key FROM credentials WHERE revoked"
+
+logger = logging.getLogger(__name__)
 
 Flags = Mapping[str, Mapping[str, bytes]]
 """The kill-switch flags of each namespace."""
@@ -63,27 +68,33 @@ def remember_namespace(settings: Settings) -> None:
     write_atomic(settings.data_dir / _NAMESPACES_FILE, "\n".join(namespaces) + "\n", mode=0o644)
 
 
-def server_users(settings: Settings, flags: Flags, now_ns: int | None = None) -> list[User]:
-    """The operator, and every agent of the key store that no kill switch stops and whose
-    credential has not expired."""
+def server_users(
+    settings: Settings,
+    flags: Flags,
+    revoked: frozenset[str] = frozenset(),
+    now_ns: int | None = None,
+) -> list[User]:
+    """The operator and every agent of the key store; admitted are those that no kill switch
+    stops, whose credential has not expired and whose key (hex public key) is not ``revoked``."""
     store = KeyStore(settings.keys_dir)
     now = time.time_ns() if now_ns is None else now_ns
     agents = []
     for credential in store.agents():
-        if credential.expires_at is not None and credential.expires_at <= now:
-            continue
-        if any(
+        expired = credential.expires_at is not None and credential.expires_at <= now
+        killed = any(
             killed_by(f, credential.agent_id, credential.role) is not None for f in flags.values()
-        ):
-            continue
+        )
+        admitted = not (expired or killed or credential.public_key in revoked)
         login = store.login(credential.agent_id)
-        agents.append((credential.agent_id, credential.role, credential.trust_level, login))
+        agent = (credential.agent_id, credential.role, credential.trust_level, login, admitted)
+        agents.append(agent)
     return users_for(known_namespaces(settings), store.login(), agents)
 
 
 def authorization_text(settings: Settings, flags: Flags | None = None) -> str:
-    """The ``accounts`` block for this data dir (with the last flags seen, by default)."""
-    return authorization_config(server_users(settings, _cached_flags(settings, flags)))
+    """The ``accounts`` block for this data dir (with the last flags and revocations seen)."""
+    users = server_users(settings, _cached_flags(settings, flags), _cached_revocations(settings))
+    return authorization_config(users)
 
 
 @contextlib.contextmanager
@@ -103,12 +114,13 @@ def write_authorization(settings: Settings, flags: Flags | None = None) -> bool:
     """Write the embedded server's authorization file (mode 0600: it lists every login);
     whether it changed. ``flags`` default to the last ones seen."""
     with _exclusive(settings):
-        return _write_authorization(settings, flags)
+        users = server_users(
+            settings, _cached_flags(settings, flags), _cached_revocations(settings)
+        )
+        return _write_authorization(settings, authorization_config(users))
 
 
-def _write_authorization(settings: Settings, flags: Flags | None) -> bool:
-    flags = _cached_flags(settings, flags)
-    text = authorization_config(server_users(settings, flags))
+def _write_authorization(settings: Settings, text: str) -> bool:
     folder = settings.server_dir
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / AUTHORIZATION_FILE
@@ -154,11 +166,63 @@ async def refresh_broker(settings: Settings) -> bool:
         return False
     running = EmbeddedServer.running(settings.server_dir)
     flags = await current_flags(settings) if running is not None else None
+    revoked = _cached_revocations(settings, await current_revocations(settings))
     with _exclusive(settings):
-        changed = _write_authorization(settings, flags)
-        if changed and running is not None and running.authorization:
-            await asyncio.to_thread(running.reload)
+        users = server_users(settings, _cached_flags(settings, flags), revoked)
+        live = running if running is not None and running.authorization else None
+        new = {u.account for u in users} - _accounts_now(settings) - {ACCOUNT}
+        if live is not None and new:
+            # nats-server (2.15) wires the imports of an account a reload introduces only at the
+            # next reload, and a client that logs in between the two stays unwired. So a new
+            # account first arrives with nobody admitted to it, and its logins a reload later.
+            staged = [replace(u, admitted=False) if u.account in new else u for u in users]
+            if _write_authorization(settings, authorization_config(staged)):
+                await asyncio.to_thread(live.reload)
+        changed = _write_authorization(settings, authorization_config(users))
+        if changed and live is not None:
+            await asyncio.to_thread(live.reload)
     return changed
+
+
+def _accounts_now(settings: Settings) -> set[str]:
+    try:
+        return accounts_in((settings.server_dir / AUTHORIZATION_FILE).read_text())
+    except OSError:
+        return set()
+
+
+def _cached_revocations(
+    settings: Settings, revoked: frozenset[str] | None = None
+) -> frozenset[str]:
+    """Every revoked key seen from this data dir, with ``revoked`` added: remembered for the
+    next start of the server. A revocation is final, so the list only ever grows."""
+    path = settings.server_dir / _REVOKED_FILE
+    try:
+        known = frozenset(str(k) for k in json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        known = frozenset()
+    if revoked is None or revoked <= known:
+        return known
+    every = known | revoked
+    write_private(path, json.dumps(sorted(every)))
+    return every
+
+
+async def current_revocations(settings: Settings) -> frozenset[str]:
+    """The revoked agent keys in the projection, once it has folded the whole stream (so a
+    revocation just published counts); empty when there is no projection to ask."""
+    if not settings.projection_path.exists():
+        return frozenset()
+    with contextlib.suppress(BusError):
+        async with open_log(settings) as log:
+            last = await log.last_seq()
+        await ask_projector(settings, "wait", {"seq": last, "timeout": 5.0}, timeout=10.0)
+    try:
+        rows = await read_projection(settings, _REVOKED_SQL)
+    except SwarmlogError as exc:  # the ones seen before still count (remembered on disk)
+        logger.warning("could not read revoked keys from the projection: %s", exc)
+        return frozenset()
+    return frozenset(str(row[0]) for row in rows.rows)
 
 
 async def provision_queues(settings: Settings, specs: list[QueueSpec]) -> None:

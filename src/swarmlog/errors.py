@@ -13,20 +13,24 @@ for usage and environment errors.
     ├── VerificationError      a signature or credential does not check out
     ├── BusError               the log (NATS JetStream) is unreachable or refused an operation
     │   ├── ServerError        the embedded nats-server could not start or stop
+    │   ├── BusyError          a service has as much of this caller's work as it takes (retry)
     │   └── ConcurrencyConflict  an optimistic-concurrency append lost the race (retry)
     ├── StoreError             the DuckDB projection file cannot be opened or written
     └── QueryError             a query is not a single read-only SELECT over the projections
+        └── QueryTimeout       a query ran past its time budget and was stopped
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BusError",
+    "BusyError",
     "ConcurrencyConflict",
     "ConfigError",
     "KeyStoreError",
     "ModelError",
     "QueryError",
+    "QueryTimeout",
     "SchemaError",
     "ServerError",
     "StoreError",
@@ -117,6 +121,18 @@ class QueryError(SwarmlogError):
     """A query is refused or failed; only one read-only SELECT over the projections is allowed."""
 
     code = "SWL410"
+
+
+class QueryTimeout(QueryError):
+    """A query ran past its time budget and was stopped."""
+
+    code = "SWL414"
+
+
+class BusyError(BusError):
+    """A service has as much of one caller's work as it takes at once; ask again shortly."""
+
+    code = "SWL413"
 
 
 class ModelError(SwarmlogError):

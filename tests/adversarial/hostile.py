@@ -35,33 +35,64 @@ from hostile import Attacker, _run
 def attack(cli: Any, agent_id: str, code: str, *, timeout: float = 60) -> Any:
     """Run ``code`` (defining ``async def main(me)``) as ``agent_id`` in a process of its own;
     its JSON result. ``cli`` is the e2e :class:`clikit.Cli` of the running system."""
-    from swarmlog.keystore import KeyStore
-    from swarmlog.system import resolve_url
+    return Running(cli, agent_id, code).result(timeout)
 
-    settings = cli.settings()
-    store = KeyStore(settings.keys_dir)
-    identity, credential = store.agent(agent_id)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMLOG_")}
-    env |= {
-        "HOSTILE_AGENT": agent_id,
-        "HOSTILE_SEED": identity.seed.hex(),
-        "HOSTILE_TRUST": credential.trust_level,
-        "HOSTILE_URL": resolve_url(settings),
-        "HOSTILE_NAMESPACE": settings.namespace,
-    }
-    source = _PRELUDE.format(here=str(HERE)) + textwrap.dedent(code) + "\n_run(main)\n"
-    with tempfile.TemporaryDirectory() as empty:
-        out = subprocess.run(
+
+class Running:
+    """An attack started in the background (:func:`attack` waits for it at once). The snippet
+    may ``print(json.dumps(...), flush=True)`` as it goes; :meth:`said` waits for such a line."""
+
+    def __init__(self, cli: Any, agent_id: str, code: str) -> None:
+        from swarmlog.keystore import KeyStore
+        from swarmlog.system import resolve_url
+
+        settings = cli.settings()
+        identity, credential = KeyStore(settings.keys_dir).agent(agent_id)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMLOG_")}
+        env |= {
+            "HOSTILE_AGENT": agent_id,
+            "HOSTILE_SEED": identity.seed.hex(),
+            "HOSTILE_TRUST": credential.trust_level,
+            "HOSTILE_URL": resolve_url(settings),
+            "HOSTILE_NAMESPACE": settings.namespace,
+        }
+        source = _PRELUDE.format(here=str(HERE)) + textwrap.dedent(code) + "\n_run(main)\n"
+        self._empty = tempfile.TemporaryDirectory()
+        self._proc = subprocess.Popen(
             [sys.executable, "-c", source],
             env=env,
-            cwd=empty,
-            capture_output=True,
+            cwd=self._empty.name,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-            check=False,
         )
-    assert out.returncode == 0, f"the attack script itself failed:\n{out.stderr}"
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        self._lines: list[str] = []
+
+    def said(self, key: str) -> Any:
+        """Wait for the next line printed with ``key`` in its JSON object; its value."""
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:  # ends when the process does: the test fails below
+            self._lines.append(line)
+            said = json.loads(line)
+            if isinstance(said, dict) and key in said:
+                return said[key]
+        raise AssertionError(f"the attack ended without saying {key!r}: {self._stderr()}")
+
+    def result(self, timeout: float = 60) -> Any:
+        try:
+            out, err = self._proc.communicate(timeout=timeout)
+        finally:
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.communicate()
+            self._empty.cleanup()
+        assert self._proc.returncode == 0, f"the attack script itself failed:\n{err}"
+        return json.loads((("".join(self._lines)) + out).strip().splitlines()[-1])
+
+    def _stderr(self) -> str:
+        self._proc.kill()
+        _, err = self._proc.communicate()
+        return str(err)
 
 
 @dataclass

@@ -75,6 +75,14 @@ class Holder:
     refused_subscriptions: list[str] = field(default_factory=list)
 
     def refused_publishes(self) -> list[str]:
+        subjects = self._refused_publishes()
+        # An agent reaches the API calls it may make under the prefix its account imports them
+        # at: every other call is refused there too.
+        return subjects + [
+            "$JS.EXT.API." + s.removeprefix("$JS.API.") for s in subjects if s.startswith("$JS.API.")
+        ]
+
+    def _refused_publishes(self) -> list[str]:
         return [
             "swarmlog.default.operator.ctl.credential_issued",
             f"swarmlog.default.{self.other_agent}.task.t1.result",
@@ -105,7 +113,7 @@ HOLDERS = [
             "_INBOX.>",
             "_INBOX_router-1.>",
             "_INBOX_operator.>",
-            "$KV.SWARMLOG_DEFAULT_FLAGS.>",
+            "$KV.SWARMLOG_DEFAULT_CACHE.>",
         ],
     ),
     Holder(
@@ -318,7 +326,7 @@ def test_an_unknown_key_is_refused(issued: Cli) -> None:
 
 
 def test_an_external_agent_works_from_its_own_account(issued: Cli) -> None:
-    """An external agent logs in to the EXTERNAL account, which holds no stream and sees only
+    """An external agent logs in to an account of its own, which holds no stream and sees only
     what is exported to it, yet takes its work, answers it and follows the kill switches."""
     out = issued(
         "agent",
@@ -332,9 +340,9 @@ def test_an_external_agent_works_from_its_own_account(issued: Cli) -> None:
     )
     assert out.returncode == 0, out.stderr
     authorization = (issued.data / "nats" / "authorization.conf").read_text()
-    external = authorization[authorization.index("EXTERNAL: {") :]
-    assert "# outside-1" in external
-    assert "# outside-1" not in authorization[: authorization.index("EXTERNAL: {")]
+    own = authorization[authorization.index('"AGENT_outside-1": {') :]
+    assert "# outside-1" in own.split("\n  }")[0]
+    assert "# outside-1" not in authorization[: authorization.index('"AGENT_outside-1": {')]
 
     done = issued("submit", "pipeline", "--stage", "text", "--data", "hi", "--wait", "--json")
     assert done.returncode == 0, done.stderr
@@ -363,3 +371,14 @@ def test_an_external_agent_works_from_its_own_account(issued: Cli) -> None:
     out = issued("kill", "outside-1", "--reason", "compromised")
     assert out.returncode == 0, out.stderr
     assert "# outside-1" not in (issued.data / "nats" / "authorization.conf").read_text()
+
+
+def test_no_agent_logs_in_to_the_streams_account(issued: Cli) -> None:
+    """The account that owns the streams has one login, the operator's; each agent has its own
+    account (so no reply subject of an agent's can reach the streams' JetStream API)."""
+    authorization = (issued.data / "nats" / "authorization.conf").read_text()
+    owner = authorization[authorization.index("SWARMLOG: {") :].split("\n  }")[0]
+    logins = [line.strip() for line in owner.splitlines() if line.strip().startswith("# ")]
+    assert logins == ["# operator"]
+    for agent in ("worker-1", "scout-1", "router-1", "conductor-1", "watchdog-1"):
+        assert f'"AGENT_{agent}": {{' in authorization

@@ -9,9 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swarmlog.bus.permissions import (
+    ACCOUNT,
     SYSTEM_ROLES,
+    _imported,
+    account_of,
+    accounts_in,
     agent_permissions,
     authorization_config,
+    covers,
     login_for,
     users_for,
 )
@@ -126,11 +131,73 @@ def nkeys_public(raw: bytes) -> bytes:
 
 def test_the_config_lists_every_user_once_with_its_permissions() -> None:
     operator = login_for("operator", bytes(32))
-    agents = [("a-1", "worker", "internal", login_for("a-1", b"\x01" * 32))]
+    agents = [
+        ("a-1", "worker", "internal", login_for("a-1", b"\x01" * 32), True),
+        ("b-1", "worker", "internal", login_for("b-1", b"\x02" * 32), False),  # killed
+    ]
     text = authorization_config(users_for(["default"], operator, agents))
     assert text.count('"nkey"') == 2
     assert operator.public_key in text
     assert agents[0][3].public_key in text
+    assert agents[1][3].public_key not in text  # not admitted: no login...
+    assert accounts_in(text) == {"AGENT_a-1", "AGENT_b-1"}  # ...but its account stays
     assert "swarmlog.default.a-1.>" in text
     assert operator.seed not in text
     assert agents[0][3].seed not in text
+
+
+tokens = st.sampled_from(["a", "b", "c", "*", ">"])
+concrete = st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=4).map(".".join)
+
+
+def _subject(parts: list[str]) -> str:
+    # A '>' may only end a subject.
+    cut = parts.index(">") + 1 if ">" in parts else len(parts)
+    return ".".join(parts[:cut])
+
+
+patterns = st.lists(tokens, min_size=1, max_size=4).map(_subject)
+
+
+@given(wide=patterns, narrow=patterns, samples=st.lists(concrete, max_size=30))
+def test_covers_agrees_with_matching(wide: str, narrow: str, samples: list[str]) -> None:
+    """If ``wide`` covers ``narrow``, every subject ``narrow`` matches, ``wide`` matches too."""
+    if covers(wide, narrow):
+        for subject in samples:
+            if subject_matches(narrow, subject):
+                assert subject_matches(wide, subject), (wide, narrow, subject)
+    if narrow == wide:
+        assert covers(wide, narrow)
+
+
+@given(
+    agents=st.lists(st.tuples(ids, roles, trust), min_size=1, max_size=4, unique_by=lambda a: a[0])
+)
+def test_no_agent_shares_the_streams_account_or_imports_what_it_may_not_publish(
+    agents: list[tuple[str, str, str]],
+) -> None:
+    """The operator is the streams' account's only login; each agent's account imports exactly
+    the services its login may publish to (so no reply can lead anywhere else), no two of them
+    overlapping (a message would cross twice), each exported to the accounts importing it."""
+    operator = login_for("operator", bytes(32))
+    logins = [
+        (a, r, t, login_for(a, bytes([i + 1]) * 32), True) for i, (a, r, t) in enumerate(agents)
+    ]
+    users = users_for(["ns"], operator, logins)
+    assert [u.name for u in users if u.account == ACCOUNT] == ["operator"]
+    assert accounts_in(authorization_config(users)) == {account_of(a) for a, _, _ in agents}
+    exports: dict[tuple[str, str], dict[str, object]] = {}
+    for user in users[1:]:
+        imports: list[dict[str, object]] = []
+        seen = _imported(user.account, user.permissions, exports, imports)
+        services = [i for i in imports if "service" in i]
+        local = [str(i.get("to", i["service"]["subject"])) for i in services]  # type: ignore[index]
+        assert sorted(local) == sorted(seen.publish or ())
+        assert not any(a != b and covers(a, b) for a in local for b in local)
+        for service in services:
+            subject = service["service"]["subject"]  # type: ignore[index]
+            assert user.account in exports[("service", subject)]["accounts"]  # type: ignore[operator]
+        assert all(
+            s.startswith(("$JS.EXT.API.", "swarmlog.", "$JS.ACK.", "$KV.", "_swarmlog."))
+            for s in local
+        ), local

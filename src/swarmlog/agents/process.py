@@ -27,7 +27,14 @@ from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.rpc import request
 from swarmlog.bus.subjects import rpc_subject
 from swarmlog.config import Settings
-from swarmlog.errors import ConfigError, QueryError, SwarmlogError
+from swarmlog.errors import (
+    BusError,
+    BusyError,
+    ConfigError,
+    QueryError,
+    QueryTimeout,
+    SwarmlogError,
+)
 from swarmlog.keystore import KeyStore
 from swarmlog.publisher import Publisher
 from swarmlog.system import open_log, read_projection
@@ -182,7 +189,12 @@ async def run_router(settings: Settings, agent_id: str, stop: asyncio.Event) -> 
         announce_ready(agent_id)
         try:
             while not stop.is_set():
-                await router.step()
+                try:
+                    await router.step()
+                except SwarmlogError as exc:  # a busy or restarting projector: try again
+                    logging.getLogger(__name__).warning("router step failed: %s", exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), _STEP_RETRY)
         finally:
             await router.close()
 
@@ -308,11 +320,21 @@ async def _projection_rows(
     if isinstance(reply, dict) and "error" in reply:
         error = reply["error"]
         message = error.get("message", error) if isinstance(error, dict) else error
+        if isinstance(error, dict) and error.get("code") in _TRANSIENT_CODES:
+            # A busy or slow projector is no fault of the query: the caller asks again later.
+            raise BusyError(str(message).removeprefix(f"[{error['code']}] "))
         raise TaskError("bad_query", str(message), retryable=False)
     if not settings.projection_path.exists():
         return [], []
     result = await read_projection(settings, sql)
     return list(result.columns), [list(r) for r in result.rows]
+
+
+_STEP_RETRY = 0.5
+"""Seconds a built-in role waits after a failed step before the next."""
+
+_TRANSIENT_CODES = frozenset({BusError.code, BusyError.code, QueryTimeout.code})
+"""Errors of the query service after which the same query may well succeed."""
 
 
 def _view(row: Sequence[Any]) -> AgentView:

@@ -545,7 +545,7 @@ class JetStreamLog:
                 f"the {purpose} bucket of namespace {self._namespace!r} is missing;"
                 " run `swarmlog up`"
             ) from None
-        return _JetStreamKV(_Patient(kv))
+        return _JetStreamKV(_Patient(kv), self._nc, self._js, kv_bucket(self._namespace, purpose))
 
     async def close(self) -> None:
         if not self._nc.is_closed:
@@ -577,9 +577,22 @@ class _JetStreamDoorbell:
         self.subs = []
 
 
+_KV_RESYNC = 2.0
+"""Seconds between full reads of a followed bucket (see :meth:`_JetStreamKV.watch`)."""
+
+
 class _JetStreamKV:
-    def __init__(self, kv: Any) -> None:
+    """A KV bucket read and followed without creating any consumer: agents may create none
+    (see :mod:`swarmlog.bus.permissions`). Keys are listed from the bucket stream's subject
+    counts, read one by one (direct get), and followed through a plain subscription to the
+    bucket's subjects, on which every put and delete is also published."""
+
+    def __init__(self, kv: Any, nc: Client, js: Any, bucket: str) -> None:
         self._kv = kv
+        self._nc = nc
+        self._js = js
+        self._stream = f"KV_{bucket}"
+        self._prefix = f"$KV.{bucket}."
 
     async def put(self, key: str, value: bytes) -> None:
         await self._kv.put(key, value)
@@ -595,29 +608,60 @@ class _JetStreamKV:
             return None
         return bytes(entry.value) if entry.value else None
 
+    async def keys(self) -> list[str]:
+        """Every key with a message in the bucket (deleted ones included: they hold a marker)."""
+        info = await self._js.stream_info(self._stream, subjects_filter=self._prefix + ">")
+        subjects = info.state.subjects or {}
+        return sorted(s.removeprefix(self._prefix) for s in subjects)
+
     async def items(self) -> dict[str, bytes]:
-        try:
-            keys = await self._kv.keys()
-        except nats.js.errors.NoKeysError:
-            return {}
         out = {}
-        for key in keys:
+        for key in await self.keys():
             value = await self.get(key)
             if value is not None:
                 out[key] = value
         return out
 
     async def watch(self) -> AsyncIterator[tuple[str, bytes | None]]:
-        watcher = await self._kv.watchall()
+        changes: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def on_change(msg: Msg) -> None:
+            changes.put_nowait(msg)
+
+        # Subscribed before the current values are read, so no change falls in between.
+        sub = await self._nc.subscribe(self._prefix + ">", cb=on_change)
+        known: dict[str, bytes] = {}
         try:
-            async for entry in watcher:
-                if entry is None:  # the end of the current values
-                    continue
-                deleted = entry.operation is not None or not entry.value
-                yield entry.key, None if deleted else bytes(entry.value)
+            await self._nc.flush()
+            while True:
+                # Now and every so often, the values as they are: a change published while
+                # this connection was away (a revived agent is let back in after its flag is
+                # lifted) is not heard, only seen.
+                with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+                    now = await self.items()
+                    for key in known.keys() - now.keys():
+                        yield key, None
+                    for key, value in now.items():
+                        if known.get(key) != value:
+                            yield key, value
+                    known = now
+                deadline = asyncio.get_running_loop().time() + _KV_RESYNC
+                while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                    try:
+                        msg = await asyncio.wait_for(changes.get(), left)
+                    except TimeoutError:
+                        break
+                    key = msg.subject.removeprefix(self._prefix)
+                    operation = (msg.headers or {}).get("KV-Operation")
+                    if operation is not None or not msg.data:
+                        known.pop(key, None)
+                        yield key, None
+                    else:
+                        known[key] = bytes(msg.data)
+                        yield key, known[key]
         finally:
             with contextlib.suppress(nats.errors.Error):
-                await watcher.stop()
+                await sub.unsubscribe()
 
 
 def _consumer_config(spec: QueueSpec) -> ConsumerConfig:

@@ -6,9 +6,20 @@ write under another sender's prefix, take another role's work, delete or reconfi
 or flip a kill switch. swarmlog writes them into the server's ``authorization`` block from the
 credentials in the key store (:func:`authorization_config`).
 
-Who logs in as what:
+Who logs in where: the **operator** (the CLI and the projector it starts) is the one login of
+the account :data:`ACCOUNT`, which owns the streams and buckets, with every permission. **Every
+agent logs in to an account of its own** (:func:`account_of`) that holds nothing: it sees only
+the subjects :data:`ACCOUNT` exports to it, exactly those its permissions allow, each imported one
+by one (the JetStream API under :data:`AGENT_API`). NATS does not check a request's *reply*
+subject against publish permissions, so an agent that shared the streams' account could point
+the server's answer to an allowed request at that account's JetStream API (a pull answered onto
+``$JS.API.STREAM.DELETE...`` deletes the stream). Across an import, the server maps every reply
+to an inbox of its own that leads back into the requester's account, and nothing in an agent's
+account leads anywhere but to what that agent may publish itself. The server also stamps each
+request that crosses an import with the requesting account (``Nats-Request-Info``, overwriting
+any copy the client sent), which is how a service knows who asks (:func:`caller_of`).
 
-- the **operator** (the CLI and the projector it starts): every permission.
+What each agent may do:
 - a **system** role (router, conductor, watchdog): an agent that also hears every event of the
   namespace and reads every role's queue depth.
 - an **agent** (``internal``): its own prefix, its own role's queues and inbox, the task events
@@ -18,8 +29,9 @@ Who logs in as what:
 
 Only the operator may create, change or delete streams and consumers: every durable consumer an
 agent reads (:mod:`swarmlog.bus.queues` names them) is created by the operator (``swarmlog up``,
-``swarmlog agent start``) before the agent starts. The one exception is read-only: the ephemeral
-watcher an agent opens on the kill-switch bucket, so that it stops within a second of a kill.
+``swarmlog agent start``) before the agent starts. An agent creates no consumer at all (a
+consumer's configuration, its delivery subject above all, is too much power to hand out): it
+follows the kill-switch bucket by subscribing to the bucket's subjects and reading keys one by one.
 
 Each login key is an nkey derived from the agent's Ed25519 seed under its own domain
 (:data:`LOGIN_DOMAIN`): a different key from the one that signs events, so a signature over a
@@ -37,17 +49,23 @@ import nkeys
 
 from swarmlog.bus.queues import queue_names
 from swarmlog.bus.subjects import kv_bucket, rpc_subject, stream_name
+from swarmlog.schemas.signing import OPERATOR_ID
 
 __all__ = [
     "ACCOUNT",
-    "EXTERNAL_ACCOUNT",
-    "EXTERNAL_API",
+    "AGENT_ACCOUNT_PREFIX",
+    "AGENT_API",
     "LOGIN_DOMAIN",
+    "REQUEST_INFO_HEADER",
     "Login",
     "Permissions",
     "User",
+    "account_of",
+    "accounts_in",
     "agent_permissions",
     "authorization_config",
+    "caller_of",
+    "covers",
     "inbox_prefix",
     "login_for",
     "users_for",
@@ -56,11 +74,14 @@ __all__ = [
 LOGIN_DOMAIN = b"swarmlog/nats-login/v1\x00"
 
 ACCOUNT = "SWARMLOG"
-"""The NATS account holding the streams: the operator, system roles and internal agents."""
-EXTERNAL_ACCOUNT = "EXTERNAL"
-"""The account of external agents: it has no streams and sees only what is exported to it."""
-EXTERNAL_API = "$JS.EXT.API"
-"""Where an external agent reaches the JetStream API calls imported from :data:`ACCOUNT`."""
+"""The NATS account holding the streams and buckets; the operator is its only login."""
+AGENT_ACCOUNT_PREFIX = "AGENT_"
+"""Each agent's own account is named this and its agent id (:func:`account_of`)."""
+AGENT_API = "$JS.EXT.API"
+"""Where an agent reaches the JetStream API calls imported from :data:`ACCOUNT` (an account
+without streams answers ``$JS.API`` itself)."""
+REQUEST_INFO_HEADER = "Nats-Request-Info"
+"""The header the server sets on a request that crossed an import: JSON with the account."""
 
 SYSTEM_ROLES = frozenset({"router", "conductor", "watchdog"})
 """Built-in roles that hear the whole namespace (they coordinate everyone else's work)."""
@@ -76,8 +97,8 @@ class Login:
     """The nkey user public key (``U...``) the server's config names."""
     inbox_prefix: str
     api_prefix: str | None = None
-    """Where this login reaches the JetStream API: ``None`` for the default (``$JS.API``), the
-    imported :data:`EXTERNAL_API` for an external agent."""
+    """Where this login reaches the JetStream API: ``None`` for the operator (``$JS.API``), the
+    imported :data:`AGENT_API` for an agent."""
 
     def __repr__(self) -> str:  # the seed must not reach a log through a repr
         return f"Login(public_key={self.public_key!r}, inbox_prefix={self.inbox_prefix!r})"
@@ -88,8 +109,31 @@ def inbox_prefix(agent_id: str) -> str:
     return f"_INBOX_{agent_id}"
 
 
+def account_of(agent_id: str) -> str:
+    """The NATS account ``agent_id`` logs in to: its own, holding nothing but its imports."""
+    return AGENT_ACCOUNT_PREFIX + agent_id
+
+
+def caller_of(request_info: str | None) -> str:
+    """Who sent a request, from its ``Nats-Request-Info`` header (see the module docstring):
+    the agent id of the account it came from, or ``operator`` for a request from within
+    :data:`ACCOUNT` (no import crossed, so no header; only the operator logs in there). A header
+    that names no agent account is ``unknown``: a service answers that caller nothing."""
+    if request_info is None:
+        return OPERATOR_ID
+    try:
+        account = json.loads(request_info).get("acc")
+    except (ValueError, AttributeError):
+        return "unknown"
+    if isinstance(account, str) and account.startswith(AGENT_ACCOUNT_PREFIX):
+        return account.removeprefix(AGENT_ACCOUNT_PREFIX) or "unknown"
+    return "unknown"
+
+
 def login_for(agent_id: str, seed: bytes, trust_level: str = "internal") -> Login:
-    """The NATS login of ``agent_id`` (or the operator) derived from its 32-byte Ed25519 seed."""
+    """The NATS login of ``agent_id`` (or the operator) derived from its 32-byte Ed25519 seed.
+    ``trust_level`` is the credential's; every agent reaches the API where its account imports
+    it."""
     raw = hashlib.sha256(LOGIN_DOMAIN + seed).digest()
     encoded = nkeys.encode_seed(raw, nkeys.PREFIX_BYTE_USER)
     pair = nkeys.from_seed(bytearray(encoded))
@@ -97,7 +141,7 @@ def login_for(agent_id: str, seed: bytes, trust_level: str = "internal") -> Logi
         seed=bytes(encoded).decode(),
         public_key=bytes(pair.public_key).decode(),
         inbox_prefix=inbox_prefix(agent_id),
-        api_prefix=EXTERNAL_API if trust_level == "external" else None,
+        api_prefix=None if agent_id == OPERATOR_ID else AGENT_API,
     )
 
 
@@ -129,6 +173,10 @@ class User:
     nkey: str
     permissions: Permissions = field(default=OPERATOR)
     account: str = ACCOUNT
+    admitted: bool = True
+    """Whether the server accepts this login now. A user not admitted (killed, expired, revoked,
+    or not yet: see :func:`swarmlog.brokerauth.refresh_broker`) keeps its account, with
+    nothing in it that can log in."""
 
 
 def _reading(stream: str) -> list[str]:
@@ -147,7 +195,7 @@ def agent_permissions(
 ) -> Permissions:
     """What ``agent_id`` of ``role`` may do on the broker, in each of ``namespaces`` (the
     namespaces of one server; see the module docstring)."""
-    publish: list[str] = ["$JS.API.INFO"]
+    publish: list[str] = []
     subscribe: list[str] = [inbox_prefix(agent_id) + ".>"]
     for namespace in namespaces:
         more_publish, more_subscribe = _in_namespace(namespace, agent_id, role, trust_level)
@@ -169,12 +217,6 @@ def _in_namespace(
         *_reading(stream),
         *_reading(flags),
         *_reading("KV_" + cache),
-        # The kill-switch watcher: an ephemeral, read-only consumer of the flags bucket.
-        f"$JS.API.CONSUMER.CREATE.{flags}",
-        f"$JS.API.CONSUMER.CREATE.{flags}.>",
-        f"$JS.API.CONSUMER.DELETE.{flags}.>",
-        f"$JS.API.CONSUMER.INFO.{flags}.>",
-        f"$JS.FC.{flags}.>",
     ]
     for queue in queue_names(namespace, role, agent_id):
         publish += [
@@ -183,6 +225,7 @@ def _in_namespace(
             f"$JS.ACK.{stream}.{queue}.>",
         ]
     subscribe = [
+        f"$KV.{kv_bucket(namespace, 'flags')}.>",  # kill switches, as they are pulled
         f"swarmlog.{namespace}.*.work.{role}.>",
         f"swarmlog.{namespace}.*.msg.{agent_id}.>",
     ]
@@ -202,42 +245,50 @@ def _in_namespace(
 def authorization_config(users: Iterable[User]) -> str:
     """The nats-server ``accounts`` block admitting exactly ``users``.
 
-    Internal logins share :data:`ACCOUNT`, where the streams are. External agents log in to
-    :data:`EXTERNAL_ACCOUNT`, which sees nothing but what :data:`ACCOUNT` exports to it: for each
-    external agent exactly the subjects its permissions allow, imported one by one (JetStream API
-    calls under :data:`EXTERNAL_API`, since an account without streams answers ``$JS.API`` itself).
+    The operator's logins live in :data:`ACCOUNT`, with the streams. Every other user lives in
+    the account it names (one per agent, :func:`account_of`), which sees nothing but what
+    :data:`ACCOUNT` exports to it: exactly the subjects that user's permissions allow, imported
+    one by one (JetStream API calls under :data:`AGENT_API`).
 
     JSON is valid nats-server configuration syntax, and quoting every subject keeps ``$`` and
     ``>`` from being read as variables or operators.
     """
-    internal: list[tuple[str, dict[str, object]]] = []
-    external: list[tuple[str, dict[str, object]]] = []
+    owners: list[tuple[str, dict[str, object]]] = []
+    accounts: dict[str, tuple[list[tuple[str, dict[str, object]]], list[dict[str, object]]]] = {}
     exports: dict[tuple[str, str], dict[str, object]] = {}
-    imports: dict[tuple[str, str], dict[str, object]] = {}
     for user in sorted(users, key=lambda u: u.name):
         permissions = user.permissions
-        if user.account == EXTERNAL_ACCOUNT:
-            permissions = _imported(permissions, exports, imports)
+        imports: list[dict[str, object]] = []
+        if user.account != ACCOUNT:
+            permissions = _imported(user.account, permissions, exports, imports)
         entry: dict[str, object] = {"nkey": user.nkey}
         if config := permissions.as_config():
             entry["permissions"] = config
-        (external if user.account == EXTERNAL_ACCOUNT else internal).append((user.name, entry))
+        if user.account == ACCOUNT:
+            if user.admitted:
+                owners.append((user.name, entry))
+            continue
+        logins, imported = accounts.setdefault(user.account, ([], []))
+        if user.admitted:
+            logins.append((user.name, entry))
+        imported += imports
     lines = [
         "# Written by swarmlog from the key store: edits are overwritten.",
         "accounts {",
         f"  {ACCOUNT}: {{",
         "    jetstream: enabled",
-        *_entries("users", internal, "    "),
+        *_entries("users", owners, "    "),
         *_entries("exports", [("", e) for e in exports.values()], "    "),
         "  }",
-        f"  {EXTERNAL_ACCOUNT}: {{",
-        *_entries("users", external, "    "),
-        *_entries("imports", [("", i) for i in imports.values()], "    "),
-        "  }",
-        "}",
-        "",
     ]
-    return "\n".join(lines)
+    for account, (logins, imported) in sorted(accounts.items()):
+        lines += [
+            f"  {json.dumps(account)}: {{",
+            *_entries("users", logins, "    "),
+            *_entries("imports", [("", i) for i in imported], "    "),
+            "  }",
+        ]
+    return "\n".join([*lines, "}", ""])
 
 
 def _entries(key: str, entries: list[tuple[str, dict[str, object]]], indent: str) -> list[str]:
@@ -251,43 +302,84 @@ def _entries(key: str, entries: list[tuple[str, dict[str, object]]], indent: str
 
 
 def _imported(
+    account: str,
     permissions: Permissions,
     exports: dict[tuple[str, str], dict[str, object]],
-    imports: dict[tuple[str, str], dict[str, object]],
+    imports: list[dict[str, object]],
 ) -> Permissions:
-    """Export from :data:`ACCOUNT` and import into :data:`EXTERNAL_ACCOUNT` each subject an
-    external login may use; its permissions, as seen from inside its account."""
+    """Export from :data:`ACCOUNT` to ``account`` (and no other) and import there each subject
+    a login of it may use; its permissions, as seen from inside its account."""
     publish: list[str] = []
-    for subject in permissions.publish or ():
-        if subject == "$JS.API.INFO":
-            continue  # the streams account's usage is none of its business
+    for subject in _widest(permissions.publish or ()):
         local = subject
         if subject.startswith("$JS.API."):
-            local = EXTERNAL_API + subject.removeprefix("$JS.API")
-        export: dict[str, object] = {"service": subject, "accounts": [EXTERNAL_ACCOUNT]}
+            local = AGENT_API + subject.removeprefix("$JS.API")
+        export = exports.setdefault(("service", subject), {"service": subject, "accounts": []})
+        _grant(export, account)
         if ".CONSUMER.MSG.NEXT." in subject:
             export["response_type"] = "stream"  # a pull is answered with many messages
-        exports[("service", subject)] = export
         service: dict[str, object] = {"service": {"account": ACCOUNT, "subject": subject}}
         if local != subject:
             service["to"] = local
-        imports[("service", local)] = service
+        imports.append(service)
         publish.append(local)
-    for subject in permissions.subscribe or ():
-        exports[("stream", subject)] = {"stream": subject, "accounts": [EXTERNAL_ACCOUNT]}
-        imports[("stream", subject)] = {"stream": {"account": ACCOUNT, "subject": subject}}
-    return Permissions(publish=tuple(publish), subscribe=permissions.subscribe)
+    subscribe: list[str] = []
+    for subject in _widest(permissions.subscribe or ()):
+        subscribe.append(subject)
+        if subject.startswith("_INBOX_"):
+            continue  # replies come back through the imports; nothing of ACCOUNT is sent here
+        export = exports.setdefault(("stream", subject), {"stream": subject, "accounts": []})
+        _grant(export, account)
+        imports.append({"stream": {"account": ACCOUNT, "subject": subject}})
+    return Permissions(publish=tuple(publish), subscribe=tuple(subscribe))
+
+
+def _widest(subjects: Iterable[str]) -> list[str]:
+    """``subjects`` without those another of them covers. Two imports that both match a subject
+    each carry the message across: a request would be answered twice, an event heard twice."""
+    unique = list(dict.fromkeys(subjects))
+    return [s for s in unique if not any(o != s and covers(o, s) for o in unique)]
+
+
+def covers(wide: str, narrow: str) -> bool:
+    """Whether every subject ``narrow`` matches is matched by ``wide`` (NATS wildcards: ``*`` is
+    one token, a final ``>`` one or more)."""
+    a, b = wide.split("."), narrow.split(".")
+    for i, token in enumerate(a):
+        if token == ">":
+            return len(b) > i
+        if i >= len(b) or b[i] == ">" or (token != "*" and (b[i] == "*" or token != b[i])):
+            return False
+    return len(a) == len(b)
+
+
+def _grant(export: dict[str, object], account: str) -> None:
+    granted = export["accounts"]
+    assert isinstance(granted, list)
+    if account not in granted:
+        granted.append(account)
+
+
+def accounts_in(config: str) -> set[str]:
+    """The agent accounts an :func:`authorization_config` text declares."""
+    found = set()
+    for line in config.splitlines():
+        # An account opens at an indent of two: `  "AGENT_<id>": {`.
+        if line.startswith(f'  "{AGENT_ACCOUNT_PREFIX}') and line.endswith('": {'):
+            found.add(json.loads(line.strip().removesuffix(": {")))
+    return found
 
 
 def users_for(
     namespaces: Sequence[str],
     operator: Login,
-    agents: Iterable[tuple[str, str, str, Login]],
+    agents: Iterable[tuple[str, str, str, Login, bool]],
 ) -> list[User]:
-    """The operator and each ``(agent_id, role, trust_level, login)`` as server users."""
-    users = [User("operator", operator.public_key)]
-    for agent_id, role, trust, login in agents:
+    """The operator and each ``(agent_id, role, trust_level, login, admitted)`` as server
+    users, each agent in its own account."""
+    users = [User(OPERATOR_ID, operator.public_key)]
+    for agent_id, role, trust, login, admitted in agents:
         permissions = agent_permissions(namespaces, agent_id, role, trust)
-        account = EXTERNAL_ACCOUNT if trust == "external" else ACCOUNT
-        users.append(User(agent_id, login.public_key, permissions, account))
+        account = account_of(agent_id)
+        users.append(User(agent_id, login.public_key, permissions, account, admitted))
     return users

@@ -9,6 +9,7 @@ from typing import Any
 import click
 import msgspec
 
+from swarmlog.brokerauth import refresh_broker
 from swarmlog.bus.ports import StoredMessage
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
 from swarmlog.errors import SchemaError
@@ -17,7 +18,7 @@ from swarmlog.projections.verify import check
 from swarmlog.publisher import Published, Publisher
 from swarmlog.schemas.codec import payload_from_json
 from swarmlog.schemas.envelope import Ref
-from swarmlog.schemas.payloads import PAYLOAD_TYPES
+from swarmlog.schemas.payloads import PAYLOAD_TYPES, CredentialRevoked
 from swarmlog.schemas.signing import OPERATOR_ID
 from swarmlog.schemas.types import AgentId, Name
 from swarmlog.system import open_log
@@ -95,7 +96,10 @@ def events_publish(
 
     async def go() -> Published:
         async with open_log(settings) as log_:
-            return await Publisher(log_, identity, settings.namespace).publish(body, **fields)
+            done = await Publisher(log_, identity, settings.namespace).publish(body, **fields)
+        if isinstance(body, CredentialRevoked) and identity.agent_id == OPERATOR_ID:
+            await refresh_broker(settings)  # a revoked key is refused at the broker, for good
+        return done
 
     published = run(go())
     if as_json:

@@ -7,6 +7,12 @@
                                has reached ``N`` (or at the timeout): "visible in the projection"
                                without polling
 ``_swarmlog.<ns>.rpc.snapshot`` ``{}`` -> the snapshot just stored (see :mod:`swarmlog.snapshots`)
+
+Who may ask what is the broker's business (an agent reaches only the services it imports); the
+service knows who asks (:mod:`swarmlog.bus.rpc`) and runs queries concurrently, at most
+:data:`QUERIES_PER_CALLER` at a time for one caller, for at most :data:`QUERY_TIMEOUT` seconds
+(the operator) or :data:`AGENT_QUERY_TIMEOUT` (an agent): one agent's slow queries neither hold
+up another's nor the projector.
 """
 
 from __future__ import annotations
@@ -22,14 +28,21 @@ from nats.aio.subscription import Subscription
 
 from swarmlog.bus.rpc import serve
 from swarmlog.bus.subjects import rpc_subject
-from swarmlog.errors import QueryError
+from swarmlog.errors import BusyError, QueryError, QueryTimeout
 from swarmlog.projections.query import run_query
 from swarmlog.projections.store import ProjectionStore
+from swarmlog.schemas.signing import OPERATOR_ID
 
-__all__ = ["QUERY_TIMEOUT", "QueryService"]
+__all__ = ["AGENT_QUERY_TIMEOUT", "QUERIES_PER_CALLER", "QUERY_TIMEOUT", "QueryService"]
 
 QUERY_TIMEOUT = 10.0
-"""Seconds a query may run on the live projector."""
+"""Seconds an operator's query (the CLI) may run on the live projector."""
+AGENT_QUERY_TIMEOUT = 3.0
+"""Seconds an agent's query may run: agents ask small, indexed questions."""
+QUERIES_PER_CALLER = 2
+"""Queries one caller may have running at once; more wait their turn."""
+QUERIES_WAITING_PER_CALLER = 8
+"""Queries one caller may have running or waiting; more are refused as busy (try again)."""
 
 
 class QueryService:
@@ -50,6 +63,8 @@ class QueryService:
         self._subs: list[Subscription] = []
         self._position = store.position()
         self._advanced = asyncio.Event()
+        self._asked: dict[str, int] = {}
+        self._turns: dict[str, asyncio.Semaphore] = {}
 
     def advanced(self, position: int) -> None:
         """The projector committed up to ``position`` (wakes waiters)."""
@@ -74,10 +89,26 @@ class QueryService:
             await sub.unsubscribe()
         self._subs = []
 
-    async def _query(self, body: Any) -> Any:
+    async def _query(self, body: Any, caller: str) -> Any:
         if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
             raise QueryError('a query request is {"sql": "SELECT ..."}')
-        sql = body["sql"]
+        if self._asked.get(caller, 0) >= QUERIES_WAITING_PER_CALLER:
+            raise BusyError(
+                f"{caller} has {QUERIES_WAITING_PER_CALLER} queries running or waiting; wait for"
+                " them to end"
+            )
+        self._asked[caller] = self._asked.get(caller, 0) + 1
+        turn = self._turns.setdefault(caller, asyncio.Semaphore(QUERIES_PER_CALLER))
+        try:
+            async with turn:
+                return await self._run_query(body["sql"], caller)
+        finally:
+            self._asked[caller] -= 1
+            if not self._asked[caller]:
+                del self._asked[caller], self._turns[caller]
+
+    async def _run_query(self, sql: str, caller: str) -> Any:
+        budget = QUERY_TIMEOUT if caller == OPERATOR_ID else AGENT_QUERY_TIMEOUT
         cursor = self._store.cursor()
 
         def run() -> Any:
@@ -85,31 +116,31 @@ class QueryService:
 
         work = asyncio.ensure_future(asyncio.to_thread(run))
         try:
-            return await asyncio.wait_for(asyncio.shield(work), QUERY_TIMEOUT)
+            return await asyncio.wait_for(asyncio.shield(work), budget)
         except TimeoutError:
             # A runaway query must not hold the projector's database: stop it.
             cursor.interrupt()
             with contextlib.suppress(Exception):
                 await work
-            raise QueryError(
-                f"the query ran longer than {QUERY_TIMEOUT:.0f} s and was stopped; narrow it"
+            raise QueryTimeout(
+                f"the query ran longer than {budget:g} s and was stopped; narrow it"
             ) from None
         finally:
             if work.done():
                 cursor.close()
 
-    async def _state(self, body: Any) -> Any:
+    async def _state(self, body: Any, caller: str) -> Any:
         position, state_hash = await asyncio.to_thread(self._store.snapshot_state)
         return {"position": position, "state_hash": state_hash}
 
-    async def _take(self, body: Any) -> Any:
+    async def _take(self, body: Any, caller: str) -> Any:
         assert self._snapshot is not None
         return await self._snapshot()
 
-    async def _read_position(self, body: Any) -> Any:
+    async def _read_position(self, body: Any, caller: str) -> Any:
         return {"position": await asyncio.to_thread(self._store.position)}
 
-    async def _wait(self, body: Any) -> Any:
+    async def _wait(self, body: Any, caller: str) -> Any:
         if not isinstance(body, dict) or not isinstance(body.get("seq"), int):
             raise QueryError('a wait request is {"seq": N, "timeout": seconds}')
         timeout = min(float(body.get("timeout", 5.0)), QUERY_TIMEOUT)
