@@ -78,9 +78,8 @@ class Holder:
         subjects = self._refused_publishes()
         # An agent reaches the API calls it may make under the prefix its account imports them
         # at: every other call is refused there too.
-        return subjects + [
-            "$JS.EXT.API." + s.removeprefix("$JS.API.") for s in subjects if s.startswith("$JS.API.")
-        ]
+        api = [s.removeprefix("$JS.API.") for s in subjects if s.startswith("$JS.API.")]
+        return subjects + ["$JS.EXT.API." + s for s in api]
 
     def _refused_publishes(self) -> list[str]:
         return [
