@@ -114,6 +114,10 @@ class Result(_Payload, frozen=True, tag="result"):
     output: Json = None
     cached: bool = False
     usage: TokenUsage | None = None
+    cache_key: Annotated[str, Meta(pattern=r"^result\.[0-9a-f]{64}\Z")] | None = None
+    """The result cache key this output was computed for (see
+    :mod:`swarmlog.agents.resultcache`): signed with it, so a cache entry pointing at this event
+    cannot be moved to another key."""
 
 
 class Error(_Payload, frozen=True, tag="error"):
