@@ -21,7 +21,7 @@ from hostile import attack
 from swarmlog.agents.models import model_from_env
 from swarmlog.agents.resultcache import cache_key
 from swarmlog.keystore import KeyStore
-from swarmlog.schemas.payloads import TaskAssignment
+from swarmlog.schemas.payloads import CredentialIssued, TaskAssignment
 from waiting import wait_until
 
 PLANTED = "PLANTED BY WRITER"
@@ -112,7 +112,7 @@ def test_a_planted_cache_entry_is_never_served(cli: Cli) -> None:
     keys = {v: cache_key("summarizer", model, document(n)) for v, n in names.items()}
     store = KeyStore(cli.settings().keys_dir)
     public = {  # public credentials (the .cred files; credential_issued events on the log)
-        who: json.loads(msgspec.json.encode(store.issued(agent)))
+        who: json.loads(msgspec.json.encode(_issued(store.agent_paths(agent)[1].read_bytes())))
         for who, agent in (("writer", "writer-1"), ("summarizer", "summarizer-1"))
     }
     planted = attack(
@@ -138,3 +138,7 @@ def test_a_planted_cache_entry_is_never_served(cli: Cli) -> None:
     again = wait_for_results(cli, ["again"])["again"]
     assert again["cached"] is True
     assert json.loads(again["output"]) == json.loads(got["unsigned"]["output"])
+
+
+def _issued(cred_file: bytes) -> CredentialIssued:
+    return msgspec.msgpack.decode(cred_file, type=CredentialIssued)

@@ -158,3 +158,7 @@ def test_freshness_and_keys() -> None:
     assert not fresh(1_000, now=999, ttl=60)  # from the future: not trusted
     assert cache_key("r", "", {"a": 1, "b": 2}) == cache_key("r", "", {"b": 2, "a": 1})
     assert cache_key("r", "", 1) != cache_key("r", "large", 1)
+    assert KEY.startswith("result.summarizer.")  # the role in clear: the broker can scope writes
+    assert msgspec.convert({"task_id": "t", "cache_key": KEY}, Result).cache_key == KEY
+    with pytest.raises(msgspec.ValidationError, match="cache_key"):
+        msgspec.convert({"task_id": "t", "cache_key": "result.x"}, Result)

@@ -61,10 +61,11 @@ class Refused:
 
 
 def cache_key(role: str, model: str, task_input: Any) -> str:
-    """The cache key of a task: a digest of role, model and the canonical JSON of its input."""
+    """The cache key of a task: ``result.<role>.<digest>``, the digest of role, model and the
+    canonical JSON of its input (the role in clear, so the broker can limit who writes it)."""
     canonical = msgspec.json.encode(task_input, order="sorted")
     digest = hashlib.sha256(f"{role}\x00{model}\x00".encode() + canonical).hexdigest()
-    return f"result.{digest}"
+    return f"result.{role}.{digest}"
 
 
 def fresh(at: int, *, now: int, ttl: float) -> bool:
