@@ -116,6 +116,10 @@ class KeyStore:
         identity = Identity.from_seed(agent_id, bytes.fromhex(_read_secret(seed_path)))
         return identity, _read_credential(cred_path)
 
+    def issued(self, agent_id: str) -> CredentialIssued:
+        """An agent's credential as the operator signed it (its public ``.cred`` file)."""
+        return _read_issued(self.agent_paths(agent_id)[1])[0]
+
     def agents(self) -> list[Credential]:
         """Every agent credential in the store."""
         folder = self.dir / "agents"
@@ -125,9 +129,14 @@ class KeyStore:
 
 
 def _read_credential(path: Path) -> Credential:
+    return _read_issued(path)[1]
+
+
+def _read_issued(path: Path) -> tuple[CredentialIssued, Credential]:
+    """A ``.cred`` file: the operator-signed form and the credential it carries."""
     try:
         issued = _issued_decoder.decode(path.read_bytes())
-        return decode_credential(issued.credential)
+        return issued, decode_credential(issued.credential)
     except (OSError, msgspec.DecodeError, msgspec.ValidationError, SchemaError) as exc:
         raise KeyStoreError(
             f"cannot read credential {path}: {exc}; remove or re-issue it"

@@ -304,6 +304,16 @@ async def test_last_message_with_a_wildcard_filter(log: EventLog, ns: str) -> No
     assert await log.last_message(sender_filter(ns, "nobody")) is None
 
 
+async def test_message_at_a_sequence(log: EventLog, ns: str) -> None:
+    assert await log.message_at(1) is None
+    await log.append(item(task_subject(ns, "t1"), b"one"))
+    await log.append(item(task_subject(ns, "t2", sender="bob"), b"two"))
+    assert content(await log.message_at(2)) == (2, task_subject(ns, "t2", sender="bob"), b"two")
+    assert content(await log.message_at(1)) == (1, task_subject(ns, "t1"), b"one")
+    for missing in (0, -1, 3):
+        assert await log.message_at(missing) is None
+
+
 # -- read ----------------------------------------------------------------------------------------
 
 

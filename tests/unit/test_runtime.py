@@ -16,7 +16,7 @@ import pytest
 from swarmlog.agents.api import Agent, Context, TaskError, on
 from swarmlog.agents.killswitch import KillFlag, flag_key
 from swarmlog.agents.outputs import check_output
-from swarmlog.agents.resultcache import CacheEntry, cache_key, fresh
+from swarmlog.agents.resultcache import CacheEntry, cache_key
 from swarmlog.agents.retry import RetryPolicy
 from swarmlog.agents.router import Router
 from swarmlog.agents.routing import AgentView
@@ -95,9 +95,10 @@ class Setup:
             issued_at=1,
             capabilities=list(agent.capabilities),
         )
-        await self.ops.publish(issue_credential(self.operator, credential))
+        issued = issue_credential(self.operator, credential)
+        await self.ops.publish(issued)
         publisher = Publisher(self.log, worker, NS)
-        runtime = AgentRuntime(agent, self.log, publisher, **options)
+        runtime = AgentRuntime(agent, self.log, publisher, credential=issued, **options)
         await runtime.start()
         RUNNING.append(runtime)
         return runtime
@@ -503,6 +504,7 @@ class Memo(Upper):
 
 
 async def test_identical_work_is_answered_from_the_result_cache(tmp_path: Path) -> None:
+    Memo.runs = 0
     s = Setup()
     runtime = await s.start(Memo())
     for task_id, value in (("t1", "same"), ("t2", "same"), ("t3", "other")):
@@ -521,13 +523,39 @@ async def test_identical_work_is_answered_from_the_result_cache(tmp_path: Path) 
     store.close()
 
 
-def test_cache_entries_expire_and_keys_ignore_key_order() -> None:
-    entry = CacheEntry("x", at=1_000)
-    assert fresh(entry, now=1_000 + 59 * 10**9, ttl=60)
-    assert not fresh(entry, now=1_000 + 61 * 10**9, ttl=60)
-    assert not fresh(entry, now=999, ttl=60)  # from the future: not trusted
-    assert cache_key("r", "", {"a": 1, "b": 2}) == cache_key("r", "", {"b": 2, "a": 1})
-    assert cache_key("r", "", 1) != cache_key("r", "large", 1)
+async def test_the_cache_serves_what_the_role_computed_and_not_what_another_planted(
+    tmp_path: Path,
+) -> None:
+    Memo.runs = 0
+    s = Setup()
+    first = await s.start(Memo())
+    await s.assign("t1", "same")
+    assert (await next_outcome(first)).status == "succeeded"
+    other = await s.replica(identity("upper-2"), Memo())
+    await s.assign("t2", "same")
+    assert (await next_outcome(other)).status == "succeeded"
+    assert Memo.runs == 1  # answered from upper-1's entry: the cache is shared by the role
+    # A replica of another role signs a result bound to upper's key and points the cache at it.
+    key = cache_key("upper", other.model.name, "planted")
+    forger = await s.replica(identity("lower-1"), Lower())
+    forged = await forger.publisher.publish(
+        Result(task_id="t-forged", output="PLANTED", cache_key=key)
+    )
+    assert forger._credential is not None
+    await (await s.log.cache()).put(
+        key, msgspec.json.encode(CacheEntry(forged.seq, forger._credential))
+    )
+    await s.assign("t3", "planted")
+    assert (await next_outcome(other)).status == "succeeded"
+    assert Memo.runs == 2  # computed for real
+    store = await s.project(tmp_path / "p.duckdb")
+    rows = store.rows("SELECT task_id, cached, output FROM tasks WHERE task_id IN ('t2', 't3')")
+    assert sorted(rows) == [("t2", True, '{"upper":"SAME"}'), ("t3", False, '{"upper":"PLANTED"}')]
+    store.close()
+
+
+class Lower(Upper):
+    role = "lower"
 
 
 class Thrifty(Upper):

@@ -116,7 +116,9 @@ async def run_agent(
         await builtin(settings, agent_id, stop)
         return
     cls = load_agent(target)
-    identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
+    store = KeyStore(settings.keys_dir)
+    identity, _ = store.agent(agent_id)
+    credential = store.issued(agent_id)  # public: what its result cache entries show
     async with open_log(settings, agent_id=agent_id) as log:
         publisher = Publisher(log, identity, settings.namespace)
 
@@ -125,7 +127,13 @@ async def run_agent(
             return [dict(zip(columns, row, strict=True)) for row in rows]
 
         runtime = AgentRuntime(
-            cls(), log, publisher, replica=replica, ack_wait=ack_wait, query=query
+            cls(),
+            log,
+            publisher,
+            replica=replica,
+            ack_wait=ack_wait,
+            query=query,
+            credential=credential,
         )
         await runtime.start()
         announce_ready(agent_id)

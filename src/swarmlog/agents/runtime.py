@@ -39,7 +39,14 @@ from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.killswitch import KillFlag
 from swarmlog.agents.models import ChatMessage, Model, model_from_env
 from swarmlog.agents.outputs import check_output
-from swarmlog.agents.resultcache import CacheEntry, cache_key, fresh
+from swarmlog.agents.resultcache import (
+    CacheEntry,
+    Hit,
+    Refused,
+    cache_key,
+    decode_entry,
+    verify_entry,
+)
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, FlagStore, WorkQueue
 from swarmlog.bus.queues import agent_queues, open_queue
 from swarmlog.bus.subjects import (
@@ -50,7 +57,8 @@ from swarmlog.bus.subjects import (
     work_priority,
 )
 from swarmlog.projections.verify import check
-from swarmlog.publisher import Publisher
+from swarmlog.publisher import Published, Publisher
+from swarmlog.schemas.codec import decode_credential
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
     AgentHeartbeat,
@@ -58,6 +66,7 @@ from swarmlog.schemas.payloads import (
     BudgetExceeded,
     ClarificationRequest,
     ClarificationResponse,
+    CredentialIssued,
     DeadlockDetected,
     Error,
     Payload,
@@ -130,6 +139,7 @@ class AgentRuntime:
         clock: Callable[[], int] = time.time_ns,
         query: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None,
         model: Model | None = None,
+        credential: CredentialIssued | None = None,
     ) -> None:
         if not agent.role:
             raise ValueError(f"{type(agent).__name__} has no role")
@@ -163,6 +173,11 @@ class AgentRuntime:
         self._inbox_bell: Doorbell | None = None
         self._answering: set[asyncio.Task[None]] = set()
         self._cache_store: FlagStore | None = None
+        # The replica's own operator-signed credential: its cache entries show it, and the
+        # operator that issued it is the one whose credentials it trusts in others' entries.
+        # Without it the replica neither serves nor writes cached answers.
+        self._credential = credential
+        self._operator_key = decode_credential(credential.credential).issuer if credential else ""
         self._closing = False
         self.spent_tokens = 0
         """Tokens this replica's results have spent since it started."""
@@ -183,6 +198,8 @@ class AgentRuntime:
         """Read the kill switches, open the role's work queues, then announce this replica."""
         await self._watch.start(await self.log.flags())
         role = self.agent.role
+        if self.agent.cache_ttl > 0 and self._credential is None:
+            log.warning("%s: no credential given, so the result cache is off", role)
         filters = [role_work_filter(self.namespace, role)]
         if self.agent.swarm:
             filters.append(offer_filter(self.namespace))
@@ -627,7 +644,7 @@ class AgentRuntime:
             keepalive.cancel()
         done = [(j, r) for j, r in zip(jobs, ran, strict=True) if isinstance(r, tuple)]
         if done:
-            await self.publisher.publish_batch(
+            published = await self.publisher.publish_batch(
                 [
                     (
                         Result(
@@ -635,13 +652,15 @@ class AgentRuntime:
                             output=out,
                             usage=ctx.total_usage(),
                             cached=ctx.cached,
+                            cache_key=key or None,
                         ),
                         j.wf,
                     )
-                    for j, (out, ctx) in done
+                    for j, (out, ctx, key) in done
                 ]
             )
-            await self._spend(sum(_tokens(ctx) for _, (_, ctx) in done))
+            await self._point_cache_at([key for _, (_, _, key) in done], published)
+            await self._spend(sum(_tokens(ctx) for _, (_, ctx, _) in done))
         outcomes = []
         for job, result in zip(jobs, ran, strict=True):
             if isinstance(result, tuple):
@@ -686,17 +705,19 @@ class AgentRuntime:
         if task is not None:
             task.uncancel()
 
-    async def _run_handler(self, job: _Job) -> tuple[Any, Context]:
+    async def _run_handler(self, job: _Job) -> tuple[Any, Context, str]:
+        """The output, its context and the cache key its result is to be stored under (empty:
+        none, or it came from the cache)."""
         task = job.task
         handler = self.agent.handler_for(task)
         if handler is None:
             raise TaskError("no_handler", f"{self.agent.role} cannot handle it", retryable=False)
         key = ""
-        if self.agent.cache_ttl > 0:
+        if self.agent.cache_ttl > 0 and self._credential is not None:
             key = cache_key(self.agent.role, self.model.name, task.input)
             hit = await self._cached(key)
             if hit is not None:
-                return hit.output, Context(self.agent_id, task, job.attempt, cached=True)
+                return hit.output, Context(self.agent_id, task, job.attempt, cached=True), ""
         resumed = await self._last_checkpoint(task.task_id) if job.attempt > 1 else None
         ctx = Context(self.agent_id, task, job.attempt, resumed, port=_JobPort(self, job))
         if task.deadline_at is None:
@@ -706,11 +727,7 @@ class AgentRuntime:
             async with asyncio.timeout(max(remaining, 0.0)):
                 output = await handler(self.agent, task, ctx)
         check_output(output, task.expected_output_schema)
-        if key:
-            entry = CacheEntry(output, self._clock(), self.agent.tier)
-            with contextlib.suppress(Exception):  # a cache that is down costs a recomputation
-                await (await self._cache()).put(key, msgspec.json.encode(entry))
-        return output, ctx
+        return output, ctx, key
 
     async def _cache(self) -> FlagStore:
         # Looked up once: on JetStream, finding the bucket is a round trip of its own.
@@ -718,20 +735,49 @@ class AgentRuntime:
             self._cache_store = await self.log.cache()
         return self._cache_store
 
-    async def _cached(self, key: str) -> CacheEntry | None:
-        """The cache entry for ``key`` if fresh, else ``None`` (a miss or an unusable entry)."""
+    async def _point_cache_at(self, keys: list[str], published: list[Published]) -> None:
+        """Point the cache at the results just stored (after the publish: an entry names the
+        signed event's stream sequence, never the output itself)."""
+        for key, event in zip(keys, published, strict=True):
+            if not key or self._credential is None:
+                continue
+            entry = CacheEntry(event.seq, self._credential)
+            with contextlib.suppress(Exception):  # a cache that is down costs a recomputation
+                await (await self._cache()).put(key, msgspec.json.encode(entry))
+
+    async def _cached(self, key: str) -> Hit | None:
+        """The answer the cache holds for ``key`` if it checks out, else ``None`` (a miss, or
+        an entry that does not verify: logged, and the task is run for real)."""
         try:
             raw = await (await self._cache()).get(key)
-        except Exception as exc:  # a cache that is down is a miss
+            if raw is None:
+                return None
+            entry = decode_entry(raw)
+            at = await self.log.message_at(entry.seq) if isinstance(entry, CacheEntry) else None
+        except Exception as exc:  # a cache (or log) that is down is a miss
             log.warning("result cache unavailable: %s", exc)
             return None
-        if raw is None:
-            return None
-        try:
-            entry = msgspec.json.decode(raw, type=CacheEntry)
-        except msgspec.DecodeError:
-            return None
-        return entry if fresh(entry, now=self._clock(), ttl=self.agent.cache_ttl) else None
+        role = self.agent.role
+        verdict = (
+            entry
+            if isinstance(entry, Refused)
+            else verify_entry(
+                entry,
+                at,
+                key=key,
+                role=role,
+                namespace=self.namespace,
+                operator_key=self._operator_key,
+                now=self._clock(),
+                ttl=self.agent.cache_ttl,
+            )
+        )
+        if isinstance(verdict, Hit) and self._watch.stops(verdict.sender, role) is not None:
+            verdict = Refused(f"{verdict.sender}, who computed it, is stopped by a kill switch")
+        if isinstance(verdict, Hit):
+            return verdict
+        log.warning("ignored cache entry %s: %s", key, verdict.reason)
+        return None
 
     async def _last_checkpoint(self, task_id: str) -> Any:
         last = await self.log.last_message(

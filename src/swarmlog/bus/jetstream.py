@@ -420,8 +420,16 @@ class JetStreamLog:
             raw = await self._js.get_last_msg(self._stream, filter_subject)
         except nats.js.errors.NotFoundError:
             return None
-        stored_at = int(raw.time.timestamp() * 1e9) if raw.time is not None else 0
-        return StoredMessage(int(raw.seq or 0), str(raw.subject), bytes(raw.data or b""), stored_at)
+        return _stored(raw)
+
+    async def message_at(self, seq: int) -> StoredMessage | None:
+        if seq < 1:
+            return None
+        try:
+            raw = await self._js.get_msg(self._stream, seq=seq)
+        except nats.js.errors.NotFoundError:
+            return None
+        return _stored(raw)
 
     async def read(
         self, start_seq: int = 1, *, until_seq: int | None = None, follow: bool = False
@@ -662,6 +670,12 @@ class _JetStreamKV:
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
+
+
+def _stored(raw: Any) -> StoredMessage:
+    """A message the stream API handed back by sequence or subject."""
+    stored_at = int(raw.time.timestamp() * 1e9) if raw.time is not None else 0
+    return StoredMessage(int(raw.seq or 0), str(raw.subject), bytes(raw.data or b""), stored_at)
 
 
 def _consumer_config(spec: QueueSpec) -> ConsumerConfig:

@@ -99,6 +99,9 @@ class MemoryLog:
     async def last_message(self, filter_subject: str) -> StoredMessage | None:
         return self._last(filter_subject)
 
+    async def message_at(self, seq: int) -> StoredMessage | None:
+        return self._messages[seq - 1] if 1 <= seq <= len(self._messages) else None
+
     async def read(
         self, start_seq: int = 1, *, until_seq: int | None = None, follow: bool = False
     ) -> AsyncIterator[list[StoredMessage]]:

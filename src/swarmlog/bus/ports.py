@@ -144,6 +144,10 @@ class EventLog(Protocol):
         """The last message whose subject matches ``filter_subject`` (wildcards allowed)."""
         ...
 
+    async def message_at(self, seq: int) -> StoredMessage | None:
+        """The message stored at stream sequence ``seq`` (``None`` when there is none)."""
+        ...
+
     def read(
         self, start_seq: int = 1, *, until_seq: int | None = None, follow: bool = False
     ) -> AsyncIterator[list[StoredMessage]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -247,6 +248,8 @@ def agent_provision(
 @pass_ctx
 def agent_run(ctx: Context, target: str, agent_id: str, replica: str, ack_wait: float) -> None:
     """One replica in the foreground (what `agent start --detach` launches)."""
+    if not ctx.debug:  # a daemon's log records what it refused (forged work, cache entries)
+        logging.getLogger("swarmlog").setLevel(logging.WARNING)
 
     async def one() -> None:
         await run_agent(

@@ -53,7 +53,7 @@ from swarmlog.schemas.signing import (
     verify_signature,
 )
 
-__all__ = ["REASONS", "Checked", "Rejection", "admit", "check", "touches"]
+__all__ = ["REASONS", "Checked", "Rejection", "admit", "check", "check_credential", "touches"]
 
 REASONS: dict[str, str] = {
     "oversized": "the message is larger than the event size limit",
@@ -203,7 +203,7 @@ def _check_identity(
         if envelope.sender != OPERATOR_ID:
             return Rejection("wrong_sender", "the operator key signs only as 'operator'")
         if isinstance(envelope.payload, CredentialIssued):
-            return _check_credential(envelope.payload, operator_key)
+            return check_credential(envelope.payload, operator_key)
         return None
     if envelope.sender == OPERATOR_ID:
         return Rejection("unknown_signer", "not the operator key this projection trusts")
@@ -267,7 +267,9 @@ def _speaks_for_another(state: State, envelope: Envelope, credential: dict[str, 
     return ""
 
 
-def _check_credential(payload: CredentialIssued, operator_key: str) -> Rejection | None:
+def check_credential(payload: CredentialIssued, operator_key: str) -> Rejection | None:
+    """Whether ``payload`` is a credential ``operator_key`` issued (``None``: it is); also used
+    by agents on credentials they are shown outside the log (a result cache entry's signer)."""
     if not verify_signature(operator_key, CREDENTIAL_DOMAIN, payload.credential, payload.signature):
         return Rejection("bad_credential", "operator signature does not match")
     try:

@@ -74,6 +74,8 @@ _Caps = Annotated[list[Capability], Meta(max_length=64)]
 _Count = Annotated[int, Meta(ge=0, le=2**40)]
 _Attempt = Annotated[int, Meta(ge=1, le=1000)]
 _Reason = Annotated[str, Meta(max_length=4096)]
+_CACHE_KEY = r"^result\.[a-z0-9][a-z0-9_-]*\.[0-9a-f]{64}\Z"
+"""A result cache key: ``result.<role>.<sha256>``."""
 
 
 class _Payload(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
@@ -114,6 +116,10 @@ class Result(_Payload, frozen=True, tag="result"):
     output: Json = None
     cached: bool = False
     usage: TokenUsage | None = None
+    cache_key: Annotated[str, Meta(pattern=_CACHE_KEY, max_length=160)] | None = None
+    """The result cache key this output was computed for (see
+    :mod:`swarmlog.agents.resultcache`): signed with it, so a cache entry pointing at this event
+    cannot be moved to another key."""
 
 
 class Error(_Payload, frozen=True, tag="error"):
