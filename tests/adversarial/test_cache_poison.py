@@ -11,6 +11,7 @@ repeated task from its own cache entry.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -22,6 +23,7 @@ from swarmlog.agents.models import model_from_env
 from swarmlog.agents.resultcache import cache_key
 from swarmlog.keystore import KeyStore
 from swarmlog.schemas.payloads import CredentialIssued, TaskAssignment
+from swarmlog.system import open_log
 from waiting import wait_until
 
 PLANTED = "PLANTED BY WRITER"
@@ -60,10 +62,14 @@ async def main(me):
     }}
     stored = {{}}
     for name, value in entries.items():
-        ack = await nc.request(bucket + KEYS[name], value, timeout=5)
-        stored[name] = b"error" not in ack.data
+        try:
+            ack = await nc.request(bucket + KEYS[name], value, timeout=2)
+            stored[name] = b"error" not in ack.data
+        except Exception:  # refused by the broker: no answer
+            stored[name] = False
     await nc.close()
-    return {{"stored": stored, "errors": me.errors}}
+    return {{"stored": stored, "entries": {{k: v.hex() for k, v in entries.items()}},
+             "errors": me.errors}}
 """
 
 
@@ -120,7 +126,12 @@ def test_a_planted_cache_entry_is_never_served(cli: Cli) -> None:
         "writer-1",
         _PLANT.format(keys=keys, credentials=public, honest_seq=honest["seq"], planted=PLANTED),
     )
-    assert planted["stored"] == dict.fromkeys(names, True), planted  # the broker let it write
+    # The broker refuses a write under another role's keys...
+    assert planted["stored"] == dict.fromkeys(names, False), planted
+    assert all("permissions violation" in e.lower() for e in planted["errors"]), planted
+    # ...and an entry that got there anyway (a server without swarmlog's permissions, say) is
+    # never served: plant the same entries as the operator.
+    plant_as_operator(cli, {keys[n]: bytes.fromhex(v) for n, v in planted["entries"].items()})
 
     cli.submit([task(variant, name) for variant, name in names.items()])
     got = wait_for_results(cli, list(names))
@@ -138,6 +149,16 @@ def test_a_planted_cache_entry_is_never_served(cli: Cli) -> None:
     again = wait_for_results(cli, ["again"])["again"]
     assert again["cached"] is True
     assert json.loads(again["output"]) == json.loads(got["unsigned"]["output"])
+
+
+def plant_as_operator(cli: Cli, entries: dict[str, bytes]) -> None:
+    async def go() -> None:
+        async with open_log(cli.settings()) as log:
+            cache = await log.cache()
+            for key, value in entries.items():
+                await cache.put(key, value)
+
+    asyncio.run(go())
 
 
 def _issued(cred_file: bytes) -> CredentialIssued:

@@ -90,6 +90,7 @@ class Holder:
             f"$JS.ACK.{STREAM}.default-{self.other_role}-normal.1.1.1.1.1",  # ack others' work
             f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.default-{self.other_role}-normal",
             f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.default-inbox-{self.other_agent}",
+            f"$KV.SWARMLOG_DEFAULT_CACHE.result.{self.other_role}.k",  # another role's cache
             *(
                 ["$KV.SWARMLOG_DEFAULT_CACHE.k", "_swarmlog.default.rpc.query"]
                 if self.external

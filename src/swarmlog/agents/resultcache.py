@@ -24,6 +24,7 @@ import msgspec
 from msgspec import Meta
 
 from swarmlog.bus.ports import StoredMessage
+from swarmlog.bus.subjects import cache_keys
 from swarmlog.errors import SchemaError
 from swarmlog.projections.verify import check, check_credential
 from swarmlog.schemas.codec import decode_credential
@@ -65,7 +66,7 @@ def cache_key(role: str, model: str, task_input: Any) -> str:
     canonical JSON of its input (the role in clear, so the broker can limit who writes it)."""
     canonical = msgspec.json.encode(task_input, order="sorted")
     digest = hashlib.sha256(f"{role}\x00{model}\x00".encode() + canonical).hexdigest()
-    return f"result.{role}.{digest}"
+    return f"{cache_keys(role)}.{digest}"
 
 
 def fresh(at: int, *, now: int, ttl: float) -> bool:

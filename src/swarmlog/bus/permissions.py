@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import nkeys
 
 from swarmlog.bus.queues import queue_names
-from swarmlog.bus.subjects import kv_bucket, rpc_subject, stream_name
+from swarmlog.bus.subjects import cache_keys, kv_bucket, rpc_subject, stream_name
 from swarmlog.schemas.signing import OPERATOR_ID
 
 __all__ = [
@@ -231,7 +231,7 @@ def _in_namespace(
     ]
     if not external:
         publish += [
-            f"$KV.{cache}.>",
+            f"$KV.{cache}.{cache_keys(role)}.>",  # its own role's entries only
             rpc_subject(namespace, "query"),
             rpc_subject(namespace, "wait"),
         ]

@@ -43,6 +43,7 @@ from swarmlog.schemas.signing import CONTROL_TYPES
 __all__ = [
     "aggregate_filter",
     "assignment_filter",
+    "cache_keys",
     "inbox_filter",
     "kv_bucket",
     "object_bucket",
@@ -86,6 +87,12 @@ def stream_name(namespace: str) -> str:
 def kv_bucket(namespace: str, purpose: str) -> str:
     """A namespace's key-value bucket: ``flags`` (kill switches) or ``cache`` (results)."""
     return f"{stream_name(namespace)}_{purpose.upper()}"
+
+
+def cache_keys(role: str) -> str:
+    """The result-cache keys of ``role``'s entries start with this (``result.<role>``): the
+    role in clear, so the broker lets only that role's replicas write them."""
+    return f"result.{role}"
 
 
 def object_bucket(namespace: str) -> str:
