@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 
 import pytest
-from clikit import Cli
+from clikit import Cli, running
 from hostile import Running, attack
 
 from swarmlog.bus.jetstream import connect
@@ -57,6 +58,17 @@ async def main(me):
 """
 
 
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    """One running system for the module (each `up` costs seconds): echo-1 and a hostile
+    spy-1 (an echo replica the attacker controls; never started) provisioned."""
+    with running(tmp_path_factory.mktemp("services") / "data") as cli:
+        for target in ("examples.echo:Echo", "examples.echo:Echo --name spy"):
+            out = cli("agent", "provision", *target.split())
+            assert out.returncode == 0, out.stderr
+        yield cli
+
+
 def _stored_subjects(cli: Cli, after: int) -> list[str]:
     async def go() -> list[str]:
         async with open_log(cli.settings()) as log:
@@ -71,10 +83,8 @@ def _last_seq(cli: Cli) -> int:
     return int(json.loads(status.stdout)["stream_last_seq"])
 
 
-def test_a_service_answers_only_onto_the_askers_own_reply(cli: Cli) -> None:
-    for target in ("examples.echo:Echo", "examples.echo:Echo --name spy"):
-        out = cli("agent", "provision", *target.split())
-        assert out.returncode == 0, out.stderr
+def test_a_service_answers_only_onto_the_askers_own_reply(system: Cli) -> None:
+    cli = system
     before = _last_seq(cli)
     answer = attack(cli, "spy-1", f"TARGETS = {TARGETS!r}\n" + REPLIES)
     assert answer["rows"] == [[7]]
@@ -91,8 +101,8 @@ def test_a_service_answers_only_onto_the_askers_own_reply(cli: Cli) -> None:
     assert json.loads(audit.stdout)["rejected"] == [], audit.stdout
 
 
-def test_one_callers_slow_queries_hold_up_no_one_else(cli: Cli) -> None:
-    assert cli("agent", "provision", "examples.echo:Echo", "--name", "spy").returncode == 0
+def test_one_callers_slow_queries_hold_up_no_one_else(system: Cli) -> None:
+    cli = system
     started = cli("agent", "start", "examples.echo:Echo", "--detach")
     assert started.returncode == 0, started.stderr
 
@@ -114,8 +124,8 @@ def test_one_callers_slow_queries_hold_up_no_one_else(cli: Cli) -> None:
     assert {"router-1", "conductor-1", "watchdog-1", "echo-1"} <= running, running
 
 
-def test_a_revoked_key_is_refused_at_the_broker_for_good(cli: Cli) -> None:
-    assert cli("agent", "provision", "examples.echo:Echo").returncode == 0
+def test_a_revoked_key_is_refused_at_the_broker_for_good(system: Cli) -> None:
+    cli = system
     key = cli.rows("SELECT public_key AS k FROM agents WHERE agent_id = 'echo-1'")[0]["k"]
     assert cli("kill", "echo-1", "--reason", "stolen").returncode == 0
     payload = json.dumps({"public_key": key, "reason": "stolen"})
