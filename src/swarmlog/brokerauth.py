@@ -38,6 +38,7 @@ __all__ = [
     "provision_queues",
     "refresh_broker",
     "remember_namespace",
+    "revoked_agents",
     "write_authorization",
 ]
 
@@ -206,6 +207,12 @@ def _cached_revocations(
     every = known | revoked
     write_private(path, json.dumps(sorted(every)))
     return every
+
+
+async def revoked_agents(settings: Settings) -> list[str]:
+    """The agents of the key store whose key is revoked (as last seen)."""
+    revoked = _cached_revocations(settings)
+    return [c.agent_id for c in KeyStore(settings.keys_dir).agents() if c.public_key in revoked]
 
 
 async def current_revocations(settings: Settings) -> frozenset[str]:

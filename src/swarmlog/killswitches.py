@@ -9,12 +9,12 @@ a revived agent emits can precede its revival on the log.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
 from swarmlog.agents.killswitch import KillFlag, flag_key
-from swarmlog.brokerauth import refresh_broker
+from swarmlog.brokerauth import refresh_broker, revoked_agents
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError
 from swarmlog.keystore import KeyStore
@@ -35,6 +35,8 @@ class Switch:
     seqs: list[int]
     known: bool
     """Whether the targets were known to the projection (a switch may precede its target)."""
+    still_refused: list[str] = field(default_factory=list)
+    """Agents a revive named whose key is revoked: the broker keeps refusing them."""
 
 
 async def _targets(
@@ -99,5 +101,6 @@ async def release(
         seqs = [(await publisher.publish(AgentRevived(agent_id=a))).seq for a in agents]
         flags = await log.flags()
         await flags.delete(flag)
-    await refresh_broker(settings)  # admitted at the broker again
-    return Switch(flag, agents, seqs, known)
+    await refresh_broker(settings)  # admitted at the broker again, unless revoked
+    refused = sorted(set(agents) & set(await revoked_agents(settings)))
+    return Switch(flag, agents, seqs, known, refused)
