@@ -247,3 +247,30 @@ def test_an_escalated_step_is_revised_around_unless_told_to_wait() -> None:
     with pytest.raises(AssertionError, match="stuck"):
         waiting.run()  # nothing to do but wait for a human
     assert waiting.revisions == []
+
+
+def test_what_is_made_of_an_internal_only_step_stays_internal_only() -> None:
+    """Its retries and reassignments, its review, and the synthesis that sees its output."""
+    verdicts = iter(["retry", "reassign", "accept", "accept", "accept", "accept"])
+
+    def review(offer: Offer, n: int) -> tuple[str, Any]:
+        return "succeeded", {"verdict": next(verdicts), "reason": "try again"}
+
+    secret = {"steps": [{**REPORT["steps"][0], "internal_only": True}, *REPORT["steps"][1:]]}
+    world = World(
+        {"goal": "g", "reviewer": "review", "synthesizer": "synthesize"},
+        {
+            "plan": plans(secret),
+            "fetch": echo,
+            "count": echo,
+            "write": echo,
+            "review": review,
+            "synthesize": echo,
+        },
+    )
+    assert world.run().status == "succeeded"
+    internal = {o.task_id for o in world.offers if o.internal_only}
+    fetching = [f"{WF}-fetch", f"{WF}-fetch--r2", f"{WF}-fetch--r3"]
+    assert world.offered("fetch") == fetching
+    reviews = [f"{t}--review" for t in fetching]
+    assert internal == {*fetching, *reviews, f"{WF}--synthesis"}

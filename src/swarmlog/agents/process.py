@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from swarmlog.agents.api import Agent, TaskError
@@ -19,7 +18,7 @@ from swarmlog.agents.conductor import ROLE as CONDUCTOR_ROLE
 from swarmlog.agents.conductor import Conductor
 from swarmlog.agents.router import ROLE as ROUTER_ROLE
 from swarmlog.agents.router import Outcome, OutcomeSource, Router
-from swarmlog.agents.routing import AgentView
+from swarmlog.agents.routing import AGENTS_SQL, AgentView, agent_view
 from swarmlog.agents.runtime import AgentRuntime
 from swarmlog.agents.watchdog import ROLE as WATCHDOG_ROLE
 from swarmlog.agents.watchdog import Watchdog
@@ -52,11 +51,6 @@ __all__ = [
 
 BUILTIN_TARGETS = {"router": ROUTER_ROLE, "conductor": CONDUCTOR_ROLE, "watchdog": WATCHDOG_ROLE}
 """Built-in roles ``agent start`` takes by name instead of ``module:Class``."""
-
-_AGENTS_SQL = (
-    "SELECT agent_id, role, capabilities, status, last_heartbeat_at, in_flight, tier,"
-    " dependencies, trust_level FROM agents"
-)
 
 
 def builtin_role(target: str) -> str | None:
@@ -308,8 +302,8 @@ def _projected_agents(
     settings: Settings, log: JetStreamLog
 ) -> Callable[[], Awaitable[list[AgentView]]]:
     async def read() -> list[AgentView]:
-        _, rows = await _projection_rows(settings, log, _AGENTS_SQL)
-        return [_view(row) for row in rows]
+        columns, rows = await _projection_rows(settings, log, AGENTS_SQL)
+        return [agent_view(dict(zip(columns, row, strict=True))) for row in rows]
 
     return read
 
@@ -343,26 +337,3 @@ _STEP_RETRY = 0.5
 
 _TRANSIENT_CODES = frozenset({BusError.code, BusyError.code, QueryTimeout.code})
 """Errors of the query service after which the same query may well succeed."""
-
-
-def _view(row: Sequence[Any]) -> AgentView:
-    agent_id, role, capabilities, status, heartbeat, in_flight, tier, dependencies, trust = row
-    return AgentView(
-        agent_id=str(agent_id),
-        role=str(role or ""),
-        capabilities=_names(capabilities),
-        status=str(status or ""),
-        last_heartbeat_at=heartbeat,
-        in_flight=int(in_flight or 0),
-        tier=str(tier or ""),
-        dependencies=_names(dependencies),
-        trust_level=str(trust or "internal"),
-    )
-
-
-def _names(text: str | None) -> frozenset[str]:
-    """A JSON list of names from the projection (empty when missing or malformed)."""
-    try:
-        return frozenset(str(c) for c in json.loads(text or "[]"))
-    except (ValueError, TypeError):
-        return frozenset()

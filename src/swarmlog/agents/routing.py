@@ -7,19 +7,24 @@ and replayed in the simulation.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from swarmlog.schemas.types import PRIORITIES
 
 __all__ = [
+    "AGENTS_SQL",
     "BUILTIN_ROLES",
     "TIER_COSTS",
     "AgentView",
     "Candidate",
     "QueuedTask",
+    "agent_view",
     "choose",
     "eligible",
+    "external_roles",
     "priority_order",
     "role_candidates",
     "tier_cost",
@@ -54,8 +59,8 @@ class Candidate:
     dependencies: frozenset[str] = frozenset()
     """External services its work calls (each has a circuit breaker)."""
     external: bool = False
-    """Some replica faces the outside world (an ``external`` credential): internal-only work
-    is never routed to it."""
+    """Some replica, live or not, faces the outside world (an ``external`` credential; see
+    :func:`external_roles`): internal-only work is never routed to it."""
 
     @property
     def load(self) -> float:
@@ -133,6 +138,49 @@ class AgentView:
     trust_level: str = "internal"
 
 
+AGENTS_SQL = (
+    "SELECT agent_id, role, capabilities, status, last_heartbeat_at, in_flight, tier,"
+    " dependencies, trust_level FROM agents"
+)
+"""The projection query the agents are read with, each row then made an :func:`agent_view`."""
+
+
+def agent_view(row: Mapping[str, Any]) -> AgentView:
+    """One row of :data:`AGENTS_SQL` (column name to value) as an :class:`AgentView`."""
+    return AgentView(
+        agent_id=str(row["agent_id"]),
+        role=str(row["role"] or ""),
+        capabilities=_names(row["capabilities"]),
+        status=str(row["status"] or ""),
+        last_heartbeat_at=row["last_heartbeat_at"],
+        in_flight=int(row["in_flight"] or 0),
+        tier=str(row["tier"] or ""),
+        dependencies=_names(row["dependencies"]),
+        # A missing level is read as internal, as the credential's own default is.
+        trust_level=str(row["trust_level"] or "internal"),
+    )
+
+
+def _names(text: str | None) -> frozenset[str]:
+    """A JSON list of names from the projection (empty when missing or malformed)."""
+    try:
+        return frozenset(str(c) for c in json.loads(text or "[]"))
+    except (ValueError, TypeError):
+        return frozenset()
+
+
+def external_roles(agents: Iterable[AgentView]) -> frozenset[str]:
+    """Roles that must never get internal-only work: those with a replica holding an
+    ``external`` credential.
+
+    Every replica the projection knows counts, live or not (registered, issued and never
+    started, killed): a role's work sits in a queue all its replicas share, so one that is down
+    now may take it when it comes back. The router, the runtime's hand-over to a fallback role,
+    a swarm claim and the escalation desk all decide with this one rule.
+    """
+    return frozenset(a.role for a in agents if a.trust_level == "external")
+
+
 def role_candidates(
     agents: Iterable[AgentView],
     *,
@@ -149,6 +197,8 @@ def role_candidates(
     ``now``. A role with no live replica is not a candidate (its work would wait forever).
     """
     assigned = assigned or {}
+    agents = list(agents)
+    external = external_roles(agents)
     live: dict[str, list[AgentView]] = {}
     for agent in agents:
         if agent.role in BUILTIN_ROLES or agent.status != "registered":
@@ -169,7 +219,7 @@ def role_candidates(
                 capacity=len(replicas),
                 tier_cost=min(tier_cost(r.tier) for r in replicas),
                 dependencies=frozenset().union(*(r.dependencies for r in replicas)),
-                external=any(r.trust_level == "external" for r in replicas),
+                external=role in external,
             )
         )
     return out

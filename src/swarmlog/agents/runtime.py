@@ -36,6 +36,7 @@ import msgspec
 from swarmlog.agents.api import Agent, Context, TaskError
 from swarmlog.agents.claims import claim
 from swarmlog.agents.flagwatch import FlagWatch
+from swarmlog.agents.followups import follow_up, refusal
 from swarmlog.agents.killswitch import KillFlag
 from swarmlog.agents.models import ChatMessage, Model, model_from_env
 from swarmlog.agents.outputs import check_output
@@ -47,6 +48,7 @@ from swarmlog.agents.resultcache import (
     decode_entry,
     verify_entry,
 )
+from swarmlog.agents.routing import AGENTS_SQL, agent_view
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, FlagStore, WorkQueue
 from swarmlog.bus.queues import agent_queues, open_queue
 from swarmlog.bus.subjects import (
@@ -104,7 +106,8 @@ class Outcome:
     task_id: str
     status: str
     """``succeeded``, ``retrying``, ``escalated``, ``reassigned``, ``timed_out``,
-    ``duplicate``, ``handed_back`` (killed mid-task) or ``rejected``."""
+    ``duplicate``, ``handed_back`` (killed mid-task), ``rejected``, or for a swarm offer
+    ``lost_claim`` and ``not_trusted`` (internal-only work this role may not take)."""
     attempt: int
     delay: float = 0.0
 
@@ -514,20 +517,16 @@ class AgentRuntime:
             ):
                 await delivery.ack()
                 continue
+            task = follow_up(offer, role=self.agent.role)
+            if await self._refusal(task) is not None:
+                await delivery.ack()  # internal work: left to a role with no external replica
+                outcomes.append(Outcome(offer.task_id, "not_trusted", 1))
+                continue
             claimed = await claim(self.log, self.publisher, offer.task_id)
             if not claimed.won:
                 await delivery.ack()  # another agent has it
                 outcomes.append(Outcome(offer.task_id, "lost_claim", 1))
                 continue
-            task = TaskAssignment(
-                task_id=offer.task_id,
-                role=self.agent.role,
-                capability=offer.capability,
-                priority=offer.priority,
-                input=offer.input,
-                deadline_at=offer.deadline_at,
-                parent_task_id=offer.parent_task_id,
-            )
             wf: dict[str, Any] = {"workflow_id": envelope.workflow_id, "causation_id": envelope.id}
             jobs.append(_Job(delivery, envelope.id, task, 1, wf, swarm=True))
         if jobs:
@@ -891,21 +890,30 @@ class AgentRuntime:
         wf: dict[str, Any],
         role: str,
     ) -> Outcome:
-        await self.publisher.publish(
-            TaskAssignment(
-                task_id=task.task_id,
-                role=role,
-                capability=task.capability,
-                priority=task.priority,
-                input=task.input,
-                deadline_at=task.deadline_at,
-                parent_task_id=task.parent_task_id,
-                expected_output_schema=task.expected_output_schema,
-            ),
-            **wf,
-        )
+        handed = follow_up(task, role=role, attempts=attempt)
+        refused = await self._refusal(handed)
+        if refused is not None:
+            # The router's rule holds here too: a human decides where internal work goes.
+            log.warning("not handed over: %s", refused)
+            await self.publisher.publish(TaskEscalated(task_id=task.task_id, reason=refused), **wf)
+            await delivery.term()
+            return Outcome(task.task_id, "escalated", attempt)
+        await self.publisher.publish(handed, **wf)
         await delivery.term()
         return Outcome(task.task_id, "reassigned", attempt)
+
+    async def _refusal(self, task: TaskAssignment) -> str | None:
+        """Why ``task`` must not go to its role (see :func:`followups.refusal`), judged on the
+        agents in the projection; internal-only work is refused when they cannot be read."""
+        if not task.internal_only:
+            return None
+        if self.query is None:
+            return f"task {task.task_id} is internal-only and no projection says who {task.role} is"
+        try:
+            agents = [agent_view(row) for row in await self.query(AGENTS_SQL)]
+        except Exception as exc:  # fail closed: unknown trust is no trust
+            return f"task {task.task_id} is internal-only and the agents cannot be read: {exc}"
+        return refusal(task, agents)
 
 
 def _tokens(ctx: Context) -> int:

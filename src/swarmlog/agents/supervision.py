@@ -156,12 +156,14 @@ def supervise(view: WorkflowView) -> list[Action]:
             "failed": {"step": sid, "why": track.why},
         }
         again = _ask(view, spec, revise=revise_input)
-        return [Offer(f"{wf}--plan{asked + 1}", spec.planner, again)]
+        secret = any(plan.step(s).internal_only for s in done)  # the planner sees their outputs
+        return [Offer(f"{wf}--plan{asked + 1}", spec.planner, again, internal_only=secret)]
     escalated = [sid for sid, t in tracks.items() if t.status == "escalated"]
     if escalated and spec.on_escalation == "fail":
         return _escalated(spec, escalated[0])
     if all(t.status == "done" for t in tracks.values()):
-        return _synthesize(view, spec, {sid: t.output for sid, t in tracks.items()})
+        secret = any(s.internal_only for s in plan.steps)
+        return _synthesize(view, spec, {sid: t.output for sid, t in tracks.items()}, secret)
     return [t.action for t in tracks.values() if t.action is not None]
 
 
@@ -218,12 +220,16 @@ def _use_plan(
         if asked > spec.max_revisions:
             rejected = {"error": "the planner's plan was rejected", "reason": exc.reason}
             return [Complete("failed", {**rejected, "detail": exc.message})]
-        rejected_input = {"rejected": {"reason": exc.reason, "detail": exc.message}}
+        rejected_input: dict[str, Any] = {"rejected": {"reason": exc.reason, "detail": exc.message}}
+        secret = False
         if plan is not None:
+            outputs = {s: t.output for s, t in tracks.items() if t.status == "done"}
             rejected_input["plan"] = msgspec.to_builtins(plan)
-            rejected_input["done"] = {s: t.output for s, t in tracks.items() if t.status == "done"}
+            rejected_input["done"] = outputs
+            secret = any(plan.step(s).internal_only for s in outputs)  # the planner sees them
         wf = view.workflow_id
-        return [Offer(f"{wf}--plan{asked + 1}", spec.planner, _ask(view, spec, **rejected_input))]
+        ask = _ask(view, spec, **rejected_input)
+        return [Offer(f"{wf}--plan{asked + 1}", spec.planner, ask, internal_only=secret)]
     if plan is None:
         return [SetPlan(new)]
     failed = sorted(sid for sid, t in tracks.items() if t.status == "failed")
@@ -296,6 +302,7 @@ def _track(
         step.capability,
         step_input,
         avoid_roles=(state.role,) if verdict == "reassign" and state.role else (),
+        internal_only=step.internal_only,  # a retry or a reassignment is the same step
     )
     return _Track("running", action=again)
 
@@ -323,7 +330,8 @@ def _review(
             "input": step_input,
             "output": state.output,
         }
-        return None, Offer(review_id, spec.reviewer, ask)
+        # The reviewer sees the step's input and output: what is internal stays internal.
+        return None, Offer(review_id, spec.reviewer, ask, internal_only=step.internal_only)
     if review.status in _IN_PROGRESS or (
         review.status == "escalated" and spec.on_escalation == "wait"
     ):
@@ -337,13 +345,17 @@ def _review(
     return str(verdict), str(out.get("reason", ""))[:200]
 
 
-def _synthesize(view: WorkflowView, spec: SupervisorSpec, outputs: dict[str, Any]) -> list[Action]:
+def _synthesize(
+    view: WorkflowView, spec: SupervisorSpec, outputs: dict[str, Any], internal_only: bool
+) -> list[Action]:
     if spec.synthesizer is None:
         return [Complete("succeeded", {"goal": spec.goal, "outputs": outputs})]
     task_id = f"{view.workflow_id}--synthesis"
     state = view.tasks.get(task_id)
     if state is None:
-        return [Offer(task_id, spec.synthesizer, {"goal": spec.goal, "outputs": outputs})]
+        ask = {"goal": spec.goal, "outputs": outputs}
+        # Made of every step's output: internal when any step is.
+        return [Offer(task_id, spec.synthesizer, ask, internal_only=internal_only)]
     if state.status in _IN_PROGRESS:
         return []
     if state.status == "escalated":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 import msgspec
 
+from swarmlog.agents.followups import follow_up, refusal
+from swarmlog.agents.routing import AGENTS_SQL, agent_view
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, projection_rows, run
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError
@@ -19,8 +20,9 @@ from swarmlog.schemas.payloads import (
     Result,
     TaskAssignment,
     TaskCancelled,
+    TaskOffered,
 )
-from swarmlog.schemas.types import EventId, Role
+from swarmlog.schemas.types import EventId, Name, Role
 from swarmlog.system import open_log
 
 __all__ = ["escalations"]
@@ -50,6 +52,38 @@ def _escalation(settings: Settings, escalation_id: str) -> dict[str, Any]:
     if not found:
         raise ConfigError(f"no escalation {escalation_id}; `swarmlog escalations list` shows them")
     return found[0]
+
+
+_Source = TaskAssignment | TaskOffered
+"""What a task was last run from: its assignment, or its offer (a swarm claim, an unrouted one)."""
+
+
+def _assignment_again(settings: Settings, found: dict[str, Any], role: str | None) -> Payload:
+    """The assignment a retry (``role`` None: the same role) or a reassignment publishes: the
+    task's last assignment (or its offer) carried on by :func:`follow_up`, refused when it would
+    take internal-only work to a role with an external replica."""
+    task_id = msgspec.convert(found["task_id"], Name)  # a subject token: safe in the SQL below
+    rows = projection_rows(
+        settings,
+        "SELECT payload FROM events WHERE type IN ('task_assignment', 'task_offered')"
+        f" AND json_extract_string(payload, '$.task_id') = '{task_id}' ORDER BY seq",
+    )
+    sources = [msgspec.json.decode(r["payload"], type=_Source) for r in rows]
+    if not sources:
+        raise ConfigError(f"task {task_id} was never offered or assigned; nothing to run again")
+    source = sources[-1]
+    if any(s.internal_only for s in sources):
+        # Once internal, always: a later event of the task cannot take the flag off.
+        source = msgspec.structs.replace(source, internal_only=True)
+    role = role or (source.role if isinstance(source, TaskAssignment) else found["role"])
+    if not role:
+        raise ConfigError(f"task {task_id} never had a role; give one with --reassign ROLE")
+    assignment = follow_up(source, role=role, attempts=int(found["attempt"] or 1))
+    agents = [agent_view(r) for r in projection_rows(settings, AGENTS_SQL)]
+    refused = refusal(assignment, agents)
+    if refused is not None:
+        raise ConfigError(f"{refused}; reassign it to a role with internal replicas only")
+    return assignment
 
 
 @click.group()
@@ -135,14 +169,7 @@ def escalations_resolve(
     task_id = found["task_id"]
     follow_up: Payload
     if action in ("retry", "reassign"):
-        follow_up = TaskAssignment(
-            task_id=task_id,
-            role=role or found["role"],
-            capability=found["capability"] or "",
-            priority=found["priority"] or "normal",
-            input=json.loads(found["input"]) if found["input"] else None,
-            attempt=min(int(found["attempt"] or 1) + 1, 1_000),
-        )
+        follow_up = _assignment_again(settings, found, role)
     elif action == "answer":
         follow_up = Result(task_id=task_id, output=answer)
     else:
