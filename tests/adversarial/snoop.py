@@ -18,13 +18,17 @@ class Snoop(Agent):
         asked = task.input if isinstance(task.input, dict) else {}
         found: dict[str, object] = {}
         for path in asked.get("read", []):
-            try:
-                found[path] = {"read": Path(path).read_text()[:80]}
-            except OSError as exc:
-                found[path] = {"refused": type(exc).__name__}
+            found[path] = _read(path)
         if "query" in asked:
             try:
                 found["query"] = {"rows": await ctx.query(asked["query"])}
             except Exception as exc:  # whatever it is, the test wants to see it
                 found["query"] = {"error": f"{type(exc).__name__}: {exc}"}
         return found
+
+
+def _read(path: str) -> dict[str, str]:
+    try:
+        return {"read": Path(path).read_text()[:80]}
+    except OSError as exc:
+        return {"refused": type(exc).__name__}
