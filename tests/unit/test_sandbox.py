@@ -56,23 +56,23 @@ def test_grants_inside_a_hidden_tree_go_and_others_stay() -> None:
 
 def test_an_agent_gets_its_own_proc_entry_and_a_few_devices_not_all_of_them() -> None:
     grants = agent_grants(
-        cwd=W, sys_path=["", "/site"], prefixes=["/py"], tmp=Path("/tmp/t"), pid=42
+        cwd=W, sys_path=["", "/site"], prefixes=["/py"], extra=[Path("/out")], pid=42
     )
     paths = {g.path: g.access for g in grants}
     assert paths[Path("/proc/42")] == READ
     assert paths[Path("/dev/urandom")] == DEVICE
-    assert paths[Path("/tmp/t")] == WRITE
+    assert paths[Path("/out")] == WRITE
     assert {paths[W], paths[Path("/site")], paths[Path("/py")]} == {READ}
     assert {Path("/proc"), Path("/dev"), Path("/tmp")}.isdisjoint(paths)  # kcore, disks, all
     assert Path.home() not in paths
 
 
 _CONFINED = """
-import json, os, sys
+import json, os, sys, tempfile
 from pathlib import Path
 from swarmlog.agents.sandbox import confine
 data = Path(sys.argv[1])
-done = confine([data], name="probe-1")
+done = confine(data, name="probe-1")
 def read(path):
     try:
         return Path(path).read_text()
@@ -83,7 +83,7 @@ print(json.dumps({
     "rules": done.rules if done else 0,
     "secret": read(data / "keys" / "operator.seed"),
     "beside": read(data.parent / "beside.txt"),
-    "tmp_is_private": os.environ["TMPDIR"].startswith(str(done.tmp)) if done else False,
+    "tmp": tempfile.mkstemp()[1],
     "capabilities": [l.split()[1] for l in status.splitlines() if l.startswith("CapEff")],
 }))
 """
@@ -106,6 +106,6 @@ def test_a_confined_process_cannot_read_the_data_dir_but_reads_its_folder(tmp_pa
     got = json.loads(out.stdout)
     assert got["secret"] == "PermissionError"
     assert got["beside"] == "open"
-    assert got["tmp_is_private"]
+    assert Path(got["tmp"]).parent == (data / "tmp" / "probe-1").resolve()  # its own, writable
     if os.geteuid() == 0:  # root gives up every capability (they step around any LSM)
         assert got["capabilities"] == ["0000000000000000"]

@@ -113,7 +113,7 @@ async def run_agent(
     first), in a process of its own: this process is confined to what an agent needs before the
     target's module is imported, and never sees the data dir again."""
     session = AgentSession.load(settings, agent_id)
-    confine([settings.data_dir], name=agent_id)
+    confine(settings.data_dir, name=agent_id)
     builtin = _BUILTIN_RUNNERS.get(target)
     if builtin is not None:
         await builtin(session, stop)

@@ -4,8 +4,8 @@ An agent daemon runs as the same OS user as the operator's CLI, so file modes al
 its handler away from ``<data dir>/keys/operator.seed``, other agents' seeds, the stream's files
 or the projection. Once the process has read its own key (and nothing else of the data dir), it
 calls :func:`confine`: from then on the kernel lets it open only what :func:`agent_grants` names
-(the Python installation, the project's modules, the working directory, a private temp dir, a
-few devices and its own ``/proc`` entry) and never anything under the data dir.
+(the Python installation, the project's modules, the working directory, a few devices and its own
+``/proc`` entry) and nothing under the data dir but its own temp dir, ``<data dir>/tmp/<agent>``.
 
 Landlock is an allow-list of directory trees: a rule on a folder grants every file beneath it, so
 a granted folder that holds the data dir (the working directory holding ``./.swarmlog``) is split
@@ -23,7 +23,6 @@ scopes); the planning part (:func:`agent_grants`, :func:`plan`) is pure.
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import logging
 import os
@@ -107,7 +106,7 @@ class Confinement:
     rules: int
     """How many path rules the sandbox has."""
     tmp: Path | None
-    """The agent's private temp dir (``TMPDIR``), removed at exit."""
+    """The agent's own temp dir (``TMPDIR``), emptied when it starts."""
 
 
 def agent_grants(
@@ -115,15 +114,15 @@ def agent_grants(
     cwd: Path,
     sys_path: Iterable[str],
     prefixes: Iterable[str],
-    tmp: Path | None,
     extra: Iterable[Path] = (),
     pid: int,
 ) -> list[Grant]:
     """What an agent process needs: the system's libraries and configuration, the Python
     installation and every folder on ``sys_path`` (read), the working directory (read: the
-    project's modules and files, like ``examples/``), ``tmp`` and ``extra`` (read and write), a
-    few devices and its own ``/proc`` entry. Not ``/proc`` as a whole (``/proc/kcore``, other
-    processes), nor ``/dev`` as a whole (disks), nor the home directory."""
+    project's modules and files, like ``examples/``), ``extra`` (read and write), a few devices
+    and its own ``/proc`` entry. Not ``/proc`` as a whole (``/proc/kcore``, other processes), nor
+    ``/dev`` as a whole (disks), nor ``/tmp`` (shared with every process), nor the home
+    directory."""
     read = [Path(p) for p in ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/sys")]
     read += [Path(p) for p in prefixes]
     read += [Path(p) if p else cwd for p in sys_path]
@@ -137,7 +136,6 @@ def agent_grants(
     devices = ("null", "zero", "full", "random", "urandom")
     grants += [Grant(Path("/dev", name), DEVICE, is_dir=False) for name in devices]
     grants.append(Grant(Path("/dev/shm"), WRITE))  # multiprocessing's semaphores
-    grants += [Grant(p, WRITE) for p in ([tmp] if tmp else [])]
     grants += [Grant(p, WRITE) for p in extra]
     return grants
 
@@ -173,9 +171,10 @@ def landlock_abi() -> int:
     return max(abi, 0)
 
 
-def confine(hidden: Sequence[Path], *, name: str) -> Confinement | None:
-    """Confine this process (see the module docstring): it can no longer open anything under
-    ``hidden`` (the data dir). ``None``, with one warning logged, where the kernel cannot."""
+def confine(data_dir: Path, *, name: str) -> Confinement | None:
+    """Confine this process, agent ``name`` (see the module docstring): it can no longer open
+    anything under ``data_dir`` but its temp dir. ``None``, with one warning logged, where the
+    kernel cannot."""
     abi = landlock_abi()
     if abi < 1:
         log.warning(
@@ -185,18 +184,18 @@ def confine(hidden: Sequence[Path], *, name: str) -> Confinement | None:
             name,
         )
         return None
-    tmp = _private_tmp(name)
     extra = [Path(p) for p in os.environ.get(PATHS_ENV, "").split(os.pathsep) if p]
     wanted = agent_grants(
         cwd=Path.cwd(),
         sys_path=sys.path,
         prefixes={sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix},
-        tmp=tmp,
         extra=extra,
         pid=os.getpid(),
     )
     resolved = [r for g in wanted if (r := _resolved(g)) is not None]
-    rules = plan(resolved, [h.resolve() for h in hidden], _entries)
+    rules = plan(resolved, [data_dir.resolve()], _entries)
+    tmp = _own_tmp(data_dir / "tmp" / name)
+    rules += [Grant(tmp, WRITE)] if tmp else []  # the one tree of the data dir it may use
     if os.geteuid() == 0:
         _drop_capabilities()
     _restrict(rules, abi)
@@ -223,17 +222,19 @@ def _entries(folder: Path) -> list[Grant]:
     return [Grant(c, 0, c.is_dir()) for c in children if not c.is_symlink()]
 
 
-def _private_tmp(name: str) -> Path | None:
-    """A temp dir for this process alone, made the default (``TMPDIR``); shared ``/tmp`` would
-    be one more place to leave and find things (and may hold the data dir)."""
+def _own_tmp(folder: Path) -> Path | None:
+    """``folder``, emptied, as the process's temp dir (``TMPDIR``). Not in the shared ``/tmp``:
+    one more place to leave and find things (it may hold the data dir, too). Under the data dir,
+    one per agent, so a process that is killed leaves nothing behind for long."""
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f"swarmlog-{name}-"))
-    except OSError:  # a read-only root file system: no temp files then
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, mode=0o700)
+        folder = folder.resolve()
+    except OSError:  # a read-only file system: no temp files then
         return None
-    os.environ["TMPDIR"] = str(tmp)
-    tempfile.tempdir = str(tmp)
-    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-    return tmp
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = str(folder)
+    return folder
 
 
 class _RulesetAttr(ctypes.Structure):
