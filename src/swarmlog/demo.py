@@ -31,6 +31,7 @@ from typing import Any
 from rich.console import Console
 from rich.markdown import Markdown
 
+from swarmlog.agents.sandbox import PATHS_ENV
 from swarmlog.bus.jetstream import refusals
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError
@@ -71,10 +72,17 @@ class _Swarm:
 
     def __init__(self, data: Path, examples: Path, console: Console) -> None:
         self.data = data
+        self.work = data.parent / "work"
+        """Where the agents write (the warehouse): never the data dir, closed to agents."""
+        self.work.mkdir(parents=True, exist_ok=True)
         self.examples = examples
         self.console = console
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMLOG_")}
-        self.env |= {"SWARMLOG_DATA": str(data), "SWARMLOG_EXAMPLES_ROOTS": str(data)}
+        self.env |= {
+            "SWARMLOG_DATA": str(data),
+            "SWARMLOG_EXAMPLES_ROOTS": str(self.work),  # the example agents' own check
+            PATHS_ENV: str(self.work),  # and their processes' confinement
+        }
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -113,10 +121,10 @@ class _Swarm:
         return results
 
 
-def _workflows(ex: Path, data: Path) -> dict[str, list[str]]:
+def _workflows(ex: Path, work: Path) -> dict[str, list[str]]:
     docs, wait = str(ex / "docs"), ["--wait", "--json", "--timeout", "90"]
     swarm = {"tasks": [{"id": "index", "capability": "index", "input": {"folder": docs}}]}
-    etl = {"csv": str(ex / "data" / "orders.csv"), "db": str(data / "warehouse.duckdb")}
+    etl = {"csv": str(ex / "data" / "orders.csv"), "db": str(work / "warehouse.duckdb")}
     stages = ["extract", "clean", "transform", "validate", "load"]
     return {
         "supervisor": _briefing(docs) + wait,
@@ -209,7 +217,7 @@ def _play(swarm: _Swarm) -> int:
         if code:
             raise RuntimeError(f"agent start {target} failed: {err.strip()[-300:]}")
     console.print(f"[bold]2.[/] {len(AGENTS)} worker roles started as daemons (examples/)")
-    outcomes = swarm.together(_workflows(ex, data))
+    outcomes = swarm.together(_workflows(ex, swarm.work))
     console.print("[bold]3.[/] one workflow of each pattern, run at the same time:")
     for name, outcome in outcomes.items():
         _show(console, name, outcome)

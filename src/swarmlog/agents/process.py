@@ -1,4 +1,10 @@
-"""Running agents as processes: load ``module:Class``, run replicas until SIGTERM."""
+"""Running agents as processes: load ``module:Class``, run replicas until SIGTERM.
+
+An agent process holds its own :class:`~swarmlog.agents.session.AgentSession` and nothing else:
+:func:`run_agent` reads the agent's key, confines the process away from the data dir
+(:mod:`swarmlog.agents.sandbox`) and only then imports the handler's module. Every role here logs
+in as itself and reads the projections through the query service only.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from swarmlog.agents.api import Agent, TaskError
+from swarmlog.agents.api import Agent
 from swarmlog.agents.breakers import BreakerPolicy
 from swarmlog.agents.conductor import ROLE as CONDUCTOR_ROLE
 from swarmlog.agents.conductor import Conductor
@@ -20,23 +26,16 @@ from swarmlog.agents.router import ROLE as ROUTER_ROLE
 from swarmlog.agents.router import Outcome, OutcomeSource, Router
 from swarmlog.agents.routing import AGENTS_SQL, AgentView, agent_view
 from swarmlog.agents.runtime import AgentRuntime
+from swarmlog.agents.sandbox import confine
+from swarmlog.agents.session import AgentSession, open_agent_log, projection_rows
 from swarmlog.agents.watchdog import ROLE as WATCHDOG_ROLE
 from swarmlog.agents.watchdog import Watchdog
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.rpc import request
 from swarmlog.bus.subjects import rpc_subject
 from swarmlog.config import Settings
-from swarmlog.errors import (
-    BusError,
-    BusyError,
-    ConfigError,
-    QueryError,
-    QueryTimeout,
-    SwarmlogError,
-)
-from swarmlog.keystore import KeyStore
+from swarmlog.errors import ConfigError, SwarmlogError
 from swarmlog.publisher import Publisher
-from swarmlog.system import open_log, read_projection
 
 __all__ = [
     "BUILTIN_TARGETS",
@@ -104,20 +103,21 @@ async def run_agent(
     *,
     ack_wait: float = 30.0,
 ) -> None:
-    """Run one replica until ``stop``; the task in hand finishes first."""
+    """Run one replica of ``target`` as ``agent_id`` until ``stop`` (the task in hand finishes
+    first), in a process of its own: this process is confined to what an agent needs before the
+    target's module is imported, and never sees the data dir again."""
+    session = AgentSession.load(settings, agent_id)
+    confine(settings.data_dir, name=agent_id)
     builtin = _BUILTIN_RUNNERS.get(target)
     if builtin is not None:
-        await builtin(settings, agent_id, stop)
+        await builtin(session, stop)
         return
     cls = load_agent(target)
-    store = KeyStore(settings.keys_dir)
-    identity, _ = store.agent(agent_id)
-    credential = store.issued(agent_id)  # public: what its result cache entries show
-    async with open_log(settings, agent_id=agent_id) as log:
-        publisher = Publisher(log, identity, settings.namespace)
+    async with open_agent_log(session) as log:
+        publisher = Publisher(log, session.identity, session.namespace)
 
         async def query(sql: str) -> list[dict[str, Any]]:
-            columns, rows = await _projection_rows(settings, log, sql)
+            columns, rows = await projection_rows(session, log, sql)
             return [dict(zip(columns, row, strict=True)) for row in rows]
 
         runtime = AgentRuntime(
@@ -127,7 +127,7 @@ async def run_agent(
             replica=replica,
             ack_wait=ack_wait,
             query=query,
-            credential=credential,
+            credential=session.issued,
         )
         await runtime.start()
         announce_ready(agent_id)
@@ -145,14 +145,14 @@ _OUTCOMES_SQL = (
 )
 
 
-def _projected_outcomes(settings: Settings, log: JetStreamLog) -> OutcomeSource:
+def _projected_outcomes(session: AgentSession, log: JetStreamLog) -> OutcomeSource:
     """Each role's results (successes) and errors (failures) from the projection, in order."""
 
     async def read(after: int | None) -> tuple[list[Outcome], int]:
         if after is None:
-            _, rows = await _projection_rows(settings, log, "SELECT max(seq) FROM events")
+            _, rows = await projection_rows(session, log, "SELECT max(seq) FROM events")
             return [], int(rows[0][0] or 0)
-        _, rows = await _projection_rows(settings, log, _OUTCOMES_SQL.format(after=int(after)))
+        _, rows = await projection_rows(session, log, _OUTCOMES_SQL.format(after=int(after)))
         found = [(int(seq), str(role), bool(ok), dep) for seq, role, ok, dep in rows]
         return found, found[-1][0] if found else after
 
@@ -175,20 +175,19 @@ def breaker_policy_from_env(env: Mapping[str, str] | None = None) -> BreakerPoli
         ) from None
 
 
-async def run_router(settings: Settings, agent_id: str, stop: asyncio.Event) -> None:
+async def run_router(session: AgentSession, stop: asyncio.Event) -> None:
     """Run one router replica until ``stop``."""
-    identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
     policy = breaker_policy_from_env()
-    async with open_log(settings, agent_id=agent_id) as log:
+    async with open_agent_log(session) as log:
         router = Router(
             log,
-            Publisher(log, identity, settings.namespace),
-            _projected_agents(settings, log),
-            outcomes=_projected_outcomes(settings, log),
+            Publisher(log, session.identity, session.namespace),
+            _projected_agents(session, log),
+            outcomes=_projected_outcomes(session, log),
             breaker_policy=policy,
         )
         await router.start()
-        announce_ready(agent_id)
+        announce_ready(session.agent_id)
         try:
             while not stop.is_set():
                 try:
@@ -226,40 +225,39 @@ async def _steps_until(
 
 
 def _projection_access(
-    settings: Settings, log: JetStreamLog
+    session: AgentSession, log: JetStreamLog
 ) -> tuple[Callable[[str], Awaitable[list[dict[str, Any]]]], Callable[[int], Awaitable[None]]]:
     """Read-only SQL over the live projection, and a wait until it has folded up to a seq."""
 
     async def read(sql: str) -> list[dict[str, Any]]:
-        columns, rows = await _projection_rows(settings, log, sql)
+        columns, rows = await projection_rows(session, log, sql)
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
     async def wait_for(seq: int) -> None:
-        subject = rpc_subject(settings.namespace, "wait")
+        subject = rpc_subject(session.namespace, "wait")
         await request(log.client, subject, {"seq": seq, "timeout": 5}, 10.0)
 
     return read, wait_for
 
 
-async def run_conductor(settings: Settings, agent_id: str, stop: asyncio.Event) -> None:
+async def run_conductor(session: AgentSession, stop: asyncio.Event) -> None:
     """Run one conductor replica until ``stop``."""
-    identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
-    async with open_log(settings, agent_id=agent_id) as log:
-        read, wait_for = _projection_access(settings, log)
-        conductor = Conductor(log, Publisher(log, identity, settings.namespace), read, wait_for)
+    async with open_agent_log(session) as log:
+        read, wait_for = _projection_access(session, log)
+        publisher = Publisher(log, session.identity, session.namespace)
+        conductor = Conductor(log, publisher, read, wait_for)
         await conductor.start()
-        announce_ready(agent_id)
+        announce_ready(session.agent_id)
         try:
             await _steps_until(stop, conductor.step, "conductor")
         finally:
             await conductor.close()
 
 
-async def run_watchdog(settings: Settings, agent_id: str, stop: asyncio.Event) -> None:
+async def run_watchdog(session: AgentSession, stop: asyncio.Event) -> None:
     """Run one watchdog replica until ``stop`` (from the environment: the interval,
     ``SWARMLOG_WATCHDOG_INTERVAL`` seconds, default 2; ``SWARMLOG_DEADLOCK_POLICY`` break or
     escalate, default break; ``SWARMLOG_STALL_AFTER`` seconds of no progress, default 600)."""
-    identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
     try:
         interval = float(os.environ.get("SWARMLOG_WATCHDOG_INTERVAL", "2"))
         stall_after = float(os.environ.get("SWARMLOG_STALL_AFTER", "600"))
@@ -271,11 +269,11 @@ async def run_watchdog(settings: Settings, agent_id: str, stop: asyncio.Event) -
             "SWARMLOG_WATCHDOG_INTERVAL is 0.1-3600 seconds, SWARMLOG_DEADLOCK_POLICY break or"
             " escalate, SWARMLOG_STALL_AFTER seconds > 0"
         )
-    async with open_log(settings, agent_id=agent_id) as log:
-        read, wait_for = _projection_access(settings, log)
+    async with open_agent_log(session) as log:
+        read, wait_for = _projection_access(session, log)
         watchdog = Watchdog(
             log,
-            Publisher(log, identity, settings.namespace),
+            Publisher(log, session.identity, session.namespace),
             read,
             wait_for,
             interval=interval,
@@ -283,14 +281,14 @@ async def run_watchdog(settings: Settings, agent_id: str, stop: asyncio.Event) -
             stall_after=stall_after,
         )
         await watchdog.start()
-        announce_ready(agent_id)
+        announce_ready(session.agent_id)
         try:
             await _steps_until(stop, watchdog.step, "watchdog")
         finally:
             await watchdog.close()
 
 
-_BUILTIN_RUNNERS: dict[str, Callable[[Settings, str, asyncio.Event], Awaitable[None]]] = {
+_BUILTIN_RUNNERS: dict[str, Callable[[AgentSession, asyncio.Event], Awaitable[None]]] = {
     "router": run_router,
     "conductor": run_conductor,
     "watchdog": run_watchdog,
@@ -299,41 +297,14 @@ _BUILTIN_RUNNERS: dict[str, Callable[[Settings, str, asyncio.Event], Awaitable[N
 
 
 def _projected_agents(
-    settings: Settings, log: JetStreamLog
+    session: AgentSession, log: JetStreamLog
 ) -> Callable[[], Awaitable[list[AgentView]]]:
     async def read() -> list[AgentView]:
-        columns, rows = await _projection_rows(settings, log, AGENTS_SQL)
+        columns, rows = await projection_rows(session, log, AGENTS_SQL)
         return [agent_view(dict(zip(columns, row, strict=True))) for row in rows]
 
     return read
 
 
-async def _projection_rows(
-    settings: Settings, log: JetStreamLog, sql: str
-) -> tuple[list[str], list[list[Any]]]:
-    """Read-only SQL on the live projector over this process's connection, or on the file when
-    no projector runs."""
-    reply = await request(log.client, rpc_subject(settings.namespace, "query"), {"sql": sql}, 15.0)
-    if isinstance(reply, dict) and "rows" in reply:
-        if reply.get("truncated"):
-            # Deciding on part of the rows would be wrong, not just incomplete.
-            raise QueryError(f"more than {len(reply['rows'])} rows; narrow the query: {sql[:80]}")
-        return list(reply["columns"]), list(reply["rows"])
-    if isinstance(reply, dict) and "error" in reply:
-        error = reply["error"]
-        message = error.get("message", error) if isinstance(error, dict) else error
-        if isinstance(error, dict) and error.get("code") in _TRANSIENT_CODES:
-            # A busy or slow projector is no fault of the query: the caller asks again later.
-            raise BusyError(str(message).removeprefix(f"[{error['code']}] "))
-        raise TaskError("bad_query", str(message), retryable=False)
-    if not settings.projection_path.exists():
-        return [], []
-    result = await read_projection(settings, sql)
-    return list(result.columns), [list(r) for r in result.rows]
-
-
 _STEP_RETRY = 0.5
 """Seconds a built-in role waits after a failed step before the next."""
-
-_TRANSIENT_CODES = frozenset({BusError.code, BusyError.code, QueryTimeout.code})
-"""Errors of the query service after which the same query may well succeed."""

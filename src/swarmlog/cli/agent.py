@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -199,17 +200,30 @@ def agent_start(
             ctx.console.print(f"started {agent_id} (pid {info.pid}), log {info.log_path}")
         return
 
-    async def together() -> None:
+    async def together() -> int:
+        # A process per replica, as detached: each holds its own key only and is confined
+        # before it loads TARGET, which this process (it can read the operator key) never runs.
         stop = stop_on_signals()
-        await asyncio.gather(
-            *(
-                run_agent(settings, target, a, str(i), stop, ack_wait=ack_wait)
-                for i, a in enumerate(ids, 1)
-            )
-        )
+        procs = [
+            await asyncio.create_subprocess_exec(*_argv(settings, target, a, i, ack_wait))
+            for i, a in enumerate(ids, 1)
+        ]
+        exited = asyncio.ensure_future(asyncio.gather(*(p.wait() for p in procs)))
+        stopping = asyncio.ensure_future(stop.wait())
+        either: list[asyncio.Future[Any]] = [exited, stopping]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if stop.is_set():
+            for proc in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()  # each finishes the task in hand first
+        codes = await exited
+        return max((c if c > 0 else 1 for c in codes if c), default=0)
 
     ctx.err.print(f"running {', '.join(ids)} (Ctrl-C to stop)")
-    run(together())
+    code = run(together())
+    if code:
+        raise SystemExit(code)
 
 
 @agent.command("provision")
@@ -248,7 +262,7 @@ def agent_provision(
 @pass_ctx
 def agent_run(ctx: Context, target: str, agent_id: str, replica: str, ack_wait: float) -> None:
     """One replica in the foreground (what `agent start --detach` launches)."""
-    if not ctx.debug:  # a daemon's log records what it refused (forged work, cache entries)
+    if not ctx.debug:  # the daemon's log records what it refused, and whether it is confined
         logging.getLogger("swarmlog").setLevel(logging.WARNING)
 
     async def one() -> None:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import click
 
 from swarmlog.agents.process import run_conductor, run_router, run_watchdog, stop_on_signals
+from swarmlog.agents.session import AgentSession
 from swarmlog.brokerauth import refresh_broker, remember_namespace, write_authorization
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import stream_subjects
@@ -159,9 +160,11 @@ def up(ctx: Context, detach: bool, sync: str | None, replicas: int) -> None:
         stop = stop_on_signals()
         await asyncio.gather(
             run_projector(settings, stop=stop),
-            run_router(settings, router_id, stop),
-            run_conductor(settings, conductor_id, stop),
-            run_watchdog(settings, watchdog_id, stop),
+            # Built-in roles beside the projector, in the operator's process: each still logs
+            # in as itself (`up --detach` runs them as confined processes of their own).
+            run_router(AgentSession.load(settings, router_id), stop),
+            run_conductor(AgentSession.load(settings, conductor_id), stop),
+            run_watchdog(AgentSession.load(settings, watchdog_id), stop),
         )
 
     try:
