@@ -29,7 +29,8 @@ from swarmlog.bus.subjects import rpc_subject
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, QueryError, SwarmlogError
 from swarmlog.keystore import KeyStore
-from swarmlog.publisher import Publisher
+from swarmlog.publisher import ChainHint, HeadHint, Publisher
+from swarmlog.schemas.signing import ChainHead
 from swarmlog.system import open_log, read_projection
 
 __all__ = [
@@ -109,9 +110,11 @@ async def run_agent(
         await builtin(settings, agent_id, stop)
         return
     cls = load_agent(target)
-    identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
+    identity, credential = KeyStore(settings.keys_dir).agent(agent_id)
     async with open_log(settings, agent_id=agent_id) as log:
-        publisher = Publisher(log, identity, settings.namespace)
+        # An external agent may not query the projection: it walks its own prefix instead.
+        hint = None if credential.trust_level == "external" else _chain_hint(settings, log)
+        publisher = Publisher(log, identity, settings.namespace, hint=hint)
 
         async def query(sql: str) -> list[dict[str, Any]]:
             columns, rows = await _projection_rows(settings, log, sql)
@@ -173,7 +176,7 @@ async def run_router(settings: Settings, agent_id: str, stop: asyncio.Event) -> 
     async with open_log(settings, agent_id=agent_id) as log:
         router = Router(
             log,
-            Publisher(log, identity, settings.namespace),
+            Publisher(log, identity, settings.namespace, hint=_chain_hint(settings, log)),
             _projected_agents(settings, log),
             outcomes=_projected_outcomes(settings, log),
             breaker_policy=policy,
@@ -232,7 +235,8 @@ async def run_conductor(settings: Settings, agent_id: str, stop: asyncio.Event) 
     identity, _ = KeyStore(settings.keys_dir).agent(agent_id)
     async with open_log(settings, agent_id=agent_id) as log:
         read, wait_for = _projection_access(settings, log)
-        conductor = Conductor(log, Publisher(log, identity, settings.namespace), read, wait_for)
+        publisher = Publisher(log, identity, settings.namespace, hint=_chain_hint(settings, log))
+        conductor = Conductor(log, publisher, read, wait_for)
         await conductor.start()
         announce_ready(agent_id)
         try:
@@ -261,7 +265,7 @@ async def run_watchdog(settings: Settings, agent_id: str, stop: asyncio.Event) -
         read, wait_for = _projection_access(settings, log)
         watchdog = Watchdog(
             log,
-            Publisher(log, identity, settings.namespace),
+            Publisher(log, identity, settings.namespace, hint=_chain_hint(settings, log)),
             read,
             wait_for,
             interval=interval,
@@ -292,6 +296,35 @@ def _projected_agents(
         return [_view(row) for row in rows]
 
     return read
+
+
+_CHAIN_HINT_SQL = (
+    "SELECT p.position, h.sender_seq, h.hash, h.seq"
+    " FROM (SELECT max(seq) AS position FROM projector_position) p"
+    " LEFT JOIN chain_heads h ON h.sender = '{sender}'"
+)
+
+
+def _chain_hint(settings: Settings, log: JetStreamLog) -> HeadHint:
+    """The live projection's view of this process's own chain (one consistent read of its
+    ``chain_heads`` row and position), asked over this process's own connection; ``None`` when
+    no projector answers. The publisher checks it against the stream."""
+
+    async def hint(sender: str) -> ChainHint | None:
+        sql = _CHAIN_HINT_SQL.format(sender=sender.replace("'", "''"))
+        reply = await request(
+            log.client, rpc_subject(settings.namespace, "query"), {"sql": sql}, 5.0
+        )
+        if not isinstance(reply, dict) or len(reply.get("rows") or ()) != 1:
+            return None
+        position, sender_seq, hash_, seq = reply["rows"][0]
+        if position is None:
+            return None
+        if sender_seq is None:
+            return ChainHint(ChainHead(), 0, int(position))
+        return ChainHint(ChainHead(int(sender_seq), str(hash_)), int(seq), int(position))
+
+    return hint
 
 
 async def _projection_rows(

@@ -420,8 +420,16 @@ class JetStreamLog:
             raw = await self._js.get_last_msg(self._stream, filter_subject)
         except nats.js.errors.NotFoundError:
             return None
-        stored_at = int(raw.time.timestamp() * 1e9) if raw.time is not None else 0
-        return StoredMessage(int(raw.seq or 0), str(raw.subject), bytes(raw.data or b""), stored_at)
+        return _stored(raw)
+
+    async def next_message(self, filter_subject: str, start_seq: int) -> StoredMessage | None:
+        try:
+            raw = await self._js.get_msg(
+                self._stream, seq=max(start_seq, 1), subject=filter_subject, next=True
+            )
+        except nats.js.errors.NotFoundError:
+            return None
+        return _stored(raw)
 
     async def read(
         self, start_seq: int = 1, *, until_seq: int | None = None, follow: bool = False
@@ -618,6 +626,12 @@ class _JetStreamKV:
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await watcher.stop()
+
+
+def _stored(raw: Any) -> StoredMessage:
+    """A message read with a single-message get (``STREAM.MSG.GET``)."""
+    stored_at = int(raw.time.timestamp() * 1e9) if raw.time is not None else 0
+    return StoredMessage(int(raw.seq or 0), str(raw.subject), bytes(raw.data or b""), stored_at)
 
 
 def _consumer_config(spec: QueueSpec) -> ConsumerConfig:

@@ -144,6 +144,12 @@ class EventLog(Protocol):
         """The last message whose subject matches ``filter_subject`` (wildcards allowed)."""
         ...
 
+    async def next_message(self, filter_subject: str, start_seq: int) -> StoredMessage | None:
+        """The first message at or after ``start_seq`` whose subject matches ``filter_subject``
+        (wildcards allowed); ``None`` when there is none. One read of one message, which a login
+        without consumer rights may make: how an agent walks its own prefix."""
+        ...
+
     def read(
         self, start_seq: int = 1, *, until_seq: int | None = None, follow: bool = False
     ) -> AsyncIterator[list[StoredMessage]]:
