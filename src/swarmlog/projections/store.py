@@ -19,16 +19,29 @@ from swarmlog.projections.state import Key, State
 from swarmlog.projections.statehash import StateHasher
 from swarmlog.projections.tables import LAYOUT, TABLES, table
 
-__all__ = ["SAFE_CONFIG", "ProjectionStore"]
+__all__ = ["MEMORY_LIMIT", "SAFE_CONFIG", "TEMP_LIMIT", "ProjectionStore"]
 
 _SMALL = 64
 """Up to this many rows or keys go as SQL parameters, more as an Arrow table."""
 
+MEMORY_LIMIT = "1GB"
+"""DuckDB's memory for one projection file (every connection and query on it together): one
+query that would need more spills to the temp directory, then fails, instead of taking the
+machine's memory (DuckDB's default is 80% of it)."""
+TEMP_LIMIT = "2GB"
+"""Disk a projection's spilled intermediates may take in its temp directory (``<file>.tmp``)."""
+
 SAFE_CONFIG: dict[str, Any] = {
-    # Queries reach nothing but the projections: no files, no network, no extensions.
+    # Queries reach nothing but the projections: no files, no network, no extensions, no
+    # Python objects of the process (DuckDB's replacement scans), bounded memory and disk.
     "enable_external_access": False,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
+    "python_enable_replacements": False,
+    "memory_limit": MEMORY_LIMIT,
+    "max_temp_directory_size": TEMP_LIMIT,
+    # Last: nothing run on this database may change the settings above back.
+    "lock_configuration": True,
 }
 
 _META_DDL = (
