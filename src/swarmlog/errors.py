@@ -15,6 +15,7 @@ for usage and environment errors.
     │   ├── ServerError        the embedded nats-server could not start or stop
     │   └── ConcurrencyConflict  an optimistic-concurrency append lost the race (retry)
     ├── StoreError             the DuckDB projection file cannot be opened or written
+    │   └── StoreBusy          the projector owns the file: ask it, not the file
     └── QueryError             a query is not a single read-only SELECT over the projections
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "QueryError",
     "SchemaError",
     "ServerError",
+    "StoreBusy",
     "StoreError",
     "SwarmlogError",
     "VerificationError",
@@ -111,6 +113,12 @@ class StoreError(SwarmlogError):
     """The DuckDB projection cannot be opened or written."""
 
     code = "SWL400"
+
+
+class StoreBusy(StoreError):
+    """A projector holds (or is opening) the projection file, so a reader may not open it."""
+
+    code = "SWL401"
 
 
 class QueryError(SwarmlogError):
