@@ -71,7 +71,7 @@ def _done_by_victim(cli: Cli, task_id: str) -> bool:
 
 def _work(cli: Cli, task_id: str) -> None:
     cli.submit([TaskAssignment(task_id=task_id, role="echo", input={"text": task_id})])
-    wait_until(lambda: _done_by_victim(cli, task_id), 20)
+    wait_until(lambda: _done_by_victim(cli, task_id), 20, poll=0.25)  # each poll is a process
 
 
 def test_planted_junk_and_replays_do_not_lock_an_agent_out(cli: Cli) -> None:
