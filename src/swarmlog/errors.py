@@ -16,6 +16,7 @@ for usage and environment errors.
     │   ├── BusyError          a service has as much of this caller's work as it takes (retry)
     │   └── ConcurrencyConflict  an optimistic-concurrency append lost the race (retry)
     ├── StoreError             the DuckDB projection file cannot be opened or written
+    │   └── StoreBusy          the projector owns the file: ask it, not the file
     └── QueryError             a query is not a single read-only SELECT over the projections
         └── QueryTimeout       a query ran past its time budget and was stopped
 """
@@ -33,6 +34,7 @@ __all__ = [
     "QueryTimeout",
     "SchemaError",
     "ServerError",
+    "StoreBusy",
     "StoreError",
     "SwarmlogError",
     "VerificationError",
@@ -115,6 +117,12 @@ class StoreError(SwarmlogError):
     """The DuckDB projection cannot be opened or written."""
 
     code = "SWL400"
+
+
+class StoreBusy(StoreError):
+    """A projector holds (or is opening) the projection file, so a reader may not open it."""
+
+    code = "SWL401"
 
 
 class QueryError(SwarmlogError):

@@ -9,34 +9,54 @@ can never fork its chain: the loser re-reads the head and re-seals.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swarmlog.bus.ports import Append, AppendResult, EventLog, StoredMessage
+from swarmlog.bus.ports import Append, AppendResult, EventLog
 from swarmlog.bus.subjects import sender_filter, subject_for
-from swarmlog.errors import ConcurrencyConflict, SchemaError
-from swarmlog.schemas.codec import decode_envelope, decode_signed
+from swarmlog.errors import BusError, ConcurrencyConflict, SwarmlogError
+from swarmlog.projections.verify import chain_position, next_own_head
 from swarmlog.schemas.payloads import Payload
 from swarmlog.schemas.signing import (
-    EVENT_DOMAIN,
     ChainHead,
     Identity,
     Prepared,
     Sealed,
-    event_hash,
     prepare,
     seal,
-    verify_signature,
 )
 
-__all__ = ["Published", "Publisher"]
+__all__ = ["MAX_WALK", "ChainHint", "HeadHint", "Published", "Publisher"]
+
+_log = logging.getLogger(__name__)
+
+MAX_WALK = 50_000
+"""Messages under its own prefix a publisher reads at most to find its chain head (one request
+each): beyond, it asks for the projector, whose hint leaves only the messages it has not folded."""
 
 _MAX_RACES = 8
 _CHUNK = 512  # events signed per worker-thread call while the previous chunk is appended
+
+
+@dataclass(frozen=True)
+class ChainHint:
+    """A reader's view of one sender's chain: its ``head`` (the event at stream sequence
+    ``head_seq``, 0 for none) after folding the stream up to ``position``. The projection's
+    ``chain_heads`` row and position are one, the publisher's own last event another."""
+
+    head: ChainHead
+    head_seq: int
+    position: int
+
+
+HeadHint = Callable[[str], Awaitable[ChainHint | None]]
+"""Where a fresh publisher of the agent named may start looking for its chain head (``None``:
+no idea)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +81,10 @@ class Publisher:
         *,
         clock: Callable[[], int] = time.time_ns,
         entropy: Callable[[int], bytes] | None = None,
+        hint: HeadHint | None = None,
     ) -> None:
+        """``hint`` (the projection's view of this sender's chain) spares a fresh publisher
+        walking its whole prefix; it is checked against the stream, never trusted blindly."""
         self.log = log
         self.identity = identity
         self.namespace = namespace
@@ -70,48 +93,91 @@ class Publisher:
         # system call per event.
         self._entropy = entropy or random.Random(os.urandom(16)).randbytes
         self._head: ChainHead | None = None
-        self._last_stream_seq = 0  # stream sequence of our last event: the OCC expectation
+        self._last_stream_seq = 0  # the last message under our prefix: the OCC expectation
+        self._known: ChainHint | None = None  # our chain as of our last event or recovery
+        self._hint = hint
         # One publish at a time: two events sealed on the same head would fork the chain (an
         # aggregate expectation does not guard the sender's own chain).
         self._lock = asyncio.Lock()
 
     async def recover(self) -> ChainHead:
-        """Read this sender's chain head from the log."""
+        """Read this sender's chain head from the log.
+
+        The head is where a reader's chain for this sender stands: the walk from a known point
+        (this publisher's own last event, else the projection's :class:`ChainHint`, checked
+        against the stream, else the stream's start) over the messages under this sender's
+        prefix skips what a reader rejects (:func:`~swarmlog.projections.verify.next_own_head`:
+        junk, replayed copies, forks), so nothing planted there becomes the head the next event
+        chains to. It reads one message at a time (``STREAM.MSG.GET``), which an agent login
+        may; it needs no consumer. OCC still expects the real last message, junk or not.
+        """
         own = sender_filter(self.namespace, self.identity.agent_id)
         last = await self.log.last_message(own)
-        head, seq = ChainHead(), 0
-        if last is not None:
-            # Junk under our prefix (only a holder of our login can write there) is skipped: a
-            # running publisher keeps the head it knows; a fresh one walks the log for our last
-            # valid event (which a login without consumer rights cannot: it needs the
-            # operator's help). OCC still expects the real last message, junk or not.
-            head = self._own_event(last) or self._head or await self._scan_for_head() or ChainHead()
-            seq = last.seq
-        self._head, self._last_stream_seq = head, seq
+        if last is None:
+            self._head, self._last_stream_seq = ChainHead(), 0
+            self._known = ChainHint(ChainHead(), 0, 0)
+            return self._head
+        start = self._known or await self._hinted() or ChainHint(ChainHead(), 0, 0)
+        head = await self._walk(start, last.seq)
+        self._head, self._last_stream_seq = head, last.seq
         return head
 
-    def _own_event(self, message: StoredMessage) -> ChainHead | None:
+    async def _hinted(self) -> ChainHint | None:
+        """The hint, if one is given and the stream holds this sender's event where it says."""
+        if self._hint is None:
+            return None
         try:
-            signed = decode_signed(message.data)
-            envelope = decode_envelope(signed.body)
-        except SchemaError:
+            hint = await self._hint(self.identity.agent_id)
+        except SwarmlogError as exc:  # a hint saves a walk; without it we walk from the start
+            _log.warning("no chain head hint for %s: %s", self.identity.agent_id, exc)
             return None
-        if envelope.signer != self.identity.public_key or not verify_signature(
-            envelope.signer, EVENT_DOMAIN, signed.body, signed.signature
+        if hint is None:
+            return None
+        if hint.head_seq == 0:
+            return hint if hint.head == ChainHead() else None
+        own = sender_filter(self.namespace, self.identity.agent_id)
+        stored = await self.log.next_message(own, hint.head_seq)
+        if (
+            stored is None
+            or stored.seq != hint.head_seq
+            or chain_position(stored, self.namespace, self.identity.agent_id) != hint.head
         ):
+            _log.warning(
+                "the chain head hint for %s (seq %d) does not match the stream; walking its"
+                " prefix from the start",
+                self.identity.agent_id,
+                hint.head_seq,
+            )
             return None
-        return ChainHead(envelope.sender_seq, event_hash(signed.body))
+        return hint
 
-    async def _scan_for_head(self) -> ChainHead | None:
-        best: ChainHead | None = None
-        prefix = sender_filter(self.namespace, self.identity.agent_id)[:-1]
-        async for batch in self.log.read(1):
-            for message in batch:
-                if message.subject.startswith(prefix):
-                    head = self._own_event(message)
-                    if head is not None and (best is None or head.seq > best.seq):
-                        best = head
-        return best
+    async def _walk(self, start: ChainHint, until: int) -> ChainHead:
+        own = sender_filter(self.namespace, self.identity.agent_id)
+        head, head_seq, at = start.head, start.head_seq, start.position
+        walked = 0
+        while at < until:
+            if walked == MAX_WALK:
+                raise BusError(
+                    f"more than {MAX_WALK} messages under {own} after seq {start.position};"
+                    f" {self.identity.agent_id} cannot find its chain head by walking them:"
+                    " start the projector (`swarmlog up`), whose chain head it starts from"
+                )
+            message = await self.log.next_message(own, at + 1)
+            if message is None or message.seq > until:
+                break
+            walked += 1
+            step = next_own_head(
+                head,
+                message,
+                self.namespace,
+                sender=self.identity.agent_id,
+                signer=self.identity.public_key,
+            )
+            if step is not None:
+                head, head_seq = step, message.seq
+            at = message.seq
+        self._known = ChainHint(head, head_seq, until)
+        return head
 
     def seal(self, payload: Payload, **fields: Any) -> Sealed:
         """Sign ``payload`` as the next event in the chain (does not publish it)."""
@@ -173,6 +239,7 @@ class Publisher:
                 raise
             self._head = sealed.head
             self._last_stream_seq = result.seq
+            self._known = ChainHint(sealed.head, result.seq, result.seq)
             return Published(sealed.id, sealed.envelope.type, subject, result.seq, result.duplicate)
         raise ConcurrencyConflict(
             sender_filter(self.namespace, self.identity.agent_id),
@@ -204,6 +271,10 @@ class Publisher:
                 out: list[Published] = []
                 try:
                     await self._publish_chunks(items, window, out)
+                    if out and self._head is not None:
+                        self._known = ChainHint(
+                            self._head, out[-1].seq, max(self._last_stream_seq, out[-1].seq)
+                        )
                     return out
                 except _ChainMoved:
                     await self.recover()  # another holder of this key published: re-chain

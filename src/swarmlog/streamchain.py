@@ -29,6 +29,7 @@ from swarmlog.schemas.signing import Identity, verify_signature
 
 __all__ = [
     "CHECKPOINT_DOMAIN",
+    "MAX_CHECKPOINT_BYTES",
     "Checkpoint",
     "StreamChain",
     "chain_of",
@@ -39,6 +40,8 @@ __all__ = [
 CHAIN_DOMAIN = b"swarmlog/stream-chain/v1\x00"
 CHECKPOINT_DOMAIN = b"swarmlog/checkpoint/v1\x00"
 _ZERO = bytes(32)
+MAX_CHECKPOINT_BYTES = 16_384
+"""A checkpoint file is a few hundred bytes of JSON; a reader refuses anything larger."""
 
 
 @dataclass

@@ -10,9 +10,10 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from swarmlog.bus.jetstream import JetStreamLog, connect
 from swarmlog.bus.permissions import Login
@@ -20,12 +21,12 @@ from swarmlog.bus.rpc import request
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import rpc_subject
 from swarmlog.config import Settings
-from swarmlog.errors import BusError, QueryError, StoreError
+from swarmlog.errors import BusError, QueryError, StoreBusy
 from swarmlog.keystore import KeyStore
 from swarmlog.projections.projector import BatchResult, Projector
 from swarmlog.projections.query import QueryResult, run_query
 from swarmlog.projections.service import QUERY_TIMEOUT, QueryService
-from swarmlog.projections.store import ProjectionStore
+from swarmlog.projections.store import READER_TIMEOUT, ProjectionStore
 from swarmlog.snapshots import snapshot_every, take_snapshot
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 RPC_TIMEOUT = 5.0
@@ -123,7 +125,8 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
     operator_key = KeyStore(settings.keys_dir).operator_public_key()
     settings.projection_path.parent.mkdir(parents=True, exist_ok=True)
     async with open_log(settings, provision=True) as log_:
-        store = ProjectionStore(settings.projection_path)
+        # In a thread: it may wait (bounded) for a reader that opened the file to leave.
+        store = await asyncio.to_thread(ProjectionStore, settings.projection_path)
         projector = Projector(log_, store, namespace=settings.namespace, operator_key=operator_key)
         taking: asyncio.Lock = asyncio.Lock()
 
@@ -198,33 +201,71 @@ def _raise_remote(reply: object) -> None:
 
 
 async def read_projection(settings: Settings, sql: str) -> QueryResult:
-    """Run a read-only query: on the live projector if one answers, else on the file."""
+    """Run a read-only query: on the live projector if one answers, else on the file (briefly:
+    a projector starting meanwhile must not find it held, see ``store``)."""
     settings.require_data_dir()
-    # Longer than the service's own limit, so its "stopped" answer arrives.
-    reply = await ask_projector(settings, "query", {"sql": sql}, QUERY_TIMEOUT + 5.0)
-    if reply is not None:
-        _raise_remote(reply)
-        assert isinstance(reply, dict)
-        return QueryResult(reply["columns"], reply["rows"], bool(reply.get("truncated")))
+    return await _from_projector_or_file(
+        settings,
+        lambda: ask_projector(settings, "query", {"sql": sql}, QUERY_TIMEOUT + 5.0),
+        lambda reply: QueryResult(reply["columns"], reply["rows"], bool(reply.get("truncated"))),
+        lambda: _query_file(settings, sql),
+    )
+
+
+def _query_file(settings: Settings, sql: str) -> QueryResult:
     with ProjectionStore(settings.projection_path, read_only=True) as store:
         cursor = store.cursor()
+        # A reader holds DuckDB's file lock while it reads: bounded, so a projector starting
+        # meanwhile waits for it at most this long.
+        timer = threading.Timer(READER_TIMEOUT, cursor.interrupt)
+        timer.start()
         try:
             return run_query(cursor, sql)
+        except QueryError:
+            if not timer.is_alive():
+                raise QueryError(
+                    f"the query ran longer than {READER_TIMEOUT:.0f} s and was stopped; narrow it"
+                ) from None
+            raise
         finally:
+            timer.cancel()
             cursor.close()
+
+
+async def _from_projector_or_file(
+    settings: Settings,
+    ask: Callable[[], Awaitable[object | None]],
+    answer: Callable[[dict[str, Any]], T],
+    read_file: Callable[[], T],
+) -> T:
+    """Ask the live projector; with none answering, read the file in a thread. A projector
+    that owns the file but does not answer yet is starting: ask it again for a while."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READER_TIMEOUT
+    while True:
+        reply = await ask()
+        if reply is not None:
+            _raise_remote(reply)
+            assert isinstance(reply, dict)
+            return answer(reply)
+        try:
+            return await asyncio.to_thread(read_file)
+        except StoreBusy:
+            if loop.time() > deadline:
+                raise
+        await asyncio.sleep(0.1)  # polling a projector that is still opening its file
 
 
 async def read_live_state(settings: Settings) -> LiveState:
     """Position and state hash of the live projection, read consistently."""
-    reply = await ask_projector(settings, "state", {})
-    if reply is not None:
-        _raise_remote(reply)
-        assert isinstance(reply, dict)
-        return LiveState(int(reply["position"]), str(reply["state_hash"]))
-    if not settings.projection_path.exists():
-        raise StoreError(
-            f"no projection at {settings.projection_path}; start the projector with `swarmlog up`"
-        )
-    with ProjectionStore(settings.projection_path, read_only=True) as store:
-        position, state_hash = store.snapshot_state()
-    return LiveState(position, state_hash)
+
+    def read_file() -> LiveState:
+        with ProjectionStore(settings.projection_path, read_only=True) as store:
+            return LiveState(*store.snapshot_state())
+
+    return await _from_projector_or_file(
+        settings,
+        lambda: ask_projector(settings, "state", {}),
+        lambda reply: LiveState(int(reply["position"]), str(reply["state_hash"])),
+        read_file,
+    )

@@ -314,6 +314,28 @@ async def test_message_at_a_sequence(log: EventLog, ns: str) -> None:
         assert await log.message_at(missing) is None
 
 
+async def test_next_message_walks_a_filter_forward(log: EventLog, ns: str) -> None:
+    alice = sender_filter(ns, "alice")
+    assert await log.next_message(alice, 1) is None
+
+    await log.append(item(task_subject(ns, "t1", sender="alice"), b"a1"))
+    await log.append(item(task_subject(ns, "t2", sender="bob"), b"b1"))
+    await log.append(item(f"swarmlog.{ns}.alicex.sys.budget_set", b"not alice"))
+    await log.append(item(task_subject(ns, "t3", sender="alice"), b"a2"))
+
+    assert content(await log.next_message(alice, 0)) == (
+        1,
+        task_subject(ns, "t1", sender="alice"),
+        b"a1",
+    )
+    found = await log.next_message(alice, 2)  # skips bob's and alicex's
+    assert found is not None
+    assert (found.seq, found.data) == (4, b"a2")
+    assert found.stored_at > 0
+    assert await log.next_message(alice, 5) is None
+    assert await log.next_message(sender_filter(ns, "nobody"), 1) is None
+
+
 # -- read ----------------------------------------------------------------------------------------
 
 

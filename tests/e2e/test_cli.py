@@ -408,6 +408,12 @@ BAD_INPUT: list[tuple[str, tuple[str, ...]]] = [
     ("query-copy", ("query", "COPY tasks TO '{root}/x.csv'")),
     ("query-two-statements", ("query", "SELECT 1; SELECT 2")),
     ("query-read-csv", ("query", "SELECT * FROM read_csv('/etc/passwd')")),
+    ("query-checkpoint", ("query", "SELECT * FROM checkpoint()")),
+    (
+        "query-read-own-file",
+        ("query", "SELECT * FROM read_blob('{root}/data/projections/default.duckdb')"),
+    ),
+    ("query-pragma", ("query", "SELECT * FROM pragma_database_size()")),
     # a missing data dir
     ("missing-dir-status", (*NO_DIR, "status")),
     ("missing-dir-query", (*NO_DIR, "query", "SELECT 1")),

@@ -35,7 +35,8 @@ from swarmlog.bus.rpc import request
 from swarmlog.bus.subjects import rpc_subject
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, SwarmlogError
-from swarmlog.publisher import Publisher
+from swarmlog.publisher import ChainHint, HeadHint, Publisher
+from swarmlog.schemas.signing import ChainHead
 
 __all__ = [
     "BUILTIN_TARGETS",
@@ -114,7 +115,10 @@ async def run_agent(
         return
     cls = load_agent(target)
     async with open_agent_log(session) as log:
-        publisher = Publisher(log, session.identity, session.namespace)
+        # An external agent may not query the projection: it walks its own prefix instead.
+        external = session.credential.trust_level == "external"
+        hint = None if external else _chain_hint(session, log)
+        publisher = Publisher(log, session.identity, session.namespace, hint=hint)
 
         async def query(sql: str) -> list[dict[str, Any]]:
             columns, rows = await projection_rows(session, log, sql)
@@ -181,7 +185,7 @@ async def run_router(session: AgentSession, stop: asyncio.Event) -> None:
     async with open_agent_log(session) as log:
         router = Router(
             log,
-            Publisher(log, session.identity, session.namespace),
+            Publisher(log, session.identity, session.namespace, hint=_chain_hint(session, log)),
             _projected_agents(session, log),
             outcomes=_projected_outcomes(session, log),
             breaker_policy=policy,
@@ -244,7 +248,8 @@ async def run_conductor(session: AgentSession, stop: asyncio.Event) -> None:
     """Run one conductor replica until ``stop``."""
     async with open_agent_log(session) as log:
         read, wait_for = _projection_access(session, log)
-        publisher = Publisher(log, session.identity, session.namespace)
+        hint = _chain_hint(session, log)
+        publisher = Publisher(log, session.identity, session.namespace, hint=hint)
         conductor = Conductor(log, publisher, read, wait_for)
         await conductor.start()
         announce_ready(session.agent_id)
@@ -273,7 +278,7 @@ async def run_watchdog(session: AgentSession, stop: asyncio.Event) -> None:
         read, wait_for = _projection_access(session, log)
         watchdog = Watchdog(
             log,
-            Publisher(log, session.identity, session.namespace),
+            Publisher(log, session.identity, session.namespace, hint=_chain_hint(session, log)),
             read,
             wait_for,
             interval=interval,
@@ -308,3 +313,32 @@ def _projected_agents(
 
 _STEP_RETRY = 0.5
 """Seconds a built-in role waits after a failed step before the next."""
+
+
+_CHAIN_HINT_SQL = (
+    "SELECT p.position, h.sender_seq, h.hash, h.seq"
+    " FROM (SELECT max(seq) AS position FROM projector_position) p"
+    " LEFT JOIN chain_heads h ON h.sender = '{sender}'"
+)
+
+
+def _chain_hint(session: AgentSession, log: JetStreamLog) -> HeadHint:
+    """The live projection's view of this process's own chain (one consistent read of its
+    ``chain_heads`` row and position), asked over this process's own connection; ``None`` when
+    no projector answers. The publisher checks it against the stream."""
+
+    async def hint(sender: str) -> ChainHint | None:
+        sql = _CHAIN_HINT_SQL.format(sender=sender.replace("'", "''"))
+        reply = await request(
+            log.client, rpc_subject(session.namespace, "query"), {"sql": sql}, 5.0
+        )
+        if not isinstance(reply, dict) or len(reply.get("rows") or ()) != 1:
+            return None
+        position, sender_seq, hash_, seq = reply["rows"][0]
+        if position is None:
+            return None
+        if sender_seq is None:
+            return ChainHint(ChainHead(), 0, int(position))
+        return ChainHint(ChainHead(int(sender_seq), str(hash_)), int(seq), int(position))
+
+    return hint

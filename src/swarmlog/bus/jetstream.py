@@ -431,6 +431,15 @@ class JetStreamLog:
             return None
         return _stored(raw)
 
+    async def next_message(self, filter_subject: str, start_seq: int) -> StoredMessage | None:
+        try:
+            raw = await self._js.get_msg(
+                self._stream, seq=max(start_seq, 1), subject=filter_subject, next=True
+            )
+        except nats.js.errors.NotFoundError:
+            return None
+        return _stored(raw)
+
     async def read(
         self, start_seq: int = 1, *, until_seq: int | None = None, follow: bool = False
     ) -> AsyncIterator[list[StoredMessage]]:

@@ -102,6 +102,12 @@ class MemoryLog:
     async def message_at(self, seq: int) -> StoredMessage | None:
         return self._messages[seq - 1] if 1 <= seq <= len(self._messages) else None
 
+    async def next_message(self, filter_subject: str, start_seq: int) -> StoredMessage | None:
+        for message in self._messages[max(start_seq, 1) - 1 :]:
+            if subject_matches(filter_subject, message.subject):
+                return message
+        return None
+
     async def read(
         self, start_seq: int = 1, *, until_seq: int | None = None, follow: bool = False
     ) -> AsyncIterator[list[StoredMessage]]:

@@ -146,6 +146,11 @@ class EventLog(Protocol):
 
     async def message_at(self, seq: int) -> StoredMessage | None:
         """The message stored at stream sequence ``seq`` (``None`` when there is none)."""
+
+    async def next_message(self, filter_subject: str, start_seq: int) -> StoredMessage | None:
+        """The first message at or after ``start_seq`` whose subject matches ``filter_subject``
+        (wildcards allowed); ``None`` when there is none. One read of one message, which a login
+        without consumer rights may make: how an agent walks its own prefix."""
         ...
 
     def read(

@@ -4,6 +4,8 @@ projection."""
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from swarmlog.keystore import KeyStore
 from swarmlog.projections.projector import BatchResult, Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.streamchain import (
+    MAX_CHECKPOINT_BYTES,
     Checkpoint,
     StreamChain,
     chain_of,
@@ -173,10 +176,30 @@ async def _chain(settings: Settings, until_seq: int | None = None) -> StreamChai
 
 
 def _load_checkpoint(path: Path) -> Checkpoint:
+    """The checkpoint in ``path``: a regular file of at most :data:`MAX_CHECKPOINT_BYTES`
+    (``/dev/zero`` or a FIFO would otherwise be read until memory runs out, or forever)."""
     try:
-        return msgspec.json.decode(path.read_bytes(), type=Checkpoint)
+        # Non-blocking: opening a FIFO with no writer must not hang before it can be refused.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise ConfigError(
+                f"{path} is not a regular file; pass a checkpoint file written by"
+                " `swarmlog audit checkpoint`"
+            )
+        try:
+            data = file.read(MAX_CHECKPOINT_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_CHECKPOINT_BYTES:
+        raise ConfigError(
+            f"{path} is larger than any checkpoint ({MAX_CHECKPOINT_BYTES} bytes at most); pass"
+            " a checkpoint file written by `swarmlog audit checkpoint`"
+        )
+    try:
+        return msgspec.json.decode(data, type=Checkpoint)
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path} is not a swarmlog checkpoint: {exc}") from None
 

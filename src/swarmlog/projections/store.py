@@ -2,33 +2,77 @@
 
 A batch is written in one transaction together with the projector's stream position, so a crash
 at any point leaves the file at the end of a whole batch: no event lost, none applied twice.
+
+One writer, and readers that never keep it out. DuckDB lets a file be open by one read-write
+process or by any number of read-only ones, so a reader that opens the file while no projector
+runs (the fallback of ``system.read_projection``) would make a projector starting then fail on
+the file lock. A **gate** (``<file>.gate``, an ``flock``) gives the writer precedence: the
+writer takes it exclusively for as long as it has the file open, then waits (at most
+:data:`WRITER_WAIT`) for the readers already in to leave; a reader takes it shared only while it
+opens the file, so none gets in once a writer is at the gate (it is told the projector owns the
+file, and asks it instead), and a reader's query is bounded in time (:data:`READER_TIMEOUT`). The
+kernel drops an ``flock`` when its process dies, so a projector killed with ``kill -9`` leaves
+no stale gate behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
+import os
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from swarmlog.errors import StoreError
+from swarmlog.errors import StoreBusy, StoreError
 from swarmlog.projections.state import Key, State
 from swarmlog.projections.statehash import StateHasher
 from swarmlog.projections.tables import LAYOUT, TABLES, table
 
-__all__ = ["SAFE_CONFIG", "ProjectionStore"]
+__all__ = [
+    "MEMORY_LIMIT",
+    "READER_TIMEOUT",
+    "SAFE_CONFIG",
+    "TEMP_LIMIT",
+    "WRITER_WAIT",
+    "ProjectionStore",
+]
+
+log = logging.getLogger(__name__)
+
+READER_TIMEOUT = 10.0
+"""Seconds a reader that opened the file itself may run a query (then it is interrupted): how
+long it can keep a starting projector waiting."""
+WRITER_WAIT = 3 * READER_TIMEOUT
+"""Seconds a writer waits for the gate and for readers already in to close the file."""
 
 _SMALL = 64
 """Up to this many rows or keys go as SQL parameters, more as an Arrow table."""
 
+MEMORY_LIMIT = "1GB"
+"""DuckDB's memory for one projection file (every connection and query on it together): one
+query that would need more spills to the temp directory, then fails, instead of taking the
+machine's memory (DuckDB's default is 80% of it)."""
+TEMP_LIMIT = "2GB"
+"""Disk a projection's spilled intermediates may take in its temp directory (``<file>.tmp``)."""
+
 SAFE_CONFIG: dict[str, Any] = {
-    # Queries reach nothing but the projections: no files, no network, no extensions.
+    # Queries reach nothing but the projections: no files, no network, no extensions, no
+    # Python objects of the process (DuckDB's replacement scans), bounded memory and disk.
     "enable_external_access": False,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
+    "python_enable_replacements": False,
+    "memory_limit": MEMORY_LIMIT,
+    "max_temp_directory_size": TEMP_LIMIT,
+    # Last: nothing run on this database may change the settings above back.
+    "lock_configuration": True,
 }
 
 _META_DDL = (
@@ -43,19 +87,29 @@ _ARROW = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "BOOLEAN": pa.bool_()}
 class ProjectionStore:
     """A DuckDB file holding the projection tables and the projector's position."""
 
-    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path | str, *, read_only: bool = False, wait: float = WRITER_WAIT
+    ) -> None:
+        """Open the file at ``path``: read-write (the writer, waiting up to ``wait`` seconds
+        for readers to leave), or ``read_only`` (a reader: :class:`StoreBusy` at once when a
+        writer holds or waits for the file)."""
         self.path = Path(path)
         self.read_only = read_only
         if read_only and not self.path.exists():
             raise StoreError(
                 f"no projection at {self.path}; start the projector with `swarmlog up` first"
             )
-        try:
-            self._con = duckdb.connect(
-                str(self.path), read_only=read_only, config=dict(SAFE_CONFIG)
-            )
-        except duckdb.Error as exc:
-            raise StoreError(f"cannot open projection {self.path}: {_first_line(exc)}") from None
+        self._gate: int | None = None
+        if read_only:
+            with _reader_gate(self.path):
+                self._con = _connect(self.path, read_only=True)
+        else:
+            self._gate = _writer_gate(self.path, time.monotonic() + wait)
+            try:
+                self._con = _connect_waiting(self.path, time.monotonic() + wait)
+            except BaseException:
+                os.close(self._gate)
+                raise
         self._lock = threading.Lock()  # one writer/reader of the main connection at a time
         if not read_only:
             with self._lock:
@@ -66,6 +120,9 @@ class ProjectionStore:
 
     def close(self) -> None:
         self._con.close()
+        if self._gate is not None:
+            os.close(self._gate)  # releases the flock: readers may open the file again
+            self._gate = None
 
     def __enter__(self) -> ProjectionStore:
         return self
@@ -268,6 +325,80 @@ class ProjectionStore:
         """Rows of an internal query (not user SQL: see :mod:`query` for that)."""
         with self._lock:
             return self._con.execute(sql, list(params)).fetchall()
+
+
+def _gate_path(path: Path) -> Path:
+    return path.with_name(path.name + ".gate")
+
+
+def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config=dict(SAFE_CONFIG))
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open projection {path}: {_first_line(exc)}") from None
+
+
+def _connect_waiting(path: Path, deadline: float) -> duckdb.DuckDBPyConnection:
+    """Open ``path`` read-write, retrying while readers that got in before the gate still hold
+    DuckDB's file lock (each for at most :data:`READER_TIMEOUT`)."""
+    pause = 0.01
+    while True:
+        try:
+            return duckdb.connect(str(path), config=dict(SAFE_CONFIG))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
+                raise StoreError(
+                    f"cannot open projection {path}: {_first_line(exc)}; another process holds"
+                    " it (`swarmlog agent ps`, `lsof` name it)"
+                ) from None
+            log.info("waiting for readers of %s to close it", path)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open projection {path}: {_first_line(exc)}") from None
+        time.sleep(pause)  # a bounded retry of a lock held by another process: nothing to wait on
+        pause = min(pause * 2, 0.2)
+
+
+def _writer_gate(path: Path, deadline: float) -> int:
+    """Take ``path``'s gate exclusively (readers hold it only while they open the file): the
+    open descriptor, which holds it until closed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(_gate_path(path), os.O_RDWR | os.O_CREAT, 0o600)
+    pause = 0.005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() + pause > deadline:
+                os.close(fd)
+                raise StoreError(
+                    f"another process is writing projection {path} (a projector already runs:"
+                    " `swarmlog status`); stop it first"
+                ) from None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
+@contextlib.contextmanager
+def _reader_gate(path: Path) -> Iterator[None]:
+    """Hold ``path``'s gate shared while the file is being opened; :class:`StoreBusy` when a
+    writer holds or waits for it. No gate file yet: no writer ever opened it, nothing to do."""
+    try:
+        fd = os.open(_gate_path(path), os.O_RDONLY)
+    except FileNotFoundError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreBusy(
+                f"the projector owns {path} (it is starting or running) but did not answer;"
+                " try again in a moment"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _state_of(cursor: duckdb.DuckDBPyConnection) -> tuple[int, str]:

@@ -49,11 +49,22 @@ from swarmlog.schemas.signing import (
     EVENT_DOMAIN,
     INTERNAL_TYPES,
     OPERATOR_ID,
+    ChainHead,
     event_hash,
     verify_signature,
 )
 
-__all__ = ["REASONS", "Checked", "Rejection", "admit", "check", "check_credential", "touches"]
+__all__ = [
+    "REASONS",
+    "Checked",
+    "Rejection",
+    "admit",
+    "chain_position",
+    "check",
+    "check_credential",
+    "next_own_head",
+    "touches",
+]
 
 REASONS: dict[str, str] = {
     "oversized": "the message is larger than the event size limit",
@@ -119,6 +130,47 @@ def check(message: StoredMessage, namespace: str, *, verify: bool = True) -> Che
     ):
         return Checked(message, envelope, "", Rejection("bad_signature"))
     return Checked(message, envelope, event_hash(signed.body), None)
+
+
+def next_own_head(
+    head: ChainHead, message: StoredMessage, namespace: str, *, sender: str, signer: str
+) -> ChainHead | None:
+    """``sender``'s chain head after ``message``, as far as the sender itself can tell.
+
+    For a publisher recovering its own chain (signing as ``sender`` with key ``signer``) from
+    the messages under its prefix, in stream order after the one ``head`` stands at, without
+    the projection's state. The new head when a reader would take ``message`` as the sender's
+    next event; ``None`` when a reader rejects it, so the head stays where it was: whatever
+    fails :func:`check` (junk, a bad signature, a wrong subject), an event of another sender or
+    signed by another key (a reader's ``wrong_sender`` or ``unknown_signer``, unless that key is
+    also the sender's: only the projection knows, see the publisher's hint), for the operator an
+    identity the reader refuses (``bad_credential``, ...), and then, exactly as :func:`admit`
+    orders them, a ``replayed`` copy of an earlier event or a ``chain_fork``.
+    """
+    checked = check(message, namespace)
+    envelope = checked.envelope
+    if checked.rejection is not None or envelope is None:
+        return None
+    if envelope.sender != sender or envelope.signer != signer:
+        return None
+    if sender == OPERATOR_ID and _check_identity(State(), envelope, signer, message.stored_at):
+        return None
+    if envelope.sender_seq <= head.seq:
+        return None
+    if envelope.sender_seq == head.seq + 1 and envelope.prev_hash != head.hash:
+        return None
+    return ChainHead(envelope.sender_seq, checked.body_hash)
+
+
+def chain_position(message: StoredMessage, namespace: str, sender: str) -> ChainHead | None:
+    """Where ``message`` sits in ``sender``'s chain, if it is a well-formed event of
+    ``sender`` under a valid signature (by whichever key): to check that a chain head another
+    reader reports is really stored where it says."""
+    checked = check(message, namespace)
+    envelope = checked.envelope
+    if checked.rejection is not None or envelope is None or envelope.sender != sender:
+        return None
+    return ChainHead(envelope.sender_seq, checked.body_hash)
 
 
 def touches(envelope: Envelope) -> list[tuple[str, Key]]:
