@@ -13,7 +13,7 @@ from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.credentials import Credential
-from swarmlog.schemas.payloads import AgentHeartbeat, TaskStarted
+from swarmlog.schemas.payloads import AgentHeartbeat, TaskAssignment, TaskStarted
 from swarmlog.schemas.signing import Identity, issue_credential
 
 NS = "pc"
@@ -33,7 +33,10 @@ async def test_batches_and_single_publishes_rechain_after_another_writer(tmp_pat
         issuer=operator.public_key,
         issued_at=1,
     )
-    await Publisher(log, operator, NS).publish(issue_credential(operator, credential))
+    ops = Publisher(log, operator, NS)
+    await ops.publish(issue_credential(operator, credential))
+    # The tasks are w's: only its holder may say one started.
+    await ops.publish_many([TaskAssignment(task_id=t, role="w") for t in ("t0", "t1", "t2", "t9")])
     daemon, cli = Publisher(log, worker, NS), Publisher(log, worker, NS)
     await daemon.publish(AgentHeartbeat(agent_id="w-1"))
     await cli.publish(AgentHeartbeat(agent_id="w-1"))  # the daemon's head is now stale

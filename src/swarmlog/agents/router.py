@@ -40,13 +40,14 @@ from swarmlog.schemas.payloads import (
     TaskFailed,
     TaskOffered,
 )
+from swarmlog.schemas.signing import ROUTER_ROLE
 from swarmlog.schemas.types import PRIORITIES
 
 __all__ = ["GIVE_UP_AFTER", "ROLE", "Outcome", "OutcomeSource", "Router", "RoutingOutcome"]
 
 log = logging.getLogger(__name__)
 
-ROLE = "router"
+ROLE = ROUTER_ROLE
 GIVE_UP_AFTER = 60
 """Deliveries of one offer before the router escalates it (when no agent can take it)."""
 
