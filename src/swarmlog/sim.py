@@ -141,6 +141,8 @@ class _Sim:
         self.breakers: dict[str, Breaker] = {}
         self.offers: list[TaskOffered] = []
         self.swarm_offers: list[str] = []
+        self.claimed_by: dict[str, str] = {}
+        """Swarm tasks by the agent whose claim won them."""
         self.offered: list[str] = []
         self.attempts: Counter[str] = Counter()
         self.finished: set[str] = set()
@@ -300,19 +302,26 @@ class _Sim:
     def _idle(self, role: str) -> list[_Agent]:
         return [a for a in self.agents if a.role == role and a.alive and not a.busy and not a.asked]
 
+    def _takers(self, role: _Role, task: TaskAssignment) -> list[_Agent]:
+        """Who may run ``task`` now: an idle replica of its role, or only the agent that won its
+        claim (a claimed task is that agent's alone, as the verifier holds it)."""
+        idle = self._idle(role.name)
+        winner = self.claimed_by.get(task.task_id)
+        return [a for a in idle if a.identity.agent_id == winner] if winner else idle
+
     async def do_work(self) -> None:
         ready = [
             r
             for r in self.roles.values()
-            if r.queue and self._idle(r.name) and any(self._due(r, t) for t in r.queue)
+            if any(self._due(r, t) and self._takers(r, t) for t in r.queue)
         ]
         if not ready:
             return
         role = self.rng.choice(ready)
-        waiting = [t for t in role.queue if self._due(role, t)]
+        waiting = [t for t in role.queue if self._due(role, t) and self._takers(role, t)]
         task = self._pick(waiting)
         role.queue.remove(task)
-        agent = self.rng.choice(self._idle(role.name))
+        agent = self.rng.choice(self._takers(role, task))
         if task.task_id in self.finished:  # a redelivery of settled work: idempotent
             return
         self.attempts[task.task_id] += 1
@@ -381,6 +390,7 @@ class _Sim:
         if len(winners) != 1:
             self.violations.append(f"{task_id} claimed by {len(winners)} agents")
             return
+        self.claimed_by[task_id] = winners[0].identity.agent_id
         self.roles["swarmer"].queue.append(TaskAssignment(task_id=task_id, role="swarmer"))
 
     async def do_deadlock(self) -> None:

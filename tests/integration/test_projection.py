@@ -97,6 +97,7 @@ async def test_publish_project_query(swarm: Swarm, tmp_path: Path) -> None:
 
 
 async def test_duplicate_publish_is_stored_once(swarm: Swarm, tmp_path: Path) -> None:
+    await swarm.publisher(swarm.operator).publish(TaskAssignment(task_id="t9", role="worker"))
     publisher = swarm.publisher(swarm.alice)
     await publisher.recover()
     sealed = publisher.seal(Result(task_id="t9", output=1))

@@ -57,6 +57,10 @@ async def test_clean_log_audits_clean(swarm: Swarm) -> None:
 
 async def test_tampered_messages_are_quarantined_and_audited(swarm: Swarm, tmp_path: Path) -> None:
     ns = swarm.namespace
+    # The tasks are the worker role's (alice's): only their holder answers them.
+    await swarm.publisher(swarm.operator).publish_many(
+        [TaskAssignment(task_id=t, role="worker") for t in ("t1", "t2")]
+    )
     alice = swarm.publisher(swarm.alice)
     good = await alice.publish(Result(task_id="t1", output="genuine"))
     stored = await swarm.log.last_message(good.subject)

@@ -66,7 +66,7 @@ async def race(claimants: int, delays: list[int]) -> tuple[list[bool], str | Non
             capabilities=["web"],
         )
         await ops.publish(issue_credential(operator, credential))
-    await ops.publish(TaskOffered(task_id="t1", capability="web"), workflow_id="wf")
+    await ops.publish(TaskOffered(task_id="t1", capability="web", mode="swarm"), workflow_id="wf")
     publishers = [Publisher(log, a, NS) for a in agents]
 
     async def contender(i: int) -> bool:

@@ -2,17 +2,19 @@
 
 A generator plays an operator and one to three credentialed agents emitting a mix of events, with
 occasional tampering (a flipped byte, a replayed message, an unknown key, a wrong subject, a forged
-chain link, a reused event id, a bad credential, a key speaking for another agent). Alongside it
-keeps a small model of what the projection must decide for every message, written from the rules
-in ``verify.REASONS``, independently of ``admit``. The tests then check:
+chain link, a reused event id, a bad credential, a key speaking for another agent or for a task or
+question that is not its own, a revoke of a key never issued, a far-off clock). Alongside it keeps
+a small model of what the projection must decide for every message, written from the rules in
+``verify.REASONS``, independently of ``admit``. The tests then check:
 
 * the reference fold agrees with the model, message by message, and never applies a tampered one;
 * folding is deterministic (same messages, same state hash);
 * the DuckDB projector gives the reference state hash however the messages are batched, and a
   replay from the log (``Projector.run``) gives it too, also when resumed half way.
 
-Messages carry a server storage time (``stored_at``: unknown, on time or late) next to the signer's
-clock, so expiry is judged the way the projection judges it. Keys come from seeds derived from
+Messages carry a server storage time (``stored_at``: unknown, on time, late, or years away from
+the signer's clock) next to the signer's clock, so expiry and the time bound are judged the way
+the projection judges them. Keys come from seeds derived from
 drawn integers, clocks and entropy are drawn or counted: every example is reproducible.
 """
 
@@ -36,7 +38,7 @@ from swarmlog.projections.projector import Projector
 from swarmlog.projections.state import State
 from swarmlog.projections.statehash import state_hash
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.projections.verify import REASONS, admit, check
+from swarmlog.projections.verify import MAX_AHEAD_NS, MAX_BEHIND_NS, REASONS, admit, check
 from swarmlog.schemas.codec import decode_credential, decode_envelope, decode_signed, encode
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.envelope import Envelope
@@ -60,6 +62,7 @@ from swarmlog.schemas.payloads import (
     TaskAssignment,
     TaskClaimed,
     TaskEscalated,
+    TaskOffered,
     TaskStarted,
     TokenUsage,
     WorkflowSubmitted,
@@ -91,11 +94,14 @@ AGENT_KINDS = (
     "agent_registered",
     "agent_heartbeat",
     "task_escalated",
+    "task_offered",
+    "task_claimed",
 )
 #: The task flow is more frequent than the rest, so rows are updated across batches.
 WEIGHTED_KINDS = (
     *AGENT_KINDS,
     *("task_assignment", "task_started", "clarification_request", "clarification_response"),
+    *("task_offered", "task_claimed"),
     *("result", "result", "result"),
 )
 AGENT_IDS = ("alpha", "beta", "gamma-1", "d_2", "0")
@@ -103,7 +109,22 @@ ROLES = ("researcher", "router", "writer")
 TASKS = ("t1", "t2", "t3", "t-4")
 WORKFLOWS = ("w1", "w2")
 REQUESTS = ("r1", "r2")
+CAPABILITIES = ("web", "code", "a.b:c")
 FLIP_REASONS = frozenset({"malformed", "subject_mismatch", "bad_signature"})
+YEAR = 365 * 86_400 * 1_000_000_000
+HOLDER_KINDS = frozenset({"task_started", "result", "error"})
+"""Of the generated kinds, those only a task's holder may emit."""
+OVERSEERS = frozenset({"router", "watchdog"})
+"""Roles that may escalate anyone's task."""
+STATUS_AFTER = {
+    "task_offered": "offered",
+    "task_assignment": "assigned",
+    "task_claimed": "claimed",
+    "task_started": "running",
+    "result": "succeeded",
+    "error": "errored",
+    "task_escalated": "escalated",
+}
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 small_json = st.recursive(
@@ -128,6 +149,17 @@ class CredentialModel:
     revoked: bool = False
     role: str = ""
     capabilities: tuple[str, ...] = ()
+
+
+@dataclass
+class TaskModel:
+    """What the rules need of a task: who holds it, and whether it is open to a claim."""
+
+    status: str
+    role: str | None = None
+    claimed_by: str | None = None
+    mode: str | None = None
+    capability: str | None = None
 
 
 @dataclass
@@ -172,8 +204,12 @@ class World:
     heads: dict[str, tuple[int, str]] = field(default_factory=dict)
     applied_ids: set[str] = field(default_factory=set)
     killed: set[str] = field(default_factory=set)
-    waits: dict[str, str] = field(default_factory=dict)
-    """Open clarification requests: request id -> the agent asked."""
+    asked: dict[str, str] = field(default_factory=dict)
+    """Every clarification request, open or answered: request id -> the agent asked."""
+    tasks: dict[str, TaskModel] = field(default_factory=dict)
+    far_clocks: bool = False
+    """Whether a message may be stored years away from its signer's clock (not while the
+    agents' credentials are issued, so that every agent has one)."""
     messages: list[StoredMessage] = field(default_factory=list)
     expected: list[Expected] = field(default_factory=list)
     applied: list[tuple[StoredMessage, Envelope]] = field(default_factory=list)
@@ -236,13 +272,26 @@ class World:
             return "duplicate_id", False
         if envelope.sender_seq == head_seq + 1 and envelope.prev_hash != head_hash:
             return "chain_fork", False
-        if envelope.sender != OPERATOR_ID:
+        if stored_at and not (
+            stored_at - MAX_BEHIND_NS <= envelope.occurred_at <= stored_at + MAX_AHEAD_NS
+        ):
+            return "bad_timestamp", True
+        if envelope.sender == OPERATOR_ID:
+            payload = envelope.payload
+            if (
+                isinstance(payload, CredentialRevoked)
+                and payload.public_key not in self.credentials
+            ):
+                return "unknown_signer", True  # revokes a key never issued
+        else:
             assert credential is not None
             if type_ in CONTROL_TYPES or (
                 "*" not in credential.allowed and type_ not in credential.allowed
             ):
                 return "not_permitted", True
             if self.speaks_for_another(envelope, credential):
+                return "not_permitted", True
+            if self.not_its_task(envelope, credential):
                 return "not_permitted", True
             if envelope.sender in self.killed or "*" in self.killed:
                 return "killed", True
@@ -259,10 +308,47 @@ class World:
             )
         if isinstance(payload, AgentHeartbeat | TaskClaimed):
             return payload.agent_id != envelope.sender
+        if isinstance(payload, ClarificationRequest):
+            return payload.request_id in self.asked  # an id is asked once
         if isinstance(payload, ClarificationResponse):
-            asked = self.waits.get(payload.request_id)
-            return asked is not None and asked != envelope.sender
+            # Only the agent asked answers, whether the question is still open or not.
+            return self.asked.get(payload.request_id) != envelope.sender
         return False
+
+    def not_its_task(self, envelope: Envelope, credential: CredentialModel) -> bool:
+        """Whether an agent speaks to a task that is not its own to speak to."""
+        payload = envelope.payload
+        kind = envelope.type
+        task_id = getattr(payload, "task_id", None)
+        if task_id is None or kind not in STATUS_AFTER:
+            return False
+        task = self.tasks.get(task_id)
+        holds = task is not None and (
+            task.claimed_by == envelope.sender
+            or (task.role is not None and task.role == credential.role)
+        )
+        if kind == "task_offered":
+            return task is not None  # a task is offered once
+        if kind == "task_assignment":
+            if task is None:
+                return False  # new work, assigned directly
+            if task.role is not None:
+                return task.role != credential.role  # only its holder hands it over
+            return (
+                task.claimed_by is not None or task.mode == "swarm" or credential.role != "router"
+            )
+        if kind == "task_claimed":
+            return (
+                task is None
+                or task.mode != "swarm"
+                or task.claimed_by is not None
+                or task.role is not None
+                or task.status != "offered"
+                or task.capability not in credential.capabilities
+            )
+        if kind == "task_escalated" and credential.role in OVERSEERS:
+            return False
+        return not holds
 
     def good_credential(self, payload: CredentialIssued) -> bool:
         key = self.operator.public_key
@@ -299,11 +385,23 @@ class World:
             case AgentRevived():
                 self.killed.discard(envelope.payload.agent_id)
             case ClarificationRequest():
-                self.waits[envelope.payload.request_id] = envelope.payload.to
-            case ClarificationResponse():
-                self.waits.pop(envelope.payload.request_id, None)
+                self.asked[envelope.payload.request_id] = envelope.payload.to
             case _:
                 pass
+        payload = envelope.payload
+        if envelope.type in STATUS_AFTER:
+            task_id = str(getattr(payload, "task_id", ""))
+            task = self.tasks.setdefault(task_id, TaskModel(STATUS_AFTER[envelope.type]))
+            task.status = STATUS_AFTER[envelope.type]
+            match payload:
+                case TaskOffered():
+                    task.mode, task.capability = payload.mode, payload.capability
+                case TaskAssignment():
+                    task.role, task.capability = payload.role, payload.capability
+                case TaskClaimed():
+                    task.claimed_by = payload.agent_id
+                case _:
+                    pass
 
     # -- appending
 
@@ -324,8 +422,12 @@ class World:
         else:
             data = sealed_or_data
             default_subject = ""
-        # The server's clock: unknown (0), or now, or a little later.
+        # The server's clock: unknown (0), or now, or a little later; rarely years away from the
+        # signer's (a far-future or far-past date, which is never applied).
         stored_at = self.draw(st.sampled_from([0, self.now, self.now + 2_000_000_000]))
+        if self.far_clocks and self.draw(st.integers(0, 15), label="far clock") == 0:
+            stored_at = self.now + self.draw(st.sampled_from([-10 * YEAR, 30 * YEAR]))
+            tampered = True
         message = StoredMessage(seq, subject or default_subject, data, stored_at)
         self.messages.append(message)
         if stateless is not None:
@@ -359,16 +461,36 @@ def credential_for(world: World, agent: Identity) -> Credential:
         public_key=agent.public_key,
         issuer=world.operator.public_key,
         issued_at=world.now,
-        capabilities=draw(st.lists(st.sampled_from(["web", "code", "a.b:c"]), max_size=2)),
+        capabilities=draw(st.lists(st.sampled_from(CAPABILITIES), max_size=2)),
         allowed_types=allowed,
         expires_at=expires_at,
     )
 
 
+def task_for(world: World, agent: Identity, kind: str) -> str:
+    """The task an event of ``kind`` names: often one the agent may speak to (it holds it, or
+    may claim it), so that honest flows are as common as hostile ones."""
+    draw = world.draw
+    credential = world.credentials.get(agent.public_key)
+    fitting: list[str] = []
+    if credential is not None and kind in (*HOLDER_KINDS, "task_claimed", "task_assignment"):
+        for task_id, task in world.tasks.items():
+            if kind == "task_claimed":
+                fits = task.mode == "swarm" and task.status == "offered" and task.role is None
+                fits = fits and task.claimed_by is None
+            else:
+                fits = task.claimed_by == agent.agent_id or task.role == credential.role
+            if fits:
+                fitting.append(task_id)
+    if fitting and draw(st.booleans(), label="fitting task"):
+        return draw(st.sampled_from(sorted(fitting)), label="task")
+    return draw(st.sampled_from(TASKS), label="task")
+
+
 def agent_payload(world: World, agent: Identity, kind: str) -> tuple[Payload, dict[str, Any]]:
     """A payload of ``kind`` for ``agent`` (or the operator) and its envelope fields."""
     draw = world.draw
-    task = draw(st.sampled_from(TASKS), label="task")
+    task = task_for(world, agent, kind)
     workflow = draw(st.none() | st.sampled_from(WORKFLOWS), label="workflow")
     fields: dict[str, Any] = {"workflow_id": workflow}
     payload: Payload
@@ -381,9 +503,11 @@ def agent_payload(world: World, agent: Identity, kind: str) -> tuple[Payload, di
                 budget_tokens=draw(st.none() | st.integers(0, 10**6)),
             )
         case "task_assignment":
+            # Mostly to the role of an agent there is, so that someone holds the task.
+            roles = sorted({c.role for c in world.credentials.values()}) or list(ROLES)
             payload = TaskAssignment(
                 task_id=task,
-                role=draw(st.sampled_from(ROLES)),
+                role=draw(st.sampled_from(roles) | st.sampled_from(ROLES)),
                 priority=draw(st.sampled_from(["critical", "high", "normal", "low"])),
                 input=draw(small_json),
                 attempt=draw(st.integers(1, 3)),
@@ -437,6 +561,19 @@ def agent_payload(world: World, agent: Identity, kind: str) -> tuple[Payload, di
             payload = AgentHeartbeat(agent_id=agent.agent_id, in_flight=draw(st.integers(0, 9)))
         case "task_escalated":
             payload = TaskEscalated(task_id=task, reason=draw(text))
+        case "task_offered":
+            # Mostly what some agent can do, so that a swarm offer can be claimed.
+            held = sorted({cap for c in world.credentials.values() for cap in c.capabilities})
+            payload = TaskOffered(
+                task_id=task,
+                capability=draw(
+                    st.sampled_from(held or CAPABILITIES) | st.sampled_from(CAPABILITIES)
+                ),
+                mode=draw(st.sampled_from(["routed", "swarm"])),
+            )
+        case "task_claimed":
+            claimant = draw(st.sampled_from([agent.agent_id] * len(AGENT_IDS) + list(AGENT_IDS)))
+            payload = TaskClaimed(task_id=task, agent_id=claimant)
         case "escalation_resolved":  # an operator's event: only ever drawn as disallowed
             payload = EscalationResolved(
                 escalation_id="01ARZ3NDEKTSV4RRFFQ69G5FAV",
@@ -450,8 +587,12 @@ def agent_payload(world: World, agent: Identity, kind: str) -> tuple[Payload, di
         case "agent_revived":
             payload = AgentRevived(agent_id=draw(st.sampled_from([*world.agents, "*"])))
         case "credential_revoked":
-            target = world.agents[draw(st.sampled_from(sorted(world.agents)))]
-            payload = CredentialRevoked(public_key=target.public_key, reason=draw(text))
+            # Mostly a key that was issued; sometimes one that never was.
+            target = world.agents[draw(st.sampled_from(sorted(world.agents)))].public_key
+            if draw(st.integers(0, 3), label="never issued") == 0:
+                target = Identity.from_seed("rogue", seed("never", draw(st.integers(0, 99))))
+                target = target.public_key
+            payload = CredentialRevoked(public_key=target, reason=draw(text))
         case "circuit_opened":
             payload = CircuitOpened(circuit=draw(text), reason=draw(text))
         case "circuit_closed":
@@ -474,6 +615,7 @@ def agent_payload(world: World, agent: Identity, kind: str) -> tuple[Payload, di
 OPERATOR_KINDS = (
     "workflow_submitted",
     "task_assignment",
+    "task_offered",
     "agent_killed",
     "agent_revived",
     "credential_revoked",
@@ -482,6 +624,8 @@ OPERATOR_KINDS = (
     "circuit_half_opened",
     "budget_exceeded",
 )
+#: The operator creates work more often than it does the rest, so agents have tasks to hold.
+WEIGHTED_OPERATOR_KINDS = (*OPERATOR_KINDS, *("task_assignment", "task_offered") * 3)
 STEPS = (
     ["agent"] * 24
     + ["operator"] * 4
@@ -511,7 +655,7 @@ def step(world: World) -> None:
                 head = ChainHead(view.seq + draw(st.integers(1, 3)), view.hash)
             world.append(world.seal(agent, payload, head=head, **fields), what)
         case "operator":
-            kind = draw(st.sampled_from(OPERATOR_KINDS), label="operator kind")
+            kind = draw(st.sampled_from(WEIGHTED_OPERATOR_KINDS), label="operator kind")
             payload, fields = agent_payload(world, op, kind)
             world.append(world.seal(op, payload, **fields), kind)
         case "flip":
@@ -631,6 +775,7 @@ def sequences(draw: st.DrawFn, max_steps: int = 40) -> EventSequence:
             world.seal(operator, issue_credential(operator, credential_for(world, agent))),
             "credential_issued",
         )
+    world.far_clocks = True
     for _ in range(draw(st.integers(min(5, max_steps), max_steps), label="steps")):
         step(world)
     return EventSequence(operator.public_key, world.messages, world.expected)

@@ -16,6 +16,7 @@ from swarmlog.schemas.payloads import (
     AgentRevived,
     CredentialRevoked,
     Result,
+    TaskAssignment,
     TaskClaimed,
 )
 from swarmlog.schemas.signing import Identity, issue_credential
@@ -62,6 +63,11 @@ def publisher(log: MemoryLog, who: Identity, clock: Clock) -> Publisher:
     return Publisher(log, who, NS, clock=clock, entropy=lambda n: next(entropy))
 
 
+async def assign(ops: Publisher, *task_ids: str) -> None:
+    """The operator assigns tasks to the worker role (only its holder may answer a task)."""
+    await ops.publish_many([TaskAssignment(task_id=t, role="worker") for t in task_ids])
+
+
 async def fold(projector: Projector) -> dict[int, str]:
     await projector.run(follow=False)
     return dict(projector.store.rows("SELECT seq, reason FROM quarantine"))
@@ -74,14 +80,15 @@ async def test_killed_events_are_quarantined_and_revive_resumes_without_a_chain_
     log, operator, agent, projector = make(tmp_path, clock)
     ops, worker = publisher(log, operator, clock), publisher(log, agent, clock)
     await ops.publish(issue_credential(operator, credential(operator, agent)))
+    await assign(ops, "t1", "t2", "t3")
     await worker.publish(Result(task_id="t1", output=1))
     await ops.publish(AgentKilled(agent_id="worker-1", reason="runaway"))
     killed = await worker.publish(Result(task_id="t2", output=2))
     await ops.publish(AgentRevived(agent_id="worker-1"))
     after = await worker.publish(Result(task_id="t3", output=3))
     assert await fold(projector) == {killed.seq: "killed"}
-    rows = projector.store.rows("SELECT task_id FROM tasks ORDER BY 1")
-    assert rows == [("t1",), ("t3",)]
+    rows = projector.store.rows("SELECT task_id, status FROM tasks ORDER BY 1")
+    assert rows == [("t1", "succeeded"), ("t2", "assigned"), ("t3", "succeeded")]
     assert projector.store.rows("SELECT count(*) FROM chain_breaks") == [(0,)]
     assert projector.store.rows("SELECT seq FROM events WHERE seq = ?", [after.seq]) == [
         (after.seq,)
@@ -107,6 +114,7 @@ async def test_expiry_is_judged_by_storage_time_not_the_claimed_time(tmp_path: P
     ops = publisher(log, operator, clock)
     expires = clock.now + 10_000_000
     await ops.publish(issue_credential(operator, credential(operator, agent, expires_at=expires)))
+    await assign(ops, "t1", "t2")
     ok = await publisher(log, agent, clock).publish(Result(task_id="t1", output=1))
     clock.now = expires + 1_000_000  # the server's clock has passed expiry...
     backdated = Clock(expires - 5_000_000)  # ...but the thief claims an earlier time

@@ -19,7 +19,7 @@ from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.publisher import ChainHint, Publisher
 from swarmlog.schemas.credentials import Credential
-from swarmlog.schemas.payloads import AgentHeartbeat, AgentKilled, TaskStarted
+from swarmlog.schemas.payloads import AgentHeartbeat, AgentKilled, TaskAssignment, TaskStarted
 from swarmlog.schemas.signing import ChainHead, Identity, issue_credential
 
 NS = "pc"
@@ -39,7 +39,10 @@ async def test_batches_and_single_publishes_rechain_after_another_writer(tmp_pat
         issuer=operator.public_key,
         issued_at=1,
     )
-    await Publisher(log, operator, NS).publish(issue_credential(operator, credential))
+    ops = Publisher(log, operator, NS)
+    await ops.publish(issue_credential(operator, credential))
+    # The tasks are w's: only its holder may say one started.
+    await ops.publish_many([TaskAssignment(task_id=t, role="w") for t in ("t0", "t1", "t2", "t9")])
     daemon, cli = Publisher(log, worker, NS), Publisher(log, worker, NS)
     await daemon.publish(AgentHeartbeat(agent_id="w-1"))
     await cli.publish(AgentHeartbeat(agent_id="w-1"))  # the daemon's head is now stale
@@ -130,13 +133,13 @@ async def test_a_fresh_publisher_skips_junk_replays_and_forks_under_its_prefix(
     await issue(log, operator, worker)
     first = await Publisher(log, worker, NS).publish(AgentHeartbeat(agent_id="w-1"))
     earlier = Publisher(log, worker, NS)
-    await earlier.publish_many([TaskStarted(task_id="t1")] * 2)
+    await earlier.publish_many([AgentHeartbeat(agent_id="w-1")] * 2)
     original = await log.next_message(f"swarmlog.{NS}.w-1.>", first.seq)
     assert original is not None
     # A fork: signed by the agent's own key but not on its chain (sealed on an older head).
     stale = Publisher(log, worker, NS)
     stale._head = ChainHead(3, "0" * 64)  # its next position, on a hash it never had
-    fork = stale.seal(TaskStarted(task_id="t-fork"))
+    fork = stale.seal(AgentHeartbeat(agent_id="w-1"))
     planted = {
         await plant(log, original.subject, original.data): "replayed",
         await plant(log, f"swarmlog.{NS}.w-1.task.t9.result", b"\x00junk"): "malformed",

@@ -141,8 +141,23 @@ async def test_internal_only_work_never_goes_to_a_role_with_an_external_replica(
     assert t1.internal_only  # and its subtasks inherit it
 
 
+class Redelivered:
+    """An offer delivered again (as after a router's crash before its ack)."""
+
+    num_delivered = 2
+
+    def __init__(self, log: MemoryLog) -> None:
+        self.message = next(m for m in log._messages if m.subject.endswith("task_offered"))
+
+    async def ack(self) -> None: ...
+    async def term(self) -> None: ...
+    async def nak(self, delay: float | None = None) -> None: ...
+    async def in_progress(self) -> None: ...
+
+
 async def test_an_offer_is_assigned_once_even_when_routed_twice() -> None:
-    s = Setup([view("c-1", "coder", ("code",))])
+    # The projection knows the routers (they register): router-1's assignment counts.
+    s = Setup([view("c-1", "coder", ("code",)), view("router-1", "router", ())])
     await s.router.start()
     await s.offer("t1", "code")
     await s.route()
@@ -152,19 +167,22 @@ async def test_an_offer_is_assigned_once_even_when_routed_twice() -> None:
         s.router._agents,
         clock=lambda: NOW,
     )
-    offer = next(m for m in s.log._messages if m.subject.endswith("task_offered"))
-
-    class Again:
-        message = offer
-        num_delivered = 2
-
-        async def ack(self) -> None: ...
-        async def term(self) -> None: ...
-        async def nak(self, delay: float | None = None) -> None: ...
-        async def in_progress(self) -> None: ...
-
-    assert (await second.handle(Again())).status == "already_assigned"
+    assert (await second.handle(Redelivered(s.log))).status == "already_assigned"
     assert len(s.assignments()) == 1
+
+
+async def test_a_forged_assignment_does_not_keep_a_redelivered_offer_from_its_role() -> None:
+    s = Setup([view("c-1", "coder", ("code",)), view("w-1", "writer", ("write",))])
+    await s.offer("t1", "code")
+    # Another agent assigns the task to itself under its own prefix (readers refuse it: only
+    # a router assigns an offer); the router's conditional assignment must not take it as done.
+    forger = Publisher(s.log, identity("w-1"), NS, clock=lambda: NOW)
+    await forger.publish(TaskAssignment(task_id="t1", role="writer"))
+    await forger.publish(TaskAssignment(task_id="t1", role="writer", priority="low"))
+    await s.router.start()
+    outcome = await s.router.handle(Redelivered(s.log))
+    assert outcome == RoutingOutcome("t1", "assigned", "coder")
+    assert [a.role for a in s.assignments()] == ["writer", "writer", "coder"]
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,7 @@ OPERATOR = Identity.from_seed(OPERATOR_ID, bytes([1]) * 32)
 ALPHA = Identity.from_seed("alpha", bytes([2]) * 32)
 BETA = Identity.from_seed("beta", bytes([3]) * 32)
 STRANGER = Identity.from_seed("alpha", bytes([4]) * 32)  # claims to be alpha, never credentialed
+YEAR = 365 * 86_400 * 10**9
 
 
 def heartbeat(agent_id: str = "alpha", in_flight: int = 0) -> AgentHeartbeat:
@@ -219,6 +220,12 @@ def chain_fork(p: Projection) -> StoredMessage:
     return p.message(p.seal(ALPHA, heartbeat(in_flight=1), head=ChainHead(head.seq, "ab" * 32)))
 
 
+def bad_timestamp(p: Projection) -> StoredMessage:
+    p.issue(ALPHA)
+    stored_at = 1_700_000_000 * 10**9
+    return p.message(p.seal(ALPHA, heartbeat(), now=stored_at + YEAR), stored_at=stored_at)
+
+
 def duplicate_id(p: Projection) -> StoredMessage:
     p.issue(ALPHA)
     first = p.seal(ALPHA, heartbeat(), now=7_000_000, entropy=bytes(range(10)))
@@ -246,11 +253,12 @@ SCENARIOS: dict[str, Callable[[Projection], StoredMessage]] = {
         replayed,
         chain_fork,
         duplicate_id,
+        bad_timestamp,
     )
 }
 
 
-IN_CHAIN = frozenset({"not_permitted", "killed"})
+IN_CHAIN = frozenset({"not_permitted", "killed", "bad_timestamp"})
 
 
 def test_every_reason_has_a_scenario() -> None:
@@ -306,13 +314,13 @@ def test_a_good_sequence_is_applied() -> None:
     p = Projection()
     p.issue(ALPHA)
     assert p.emit(ALPHA, heartbeat()) is None
+    assert p.emit(OPERATOR, TaskAssignment(task_id="t1", role="router")) is None
     assert p.emit(ALPHA, Result(task_id="t1")) is None
-    assert p.emit(OPERATOR, TaskAssignment(task_id="t2", role="router")) is None
     assert [row["type"] for row in p.state.rows["events"].values()] == [
         "credential_issued",
         "agent_heartbeat",
-        "result",
         "task_assignment",
+        "result",
     ]
     assert p.state.rows["quarantine"] == {}
     assert p.state.rows["chain_breaks"] == {}
@@ -375,6 +383,7 @@ def test_only_the_trusted_operator_key_speaks_as_operator() -> None:
 def test_an_agent_limited_to_some_types_may_emit_only_those() -> None:
     p = Projection()
     p.issue(ALPHA, allowed_types=["result"])
+    assert p.emit(OPERATOR, TaskAssignment(task_id="t1", role="router")) is None
     assert p.emit(ALPHA, Result(task_id="t1")) is None
     rejection = p.emit(ALPHA, heartbeat())
     assert rejection == Rejection("not_permitted", "agent_heartbeat", in_chain=True)
@@ -383,6 +392,7 @@ def test_an_agent_limited_to_some_types_may_emit_only_those() -> None:
 def test_an_external_agent_may_not_emit_what_is_reserved_for_internal_ones() -> None:
     p = Projection()
     p.issue(ALPHA, trust_level="external")
+    assert p.emit(OPERATOR, TaskAssignment(task_id="t1", role="router")) is None
     assert p.emit(ALPHA, Result(task_id="t1")) is None  # answering its own work is fine
     rejection = p.emit(ALPHA, TaskAssignment(task_id="t2", role="payments"))
     assert rejection == Rejection(

@@ -24,7 +24,7 @@ from typing import Any
 from swarmlog.agents.breakers import Breaker, BreakerPolicy, admit, record, routable
 from swarmlog.agents.presence import Presence
 from swarmlog.agents.routing import AgentView, Candidate, choose, role_candidates
-from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
+from swarmlog.bus.ports import Delivery, Doorbell, EventLog, StoredMessage, WorkQueue
 from swarmlog.bus.queues import open_queue, router_queue
 from swarmlog.bus.subjects import assignment_filter, offer_filter
 from swarmlog.errors import ConcurrencyConflict
@@ -40,17 +40,20 @@ from swarmlog.schemas.payloads import (
     TaskFailed,
     TaskOffered,
 )
+from swarmlog.schemas.signing import OPERATOR_ID, ROUTER_ROLE
 from swarmlog.schemas.types import PRIORITIES
 
 __all__ = ["GIVE_UP_AFTER", "ROLE", "Outcome", "OutcomeSource", "Router", "RoutingOutcome"]
 
 log = logging.getLogger(__name__)
 
-ROLE = "router"
+ROLE = ROUTER_ROLE
 GIVE_UP_AFTER = 60
 """Deliveries of one offer before the router escalates it (when no agent can take it)."""
 
 _CLOSED = Breaker()
+_MAX_FORGED = 8
+"""Forged assignments of one offer a redelivery steps over before it waits and tries again."""
 
 AgentSource = Callable[[], Awaitable[list[AgentView]]]
 """Where the router reads the agents from (the projection, in production)."""
@@ -307,17 +310,40 @@ class Router:
     async def _assign_once(
         self, delivery: Delivery, assignment: TaskAssignment, wf: dict[str, Any]
     ) -> RoutingOutcome:
-        try:
-            await self.publisher.publish(
-                assignment,
-                expect=(assignment_filter(self.namespace, assignment.task_id), 0),
-                **wf,
-            )
-        except ConcurrencyConflict:
-            await delivery.ack()  # routed already (before a crash, or by another router)
-            return RoutingOutcome(assignment.task_id, "already_assigned")
-        await delivery.ack()
-        return RoutingOutcome(assignment.task_id, "assigned", assignment.role)
+        task_filter = assignment_filter(self.namespace, assignment.task_id)
+        expected = 0
+        for _ in range(_MAX_FORGED):
+            try:
+                await self.publisher.publish(assignment, expect=(task_filter, expected), **wf)
+            except ConcurrencyConflict:
+                last = await self.log.last_message(task_filter)
+                if last is None or self._by_an_assigner(last):
+                    await delivery.ack()  # routed already (before a crash, or by another router)
+                    return RoutingOutcome(assignment.task_id, "already_assigned")
+                # Another agent put an assignment of this task under its own prefix: no reader
+                # applies it (only a router assigns an offer), so it routes nothing.
+                expected = last.seq
+                continue
+            await delivery.ack()
+            return RoutingOutcome(assignment.task_id, "assigned", assignment.role)
+        await delivery.nak(self.retry_delay)  # flooded with forged assignments: try again later
+        return RoutingOutcome(assignment.task_id, "waiting")
+
+    def _by_an_assigner(self, message: StoredMessage) -> bool:
+        """Whether a stored assignment is one readers apply: from the operator or a router.
+
+        A message that passes ``check`` is stored under its sender's own prefix, where only
+        that sender's login may publish, so its sender is who it says; the projection (the
+        snapshot) says which agents are routers.
+        """
+        checked = check(message, self.namespace)
+        envelope = checked.envelope
+        if checked.rejection is not None or envelope is None:
+            return False
+        if envelope.sender in (OPERATOR_ID, self.agent_id):
+            return True
+        routers = {a.agent_id for a in self._snapshot[0] if a.role == ROUTER_ROLE}
+        return envelope.sender in routers
 
 
 def _circuits(role: str, dependencies: Iterable[str]) -> list[str]:

@@ -28,12 +28,13 @@ from swarmlog.agents.stalls import MOVING, Stall, stalled
 from swarmlog.bus.ports import EventLog
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import DeadlockDetected, TaskEscalated
+from swarmlog.schemas.signing import WATCHDOG_ROLE
 
 __all__ = ["OPEN_WAITS_SQL", "ROLE", "Watchdog", "deadlocks_in", "waits_on_cycles"]
 
 log = logging.getLogger(__name__)
 
-ROLE = "watchdog"
+ROLE = WATCHDOG_ROLE
 
 OPEN_WAITS_SQL = (
     "SELECT ref, kind, waiter, waits_on, since, task_id, workflow_id FROM waits_for"

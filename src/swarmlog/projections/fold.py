@@ -151,9 +151,15 @@ def apply(
                 updated_seq=seq,
             )
         case CredentialRevoked():
-            state.upsert(
-                "credentials", (payload.public_key,), revoked=True, revoked_reason=payload.reason
-            )
+            # Only an issued key has a row to revoke (the verifier refuses the others; this
+            # keeps an unverified replay from inventing a credential row).
+            if state.get("credentials", payload.public_key) is not None:
+                state.upsert(
+                    "credentials",
+                    (payload.public_key,),
+                    revoked=True,
+                    revoked_reason=payload.reason,
+                )
         case AgentKilled():
             state.upsert(
                 "kill_switches",
@@ -249,6 +255,7 @@ def apply(
                 status="offered",
                 capability=payload.capability,
                 priority=payload.priority,
+                mode=payload.mode,
                 input=to_json(payload.input),
                 **parent,
             )
@@ -355,8 +362,23 @@ def apply(
                     "since": at,
                 },
             )
+            state.put(
+                "clarifications",
+                {
+                    "request_id": payload.request_id,
+                    "asker": envelope.sender,
+                    "asked": payload.to,
+                    "task_id": payload.task_id,
+                    "workflow_id": wf,
+                    "asked_at": at,
+                    "answered_at": None,
+                },
+            )
         case ClarificationResponse():
             state.delete("waits_for", payload.request_id)
+            asked = state.get("clarifications", payload.request_id)
+            if asked is not None and asked["answered_at"] is None:
+                state.upsert("clarifications", (payload.request_id,), answered_at=at)
         case DeadlockDetected(victim=str(victim)):
             state.delete("waits_for", victim)  # the victim gives its wait up: the cycle is broken
         case BudgetExceeded():

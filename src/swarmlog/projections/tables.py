@@ -159,6 +159,7 @@ TABLES: tuple[Table, ...] = (
             ("role", _S),
             ("capability", _S),
             ("priority", _S),
+            ("mode", _S),
             ("status", _S),
             ("attempt", _I),
             ("assigned_by", _S),
@@ -189,6 +190,20 @@ TABLES: tuple[Table, ...] = (
         ),
         ("ref",),
         "The wait-for graph: open waits (clarifications, delegated subtasks).",
+    ),
+    Table(
+        "clarifications",
+        (
+            ("request_id", _S),
+            ("asker", _S),
+            ("asked", _S),
+            ("task_id", _S),
+            ("workflow_id", _S),
+            ("asked_at", _I),
+            ("answered_at", _I),
+        ),
+        ("request_id",),
+        "Every clarification request, open or answered: who asked whom (only they may answer).",
     ),
     Table(
         "escalations",

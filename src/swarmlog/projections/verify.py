@@ -3,8 +3,9 @@
 Two stages. :func:`check` is stateless (size, decoding, subject, signature), so the projector
 runs it in threads. :func:`admit` runs in stream order against the projection state (credential
 chain to the operator, revocation, expiry, permission, kill switches, per-sender chain, duplicate
-ids). A message that fails either is never applied: it is quarantined with one of the stable
-reason codes in :data:`REASONS`.
+ids, the event's time against the server's, and authority: what the credential allows, and
+whose task, question or claim the event speaks to). A message that fails either is never applied:
+it is quarantined with one of the stable reason codes in :data:`REASONS`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from swarmlog.schemas.payloads import (
     CredentialRevoked,
     EscalationResolved,
     Result,
+    TaskAssignment,
     TaskClaimed,
+    TaskOffered,
 )
 from swarmlog.schemas.signing import (
     CONTROL_TYPES,
@@ -49,12 +52,18 @@ from swarmlog.schemas.signing import (
     EVENT_DOMAIN,
     INTERNAL_TYPES,
     OPERATOR_ID,
+    ROUTER_ROLE,
+    WATCHDOG_ROLE,
     ChainHead,
     event_hash,
     verify_signature,
 )
 
 __all__ = [
+    "HOLDER_TYPES",
+    "MAX_AHEAD_NS",
+    "MAX_BEHIND_NS",
+    "OVERSEEN_TYPES",
     "REASONS",
     "Checked",
     "Rejection",
@@ -63,6 +72,7 @@ __all__ = [
     "check",
     "check_credential",
     "next_own_head",
+    "time_problem",
     "touches",
 ]
 
@@ -81,8 +91,35 @@ REASONS: dict[str, str] = {
     "replayed": "the sender already emitted an event at this chain position (a replay)",
     "chain_fork": "the event does not chain onto the sender's previous event",
     "duplicate_id": "an event with this id was already applied",
+    "bad_timestamp": "the event's occurred_at is too far from the time the server stored it",
 }
 """Every reason a message can be quarantined for."""
+
+MAX_AHEAD_NS = 5 * 60 * 1_000_000_000
+"""How far an event's ``occurred_at`` may run ahead of the server's storage time of its message:
+the clock skew tolerated between an agent's host and the server (5 minutes)."""
+MAX_BEHIND_NS = 60 * 60 * 1_000_000_000
+"""How far ``occurred_at`` may lag behind the storage time: an event is sealed just before it is
+appended (and sealed again on a retry), so this covers skew and a client's reconnect buffering
+with a wide margin (1 hour)."""
+
+HOLDER_TYPES = frozenset(
+    {
+        "task_started",
+        "task_heartbeat",
+        "task_checkpointed",
+        "task_completed",
+        "task_retry_scheduled",
+        "result",
+        "error",
+    }
+)
+"""Task lifecycle types only the task's holder may emit (besides the operator): a replica of the
+role the task is assigned to, or the agent whose swarm claim won it."""
+OVERSEEN_TYPES = frozenset({"task_failed", "task_escalated", "task_cancelled"})
+"""Task lifecycle types the holder may emit, and so may the roles that oversee work: the router
+(an offer it cannot route) and the watchdog (stalled or deadlocked work)."""
+_OVERSEERS = frozenset({ROUTER_ROLE, WATCHDOG_ROLE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +241,10 @@ def touches(envelope: Envelope) -> list[tuple[str, Key]]:
         case AgentRegistered() | AgentHeartbeat():
             keys.append(("agents", (payload.agent_id,)))
         case ClarificationRequest() | ClarificationResponse():
-            keys.append(("waits_for", (payload.request_id,)))
+            keys += [
+                ("waits_for", (payload.request_id,)),
+                ("clarifications", (payload.request_id,)),
+            ]
         case Result():
             keys.append(("budgets", ("agent", envelope.sender)))
         case BudgetExceeded():
@@ -243,9 +283,36 @@ def admit(
         return Rejection("duplicate_id", envelope.id)
     if envelope.sender_seq == head_seq + 1 and envelope.prev_hash != (head["hash"] if head else ""):
         return Rejection("chain_fork", f"prev_hash does not match sender_seq {head_seq}")
+    problem = time_problem(envelope.occurred_at, checked.message.stored_at)
+    if problem:
+        return Rejection("bad_timestamp", problem, in_chain=True)
     if verify:
         return _check_authority(state, envelope)
     return None
+
+
+def time_problem(occurred_at: int, stored_at: int) -> str:
+    """Why an event dated ``occurred_at`` cannot have been emitted around ``stored_at``, the
+    server's storage time of its message (``""`` when it can, or when ``stored_at`` is unknown).
+
+    Pure and judged only from the stored message, so a replay decides exactly as the projector
+    did. The bounds are :data:`MAX_AHEAD_NS` and :data:`MAX_BEHIND_NS`.
+    """
+    if stored_at <= 0:
+        return ""
+    if occurred_at > stored_at + MAX_AHEAD_NS:
+        return f"occurred_at is {_span(occurred_at - stored_at)} after the server stored it"
+    if occurred_at < stored_at - MAX_BEHIND_NS:
+        return f"occurred_at is {_span(stored_at - occurred_at)} before the server stored it"
+    return ""
+
+
+def _span(ns: int) -> str:
+    seconds = ns // 1_000_000_000
+    for unit, size in (("days", 86_400), ("hours", 3_600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
 
 
 def _check_identity(
@@ -275,7 +342,7 @@ def _check_identity(
 
 def _check_authority(state: State, envelope: Envelope) -> Rejection | None:
     if envelope.sender == OPERATOR_ID:
-        return None
+        return _check_operator(state, envelope)
     type_ = envelope.type
     credential = state.get("credentials", envelope.signer)
     assert credential is not None  # checked by _check_identity
@@ -284,7 +351,9 @@ def _check_authority(state: State, envelope: Envelope) -> Rejection | None:
         return Rejection("not_permitted", type_, in_chain=True)
     if credential["trust_level"] == "external" and type_ in INTERNAL_TYPES:
         return Rejection("not_permitted", f"{type_} is for internal agents", in_chain=True)
-    speaks_for_another = _speaks_for_another(state, envelope, credential)
+    speaks_for_another = _speaks_for_another(state, envelope, credential) or _task_authority(
+        state, envelope, credential
+    )
     if speaks_for_another:
         return Rejection("not_permitted", speaks_for_another, in_chain=True)
     for target in (envelope.sender, "*"):
@@ -310,13 +379,101 @@ def _speaks_for_another(state: State, envelope: Envelope, credential: dict[str, 
         case AgentHeartbeat() | TaskClaimed():
             if payload.agent_id != sender:
                 return f"speaks for {payload.agent_id}"
+        case ClarificationRequest():
+            if state.get("clarifications", payload.request_id) is not None:
+                return f"asks under request id {payload.request_id}, which is taken"
         case ClarificationResponse():
-            wait = state.get("waits_for", payload.request_id)
-            if wait is not None and wait["waits_on"] != sender:
-                return f"answers a question put to {wait['waits_on']}"
+            # Judged against the request, open or answered: only the agent asked ever answers.
+            asked = state.get("clarifications", payload.request_id)
+            if asked is None:
+                return f"answers {payload.request_id}, a question never asked"
+            if asked["asked"] != sender:
+                return f"answers a question put to {asked['asked']}"
         case _:
             pass
     return ""
+
+
+def _task_authority(state: State, envelope: Envelope, credential: dict[str, Any]) -> str:
+    """Why an agent may not say this about the task it names (``""`` when it may).
+
+    A task is held by the role it is assigned to (any replica: the work queue is shared) or, in
+    swarm mode, by the one agent whose claim won it. Only the holder speaks for its progress
+    and outcome; the router assigns what is offered for routing, and a holder may hand its task
+    over (a fallback role); a swarm offer is claimed once, by an agent with the capability.
+    """
+    payload = envelope.payload
+    type_ = envelope.type
+    role = credential["role"]
+    match payload:
+        case TaskOffered():
+            if state.get("tasks", payload.task_id) is not None:
+                return f"offers task {payload.task_id}, which exists already"
+        case TaskAssignment():
+            return _may_assign(state.get("tasks", payload.task_id), payload.task_id, role)
+        case TaskClaimed():
+            return _may_claim(state.get("tasks", payload.task_id), payload.task_id, credential)
+        case _ if type_ in HOLDER_TYPES or (type_ in OVERSEEN_TYPES and role not in _OVERSEERS):
+            task_id = str(getattr(payload, "task_id", ""))  # every such type names its task
+            task = state.get("tasks", task_id)
+            if not _holds(task, envelope.sender, role):
+                return f"{type_} for task {task_id}, {_whose(task)}, not {envelope.sender}'s"
+        case _:
+            pass
+    return ""
+
+
+def _holds(task: dict[str, Any] | None, sender: str, role: str) -> bool:
+    if task is None:
+        return False
+    return task["claimed_by"] == sender or (task["role"] is not None and task["role"] == role)
+
+
+def _whose(task: dict[str, Any] | None) -> str:
+    """Whose a task is, for a rejection's detail."""
+    if task is None:
+        return "which was never offered or assigned"
+    if task["claimed_by"] is not None:
+        return f"which {task['claimed_by']} claimed"
+    if task["role"] is not None:
+        return f"which is assigned to role {task['role']}"
+    return "which is not assigned yet"
+
+
+def _may_assign(task: dict[str, Any] | None, task_id: str, role: str) -> str:
+    if task is None:
+        return ""  # new work, assigned directly to a role
+    if task["role"] is not None:
+        if task["role"] == role:
+            return ""  # its holder hands it over (a fallback role)
+        return f"reassigns task {task_id}, {_whose(task)}"
+    if task["claimed_by"] is not None:
+        return f"assigns task {task_id}, {_whose(task)}"
+    if task["mode"] == "swarm":
+        return f"assigns task {task_id}, a swarm offer (it is claimed, not assigned)"
+    if role != ROUTER_ROLE:
+        return f"assigns task {task_id}, which is offered for the router to route"
+    return ""
+
+
+def _may_claim(task: dict[str, Any] | None, task_id: str, credential: dict[str, Any]) -> str:
+    if task is None or task["mode"] != "swarm":
+        return f"claims task {task_id}, which is not offered to the swarm"
+    if task["claimed_by"] is not None or task["role"] is not None or task["status"] != "offered":
+        return f"claims task {task_id}, {_whose(task)} ({task['status']})"
+    if task["capability"] not in _json_list(credential["capabilities"]):
+        return f"claims task {task_id}, which needs {task['capability']!r}: its credential lacks it"
+    return ""
+
+
+def _check_operator(state: State, envelope: Envelope) -> Rejection | None:
+    """The operator may say anything but what names nothing: a revoke of a key never issued."""
+    payload = envelope.payload
+    revoked = payload.public_key if isinstance(payload, CredentialRevoked) else None
+    if revoked is not None and state.get("credentials", revoked) is None:
+        detail = f"revokes {revoked[:16]}..., a key that was never issued"
+        return Rejection("unknown_signer", detail, in_chain=True)
+    return None
 
 
 def check_credential(payload: CredentialIssued, operator_key: str) -> Rejection | None:

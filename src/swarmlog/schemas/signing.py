@@ -29,6 +29,8 @@ __all__ = [
     "EVENT_DOMAIN",
     "INTERNAL_TYPES",
     "OPERATOR_ID",
+    "ROUTER_ROLE",
+    "WATCHDOG_ROLE",
     "ChainHead",
     "Identity",
     "Prepared",
@@ -76,6 +78,12 @@ INTERNAL_TYPES = frozenset(
 """Event types reserved for ``internal`` agents: an ``external`` agent (one that faces the outside
 world, and so may be talked into anything) may answer its own work, ask and answer questions and
 announce itself, but not create or route work, steer workflows or speak for the system."""
+
+ROUTER_ROLE = "router"
+"""The built-in role that turns routed offers into assignments: the only role that may assign a
+task offered for routing, and one that may fail or escalate work it cannot route."""
+WATCHDOG_ROLE = "watchdog"
+"""The built-in role that escalates stalled and deadlocked work, whoever holds it."""
 
 
 @dataclass(frozen=True)
