@@ -119,7 +119,9 @@ def test_every_worker_killed_mid_task_and_the_work_recovers_when_replicas_return
     cli: Cli,
 ) -> None:
     pids = start(cli, 2)
-    cli.submit([echo("first", 3000), echo("second", 3000)])
+    # Long enough that both are still running when the kill comes, even on a loaded machine
+    # (each look at the history is a CLI query: seen taking longer than 3 s work in all).
+    cli.submit([echo("first", 8000), echo("second", 8000)])
 
     def both_running() -> bool:
         starters = {
