@@ -18,7 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from swarmlog.agents.api import Agent
+from swarmlog.agents.api import Agent, TaskError
 from swarmlog.agents.breakers import BreakerPolicy
 from swarmlog.agents.conductor import ROLE as CONDUCTOR_ROLE
 from swarmlog.agents.conductor import Conductor
@@ -329,12 +329,13 @@ def _chain_hint(session: AgentSession, log: JetStreamLog) -> HeadHint:
 
     async def hint(sender: str) -> ChainHint | None:
         sql = _CHAIN_HINT_SQL.format(sender=sender.replace("'", "''"))
-        reply = await request(
-            log.client, rpc_subject(session.namespace, "query"), {"sql": sql}, 5.0
-        )
-        if not isinstance(reply, dict) or len(reply.get("rows") or ()) != 1:
+        try:
+            _, rows = await projection_rows(session, log, sql, timeout=5.0)
+        except (SwarmlogError, TaskError):  # no hint: the publisher walks from the start
             return None
-        position, sender_seq, hash_, seq = reply["rows"][0]
+        if len(rows) != 1:
+            return None
+        position, sender_seq, hash_, seq = rows[0]
         if position is None:
             return None
         if sender_seq is None:

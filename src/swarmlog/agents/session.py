@@ -76,11 +76,11 @@ async def open_agent_log(session: AgentSession) -> AsyncIterator[JetStreamLog]:
 
 
 async def projection_rows(
-    session: AgentSession, log: JetStreamLog, sql: str
+    session: AgentSession, log: JetStreamLog, sql: str, *, timeout: float = QUERY_WAIT
 ) -> tuple[list[str], list[list[Any]]]:
     """Read-only SQL on the live projector, asked over the agent's own connection."""
     subject = rpc_subject(session.namespace, "query")
-    reply = await request(log.client, subject, {"sql": sql}, QUERY_WAIT)
+    reply = await request(log.client, subject, {"sql": sql}, timeout)
     if reply is None:
         raise QueryError(
             f"no projector answers queries on {subject}; start it with `swarmlog up --detach`"
