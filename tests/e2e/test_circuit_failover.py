@@ -21,7 +21,7 @@ def test_a_failing_role_opens_its_circuit_and_closes_it_when_it_recovers(
 ) -> None:
     # The cool-down outlasts the few seconds between the circuit opening and the next task even
     # on a loaded machine: that task must meet the circuit open, not already half-open.
-    cli.env |= {"SWARMLOG_BREAKER_FAILURES": "3", "SWARMLOG_BREAKER_COOLDOWN": "8"}
+    cli.env |= {"SWARMLOG_BREAKER_FAILURES": "3", "SWARMLOG_BREAKER_COOLDOWN": "20"}
     assert cli("agent", "stop", "router-1").returncode == 0
     for target in ("router", "tests.e2e.picky:Flaky", "tests.e2e.picky:Backup"):
         out = cli("agent", "start", target, "--detach")
