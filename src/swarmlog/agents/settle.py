@@ -89,6 +89,12 @@ def after_failure(
     return Escalate(decision.reason)
 
 
+def says_retryable(decision: Settlement, *, swarm: bool) -> bool:
+    """What the failure's ``error`` event says of another attempt: whether one is scheduled.
+    A claimed swarm task's error keeps the default (``True``): a human may still retry it."""
+    return swarm or isinstance(decision, Retry)
+
+
 def over_budget(
     *, role: str, fallback_role: str | None, agent_id: str, spent: int
 ) -> HandOver | Escalate:

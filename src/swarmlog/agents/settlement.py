@@ -162,8 +162,7 @@ class Settler:
                 task_id=task.task_id,
                 code=error.code[:128],
                 message=error.message[:4096],
-                # A claimed task's error keeps the default: a human may still retry it.
-                retryable=job.swarm or isinstance(decision, settle.Retry),
+                retryable=settle.says_retryable(decision, swarm=job.swarm),
                 dependency=self._dependency(error),
             ),
             **job.wf,
