@@ -23,8 +23,7 @@ from swarmlog.agents.runtime import AgentRuntime
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.bus.ports import StoredMessage
 from swarmlog.publisher import Publisher
-from swarmlog.schemas.codec import decode_envelope, decode_signed
-from swarmlog.schemas.payloads import Payload, TaskAssignment, TaskOffered
+from swarmlog.schemas.payloads import TaskAssignment, TaskOffered
 from swarmlog.schemas.signing import Identity
 from swarmlog.sim import SimResult, simulate
 
@@ -51,14 +50,6 @@ async def _runs(*, real: bool = False) -> list[SimResult]:
 
 def _identity(name: str) -> Identity:
     return Identity.from_seed(name, hashlib.sha256(name.encode()).digest())
-
-
-def _payloads(log: MemoryLog) -> list[Payload]:
-    return [decode_envelope(decode_signed(m.data).body).payload for m in _stored(log)]
-
-
-def _stored(log: MemoryLog) -> list[StoredMessage]:
-    return list(log._messages)  # a test's look at the whole log
 
 
 # -- settle: after the last attempt, hand over to the fallback role ---------------------------
