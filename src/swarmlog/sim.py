@@ -25,6 +25,9 @@ times and keys come from the seed, so **the same seed always gives the same log 
 final state hash**. A test (``tests/property/test_sim_drift.py``) changes a real policy function
 and shows the simulation's outcome change with it.
 
+(Longer than the ~400 lines a module is held to: one scheduler whose actions all share its
+state, the world it scripts; split apart, every part would need all of it.)
+
 Faults (``--faults``, all by default):
 
 ``delay``      queues are served in a random order, not first come first served (reordering)
