@@ -1,12 +1,32 @@
 """The deterministic swarm simulation (``swarmlog sim``): the pure core under injected faults.
 
-A seeded scheduler plays a small swarm over the in-memory bus with a virtual clock: the operator
-offers tasks, a router assigns them with the real routing and circuit-breaker functions, worker
-agents run them (and fail, and are retried with the real retry policy, and escalate), swarm
-agents race for offers with the real claim protocol, pairs of agents ask each other questions
-until the watchdog's real deadlock detector breaks the cycle, and the projection is folded by
-the real verifier and fold. Every event is a real signed event; ids, times and keys come from the
-seed, so **the same seed always gives the same log and the same final state hash**.
+A seeded scheduler plays a small swarm over the in-memory bus with a virtual clock. The decisions
+are the ones the daemons make, by the same functions (none is copied here):
+
+- the router's: an offer goes to :func:`routing.pick <swarmlog.agents.routing.pick>` of the
+  :func:`~swarmlog.agents.routing.role_candidates` whose circuits let work through
+  (:func:`~swarmlog.agents.routing.through_circuits`), and outcomes move the breakers of
+  :func:`~swarmlog.agents.routing.judged_circuits` (:mod:`swarmlog.agents.breakers`);
+- the runtime's: a delivery is screened by :func:`~swarmlog.agents.screening.screen` (a
+  duplicate is not run again), a failure settled by :func:`settle.after_failure
+  <swarmlog.agents.settle.after_failure>` with the agent's retry policy and fallback role
+  (retry, hand over with :func:`~swarmlog.agents.followups.follow_up`, or escalate), and swarm
+  agents race for offers with the real claim protocol (:func:`~swarmlog.agents.claims.claim`);
+- the watchdog's: pairs of agents ask each other questions until the deadlocks found in the
+  projection's wait-for graph (:func:`~swarmlog.agents.watchdog.deadlocks_in`) are acted on by
+  :func:`deadlocks.response <swarmlog.agents.deadlocks.response>`;
+- the projector's: the log, read through the :class:`~swarmlog.bus.ports.EventLog` port, is
+  checked by the real verifier and folded by :func:`~swarmlog.projections.fold.fold_checked`.
+
+What is scripted is the world around them: when work is offered, how long a handler takes and
+whether it fails, and the daemons' I/O loops (the sim calls their decisions directly, not the
+``AgentRuntime``, ``Router`` and ``Watchdog`` shells). Every event is a real signed event; ids,
+times and keys come from the seed, so **the same seed always gives the same log and the same
+final state hash**. A test (``tests/property/test_sim_drift.py``) changes a real policy function
+and shows the simulation's outcome change with it.
+
+(Longer than the ~400 lines a module is held to: one scheduler whose actions all share its
+state, the world it scripts; split apart, every part would need all of it.)
 
 Faults (``--faults``, all by default):
 
@@ -35,16 +55,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from swarmlog.agents.breakers import Breaker, BreakerPolicy, admit, record, routable
+from swarmlog.agents import deadlocks, routing, screening, settle
+from swarmlog.agents.breakers import Breaker, BreakerPolicy, admit, record
 from swarmlog.agents.claims import claim
-from swarmlog.agents.deadlocks import Wait, find_deadlocks
+from swarmlog.agents.followups import follow_up
 from swarmlog.agents.retry import RetryPolicy
+from swarmlog.agents.routing import AgentView
+from swarmlog.agents.watchdog import deadlocks_in
 from swarmlog.bus.memory import MemoryLog
-from swarmlog.bus.ports import StoredMessage
-from swarmlog.projections.fold import apply, quarantine
+from swarmlog.bus.ports import EventLog, StoredMessage
+from swarmlog.projections.fold import fold_checked
 from swarmlog.projections.state import State
 from swarmlog.projections.statehash import state_hash
-from swarmlog.projections.verify import admit as admit_event
 from swarmlog.projections.verify import check
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.credentials import Credential
@@ -70,7 +92,8 @@ NAMESPACE = "sim"
 _EPOCH = 1_800_000_000 * 10**9
 _SECOND = 10**9
 _ACK_WAIT = 30 * _SECOND
-_TIER_COST = {"small": 1, "medium": 2, "large": 3}
+_STALE_AFTER = 15 * _SECOND
+"""A replica not heard from for this long is not a routing candidate (the router's default)."""
 
 
 @dataclass
@@ -84,6 +107,10 @@ class SimResult:
     injected: dict[str, int]
     deadlocks: int
     circuit_changes: int
+    routed: dict[str, int] = field(default_factory=dict)
+    """Offers routed, by the role they went to."""
+    handovers: int = 0
+    """Tasks handed over to a fallback role after their last attempt."""
     violations: list[str] = field(default_factory=list)
 
     @property
@@ -114,6 +141,8 @@ class _Role:
     """Assignments waiting; with their not-before times in ``ready_at``."""
     ready_at: dict[str, int] = field(default_factory=dict)
     sick_until: int = 0
+    fallback: str | None = None
+    """The agent's ``fallback_role``: where its work goes after its last attempt."""
 
 
 class _Sim:
@@ -128,7 +157,7 @@ class _Sim:
         self.operator = self._identity("operator")
         self.ops = self._publisher(self.operator)
         self.roles = {
-            "alpha": _Role("alpha", "work", "small"),
+            "alpha": _Role("alpha", "work", "small", fallback="beta"),
             "beta": _Role("beta", "work", "large"),
             "swarmer": _Role("swarmer", "claim", "small"),
         }
@@ -141,6 +170,12 @@ class _Sim:
         self.breakers: dict[str, Breaker] = {}
         self.offers: list[TaskOffered] = []
         self.swarm_offers: list[str] = []
+        self.assigned: dict[str, TaskAssignment] = {}
+        """Each routed task's last assignment (what a hand-over carries on)."""
+        self.routed: Counter[str] = Counter()
+        self.handovers = 0
+        self.reported: set[str] = set()
+        """Deadlocks acted on (by key), as the watchdog remembers them."""
         self.claimed_by: dict[str, str] = {}
         """Swarm tasks by the agent whose claim won them."""
         self.offered: list[str] = []
@@ -265,39 +300,56 @@ class _Sim:
         self.swarm_offers.append(offer.task_id)
         self.offered.append(offer.task_id)
 
-    def _breaker(self, role: str) -> Breaker:
-        return self.breakers.get(role, Breaker())
+    def _breaker(self, circuit: str) -> Breaker:
+        return self.breakers.get(circuit, Breaker())
 
-    async def _moved(self, role: str, before: Breaker, after: Breaker) -> None:
-        self.breakers[role] = after
+    def _moved(self, circuit: str, before: Breaker, after: Breaker) -> None:
+        self.breakers[circuit] = after
         if before.state != after.state:
             self.circuit_changes += 1
 
     async def do_route(self) -> None:
+        """The router's decision on a snapshot of the agents, their queues and the circuits."""
         if not self.offers:
             return
         offer = self._pick(self.offers)
-        able = [
-            r
-            for r in self.roles.values()
-            if r.capability == offer.capability
-            and routable(self._breaker(r.name), now=self.now, policy=self.policy)
+        views = [
+            AgentView(
+                a.identity.agent_id,
+                a.role,
+                frozenset({self.roles[a.role].capability}),
+                "registered",
+                self.now if a.alive else None,  # a crashed replica has stopped heartbeating
+                in_flight=1 if a.busy or a.asked else 0,
+                tier=self.roles[a.role].tier,
+            )
+            for a in self.agents
         ]
-        if not able:
-            self.offers.append(offer)  # waits for a circuit to let work through
+        pending = {r.name: len(r.queue) for r in self.roles.values()}
+        candidates = routing.role_candidates(
+            views, now=self.now, stale_after=_STALE_AFTER, pending=pending
+        )
+        open_ = routing.through_circuits(
+            candidates, self.breakers, now=self.now, policy=self.policy
+        )
+        chosen = routing.pick(offer, open_)
+        if chosen is None:
+            self.offers.append(offer)  # waits for a live role, or a circuit to let work through
             return
-        role = min(able, key=lambda r: (_TIER_COST[r.tier], len(r.queue), r.name))
-        breaker = self._breaker(role.name)
-        if breaker.state != "closed":
-            after, _ = admit(breaker, now=self.now, policy=self.policy)
-            await self._moved(role.name, breaker, after)
-        if self._breaker(role.name).state == "open":
-            self.violations.append(f"{offer.task_id} routed through the open circuit of {role}")
+        for circuit in routing.circuits(chosen.role, chosen.dependencies):
+            breaker = self._breaker(circuit)
+            if breaker.state != "closed":  # a probe: the breaker counts it
+                after, _ = admit(breaker, now=self.now, policy=self.policy)
+                self._moved(circuit, breaker, after)
+            if self._breaker(circuit).state == "open":
+                self.violations.append(f"{offer.task_id} routed through the open {circuit}")
         assignment = TaskAssignment(
-            task_id=offer.task_id, role=role.name, capability=offer.capability, input=offer.input
+            task_id=offer.task_id, role=chosen.role, capability=offer.capability, input=offer.input
         )
         await self.router_pub.publish(assignment)
-        role.queue.append(assignment)
+        self.assigned[offer.task_id] = assignment
+        self.routed[chosen.role] += 1
+        self.roles[chosen.role].queue.append(assignment)
 
     def _idle(self, role: str) -> list[_Agent]:
         return [a for a in self.agents if a.role == role and a.alive and not a.busy and not a.asked]
@@ -322,8 +374,17 @@ class _Sim:
         task = self._pick(waiting)
         role.queue.remove(task)
         agent = self.rng.choice(self._takers(role, task))
-        if task.task_id in self.finished:  # a redelivery of settled work: idempotent
+        verdict = screening.screen(
+            verified=True,  # every event here is signed by its sender
+            killed=False,
+            duplicate=task.task_id in self.finished,  # the runtime's idempotency by event id
+            deadline_at=task.deadline_at,
+            now=self.now,
+            over_budget=False,
+        )
+        if verdict == "duplicate":
             return
+        assert verdict == "run", verdict  # the sim sets no deadlines nor budgets
         self.attempts[task.task_id] += 1
         agent.busy = task.task_id
         agent.done_at = self.now + self.rng.randrange(1, 5) * _SECOND
@@ -351,31 +412,52 @@ class _Sim:
             self.results[task_id] += 1
             await agent.publisher.publish(Result(task_id=task_id, output={"by": agent.role}))
         else:
-            decision = self.retry.decide(
-                self.attempts[task_id], retryable=not swarm, draw=self.rng.random()
-            )
-            await agent.publisher.publish(
-                Error(task_id=task_id, code="sim", message="failed", retryable=decision.retry)
-            )
-            if decision.retry:
+            await self._settle_failure(agent, role, task_id, swarm)
+        if not swarm:
+            for circuit in routing.judged_circuits(role.name, not failed, None, ()):
+                before = self._breaker(circuit)
+                after, _ = record(before, not failed, now=self.now, policy=self.policy)
+                self._moved(circuit, before, after)
+
+    async def _settle_failure(self, agent: _Agent, role: _Role, task_id: str, swarm: bool) -> None:
+        """The runtime's settlement of a failed attempt, decided by the real policy."""
+        attempt = self.attempts[task_id]
+        decision = settle.after_failure(
+            self.retry,
+            attempt=attempt,
+            retryable=True,
+            draw=self.rng.random(),
+            role=role.name,
+            fallback_role=role.fallback,
+            code="sim",
+            swarm=swarm,
+        )
+        retryable = settle.says_retryable(decision, swarm=swarm)
+        await agent.publisher.publish(
+            Error(task_id=task_id, code="sim", message="failed", retryable=retryable)
+        )
+        match decision:
+            case settle.Retry(attempt=next_attempt, delay=delay):
                 await agent.publisher.publish(
                     TaskRetryScheduled(
-                        task_id=task_id,
-                        attempt=self.attempts[task_id] + 1,
-                        delay_ms=int(decision.delay * 1000),
+                        task_id=task_id, attempt=next_attempt, delay_ms=int(delay * 1000)
                     )
                 )
-                role.ready_at[task_id] = self.now + int(decision.delay * _SECOND)
+                role.ready_at[task_id] = self.now + int(delay * _SECOND)
                 role.queue.append(TaskAssignment(task_id=task_id, role=role.name))
-            else:
+            case settle.HandOver(role=fallback):
+                source = self.assigned.get(task_id, TaskAssignment(task_id=task_id, role=role.name))
+                handed = follow_up(source, role=fallback, attempts=attempt)
+                await agent.publisher.publish(handed)
+                self.assigned[task_id] = handed
+                self.attempts[task_id] = handed.attempt - 1  # the next start is its attempt
+                self.roles[fallback].queue.append(handed)
+                self.handovers += 1
+            case settle.Escalate(reason=reason):
                 self.finished.add(task_id)
-                await agent.publisher.publish(
-                    TaskEscalated(task_id=task_id, reason=decision.reason[:400])
-                )
-        if not swarm:
-            before = self._breaker(role.name)
-            after, _ = record(before, not failed, now=self.now, policy=self.policy)
-            await self._moved(role.name, before, after)
+                await agent.publisher.publish(TaskEscalated(task_id=task_id, reason=reason[:400]))
+            case _:
+                raise AssertionError(f"the sim sets no deadlines: {decision!r}")
 
     async def do_claim(self) -> None:
         if not self.swarm_offers:
@@ -409,17 +491,21 @@ class _Sim:
         self.deadlocks_made += 1
 
     async def do_watchdog(self) -> None:
+        """The watchdog's look: the deadlocks in the projection, and its response to each."""
         await self.fold()
-        waits = [
-            Wait(r["ref"], r["waiter"], r["waits_on"], r["since"])
-            for r in self.state.rows["waits_for"].values()
-        ]
-        for deadlock in find_deadlocks(waits):
+        for deadlock in deadlocks_in(self.state.rows["waits_for"].values()):
+            if deadlock.key in self.reported:
+                continue  # acted on, and not yet projected as broken
+            self.reported.add(deadlock.key)
+            notices = deadlocks.response(deadlock, "break")
+            for notice in notices:
+                await self.watchdog_pub.publish(notice.payload, recipient=notice.recipient)
             victim = deadlock.victim
-            await self.watchdog_pub.publish(
-                DeadlockDetected(cycle=list(deadlock.cycle), victim=victim.ref, to=victim.waiter),
-                recipient=victim.waiter,
-            )
+            if not any(
+                isinstance(n.payload, DeadlockDetected) and n.payload.victim == victim.ref
+                for n in notices
+            ):
+                continue  # reported only: a human decides (and the sim has none)
             self.deadlocks_broken += 1
             # The victim gives its wait up and, free again, answers the other's question.
             freed = next(a for a in self.agents if a.identity.agent_id == victim.waiter)
@@ -486,33 +572,48 @@ class _Sim:
     async def _compare(self, step: int) -> None:
         """The live projection, folded up to now, against a refold of the whole log."""
         await self.fold()
-        full = _fold_into(State(), self.log._messages, self.operator.public_key)
+        full = await _refold(self.log, State(), 0, self.operator.public_key)
         if state_hash(self.state) != state_hash(full):
             self.violations.append(f"after step {step} the projection differs from a refold")
 
     async def fold(self) -> None:
         """Fold what is new on the log into the live projection (the real verifier and fold)."""
-        messages = [m for m in self.log._messages if m.seq > self.folded]
-        _fold_into(self.state, messages, self.operator.public_key)
-        if messages:
-            self.folded = messages[-1].seq
+        await _refold(self.log, self.state, self.folded, self.operator.public_key)
+        self.folded = await self.log.last_seq()
 
     # --- the verdict ------------------------------------------------------------------------------
 
-    def check(self) -> None:
-        full = _fold_into(State(), self.log._messages, self.operator.public_key)
-        live_hash, full_hash = state_hash(self.state), state_hash(full)
-        if live_hash != full_hash:
-            self.violations.append("the live projection differs from a full refold")
+    async def verdict(self) -> SimResult:
+        """Check the invariants on a full refold of the log, and sum the run up."""
+        full = await _refold(self.log, State(), 0, self.operator.public_key)
+        self.check(full)
         if self.snapshot is not None:
             state, position = self.snapshot
-            caught_up = _fold_into(
-                copy.deepcopy(state),
-                [m for m in self.log._messages if m.seq > position],
-                self.operator.public_key,
+            caught_up = await _refold(
+                self.log, copy.deepcopy(state), position, self.operator.public_key
             )
-            if state_hash(caught_up) != full_hash:
+            if state_hash(caught_up) != state_hash(full):
                 self.violations.append("a snapshot plus its catch-up differs from a full refold")
+        statuses = Counter(row["status"] for row in full.rows["tasks"].values())
+        return SimResult(
+            seed=self.seed,
+            steps=self.steps,
+            faults=sorted(self.faults),
+            events=await self.log.last_seq(),
+            state_hash=state_hash(full),
+            tasks=dict(sorted(statuses.items())),
+            injected=dict(sorted(self.injected.items())),
+            deadlocks=self.deadlocks_broken,
+            circuit_changes=self.circuit_changes,
+            routed=dict(sorted(self.routed.items())),
+            handovers=self.handovers,
+            violations=self.violations,
+        )
+
+    def check(self, full: State) -> None:
+        """The invariants, on ``full`` (a refold of the whole log)."""
+        if state_hash(self.state) != state_hash(full):
+            self.violations.append("the live projection differs from a full refold")
         if full.rows["quarantine"]:
             reasons = sorted({r["reason"] for r in full.rows["quarantine"].values()})
             self.violations.append(f"events quarantined: {reasons}")
@@ -546,32 +647,14 @@ class _Sim:
                 f" {len(full.rows['waits_for'])} waits left"
             )
 
-    def result(self) -> SimResult:
-        full = _fold_into(State(), self.log._messages, self.operator.public_key)
-        statuses = Counter(row["status"] for row in full.rows["tasks"].values())
-        return SimResult(
-            seed=self.seed,
-            steps=self.steps,
-            faults=sorted(self.faults),
-            events=len(self.log._messages),
-            state_hash=state_hash(full),
-            tasks=dict(sorted(statuses.items())),
-            injected=dict(sorted(self.injected.items())),
-            deadlocks=self.deadlocks_broken,
-            circuit_changes=self.circuit_changes,
-            violations=self.violations,
-        )
 
-
-def _fold_into(state: State, messages: list[StoredMessage], operator_key: str) -> State:
-    for message in messages:
-        checked = check(message, NAMESPACE)
-        rejection = admit_event(state, checked, operator_key)
-        if rejection is not None:
-            quarantine(state, message, rejection, checked.envelope, checked.body_hash)
-        else:
-            assert checked.envelope is not None
-            apply(state, message, checked.envelope, checked.body_hash, verified=True)
+async def _refold(log: EventLog, state: State, after: int, operator_key: str) -> State:
+    """Fold the log's events after sequence ``after`` into ``state``: read through the port,
+    checked by the verifier, folded by the projector's own loop."""
+    messages: list[StoredMessage] = []
+    async for batch in log.read(after + 1):
+        messages.extend(batch)
+    fold_checked(state, (check(m, NAMESPACE) for m in messages), operator_key)
     state.clear_changes()
     return state
 
@@ -586,8 +669,7 @@ async def simulate(
         raise ValueError(f"unknown faults {sorted(unknown)}; choose from {', '.join(FAULTS)}")
     sim = _Sim(seed, steps, frozenset(FAULTS) if faults is None else faults, every_step=every_step)
     await sim.run()
-    sim.check()
-    return sim.result()
+    return await sim.verdict()
 
 
 def run_sim(

@@ -8,6 +8,7 @@ components, iterative); the projection answers the same question in SQL (:data:`
 and a property test holds the two to agreement. :func:`find_deadlocks` names, for each
 deadlock, one cycle through it, the waits on that cycle, and the **victim**: the youngest wait
 (the last to start, then the greatest reference), the one whose breaking undoes the least.
+:func:`response` is what the watchdog does about one, by its policy: the events it publishes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Literal
 
-__all__ = ["ON_CYCLES_SQL", "Deadlock", "Wait", "find_deadlocks", "on_cycles"]
+from swarmlog.schemas.payloads import DeadlockDetected, Payload, TaskEscalated
+
+__all__ = [
+    "ON_CYCLES_SQL",
+    "Deadlock",
+    "Notice",
+    "Policy",
+    "Wait",
+    "find_deadlocks",
+    "on_cycles",
+    "response",
+]
+
+Policy = Literal["break", "escalate"]
+"""What the watchdog does about a deadlock: break it (the victim gives its wait up) or escalate
+it (report it, and give the victim's task to a human)."""
 
 ON_CYCLES_SQL = """
 WITH RECURSIVE reach(src, dst) AS (
@@ -161,3 +178,33 @@ def find_deadlocks(waits: Iterable[Wait]) -> list[Deadlock]:
         victim = max(along, key=lambda w: (w.since, w.ref))
         found.append(Deadlock(tuple(cycle), along, victim))
     return sorted(found, key=lambda d: d.cycle)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One event the watchdog publishes about a deadlock, with its recipient (``None``: none)."""
+
+    payload: Payload
+    recipient: str | None = None
+
+
+def response(deadlock: Deadlock, policy: Policy) -> list[Notice]:
+    """The events that act on ``deadlock`` by ``policy``, in the order they are published.
+
+    Only a clarification wait can be given up (its asker's handler sees a retryable
+    ``deadlock`` error): breaking it is a ``deadlock_detected`` addressed to the victim's waiter.
+    Any other deadlock, or any deadlock under ``escalate``, is reported only, and the victim's
+    task (when it has one) escalated to a human.
+    """
+    victim = deadlock.victim
+    cycle = list(deadlock.cycle)
+    if policy == "break" and victim.kind == "clarification":
+        detected = DeadlockDetected(
+            cycle=cycle, victim=victim.ref, to=victim.waiter, task_id=victim.task_id
+        )
+        return [Notice(detected, victim.waiter)]
+    notices = [Notice(DeadlockDetected(cycle=cycle, task_id=victim.task_id))]
+    if victim.task_id:
+        reason = f"deadlock {' -> '.join(cycle)}: a human decides who gives up"
+        notices.append(Notice(TaskEscalated(task_id=victim.task_id, reason=reason[:400])))
+    return notices

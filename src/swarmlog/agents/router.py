@@ -1,7 +1,7 @@
 """The router, a built-in role: turns routed task offers into assignments.
 
 It consumes ``task_offered`` events (``mode="routed"``) from one durable consumer shared by every
-router replica, picks a role with :func:`~swarmlog.agents.routing.choose` over a snapshot of the
+router replica, picks a role with :func:`~swarmlog.agents.routing.pick` over a snapshot of the
 agents (from the projection, refreshed every second), their queues' lag and its own recent
 assignments, and publishes a ``task_assignment`` to that role's queue at the offer's priority.
 
@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swarmlog.agents.breakers import Breaker, BreakerPolicy, admit, record, routable
+from swarmlog.agents import routing
+from swarmlog.agents.breakers import Breaker, BreakerPolicy, admit, record
 from swarmlog.agents.presence import Presence
-from swarmlog.agents.routing import AgentView, Candidate, choose, role_candidates
+from swarmlog.agents.routing import AgentView, Candidate, circuits, role_candidates
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, StoredMessage, WorkQueue
 from swarmlog.bus.queues import open_queue, router_queue
 from swarmlog.bus.subjects import assignment_filter, offer_filter
@@ -174,16 +175,9 @@ class Router:
             pending=pending,
             assigned=self._assigned,
         )
-        # An open circuit takes its role out (its own, or one of a dependency it declares): the
-        # work goes to other roles with the capability (the fallback), or waits.
-        return [
-            c
-            for c in candidates
-            if all(
-                routable(self._breaker(k), now=now, policy=self.breaker_policy)
-                for k in _circuits(c.role, c.dependencies)
-            )
-        ]
+        return routing.through_circuits(
+            candidates, self.breakers, now=now, policy=self.breaker_policy
+        )
 
     def _breaker(self, circuit: str) -> Breaker:
         return self.breakers.get(circuit, _CLOSED)
@@ -197,11 +191,8 @@ class Router:
         found, self._outcomes_after = await self._outcomes(self._outcomes_after)
         declared = {v.role: v.dependencies for v in self._snapshot[0]}
         for _, role, ok, dependency in found:
-            if ok:
-                circuits = _circuits(role, declared.get(role, frozenset()))
-            else:
-                circuits = [f"dep:{dependency}"] if dependency else [f"role:{role}"]
-            for circuit in circuits:
+            judged = routing.judged_circuits(role, ok, dependency, declared.get(role, frozenset()))
+            for circuit in judged:
                 before = self._breaker(circuit)
                 after, why = record(before, ok, now=now, policy=self.breaker_policy)
                 await self._moved(circuit, before, after, why)
@@ -275,12 +266,7 @@ class Router:
             )
             await delivery.ack()
             return RoutingOutcome(offer.task_id, "timed_out")
-        candidates = await self.candidates()
-        # A reassignment passes over the roles that did it before, when another role can.
-        if offer.internal_only:
-            candidates = [c for c in candidates if not c.external]
-        others = [c for c in candidates if c.role not in offer.avoid_roles]
-        chosen = choose(others, offer.capability) or choose(candidates, offer.capability)
+        chosen = routing.pick(offer, await self.candidates())
         if chosen is None:
             if delivery.num_delivered < self.give_up_after:
                 await delivery.nak(self.retry_delay)  # an agent may register meanwhile
@@ -290,7 +276,7 @@ class Router:
             await delivery.term()
             return RoutingOutcome(offer.task_id, "escalated")
         self._assigned[chosen.role] += 1  # the rest of the batch sees this role busier
-        for circuit in _circuits(chosen.role, chosen.dependencies):
+        for circuit in circuits(chosen.role, chosen.dependencies):
             breaker = self._breaker(circuit)
             if breaker.state != "closed":  # a probe: the breaker counts it
                 admitted, why = admit(breaker, now=self._clock(), policy=self.breaker_policy)
@@ -344,8 +330,3 @@ class Router:
             return True
         routers = {a.agent_id for a in self._snapshot[0] if a.role == ROUTER_ROLE}
         return envelope.sender in routers
-
-
-def _circuits(role: str, dependencies: Iterable[str]) -> list[str]:
-    """The circuits work for ``role`` goes through: its own and one per declared dependency."""
-    return [f"role:{role}", *(f"dep:{d}" for d in sorted(dependencies))]

@@ -2,7 +2,9 @@
 
 The router feeds these functions a snapshot of the projections (agents, their capabilities,
 liveness, kill status and load); they decide without I/O, so the decision can be property-tested
-and replayed in the simulation.
+and replayed in the simulation. The router and the simulation both route an offer with
+:func:`pick` over :func:`role_candidates`, keep out what an open circuit guards
+(:func:`through_circuits`), and feed outcomes to the breakers of :func:`judged_circuits`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from swarmlog.agents.breakers import Breaker, BreakerPolicy, routable
+from swarmlog.schemas.payloads import TaskOffered
 from swarmlog.schemas.types import PRIORITIES
 
 __all__ = [
@@ -23,10 +27,14 @@ __all__ = [
     "QueuedTask",
     "agent_view",
     "choose",
+    "circuits",
     "eligible",
     "external_roles",
+    "judged_circuits",
+    "pick",
     "priority_order",
     "role_candidates",
+    "through_circuits",
     "tier_cost",
 ]
 
@@ -223,3 +231,54 @@ def role_candidates(
             )
         )
     return out
+
+
+def pick(offer: TaskOffered, candidates: Sequence[Candidate]) -> Candidate | None:
+    """The role an offer goes to (:func:`choose`), or ``None`` while no role may take it.
+
+    Internal-only work never goes to a role with an external replica; a reassignment passes
+    over the roles in the offer's ``avoid_roles`` when another role can do it.
+    """
+    if offer.internal_only:
+        candidates = [c for c in candidates if not c.external]
+    others = [c for c in candidates if c.role not in offer.avoid_roles]
+    return choose(others, offer.capability) or choose(candidates, offer.capability)
+
+
+def circuits(role: str, dependencies: Iterable[str]) -> list[str]:
+    """The circuits work for ``role`` goes through: its own and one per declared dependency."""
+    return [f"role:{role}", *(f"dep:{d}" for d in sorted(dependencies))]
+
+
+_CLOSED = Breaker()
+
+
+def through_circuits(
+    candidates: Iterable[Candidate],
+    breakers: Mapping[str, Breaker],
+    *,
+    now: int,
+    policy: BreakerPolicy,
+) -> list[Candidate]:
+    """The candidates whose every circuit lets work through now: an open circuit takes its role
+    out (its own, or one of a dependency it declares), so the work goes to other roles with the
+    capability (the fallback), or waits. A circuit with no breaker yet is closed."""
+    return [
+        c
+        for c in candidates
+        if all(
+            routable(breakers.get(k, _CLOSED), now=now, policy=policy)
+            for k in circuits(c.role, c.dependencies)
+        )
+    ]
+
+
+def judged_circuits(
+    role: str, ok: bool, dependency: str | None, declared: Iterable[str]
+) -> list[str]:
+    """The circuits an outcome of ``role``'s work counts for: a result for the role and every
+    dependency it declares; an error naming a dependency against that dependency alone; any
+    other error against the role."""
+    if ok:
+        return circuits(role, declared)
+    return [f"dep:{dependency}"] if dependency else [f"role:{role}"]

@@ -20,14 +20,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
-from swarmlog.agents.deadlocks import ON_CYCLES_SQL, Deadlock, Wait, find_deadlocks
+from swarmlog.agents import deadlocks
+from swarmlog.agents.deadlocks import ON_CYCLES_SQL, Deadlock, Policy, Wait, find_deadlocks
 from swarmlog.agents.presence import Presence
 from swarmlog.agents.stalls import MOVING, Stall, stalled
 from swarmlog.bus.ports import EventLog
 from swarmlog.publisher import Publisher
-from swarmlog.schemas.payloads import DeadlockDetected, TaskEscalated
+from swarmlog.schemas.payloads import TaskEscalated
 from swarmlog.schemas.signing import WATCHDOG_ROLE
 
 __all__ = ["OPEN_WAITS_SQL", "ROLE", "Watchdog", "deadlocks_in", "waits_on_cycles"]
@@ -79,7 +80,7 @@ class Watchdog:
         wait_for: Waiter,
         *,
         interval: float = 2.0,
-        policy: Literal["break", "escalate"] = "break",
+        policy: Policy = "break",
         stall_after: float = 600.0,
         heartbeat: float = 5.0,
         clock: Callable[[], int] = time.time_ns,
@@ -150,20 +151,6 @@ class Watchdog:
     async def _act(self, deadlock: Deadlock) -> None:
         victim = deadlock.victim
         wf: dict[str, Any] = {"workflow_id": victim.workflow_id} if victim.workflow_id else {}
-        cycle = list(deadlock.cycle)
-        log.warning("deadlock %s; %s %s", " -> ".join(cycle), self.policy, victim.ref)
-        if self.policy == "break" and victim.kind == "clarification":
-            await self.publisher.publish(
-                DeadlockDetected(
-                    cycle=cycle, victim=victim.ref, to=victim.waiter, task_id=victim.task_id
-                ),
-                recipient=victim.waiter,
-                **wf,
-            )
-            return
-        await self.publisher.publish(DeadlockDetected(cycle=cycle, task_id=victim.task_id), **wf)
-        if victim.task_id:
-            reason = f"deadlock {' -> '.join(cycle)}: a human decides who gives up"
-            await self.publisher.publish(
-                TaskEscalated(task_id=victim.task_id, reason=reason[:400]), **wf
-            )
+        log.warning("deadlock %s; %s %s", " -> ".join(deadlock.cycle), self.policy, victim.ref)
+        for notice in deadlocks.response(deadlock, self.policy):
+            await self.publisher.publish(notice.payload, recipient=notice.recipient, **wf)

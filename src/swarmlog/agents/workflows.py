@@ -32,9 +32,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from swarmlog.agents.budgets import SOFT_LIMIT, limit_reached
 from swarmlog.agents.planning import Plan, PlanError, PlanStep, decode_plan, ready, validate
 
 __all__ = [
+    "SOFT_LIMIT",
     "BudgetAlert",
     "Complete",
     "Offer",
@@ -118,9 +120,6 @@ class Complete:
 
 
 Action = SetPlan | Revise | Offer | Complete | BudgetAlert
-
-SOFT_LIMIT = 0.8
-"""Share of a workflow's token budget at which it is warned about (``budget_exceeded`` soft)."""
 
 
 def task_id_for(workflow_id: str, step_id: str) -> str:
@@ -215,11 +214,12 @@ def _budget(view: WorkflowView) -> list[Action]:
     budget, used = view.budget_tokens, view.used_tokens
     if not budget:
         return []
-    if used >= budget:
+    limit = limit_reached(used, budget)
+    if limit == "hard":
         alert: list[Action] = [] if "hard" in view.alerted else [BudgetAlert("hard", used, budget)]
         stop = {"error": "token budget exceeded", "used_tokens": used, "budget_tokens": budget}
         return [*alert, Complete("failed", stop)]
-    if used >= SOFT_LIMIT * budget and "soft" not in view.alerted:
+    if limit == "soft" and "soft" not in view.alerted:
         return [BudgetAlert("soft", used, budget)]
     return []
 
@@ -227,8 +227,8 @@ def _budget(view: WorkflowView) -> list[Action]:
 def decide(view: WorkflowView) -> list[Action]:
     """What to do next for a running workflow (nothing when waiting on tasks).
 
-    A workflow with a token budget is warned once at 80 % of it (``soft``) and stopped, failed
-    with the figures, when its tasks have spent all of it (``hard``).
+    A workflow with a token budget is warned once at :data:`SOFT_LIMIT` of it (``soft``) and
+    stopped, failed with the figures, when its tasks have spent all of it (``hard``).
     """
     budget = _budget(view)
     if budget and isinstance(budget[-1], Complete):

@@ -2,18 +2,21 @@
 
 ``apply(state, message, envelope, body_hash, verified)`` is deterministic: the same events in the
 same order give the same rows, whichever process folds them and however they are batched.
-Timestamps in rows come from the events, never from a clock.
+Timestamps in rows come from the events, never from a clock. :func:`fold_checked` is the loop
+around it that every folder runs (the projector, replay, audit, the simulation): admit each
+checked message in stream order, then apply it or quarantine it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
 from swarmlog.bus.ports import StoredMessage
 from swarmlog.projections.state import State
-from swarmlog.projections.verify import Rejection
+from swarmlog.projections.verify import Checked, Rejection, admit
 from swarmlog.schemas.codec import decode_credential
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
@@ -50,7 +53,7 @@ from swarmlog.schemas.payloads import (
     WorkflowSubmitted,
 )
 
-__all__ = ["apply", "quarantine", "to_json"]
+__all__ = ["apply", "fold_checked", "quarantine", "to_json"]
 
 _json = msgspec.json.Encoder()
 _MAX_TOKENS = 2**62
@@ -83,6 +86,23 @@ def quarantine(
             "size": len(message.data),
         },
     )
+
+
+def fold_checked(
+    state: State, checked: Iterable[Checked], operator_key: str, *, verify: bool = True
+) -> list[tuple[int, str]]:
+    """Admit and fold checked messages, in stream order, into ``state``; returns the
+    ``(stream sequence, reason)`` of every message quarantined (the rest were applied)."""
+    rejected: list[tuple[int, str]] = []
+    for c in checked:
+        rejection = admit(state, c, operator_key, verify=verify)
+        if rejection is not None:
+            quarantine(state, c.message, rejection, c.envelope, c.body_hash)
+            rejected.append((c.message.seq, rejection.reason))
+            continue
+        assert c.envelope is not None
+        apply(state, c.message, c.envelope, c.body_hash, verified=verify)
+    return rejected
 
 
 def apply(

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 from swarmlog.bus.ports import EventLog, StoredMessage
 from swarmlog.errors import BusError
-from swarmlog.projections.fold import apply, quarantine
+from swarmlog.projections.fold import fold_checked
 from swarmlog.projections.state import Key, State
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.projections.verify import Checked, admit, check, touches
+from swarmlog.projections.verify import Checked, check, touches
 
 __all__ = ["BatchResult", "Projector"]
 
@@ -98,15 +98,8 @@ class Projector:
         time_range = (min(times) // _MS * _MS, max(times) // _MS * _MS + _MS - 1) if times else None
         try:
             self.store.preload(state, keys, ids, time_range)
-            for c in checked:
-                rejection = admit(state, c, self.operator_key, verify=self.verify)
-                if rejection is not None:
-                    quarantine(state, c.message, rejection, c.envelope, c.body_hash)
-                    result.rejected.append((c.message.seq, rejection.reason))
-                    continue
-                assert c.envelope is not None
-                apply(state, c.message, c.envelope, c.body_hash, verified=self.verify)
-                result.applied += 1
+            result.rejected = fold_checked(state, checked, self.operator_key, verify=self.verify)
+            result.applied = len(checked) - len(result.rejected)
             self.store.flush(state, self.log.stream, result.last_seq)
         except BaseException:
             state.evict()  # a failed batch must leave nothing behind for the next one

@@ -1,0 +1,39 @@
+"""Token budgets (pure): when spending reaches a budget's soft or hard limit.
+
+An agent replica and a workflow are both warned once at :data:`SOFT_LIMIT` of their token budget
+(``budget_exceeded`` with ``limit="soft"``) and stopped at all of it (``limit="hard"``): the
+runtime and the conductor decide with these functions, so the two thresholds are written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Literal
+
+__all__ = ["SOFT_LIMIT", "Limit", "budget_alert", "limit_reached"]
+
+SOFT_LIMIT = 0.8
+"""Share of a token budget at which its owner is warned (``budget_exceeded`` soft)."""
+
+Limit = Literal["soft", "hard"]
+
+
+def limit_reached(used: int, budget: int | None) -> Limit | None:
+    """The highest limit ``used`` tokens have reached of ``budget`` (none without a budget)."""
+    if budget is None:
+        return None
+    if used >= budget:
+        return "hard"
+    if used >= SOFT_LIMIT * budget:
+        return "soft"
+    return None
+
+
+def budget_alert(used: int, budget: int | None, alerted: Collection[str]) -> Limit | None:
+    """The limit to announce now: the one reached, unless it was announced already.
+
+    Only the highest limit reached is announced: spending that jumps past the whole budget at
+    once is reported as ``hard`` alone, never as a late ``soft`` as well.
+    """
+    limit = limit_reached(used, budget)
+    return None if limit is None or limit in alerted else limit

@@ -1,0 +1,102 @@
+"""Delegation: a handler offers a subtask and waits for its outcome (``Context.delegate``).
+
+The subtask's id comes from its parent's id and the call's order (:func:`child_id`), so a retry
+of the parent finds the subtask it offered before instead of offering it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from swarmlog.agents.api import TaskError
+from swarmlog.agents.jobs import Job, last_verified, task_subject
+from swarmlog.bus.ports import EventLog
+from swarmlog.bus.subjects import aggregate_filter, offer_subject
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.payloads import Result, TaskEscalated, TaskFailed, TaskOffered
+
+__all__ = ["Delegation", "child_id"]
+
+_SWEEP = 0.25
+"""How often a wait looks at the log again even when no event rang."""
+
+
+def child_id(parent: str, index: int) -> str:
+    """A delegated subtask's id: the same for the same parent and call order (so a retry finds
+    it), and a valid name however long the parent's id is."""
+    child = f"{parent}-d{index}"
+    if len(child) <= 64:
+        return child
+    digest = hashlib.sha256(parent.encode()).hexdigest()[:10]
+    return f"{parent[:40]}-{digest}-d{index}"
+
+
+class Delegation:
+    """Offers a replica's subtasks and waits for their outcomes."""
+
+    def __init__(self, log: EventLog, publisher: Publisher) -> None:
+        self.log = log
+        self.publisher = publisher
+        self.namespace = publisher.namespace
+
+    async def delegate(
+        self,
+        capability: str,
+        input: Any,
+        priority: str | None,
+        timeout: float,
+        job: Job,
+        index: int,
+    ) -> Any:
+        """Offer a subtask of ``job`` and wait for its output (see ``Context.delegate``)."""
+        child = child_id(job.task.task_id, index)
+        bell = await self.log.doorbell(aggregate_filter(self.namespace, "task", child))
+        try:
+            outcome = await self._outcome(child)
+            if outcome is None:
+                if await self.log.last_message(offer_subject(self.namespace, child)) is None:
+                    await self.publisher.publish(
+                        TaskOffered(
+                            task_id=child,
+                            capability=capability,
+                            priority=priority or job.task.priority,  # type: ignore[arg-type]
+                            input=input,
+                            parent_task_id=job.task.task_id,
+                            # What is derived from internal-only data stays internal.
+                            internal_only=job.task.internal_only,
+                        ),
+                        **job.wf,
+                    )
+                deadline = time.monotonic() + timeout
+                while outcome is None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TaskError(
+                            "subtask_timeout", f"subtask {child} did not finish in {timeout:g} s"
+                        )
+                    await bell.wait(min(remaining, _SWEEP))
+                    outcome = await self._outcome(child)
+        finally:
+            await bell.close()
+        done, value = outcome
+        if not done:
+            raise TaskError("subtask_failed", f"subtask {child} failed: {value}")
+        return value
+
+    async def _outcome(self, task_id: str) -> tuple[bool, Any] | None:
+        """``(True, output)`` once the subtask has a result, ``(False, why)`` once it failed for
+        good, else ``None``."""
+        for kind in ("result", "task_escalated", "task_failed"):
+            envelope = await last_verified(
+                self.log, task_subject(self.namespace, task_id, kind), self.namespace
+            )
+            payload = envelope.payload if envelope is not None else None
+            if isinstance(payload, Result):
+                return True, payload.output
+            if isinstance(payload, TaskEscalated):
+                return False, payload.reason or "escalated"
+            if isinstance(payload, TaskFailed) and payload.final:
+                return False, payload.reason or "failed"
+        return None

@@ -1,0 +1,82 @@
+"""The handler's port: the I/O behind a running handler's :class:`~swarmlog.agents.api.Context`,
+bound to its job (every event it emits carries the job's workflow and causation)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from swarmlog.agents.api import TaskError
+from swarmlog.agents.delegation import Delegation
+from swarmlog.agents.inbox import Inbox
+from swarmlog.agents.jobs import Job
+from swarmlog.agents.models import ChatMessage, Model
+from swarmlog.agents.outputs import check_output
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.payloads import Payload, TaskCheckpointed, TaskHeartbeat, TokenUsage
+
+__all__ = ["HandlerPort"]
+
+Query = Callable[[str], Awaitable[list[dict[str, Any]]]]
+
+
+class HandlerPort:
+    """A handler's :class:`~swarmlog.agents.api.ContextPort`, bound to its job."""
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        publisher: Publisher,
+        model: Model,
+        inbox: Inbox,
+        delegation: Delegation,
+        query: Query | None,
+    ) -> None:
+        self._job = job
+        self._publisher = publisher
+        self._model = model
+        self._inbox = inbox
+        self._delegation = delegation
+        self._query = query
+
+    async def emit(self, payload: Payload) -> None:
+        await self._publisher.publish(payload, **self._job.wf)
+
+    async def progress(self, fraction: float | None, note: str) -> None:
+        await self._job.delivery.in_progress()
+        heartbeat = TaskHeartbeat(task_id=self._job.task.task_id, progress=fraction, note=note)
+        await self._publisher.publish(heartbeat, **self._job.wf)
+
+    async def checkpoint(self, data: Any) -> None:
+        check_output(data, None)  # a checkpoint is JSON that fits in an event, like a result
+        saved = TaskCheckpointed(task_id=self._job.task.task_id, data=data)
+        await self._publisher.publish(saved, **self._job.wf)
+
+    async def ask(self, to: str, question: str, timeout: float) -> str:
+        return await self._inbox.ask(to, question, timeout, self._job)
+
+    async def delegate(
+        self, capability: str, input: Any, priority: str | None, timeout: float, index: int
+    ) -> Any:
+        return await self._delegation.delegate(
+            capability, input, priority, timeout, self._job, index
+        )
+
+    async def complete(
+        self, system: str, prompt: str, max_tokens: int | None
+    ) -> tuple[str, TokenUsage]:
+        messages = [ChatMessage("system", system)] if system else []
+        answer = await self._model.complete(
+            [*messages, ChatMessage("user", prompt)], max_tokens=max_tokens
+        )
+        return answer.text, TokenUsage(
+            model=answer.model,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+        )
+
+    async def query(self, sql: str) -> list[dict[str, Any]]:
+        if self._query is None:
+            raise TaskError("no_projection", "no projection to read from", retryable=False)
+        return await self._query(sql)

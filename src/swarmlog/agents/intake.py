@@ -1,0 +1,97 @@
+"""Where a replica's work comes from: its role's work queues, most urgent priority first.
+
+Work for a role arrives as ``task_assignment`` events on one durable consumer per priority level,
+shared by every replica of the role (and, for a swarm agent, offers on a consumer of its own).
+:meth:`Intake.take` always looks at the most urgent level that may hold work, and sleeps on a
+doorbell (a plain subscription to the role's work subjects) when idle, so new work is seen at
+once without polling; every level is looked at again each sweep, since redeliveries and delayed
+retries ring no bell.
+"""
+
+from __future__ import annotations
+
+from swarmlog.agents.api import Agent
+from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
+from swarmlog.bus.queues import QueueSpec, agent_queues, open_queue
+from swarmlog.bus.subjects import offer_filter, role_work_filter, work_priority
+from swarmlog.schemas.types import PRIORITIES
+
+__all__ = ["OFFERS", "Intake"]
+
+OFFERS = "task_offered"
+"""The pseudo-level of swarm offers, looked at after every priority level."""
+_RUNG_WAIT = 0.02
+"""How long a fetch waits on a level that just rang (the ring can overtake the store)."""
+
+
+class Intake:
+    """One replica's work queues and the doorbell that wakes it."""
+
+    def __init__(self, agent: Agent, log: EventLog, namespace: str, *, ack_wait: float) -> None:
+        self.agent = agent
+        self.log = log
+        self.namespace = namespace
+        self.ack_wait = ack_wait
+        self._queues: list[tuple[str, WorkQueue]] = []
+        self._offers: WorkQueue | None = None
+        self._bell: Doorbell | None = None
+        # Levels that may hold work, looked at first; swarm agents also watch offers.
+        self._levels = [*PRIORITIES, OFFERS] if agent.swarm else list(PRIORITIES)
+        self._maybe: set[str] = set(self._levels)
+
+    async def open(self, agent_id: str) -> QueueSpec:
+        """Open the doorbell and the work queues; returns the spec of the agent's inbox."""
+        role = self.agent.role
+        filters = [role_work_filter(self.namespace, role)]
+        if self.agent.swarm:
+            filters.append(offer_filter(self.namespace))
+        self._bell = await self.log.doorbell(*filters)
+        specs = agent_queues(
+            self.namespace,
+            role,
+            agent_id,
+            swarm=self.agent.swarm,
+            max_attempts=self.agent.retry.max_attempts,
+            ack_wait=self.ack_wait,
+        )
+        *work, inbox = specs
+        for spec in work:
+            queue = await open_queue(self.log, spec)
+            if spec.new_only:
+                self._offers = queue
+            else:
+                self._queues.append((work_priority(spec.filter_subject), queue))
+        return inbox
+
+    async def close(self) -> None:
+        if self._bell is not None:
+            await self._bell.close()
+            self._bell = None
+        for _, queue in self._queues:
+            await queue.close()
+        self._queues = []
+
+    async def take(self, batch: int, wait: float) -> tuple[bool, list[Delivery]]:
+        """Up to ``batch`` deliveries from the most urgent level holding work, waiting up to
+        ``wait`` for a ring when none may; ``(True, offers)`` when they are swarm offers."""
+        if self._bell is None:
+            raise RuntimeError("call start() first")
+        rung = {work_priority(s) for s in await self._bell.wait(0)}
+        if not self._maybe and not rung:
+            rung = {work_priority(s) for s in await self._bell.wait(wait)}
+            if not rung:
+                self._maybe = set(self._levels)
+        self._maybe |= rung
+        for priority, queue in self._queues:
+            if priority not in self._maybe:
+                continue
+            deliveries = await queue.fetch(batch, timeout=_RUNG_WAIT)
+            if deliveries:
+                return False, deliveries
+            self._maybe.discard(priority)
+        if self._offers is not None and OFFERS in self._maybe:
+            offers = await self._offers.fetch(batch, timeout=_RUNG_WAIT)
+            if offers:
+                return True, offers
+            self._maybe.discard(OFFERS)
+        return False, []

@@ -1,0 +1,266 @@
+"""Settlement (the shell): carry out what :mod:`swarmlog.agents.settle` decides for a delivery.
+
+Screening (:meth:`Settler.screen`) settles what must not run at all. Each settlement is a few
+events and one settle of the delivery: a retry is an ``error``, a
+``task_retry_scheduled`` and a ``nak`` with the policy's delay; a hand-over an ``error`` and the
+follow-up assignment to the fallback role; an escalation an ``error`` and a ``task_escalated``;
+a timeout an ``error`` and a final ``task_failed``. A delivery is terminated (or, for a claimed
+swarm task, acknowledged) only after its events are stored. Settled assignments are remembered
+by event id, so a redelivery of settled work is acknowledged without running it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from swarmlog.agents import screening, settle
+from swarmlog.agents.api import Agent, TaskError
+from swarmlog.agents.followups import follow_up, refusal
+from swarmlog.agents.jobs import Job, Outcome, last_verified, task_subject
+from swarmlog.agents.routing import AGENTS_SQL, agent_view
+from swarmlog.bus.ports import Delivery, EventLog
+from swarmlog.projections.verify import check
+from swarmlog.publisher import Publisher
+from swarmlog.schemas.envelope import Envelope
+from swarmlog.schemas.payloads import (
+    Error,
+    TaskAssignment,
+    TaskEscalated,
+    TaskFailed,
+    TaskRetryScheduled,
+)
+
+__all__ = ["Settler", "task_error"]
+
+log = logging.getLogger(__name__)
+
+_REMEMBERED = 4096
+"""Assignment ids a replica has settled, kept to drop duplicates without a lookup."""
+
+Query = Callable[[str], Awaitable[list[dict[str, Any]]]]
+
+
+def task_error(exc: BaseException) -> TaskError:
+    """Any failure as a :class:`TaskError` (an unexpected exception is retryable)."""
+    return exc if isinstance(exc, TaskError) else TaskError(type(exc).__name__, str(exc))
+
+
+class Settler:
+    """Settles one replica's deliveries."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        log: EventLog,
+        publisher: Publisher,
+        *,
+        query: Query | None,
+        draw: Callable[[], float],
+        clock: Callable[[], int],
+    ) -> None:
+        self.agent = agent
+        self.log = log
+        self.publisher = publisher
+        self.namespace = publisher.namespace
+        self.query = query
+        self._draw = draw
+        self._clock = clock
+        self._settled: OrderedDict[str, None] = OrderedDict()
+
+    # -- idempotency by event id ------------------------------------------------------------------
+
+    async def already_settled(self, envelope: Envelope, delivery: Delivery) -> bool:
+        """Whether this assignment already has its result."""
+        if envelope.id in self._settled:
+            return True
+        if delivery.num_delivered == 1:
+            return False  # first delivery: nothing can have answered it yet
+        task = envelope.payload
+        assert isinstance(task, TaskAssignment)
+        # A forged result must not make us skip work: only a verified one counts.
+        subject = task_subject(self.namespace, task.task_id, "result")
+        answered = await last_verified(self.log, subject, self.namespace)
+        return answered is not None and answered.causation_id == envelope.id
+
+    def remember(self, event_id: str) -> None:
+        self._settled[event_id] = None
+        while len(self._settled) > _REMEMBERED:
+            self._settled.popitem(last=False)
+
+    async def screen(
+        self, delivery: Delivery, *, killed: bool, over_budget: bool, agent_id: str, spent: int
+    ) -> Outcome | Job:
+        """Settle what must not run (forged, killed, duplicate, late, over budget), as
+        :func:`screening.screen` decides; the rest is a job. ``spent`` is the replica's
+        tokens so far (an escalation for its budget says it)."""
+        checked = check(delivery.message, self.namespace)
+        envelope = checked.envelope
+        task = envelope.payload if envelope is not None else None
+        verified = checked.rejection is None and isinstance(task, TaskAssignment)
+        # Looked up only when it can matter: the verdicts before it come first.
+        duplicate = (
+            verified
+            and not killed
+            and envelope is not None
+            and await self.already_settled(envelope, delivery)
+        )
+        verdict = screening.screen(
+            verified=verified,
+            killed=killed,
+            duplicate=duplicate,
+            deadline_at=task.deadline_at if isinstance(task, TaskAssignment) else None,
+            now=self._clock(),
+            over_budget=over_budget,
+        )
+        if verdict == "rejected" or envelope is None or not isinstance(task, TaskAssignment):
+            await delivery.term()  # never run an event whose signature does not check out
+            reason = checked.rejection.reason if checked.rejection else "malformed"
+            log.warning("rejected work seq %d: %s", delivery.message.seq, reason)
+            return Outcome("", "rejected", delivery.num_delivered)
+        attempt = screening.attempt_of(task.attempt, delivery.num_delivered)
+        wf: dict[str, Any] = {"workflow_id": envelope.workflow_id, "causation_id": envelope.id}
+        match verdict:
+            case "handed_back":
+                await delivery.nak()  # taken in the instant of the kill: hand it back untouched
+                return Outcome(task.task_id, "handed_back", attempt)
+            case "duplicate":
+                await delivery.ack()
+                return Outcome(task.task_id, "duplicate", attempt)
+            case "timed_out":
+                return await self.timed_out(delivery, task, attempt, wf)
+            case "over_budget":
+                return await self.over_budget(
+                    delivery, task, attempt, wf, agent_id=agent_id, spent=spent
+                )
+        return Job(delivery, envelope.id, task, attempt, wf)
+
+    # -- settlements ------------------------------------------------------------------------------
+
+    async def failed(self, job: Job, exc: BaseException) -> Outcome:
+        """Settle a job whose handler raised ``exc``."""
+        error = task_error(exc)
+        task = job.task
+        late = isinstance(exc, TimeoutError) and screening.past(task.deadline_at, self._clock())
+        decision = settle.after_failure(
+            self.agent.retry,
+            attempt=job.attempt,
+            retryable=error.retryable,
+            draw=self._draw(),
+            role=task.role,
+            fallback_role=self.agent.fallback_role,
+            code=error.code,
+            swarm=job.swarm,
+            timed_out=late,
+        )
+        if isinstance(decision, settle.TimedOut):
+            return await self.timed_out(job.delivery, task, job.attempt, job.wf)
+        await self.publisher.publish(
+            Error(
+                task_id=task.task_id,
+                code=error.code[:128],
+                message=error.message[:4096],
+                retryable=settle.says_retryable(decision, swarm=job.swarm),
+                dependency=self._dependency(error),
+            ),
+            **job.wf,
+        )
+        match decision:
+            case settle.Retry(attempt=attempt, delay=delay):
+                await self.publisher.publish(
+                    TaskRetryScheduled(
+                        task_id=task.task_id, attempt=attempt, delay_ms=int(delay * 1000)
+                    ),
+                    **job.wf,
+                )
+                await job.delivery.nak(delay)
+                return Outcome(task.task_id, "retrying", job.attempt, delay)
+            case settle.HandOver(role=role):
+                return await self._hand_over(job.delivery, task, job.attempt, job.wf, role)
+            case settle.Escalate(reason=reason):
+                await self.publisher.publish(
+                    TaskEscalated(task_id=task.task_id, reason=reason), **job.wf
+                )
+                if job.swarm:
+                    await job.delivery.ack()  # its claim is on the log: no queue to go back to
+                else:
+                    await job.delivery.term()
+                return Outcome(task.task_id, "escalated", job.attempt)
+        raise AssertionError(f"unknown settlement {decision!r}")
+
+    async def timed_out(
+        self, delivery: Delivery, task: TaskAssignment, attempt: int, wf: dict[str, Any]
+    ) -> Outcome:
+        await self.publisher.publish(
+            Error(
+                task_id=task.task_id, code="timed_out", message="past its deadline", retryable=False
+            ),
+            **wf,
+        )
+        await self.publisher.publish(
+            TaskFailed(task_id=task.task_id, reason="timed out", final=True), **wf
+        )
+        await delivery.term()
+        return Outcome(task.task_id, "timed_out", attempt)
+
+    async def over_budget(
+        self,
+        delivery: Delivery,
+        task: TaskAssignment,
+        attempt: int,
+        wf: dict[str, Any],
+        *,
+        agent_id: str,
+        spent: int,
+    ) -> Outcome:
+        """Settle work a replica past its token budget must not spend on."""
+        decision = settle.over_budget(
+            role=task.role, fallback_role=self.agent.fallback_role, agent_id=agent_id, spent=spent
+        )
+        if isinstance(decision, settle.HandOver):
+            return await self._hand_over(delivery, task, attempt, wf, decision.role)
+        await self.publisher.publish(
+            TaskEscalated(task_id=task.task_id, reason=decision.reason), **wf
+        )
+        await delivery.term()
+        return Outcome(task.task_id, "escalated", attempt)
+
+    def _dependency(self, error: TaskError) -> str | None:
+        """The failed dependency an error names, if the agent declared it (else none: a
+        handler cannot open the circuit of something it does not depend on)."""
+        return error.dependency if error.dependency in self.agent.dependencies else None
+
+    async def _hand_over(
+        self,
+        delivery: Delivery,
+        task: TaskAssignment,
+        attempt: int,
+        wf: dict[str, Any],
+        role: str,
+    ) -> Outcome:
+        handed = follow_up(task, role=role, attempts=attempt)
+        refused = await self.refusal(handed)
+        if refused is not None:
+            # The router's rule holds here too: a human decides where internal work goes.
+            log.warning("not handed over: %s", refused)
+            await self.publisher.publish(TaskEscalated(task_id=task.task_id, reason=refused), **wf)
+            await delivery.term()
+            return Outcome(task.task_id, "escalated", attempt)
+        await self.publisher.publish(handed, **wf)
+        await delivery.term()
+        return Outcome(task.task_id, "reassigned", attempt)
+
+    async def refusal(self, task: TaskAssignment) -> str | None:
+        """Why ``task`` must not go to its role (see :func:`followups.refusal`), judged on the
+        agents in the projection; internal-only work is refused when they cannot be read."""
+        if not task.internal_only:
+            return None
+        if self.query is None:
+            return f"task {task.task_id} is internal-only and no projection says who {task.role} is"
+        try:
+            agents = [agent_view(row) for row in await self.query(AGENTS_SQL)]
+        except Exception as exc:  # fail closed: unknown trust is no trust
+            return f"task {task.task_id} is internal-only and the agents cannot be read: {exc}"
+        return refusal(task, agents)
