@@ -59,7 +59,7 @@ def snapshot_create(ctx: Context, as_json: bool) -> None:
 
 async def _list(settings: Settings) -> list[dict[str, Any]]:
     async with open_log(settings) as log:
-        return await log.snapshots()
+        return await (await log.snapshot_store()).catalog()
 
 
 @snapshot.command("list")
