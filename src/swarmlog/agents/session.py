@@ -19,7 +19,7 @@ from swarmlog.agents.api import TaskError
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.permissions import Login, login_for
 from swarmlog.config import Settings
-from swarmlog.errors import BusyError, ProjectorDown, QueryError, QueryTimeout
+from swarmlog.errors import BusError, BusyError, ProjectorDown, QueryError, QueryTimeout
 from swarmlog.keystore import KeyStore
 from swarmlog.projections.client import ProjectionClient, records
 from swarmlog.schemas.credentials import Credential
@@ -94,7 +94,7 @@ async def agent_query(
     again later); a query the service refuses fails the task for good (``bad_query``)."""
     try:
         result = await projections.rows(sql, timeout=timeout)
-    except (BusyError, QueryTimeout) as exc:
+    except (BusError, QueryTimeout) as exc:  # busy, slow, or no answer in time
         raise BusyError(exc.message) from None
     except ProjectorDown:
         raise  # none answers now: a restarting projector, so not the query's fault either
