@@ -19,8 +19,7 @@ from collections import Counter
 from typing import Any
 
 from examples.files import allowed
-from swarmlog.agents.api import Agent, Context, on
-from swarmlog.schemas.payloads import TaskAssignment
+from swarmlog import Agent, Context, TaskAssignment, on
 
 PERSPECTIVES = ("style", "bugs", "complexity")
 

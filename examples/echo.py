@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from swarmlog.agents.api import Agent, Context, on
-from swarmlog.schemas.payloads import TaskAssignment
+from swarmlog import Agent, Context, TaskAssignment, on
 
 
 class Echo(Agent):

@@ -20,8 +20,7 @@ from typing import Any
 import duckdb
 
 from examples.files import allowed
-from swarmlog.agents.api import Agent, Context, TaskError, on
-from swarmlog.schemas.payloads import TaskAssignment
+from swarmlog import Agent, Context, TaskAssignment, TaskError, on
 
 
 class Etl(Agent):

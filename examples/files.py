@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from swarmlog.agents.api import TaskError
+from swarmlog import TaskError
 
 EXAMPLES = Path(__file__).resolve().parent
 

@@ -11,8 +11,7 @@ it); a document task counts its terms. The workflow ends when no task is open.
 from __future__ import annotations
 
 from examples.files import allowed, top_terms, words
-from swarmlog.agents.api import Agent, Context, on
-from swarmlog.schemas.payloads import TaskAssignment, TaskOffered
+from swarmlog import Agent, Context, TaskAssignment, TaskOffered, on
 
 
 class Indexer(Agent):

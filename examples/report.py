@@ -17,8 +17,7 @@ import re
 from typing import Any
 
 from examples.files import allowed, top_terms, words
-from swarmlog.agents.api import Agent, Context, TaskError, on
-from swarmlog.schemas.payloads import TaskAssignment
+from swarmlog import Agent, Context, TaskAssignment, TaskError, on
 
 
 class Planner(Agent):

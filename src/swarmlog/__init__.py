@@ -1,69 +1,83 @@
 """swarmlog: multi-agent systems on a signed, append-only NATS JetStream log, projected into DuckDB.
 
-The public API, pinned by ``tests/unit/test_public_api.py``::
+The public API, pinned by ``tests/unit/test_public_api.py``. An agent author needs only this::
 
-    from swarmlog import Settings, Publisher, Projector, ProjectionStore, JetStreamLog, MemoryLog
+    from swarmlog import Agent, Context, RetryPolicy, TaskAssignment, TaskError, on
+
+An operator embedding swarmlog brings a system up and reads its projections::
+
+    from swarmlog import Settings, bring_up, open_projections
+
+and every error swarmlog raises on purpose is here, under :class:`SwarmlogError`. Everything
+else (the bus adapters, the projector, signing) is imported from its own package, e.g.
+``swarmlog.bus.memory.MemoryLog``: those are internals, free to change.
 """
 
-from swarmlog.bus.jetstream import JetStreamLog
-from swarmlog.bus.memory import MemoryLog
-from swarmlog.bus.ports import Append, AppendResult, Delivery, EventLog, StoredMessage, WorkQueue
-from swarmlog.bus.server import EmbeddedServer
+from swarmlog.agents.api import Agent, Context, on
+from swarmlog.agents.retry import RetryPolicy
+from swarmlog.bringup import SystemUp, bring_up
 from swarmlog.config import Settings
 from swarmlog.errors import (
     BusError,
+    BusyError,
     ConcurrencyConflict,
     ConfigError,
     KeyStoreError,
+    ModelError,
+    PlanError,
+    ProjectorDown,
     QueryError,
+    QueryTimeout,
     SchemaError,
     ServerError,
+    StoreBusy,
     StoreError,
     SwarmlogError,
+    TaskError,
     VerificationError,
 )
-from swarmlog.keystore import KeyStore
-from swarmlog.projections.projector import Projector
-from swarmlog.projections.store import ProjectionStore
-from swarmlog.publisher import Published, Publisher
-from swarmlog.schemas.credentials import Credential
-from swarmlog.schemas.envelope import Envelope, SignedEvent
-from swarmlog.schemas.payloads import PAYLOAD_TYPES, Payload
-from swarmlog.schemas.signing import ChainHead, Identity, issue_credential, seal
+from swarmlog.projections.client import ProjectionClient
+from swarmlog.schemas.payloads import (
+    ClarificationRequest,
+    Payload,
+    TaskAssignment,
+    TaskOffered,
+    TokenUsage,
+)
+from swarmlog.schemas.types import Json
+from swarmlog.system import open_projections
 
 __all__ = [
-    "PAYLOAD_TYPES",
-    "Append",
-    "AppendResult",
+    "Agent",
     "BusError",
-    "ChainHead",
+    "BusyError",
+    "ClarificationRequest",
     "ConcurrencyConflict",
     "ConfigError",
-    "Credential",
-    "Delivery",
-    "EmbeddedServer",
-    "Envelope",
-    "EventLog",
-    "Identity",
-    "JetStreamLog",
-    "KeyStore",
+    "Context",
+    "Json",
     "KeyStoreError",
-    "MemoryLog",
+    "ModelError",
     "Payload",
-    "ProjectionStore",
-    "Projector",
-    "Published",
-    "Publisher",
+    "PlanError",
+    "ProjectionClient",
+    "ProjectorDown",
     "QueryError",
+    "QueryTimeout",
+    "RetryPolicy",
     "SchemaError",
     "ServerError",
     "Settings",
-    "SignedEvent",
+    "StoreBusy",
     "StoreError",
-    "StoredMessage",
     "SwarmlogError",
+    "SystemUp",
+    "TaskAssignment",
+    "TaskError",
+    "TaskOffered",
+    "TokenUsage",
     "VerificationError",
-    "WorkQueue",
-    "issue_credential",
-    "seal",
+    "bring_up",
+    "on",
+    "open_projections",
 ]

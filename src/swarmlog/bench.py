@@ -22,13 +22,12 @@ from typing import Any
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from swarmlog.bus.jetstream import JetStreamLog
-from swarmlog.bus.rpc import request
 from swarmlog.bus.server import EmbeddedServer
-from swarmlog.bus.subjects import rpc_subject
 from swarmlog.config import Settings
 from swarmlog.errors import ServerError
 from swarmlog.issuing import issue_agent
 from swarmlog.keystore import KeyStore
+from swarmlog.projections.client import ProjectionClient, records
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.publisher import Publisher
@@ -226,14 +225,14 @@ async def bench_ingest(root: Path, n: int) -> BenchResult:
 
 async def _position_beyond(log: JetStreamLog, daemon: subprocess.Popen[bytes], seq: int) -> int:
     """Poll the projector daemon's position until it passes ``seq``."""
-    subject = rpc_subject(NAMESPACE, "position")
+    projections = ProjectionClient(log.client, NAMESPACE)
     deadline = time.monotonic() + 3600
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
             raise ServerError("the projector daemon exited during the benchmark")
-        reply = await request(log.client, subject, {}, 1.0)
-        if isinstance(reply, dict) and int(reply.get("position", -1)) > seq:
-            return int(reply["position"])
+        position = await projections.position(1.0)
+        if position is not None and position > seq:
+            return position
         await asyncio.sleep(0.005)
     raise ServerError("the projector did not catch up within an hour")
 
@@ -264,6 +263,7 @@ class _Swarm:
         self.settings = Settings(data_dir=root / "data", nats_url=log.url, namespace=NAMESPACE)
         self.workers = workers
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.projections = ProjectionClient(log.client, NAMESPACE)
 
     async def start(self) -> Identity:
         operator = KeyStore(self.settings.keys_dir).init_operator(os.urandom(32))
@@ -273,10 +273,7 @@ class _Swarm:
         for agent_id in ids:
             role = agent_id.rsplit("-", 1)[0]
             caps = ["noop"] if role == "noop" else []
-            # issue_agent runs its own event loop: give it a thread.
-            await asyncio.to_thread(
-                issue_agent, self.settings, role, agent_id=agent_id, capabilities=caps
-            )
+            await issue_agent(self.settings, role, agent_id=agent_id, capabilities=caps)
             target = "router" if role == "router" else "swarmlog.agents.noop:NoOp"
             argv = command_argv(self.settings, "agent", "run", target, "--agent-id", agent_id)
             self._spawn(agent_id, argv)
@@ -290,11 +287,7 @@ class _Swarm:
         logfile.close()
 
     async def query(self, sql: str) -> list[list[Any]]:
-        reply = await request(self.log.client, rpc_subject(NAMESPACE, "query"), {"sql": sql}, 10)
-        if not isinstance(reply, dict) or "rows" not in reply:
-            raise ServerError(f"the projector did not answer a query: {reply}")
-        rows: list[list[Any]] = reply["rows"]
-        return rows
+        return (await self.projections.rows(sql, timeout=10)).rows
 
     async def _until(self, done: Callable[[list[list[Any]]], bool], sql: str) -> None:
         deadline = time.monotonic() + 600
@@ -375,8 +368,7 @@ async def bench_latency(root: Path, n: int) -> BenchResult:
                 subject = f"swarmlog.{NAMESPACE}.*.task.{task_id}.result"
                 while (stored := await log.last_message(subject)) is None:
                     pass
-                body = {"seq": stored.seq, "timeout": 10}
-                await request(log.client, rpc_subject(NAMESPACE, "wait"), body, 15)
+                await swarm.projections.wait(stored.seq, timeout=10)
                 if i >= 20:
                     samples.append((time.perf_counter() - start) * 1000)
             await bell.close()
@@ -445,7 +437,7 @@ async def bench_deadlocks(root: Path, n: int) -> BenchResult:
     began = time.perf_counter()
     cursor = con.execute(OPEN_WAITS_SQL)
     columns = [d[0] for d in cursor.description or ()]
-    rows = [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
+    rows = records(columns, cursor.fetchall())
     sql_s = time.perf_counter() - began
     began = time.perf_counter()
     waits = [Wait(r["ref"], r["waiter"], r["waits_on"], r["since"]) for r in rows]

@@ -30,7 +30,7 @@ from swarmlog.config import Settings
 from swarmlog.errors import BusError, SwarmlogError
 from swarmlog.files import write_atomic, write_private
 from swarmlog.keystore import KeyStore
-from swarmlog.system import ask_projector, open_log, read_projection
+from swarmlog.system import open_log, open_projections
 
 __all__ = [
     "authorization_text",
@@ -220,15 +220,16 @@ async def current_revocations(settings: Settings) -> frozenset[str]:
     revocation just published counts); empty when there is no projection to ask."""
     if not settings.projection_path.exists():
         return frozenset()
-    with contextlib.suppress(BusError):
-        async with open_log(settings) as log:
-            last = await log.last_seq()
-        await ask_projector(settings, "wait", {"seq": last, "timeout": 5.0}, timeout=10.0)
-    try:
-        rows = await read_projection(settings, _REVOKED_SQL)
-    except SwarmlogError as exc:  # the ones seen before still count (remembered on disk)
-        logger.warning("could not read revoked keys from the projection: %s", exc)
-        return frozenset()
+    async with open_projections(settings) as projections:
+        with contextlib.suppress(BusError):
+            async with open_log(settings) as log:
+                last = await log.last_seq()
+            await projections.wait(last)
+        try:
+            rows = await projections.rows(_REVOKED_SQL)
+        except SwarmlogError as exc:  # the ones seen before still count (remembered on disk)
+            logger.warning("could not read revoked keys from the projection: %s", exc)
+            return frozenset()
     return frozenset(str(row[0]) for row in rows.rows)
 
 

@@ -1,8 +1,9 @@
 """The errors swarmlog raises.
 
 Every error derives from one root, :class:`SwarmlogError`, carries a stable ``code`` and a message
-that says what happened and what to do next. The CLI prints ``str(error)`` as one line and exits 2
-for usage and environment errors.
+that says what happened and what to do next (an error about one argument names it in
+``parameter``, for a front end to say which of its options that is). The CLI prints
+``str(error)`` as one line and exits 2 for usage and environment errors.
 
 ::
 
@@ -10,6 +11,7 @@ for usage and environment errors.
     ├── ConfigError            bad option, missing data dir, bad namespace
     ├── KeyStoreError          operator key or agent credential missing or unreadable
     ├── SchemaError            a payload or event does not conform (names the field path)
+    │   └── PlanError          a workflow's plan or settings must not be used (``reason``)
     ├── VerificationError      a signature or credential does not check out
     ├── BusError               the log (NATS JetStream) is unreachable or refused an operation
     │   ├── ServerError        the embedded nats-server could not start or stop
@@ -17,8 +19,14 @@ for usage and environment errors.
     │   └── ConcurrencyConflict  an optimistic-concurrency append lost the race (retry)
     ├── StoreError             the DuckDB projection file cannot be opened or written
     │   └── StoreBusy          the projector owns the file: ask it, not the file
-    └── QueryError             a query is not a single read-only SELECT over the projections
-        └── QueryTimeout       a query ran past its time budget and was stopped
+    ├── QueryError             a query is not a single read-only SELECT over the projections
+    │   ├── QueryTimeout       a query ran past its time budget and was stopped
+    │   └── ProjectorDown      no projector answers and there is no file to read instead
+    ├── ModelError             a model call failed (``retryable``: rate limit, 5xx, timeout)
+    └── TaskError              an agent's handler fails its task (its own ``code``, ``retryable``)
+
+:class:`TaskError` is the one an agent author raises; its ``code`` is the handler's own stable
+code (``empty_input``), not an ``SWL`` number, and ``str()`` of it is just its message.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ __all__ = [
     "ConfigError",
     "KeyStoreError",
     "ModelError",
+    "PlanError",
+    "ProjectorDown",
     "QueryError",
     "QueryTimeout",
     "SchemaError",
@@ -37,6 +47,7 @@ __all__ = [
     "StoreBusy",
     "StoreError",
     "SwarmlogError",
+    "TaskError",
     "VerificationError",
 ]
 
@@ -46,9 +57,12 @@ class SwarmlogError(Exception):
 
     code = "SWL000"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.parameter = parameter
+        """The argument at fault, by its name in the library (``agent_id``), when one is: a
+        front end (the CLI) says which of its own options that is."""
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"
@@ -74,6 +88,14 @@ class SchemaError(SwarmlogError):
     def __init__(self, message: str, path: str = "$") -> None:
         super().__init__(message)
         self.path = path
+
+
+class PlanError(SchemaError):
+    """A plan that must not be used, with the reason (``reason``: a stable short code)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class VerificationError(SwarmlogError):
@@ -137,6 +159,10 @@ class QueryTimeout(QueryError):
     code = "SWL414"
 
 
+class ProjectorDown(QueryError):
+    """No projector answers its services, and the asker may not (or cannot) read the file."""
+
+
 class BusyError(BusError):
     """A service has as much of one caller's work as it takes at once; ask again shortly."""
 
@@ -152,3 +178,33 @@ class ModelError(SwarmlogError):
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class TaskError(SwarmlogError):
+    """A handler's failure with a stable ``code``; ``retryable=False`` escalates at once.
+
+    Raised by an agent's handler to fail the task in hand: it becomes an ``error`` event with
+    this ``code`` and ``message``, retried by the agent's retry policy when ``retryable``.
+    """
+
+    code = "SWL600"
+    """Replaced by each error's own code (the handler's, e.g. ``empty_input``)."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str = "",
+        *,
+        retryable: bool = True,
+        dependency: str | None = None,
+    ) -> None:
+        super().__init__(message or code)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.dependency = dependency
+        """The declared external dependency that failed, if it was one (its breaker counts it)."""
+
+    def __str__(self) -> str:
+        # The handler's own words, as before TaskError joined the tree: no "[code]" prefix.
+        return str(self.args[0])

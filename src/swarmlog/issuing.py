@@ -1,8 +1,11 @@
-"""Issuing agent credentials: a key on disk (0600) and an operator-signed credential on the log."""
+"""Issuing agent credentials: a key on disk (0600) and an operator-signed credential on the log.
+
+Errors name what is wrong in the library's terms (``parameter`` says which argument); a front
+end adds which of its options that is.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import time
@@ -10,7 +13,11 @@ from collections.abc import Sequence
 
 import msgspec
 
-from swarmlog.brokerauth import refresh_broker
+from swarmlog.agents.process import builtin_role, load_agent
+from swarmlog.agents.router import GIVE_UP_AFTER
+from swarmlog.agents.router import ROLE as ROUTER_ROLE
+from swarmlog.brokerauth import provision_queues, refresh_broker
+from swarmlog.bus.queues import agent_queues, router_queue
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, KeyStoreError
 from swarmlog.keystore import KeyStore
@@ -21,12 +28,12 @@ from swarmlog.schemas.signing import CONTROL_TYPES, OPERATOR_ID, Identity, issue
 from swarmlog.schemas.types import Role
 from swarmlog.system import open_log
 
-__all__ = ["issue_agent"]
+__all__ = ["issue_agent", "issue_replicas"]
 
 _DAY_NS = 86_400 * 1_000_000_000
 
 
-def issue_agent(
+async def issue_agent(
     settings: Settings,
     role: str,
     *,
@@ -47,15 +54,24 @@ def issue_agent(
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid role {role!r}: {exc}") from None
     if agent_id is not None and not agent_id:
-        raise ConfigError("--agent-id is empty; give an id, or leave it out for ROLE-<random>")
+        raise ConfigError(
+            "the agent id is empty; give one, or none for ROLE-<random>", parameter="agent_id"
+        )
     agent_id = agent_id or f"{role}-{secrets.token_hex(3)}"
     if agent_id == OPERATOR_ID:
-        raise ConfigError("'operator' is reserved for the operator key; choose another --agent-id")
+        raise ConfigError(
+            "'operator' is reserved for the operator key; choose another agent id",
+            parameter="agent_id",
+        )
     for type_ in allowed:
         if type_ not in PAYLOAD_TYPES or type_ in CONTROL_TYPES:
-            raise ConfigError(f"--allow {type_}: not an event type agents may emit")
+            raise ConfigError(
+                f"{type_!r} is not an event type agents may emit", parameter="allowed"
+            )
     if store.agent_paths(agent_id)[0].exists():
-        raise KeyStoreError(f"agent {agent_id} already has a key; choose another --agent-id")
+        raise KeyStoreError(
+            f"agent {agent_id} already has a key; choose another agent id", parameter="agent_id"
+        )
     seed = os.urandom(32)
     identity = Identity.from_seed(agent_id, seed)
     now = time.time_ns()
@@ -76,18 +92,67 @@ def issue_agent(
         raise ConfigError(f"invalid credential: {exc}") from None
     issued = issue_credential(operator, credential)
 
-    async def publish() -> int:
-        async with open_log(settings) as log_:
-            published = await Publisher(log_, operator, settings.namespace).publish(issued)
-            return published.seq
-
     # The seed is on disk before the credential is on the log: a trusted key never goes missing.
     store.save_agent(identity, seed, issued)
     try:
-        seq = asyncio.run(publish())
+        async with open_log(settings) as log_:
+            seq = (await Publisher(log_, operator, settings.namespace).publish(issued)).seq
     except BaseException:
         store.remove_agent(agent_id)  # nothing was vouched for: leave no key behind
         raise
     if admit:
-        asyncio.run(refresh_broker(settings))
+        await refresh_broker(settings)
     return agent_id, identity.public_key, seq
+
+
+async def issue_replicas(
+    settings: Settings,
+    target: str,
+    name: str | None,
+    replicas: int,
+    ack_wait: float = 30.0,
+    trust: str = "internal",
+) -> list[str]:
+    """Replica ids for ``target`` (``module:Class`` or a built-in role), each with its own key
+    and credential (issued when missing, with ``trust``), its queues created and the broker
+    told to admit it. Ids are ``<name>-1..<name>-N``, ``name`` defaulting to the role."""
+    role = builtin_role(target)
+    capabilities: tuple[str, ...] = ()
+    cls = None
+    if role is None:
+        cls = load_agent(target)
+        role, capabilities = cls.role, cls.capabilities
+    name = name or role
+    keys = KeyStore(settings.keys_dir)
+    ids = [f"{name}-{i}" for i in range(1, replicas + 1)]
+    issued = False
+    for agent_id in ids:
+        if not keys.agent_paths(agent_id)[0].exists():
+            await issue_agent(
+                settings,
+                role,
+                agent_id=agent_id,
+                capabilities=capabilities,
+                trust=trust,
+                admit=False,
+            )
+            issued = True
+    # Agents may not create consumers: the operator does, before they start.
+    specs = []
+    if cls is not None:
+        for agent_id in ids:
+            specs += agent_queues(
+                settings.namespace,
+                role,
+                agent_id,
+                swarm=cls.swarm,
+                max_attempts=cls.retry.max_attempts,
+                ack_wait=ack_wait,
+            )
+    elif role == ROUTER_ROLE:
+        specs.append(router_queue(settings.namespace, give_up_after=GIVE_UP_AFTER))
+    if specs:
+        await provision_queues(settings, specs)
+    if issued:
+        await refresh_broker(settings)
+    return ids

@@ -21,7 +21,7 @@ from swarmlog.keystore import KeyStore
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import AgentKilled, AgentRevived
 from swarmlog.schemas.types import AgentId, Role
-from swarmlog.system import open_log, read_projection
+from swarmlog.system import open_log, open_projections
 
 __all__ = ["Switch", "pull", "release"]
 
@@ -68,7 +68,8 @@ def _validate(value: str, kind: object, what: str) -> None:
 async def _known(settings: Settings, sql: str) -> list[str]:
     if not settings.projection_path.exists():
         return []
-    return [str(row[0]) for row in (await read_projection(settings, sql)).rows]
+    async with open_projections(settings) as projections:
+        return [str(row[0]) for row in (await projections.rows(sql)).rows]
 
 
 async def pull(

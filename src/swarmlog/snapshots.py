@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from swarmlog.bus.jetstream import JetStreamLog
+from swarmlog.bus.ports import EventLog
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, VerificationError
 from swarmlog.keystore import KeyStore
@@ -47,9 +47,7 @@ def snapshot_every(env: dict[str, str] | None = None) -> int:
     return every
 
 
-async def take_snapshot(
-    log: JetStreamLog, store: ProjectionStore, namespace: str
-) -> dict[str, Any]:
+async def take_snapshot(log: EventLog, store: ProjectionStore, namespace: str) -> dict[str, Any]:
     """Copy ``store`` at one consistent point into the object store; what was stored."""
     with tempfile.TemporaryDirectory(prefix="swarmlog-snapshot-") as tmp:
         path = Path(tmp) / "snapshot.duckdb"
@@ -62,7 +60,7 @@ async def take_snapshot(
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         name = snapshot_name(seq)
-        size = await log.put_snapshot(name, path, meta)
+        size = await (await log.snapshot_store()).put(name, path, meta)
     return {"name": name, "size": size} | meta
 
 
@@ -89,7 +87,7 @@ def _check(path: Path, name: str, meta: dict[str, Any], namespace: str) -> None:
 
 
 async def restore_snapshot(
-    log: JetStreamLog, settings: Settings, name: str, to: Path
+    log: EventLog, settings: Settings, name: str, to: Path
 ) -> dict[str, Any]:
     """Load snapshot ``name`` (checked against its recorded hash), catch it up from the stream,
     and write the projection to ``to`` (which must not exist)."""
@@ -98,7 +96,7 @@ async def restore_snapshot(
     operator_key = KeyStore(settings.keys_dir).operator_public_key()
     with tempfile.TemporaryDirectory(prefix="swarmlog-restore-") as tmp:
         path = Path(tmp) / "restored.duckdb"
-        meta = await log.get_snapshot(name, path)
+        meta = await (await log.snapshot_store()).get(name, path)
         await asyncio.to_thread(_check, path, name, meta, settings.namespace)
         store = ProjectionStore(path)
         try:

@@ -10,44 +10,38 @@ import contextlib
 import logging
 import signal
 import sys
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
+
+from nats.aio.client import Client
 
 from swarmlog.bus.jetstream import JetStreamLog, connect
 from swarmlog.bus.permissions import Login
-from swarmlog.bus.rpc import request
 from swarmlog.bus.server import EmbeddedServer
-from swarmlog.bus.subjects import rpc_subject
 from swarmlog.config import Settings
-from swarmlog.errors import BusError, QueryError, StoreBusy
+from swarmlog.errors import BusError
 from swarmlog.keystore import KeyStore
+from swarmlog.projections.client import ProjectionClient
 from swarmlog.projections.projector import BatchResult, Projector
-from swarmlog.projections.query import QueryResult, run_query
-from swarmlog.projections.service import QUERY_TIMEOUT, QueryService
-from swarmlog.projections.store import READER_TIMEOUT, ProjectionStore
+from swarmlog.projections.service import QueryService
+from swarmlog.projections.store import ProjectionStore
 from swarmlog.snapshots import snapshot_every, take_snapshot
 
 __all__ = [
-    "LiveState",
-    "ask_projector",
+    "AGENT_DAEMON_PREFIX",
+    "agent_argv",
+    "agent_daemon_name",
     "command_argv",
     "login_of",
     "open_log",
+    "open_projections",
     "projector_argv",
     "projector_name",
-    "read_live_state",
-    "read_projection",
     "resolve_url",
     "run_projector",
 ]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-RPC_TIMEOUT = 5.0
 
 
 def resolve_url(settings: Settings) -> str:
@@ -115,6 +109,33 @@ def projector_argv(settings: Settings) -> list[str]:
     return command_argv(settings, "projector", "run")
 
 
+AGENT_DAEMON_PREFIX = "agent-"
+"""Agent replica daemons are named ``agent-<agent id>`` (pidfile and log)."""
+
+
+def agent_daemon_name(agent_id: str) -> str:
+    """The daemon name (pidfile, log) of agent replica ``agent_id``."""
+    return AGENT_DAEMON_PREFIX + agent_id
+
+
+def agent_argv(
+    settings: Settings, target: str, agent_id: str, replica: int, ack_wait: float = 30.0
+) -> list[str]:
+    """The command line of one agent replica (``agent run``): ``target`` as ``agent_id``."""
+    return command_argv(
+        settings,
+        "agent",
+        "run",
+        target,
+        "--agent-id",
+        agent_id,
+        "--replica",
+        str(replica),
+        "--ack-wait",
+        str(ack_wait),
+    )
+
+
 async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
     """Run the live projector and its query service until ``stop`` (or SIGTERM/SIGINT)."""
     stop = stop or asyncio.Event()
@@ -167,105 +188,16 @@ async def _periodic(snapshot: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         log.warning("periodic snapshot failed: %s", exc)
 
 
-@dataclass(frozen=True)
-class LiveState:
-    position: int
-    state_hash: str
-
-
-async def ask_projector(
-    settings: Settings, name: str, body: object, timeout: float = RPC_TIMEOUT
-) -> object | None:
-    """Ask the live projector; ``None`` when no server is up or no projector serves.
-
-    A projector that is there but does not answer in ``timeout`` raises :class:`BusError`.
-    """
-    try:
-        url = resolve_url(settings)
-    except BusError:
-        return None
-    try:
-        client = await connect(url, timeout=2.0, login=login_of(settings))
-    except BusError:
-        return None
-    try:
-        return await request(client, rpc_subject(settings.namespace, name), body, timeout)
-    finally:
-        await client.close()
-
-
-def _raise_remote(reply: object) -> None:
-    if isinstance(reply, dict) and "error" in reply:
-        error = reply["error"]
-        raise QueryError(str(error.get("message", error)).removeprefix("[SWL410] "))
-
-
-async def read_projection(settings: Settings, sql: str) -> QueryResult:
-    """Run a read-only query: on the live projector if one answers, else on the file (briefly:
-    a projector starting meanwhile must not find it held, see ``store``)."""
+@contextlib.asynccontextmanager
+async def open_projections(settings: Settings) -> AsyncIterator[ProjectionClient]:
+    """The operator's reads of the projections: the live projector over a connection of the
+    operator's own (none when no server is up), else the projection file."""
     settings.require_data_dir()
-    return await _from_projector_or_file(
-        settings,
-        lambda: ask_projector(settings, "query", {"sql": sql}, QUERY_TIMEOUT + 5.0),
-        lambda reply: QueryResult(reply["columns"], reply["rows"], bool(reply.get("truncated"))),
-        lambda: _query_file(settings, sql),
-    )
-
-
-def _query_file(settings: Settings, sql: str) -> QueryResult:
-    with ProjectionStore(settings.projection_path, read_only=True) as store:
-        cursor = store.cursor()
-        # A reader holds DuckDB's file lock while it reads: bounded, so a projector starting
-        # meanwhile waits for it at most this long.
-        timer = threading.Timer(READER_TIMEOUT, cursor.interrupt)
-        timer.start()
-        try:
-            return run_query(cursor, sql)
-        except QueryError:
-            if not timer.is_alive():
-                raise QueryError(
-                    f"the query ran longer than {READER_TIMEOUT:.0f} s and was stopped; narrow it"
-                ) from None
-            raise
-        finally:
-            timer.cancel()
-            cursor.close()
-
-
-async def _from_projector_or_file(
-    settings: Settings,
-    ask: Callable[[], Awaitable[object | None]],
-    answer: Callable[[dict[str, Any]], T],
-    read_file: Callable[[], T],
-) -> T:
-    """Ask the live projector; with none answering, read the file in a thread. A projector
-    that owns the file but does not answer yet is starting: ask it again for a while."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + READER_TIMEOUT
-    while True:
-        reply = await ask()
-        if reply is not None:
-            _raise_remote(reply)
-            assert isinstance(reply, dict)
-            return answer(reply)
-        try:
-            return await asyncio.to_thread(read_file)
-        except StoreBusy:
-            if loop.time() > deadline:
-                raise
-        await asyncio.sleep(0.1)  # polling a projector that is still opening its file
-
-
-async def read_live_state(settings: Settings) -> LiveState:
-    """Position and state hash of the live projection, read consistently."""
-
-    def read_file() -> LiveState:
-        with ProjectionStore(settings.projection_path, read_only=True) as store:
-            return LiveState(*store.snapshot_state())
-
-    return await _from_projector_or_file(
-        settings,
-        lambda: ask_projector(settings, "state", {}),
-        lambda reply: LiveState(int(reply["position"]), str(reply["state_hash"])),
-        read_file,
-    )
+    client: Client | None = None
+    with contextlib.suppress(BusError):  # no server: the file is all there is
+        client = await connect(resolve_url(settings), timeout=2.0, login=login_of(settings))
+    try:
+        yield ProjectionClient(client, settings.namespace, fallback=settings.projection_path)
+    finally:
+        if client is not None:
+            await client.close()

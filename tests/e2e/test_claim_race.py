@@ -3,6 +3,7 @@ exactly one claim is stored, the others see the conflict."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -24,7 +25,7 @@ SCRIPT = Path(__file__).with_name("claimant.py")
 def test_exactly_one_of_many_processes_wins_the_claim(cli: Cli) -> None:
     agents = [f"claimer-{i}" for i in range(CLAIMANTS)]
     for agent_id in agents:
-        issue_agent(cli.settings(), "claimer", agent_id=agent_id, capabilities=["x"])
+        asyncio.run(issue_agent(cli.settings(), "claimer", agent_id=agent_id, capabilities=["x"]))
     cli.submit_payloads([TaskOffered(task_id="contested", capability="x", mode="swarm")])
     procs = [
         subprocess.Popen(

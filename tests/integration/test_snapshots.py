@@ -45,7 +45,7 @@ async def test_a_snapshot_caught_up_equals_a_full_replay(swarm: Swarm, tmp_path:
     assert taken["state_hash"] == live.state_hash()
     live.close()
     await work(swarm, 200, 150)  # the log moves on after the snapshot
-    listed = await swarm.log.snapshots()
+    listed = await (await swarm.log.snapshot_store()).catalog()
     assert [s["name"] for s in listed] == [taken["name"]]
     restored = await restore_snapshot(
         swarm.log, swarm.settings, taken["name"], tmp_path / "restored.duckdb"
@@ -68,11 +68,12 @@ async def test_a_tampered_snapshot_is_refused(swarm: Swarm, tmp_path: Path) -> N
     taken = await take_snapshot(swarm.log, live, swarm.namespace)
     live.close()
     copy = tmp_path / "copy.duckdb"
-    meta = await swarm.log.get_snapshot(taken["name"], copy)
+    snapshots = await swarm.log.snapshot_store()
+    meta = await snapshots.get(taken["name"], copy)
     con = duckdb.connect(str(copy))
     con.execute("UPDATE tasks SET output = '\"forged\"' WHERE task_id = 't7'")
     con.close()
-    await swarm.log.put_snapshot(taken["name"], copy, meta)  # same name, same record
+    await snapshots.put(taken["name"], copy, meta)  # same name, same record
     target = tmp_path / "restored.duckdb"
     with pytest.raises(VerificationError, match="does not match its record"):
         await restore_snapshot(swarm.log, swarm.settings, taken["name"], target)

@@ -15,7 +15,7 @@ from swarmlog.schemas.signing import Identity
 SRC = Path(swarmlog.__file__).parent
 AGENT_SIDE = ["agents/process.py", "agents/session.py", "agents/runtime.py", "agents/api.py"]
 # Each logs in as the operator (or, without an agent id, would), or opens the projection file.
-OPERATOR_PATHS = {"login_of", "open_log", "read_projection", "ask_projector", "read_live_state"}
+OPERATOR_PATHS = {"login_of", "open_log", "open_projections"}
 
 
 def test_the_agent_side_names_no_operator_path() -> None:

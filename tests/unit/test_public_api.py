@@ -3,46 +3,49 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import swarmlog
 
 EXPECTED = {
-    "PAYLOAD_TYPES",
-    "Append",
-    "AppendResult",
+    # What an agent author imports: the agent API and the payloads its handlers take or emit.
+    "Agent",
+    "ClarificationRequest",
+    "Context",
+    "Json",
+    "Payload",
+    "RetryPolicy",
+    "TaskAssignment",
+    "TaskError",
+    "TaskOffered",
+    "TokenUsage",
+    "on",
+    # What an operator embedding swarmlog needs: settings, bring-up, reading the projections.
+    "ProjectionClient",
+    "Settings",
+    "SystemUp",
+    "bring_up",
+    "open_projections",
+    # The error tree, whole.
     "BusError",
-    "ChainHead",
+    "BusyError",
     "ConcurrencyConflict",
     "ConfigError",
-    "Credential",
-    "Delivery",
-    "EmbeddedServer",
-    "Envelope",
-    "EventLog",
-    "Identity",
-    "JetStreamLog",
-    "KeyStore",
     "KeyStoreError",
-    "MemoryLog",
-    "Payload",
-    "ProjectionStore",
-    "Projector",
-    "Published",
-    "Publisher",
+    "ModelError",
+    "PlanError",
+    "ProjectorDown",
     "QueryError",
+    "QueryTimeout",
     "SchemaError",
     "ServerError",
-    "Settings",
-    "SignedEvent",
+    "StoreBusy",
     "StoreError",
-    "StoredMessage",
     "SwarmlogError",
     "VerificationError",
-    "WorkQueue",
-    "issue_credential",
-    "seal",
 }
+INTERNALS = {"EmbeddedServer", "ChainHead", "seal", "JetStreamLog", "MemoryLog", "Projector"}
 
 SRC = Path(swarmlog.__file__).parent
 
@@ -91,6 +94,30 @@ def test_all_matches_the_pinned_api() -> None:
     assert set(swarmlog.__all__) == EXPECTED
     for name in swarmlog.__all__:
         assert hasattr(swarmlog, name), name
+    assert not INTERNALS & set(dir(swarmlog)), "internals are imported from their packages"
+
+
+def test_every_error_is_in_the_tree_and_exported() -> None:
+    import swarmlog.errors as errors
+
+    for name in errors.__all__:
+        error = getattr(errors, name)
+        assert issubclass(error, errors.SwarmlogError), name
+        assert name in swarmlog.__all__, name
+        drawn = re.search(rf"(── |^    ){name}\b", errors.__doc__ or "", re.MULTILINE)
+        assert drawn, f"{name} is not drawn in the error tree"
+
+
+def test_a_task_error_keeps_its_own_code_and_words() -> None:
+    error = swarmlog.TaskError("empty_input", "nothing to summarise", retryable=False)
+    assert isinstance(error, swarmlog.SwarmlogError)
+    assert (error.code, error.message, error.retryable) == (
+        "empty_input",
+        "nothing to summarise",
+        False,
+    )
+    assert str(error) == "nothing to summarise"
+    assert str(swarmlog.TaskError("timeout")) == "timeout"
 
 
 def _imported_roots(path: Path) -> set[str]:

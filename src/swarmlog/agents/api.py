@@ -26,9 +26,10 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import msgspec
 
 from swarmlog.agents.retry import RetryPolicy
+from swarmlog.errors import TaskError
 from swarmlog.schemas.payloads import Payload, TaskAssignment, TokenUsage, payload_type
 
-__all__ = ["Agent", "Context", "ContextPort", "Handler", "TaskError", "on"]
+__all__ = ["Agent", "Context", "ContextPort", "Handler", "RetryPolicy", "TaskError", "on"]
 
 Handler = Callable[[Any, Any, "Context"], Awaitable[Any]]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -45,25 +46,6 @@ def on(event_type: type[msgspec.Struct]) -> Callable[[F], F]:
         return method
 
     return mark
-
-
-class TaskError(Exception):
-    """A handler's failure with a stable ``code``; ``retryable=False`` escalates at once."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str = "",
-        *,
-        retryable: bool = True,
-        dependency: str | None = None,
-    ) -> None:
-        super().__init__(message or code)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.dependency = dependency
-        """The declared external dependency that failed, if it was one (its breaker counts it)."""
 
 
 class ContextPort(Protocol):

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from swarmlog.errors import SchemaError
+from swarmlog.errors import PlanError
 from swarmlog.schemas.types import Capability, Json, Name
 
 __all__ = [
@@ -59,14 +59,6 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             if s.id == step_id:
                 return s
         raise KeyError(step_id)
-
-
-class PlanError(SchemaError):
-    """A plan that must not be used, with the reason (``reason``: a stable short code)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def decode_plan(raw: Any) -> Plan:

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from swarmlog.agents.api import Agent, TaskError
+from swarmlog.agents.api import Agent
 from swarmlog.agents.breakers import BreakerPolicy
 from swarmlog.agents.conductor import ROLE as CONDUCTOR_ROLE
 from swarmlog.agents.conductor import Conductor
@@ -27,14 +27,12 @@ from swarmlog.agents.router import Outcome, OutcomeSource, Router
 from swarmlog.agents.routing import AGENTS_SQL, AgentView, agent_view
 from swarmlog.agents.runtime import AgentRuntime
 from swarmlog.agents.sandbox import confine
-from swarmlog.agents.session import AgentSession, open_agent_log, projection_rows
+from swarmlog.agents.session import AgentSession, agent_projections, agent_query, open_agent_log
 from swarmlog.agents.watchdog import ROLE as WATCHDOG_ROLE
 from swarmlog.agents.watchdog import Watchdog
-from swarmlog.bus.jetstream import JetStreamLog
-from swarmlog.bus.rpc import request
-from swarmlog.bus.subjects import rpc_subject
 from swarmlog.config import Settings
-from swarmlog.errors import ConfigError, SwarmlogError
+from swarmlog.errors import ConfigError, SwarmlogError, TaskError
+from swarmlog.projections.client import ProjectionClient
 from swarmlog.publisher import ChainHint, HeadHint, Publisher
 from swarmlog.schemas.signing import ChainHead
 
@@ -117,12 +115,12 @@ async def run_agent(
     async with open_agent_log(session) as log:
         # An external agent may not query the projection: it walks its own prefix instead.
         external = session.credential.trust_level == "external"
-        hint = None if external else _chain_hint(session, log)
+        projections = agent_projections(session, log)
+        hint = None if external else _chain_hint(projections)
         publisher = Publisher(log, session.identity, session.namespace, hint=hint)
 
         async def query(sql: str) -> list[dict[str, Any]]:
-            columns, rows = await projection_rows(session, log, sql)
-            return [dict(zip(columns, row, strict=True)) for row in rows]
+            return await agent_query(projections, sql)
 
         runtime = AgentRuntime(
             cls(),
@@ -149,15 +147,15 @@ _OUTCOMES_SQL = (
 )
 
 
-def _projected_outcomes(session: AgentSession, log: JetStreamLog) -> OutcomeSource:
+def _projected_outcomes(projections: ProjectionClient) -> OutcomeSource:
     """Each role's results (successes) and errors (failures) from the projection, in order."""
 
     async def read(after: int | None) -> tuple[list[Outcome], int]:
         if after is None:
-            _, rows = await projection_rows(session, log, "SELECT max(seq) FROM events")
-            return [], int(rows[0][0] or 0)
-        _, rows = await projection_rows(session, log, _OUTCOMES_SQL.format(after=int(after)))
-        found = [(int(seq), str(role), bool(ok), dep) for seq, role, ok, dep in rows]
+            rows = await agent_query(projections, "SELECT max(seq) AS last FROM events")
+            return [], int(rows[0]["last"] or 0)
+        rows = await agent_query(projections, _OUTCOMES_SQL.format(after=int(after)))
+        found = [(int(r["seq"]), str(r["role"]), bool(r["ok"]), r["dependency"]) for r in rows]
         return found, found[-1][0] if found else after
 
     return read
@@ -183,11 +181,12 @@ async def run_router(session: AgentSession, stop: asyncio.Event) -> None:
     """Run one router replica until ``stop``."""
     policy = breaker_policy_from_env()
     async with open_agent_log(session) as log:
+        projections = agent_projections(session, log)
         router = Router(
             log,
-            Publisher(log, session.identity, session.namespace, hint=_chain_hint(session, log)),
-            _projected_agents(session, log),
-            outcomes=_projected_outcomes(session, log),
+            Publisher(log, session.identity, session.namespace, hint=_chain_hint(projections)),
+            _projected_agents(projections),
+            outcomes=_projected_outcomes(projections),
             breaker_policy=policy,
         )
         await router.start()
@@ -196,6 +195,8 @@ async def run_router(session: AgentSession, stop: asyncio.Event) -> None:
             while not stop.is_set():
                 try:
                     await router.step()
+                except TaskError:
+                    raise  # a built-in query the service refuses is a bug: stop, loudly
                 except SwarmlogError as exc:  # a busy or restarting projector: try again
                     logging.getLogger(__name__).warning("router step failed: %s", exc)
                     with contextlib.suppress(TimeoutError):
@@ -222,6 +223,8 @@ async def _steps_until(
                 return
             try:
                 stepping.result()
+            except TaskError:
+                raise  # a built-in query the service refuses is a bug: stop, loudly
             except SwarmlogError as exc:  # a busy or restarting projector: try again
                 logging.getLogger(__name__).warning("%s step failed: %s", name, exc)
     finally:
@@ -229,17 +232,15 @@ async def _steps_until(
 
 
 def _projection_access(
-    session: AgentSession, log: JetStreamLog
+    projections: ProjectionClient,
 ) -> tuple[Callable[[str], Awaitable[list[dict[str, Any]]]], Callable[[int], Awaitable[None]]]:
     """Read-only SQL over the live projection, and a wait until it has folded up to a seq."""
 
     async def read(sql: str) -> list[dict[str, Any]]:
-        columns, rows = await projection_rows(session, log, sql)
-        return [dict(zip(columns, row, strict=True)) for row in rows]
+        return await agent_query(projections, sql)
 
     async def wait_for(seq: int) -> None:
-        subject = rpc_subject(session.namespace, "wait")
-        await request(log.client, subject, {"seq": seq, "timeout": 5}, 10.0)
+        await projections.wait(seq)
 
     return read, wait_for
 
@@ -247,8 +248,9 @@ def _projection_access(
 async def run_conductor(session: AgentSession, stop: asyncio.Event) -> None:
     """Run one conductor replica until ``stop``."""
     async with open_agent_log(session) as log:
-        read, wait_for = _projection_access(session, log)
-        hint = _chain_hint(session, log)
+        projections = agent_projections(session, log)
+        read, wait_for = _projection_access(projections)
+        hint = _chain_hint(projections)
         publisher = Publisher(log, session.identity, session.namespace, hint=hint)
         conductor = Conductor(log, publisher, read, wait_for)
         await conductor.start()
@@ -275,10 +277,11 @@ async def run_watchdog(session: AgentSession, stop: asyncio.Event) -> None:
             " escalate, SWARMLOG_STALL_AFTER seconds > 0"
         )
     async with open_agent_log(session) as log:
-        read, wait_for = _projection_access(session, log)
+        projections = agent_projections(session, log)
+        read, wait_for = _projection_access(projections)
         watchdog = Watchdog(
             log,
-            Publisher(log, session.identity, session.namespace, hint=_chain_hint(session, log)),
+            Publisher(log, session.identity, session.namespace, hint=_chain_hint(projections)),
             read,
             wait_for,
             interval=interval,
@@ -301,12 +304,9 @@ _BUILTIN_RUNNERS: dict[str, Callable[[AgentSession, asyncio.Event], Awaitable[No
 """How each of :data:`BUILTIN_TARGETS` runs."""
 
 
-def _projected_agents(
-    session: AgentSession, log: JetStreamLog
-) -> Callable[[], Awaitable[list[AgentView]]]:
+def _projected_agents(projections: ProjectionClient) -> Callable[[], Awaitable[list[AgentView]]]:
     async def read() -> list[AgentView]:
-        columns, rows = await projection_rows(session, log, AGENTS_SQL)
-        return [agent_view(dict(zip(columns, row, strict=True))) for row in rows]
+        return [agent_view(row) for row in await agent_query(projections, AGENTS_SQL)]
 
     return read
 
@@ -322,7 +322,7 @@ _CHAIN_HINT_SQL = (
 )
 
 
-def _chain_hint(session: AgentSession, log: JetStreamLog) -> HeadHint:
+def _chain_hint(projections: ProjectionClient) -> HeadHint:
     """The live projection's view of this process's own chain (one consistent read of its
     ``chain_heads`` row and position), asked over this process's own connection; ``None`` when
     no projector answers. The publisher checks it against the stream."""
@@ -330,8 +330,8 @@ def _chain_hint(session: AgentSession, log: JetStreamLog) -> HeadHint:
     async def hint(sender: str) -> ChainHint | None:
         sql = _CHAIN_HINT_SQL.format(sender=sender.replace("'", "''"))
         try:
-            _, rows = await projection_rows(session, log, sql, timeout=5.0)
-        except (SwarmlogError, TaskError):  # no hint: the publisher walks from the start
+            rows = (await projections.rows(sql, timeout=5.0)).rows
+        except SwarmlogError:  # no hint: the publisher walks from the start
             return None
         if len(rows) != 1:
             return None

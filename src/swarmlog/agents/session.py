@@ -18,17 +18,22 @@ from typing import Any
 from swarmlog.agents.api import TaskError
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.permissions import Login, login_for
-from swarmlog.bus.rpc import request
-from swarmlog.bus.subjects import rpc_subject
 from swarmlog.config import Settings
-from swarmlog.errors import BusError, BusyError, QueryError, QueryTimeout
+from swarmlog.errors import BusError, BusyError, ProjectorDown, QueryError, QueryTimeout
 from swarmlog.keystore import KeyStore
+from swarmlog.projections.client import ProjectionClient, records
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import CredentialIssued
 from swarmlog.schemas.signing import Identity
 from swarmlog.system import resolve_url
 
-__all__ = ["QUERY_WAIT", "AgentSession", "open_agent_log", "projection_rows"]
+__all__ = [
+    "QUERY_WAIT",
+    "AgentSession",
+    "agent_projections",
+    "agent_query",
+    "open_agent_log",
+]
 
 QUERY_WAIT = 15.0
 """Seconds an agent waits for the query service's answer."""
@@ -75,29 +80,27 @@ async def open_agent_log(session: AgentSession) -> AsyncIterator[JetStreamLog]:
         await log.close()
 
 
-async def projection_rows(
-    session: AgentSession, log: JetStreamLog, sql: str, *, timeout: float = QUERY_WAIT
-) -> tuple[list[str], list[list[Any]]]:
-    """Read-only SQL on the live projector, asked over the agent's own connection."""
-    subject = rpc_subject(session.namespace, "query")
-    reply = await request(log.client, subject, {"sql": sql}, timeout)
-    if reply is None:
-        raise QueryError(
-            f"no projector answers queries on {subject}; start it with `swarmlog up --detach`"
-            " (an agent reads the projections only through it)"
-        )
-    if isinstance(reply, dict) and "rows" in reply:
-        if reply.get("truncated"):
-            # Deciding on part of the rows would be wrong, not just incomplete.
-            raise QueryError(f"more than {len(reply['rows'])} rows; narrow the query: {sql[:80]}")
-        return list(reply["columns"]), list(reply["rows"])
-    error = reply.get("error", reply) if isinstance(reply, dict) else reply
-    message = error.get("message", error) if isinstance(error, dict) else error
-    if isinstance(error, dict) and error.get("code") in _TRANSIENT_CODES:
-        # A busy or slow projector is no fault of the query: the caller asks again later.
-        raise BusyError(str(message).removeprefix(f"[{error['code']}] "))
-    raise TaskError("bad_query", str(message), retryable=False)
+def agent_projections(session: AgentSession, log: JetStreamLog) -> ProjectionClient:
+    """The live projector's services, asked over the agent's own connection (no file to fall
+    back on: an agent never opens it)."""
+    return ProjectionClient(log.client, session.namespace)
 
 
-_TRANSIENT_CODES = frozenset({BusError.code, BusyError.code, QueryTimeout.code})
-"""Errors of the query service after which the same query may well succeed."""
+async def agent_query(
+    projections: ProjectionClient, sql: str, *, timeout: float = QUERY_WAIT
+) -> list[dict[str, Any]]:
+    """Read-only SQL on the live projector, for an agent: the whole answer or an error a task
+    can act on. A busy or slow projector is no fault of the query (:class:`BusyError`: ask
+    again later); a query the service refuses fails the task for good (``bad_query``)."""
+    try:
+        result = await projections.rows(sql, timeout=timeout)
+    except (BusError, QueryTimeout) as exc:  # busy, slow, or no answer in time
+        raise BusyError(exc.message) from None
+    except ProjectorDown:
+        raise  # none answers now: a restarting projector, so not the query's fault either
+    except QueryError as exc:
+        raise TaskError("bad_query", exc.message, retryable=False) from None
+    if result.truncated:
+        # Deciding on part of the rows would be wrong, not just incomplete.
+        raise QueryError(f"more than {len(result.rows)} rows; narrow the query: {sql[:80]}")
+    return records(result.columns, result.rows)

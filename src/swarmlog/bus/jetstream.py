@@ -46,7 +46,14 @@ from swarmlog.bus.queues import QueueSpec
 from swarmlog.bus.subjects import kv_bucket, object_bucket, stream_name, stream_subjects
 from swarmlog.errors import BusError, ConcurrencyConflict
 
-__all__ = ["DEFAULT_DUPLICATE_WINDOW", "JetStreamLog", "connect", "refusals", "stream_config"]
+__all__ = [
+    "DEFAULT_DUPLICATE_WINDOW",
+    "JetStreamLog",
+    "JetStreamSnapshots",
+    "connect",
+    "refusals",
+    "stream_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -505,48 +512,15 @@ class JetStreamLog:
             bell.subs.append(await self._nc.subscribe(filter_subject, cb=bell.ring))
         return bell
 
-    async def _snapshot_store(self) -> Any:
+    async def snapshot_store(self) -> JetStreamSnapshots:
         try:
-            return _Patient(await self._js.object_store(object_bucket(self._namespace)))
+            store = await self._js.object_store(object_bucket(self._namespace))
         except nats.js.errors.BucketNotFoundError:
             raise BusError(
                 f"the snapshot bucket of namespace {self._namespace!r} is missing;"
                 " run `swarmlog up`"
             ) from None
-
-    async def put_snapshot(self, name: str, path: Path, meta: dict[str, Any]) -> int:
-        """Store the file at ``path`` as snapshot ``name`` with ``meta`` (JSON) beside it;
-        returns its size."""
-        store = await self._snapshot_store()
-        with path.open("rb") as data:
-            info = await store.put(
-                name, data, meta=ObjectMeta(name=name, description=json.dumps(meta))
-            )
-        return int(info.size or 0)
-
-    async def get_snapshot(self, name: str, path: Path) -> dict[str, Any]:
-        """Write snapshot ``name`` to ``path``; returns the meta stored with it."""
-        store = await self._snapshot_store()
-        try:
-            with path.open("wb") as out:
-                result = await store.get(name, writeinto=out)
-        except nats.js.errors.ObjectNotFoundError:
-            raise BusError(f"no snapshot {name!r}; see `swarmlog snapshot list`") from None
-        meta: dict[str, Any] = json.loads(result.info.description or "{}")
-        return meta
-
-    async def snapshots(self) -> list[dict[str, Any]]:
-        """Every stored snapshot: ``name``, ``size`` and its meta, oldest first."""
-        store = await self._snapshot_store()
-        try:
-            infos = await store.list(ignore_deletes=True)
-        except nats.js.errors.NotFoundError:
-            return []
-        found = [
-            {"name": i.name, "size": int(i.size or 0)} | json.loads(i.description or "{}")
-            for i in infos
-        ]
-        return sorted(found, key=lambda s: (s.get("seq", 0), s["name"]))
+        return JetStreamSnapshots(_Patient(store))
 
     async def flags(self) -> _JetStreamKV:
         return await self._bucket("flags")
@@ -573,6 +547,41 @@ class JetStreamLog:
                 await queue.close()
             self._queues.clear()
             await self._nc.drain()
+
+
+class JetStreamSnapshots:
+    """The namespace's :class:`~swarmlog.bus.ports.SnapshotStore`: a JetStream object store,
+    each object's record kept as JSON in its description."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    async def put(self, name: str, path: Path, meta: dict[str, Any]) -> int:
+        with path.open("rb") as data:
+            info = await self._store.put(
+                name, data, meta=ObjectMeta(name=name, description=json.dumps(meta))
+            )
+        return int(info.size or 0)
+
+    async def get(self, name: str, path: Path) -> dict[str, Any]:
+        try:
+            with path.open("wb") as out:
+                result = await self._store.get(name, writeinto=out)
+        except nats.js.errors.ObjectNotFoundError:
+            raise BusError(f"no snapshot {name!r}; see `swarmlog snapshot list`") from None
+        meta: dict[str, Any] = json.loads(result.info.description or "{}")
+        return meta
+
+    async def catalog(self) -> list[dict[str, Any]]:
+        try:
+            infos = await self._store.list(ignore_deletes=True)
+        except nats.js.errors.NotFoundError:
+            return []
+        found = [
+            {"name": i.name, "size": int(i.size or 0)} | json.loads(i.description or "{}")
+            for i in infos
+        ]
+        return sorted(found, key=lambda s: (s.get("seq", 0), s["name"]))
 
 
 class _JetStreamDoorbell:

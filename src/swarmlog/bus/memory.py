@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from swarmlog.bus.doorbells import drain_queue
 from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage
 from swarmlog.bus.subjects import subject_matches
-from swarmlog.errors import ConcurrencyConflict
+from swarmlog.errors import BusError, ConcurrencyConflict
 
-__all__ = ["MemoryFlags", "MemoryLog"]
+__all__ = ["MemoryFlags", "MemoryLog", "MemorySnapshots"]
 
 
 class MemoryLog:
@@ -44,6 +47,7 @@ class MemoryLog:
         self._doorbells: list[_MemoryDoorbell] = []
         self._flags = MemoryFlags()
         self._cache = MemoryFlags()
+        self._snapshots = MemorySnapshots()
 
     @property
     def stream(self) -> str:
@@ -167,6 +171,9 @@ class MemoryLog:
     async def cache(self) -> MemoryFlags:
         return self._cache
 
+    async def snapshot_store(self) -> MemorySnapshots:
+        return self._snapshots
+
     async def close(self) -> None:
         return None
 
@@ -224,6 +231,34 @@ class MemoryFlags:
                 yield await queue.get()
         finally:
             self._watchers.remove(queue)
+
+
+class MemorySnapshots:
+    """A :class:`~swarmlog.bus.ports.SnapshotStore` held in a dict (each file's bytes and
+    record); the files it is given and writes are real files."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, tuple[bytes, dict[str, Any]]] = {}
+
+    async def put(self, name: str, path: Path, meta: dict[str, Any]) -> int:
+        data = await asyncio.to_thread(path.read_bytes)
+        # Kept as JSON would keep it: a copy, not the caller's dict.
+        self._objects[name] = (data, json.loads(json.dumps(meta)))
+        return len(data)
+
+    async def get(self, name: str, path: Path) -> dict[str, Any]:
+        if name not in self._objects:
+            raise BusError(f"no snapshot {name!r}; see `swarmlog snapshot list`")
+        data, meta = self._objects[name]
+        await asyncio.to_thread(path.write_bytes, data)
+        return json.loads(json.dumps(meta))  # type: ignore[no-any-return]
+
+    async def catalog(self) -> list[dict[str, Any]]:
+        found = [
+            {"name": name, "size": len(data)} | json.loads(json.dumps(meta))
+            for name, (data, meta) in self._objects.items()
+        ]
+        return sorted(found, key=lambda s: (s.get("seq", 0), s["name"]))
 
 
 @dataclass

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 __all__ = [
     "Append",
@@ -17,6 +18,7 @@ __all__ = [
     "Doorbell",
     "EventLog",
     "FlagStore",
+    "SnapshotStore",
     "StoredMessage",
     "WorkQueue",
 ]
@@ -122,6 +124,24 @@ class FlagStore(Protocol):
         ...
 
 
+class SnapshotStore(Protocol):
+    """Named files, each with a JSON-able record beside it: the projection snapshots of a
+    namespace (an object store). Putting a name again replaces it."""
+
+    async def put(self, name: str, path: Path, meta: dict[str, Any]) -> int:
+        """Store the file at ``path`` as ``name`` with ``meta`` beside it; its size in bytes."""
+        ...
+
+    async def get(self, name: str, path: Path) -> dict[str, Any]:
+        """Write ``name`` to ``path``; the meta stored with it. ``BusError`` when there is no
+        such snapshot."""
+        ...
+
+    async def catalog(self) -> list[dict[str, Any]]:
+        """Every stored snapshot: its ``name``, ``size`` and meta, by ``seq`` (then name)."""
+        ...
+
+
 class EventLog(Protocol):
     """An append-only, deduplicating, ordered log of messages (one per namespace)."""
 
@@ -191,6 +211,10 @@ class EventLog(Protocol):
 
     async def cache(self) -> FlagStore:
         """The namespace's result cache (a key-value store like the flags)."""
+        ...
+
+    async def snapshot_store(self) -> SnapshotStore:
+        """The namespace's projection snapshots."""
         ...
 
     async def close(self) -> None: ...

@@ -11,16 +11,10 @@ from typing import Any
 import click
 
 from swarmlog.agents.process import (
-    builtin_role,
-    load_agent,
     ready_line,
     run_agent,
     stop_on_signals,
 )
-from swarmlog.agents.router import GIVE_UP_AFTER
-from swarmlog.agents.router import ROLE as ROUTER_ROLE
-from swarmlog.brokerauth import provision_queues, refresh_broker
-from swarmlog.bus.queues import agent_queues, router_queue
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
 from swarmlog.config import Settings
 from swarmlog.daemons import (
@@ -33,35 +27,17 @@ from swarmlog.daemons import (
     wait_for_output,
 )
 from swarmlog.errors import ConfigError, SwarmlogError
-from swarmlog.issuing import issue_agent
-from swarmlog.keystore import KeyStore
-from swarmlog.system import command_argv, read_projection
+from swarmlog.issuing import issue_replicas
+from swarmlog.system import AGENT_DAEMON_PREFIX, agent_argv, open_projections
 
-__all__ = ["agent", "issue_replicas", "start_builtin"]
+__all__ = ["agent"]
 
-_PREFIX = "agent-"
+_PREFIX = AGENT_DAEMON_PREFIX
 
 
 @click.group()
 def agent() -> None:
     """Run agents as daemons."""
-
-
-def _argv(
-    settings: Settings, target: str, agent_id: str, replica: int, ack_wait: float
-) -> list[str]:
-    return command_argv(
-        settings,
-        "agent",
-        "run",
-        target,
-        "--agent-id",
-        agent_id,
-        "--replica",
-        str(replica),
-        "--ack-wait",
-        str(ack_wait),
-    )
 
 
 _TRUST = click.option(
@@ -81,72 +57,6 @@ _ACK_WAIT = click.option(
     help="Seconds before unacknowledged work goes to another replica (set by the first replica"
     " of a role); long work is kept alive meanwhile.",
 )
-
-
-def issue_replicas(
-    settings: Settings,
-    target: str,
-    name: str | None,
-    replicas: int,
-    ack_wait: float = 30.0,
-    trust: str = "internal",
-) -> list[str]:
-    """Replica ids for TARGET, each with its own key and credential (issued when missing, with
-    ``trust``), its queues created and the broker told to admit it."""
-    role = builtin_role(target)
-    capabilities: tuple[str, ...] = ()
-    cls = None
-    if role is None:
-        cls = load_agent(target)
-        role, capabilities = cls.role, cls.capabilities
-    name = name or role
-    keys = KeyStore(settings.keys_dir)
-    ids = [f"{name}-{i}" for i in range(1, replicas + 1)]
-    issued = False
-    for agent_id in ids:
-        if not keys.agent_paths(agent_id)[0].exists():
-            issue_agent(
-                settings,
-                role,
-                agent_id=agent_id,
-                capabilities=capabilities,
-                trust=trust,
-                admit=False,
-            )
-            issued = True
-    # Agents may not create consumers: the operator does, before they start.
-    specs = []
-    if cls is not None:
-        for agent_id in ids:
-            specs += agent_queues(
-                settings.namespace,
-                role,
-                agent_id,
-                swarm=cls.swarm,
-                max_attempts=cls.retry.max_attempts,
-                ack_wait=ack_wait,
-            )
-    elif role == ROUTER_ROLE:
-        specs.append(router_queue(settings.namespace, give_up_after=GIVE_UP_AFTER))
-
-    async def prepare() -> None:
-        if specs:
-            await provision_queues(settings, specs)
-        if issued:
-            await refresh_broker(settings)
-
-    run(prepare())
-    return ids
-
-
-def start_builtin(settings: Settings, target: str) -> DaemonInfo:
-    """Start one replica of a built-in role as a daemon unless it runs already (for `up`)."""
-    (agent_id,) = issue_replicas(settings, target, None, 1)
-    running = find_daemon(settings.run_dir, settings.logs_dir, _PREFIX + agent_id)
-    if running is not None:
-        return running
-    argv = _argv(settings, target, agent_id, 1, 30.0)
-    return start_daemon(settings.run_dir, settings.logs_dir, _PREFIX + agent_id, argv)
 
 
 @agent.command("start")
@@ -178,7 +88,7 @@ def agent_start(
     own key and credential."""
     settings = ctx.settings
     settings.require_data_dir()
-    ids = issue_replicas(settings, target, name, replicas, ack_wait, trust)
+    ids = run(issue_replicas(settings, target, name, replicas, ack_wait, trust))
     if detach:
         started: list[tuple[str, DaemonInfo, int]] = []
         for i, agent_id in enumerate(ids, 1):
@@ -191,7 +101,7 @@ def agent_start(
                 settings.run_dir,
                 settings.logs_dir,
                 _PREFIX + agent_id,
-                _argv(settings, target, agent_id, i, ack_wait),
+                agent_argv(settings, target, agent_id, i, ack_wait),
             )
             started.append((agent_id, info, offset))
         # Return only once every replica takes work: what is submitted next is not missed.
@@ -205,7 +115,7 @@ def agent_start(
         # before it loads TARGET, which this process (it can read the operator key) never runs.
         stop = stop_on_signals()
         procs = [
-            await asyncio.create_subprocess_exec(*_argv(settings, target, a, i, ack_wait))
+            await asyncio.create_subprocess_exec(*agent_argv(settings, target, a, i, ack_wait))
             for i, a in enumerate(ids, 1)
         ]
         exited = asyncio.ensure_future(asyncio.gather(*(p.wait() for p in procs)))
@@ -247,7 +157,7 @@ def agent_provision(
     replicas that run elsewhere (Kubernetes, other machines) with `agent run`."""
     settings = ctx.settings
     settings.require_data_dir()
-    ids = issue_replicas(settings, target, name, replicas, ack_wait, trust)
+    ids = run(issue_replicas(settings, target, name, replicas, ack_wait, trust))
     if as_json:
         emit_json({"target": target, "agents": ids})
         return
@@ -287,16 +197,15 @@ def agent_ps(ctx: Context, as_json: bool) -> None:
     settings = ctx.settings
     settings.require_data_dir()
     projected: dict[str, dict[str, Any]] = {}
-    try:
-        result = run(
-            read_projection(
-                settings,
-                "SELECT agent_id, role, status, last_heartbeat_at, in_flight FROM agents",
+
+    async def read() -> list[dict[str, Any]]:
+        async with open_projections(settings) as projections:
+            return await projections.query(
+                "SELECT agent_id, role, status, last_heartbeat_at, in_flight FROM agents"
             )
-        )
-        projected = {r[0]: dict(zip(result.columns, r, strict=True)) for r in result.rows}
-    except SwarmlogError:
-        pass  # no projection to join: pids only
+
+    with contextlib.suppress(SwarmlogError):  # no projection to join: pids only
+        projected = {r["agent_id"]: r for r in run(read())}
     rows = []
     for d in _agents(settings):
         agent_id = d.name.removeprefix(_PREFIX)

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
 from swarmlog.render import print_table
-from swarmlog.system import read_projection
+from swarmlog.system import open_projections
 
 __all__ = ["Context", "cli", "emit_json", "pass_ctx", "print_table", "projection_rows", "run"]
 
@@ -84,5 +84,9 @@ def emit_json(value: Any) -> None:
 
 def projection_rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
     """A read-only query over the projections, each row as a dict by column name."""
-    result = run(read_projection(settings, sql))
-    return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+
+    async def ask() -> list[dict[str, Any]]:
+        async with open_projections(settings) as projections:
+            return await projections.query(sql)
+
+    return run(ask())

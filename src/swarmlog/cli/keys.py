@@ -10,7 +10,8 @@ import click
 import msgspec
 
 from swarmlog.brokerauth import authorization_text
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table
+from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.errors import ConfigError, KeyStoreError
 from swarmlog.files import write_private
 from swarmlog.issuing import issue_agent
 from swarmlog.keystore import KeyStore
@@ -18,6 +19,9 @@ from swarmlog.keystore import KeyStore
 __all__ = ["keys"]
 
 _DAY_NS = 86_400 * 1_000_000_000
+
+_OPTIONS = {"agent_id": "--agent-id", "allowed": "--allow"}
+"""The option of `keys issue` that gives each argument of ``issue_agent``."""
 
 
 @click.group()
@@ -80,15 +84,23 @@ def keys_issue(
 ) -> None:
     """Create an agent key and publish its operator-signed credential to the log."""
     settings = ctx.settings
-    agent_id, public_key, seq = issue_agent(
-        settings,
-        role,
-        agent_id=agent_id,
-        capabilities=capabilities,
-        trust=trust,
-        allowed=allowed,
-        expires_in=expires_in,
-    )
+    try:
+        agent_id, public_key, seq = run(
+            issue_agent(
+                settings,
+                role,
+                agent_id=agent_id,
+                capabilities=capabilities,
+                trust=trust,
+                allowed=allowed,
+                expires_in=expires_in,
+            )
+        )
+    except (ConfigError, KeyStoreError) as exc:
+        option = _OPTIONS.get(exc.parameter or "")
+        if option is None:
+            raise
+        raise type(exc)(f"{exc.message} (see {option})", parameter=exc.parameter) from None
     if as_json:
         emit_json({"agent_id": agent_id, "role": role, "public_key": public_key, "seq": seq})
         return

@@ -8,7 +8,8 @@ import sys
 import click
 
 from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
-from swarmlog.system import read_projection
+from swarmlog.projections.query import QueryResult
+from swarmlog.system import open_projections
 
 __all__ = ["query"]
 
@@ -26,7 +27,12 @@ __all__ = ["query"]
 @pass_ctx
 def query(ctx: Context, sql: str, fmt: str, as_json: bool) -> None:
     """Run one read-only SELECT over the projections (tables: events, agents, tasks, ...)."""
-    result = run(read_projection(ctx.settings, sql))
+
+    async def ask() -> QueryResult:
+        async with open_projections(ctx.settings) as projections:
+            return await projections.rows(sql)
+
+    result = run(ask())
     if as_json:
         fmt = "json"
     if fmt == "json":

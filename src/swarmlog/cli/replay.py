@@ -22,6 +22,7 @@ from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, VerificationError
 from swarmlog.files import write_atomic
 from swarmlog.keystore import KeyStore
+from swarmlog.projections.client import LiveState
 from swarmlog.projections.projector import BatchResult, Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.streamchain import (
@@ -32,7 +33,7 @@ from swarmlog.streamchain import (
     sign_checkpoint,
     verify_checkpoint,
 )
-from swarmlog.system import open_log, read_live_state
+from swarmlog.system import open_log, open_projections
 
 __all__ = ["audit", "replay"]
 
@@ -134,7 +135,12 @@ def replay(
     if check:
         if not verify:
             raise ConfigError("--check compares verified projections; drop --no-verify")
-        live = run(read_live_state(settings))
+
+        async def read_live() -> LiveState:
+            async with open_projections(settings) as projections:
+                return await projections.state()
+
+        live = run(read_live())
         if until_seq is not None and until_seq != live.position:
             raise ConfigError(
                 f"--check compares at the live position {live.position}; drop --until-seq"

@@ -14,7 +14,7 @@ from swarmlog.keystore import KeyStore
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import SnapshotTaken
 from swarmlog.snapshots import restore_snapshot
-from swarmlog.system import ask_projector, open_log
+from swarmlog.system import open_log, open_projections
 
 __all__ = ["snapshot"]
 
@@ -39,8 +39,13 @@ async def _record(settings: Settings, taken: dict[str, Any]) -> None:
 def snapshot_create(ctx: Context, as_json: bool) -> None:
     """Ask the live projector for a snapshot of the projection now."""
     settings = ctx.settings
-    taken = run(ask_projector(settings, "snapshot", {}, timeout=300.0))
-    if not isinstance(taken, dict):
+
+    async def take() -> dict[str, Any] | None:
+        async with open_projections(settings) as projections:
+            return await projections.snapshot()
+
+    taken = run(take())
+    if taken is None:
         raise ServerError("no projector answers; start one with `swarmlog up --detach`")
     run(_record(settings, taken))
     if as_json:
@@ -54,7 +59,7 @@ def snapshot_create(ctx: Context, as_json: bool) -> None:
 
 async def _list(settings: Settings) -> list[dict[str, Any]]:
     async with open_log(settings) as log:
-        return await log.snapshots()
+        return await (await log.snapshot_store()).catalog()
 
 
 @snapshot.command("list")

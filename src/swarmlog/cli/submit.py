@@ -22,7 +22,7 @@ from swarmlog.keystore import KeyStore
 from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import WorkflowSubmitted
 from swarmlog.schemas.types import Name
-from swarmlog.system import open_log, read_projection
+from swarmlog.system import open_log, open_projections
 
 __all__ = ["submit"]
 
@@ -80,17 +80,18 @@ async def _publish(
 async def _outcome(settings: Settings, workflow_id: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     sql = f"SELECT status, result FROM workflows WHERE workflow_id = '{workflow_id}'"
-    while True:
-        rows = (await read_projection(settings, sql)).rows
-        if rows and rows[0][0] != "running":
-            status, result = rows[0]
-            return {"status": status, "result": json.loads(result) if result else None}
-        if time.monotonic() > deadline:
-            raise ServerError(
-                f"workflow {workflow_id} is still running after {timeout:g} s;"
-                f" follow it with `swarmlog show {workflow_id}`"
-            )
-        await asyncio.sleep(0.2)  # a CLI polling the projection, not a test
+    async with open_projections(settings) as projections:
+        while True:
+            rows = (await projections.rows(sql)).rows
+            if rows and rows[0][0] != "running":
+                status, result = rows[0]
+                return {"status": status, "result": json.loads(result) if result else None}
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"workflow {workflow_id} is still running after {timeout:g} s;"
+                    f" follow it with `swarmlog show {workflow_id}`"
+                )
+            await asyncio.sleep(0.2)  # a CLI polling the projection, not a test
 
 
 @click.command()

@@ -5,7 +5,7 @@ at any point leaves the file at the end of a whole batch: no event lost, none ap
 
 One writer, and readers that never keep it out. DuckDB lets a file be open by one read-write
 process or by any number of read-only ones, so a reader that opens the file while no projector
-runs (the fallback of ``system.read_projection``) would make a projector starting then fail on
+runs (the fallback of ``ProjectionClient``) would make a projector starting then fail on
 the file lock. A **gate** (``<file>.gate``, an ``flock``) gives the writer precedence: the
 writer takes it exclusively for as long as it has the file open, then waits (at most
 :data:`WRITER_WAIT`) for the readers already in to leave; a reader takes it shared only while it
