@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import json
 
-from swarmlog.bench import BENCHMARKS, run_benchmark
+from swarmlog.harness.bench import BENCHMARKS, run_benchmark
 
 
 def main() -> None:

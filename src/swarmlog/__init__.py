@@ -14,9 +14,10 @@ else (the bus adapters, the projector, signing) is imported from its own package
 """
 
 from swarmlog.agents.api import Agent, Context, on
-from swarmlog.agents.retry import RetryPolicy
-from swarmlog.bringup import SystemUp, bring_up
+from swarmlog.agents.policy.retry import RetryPolicy
 from swarmlog.config import Settings
+from swarmlog.control.bringup import SystemUp, bring_up
+from swarmlog.control.system import open_projections
 from swarmlog.errors import (
     BusError,
     BusyError,
@@ -45,7 +46,6 @@ from swarmlog.schemas.payloads import (
     TokenUsage,
 )
 from swarmlog.schemas.types import Json
-from swarmlog.system import open_projections
 
 __all__ = [
     "Agent",

@@ -43,8 +43,8 @@ class Running:
     may ``print(json.dumps(...), flush=True)`` as it goes; :meth:`said` waits for such a line."""
 
     def __init__(self, cli: Any, agent_id: str, code: str) -> None:
-        from swarmlog.keystore import KeyStore
-        from swarmlog.system import resolve_url
+        from swarmlog.control.keystore import KeyStore
+        from swarmlog.control.system import resolve_url
 
         settings = cli.settings()
         identity, credential = KeyStore(settings.keys_dir).agent(agent_id)

@@ -9,7 +9,7 @@ do. Every role that does work says who did it and what it saw.
 from __future__ import annotations
 
 from swarmlog.agents.api import Agent, Context, TaskError, on
-from swarmlog.agents.retry import RetryPolicy
+from swarmlog.agents.policy.retry import RetryPolicy
 from swarmlog.schemas.payloads import TaskAssignment
 
 

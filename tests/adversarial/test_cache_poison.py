@@ -20,10 +20,10 @@ from clikit import Cli
 from hostile import attack
 
 from swarmlog.agents.models import model_from_env
-from swarmlog.agents.resultcache import cache_key
-from swarmlog.keystore import KeyStore
+from swarmlog.agents.policy.resultcache import cache_key
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import open_log
 from swarmlog.schemas.payloads import CredentialIssued, TaskAssignment
-from swarmlog.system import open_log
 from waiting import wait_until
 
 PLANTED = "PLANTED BY WRITER"
@@ -32,7 +32,7 @@ _PLANT = """
 import time
 import msgspec
 from swarmlog.bus.jetstream import JetStreamLog
-from swarmlog.publisher import Publisher
+from swarmlog.agents.publisher import Publisher
 from swarmlog.schemas.payloads import Result
 
 KEYS = {keys!r}

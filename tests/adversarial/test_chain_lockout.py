@@ -20,8 +20,8 @@ from clikit import Cli
 
 from swarmlog.bus.ports import Append
 from swarmlog.bus.subjects import sender_filter
+from swarmlog.control.system import open_log
 from swarmlog.schemas.payloads import TaskAssignment
-from swarmlog.system import open_log
 from waiting import wait_until
 
 pytestmark = pytest.mark.e2e

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from clikit import ROOT, Cli
 
-from swarmlog.daemons import stop_daemons
+from swarmlog.control.daemons import stop_daemons
+from swarmlog.control.system import open_log, projector_name
 from swarmlog.projections.verify import check
 from swarmlog.schemas.payloads import Result, TaskAssignment
-from swarmlog.system import open_log, projector_name
 from waiting import wait_until
 
 pytestmark = pytest.mark.e2e

@@ -12,9 +12,9 @@ from clikit import Cli, running
 from hostile import Running, attack
 
 from swarmlog.bus.jetstream import connect
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import open_log, resolve_url
 from swarmlog.errors import BusError
-from swarmlog.keystore import KeyStore
-from swarmlog.system import open_log, resolve_url
 
 pytestmark = pytest.mark.e2e
 

@@ -30,7 +30,7 @@ FORGE = """
 async def main(me):
     import time
     from swarmlog.bus.jetstream import JetStreamLog
-    from swarmlog.publisher import Publisher
+    from swarmlog.agents.publisher import Publisher
     from swarmlog.schemas.payloads import AgentHeartbeat, Result, TaskAssignment
 
     log = await JetStreamLog.open(me.url, me.namespace, login=me.login)

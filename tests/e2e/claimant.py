@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from swarmlog.agents.claims import claim
+from swarmlog.agents.publisher import Publisher
 from swarmlog.config import Settings
-from swarmlog.keystore import KeyStore
-from swarmlog.publisher import Publisher
-from swarmlog.system import open_log
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import open_log
 
 
 async def main(agent_id: str, task_id: str) -> None:

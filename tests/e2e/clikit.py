@@ -13,11 +13,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from swarmlog.agents.publisher import Publisher
 from swarmlog.config import Settings
-from swarmlog.keystore import KeyStore
-from swarmlog.publisher import Publisher
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import open_log
 from swarmlog.schemas.payloads import Payload, TaskAssignment
-from swarmlog.system import open_log
 
 ROOT = Path(__file__).resolve().parents[2]  # the repo: `examples.echo` imports from here
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from swarmlog.agents.api import Agent, Context, TaskError, on
-from swarmlog.agents.retry import RetryPolicy
+from swarmlog.agents.policy.retry import RetryPolicy
 from swarmlog.schemas.payloads import ClarificationRequest, TaskAssignment, TaskOffered
 
 

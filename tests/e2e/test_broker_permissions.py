@@ -16,9 +16,9 @@ from clikit import Cli, running
 
 from swarmlog.bus.jetstream import connect
 from swarmlog.bus.permissions import Login
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import resolve_url
 from swarmlog.errors import BusError
-from swarmlog.keystore import KeyStore
-from swarmlog.system import resolve_url
 from waiting import until
 
 pytestmark = pytest.mark.e2e

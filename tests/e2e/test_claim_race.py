@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from clikit import ROOT, Cli
 
-from swarmlog.issuing import issue_agent
+from swarmlog.control.issuing import issue_agent
 from swarmlog.schemas.payloads import TaskOffered
 from waiting import wait_until
 

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from swarmlog.bus.subjects import sender_filter
 from swarmlog.cli import main
+from swarmlog.control.system import open_log
 from swarmlog.schemas.payloads import PAYLOAD_TYPES
-from swarmlog.system import open_log
 
 pytestmark = pytest.mark.e2e
 

@@ -11,10 +11,10 @@ import time
 import pytest
 from clikit import Cli
 
+from swarmlog.control.system import open_log
 from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import AgentKilled, TaskAssignment
-from swarmlog.system import open_log
 from waiting import wait_until
 
 pytestmark = pytest.mark.e2e

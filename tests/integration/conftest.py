@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from swarmkit import Swarm, seed
 
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.config import Settings
-from swarmlog.keystore import KeyStore
-from swarmlog.publisher import Publisher
+from swarmlog.control.keystore import KeyStore
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.signing import Identity, issue_credential
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.config import Settings
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.signing import Identity
 
 

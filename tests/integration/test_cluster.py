@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from swarmkit import seed
 
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.server import find_server_binary
-from swarmlog.cluster import cluster_nodes
+from swarmlog.control.cluster import cluster_nodes
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import TaskAssignment
 from swarmlog.schemas.signing import Identity
 

@@ -10,7 +10,7 @@ import pytest
 from swarmkit import Swarm
 
 from swarmlog.agents.api import Agent, Context, TaskError, on
-from swarmlog.agents.retry import RetryPolicy
+from swarmlog.agents.policy.retry import RetryPolicy
 from swarmlog.agents.runtime import AgentRuntime, Outcome
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore

@@ -9,11 +9,11 @@ import duckdb
 import pytest
 from swarmkit import Swarm
 
+from swarmlog.control.snapshots import restore_snapshot, take_snapshot
 from swarmlog.errors import ConfigError, VerificationError
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.schemas.payloads import Result, TaskAssignment
-from swarmlog.snapshots import restore_snapshot, take_snapshot
 
 pytestmark = pytest.mark.integration
 

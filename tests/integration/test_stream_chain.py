@@ -15,9 +15,14 @@ from swarmkit import Swarm, seed
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.ports import Append, StoredMessage
 from swarmlog.errors import VerificationError
+from swarmlog.projections.streamchain import (
+    Checkpoint,
+    chain_of,
+    sign_checkpoint,
+    verify_checkpoint,
+)
 from swarmlog.schemas.payloads import Result, TaskAssignment
 from swarmlog.schemas.signing import Identity
-from swarmlog.streamchain import Checkpoint, chain_of, sign_checkpoint, verify_checkpoint
 
 pytestmark = pytest.mark.integration
 

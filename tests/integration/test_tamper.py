@@ -14,11 +14,11 @@ import nats.js.errors
 import pytest
 from swarmkit import Swarm, seed
 
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.subjects import stream_name, subject_for
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.query import run_query
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.codec import MAX_EVENT_BYTES, decode_envelope, decode_signed, encode
 from swarmlog.schemas.envelope import SignedEvent
 from swarmlog.schemas.payloads import Result, TaskAssignment

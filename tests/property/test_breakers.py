@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swarmlog.agents.breakers import Breaker, BreakerPolicy, admit, record, routable
+from swarmlog.agents.policy.breakers import Breaker, BreakerPolicy, record, routable, send_through
 
 policies = st.builds(
     BreakerPolicy,
@@ -49,9 +49,9 @@ def test_no_work_through_an_open_circuit_and_only_documented_transitions(
                 else:
                     assert b.probing >= policy.probes
                 with pytest.raises(ValueError, match="not routable"):
-                    admit(b, now=now, policy=policy)
+                    send_through(b, now=now, policy=policy)
                 continue
-            b, why = admit(b, now=now, policy=policy)
+            b, why = send_through(b, now=now, policy=policy)
             assert b.state != "open"  # what was let through went to a closed or probing circuit
             if before.state == "open":
                 assert (b.state, b.probing) == ("half_open", 1)
@@ -99,7 +99,7 @@ def test_open_then_probe_then_close_on_recovery() -> None:
         b, why = record(b, False, now=t, policy=policy)
     assert (b.state, why) == ("open", "3 failures in a row")
     assert not routable(b, now=2 + 1 * 10**9, policy=policy)  # within the cool-down
-    b, why = admit(b, now=3 * 10**9, policy=policy)
+    b, why = send_through(b, now=3 * 10**9, policy=policy)
     assert b.state == "half_open"
     assert not routable(b, now=3 * 10**9, policy=policy)  # one probe at a time
     b, why = record(b, True, now=4 * 10**9, policy=policy)

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swarmlog.agents.claims import claim
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.bus.ports import Append, AppendResult, StoredMessage
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import TaskOffered
 from swarmlog.schemas.signing import Identity, issue_credential

@@ -9,7 +9,7 @@ import duckdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarmlog.agents.deadlocks import ON_CYCLES_SQL, Wait, find_deadlocks, on_cycles
+from swarmlog.agents.policy.deadlocks import ON_CYCLES_SQL, Wait, find_deadlocks, on_cycles
 
 NODES = [f"n{i}" for i in range(12)]
 

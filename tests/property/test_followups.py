@@ -7,8 +7,8 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swarmlog.agents.followups import MAX_ATTEMPT, follow_up, refusal
-from swarmlog.agents.routing import AgentView, external_roles, role_candidates
+from swarmlog.agents.policy.followups import MAX_ATTEMPT, follow_up, refusal
+from swarmlog.agents.policy.routing import AgentView, external_roles, role_candidates
 from swarmlog.schemas.payloads import TaskAssignment, TaskOffered
 
 ROLES = ["alpha", "beta", "gamma"]

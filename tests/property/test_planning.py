@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swarmlog.agents.planning import (
+from swarmlog.agents.policy.planning import (
     Plan,
     PlanError,
     PlanStep,

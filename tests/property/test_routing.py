@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swarmlog.agents.routing import (
+from swarmlog.agents.policy.routing import (
     BUILTIN_ROLES,
     AgentView,
     Candidate,

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from swarmlog.cli import cli
-from swarmlog.sim import _Sim, run_sim
+from swarmlog.harness.sim import _Sim, run_sim
 
 SEEDS = int(os.environ.get("SWARMLOG_SIM_SEEDS", "1000"))
 STEPS = int(os.environ.get("SWARMLOG_SIM_STEPS", "40"))

@@ -13,19 +13,19 @@ from collections import Counter
 
 import pytest
 
-from swarmlog.agents import deadlocks, routing, settle
 from swarmlog.agents.api import Agent, Context, on
 from swarmlog.agents.jobs import Job
-from swarmlog.agents.retry import RetryPolicy
-from swarmlog.agents.router import Router
-from swarmlog.agents.routing import AgentView, Candidate
+from swarmlog.agents.policy import deadlocks, routing, settle
+from swarmlog.agents.policy.retry import RetryPolicy
+from swarmlog.agents.policy.routing import AgentView, Candidate
+from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.roles.router import Router
 from swarmlog.agents.runtime import AgentRuntime
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.bus.ports import StoredMessage
-from swarmlog.publisher import Publisher
+from swarmlog.harness.sim import SimResult, simulate
 from swarmlog.schemas.payloads import TaskAssignment, TaskOffered
 from swarmlog.schemas.signing import Identity
-from swarmlog.sim import SimResult, simulate
 
 SEEDS = (1, 2, 3, 17, 19, 31, 73, 84, 192)
 STEPS = 60

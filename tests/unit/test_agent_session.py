@@ -7,13 +7,18 @@ import ast
 from pathlib import Path
 
 import swarmlog
-from swarmlog.agents.session import AgentSession
+from swarmlog.agents.host.session import AgentSession
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import CredentialIssued
 from swarmlog.schemas.signing import Identity
 
 SRC = Path(swarmlog.__file__).parent
-AGENT_SIDE = ["agents/process.py", "agents/session.py", "agents/runtime.py", "agents/api.py"]
+AGENT_SIDE = [
+    "agents/host/entrypoints.py",
+    "agents/host/session.py",
+    "agents/runtime.py",
+    "agents/api.py",
+]
 # Each logs in as the operator (or, without an agent id, would), or opens the projection file.
 OPERATOR_PATHS = {"login_of", "open_log", "open_projections"}
 

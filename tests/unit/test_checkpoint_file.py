@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from swarmlog.cli import main
-from swarmlog.streamchain import MAX_CHECKPOINT_BYTES
+from swarmlog.projections.streamchain import MAX_CHECKPOINT_BYTES
 
 Against = Callable[[Path], tuple[object, str]]
 

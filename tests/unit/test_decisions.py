@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swarmlog.agents import budgets, screening, settle, workflows
-from swarmlog.agents.breakers import Breaker, BreakerPolicy
-from swarmlog.agents.deadlocks import Deadlock, Wait, response
-from swarmlog.agents.retry import RetryPolicy
-from swarmlog.agents.routing import Candidate, judged_circuits, pick, through_circuits
+from swarmlog.agents.policy import budgets, screening, settle, workflows
+from swarmlog.agents.policy.breakers import Breaker, BreakerPolicy
+from swarmlog.agents.policy.deadlocks import Deadlock, Wait, response
+from swarmlog.agents.policy.retry import RetryPolicy
+from swarmlog.agents.policy.routing import Candidate, judged_circuits, pick, through_circuits
 from swarmlog.schemas.payloads import DeadlockDetected, TaskEscalated, TaskOffered
 
 NOW = 1_000 * 10**9

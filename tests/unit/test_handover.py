@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from swarmlog.agents.api import Agent, Context, on
-from swarmlog.agents.retry import RetryPolicy
-from swarmlog.agents.routing import AGENTS_SQL
+from swarmlog.agents.policy.retry import RetryPolicy
+from swarmlog.agents.policy.routing import AGENTS_SQL
+from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.runtime import AgentRuntime, Outcome
 from swarmlog.bus.memory import MemoryLog
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import Payload, Result, TaskAssignment, TaskOffered

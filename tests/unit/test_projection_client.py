@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from swarmlog.agents.session import agent_query
+from swarmlog.agents.host.session import agent_query
 from swarmlog.errors import (
     BusError,
     BusyError,

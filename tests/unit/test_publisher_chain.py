@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-import swarmlog.publisher as publisher_module
+import swarmlog.agents.publisher as publisher_module
+from swarmlog.agents.publisher import ChainHint, Publisher
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.bus.ports import Append, StoredMessage
 from swarmlog.bus.subjects import subject_for
 from swarmlog.errors import BusError
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.publisher import ChainHint, Publisher
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import AgentHeartbeat, AgentKilled, TaskAssignment, TaskStarted
 from swarmlog.schemas.signing import ChainHead, Identity, issue_credential

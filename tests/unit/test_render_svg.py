@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from swarmlog.render_svg import graph_svg
+from swarmlog.rendering.svg import graph_svg
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from swarmlog.agents.resultcache import (
+from swarmlog.agents.policy.resultcache import (
     CacheEntry,
     Hit,
     Refused,

@@ -8,12 +8,12 @@ import hashlib
 import msgspec
 import pytest
 
-from swarmlog.agents.breakers import BreakerPolicy
-from swarmlog.agents.killswitch import KillFlag, flag_key
-from swarmlog.agents.router import Router, RoutingOutcome
-from swarmlog.agents.routing import AgentView
+from swarmlog.agents.policy.breakers import BreakerPolicy
+from swarmlog.agents.policy.killflags import KillFlag, flag_key
+from swarmlog.agents.policy.routing import AgentView
+from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.roles.router import Router, RoutingOutcome
 from swarmlog.bus.memory import MemoryLog
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.payloads import TaskAssignment, TaskOffered
 from swarmlog.schemas.signing import Identity

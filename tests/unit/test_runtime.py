@@ -14,18 +14,18 @@ import msgspec
 import pytest
 
 from swarmlog.agents.api import Agent, Context, TaskError, on
-from swarmlog.agents.killswitch import KillFlag, flag_key
-from swarmlog.agents.outputs import check_output
-from swarmlog.agents.resultcache import CacheEntry, cache_key
-from swarmlog.agents.retry import RetryPolicy
-from swarmlog.agents.router import Router
-from swarmlog.agents.routing import AgentView
+from swarmlog.agents.policy.killflags import KillFlag, flag_key
+from swarmlog.agents.policy.outputs import check_output
+from swarmlog.agents.policy.resultcache import CacheEntry, cache_key
+from swarmlog.agents.policy.retry import RetryPolicy
+from swarmlog.agents.policy.routing import AgentView
+from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.roles.router import Router
 from swarmlog.agents.runtime import AgentRuntime, Outcome
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.bus.ports import StoredMessage
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import ClarificationRequest, Result, TaskAssignment, TaskOffered

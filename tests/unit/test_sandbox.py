@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmlog.agents.sandbox import (
+from swarmlog.agents.host.sandbox import (
     DEVICE,
     EXECUTE,
     READ,
@@ -70,7 +70,7 @@ def test_an_agent_gets_its_own_proc_entry_and_a_few_devices_not_all_of_them() ->
 _CONFINED = """
 import json, os, sys, tempfile
 from pathlib import Path
-from swarmlog.agents.sandbox import confine
+from swarmlog.agents.host.sandbox import confine
 data = Path(sys.argv[1])
 done = confine(data, name="probe-1")
 def read(path):

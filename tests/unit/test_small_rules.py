@@ -29,7 +29,7 @@ async def test_memory_log_dedupes_within_its_window_only() -> None:
 
 
 def test_stalled_tasks_are_those_moving_states_idle_too_long() -> None:
-    from swarmlog.agents.stalls import stalled
+    from swarmlog.agents.policy.stalls import stalled
 
     second = 10**9
     tasks = [
@@ -48,7 +48,7 @@ def test_stalled_tasks_are_those_moving_states_idle_too_long() -> None:
 
 
 def test_the_stream_chain_sees_order_holes_and_every_byte() -> None:
-    from swarmlog.streamchain import StreamChain
+    from swarmlog.projections.streamchain import StreamChain
 
     def head(*messages: tuple[int, bytes]) -> str:
         chain = StreamChain()

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from swarmlog.agents.planning import Plan
-from swarmlog.agents.workflows import (
+from swarmlog.agents.policy.planning import Plan
+from swarmlog.agents.policy.workflows import (
     Complete,
     Offer,
     Revise,

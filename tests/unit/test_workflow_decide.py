@@ -3,8 +3,8 @@ result, and a failure that names its step."""
 
 from __future__ import annotations
 
-from swarmlog.agents.planning import Plan
-from swarmlog.agents.workflows import (
+from swarmlog.agents.policy.planning import Plan
+from swarmlog.agents.policy.workflows import (
     BudgetAlert,
     Complete,
     Offer,

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import msgspec
 
-from swarmlog.agents.retry import RetryPolicy
+from swarmlog.agents.policy.retry import RetryPolicy
 from swarmlog.errors import TaskError
 from swarmlog.schemas.payloads import Payload, TaskAssignment, TokenUsage, payload_type
 

@@ -1,7 +1,9 @@
-"""The result cache as a replica uses it (the shell around :mod:`swarmlog.agents.resultcache`).
+"""The result cache as a replica uses it (the shell around
+:mod:`swarmlog.agents.policy.resultcache`).
 
 An entry names the stream sequence of a signed ``result`` and the credential of the replica that
-wrote it; a replica serves it only when :func:`~swarmlog.agents.resultcache.verify_entry` says
+wrote it; a replica serves it only when :func:`~swarmlog.agents.policy.resultcache.verify_entry`
+says
 it checks out (and its writer is not stopped by a kill switch). A cache (or log) that is down is
 a miss: the task is computed for real.
 """
@@ -16,9 +18,9 @@ import msgspec
 
 from swarmlog.agents.api import Agent
 from swarmlog.agents.flagwatch import FlagWatch
-from swarmlog.agents.resultcache import CacheEntry, Hit, Refused, decode_entry, verify_entry
+from swarmlog.agents.policy.resultcache import CacheEntry, Hit, Refused, decode_entry, verify_entry
+from swarmlog.agents.publisher import Published
 from swarmlog.bus.ports import EventLog, FlagStore
-from swarmlog.publisher import Published
 from swarmlog.schemas.codec import decode_credential
 from swarmlog.schemas.payloads import CredentialIssued
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import EventLog
 from swarmlog.bus.subjects import aggregate_filter
 from swarmlog.errors import ConcurrencyConflict, SchemaError
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.payloads import TaskClaimed, TaskOffered
 

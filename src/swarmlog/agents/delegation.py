@@ -12,9 +12,9 @@ from typing import Any
 
 from swarmlog.agents.api import TaskError
 from swarmlog.agents.jobs import Job, last_verified, task_subject
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import EventLog
 from swarmlog.bus.subjects import aggregate_filter, offer_subject
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import Result, TaskEscalated, TaskFailed, TaskOffered
 
 __all__ = ["Delegation", "child_id"]

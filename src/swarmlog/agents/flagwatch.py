@@ -1,5 +1,5 @@
 """Following the kill-switch flags from a running process (the shell side of
-:mod:`swarmlog.agents.killswitch`)."""
+:mod:`swarmlog.agents.policy.killflags`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from swarmlog.agents.killswitch import KillFlag, killed_by
+from swarmlog.agents.policy.killflags import KillFlag, killed_by
 from swarmlog.bus.ports import FlagStore
 
 __all__ = ["FlagWatch"]

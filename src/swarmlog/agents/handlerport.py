@@ -11,8 +11,8 @@ from swarmlog.agents.delegation import Delegation
 from swarmlog.agents.inbox import Inbox
 from swarmlog.agents.jobs import Job
 from swarmlog.agents.models import ChatMessage, Model
-from swarmlog.agents.outputs import check_output
-from swarmlog.publisher import Publisher
+from swarmlog.agents.policy.outputs import check_output
+from swarmlog.agents.publisher import Publisher
 from swarmlog.schemas.payloads import Payload, TaskCheckpointed, TaskHeartbeat, TokenUsage
 
 __all__ = ["HandlerPort"]

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from swarmlog.agents.api import Agent, Context, TaskError
 from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.jobs import Job
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
 from swarmlog.bus.queues import QueueSpec, open_queue
 from swarmlog.projections.verify import check
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
     ClarificationRequest,

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from swarmlog.agents.jobs import Job
-from swarmlog.publisher import Publisher
+from swarmlog.agents.publisher import Publisher
 from swarmlog.schemas.payloads import AgentHeartbeat, TaskHeartbeat
 
 __all__ = ["heartbeats", "keep_alive"]

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 
 from swarmlog.agents.flagwatch import FlagWatch
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import EventLog
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import AgentHeartbeat, AgentRegistered
 
 __all__ = ["Presence"]

@@ -11,18 +11,18 @@ policy's delay and a ``task_retry_scheduled`` event; after the last attempt (or 
 non-retryable error) the task is reassigned to the agent's ``fallback_role`` when it has one,
 otherwise escalated, and the delivery is terminated. Work past its deadline fails as timed out.
 
-A kill switch (see :mod:`swarmlog.agents.killswitch`) stops the replica from taking work and
+A kill switch (see :mod:`swarmlog.agents.policy.killflags`) stops the replica from taking work and
 cancels the handler in hand without emitting anything; the delivery goes back to the queue.
 
 The runtime composes collaborators, one per job: work comes from the
 :class:`~swarmlog.agents.intake.Intake`; the :class:`~swarmlog.agents.settlement.Settler`
-screens it and settles failures as the pure :mod:`~swarmlog.agents.screening` and
-:mod:`~swarmlog.agents.settle` decide; swarm offers are claimed by
+screens it and settles failures as the pure :mod:`~swarmlog.agents.policy.screening` and
+:mod:`~swarmlog.agents.policy.settle` decide; swarm offers are claimed by
 :mod:`~swarmlog.agents.swarming`; questions go through the :class:`~swarmlog.agents.inbox.Inbox`,
 subtasks through :class:`~swarmlog.agents.delegation.Delegation`, cached answers through
 :class:`~swarmlog.agents.caching.ResultCache`, a handler's I/O through its
 :class:`~swarmlog.agents.handlerport.HandlerPort`; budget alerts are decided by
-:mod:`~swarmlog.agents.budgets`, heartbeats sent by :mod:`~swarmlog.agents.liveness`.
+:mod:`~swarmlog.agents.policy.budgets`, heartbeats sent by :mod:`~swarmlog.agents.liveness`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from typing import Any
 
 from swarmlog.agents import liveness, swarming
 from swarmlog.agents.api import Agent, Context, TaskError
-from swarmlog.agents.budgets import budget_alert
 from swarmlog.agents.caching import ResultCache
 from swarmlog.agents.delegation import Delegation
 from swarmlog.agents.flagwatch import FlagWatch
@@ -45,13 +44,14 @@ from swarmlog.agents.handlerport import HandlerPort
 from swarmlog.agents.inbox import Inbox
 from swarmlog.agents.intake import Intake
 from swarmlog.agents.jobs import Job, Outcome, last_checkpoint
-from swarmlog.agents.killswitch import KillFlag
 from swarmlog.agents.models import Model, model_from_env
-from swarmlog.agents.outputs import check_output
-from swarmlog.agents.resultcache import cache_key
+from swarmlog.agents.policy.budgets import budget_alert
+from swarmlog.agents.policy.killflags import KillFlag
+from swarmlog.agents.policy.outputs import check_output
+from swarmlog.agents.policy.resultcache import cache_key
+from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.settlement import Settler
 from swarmlog.bus.ports import Delivery, EventLog
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import (
     AgentRegistered,
     BudgetExceeded,

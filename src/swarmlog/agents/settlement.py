@@ -1,4 +1,5 @@
-"""Settlement (the shell): carry out what :mod:`swarmlog.agents.settle` decides for a delivery.
+"""Settlement (the shell): carry out what :mod:`swarmlog.agents.policy.settle` decides for a
+delivery.
 
 Screening (:meth:`Settler.screen`) settles what must not run at all. Each settlement is a few
 events and one settle of the delivery: a retry is an ``error``, a
@@ -16,14 +17,14 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from swarmlog.agents import screening, settle
 from swarmlog.agents.api import Agent, TaskError
-from swarmlog.agents.followups import follow_up, refusal
 from swarmlog.agents.jobs import Job, Outcome, last_verified, task_subject
-from swarmlog.agents.routing import AGENTS_SQL, agent_view
+from swarmlog.agents.policy import screening, settle
+from swarmlog.agents.policy.followups import follow_up, refusal
+from swarmlog.agents.policy.routing import AGENTS_SQL, agent_view
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import Delivery, EventLog
 from swarmlog.projections.verify import check
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
     Error,

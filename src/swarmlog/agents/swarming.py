@@ -3,7 +3,7 @@
 A swarm offer (``task_offered`` with ``mode="swarm"``) goes to every capable agent; each tries
 to claim it (:func:`~swarmlog.agents.claims.claim`, optimistic concurrency on the task), and the
 one claim that wins makes its agent the task's holder. Internal-only work is left to roles with
-no external replica (:func:`~swarmlog.agents.followups.refusal`).
+no external replica (:func:`~swarmlog.agents.policy.followups.refusal`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any
 
 from swarmlog.agents.api import Agent
 from swarmlog.agents.claims import claim
-from swarmlog.agents.followups import follow_up
 from swarmlog.agents.jobs import Job, Outcome
+from swarmlog.agents.policy.followups import follow_up
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import Delivery, EventLog
 from swarmlog.projections.verify import check
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import TaskAssignment, TaskOffered
 
 __all__ = ["claim_offers"]

@@ -175,7 +175,7 @@ class User:
     account: str = ACCOUNT
     admitted: bool = True
     """Whether the server accepts this login now. A user not admitted (killed, expired, revoked,
-    or not yet: see :func:`swarmlog.brokerauth.refresh_broker`) keeps its account, with
+    or not yet: see :func:`swarmlog.control.broker.refresh_broker`) keeps its account, with
     nothing in it that can log in."""
 
 

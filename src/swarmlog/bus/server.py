@@ -10,7 +10,7 @@ store directory::
     ├── nats-server_<pid>.ports    written by the server: the actual client URL (``-p -1``)
     ├── server.json                ours: {"pid", "url", "started_at", "authorization"}, mode 0600
     ├── server.conf                ours: the sync policy and the authorization include, if any
-    ├── authorization.conf         written by swarmlog.brokerauth: who may log in, and do what
+    ├── authorization.conf         written by swarmlog.control.broker: who may log in, and do what
     └── .server.lock               serialises concurrent ``start`` calls on the same store
 
 ``server.json`` is how a later process (``swarmlog down``, ``swarmlog status``) finds a server that
@@ -38,9 +38,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from swarmlog.errors import ServerError
-from swarmlog.files import write_private, write_private_json
-from swarmlog.processes import (
+from swarmlog.bus.osprocesses import (
     POLL_MAX,
     POLL_MIN,
     pid_alive,
@@ -49,6 +47,8 @@ from swarmlog.processes import (
     wait_child,
     wait_pid_gone,
 )
+from swarmlog.errors import ServerError
+from swarmlog.files import write_private, write_private_json
 
 __all__ = [
     "AUTHORIZATION_FILE",

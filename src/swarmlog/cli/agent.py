@@ -10,14 +10,14 @@ from typing import Any
 
 import click
 
-from swarmlog.agents.process import (
+from swarmlog.agents.host.entrypoints import (
     ready_line,
     run_agent,
     stop_on_signals,
 )
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
 from swarmlog.config import Settings
-from swarmlog.daemons import (
+from swarmlog.control.daemons import (
     DaemonInfo,
     find_daemon,
     list_daemons,
@@ -26,9 +26,9 @@ from swarmlog.daemons import (
     stop_daemons,
     wait_for_output,
 )
+from swarmlog.control.issuing import issue_replicas
+from swarmlog.control.system import AGENT_DAEMON_PREFIX, agent_argv, open_projections
 from swarmlog.errors import ConfigError, SwarmlogError
-from swarmlog.issuing import issue_replicas
-from swarmlog.system import AGENT_DAEMON_PREFIX, agent_argv, open_projections
 
 __all__ = ["agent"]
 
@@ -75,7 +75,7 @@ _ACK_WAIT = click.option(
 @_TRUST
 @pass_ctx
 def agent_start(
-    ctx: Context,
+    ctx: CliContext,
     target: str,
     replicas: int,
     detach: bool,
@@ -145,7 +145,7 @@ def agent_start(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
 def agent_provision(
-    ctx: Context,
+    ctx: CliContext,
     target: str,
     replicas: int,
     name: str | None,
@@ -170,7 +170,7 @@ def agent_provision(
 @click.option("--replica", default="")
 @_ACK_WAIT
 @pass_ctx
-def agent_run(ctx: Context, target: str, agent_id: str, replica: str, ack_wait: float) -> None:
+def agent_run(ctx: CliContext, target: str, agent_id: str, replica: str, ack_wait: float) -> None:
     """One replica in the foreground (what `agent start --detach` launches)."""
     if not ctx.debug:  # the daemon's log records what it refused, and whether it is confined
         logging.getLogger("swarmlog").setLevel(logging.WARNING)
@@ -192,7 +192,7 @@ def _agents(settings: Settings) -> list[DaemonInfo]:
 @agent.command("ps")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def agent_ps(ctx: Context, as_json: bool) -> None:
+def agent_ps(ctx: CliContext, as_json: bool) -> None:
     """Agent daemons of this data dir, with their projected state."""
     settings = ctx.settings
     settings.require_data_dir()
@@ -239,7 +239,7 @@ def agent_ps(ctx: Context, as_json: bool) -> None:
 @click.option("--all", "everything", is_flag=True, help="Stop every agent daemon.")
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds before SIGKILL.")
 @pass_ctx
-def agent_stop(ctx: Context, name: str | None, everything: bool, timeout: float) -> None:
+def agent_stop(ctx: CliContext, name: str | None, everything: bool, timeout: float) -> None:
     """Stop NAME (an agent id, or the name given to `start` for all its replicas), or --all."""
     settings = ctx.settings
     settings.require_data_dir()
@@ -263,7 +263,7 @@ def agent_stop(ctx: Context, name: str | None, everything: bool, timeout: float)
 @click.argument("name")
 @click.option("-n", "--lines", default=50, show_default=True, type=click.IntRange(min=1))
 @pass_ctx
-def agent_logs(ctx: Context, name: str, lines: int) -> None:
+def agent_logs(ctx: CliContext, name: str, lines: int) -> None:
     """The last lines of agent NAME's log."""
     path = ctx.settings.logs_dir / f"{_PREFIX}{name}.log"
     if not path.exists():

@@ -14,16 +14,16 @@ import click
 from rich.console import Console
 
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
-from swarmlog.render import print_table
-from swarmlog.system import open_projections
+from swarmlog.control.system import open_projections
+from swarmlog.rendering.console import print_table
 
-__all__ = ["Context", "cli", "emit_json", "pass_ctx", "print_table", "projection_rows", "run"]
+__all__ = ["CliContext", "cli", "emit_json", "pass_ctx", "print_table", "projection_rows", "run"]
 
 T = TypeVar("T")
 
 
 @dataclass
-class Context:
+class CliContext:
     """What every command gets: the settings and where to print."""
 
     settings: Settings
@@ -61,7 +61,7 @@ def cli(
     ctx: click.Context, data_dir: Path, nats_url: str | None, namespace: str, debug: bool
 ) -> None:
     """swarmlog: multi-agent systems on a signed, append-only event log."""
-    ctx.obj = Context(
+    ctx.obj = CliContext(
         Settings(data_dir=data_dir, nats_url=nats_url or None, namespace=namespace),
         debug,
         Console(),
@@ -69,7 +69,7 @@ def cli(
     )
 
 
-pass_ctx = click.make_pass_decorator(Context)
+pass_ctx = click.make_pass_decorator(CliContext)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

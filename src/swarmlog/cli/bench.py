@@ -6,8 +6,8 @@ import dataclasses
 
 import click
 
-from swarmlog.bench import BENCHMARKS, run_benchmark
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table
+from swarmlog.harness.bench import BENCHMARKS, run_benchmark
 
 __all__ = ["bench"]
 
@@ -17,7 +17,7 @@ __all__ = ["bench"]
 @click.option("--events", "-n", default=50_000, show_default=True, type=click.IntRange(min=100))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def bench(ctx: Context, name: str, events: int, as_json: bool) -> None:
+def bench(ctx: CliContext, name: str, events: int, as_json: bool) -> None:
     """Run benchmark NAME (own embedded server and temp files; touches no data dir)."""
     result = run_benchmark(name, events)
     if as_json:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from swarmlog.cli.app import Context, emit_json, pass_ctx
-from swarmlog.cluster import cluster_nodes
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx
+from swarmlog.control.cluster import cluster_nodes
 from swarmlog.errors import ConfigError
 
 __all__ = ["cluster"]
@@ -29,7 +29,7 @@ def cluster() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
 def cluster_config(
-    ctx: Context,
+    ctx: CliContext,
     nodes: int,
     out: Path,
     host: str,

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from swarmlog.agents.watchdog import OPEN_WAITS_SQL, deadlocks_in
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, projection_rows
+from swarmlog.agents.roles.watchdog import OPEN_WAITS_SQL, deadlocks_in
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, projection_rows
 
 __all__ = ["deadlocks"]
 
@@ -19,7 +19,7 @@ _PAST_SQL = (
 )
 
 
-def _current(ctx: Context) -> list[dict[str, Any]]:
+def _current(ctx: CliContext) -> list[dict[str, Any]]:
     return [
         {
             "cycle": list(d.cycle),
@@ -30,7 +30,7 @@ def _current(ctx: Context) -> list[dict[str, Any]]:
     ]
 
 
-def _past(ctx: Context) -> list[dict[str, Any]]:
+def _past(ctx: CliContext) -> list[dict[str, Any]]:
     out = []
     for r in projection_rows(ctx.settings, _PAST_SQL):
         payload = json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
@@ -52,7 +52,7 @@ def _past(ctx: Context) -> list[dict[str, Any]]:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def deadlocks(ctx: Context, as_json: bool) -> None:
+def deadlocks(ctx: CliContext, as_json: bool) -> None:
     """Deadlocks: cycles in the wait-for graph now, and those the watchdog reported (broken by
     making the youngest wait give up, or escalated)."""
     current, past = _current(ctx), _past(ctx)

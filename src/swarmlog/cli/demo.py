@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from swarmlog.cli.app import Context, pass_ctx
-from swarmlog.demo import run_demo
+from swarmlog.cli.app import CliContext, pass_ctx
+from swarmlog.harness.demo import run_demo
 
 __all__ = ["demo"]
 
@@ -24,7 +24,7 @@ __all__ = ["demo"]
     help="The examples/ folder of a swarmlog checkout (default: found from here).",
 )
 @pass_ctx
-def demo(ctx: Context, keep: Path | None, examples: Path | None) -> None:
+def demo(ctx: CliContext, keep: Path | None, examples: Path | None) -> None:
     """Start a swarm and example agents, run one workflow of each pattern on local data, show
     the results and a summary from the projections, audit, replay; then stop."""
     code = run_demo(ctx.console, keep, examples)

@@ -7,13 +7,14 @@ from typing import Any
 import click
 import msgspec
 
-from swarmlog.agents.followups import follow_up, refusal
-from swarmlog.agents.routing import AGENTS_SQL, agent_view
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, projection_rows, run
+from swarmlog.agents.policy.followups import follow_up, refusal
+from swarmlog.agents.policy.routing import AGENTS_SQL, agent_view
+from swarmlog.agents.publisher import Publisher
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, projection_rows, run
 from swarmlog.config import Settings
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import open_log
 from swarmlog.errors import ConfigError
-from swarmlog.keystore import KeyStore
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import (
     EscalationResolved,
     Payload,
@@ -23,7 +24,6 @@ from swarmlog.schemas.payloads import (
     TaskOffered,
 )
 from swarmlog.schemas.types import EventId, Name, Role
-from swarmlog.system import open_log
 
 __all__ = ["escalations"]
 
@@ -95,7 +95,7 @@ def escalations() -> None:
 @click.option("--all", "everything", is_flag=True, help="Resolved ones too.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def escalations_list(ctx: Context, everything: bool, as_json: bool) -> None:
+def escalations_list(ctx: CliContext, everything: bool, as_json: bool) -> None:
     """Open escalations (oldest first): what failed, where, and why."""
     where = "" if everything else " WHERE e.status = 'open'"
     rows = projection_rows(
@@ -116,7 +116,7 @@ def escalations_list(ctx: Context, everything: bool, as_json: bool) -> None:
 @click.argument("escalation_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def escalations_show(ctx: Context, escalation_id: str, as_json: bool) -> None:
+def escalations_show(ctx: CliContext, escalation_id: str, as_json: bool) -> None:
     """One escalation: the task's state, what failed and why, and the options."""
     found = _escalation(ctx.settings, escalation_id)
     options = OPTIONS if found["status"] == "open" else {}
@@ -139,7 +139,7 @@ def escalations_show(ctx: Context, escalation_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
 def escalations_resolve(
-    ctx: Context,
+    ctx: CliContext,
     escalation_id: str,
     action: str | None,
     role: str | None,

@@ -9,19 +9,19 @@ from typing import Any
 import click
 import msgspec
 
-from swarmlog.brokerauth import refresh_broker
+from swarmlog.agents.publisher import Published, Publisher
 from swarmlog.bus.ports import StoredMessage
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
+from swarmlog.control.broker import refresh_broker
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import open_log
 from swarmlog.errors import SchemaError
-from swarmlog.keystore import KeyStore
 from swarmlog.projections.verify import check
-from swarmlog.publisher import Published, Publisher
 from swarmlog.schemas.codec import payload_from_json
 from swarmlog.schemas.envelope import Ref
 from swarmlog.schemas.payloads import PAYLOAD_TYPES, CredentialRevoked
 from swarmlog.schemas.signing import OPERATOR_ID
 from swarmlog.schemas.types import AgentId, Name
-from swarmlog.system import open_log
 
 __all__ = ["events"]
 
@@ -34,7 +34,7 @@ def events() -> None:
 @events.command("types")
 @click.option("--json", "as_json", is_flag=True, help="Every type with its JSON Schema.")
 @pass_ctx
-def events_types(ctx: Context, as_json: bool) -> None:
+def events_types(ctx: CliContext, as_json: bool) -> None:
     """Every event type (the payload union) and its wire schema."""
     if as_json:
         emit_json(
@@ -64,7 +64,7 @@ def events_types(ctx: Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
 def events_publish(
-    ctx: Context,
+    ctx: CliContext,
     type_: str,
     payload: str,
     as_agent: str | None,
@@ -146,7 +146,7 @@ def _describe(message: StoredMessage, namespace: str) -> dict[str, Any]:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events (JSON lines).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def events_tail(ctx: Context, count: int, follow: bool, as_json: bool) -> None:
+def events_tail(ctx: CliContext, count: int, follow: bool, as_json: bool) -> None:
     """The last events, straight from the log. `intact`: decodes, sits on its own subject and
     its signature matches the key it names (whether that key is trusted: `audit verify`)."""
     settings = ctx.settings
@@ -180,6 +180,6 @@ def events_tail(ctx: Context, count: int, follow: bool, as_json: bool) -> None:
         _print_rows(ctx, rows, title="events")
 
 
-def _print_rows(ctx: Context, rows: list[dict[str, Any]], title: str | None) -> None:
+def _print_rows(ctx: CliContext, rows: list[dict[str, Any]], title: str | None) -> None:
     columns = ["seq", "type", "sender", "workflow_id", "id", "intact", "problem"]
     print_table(ctx.console, title, columns, [[r[c] for c in columns] for r in rows])

@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 import msgspec
 
-from swarmlog.brokerauth import authorization_text
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
+from swarmlog.control.broker import authorization_text
+from swarmlog.control.issuing import issue_agent
+from swarmlog.control.keystore import KeyStore
 from swarmlog.errors import ConfigError, KeyStoreError
 from swarmlog.files import write_private
-from swarmlog.issuing import issue_agent
-from swarmlog.keystore import KeyStore
 
 __all__ = ["keys"]
 
@@ -31,7 +31,7 @@ def keys() -> None:
 
 @keys.command("init")
 @pass_ctx
-def keys_init(ctx: Context) -> None:
+def keys_init(ctx: CliContext) -> None:
     """Create the operator key under the data dir (mode 0600)."""
     ctx.settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity = KeyStore(ctx.settings.keys_dir).init_operator(os.urandom(32))
@@ -41,7 +41,7 @@ def keys_init(ctx: Context) -> None:
 @keys.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def keys_show(ctx: Context, as_json: bool) -> None:
+def keys_show(ctx: CliContext, as_json: bool) -> None:
     """The operator public key and the agent credentials issued from this data dir."""
     ctx.settings.require_data_dir()
     store = KeyStore(ctx.settings.keys_dir)
@@ -73,7 +73,7 @@ def keys_show(ctx: Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
 def keys_issue(
-    ctx: Context,
+    ctx: CliContext,
     role: str,
     agent_id: str | None,
     capabilities: tuple[str, ...],
@@ -114,7 +114,7 @@ def keys_issue(
     help="Write it to this file (mode 0600) instead of printing it.",
 )
 @pass_ctx
-def keys_authorization(ctx: Context, out: Path | None) -> None:
+def keys_authorization(ctx: CliContext, out: Path | None) -> None:
     """The nats-server `accounts` block admitting the operator and every agent of this data
     dir, each with its permissions: include it in your own server's configuration (the embedded
     server is kept up to date by itself)."""

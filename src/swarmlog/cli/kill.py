@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from swarmlog.cli.app import Context, emit_json, pass_ctx, run
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, run
+from swarmlog.control.killswitches import Switch, pull, release
 from swarmlog.errors import ConfigError
-from swarmlog.killswitches import Switch, pull, release
 
 __all__ = ["kill", "revive"]
 
@@ -16,7 +16,7 @@ def _target(agent_id: str | None, role: str | None, every: bool, verb: str) -> N
         raise ConfigError(f"give exactly one of AGENT, --role R or --all to {verb}")
 
 
-def _report(ctx: Context, switch: Switch, verb: str, as_json: bool) -> None:
+def _report(ctx: CliContext, switch: Switch, verb: str, as_json: bool) -> None:
     if as_json:
         emit_json({"flag": switch.flag, "agents": switch.agents, "seqs": switch.seqs})
         return
@@ -39,7 +39,7 @@ def _report(ctx: Context, switch: Switch, verb: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def kill(
-    ctx: Context, agent_id: str | None, role: str | None, every: bool, reason: str, as_json: bool
+    ctx: CliContext, agent_id: str | None, role: str | None, every: bool, reason: str, as_json: bool
 ) -> None:
     """Stop AGENT, a --role or --all agents from taking or emitting work (within a second)."""
     _target(agent_id, role, every, "kill")
@@ -55,7 +55,7 @@ def kill(
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def revive(
-    ctx: Context, agent_id: str | None, role: str | None, every: bool, as_json: bool
+    ctx: CliContext, agent_id: str | None, role: str | None, every: bool, as_json: bool
 ) -> None:
     """Undo a kill switch."""
     _target(agent_id, role, every, "revive")

@@ -7,9 +7,9 @@ import sys
 
 import click
 
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
+from swarmlog.control.system import open_projections
 from swarmlog.projections.query import QueryResult
-from swarmlog.system import open_projections
 
 __all__ = ["query"]
 
@@ -25,7 +25,7 @@ __all__ = ["query"]
 )
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @pass_ctx
-def query(ctx: Context, sql: str, fmt: str, as_json: bool) -> None:
+def query(ctx: CliContext, sql: str, fmt: str, as_json: bool) -> None:
     """Run one read-only SELECT over the projections (tables: events, agents, tasks, ...)."""
 
     async def ask() -> QueryResult:

@@ -17,15 +17,16 @@ import click
 import msgspec
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
 from swarmlog.config import Settings
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import open_log, open_projections
 from swarmlog.errors import ConfigError, VerificationError
 from swarmlog.files import write_atomic
-from swarmlog.keystore import KeyStore
 from swarmlog.projections.client import LiveState
 from swarmlog.projections.projector import BatchResult, Projector
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.streamchain import (
+from swarmlog.projections.streamchain import (
     MAX_CHECKPOINT_BYTES,
     Checkpoint,
     StreamChain,
@@ -33,7 +34,6 @@ from swarmlog.streamchain import (
     sign_checkpoint,
     verify_checkpoint,
 )
-from swarmlog.system import open_log, open_projections
 
 __all__ = ["audit", "replay"]
 
@@ -84,7 +84,7 @@ async def replay_into(
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool, ctx: Context) -> Iterator[Progress | None]:
+def _progress(enabled: bool, ctx: CliContext) -> Iterator[Progress | None]:
     if not enabled:
         yield None
         return
@@ -121,7 +121,7 @@ def _target(to: Path | None) -> Iterator[Path]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
 def replay(
-    ctx: Context,
+    ctx: CliContext,
     to: Path | None,
     until_seq: int | None,
     verify: bool,
@@ -218,7 +218,7 @@ def _load_checkpoint(path: Path) -> Checkpoint:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def audit_verify(ctx: Context, against: Path | None, as_json: bool) -> None:
+def audit_verify(ctx: CliContext, against: Path | None, as_json: bool) -> None:
     """Verify every event on the stream and the stream's hash chain; exit 1 if anything is
     rejected, a sender's chain is broken, events are missing, or the stream no longer matches
     the checkpoint given with --against."""
@@ -287,7 +287,7 @@ def audit_verify(ctx: Context, against: Path | None, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def audit_checkpoint(ctx: Context, out: Path | None, as_json: bool) -> None:
+def audit_checkpoint(ctx: CliContext, out: Path | None, as_json: bool) -> None:
     """Sign the stream chain's head at the stream's end with the operator key, into a file to
     keep elsewhere; `audit verify --against FILE` later checks any copy of the stream."""
     settings = ctx.settings

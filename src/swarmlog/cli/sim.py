@@ -1,12 +1,12 @@
-"""``sim``: the deterministic swarm simulation (see :mod:`swarmlog.sim`)."""
+"""``sim``: the deterministic swarm simulation (see :mod:`swarmlog.harness.sim`)."""
 
 from __future__ import annotations
 
 import click
 import msgspec
 
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table
-from swarmlog.sim import FAULTS, SimResult, run_sim
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table
+from swarmlog.harness.sim import FAULTS, SimResult, run_sim
 
 __all__ = ["sim"]
 
@@ -46,7 +46,7 @@ def _faults(text: str | None) -> frozenset[str] | None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
 def sim(
-    ctx: Context,
+    ctx: CliContext,
     seed: int,
     steps: int,
     faults: str | None,
@@ -84,7 +84,7 @@ def sim(
         raise SystemExit(1)
 
 
-def _print(ctx: Context, results: list[SimResult]) -> None:
+def _print(ctx: CliContext, results: list[SimResult]) -> None:
     if len(results) == 1:
         (r,) = results
         print_table(

@@ -7,14 +7,14 @@ from typing import Any
 
 import click
 
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
+from swarmlog.agents.publisher import Publisher
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
 from swarmlog.config import Settings
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.snapshots import restore_snapshot
+from swarmlog.control.system import open_log, open_projections
 from swarmlog.errors import ServerError, VerificationError
-from swarmlog.keystore import KeyStore
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import SnapshotTaken
-from swarmlog.snapshots import restore_snapshot
-from swarmlog.system import open_log, open_projections
 
 __all__ = ["snapshot"]
 
@@ -36,7 +36,7 @@ async def _record(settings: Settings, taken: dict[str, Any]) -> None:
 @snapshot.command("create")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def snapshot_create(ctx: Context, as_json: bool) -> None:
+def snapshot_create(ctx: CliContext, as_json: bool) -> None:
     """Ask the live projector for a snapshot of the projection now."""
     settings = ctx.settings
 
@@ -65,7 +65,7 @@ async def _list(settings: Settings) -> list[dict[str, Any]]:
 @snapshot.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def snapshot_list(ctx: Context, as_json: bool) -> None:
+def snapshot_list(ctx: CliContext, as_json: bool) -> None:
     """The stored snapshots, oldest first."""
     found = run(_list(ctx.settings))
     if as_json:
@@ -106,7 +106,7 @@ async def _restore(settings: Settings, name: str, to: Path) -> dict[str, Any]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def snapshot_restore(ctx: Context, name: str, to: Path | None, as_json: bool) -> None:
+def snapshot_restore(ctx: CliContext, name: str, to: Path | None, as_json: bool) -> None:
     """Load snapshot NAME, check it against its recorded state hash (a mismatch is refused,
     exit 1), and catch it up from the stream into a new projection file."""
     settings = ctx.settings

@@ -12,17 +12,17 @@ from typing import Any
 import click
 import msgspec
 
-from swarmlog.agents.planning import PlanError, validate
-from swarmlog.agents.supervision import supervisor_spec
-from swarmlog.agents.workflows import plan_for
-from swarmlog.cli.app import Context, emit_json, pass_ctx, run
+from swarmlog.agents.policy.planning import PlanError, validate
+from swarmlog.agents.policy.supervision import supervisor_spec
+from swarmlog.agents.policy.workflows import plan_for
+from swarmlog.agents.publisher import Publisher
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, run
 from swarmlog.config import Settings
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import open_log, open_projections
 from swarmlog.errors import ConfigError, ServerError
-from swarmlog.keystore import KeyStore
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import WorkflowSubmitted
 from swarmlog.schemas.types import Name
-from swarmlog.system import open_log, open_projections
 
 __all__ = ["submit"]
 
@@ -126,7 +126,7 @@ async def _outcome(settings: Settings, workflow_id: str, timeout: float) -> dict
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
 def submit(
-    ctx: Context,
+    ctx: CliContext,
     pattern: str,
     input_json: str | None,
     stages: tuple[str, ...],

@@ -7,13 +7,13 @@ from typing import Any
 
 import click
 
-from swarmlog.bringup import SystemUp, bring_up
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import stream_subjects
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, run
-from swarmlog.daemons import list_daemons, stop_daemons
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
+from swarmlog.control.bringup import SystemUp, bring_up
+from swarmlog.control.daemons import list_daemons, stop_daemons
+from swarmlog.control.system import open_log, open_projections, resolve_url, run_projector
 from swarmlog.errors import BusError, SwarmlogError
-from swarmlog.system import open_log, open_projections, resolve_url, run_projector
 
 __all__ = ["down", "projector", "status", "up"]
 
@@ -35,7 +35,7 @@ __all__ = ["down", "projector", "status", "up"]
     help="Copies of the stream and buckets when they are created (3 on a cluster).",
 )
 @pass_ctx
-def up(ctx: Context, detach: bool, sync: str | None, replicas: int) -> None:
+def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int) -> None:
     """Start the embedded server (if no URL), provision the stream, the operator key and the
     projector. Idempotent."""
 
@@ -63,7 +63,7 @@ def up(ctx: Context, detach: bool, sync: str | None, replicas: int) -> None:
 
 @click.command()
 @pass_ctx
-def down(ctx: Context) -> None:
+def down(ctx: CliContext) -> None:
     """Stop every daemon of the data dir and the embedded server they share. Idempotent."""
     settings = ctx.settings
     stopped = []
@@ -80,7 +80,7 @@ def down(ctx: Context) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def status(ctx: Context, as_json: bool) -> None:
+def status(ctx: CliContext, as_json: bool) -> None:
     """The server, stream, projector position and agents."""
     settings = ctx.settings
     settings.require_data_dir()
@@ -136,7 +136,7 @@ def projector() -> None:
 
 @projector.command("run")
 @pass_ctx
-def projector_run(ctx: Context) -> None:
+def projector_run(ctx: CliContext) -> None:
     """Run the projector in the foreground until SIGTERM."""
     if not ctx.debug:  # a daemon's log file records every quarantined event
         logging.getLogger("swarmlog").setLevel(logging.INFO)

@@ -9,10 +9,10 @@ from typing import Any
 import click
 import msgspec
 
-from swarmlog.agents.planning import PlanError, decode_plan
-from swarmlog.cli.app import Context, emit_json, pass_ctx, print_table, projection_rows
+from swarmlog.agents.policy.planning import PlanError, decode_plan
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, projection_rows
 from swarmlog.errors import ConfigError
-from swarmlog.render_svg import graph_svg
+from swarmlog.rendering.svg import graph_svg
 from swarmlog.schemas.types import Name
 
 __all__ = ["agents", "budgets", "show", "tasks", "workflows"]
@@ -41,7 +41,7 @@ def _name(value: str, what: str) -> str:
         ) from None
 
 
-def _emit(ctx: Context, key: str, rows: list[dict[str, Any]], as_json: bool) -> None:
+def _emit(ctx: CliContext, key: str, rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         emit_json({key: rows})
         return
@@ -58,7 +58,7 @@ def _emit(ctx: Context, key: str, rows: list[dict[str, Any]], as_json: bool) -> 
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
 def tasks(
-    ctx: Context, workflow_id: str | None, status: str | None, limit: int, as_json: bool
+    ctx: CliContext, workflow_id: str | None, status: str | None, limit: int, as_json: bool
 ) -> None:
     """Tasks, most recently changed first."""
     where = []
@@ -78,7 +78,7 @@ def tasks(
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def workflows(ctx: Context, as_json: bool) -> None:
+def workflows(ctx: CliContext, as_json: bool) -> None:
     """Workflows, newest first."""
     sql = (
         "SELECT workflow_id, pattern, status, plan_version, submitted_by, submitted_at,"
@@ -90,7 +90,7 @@ def workflows(ctx: Context, as_json: bool) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def budgets(ctx: Context, as_json: bool) -> None:
+def budgets(ctx: CliContext, as_json: bool) -> None:
     """Token budgets: what each agent and workflow spent, its budget, the limits crossed."""
     sql = (
         "SELECT b.scope, b.scope_id, b.used_tokens, w.budget_tokens,"
@@ -105,7 +105,7 @@ def budgets(ctx: Context, as_json: bool) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def agents(ctx: Context, as_json: bool) -> None:
+def agents(ctx: CliContext, as_json: bool) -> None:
     """Agents known to the projection: credential, registration, liveness, load."""
     sql = (
         "SELECT agent_id, role, capabilities, tier, trust_level, status, in_flight,"
@@ -122,7 +122,7 @@ def agents(ctx: Context, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
-def show(ctx: Context, item_id: str, mermaid: bool, svg_path: str | None, as_json: bool) -> None:
+def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_json: bool) -> None:
     """A workflow (its plan as a graph of tasks, each with its state) or a task (its history)."""
     item_id = _name(item_id, "workflow or task id")
     found = projection_rows(
@@ -162,7 +162,7 @@ def show(ctx: Context, item_id: str, mermaid: bool, svg_path: str | None, as_jso
         print_table(ctx.console, "history", columns, [[h[c] for c in columns] for h in history])
 
 
-def _workflow_graph(ctx: Context, workflow: dict[str, Any]) -> dict[str, Any]:
+def _workflow_graph(ctx: CliContext, workflow: dict[str, Any]) -> dict[str, Any]:
     """Nodes (plan steps, or the workflow's tasks) with their states, and dependency edges."""
     wf = workflow["workflow_id"]
     rows = projection_rows(

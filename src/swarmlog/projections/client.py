@@ -159,8 +159,8 @@ class ProjectionClient:
         return None if reply is None else int(reply["position"])
 
     async def snapshot(self, timeout: float = 300.0) -> dict[str, Any] | None:
-        """Have the projector take a snapshot now (see :mod:`swarmlog.snapshots`); what it stored,
-        ``None`` when no projector answers."""
+        """Have the projector take a snapshot now (see :mod:`swarmlog.control.snapshots`); what it
+        stored, ``None`` when no projector answers."""
         reply = await self.ask("snapshot", {}, timeout)
         return None if reply is None else dict(reply)
 

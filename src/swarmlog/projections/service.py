@@ -6,7 +6,8 @@
 ``_swarmlog.<ns>.rpc.wait``    ``{"seq": N, "timeout": s}`` -> ``{"position"}`` once the projection
                                has reached ``N`` (or at the timeout): "visible in the projection"
                                without polling
-``_swarmlog.<ns>.rpc.snapshot`` ``{}`` -> the snapshot just stored (see :mod:`swarmlog.snapshots`)
+``_swarmlog.<ns>.rpc.snapshot`` ``{}`` -> the snapshot just stored (see
+:mod:`swarmlog.control.snapshots`)
 
 Who may ask what is the broker's business (an agent reaches only the services it imports); the
 service knows who asks (:mod:`swarmlog.bus.rpc`) and runs queries concurrently, at most

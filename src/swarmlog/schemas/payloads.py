@@ -118,8 +118,8 @@ class Result(_Payload, frozen=True, tag="result"):
     usage: TokenUsage | None = None
     cache_key: Annotated[str, Meta(pattern=_CACHE_KEY, max_length=160)] | None = None
     """The result cache key this output was computed for (see
-    :mod:`swarmlog.agents.resultcache`): signed with it, so a cache entry pointing at this event
-    cannot be moved to another key."""
+    :mod:`swarmlog.agents.policy.resultcache`): signed with it, so a cache entry pointing at this
+    event cannot be moved to another key."""
 
 
 class Error(_Payload, frozen=True, tag="error"):

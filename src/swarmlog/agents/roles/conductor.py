@@ -2,13 +2,13 @@
 
 It keeps nothing in memory that matters. Woken by any workflow or task event (a doorbell), or every
 ``sweep`` seconds, it waits until the projection has caught up with the stream, reads every
-running workflow with its tasks, asks :func:`~swarmlog.agents.workflows.decide` what to do, and
-publishes it: the plan (``workflow_planned``, then ``workflow_revised``), the ready steps
+running workflow with its tasks, asks :func:`~swarmlog.agents.policy.workflows.decide` what to do,
+and publishes it: the plan (``workflow_planned``, then ``workflow_revised``), the ready steps
 (``task_offered``, routed by capability) and finally ``workflow_completed``. Each of these but
 a revision is conditional on not being on the log already (optimistic concurrency), so a
 conductor that crashed and restarted, or a second conductor, continues where the log is and never
 offers a step twice: completed steps are never redone. The conductor is also the supervisor of
-``supervisor`` workflows (:mod:`swarmlog.agents.supervision`).
+``supervisor`` workflows (:mod:`swarmlog.agents.policy.supervision`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from typing import Any
 
 import msgspec
 
-from swarmlog.agents.planning import PlanError, decode_plan
-from swarmlog.agents.presence import Presence
-from swarmlog.agents.workflows import (
+from swarmlog.agents.policy.planning import PlanError, decode_plan
+from swarmlog.agents.policy.workflows import (
     BudgetAlert,
     Complete,
     Offer,
@@ -33,10 +32,11 @@ from swarmlog.agents.workflows import (
     WorkflowView,
     decide,
 )
+from swarmlog.agents.presence import Presence
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import Doorbell, EventLog
 from swarmlog.bus.subjects import offer_subject
 from swarmlog.errors import ConcurrencyConflict
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import (
     BudgetExceeded,
     TaskOffered,

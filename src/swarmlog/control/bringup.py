@@ -19,17 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from swarmlog.agents.process import run_conductor, run_router, run_watchdog, stop_on_signals
-from swarmlog.agents.session import AgentSession
-from swarmlog.brokerauth import refresh_broker, remember_namespace, write_authorization
+from swarmlog.agents.host.entrypoints import (
+    run_conductor,
+    run_router,
+    run_watchdog,
+    stop_on_signals,
+)
+from swarmlog.agents.host.session import AgentSession
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.config import Settings
-from swarmlog.daemons import DaemonInfo, find_daemon, start_daemon
-from swarmlog.errors import BusError, ServerError
-from swarmlog.files import write_atomic
-from swarmlog.issuing import issue_replicas
-from swarmlog.keystore import KeyStore
-from swarmlog.system import (
+from swarmlog.control.broker import refresh_broker, remember_namespace, write_authorization
+from swarmlog.control.daemons import DaemonInfo, find_daemon, start_daemon
+from swarmlog.control.issuing import issue_replicas
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import (
     agent_argv,
     agent_daemon_name,
     open_log,
@@ -39,6 +42,8 @@ from swarmlog.system import (
     resolve_url,
     run_projector,
 )
+from swarmlog.errors import BusError, ServerError
+from swarmlog.files import write_atomic
 
 __all__ = ["BUILTIN_ROLES", "SystemUp", "bring_up", "start_builtin", "start_server"]
 

@@ -19,13 +19,13 @@ from swarmlog.bus.jetstream import JetStreamLog, connect
 from swarmlog.bus.permissions import Login
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.config import Settings
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.snapshots import snapshot_every, take_snapshot
 from swarmlog.errors import BusError
-from swarmlog.keystore import KeyStore
 from swarmlog.projections.client import ProjectionClient
 from swarmlog.projections.projector import BatchResult, Projector
 from swarmlog.projections.service import QueryService
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.snapshots import snapshot_every, take_snapshot
 
 __all__ = [
     "AGENT_DAEMON_PREFIX",

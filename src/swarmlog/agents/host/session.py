@@ -2,7 +2,7 @@
 
 An agent process (``agent run``: a worker replica or a built-in role) is built from an
 :class:`AgentSession` and nothing else. The session is read from the agent's own two key files
-before the process is confined (:mod:`swarmlog.agents.sandbox`); it has no operator key, no way
+before the process is confined (:mod:`swarmlog.agents.host.sandbox`); it has no operator key, no way
 to load one, and no login but the agent's own. Reads of the projections go to the live query
 service over that login; with no projector answering they fail with a clear error: an agent
 never opens the projection file, nor logs in as anyone else to ask.
@@ -19,13 +19,13 @@ from swarmlog.agents.api import TaskError
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.permissions import Login, login_for
 from swarmlog.config import Settings
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import resolve_url
 from swarmlog.errors import BusError, BusyError, ProjectorDown, QueryError, QueryTimeout
-from swarmlog.keystore import KeyStore
 from swarmlog.projections.client import ProjectionClient, records
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import CredentialIssued
 from swarmlog.schemas.signing import Identity
-from swarmlog.system import resolve_url
 
 __all__ = [
     "QUERY_WAIT",

@@ -31,13 +31,13 @@ from typing import Any
 from rich.console import Console
 from rich.markdown import Markdown
 
-from swarmlog.agents.sandbox import PATHS_ENV
+from swarmlog.agents.host.sandbox import PATHS_ENV
 from swarmlog.bus.jetstream import refusals
 from swarmlog.config import Settings
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import resolve_url
 from swarmlog.errors import ConfigError
-from swarmlog.keystore import KeyStore
-from swarmlog.render import print_table
-from swarmlog.system import resolve_url
+from swarmlog.rendering.console import print_table
 
 __all__ = ["find_examples", "run_demo"]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swarmlog.agents.breakers import Breaker, BreakerPolicy, routable
+from swarmlog.agents.policy.breakers import Breaker, BreakerPolicy, routable
 from swarmlog.schemas.payloads import TaskOffered
 from swarmlog.schemas.types import PRIORITIES
 

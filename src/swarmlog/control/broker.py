@@ -22,15 +22,15 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
-from swarmlog.agents.killswitch import killed_by
+from swarmlog.agents.policy.killflags import killed_by
 from swarmlog.bus.permissions import ACCOUNT, User, accounts_in, authorization_config, users_for
 from swarmlog.bus.queues import QueueSpec
 from swarmlog.bus.server import AUTHORIZATION_FILE, EmbeddedServer
 from swarmlog.config import Settings
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import open_log, open_projections
 from swarmlog.errors import BusError, SwarmlogError
 from swarmlog.files import write_atomic, write_private
-from swarmlog.keystore import KeyStore
-from swarmlog.system import open_log, open_projections
 
 __all__ = [
     "authorization_text",

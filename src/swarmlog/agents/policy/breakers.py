@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-__all__ = ["Breaker", "BreakerPolicy", "admit", "record", "routable"]
+__all__ = ["Breaker", "BreakerPolicy", "record", "routable", "send_through"]
 
 State = Literal["closed", "open", "half_open"]
 
@@ -88,11 +88,11 @@ def routable(breaker: Breaker, *, now: int, policy: BreakerPolicy) -> bool:
     return now - breaker.opened_at >= policy.cooldown * 1e9
 
 
-def admit(breaker: Breaker, *, now: int, policy: BreakerPolicy) -> tuple[Breaker, str]:
+def send_through(breaker: Breaker, *, now: int, policy: BreakerPolicy) -> tuple[Breaker, str]:
     """The breaker after a task was sent through it (which must be :func:`routable`), and why
     its state changed: an open breaker past its cool-down goes half-open with this probe."""
     if not routable(breaker, now=now, policy=policy):
-        raise ValueError("admit() on a breaker that is not routable")
+        raise ValueError("send_through() on a breaker that is not routable")
     if breaker.state == "closed":
         return breaker, ""
     if breaker.state == "open":

@@ -17,14 +17,14 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from swarmlog.errors import ServerError
-from swarmlog.files import write_private_json
-from swarmlog.processes import (
+from swarmlog.bus.osprocesses import (
     pid_alive,
     spawn_detached,
     terminate,
     wait_pid_gone,
 )
+from swarmlog.errors import ServerError
+from swarmlog.files import write_private_json
 
 __all__ = [
     "DaemonInfo",

@@ -3,18 +3,18 @@
 A seeded scheduler plays a small swarm over the in-memory bus with a virtual clock. The decisions
 are the ones the daemons make, by the same functions (none is copied here):
 
-- the router's: an offer goes to :func:`routing.pick <swarmlog.agents.routing.pick>` of the
-  :func:`~swarmlog.agents.routing.role_candidates` whose circuits let work through
-  (:func:`~swarmlog.agents.routing.through_circuits`), and outcomes move the breakers of
-  :func:`~swarmlog.agents.routing.judged_circuits` (:mod:`swarmlog.agents.breakers`);
-- the runtime's: a delivery is screened by :func:`~swarmlog.agents.screening.screen` (a
+- the router's: an offer goes to :func:`routing.pick <swarmlog.agents.policy.routing.pick>` of the
+  :func:`~swarmlog.agents.policy.routing.role_candidates` whose circuits let work through
+  (:func:`~swarmlog.agents.policy.routing.through_circuits`), and outcomes move the breakers of
+  :func:`~swarmlog.agents.policy.routing.judged_circuits` (:mod:`swarmlog.agents.policy.breakers`);
+- the runtime's: a delivery is screened by :func:`~swarmlog.agents.policy.screening.screen` (a
   duplicate is not run again), a failure settled by :func:`settle.after_failure
-  <swarmlog.agents.settle.after_failure>` with the agent's retry policy and fallback role
-  (retry, hand over with :func:`~swarmlog.agents.followups.follow_up`, or escalate), and swarm
-  agents race for offers with the real claim protocol (:func:`~swarmlog.agents.claims.claim`);
+  <swarmlog.agents.policy.settle.after_failure>` with the agent's retry policy and fallback role
+  (retry, hand over with :func:`~swarmlog.agents.policy.followups.follow_up`, or escalate), and
+  swarm agents race for offers with the real claim protocol (:func:`~swarmlog.agents.claims.claim`);
 - the watchdog's: pairs of agents ask each other questions until the deadlocks found in the
-  projection's wait-for graph (:func:`~swarmlog.agents.watchdog.deadlocks_in`) are acted on by
-  :func:`deadlocks.response <swarmlog.agents.deadlocks.response>`;
+  projection's wait-for graph (:func:`~swarmlog.agents.roles.watchdog.deadlocks_in`) are acted on by
+  :func:`deadlocks.response <swarmlog.agents.policy.deadlocks.response>`;
 - the projector's: the log, read through the :class:`~swarmlog.bus.ports.EventLog` port, is
   checked by the real verifier and folded by :func:`~swarmlog.projections.fold.fold_checked`.
 
@@ -55,20 +55,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from swarmlog.agents import deadlocks, routing, screening, settle
-from swarmlog.agents.breakers import Breaker, BreakerPolicy, admit, record
 from swarmlog.agents.claims import claim
-from swarmlog.agents.followups import follow_up
-from swarmlog.agents.retry import RetryPolicy
-from swarmlog.agents.routing import AgentView
-from swarmlog.agents.watchdog import deadlocks_in
+from swarmlog.agents.policy import deadlocks, routing, screening, settle
+from swarmlog.agents.policy.breakers import Breaker, BreakerPolicy, record, send_through
+from swarmlog.agents.policy.followups import follow_up
+from swarmlog.agents.policy.retry import RetryPolicy
+from swarmlog.agents.policy.routing import AgentView
+from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.roles.watchdog import deadlocks_in
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.bus.ports import EventLog, StoredMessage
 from swarmlog.projections.fold import fold_checked
 from swarmlog.projections.state import State
 from swarmlog.projections.statehash import state_hash
 from swarmlog.projections.verify import check
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import (
     AgentRegistered,
@@ -339,7 +339,7 @@ class _Sim:
         for circuit in routing.circuits(chosen.role, chosen.dependencies):
             breaker = self._breaker(circuit)
             if breaker.state != "closed":  # a probe: the breaker counts it
-                after, _ = admit(breaker, now=self.now, policy=self.policy)
+                after, _ = send_through(breaker, now=self.now, policy=self.policy)
                 self._moved(circuit, breaker, after)
             if self._breaker(circuit).state == "open":
                 self.violations.append(f"{offer.task_id} routed through the open {circuit}")

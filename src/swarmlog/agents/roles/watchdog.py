@@ -3,15 +3,15 @@
 Every ``interval`` seconds it waits until the projection has folded the stream up to its end,
 asks the projection which open waits lie on a cycle (in SQL, :data:`ON_CYCLES_SQL` over
 ``waits_for``), and works out each deadlock's cycle and victim with the pure
-:func:`~swarmlog.agents.deadlocks.find_deadlocks`. By policy it then either **breaks** the
+:func:`~swarmlog.agents.policy.deadlocks.find_deadlocks`. By policy it then either **breaks** the
 deadlock, a ``deadlock_detected`` event addressed to the agent holding the victim wait (the
 youngest on the cycle), which gives that wait up (its handler sees a retryable ``deadlock``
 error, so its task is retried while the others proceed), or **escalates** it: the same event,
 reported only, and the victim's task escalated to a human. The projection drops a broken wait,
 so a deadlock is reported once; ``swarmlog deadlocks`` lists the current and past ones.
 
-It also looks for **stalled** work (:mod:`swarmlog.agents.stalls`): a task that should be moving
-(assigned, claimed, running, waiting for a retry) and has had no event for ``stall_after``
+It also looks for **stalled** work (:mod:`swarmlog.agents.policy.stalls`): a task that should be
+moving (assigned, claimed, running, waiting for a retry) and has had no event for ``stall_after``
 seconds is escalated to a human, with how long it was idle.
 """
 
@@ -22,12 +22,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from swarmlog.agents import deadlocks
-from swarmlog.agents.deadlocks import ON_CYCLES_SQL, Deadlock, Policy, Wait, find_deadlocks
+from swarmlog.agents.policy import deadlocks
+from swarmlog.agents.policy.deadlocks import ON_CYCLES_SQL, Deadlock, Policy, Wait, find_deadlocks
+from swarmlog.agents.policy.stalls import MOVING, Stall, stalled
 from swarmlog.agents.presence import Presence
-from swarmlog.agents.stalls import MOVING, Stall, stalled
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import EventLog
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import TaskEscalated
 from swarmlog.schemas.signing import WATCHDOG_ROLE
 

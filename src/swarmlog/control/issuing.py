@@ -13,20 +13,20 @@ from collections.abc import Sequence
 
 import msgspec
 
-from swarmlog.agents.process import builtin_role, load_agent
-from swarmlog.agents.router import GIVE_UP_AFTER
-from swarmlog.agents.router import ROLE as ROUTER_ROLE
-from swarmlog.brokerauth import provision_queues, refresh_broker
+from swarmlog.agents.host.entrypoints import builtin_role, load_agent
+from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.roles.router import GIVE_UP_AFTER
+from swarmlog.agents.roles.router import ROLE as ROUTER_ROLE
 from swarmlog.bus.queues import agent_queues, router_queue
 from swarmlog.config import Settings
+from swarmlog.control.broker import provision_queues, refresh_broker
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import open_log
 from swarmlog.errors import ConfigError, KeyStoreError
-from swarmlog.keystore import KeyStore
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import PAYLOAD_TYPES
 from swarmlog.schemas.signing import CONTROL_TYPES, OPERATOR_ID, Identity, issue_credential
 from swarmlog.schemas.types import Role
-from swarmlog.system import open_log
 
 __all__ = ["issue_agent", "issue_replicas"]
 

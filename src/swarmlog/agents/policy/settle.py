@@ -1,8 +1,8 @@
 """Settling failed work (pure): retry, hand over to the fallback role, or escalate.
 
 After an attempt fails, the runtime (and the simulation) ask :func:`after_failure` what happens
-to the task: it is **retried** by the agent's :class:`~swarmlog.agents.retry.RetryPolicy` while
-attempts remain and the error is retryable; out of attempts, a retryable failure is **handed
+to the task: it is **retried** by the agent's :class:`~swarmlog.agents.policy.retry.RetryPolicy`
+while attempts remain and the error is retryable; out of attempts, a retryable failure is **handed
 over** to the agent's ``fallback_role`` when it has one (and it is not the task's own role);
 otherwise it is **escalated** to a human. A claimed swarm task is escalated at once (its claim is
 on the log, it cannot go back to a queue), and work past its deadline **times out**. A replica
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from swarmlog.agents.retry import RetryPolicy
+from swarmlog.agents.policy.retry import RetryPolicy
 
 __all__ = [
     "Escalate",

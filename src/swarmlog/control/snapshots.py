@@ -22,8 +22,8 @@ from typing import Any
 
 from swarmlog.bus.ports import EventLog
 from swarmlog.config import Settings
+from swarmlog.control.keystore import KeyStore
 from swarmlog.errors import ConfigError, VerificationError
-from swarmlog.keystore import KeyStore
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.projections.tables import LAYOUT

@@ -1,8 +1,8 @@
 """The router, a built-in role: turns routed task offers into assignments.
 
 It consumes ``task_offered`` events (``mode="routed"``) from one durable consumer shared by every
-router replica, picks a role with :func:`~swarmlog.agents.routing.pick` over a snapshot of the
-agents (from the projection, refreshed every second), their queues' lag and its own recent
+router replica, picks a role with :func:`~swarmlog.agents.policy.routing.pick` over a snapshot of
+the agents (from the projection, refreshed every second), their queues' lag and its own recent
 assignments, and publishes a ``task_assignment`` to that role's queue at the offer's priority.
 
 A first delivery's assignment goes out in a batch with the others (the consumer hands an offer
@@ -21,16 +21,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swarmlog.agents import routing
-from swarmlog.agents.breakers import Breaker, BreakerPolicy, admit, record
+from swarmlog.agents.policy import routing
+from swarmlog.agents.policy.breakers import Breaker, BreakerPolicy, record, send_through
+from swarmlog.agents.policy.routing import AgentView, Candidate, circuits, role_candidates
 from swarmlog.agents.presence import Presence
-from swarmlog.agents.routing import AgentView, Candidate, circuits, role_candidates
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, StoredMessage, WorkQueue
 from swarmlog.bus.queues import open_queue, router_queue
 from swarmlog.bus.subjects import assignment_filter, offer_filter
 from swarmlog.errors import ConcurrencyConflict
 from swarmlog.projections.verify import check
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import (
     CircuitClosed,
     CircuitHalfOpened,
@@ -44,7 +44,14 @@ from swarmlog.schemas.payloads import (
 from swarmlog.schemas.signing import OPERATOR_ID, ROUTER_ROLE
 from swarmlog.schemas.types import PRIORITIES
 
-__all__ = ["GIVE_UP_AFTER", "ROLE", "Outcome", "OutcomeSource", "Router", "RoutingOutcome"]
+__all__ = [
+    "GIVE_UP_AFTER",
+    "ROLE",
+    "BreakerOutcome",
+    "BreakerOutcomeSource",
+    "Router",
+    "RoutingOutcome",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +66,9 @@ _MAX_FORGED = 8
 AgentSource = Callable[[], Awaitable[list[AgentView]]]
 """Where the router reads the agents from (the projection, in production)."""
 
-Outcome = tuple[int, str, bool, str | None]
+BreakerOutcome = tuple[int, str, bool, str | None]
 """``(seq, role, ok, dependency)``: a result (ok), or an error, naming the failed dependency."""
-OutcomeSource = Callable[[int | None], Awaitable[tuple[list[Outcome], int]]]
+BreakerOutcomeSource = Callable[[int | None], Awaitable[tuple[list[BreakerOutcome], int]]]
 """Task outcomes after a stream sequence, ``([outcome, ...], last seq read)``; with ``None``,
 no outcomes, only where the stream is now (a router does not judge the past)."""
 
@@ -90,7 +97,7 @@ class Router:
         give_up_after: int = GIVE_UP_AFTER,
         heartbeat: float = 5.0,
         clock: Callable[[], int] = time.time_ns,
-        outcomes: OutcomeSource | None = None,
+        outcomes: BreakerOutcomeSource | None = None,
         breaker_policy: BreakerPolicy | None = None,
     ) -> None:
         self.log = log
@@ -279,7 +286,7 @@ class Router:
         for circuit in circuits(chosen.role, chosen.dependencies):
             breaker = self._breaker(circuit)
             if breaker.state != "closed":  # a probe: the breaker counts it
-                admitted, why = admit(breaker, now=self._clock(), policy=self.breaker_policy)
+                admitted, why = send_through(breaker, now=self._clock(), policy=self.breaker_policy)
                 await self._moved(circuit, breaker, admitted, why)
         assignment = TaskAssignment(
             task_id=offer.task_id,

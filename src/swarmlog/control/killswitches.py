@@ -1,4 +1,4 @@
-"""Pulling and releasing kill switches (the shell around :mod:`swarmlog.agents.killswitch`).
+"""Pulling and releasing kill switches (the shell around :mod:`swarmlog.agents.policy.killflags`).
 
 A kill is written twice, flag first: the KV flag stops the targets' runtimes within a second, the
 operator-signed ``agent_killed`` event makes the projector reject whatever a target still emits.
@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from swarmlog.agents.killswitch import KillFlag, flag_key
-from swarmlog.brokerauth import refresh_broker, revoked_agents
+from swarmlog.agents.policy.killflags import KillFlag, flag_key
+from swarmlog.agents.publisher import Publisher
 from swarmlog.config import Settings
+from swarmlog.control.broker import refresh_broker, revoked_agents
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import open_log, open_projections
 from swarmlog.errors import ConfigError
-from swarmlog.keystore import KeyStore
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.payloads import AgentKilled, AgentRevived
 from swarmlog.schemas.types import AgentId, Role
-from swarmlog.system import open_log, open_projections
 
 __all__ = ["Switch", "pull", "release"]
 

@@ -21,20 +21,20 @@ from typing import Any
 
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.config import Settings
+from swarmlog.control.issuing import issue_agent
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.system import command_argv, projector_argv
 from swarmlog.errors import ServerError
-from swarmlog.issuing import issue_agent
-from swarmlog.keystore import KeyStore
 from swarmlog.projections.client import ProjectionClient, records
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.publisher import Publisher
 from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.payloads import Payload, TaskAssignment, TaskOffered
 from swarmlog.schemas.signing import EVENT_DOMAIN, Identity, verify_signature
-from swarmlog.system import command_argv, projector_argv
 
 __all__ = ["BENCHMARKS", "BenchResult", "run_benchmark"]
 
@@ -274,7 +274,7 @@ class _Swarm:
             role = agent_id.rsplit("-", 1)[0]
             caps = ["noop"] if role == "noop" else []
             await issue_agent(self.settings, role, agent_id=agent_id, capabilities=caps)
-            target = "router" if role == "router" else "swarmlog.agents.noop:NoOp"
+            target = "router" if role == "router" else "swarmlog.agents.roles.noop:NoOp"
             argv = command_argv(self.settings, "agent", "run", target, "--agent-id", agent_id)
             self._spawn(agent_id, argv)
         sql = "SELECT count(*) FROM agents WHERE status = 'registered'"
@@ -418,8 +418,8 @@ async def bench_deadlocks(root: Path, n: int) -> BenchResult:
     graph, as the reference the two must agree with."""
     import duckdb  # a measurement: the table stands in for the projection's
 
-    from swarmlog.agents.deadlocks import Wait, find_deadlocks, on_cycles
-    from swarmlog.agents.watchdog import OPEN_WAITS_SQL
+    from swarmlog.agents.policy.deadlocks import Wait, find_deadlocks, on_cycles
+    from swarmlog.agents.roles.watchdog import OPEN_WAITS_SQL
 
     edges = wait_graph(n)
     con = duckdb.connect(str(root / "waits.duckdb"))

@@ -8,8 +8,8 @@ move (above all ``internal_only``, and the deadline, priority, parent, expected 
 carried in one place, never rebuilt field by field.
 
 Who may receive it is decided by :func:`refusal`, with the router's own rule
-(:func:`~swarmlog.agents.routing.external_roles`): internal-only work never goes to a role that
-has an external replica.
+(:func:`~swarmlog.agents.policy.routing.external_roles`): internal-only work never goes to a role
+that has an external replica.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from swarmlog.agents.routing import AgentView, external_roles
+from swarmlog.agents.policy.routing import AgentView, external_roles
 from swarmlog.schemas.payloads import TaskAssignment, TaskOffered
 
 __all__ = ["MAX_ATTEMPT", "follow_up", "refusal"]

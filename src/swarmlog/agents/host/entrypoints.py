@@ -1,9 +1,9 @@
 """Running agents as processes: load ``module:Class``, run replicas until SIGTERM.
 
-An agent process holds its own :class:`~swarmlog.agents.session.AgentSession` and nothing else:
+An agent process holds its own :class:`~swarmlog.agents.host.session.AgentSession` and nothing else:
 :func:`run_agent` reads the agent's key, confines the process away from the data dir
-(:mod:`swarmlog.agents.sandbox`) and only then imports the handler's module. Every role here logs
-in as itself and reads the projections through the query service only.
+(:mod:`swarmlog.agents.host.sandbox`) and only then imports the handler's module. Every role here
+logs in as itself and reads the projections through the query service only.
 """
 
 from __future__ import annotations
@@ -19,21 +19,26 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from swarmlog.agents.api import Agent
-from swarmlog.agents.breakers import BreakerPolicy
-from swarmlog.agents.conductor import ROLE as CONDUCTOR_ROLE
-from swarmlog.agents.conductor import Conductor
-from swarmlog.agents.router import ROLE as ROUTER_ROLE
-from swarmlog.agents.router import Outcome, OutcomeSource, Router
-from swarmlog.agents.routing import AGENTS_SQL, AgentView, agent_view
+from swarmlog.agents.host.sandbox import confine
+from swarmlog.agents.host.session import (
+    AgentSession,
+    agent_projections,
+    agent_query,
+    open_agent_log,
+)
+from swarmlog.agents.policy.breakers import BreakerPolicy
+from swarmlog.agents.policy.routing import AGENTS_SQL, AgentView, agent_view
+from swarmlog.agents.publisher import ChainHint, HeadHint, Publisher
+from swarmlog.agents.roles.conductor import ROLE as CONDUCTOR_ROLE
+from swarmlog.agents.roles.conductor import Conductor
+from swarmlog.agents.roles.router import ROLE as ROUTER_ROLE
+from swarmlog.agents.roles.router import BreakerOutcome, BreakerOutcomeSource, Router
+from swarmlog.agents.roles.watchdog import ROLE as WATCHDOG_ROLE
+from swarmlog.agents.roles.watchdog import Watchdog
 from swarmlog.agents.runtime import AgentRuntime
-from swarmlog.agents.sandbox import confine
-from swarmlog.agents.session import AgentSession, agent_projections, agent_query, open_agent_log
-from swarmlog.agents.watchdog import ROLE as WATCHDOG_ROLE
-from swarmlog.agents.watchdog import Watchdog
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, SwarmlogError, TaskError
 from swarmlog.projections.client import ProjectionClient
-from swarmlog.publisher import ChainHint, HeadHint, Publisher
 from swarmlog.schemas.signing import ChainHead
 
 __all__ = [
@@ -147,10 +152,10 @@ _OUTCOMES_SQL = (
 )
 
 
-def _projected_outcomes(projections: ProjectionClient) -> OutcomeSource:
+def _projected_outcomes(projections: ProjectionClient) -> BreakerOutcomeSource:
     """Each role's results (successes) and errors (failures) from the projection, in order."""
 
-    async def read(after: int | None) -> tuple[list[Outcome], int]:
+    async def read(after: int | None) -> tuple[list[BreakerOutcome], int]:
         if after is None:
             rows = await agent_query(projections, "SELECT max(seq) AS last FROM events")
             return [], int(rows[0]["last"] or 0)

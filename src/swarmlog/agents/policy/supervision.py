@@ -1,8 +1,8 @@
 """The supervisor pattern (pure): what the supervisor does next, given what the log says.
 
 A goal goes to a **planner** (an agent with the ``planner`` capability), which answers with a plan,
-a DAG of steps (:mod:`swarmlog.agents.planning`). The plan is validated (acyclic, bounded, every
-capability one some registered agent has) before use; a rejected plan goes back to the planner
+a DAG of steps (:mod:`swarmlog.agents.policy.planning`). The plan is validated (acyclic, bounded,
+every capability one some registered agent has) before use; a rejected plan goes back to the planner
 with the reason. Ready steps are offered by capability and run in parallel. Each step's output is
 **reviewed**: by a reviewer agent when the workflow names one (it answers ``{"verdict": "accept" |
 "retry" | "reassign", "reason": ...}``), else by the supervisor itself (an empty output is sent
@@ -35,8 +35,8 @@ from typing import Any
 
 import msgspec
 
-from swarmlog.agents.planning import Plan, PlanError, PlanStep, decode_plan, revise, validate
-from swarmlog.agents.workflows import (
+from swarmlog.agents.policy.planning import Plan, PlanError, PlanStep, decode_plan, revise, validate
+from swarmlog.agents.policy.workflows import (
     Action,
     Complete,
     Offer,

@@ -1,7 +1,7 @@
 """Workflows as plans run to completion (pure): given what the log says about a workflow, what to
 do next.
 
-Every pattern becomes a plan, a DAG of steps (:mod:`swarmlog.agents.planning`):
+Every pattern becomes a plan, a DAG of steps (:mod:`swarmlog.agents.policy.planning`):
 
 ``pipeline``  ``{"stages": ["extract", "clean", ...], "input": ...}``: one step per stage, each
               depending on the one before; a stage's input is the previous stage's output (the
@@ -14,7 +14,7 @@ Every pattern becomes a plan, a DAG of steps (:mod:`swarmlog.agents.planning`):
               input of its own gets the outputs of its dependencies (or the workflow's input).
 ``supervisor`` ``{"goal": "...", "planner": "plan", "reviewer": ..., "synthesizer": ...}``: a
               planner agent plans, each output is reviewed, failures revise the plan (see
-              :mod:`swarmlog.agents.supervision`).
+              :mod:`swarmlog.agents.policy.supervision`).
 ``swarm``     ``{"tasks": [{"id", "capability", "input"}, ...]}``: no coordinator: the tasks are
               offered in swarm mode, capable agents claim them, and completing work may post
               new tasks (with the workflow's id); the workflow ends when no open task remains.
@@ -32,8 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from swarmlog.agents.budgets import SOFT_LIMIT, limit_reached
-from swarmlog.agents.planning import Plan, PlanError, PlanStep, decode_plan, ready, validate
+from swarmlog.agents.policy.budgets import SOFT_LIMIT, limit_reached
+from swarmlog.agents.policy.planning import Plan, PlanError, PlanStep, decode_plan, ready, validate
 
 __all__ = [
     "SOFT_LIMIT",
@@ -266,7 +266,7 @@ def _swarm(view: WorkflowView, plan: Plan) -> list[Action]:
 def _next(view: WorkflowView) -> list[Action]:
     if view.pattern == "supervisor":
         # Imported here: the supervisor builds on this module's actions and views.
-        from swarmlog.agents.supervision import supervise
+        from swarmlog.agents.policy.supervision import supervise
 
         return supervise(view)
     if view.plan is not None and view.pattern == "swarm":
