@@ -57,7 +57,8 @@ AGENTS = (
 def find_examples(given: Path | None = None) -> Path:
     """The ``examples/`` folder of a swarmlog checkout (its agents and data)."""
     candidates = [given] if given else [Path.cwd() / "examples"]
-    candidates.append(Path(__file__).resolve().parents[2] / "examples")
+    # src/swarmlog/harness/demo.py: the checkout is three folders up from this one
+    candidates.append(Path(__file__).resolve().parents[3] / "examples")
     for folder in candidates:
         if folder is not None and (folder / "report.py").is_file():
             return folder.resolve()
