@@ -36,7 +36,7 @@ from typing import Any
 import msgspec
 
 from swarmlog.agents.policy.planning import Plan, PlanError, PlanStep, decode_plan, revise, validate
-from swarmlog.agents.policy.workflows import (
+from swarmlog.agents.policy.workflow_view import (
     Action,
     Complete,
     Offer,

@@ -28,15 +28,28 @@ final), or at the escalation itself with ``"on_escalation": "fail"`` in its inpu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from swarmlog.agents.policy.budgets import SOFT_LIMIT, limit_reached
 from swarmlog.agents.policy.planning import Plan, PlanError, PlanStep, decode_plan, ready, validate
+from swarmlog.agents.policy.supervision import supervise
+
+# The vocabulary lives in workflow_view (the supervisor builds on it too); this module is where
+# the conductor and the tests find it, with the decision.
+from swarmlog.agents.policy.workflow_view import (
+    Action,
+    BudgetAlert,
+    Complete,
+    Offer,
+    Revise,
+    SetPlan,
+    StepState,
+    WorkflowView,
+)
 
 __all__ = [
     "SOFT_LIMIT",
+    "Action",
     "BudgetAlert",
     "Complete",
     "Offer",
@@ -52,74 +65,6 @@ __all__ = [
 TERMINAL_FAILURES = frozenset({"failed", "cancelled"})
 """Task states no human can turn around; ``escalated`` waits for one (``escalations resolve``),
 unless the workflow's input says ``"on_escalation": "fail"``."""
-
-
-@dataclass(frozen=True)
-class StepState:
-    """What the projection says about one step's task."""
-
-    status: str
-    output: Any = None
-    error: str | None = None
-    role: str | None = None
-    """The role that did (or does) it."""
-
-
-@dataclass(frozen=True)
-class WorkflowView:
-    workflow_id: str
-    pattern: str
-    input: Any
-    plan: Plan | None = None
-    tasks: Mapping[str, StepState] = field(default_factory=dict)
-    """By task id."""
-    budget_tokens: int | None = None
-    used_tokens: int = 0
-    alerted: frozenset[str] = frozenset()
-    """Budget alerts already on the log (``soft``, ``hard``)."""
-    capabilities: frozenset[str] | None = None
-    """What registered agents can do (``None``: unknown, plans are not checked against it)."""
-
-
-@dataclass(frozen=True)
-class SetPlan:
-    plan: Plan
-
-
-@dataclass(frozen=True)
-class Revise:
-    """A new plan version (completed steps kept)."""
-
-    plan: Plan
-    reason: str
-
-
-@dataclass(frozen=True)
-class Offer:
-    task_id: str
-    capability: str
-    input: Any
-    mode: str = "routed"
-    avoid_roles: tuple[str, ...] = ()
-    """Roles the router should pass over when another can do it (a reassignment)."""
-    internal_only: bool = False
-    """Routed only to roles with no external replica."""
-
-
-@dataclass(frozen=True)
-class BudgetAlert:
-    limit: str  # "soft" | "hard"
-    used_tokens: int
-    budget_tokens: int
-
-
-@dataclass(frozen=True)
-class Complete:
-    status: str  # "succeeded" | "failed"
-    result: Any
-
-
-Action = SetPlan | Revise | Offer | Complete | BudgetAlert
 
 
 def task_id_for(workflow_id: str, step_id: str) -> str:
@@ -265,9 +210,6 @@ def _swarm(view: WorkflowView, plan: Plan) -> list[Action]:
 
 def _next(view: WorkflowView) -> list[Action]:
     if view.pattern == "supervisor":
-        # Imported here: the supervisor builds on this module's actions and views.
-        from swarmlog.agents.policy.supervision import supervise
-
         return supervise(view)
     if view.plan is not None and view.pattern == "swarm":
         return _swarm(view, view.plan)
