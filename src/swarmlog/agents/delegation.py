@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 from swarmlog.agents.api import TaskError
-from swarmlog.agents.jobs import Job, last_verified, task_subject
+from swarmlog.agents.jobs import Job, last_verified
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import EventLog
-from swarmlog.bus.subjects import aggregate_filter, offer_subject
+from swarmlog.bus.subjects import aggregate_filter, offer_subject, task_event_filter
 from swarmlog.schemas.payloads import Result, TaskEscalated, TaskFailed, TaskOffered
 
 __all__ = ["Delegation", "child_id"]
@@ -90,7 +90,7 @@ class Delegation:
         good, else ``None``."""
         for kind in ("result", "task_escalated", "task_failed"):
             envelope = await last_verified(
-                self.log, task_subject(self.namespace, task_id, kind), self.namespace
+                self.log, task_event_filter(self.namespace, task_id, kind), self.namespace
             )
             payload = envelope.payload if envelope is not None else None
             if isinstance(payload, Result):

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarmlog.bus.ports import Delivery, EventLog
+from swarmlog.bus.subjects import task_event_filter
 from swarmlog.projections.verify import check
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import TaskAssignment, TaskCheckpointed
 
-__all__ = ["Job", "Outcome", "last_checkpoint", "last_verified", "task_subject"]
+__all__ = ["Job", "Outcome", "last_checkpoint", "last_verified"]
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,6 @@ class Job:
     """Claimed from a swarm offer (not delivered from a work queue)."""
 
 
-def task_subject(namespace: str, task_id: str, kind: str) -> str:
-    """The filter of a task's events of one kind, whoever sent them."""
-    return f"swarmlog.{namespace}.*.task.{task_id}.{kind}"
-
-
 async def last_verified(log: EventLog, filter_subject: str, namespace: str) -> Envelope | None:
     """The last event on ``filter_subject`` if it checks out (else, or without one, ``None``)."""
     last = await log.last_message(filter_subject)
@@ -65,7 +61,7 @@ async def last_verified(log: EventLog, filter_subject: str, namespace: str) -> E
 
 async def last_checkpoint(log: EventLog, namespace: str, task_id: str) -> Any:
     """The data of the task's last checkpoint, for a retry to resume from (``None``: none)."""
-    subject = task_subject(namespace, task_id, "task_checkpointed")
+    subject = task_event_filter(namespace, task_id, "task_checkpointed")
     saved = await last_verified(log, subject, namespace)
     payload = saved.payload if saved is not None else None
     return payload.data if isinstance(payload, TaskCheckpointed) else None

@@ -18,12 +18,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from swarmlog.agents.api import Agent, TaskError
-from swarmlog.agents.jobs import Job, Outcome, last_verified, task_subject
+from swarmlog.agents.jobs import Job, Outcome, last_verified
 from swarmlog.agents.policy import screening, settle
 from swarmlog.agents.policy.followups import follow_up, refusal
 from swarmlog.agents.policy.routing import AGENTS_SQL, agent_view
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import Delivery, EventLog
+from swarmlog.bus.subjects import task_event_filter
 from swarmlog.projections.verify import check
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
@@ -82,7 +83,7 @@ class Settler:
         task = envelope.payload
         assert isinstance(task, TaskAssignment)
         # A forged result must not make us skip work: only a verified one counts.
-        subject = task_subject(self.namespace, task.task_id, "result")
+        subject = task_event_filter(self.namespace, task.task_id, "result")
         answered = await last_verified(self.log, subject, self.namespace)
         return answered is not None and answered.causation_id == envelope.id
 

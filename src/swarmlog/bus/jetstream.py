@@ -43,7 +43,15 @@ from swarmlog.bus.doorbells import drain_queue
 from swarmlog.bus.permissions import Login
 from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage
 from swarmlog.bus.queues import QueueSpec
-from swarmlog.bus.subjects import kv_bucket, object_bucket, stream_name, stream_subjects
+from swarmlog.bus.subjects import (
+    js_api,
+    kv_bucket,
+    kv_key,
+    kv_stream,
+    object_bucket,
+    stream_name,
+    stream_subjects,
+)
 from swarmlog.errors import BusError, ConcurrencyConflict
 
 __all__ = [
@@ -617,8 +625,8 @@ class _JetStreamKV:
         self._kv = kv
         self._nc = nc
         self._js = js
-        self._stream = f"KV_{bucket}"
-        self._prefix = f"$KV.{bucket}."
+        self._stream = kv_stream(bucket)
+        self._prefix = kv_key(bucket, "")
 
     async def put(self, key: str, value: bytes) -> None:
         await self._kv.put(key, value)
@@ -845,7 +853,7 @@ class _PullReader:
             self._asked_to += batch
         self._outstanding += batch
         await self._nc.publish(
-            f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}",
+            js_api("CONSUMER", "MSG", "NEXT", self._stream, self._consumer),
             msgspec.json.encode(request),
             reply=self._inbox,
         )

@@ -48,7 +48,22 @@ from dataclasses import dataclass, field
 import nkeys
 
 from swarmlog.bus.queues import queue_names
-from swarmlog.bus.subjects import cache_keys, kv_bucket, rpc_subject, stream_name
+from swarmlog.bus.subjects import (
+    JS_API,
+    ack_filter,
+    cache_keys,
+    inbox_filter,
+    js_api,
+    kind_filter,
+    kv_bucket,
+    kv_filter,
+    kv_stream,
+    role_work_filter,
+    rpc_subject,
+    sender_filter,
+    stream_name,
+    stream_subjects,
+)
 from swarmlog.schemas.signing import OPERATOR_ID
 
 __all__ = [
@@ -181,12 +196,11 @@ class User:
 
 def _reading(stream: str) -> list[str]:
     """Stream info and single-message reads of ``stream`` (chain heads, claims, KV gets)."""
-    api = "$JS.API"
     return [
-        f"{api}.STREAM.INFO.{stream}",
-        f"{api}.STREAM.MSG.GET.{stream}",
-        f"{api}.DIRECT.GET.{stream}",
-        f"{api}.DIRECT.GET.{stream}.>",
+        js_api("STREAM", "INFO", stream),
+        js_api("STREAM", "MSG", "GET", stream),
+        js_api("DIRECT", "GET", stream),
+        js_api("DIRECT", "GET", stream, ">"),
     ]
 
 
@@ -208,37 +222,37 @@ def _in_namespace(
     namespace: str, agent_id: str, role: str, trust_level: str
 ) -> tuple[list[str], list[str]]:
     stream = stream_name(namespace)
-    flags = "KV_" + kv_bucket(namespace, "flags")
+    flags = kv_bucket(namespace, "flags")
     cache = kv_bucket(namespace, "cache")
     external = trust_level == "external"
     system = role in SYSTEM_ROLES and not external
     publish = [
-        f"swarmlog.{namespace}.{agent_id}.>",  # its own events, under its own prefix only
+        sender_filter(namespace, agent_id),  # its own events, under its own prefix only
         *_reading(stream),
-        *_reading(flags),
-        *_reading("KV_" + cache),
+        *_reading(kv_stream(flags)),
+        *_reading(kv_stream(cache)),
     ]
     for queue in queue_names(namespace, role, agent_id):
         publish += [
-            f"$JS.API.CONSUMER.INFO.{stream}.{queue}",
-            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{queue}",
-            f"$JS.ACK.{stream}.{queue}.>",
+            js_api("CONSUMER", "INFO", stream, queue),
+            js_api("CONSUMER", "MSG", "NEXT", stream, queue),
+            ack_filter(stream, queue),
         ]
     subscribe = [
-        f"$KV.{kv_bucket(namespace, 'flags')}.>",  # kill switches, as they are pulled
-        f"swarmlog.{namespace}.*.work.{role}.>",
-        f"swarmlog.{namespace}.*.msg.{agent_id}.>",
+        kv_filter(flags),  # kill switches, as they are pulled
+        role_work_filter(namespace, role),
+        inbox_filter(namespace, agent_id),
     ]
     if not external:
         publish += [
-            f"$KV.{cache}.{cache_keys(role)}.>",  # its own role's entries only
+            kv_filter(cache, cache_keys(role)),  # its own role's entries only
             rpc_subject(namespace, "query"),
             rpc_subject(namespace, "wait"),
         ]
-        subscribe.append(f"swarmlog.{namespace}.*.task.>")  # results of what it asked for
+        subscribe.append(kind_filter(namespace, "task"))  # results of what it asked for
     if system:
-        publish += [f"$JS.API.CONSUMER.INFO.{stream}.*", rpc_subject(namespace, "*")]
-        subscribe.append(f"swarmlog.{namespace}.>")
+        publish += [js_api("CONSUMER", "INFO", stream, "*"), rpc_subject(namespace, "*")]
+        subscribe += stream_subjects(namespace)
     return publish, subscribe
 
 
@@ -312,8 +326,8 @@ def _imported(
     publish: list[str] = []
     for subject in _widest(permissions.publish or ()):
         local = subject
-        if subject.startswith("$JS.API."):
-            local = AGENT_API + subject.removeprefix("$JS.API")
+        if subject.startswith(JS_API + "."):
+            local = AGENT_API + subject.removeprefix(JS_API)
         export = exports.setdefault(("service", subject), {"service": subject, "accounts": []})
         _grant(export, account)
         if ".CONSUMER.MSG.NEXT." in subject:

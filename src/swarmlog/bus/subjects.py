@@ -24,6 +24,10 @@ sys       ``<type>``                              budgets, circuits, deadlocks, 
 An aggregate (a task, a workflow) is every subject ``swarmlog.<ns>.*.<kind>.<id>.>``: optimistic
 concurrency uses that filter with ``Nats-Expected-Last-Subject-Sequence-Subject``.
 Request/reply services live outside the stream, under ``_swarmlog.<ns>.rpc.<name>``.
+
+The server's own subjects a swarmlog login may need (the JetStream API, ``$JS.API.<...>``; acks,
+``$JS.ACK.<stream>.<consumer>.>``; a KV bucket's keys, ``$KV.<bucket>.<key>``, stored in stream
+``KV_<bucket>``) are spelled here too, so the broker's permissions and the adapters agree on them.
 """
 
 from __future__ import annotations
@@ -41,11 +45,18 @@ from swarmlog.schemas.payloads import (
 from swarmlog.schemas.signing import CONTROL_TYPES
 
 __all__ = [
+    "JS_API",
+    "ack_filter",
     "aggregate_filter",
     "assignment_filter",
     "cache_keys",
     "inbox_filter",
+    "js_api",
+    "kind_filter",
     "kv_bucket",
+    "kv_filter",
+    "kv_key",
+    "kv_stream",
     "object_bucket",
     "offer_filter",
     "offer_subject",
@@ -56,8 +67,11 @@ __all__ = [
     "stream_subjects",
     "subject_for",
     "subject_matches",
+    "task_event_filter",
+    "task_subject",
     "work_filter",
     "work_priority",
+    "workflow_event_filter",
 ]
 
 _TASK_TYPES = frozenset(
@@ -142,7 +156,28 @@ def inbox_filter(namespace: str, agent_id: str) -> str:
 
 def offer_subject(namespace: str, task_id: str) -> str:
     """The offer of one task, from any sender."""
-    return f"swarmlog.{namespace}.*.task.{task_id}.task_offered"
+    return task_event_filter(namespace, task_id, "task_offered")
+
+
+def task_event_filter(namespace: str, task_id: str, type_: str) -> str:
+    """Events of one type (``result``, ``task_checkpointed``, ...) of one task (``*``: any task),
+    from any sender."""
+    return f"swarmlog.{namespace}.*.task.{task_id}.{type_}"
+
+
+def task_subject(namespace: str, sender: str, task_id: str, type_: str) -> str:
+    """The subject ``sender`` stores a task event of ``type_`` under."""
+    return f"swarmlog.{namespace}.{sender}.task.{task_id}.{type_}"
+
+
+def workflow_event_filter(namespace: str, workflow_id: str, type_: str) -> str:
+    """Events of one type of one workflow, from any sender."""
+    return f"swarmlog.{namespace}.*.wf.{workflow_id}.{type_}"
+
+
+def kind_filter(namespace: str, kind: str) -> str:
+    """Every event of one kind (``task``, ``wf``, ``msg``, ...), from any sender."""
+    return f"swarmlog.{namespace}.*.{kind}.>"
 
 
 def assignment_filter(namespace: str, task_id: str) -> str:
@@ -153,6 +188,35 @@ def assignment_filter(namespace: str, task_id: str) -> str:
 def rpc_subject(namespace: str, name: str) -> str:
     """A request/reply service subject (outside the stream, never stored)."""
     return f"_swarmlog.{namespace}.rpc.{name}"
+
+
+JS_API = "$JS.API"
+"""The JetStream API's subjects start with this."""
+
+
+def js_api(*tokens: str) -> str:
+    """A JetStream API subject: ``js_api("CONSUMER", "MSG", "NEXT", stream, consumer)``."""
+    return ".".join((JS_API, *tokens))
+
+
+def ack_filter(stream: str, consumer: str) -> str:
+    """The subjects acks of ``consumer``'s deliveries go to."""
+    return f"$JS.ACK.{stream}.{consumer}.>"
+
+
+def kv_stream(bucket: str) -> str:
+    """The stream that holds a KV bucket."""
+    return f"KV_{bucket}"
+
+
+def kv_key(bucket: str, key: str) -> str:
+    """The subject of one key of a KV bucket (``key=""``: the prefix of them all)."""
+    return f"$KV.{bucket}.{key}"
+
+
+def kv_filter(bucket: str, keys: str = "") -> str:
+    """Every key of a KV bucket, or every key under ``keys``."""
+    return kv_key(bucket, f"{keys}.>" if keys else ">")
 
 
 def subject_for(namespace: str, envelope: Envelope) -> str:

@@ -24,6 +24,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.server import EmbeddedServer
+from swarmlog.bus.subjects import stream_subjects, task_event_filter, task_subject
 from swarmlog.config import Settings
 from swarmlog.control.issuing import issue_agent
 from swarmlog.control.keystore import KeyStore
@@ -103,7 +104,7 @@ async def raw_publish_rate(log: JetStreamLog, n: int, size: int, window: int = 2
     pending: list[asyncio.Future[Any]] = []
     start = time.perf_counter()
     for i in range(n):
-        pending.append(await js.publish_async(f"swarmlog.{NAMESPACE}.raw.task.t{i}.raw", data))
+        pending.append(await js.publish_async(task_subject(NAMESPACE, "raw", f"t{i}", "raw"), data))
         if len(pending) >= window:
             await pending.pop(0)
     await asyncio.gather(*pending)
@@ -124,7 +125,7 @@ async def raw_consume_rate(log: JetStreamLog, n: int) -> float:
 
     start = time.perf_counter()
     sub = await js.subscribe(
-        f"swarmlog.{NAMESPACE}.>",
+        stream_subjects(NAMESPACE)[0],
         cb=on_msg,
         ordered_consumer=True,
         config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
@@ -356,7 +357,7 @@ async def bench_latency(root: Path, n: int) -> BenchResult:
         try:
             operator = await swarm.start()
             publisher = Publisher(log, operator, NAMESPACE)
-            bell = await log.doorbell(f"swarmlog.{NAMESPACE}.*.task.*.result")
+            bell = await log.doorbell(task_event_filter(NAMESPACE, "*", "result"))
             samples = []
             for i in range(n + 20):  # the first 20 warm up
                 task_id = f"l{i}"
@@ -365,7 +366,7 @@ async def bench_latency(root: Path, n: int) -> BenchResult:
                 while not any(s.split(".")[4] == task_id for s in await bell.wait(10)):
                     pass
                 # The ring can overtake the store by a hair: look until it is stored.
-                subject = f"swarmlog.{NAMESPACE}.*.task.{task_id}.result"
+                subject = task_event_filter(NAMESPACE, task_id, "result")
                 while (stored := await log.last_message(subject)) is None:
                     pass
                 await swarm.projections.wait(stored.seq, timeout=10)

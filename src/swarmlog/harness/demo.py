@@ -33,6 +33,7 @@ from rich.markdown import Markdown
 
 from swarmlog.agents.host.sandbox import PATHS_ENV
 from swarmlog.bus.jetstream import refusals
+from swarmlog.bus.subjects import js_api, kv_bucket, kv_key, stream_name, task_subject
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import resolve_url
@@ -260,9 +261,9 @@ def _play(swarm: _Swarm) -> int:
     )
     probe = "summarizer-1"
     tried = [
-        "swarmlog.default.editor-1.task.t1.result",  # as another agent
-        "$KV.SWARMLOG_DEFAULT_FLAGS.all",  # the kill switch
-        "$JS.API.STREAM.DELETE.SWARMLOG_DEFAULT",  # the history
+        task_subject("default", "editor-1", "t1", "result"),  # as another agent
+        kv_key(kv_bucket("default", "flags"), "all"),  # the kill switch
+        js_api("STREAM", "DELETE", stream_name("default")),  # the history
     ]
     refused = asyncio.run(_refusals(data, probe, tried))
     console.print(

@@ -35,7 +35,7 @@ from swarmlog.agents.policy.workflows import (
 from swarmlog.agents.presence import Presence
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import Doorbell, EventLog
-from swarmlog.bus.subjects import offer_subject
+from swarmlog.bus.subjects import kind_filter, offer_subject, workflow_event_filter
 from swarmlog.errors import ConcurrencyConflict
 from swarmlog.schemas.payloads import (
     BudgetExceeded,
@@ -88,7 +88,7 @@ class Conductor:
     async def start(self) -> None:
         await self._presence.start(self.log)
         ns = self.namespace
-        self._bell = await self.log.doorbell(f"swarmlog.{ns}.*.wf.>", f"swarmlog.{ns}.*.task.>")
+        self._bell = await self.log.doorbell(kind_filter(ns, "wf"), kind_filter(ns, "task"))
 
     async def close(self) -> None:
         await self._presence.stop()
@@ -178,7 +178,7 @@ class Conductor:
                 case SetPlan(plan=plan):
                     await self.publisher.publish(
                         WorkflowPlanned(plan=msgspec.to_builtins(plan)),
-                        expect=(f"swarmlog.{self.namespace}.*.wf.{wf}.workflow_planned", 0),
+                        expect=(workflow_event_filter(self.namespace, wf, "workflow_planned"), 0),
                         workflow_id=wf,
                     )
                 case Revise(plan=plan, reason=reason):
@@ -225,7 +225,7 @@ class Conductor:
                 case Complete(status=status, result=result):
                     await self.publisher.publish(
                         WorkflowCompleted(status=status, result=result),  # type: ignore[arg-type]
-                        expect=(f"swarmlog.{self.namespace}.*.wf.{wf}.workflow_completed", 0),
+                        expect=(workflow_event_filter(self.namespace, wf, "workflow_completed"), 0),
                         workflow_id=wf,
                     )
         except ConcurrencyConflict:
