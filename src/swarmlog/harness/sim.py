@@ -1,3 +1,4 @@
+# Over 400 lines: the simulation's scheduler and every actor it plays, one seeded world.
 """The deterministic swarm simulation (``swarmlog sim``): the pure core under injected faults.
 
 A seeded scheduler plays a small swarm over the in-memory bus with a virtual clock. The decisions

@@ -1,3 +1,4 @@
+# Over 400 lines: one case per event type of the union; split, the fold would be read in pieces.
 """The fold (pure): an admitted event becomes row changes in the projection state.
 
 ``apply(state, message, envelope, body_hash, verified)`` is deterministic: the same events in the

@@ -1,3 +1,4 @@
+# Over 400 lines: the one DuckDB adapter (open, lock, load, apply, hash, snapshot copy), kept whole.
 """The DuckDB projection store: the only module that writes the projection file.
 
 A batch is written in one transaction together with the projector's stream position, so a crash

@@ -1,3 +1,4 @@
+# Over 400 lines: every rule a reader applies to a message, in the order it applies them.
 """Verification (pure): is a stored message an event that may be applied?
 
 Two stages. :func:`check` is stateless (size, decoding, subject, signature), so the projector

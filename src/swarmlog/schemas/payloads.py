@@ -1,3 +1,4 @@
+# Over 400 lines: the closed union of every event type; one file, so the union is read whole.
 """The swarm's language: one closed, tagged union of event payloads.
 
 Every payload is a frozen msgspec struct tagged with its snake_case type name in the field
