@@ -4,7 +4,8 @@ Signatures say who wrote an event; these permissions make sure an agent can only
 *hear* what its role needs, enforced by nats-server itself, so a compromised agent process cannot
 write under another sender's prefix, take another role's work, delete or reconfigure the stream,
 or flip a kill switch. swarmlog writes them into the server's ``authorization`` block from the
-credentials in the key store (:func:`authorization_config`).
+credentials in the key store (:func:`authorization_config`); the shell that keeps that block in
+step with the key store and the kill switches is :mod:`swarmlog.control.broker`.
 
 Who logs in where: the **operator** (the CLI and the projector it starts) is the one login of
 the account :data:`ACCOUNT`, which owns the streams and buckets, with every permission. **Every

@@ -1,4 +1,4 @@
-"""Kill switches (pure): which flags stop which agent.
+"""Kill flags (pure): which of the kill switches' flags stop which agent.
 
 A kill switch is two things at once: an operator-signed ``agent_killed`` event (so the projector
 rejects anything the target emits afterwards) and a flag in the namespace's KV bucket that every
