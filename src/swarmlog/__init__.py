@@ -14,9 +14,9 @@ else (the bus adapters, the projector, signing) is imported from its own package
 """
 
 from swarmlog.agents.api import Agent, Context, on
+from swarmlog.agents.host.bringup import SystemUp, bring_up
 from swarmlog.agents.policy.retry import RetryPolicy
 from swarmlog.config import Settings
-from swarmlog.control.bringup import SystemUp, bring_up
 from swarmlog.control.system import open_projections
 from swarmlog.errors import (
     BusError,

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from swarmlog.agents.host.entrypoints import builtin_role, load_agent
+from swarmlog.agents.targets import builtin_role, load_agent
 from swarmlog.bus.queues import agent_queues
 from swarmlog.bus.subjects import stream_name
 from swarmlog.schemas.types import PRIORITIES

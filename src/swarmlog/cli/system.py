@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
+from swarmlog.agents.host.bringup import SystemUp, bring_up
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.bus.subjects import stream_subjects
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
-from swarmlog.control.bringup import SystemUp, bring_up
 from swarmlog.control.daemons import list_daemons, stop_daemons
 from swarmlog.control.system import open_log, open_projections, resolve_url, run_projector
 from swarmlog.errors import BusError, SwarmlogError

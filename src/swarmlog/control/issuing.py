@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import msgspec
 
-from swarmlog.agents.host.entrypoints import builtin_role, load_agent
 from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.roles.router import GIVE_UP_AFTER
 from swarmlog.agents.roles.router import ROLE as ROUTER_ROLE
+from swarmlog.agents.targets import builtin_role, load_agent
 from swarmlog.bus.queues import agent_queues, router_queue
 from swarmlog.config import Settings
 from swarmlog.control.broker import provision_queues, refresh_broker

@@ -13,8 +13,6 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from nats.aio.client import Client
-
 from swarmlog.bus.jetstream import JetStreamLog, connect
 from swarmlog.bus.permissions import Login
 from swarmlog.bus.server import EmbeddedServer
@@ -193,9 +191,10 @@ async def open_projections(settings: Settings) -> AsyncIterator[ProjectionClient
     """The operator's reads of the projections: the live projector over a connection of the
     operator's own (none when no server is up), else the projection file."""
     settings.require_data_dir()
-    client: Client | None = None
-    with contextlib.suppress(BusError):  # no server: the file is all there is
+    try:
         client = await connect(resolve_url(settings), timeout=2.0, login=login_of(settings))
+    except BusError:
+        client = None  # no server: the file is all there is
     try:
         yield ProjectionClient(client, settings.namespace, fallback=settings.projection_path)
     finally:

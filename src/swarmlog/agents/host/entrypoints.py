@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -18,7 +17,6 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from swarmlog.agents.api import Agent
 from swarmlog.agents.host.sandbox import confine
 from swarmlog.agents.host.session import (
     AgentSession,
@@ -29,53 +27,23 @@ from swarmlog.agents.host.session import (
 from swarmlog.agents.policy.breakers import BreakerPolicy
 from swarmlog.agents.policy.routing import AGENTS_SQL, AgentView, agent_view
 from swarmlog.agents.publisher import ChainHint, HeadHint, Publisher
-from swarmlog.agents.roles.conductor import ROLE as CONDUCTOR_ROLE
 from swarmlog.agents.roles.conductor import Conductor
-from swarmlog.agents.roles.router import ROLE as ROUTER_ROLE
 from swarmlog.agents.roles.router import BreakerOutcome, BreakerOutcomeSource, Router
-from swarmlog.agents.roles.watchdog import ROLE as WATCHDOG_ROLE
 from swarmlog.agents.roles.watchdog import Watchdog
 from swarmlog.agents.runtime import AgentRuntime
+from swarmlog.agents.targets import load_agent
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, SwarmlogError, TaskError
 from swarmlog.projections.client import ProjectionClient
 from swarmlog.schemas.signing import ChainHead
 
 __all__ = [
-    "BUILTIN_TARGETS",
-    "builtin_role",
-    "load_agent",
     "run_agent",
     "run_conductor",
     "run_router",
     "run_watchdog",
     "stop_on_signals",
 ]
-
-BUILTIN_TARGETS = {"router": ROUTER_ROLE, "conductor": CONDUCTOR_ROLE, "watchdog": WATCHDOG_ROLE}
-"""Built-in roles ``agent start`` takes by name instead of ``module:Class``."""
-
-
-def builtin_role(target: str) -> str | None:
-    """The role of a built-in target (``router``), or ``None`` for ``module:Class``."""
-    return BUILTIN_TARGETS.get(target)
-
-
-def load_agent(target: str) -> type[Agent]:
-    """The :class:`Agent` subclass named by ``module:Class``."""
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` does: targets in the project resolve
-    module_name, _, class_name = target.partition(":")
-    if not module_name or not class_name:
-        raise ConfigError(f"agent target {target!r} must be module:Class, e.g. examples.echo:Echo")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import {module_name!r} ({exc}); check PYTHONPATH") from None
-    cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Agent) and cls.role):
-        raise ConfigError(f"{target} is not an Agent subclass with a role")
-    return cls
 
 
 def ready_line(agent_id: str) -> str:
