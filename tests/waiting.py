@@ -20,10 +20,21 @@ async def until(
         await asyncio.sleep(poll)
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 10.0, poll: float = 0.02) -> None:
-    """The blocking form of :func:`until`, for tests that drive subprocesses."""
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float = 10.0,
+    poll: float = 0.02,
+    max_poll: float = 0.2,
+) -> None:
+    """The blocking form of :func:`until`, for tests that drive subprocesses.
+
+    The pause between looks grows from ``poll`` to ``max_poll``: a look here usually asks a
+    running system (a query), and a test waiting many seconds must not spend the CPU the system
+    under test needs to get there.
+    """
     end = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > end:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(poll)
+        poll = min(max_poll, poll * 1.5)

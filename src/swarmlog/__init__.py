@@ -13,11 +13,12 @@ else (the bus adapters, the projector, signing) is imported from its own package
 ``swarmlog.bus.memory.MemoryLog``: those are internals, free to change.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from swarmlog.agents.api import Agent, Context, on
-from swarmlog.agents.host.bringup import SystemUp, bring_up
 from swarmlog.agents.policy.retry import RetryPolicy
 from swarmlog.config import Settings
-from swarmlog.control.system import open_projections
 from swarmlog.errors import (
     BusError,
     BusyError,
@@ -37,7 +38,6 @@ from swarmlog.errors import (
     TaskError,
     VerificationError,
 )
-from swarmlog.projections.client import ProjectionClient
 from swarmlog.schemas.payloads import (
     ClarificationRequest,
     Payload,
@@ -46,6 +46,21 @@ from swarmlog.schemas.payloads import (
     TokenUsage,
 )
 from swarmlog.schemas.types import Json
+
+if TYPE_CHECKING:
+    from swarmlog.agents.host.bringup import SystemUp, bring_up
+    from swarmlog.control.system import open_projections
+    from swarmlog.projections.client import ProjectionClient
+
+# The operator's names are imported on first use: they bring the whole shell (server, projector,
+# DuckDB, the built-in roles), and an agent process, which imports swarmlog for the agent API,
+# must not pay its start-up for them.
+_OPERATOR_NAMES = {
+    "SystemUp": "swarmlog.agents.host.bringup",
+    "bring_up": "swarmlog.agents.host.bringup",
+    "open_projections": "swarmlog.control.system",
+    "ProjectionClient": "swarmlog.projections.client",
+}
 
 __all__ = [
     "Agent",
@@ -81,3 +96,16 @@ __all__ = [
     "on",
     "open_projections",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _OPERATOR_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'swarmlog' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-import httpx
 import msgspec
 
 from swarmlog.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "ChatMessage",
@@ -146,6 +148,8 @@ class OpenAICompatible:
             body["max_tokens"] = max_tokens
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         url = f"{self.base_url}/chat/completions"
+        import httpx  # here: an agent without an HTTP model never pays for importing it
+
         try:
             async with httpx.AsyncClient(
                 timeout=self._timeout, transport=self._transport

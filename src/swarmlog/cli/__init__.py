@@ -13,55 +13,34 @@ import sys
 
 import click
 
-from swarmlog.cli.agent import agent
-from swarmlog.cli.app import cli
-from swarmlog.cli.bench import bench
-from swarmlog.cli.cluster import cluster
-from swarmlog.cli.deadlocks import deadlocks
-from swarmlog.cli.demo import demo
-from swarmlog.cli.escalations import escalations
-from swarmlog.cli.events import events
-from swarmlog.cli.keys import keys
-from swarmlog.cli.kill import kill, revive
-from swarmlog.cli.query import query
-from swarmlog.cli.replay import audit, replay
-from swarmlog.cli.sim import sim
-from swarmlog.cli.snapshot import snapshot
-from swarmlog.cli.submit import submit
-from swarmlog.cli.system import down, projector, status, up
-from swarmlog.cli.views import agents, budgets, show, tasks, workflows
+from swarmlog.cli.app import LazyGroup, cli
 from swarmlog.errors import SwarmlogError
 
 __all__ = ["cli", "main"]
 
-for command in (
-    up,
-    down,
-    status,
-    projector,
-    keys,
-    kill,
-    revive,
-    submit,
-    escalations,
-    deadlocks,
-    workflows,
-    tasks,
-    agents,
-    budgets,
-    show,
-    events,
-    replay,
-    audit,
-    snapshot,
-    sim,
-    cluster,
-    query,
-    bench,
-    demo,
-    agent,
-):
-    cli.add_command(command)
+assert isinstance(cli, LazyGroup)
+cli.lazy = {
+    name: f"swarmlog.cli.{module}:{name}"
+    for module, names in {
+        "system": ("up", "down", "status", "projector"),
+        "keys": ("keys",),
+        "kill": ("kill", "revive"),
+        "submit": ("submit",),
+        "escalations": ("escalations",),
+        "deadlocks": ("deadlocks",),
+        "views": ("workflows", "tasks", "agents", "budgets", "show"),
+        "events": ("events",),
+        "replay": ("replay", "audit"),
+        "snapshot": ("snapshot",),
+        "sim": ("sim",),
+        "cluster": ("cluster",),
+        "query": ("query",),
+        "bench": ("bench",),
+        "demo": ("demo",),
+        "agent": ("agent",),
+    }.items()
+    for name in names
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import sys
 from collections.abc import Coroutine
@@ -14,10 +15,18 @@ import click
 from rich.console import Console
 
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
-from swarmlog.control.system import open_projections
 from swarmlog.rendering.console import print_table
 
-__all__ = ["CliContext", "cli", "emit_json", "pass_ctx", "print_table", "projection_rows", "run"]
+__all__ = [
+    "CliContext",
+    "LazyGroup",
+    "cli",
+    "emit_json",
+    "pass_ctx",
+    "print_table",
+    "projection_rows",
+    "run",
+]
 
 T = TypeVar("T")
 
@@ -32,7 +41,32 @@ class CliContext:
     err: Console
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group whose commands are imported when one is run (or help lists them).
+
+    Every daemon and agent process is a ``swarmlog`` command: importing all the commands, and
+    with them the projector, DuckDB, the simulation and the benchmarks, would cost each process
+    start-up for code it never runs.
+    """
+
+    lazy: dict[str, str] = {}
+    """Command name -> ``module:attribute`` of its click command."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--data-dir",
     envvar="SWARMLOG_DATA",
@@ -86,6 +120,8 @@ def projection_rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
     """A read-only query over the projections, each row as a dict by column name."""
 
     async def ask() -> list[dict[str, Any]]:
+        from swarmlog.control.system import open_projections  # the reading commands' cost only
+
         async with open_projections(settings) as projections:
             return await projections.query(sql)
 

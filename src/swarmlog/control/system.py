@@ -18,12 +18,8 @@ from swarmlog.bus.permissions import Login
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
-from swarmlog.control.snapshots import snapshot_every, take_snapshot
 from swarmlog.errors import BusError
 from swarmlog.projections.client import ProjectionClient
-from swarmlog.projections.projector import BatchResult, Projector
-from swarmlog.projections.service import QueryService
-from swarmlog.projections.store import ProjectionStore
 
 __all__ = [
     "AGENT_DAEMON_PREFIX",
@@ -136,6 +132,13 @@ def agent_argv(
 
 async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
     """Run the live projector and its query service until ``stop`` (or SIGTERM/SIGINT)."""
+    # Here, not at the top: every agent process imports this module to find its server, and
+    # must not load DuckDB for a projector it never runs.
+    from swarmlog.control.snapshots import snapshot_every, take_snapshot
+    from swarmlog.projections.projector import BatchResult, Projector
+    from swarmlog.projections.service import QueryService
+    from swarmlog.projections.store import ProjectionStore
+
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -36,7 +36,9 @@ from swarmlog.errors import (
 )
 from swarmlog.projections.query import QueryResult, run_query
 from swarmlog.projections.service import QUERY_TIMEOUT
-from swarmlog.projections.store import READER_TIMEOUT, ProjectionStore
+
+# The store (DuckDB) is imported where the file fallback reads the file: an agent's client never
+# does, and an agent process must not load DuckDB to ask the projector.
 
 __all__ = ["LiveState", "ProjectionClient", "records", "remote_error"]
 
@@ -136,6 +138,8 @@ class ProjectionClient:
         """The position and state hash of the projection, read consistently."""
 
         def read_file(path: Path) -> LiveState:
+            from swarmlog.projections.store import ProjectionStore
+
             with ProjectionStore(path, read_only=True) as store:
                 return LiveState(*store.snapshot_state())
 
@@ -172,6 +176,8 @@ class ProjectionClient:
     ) -> T:
         """Ask the live projector; with none answering, read the file in a thread. A projector
         that owns the file but does not answer yet is starting: ask it again for a while."""
+        from swarmlog.projections.store import READER_TIMEOUT
+
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READER_TIMEOUT
         while True:
@@ -193,6 +199,8 @@ class ProjectionClient:
 
 
 def _query_file(path: Path, sql: str) -> QueryResult:
+    from swarmlog.projections.store import READER_TIMEOUT, ProjectionStore
+
     with ProjectionStore(path, read_only=True) as store:
         cursor = store.cursor()
         # A reader holds DuckDB's file lock while it reads: bounded, so a projector starting

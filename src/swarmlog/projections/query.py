@@ -15,12 +15,14 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import msgspec
 
 from swarmlog.errors import QueryError
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = [
     "MAX_ROWS",
@@ -72,6 +74,8 @@ class QueryResult(msgspec.Struct, frozen=True):
 
 def validate_query(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Raise :class:`QueryError` unless ``sql`` is exactly one SELECT."""
+    import duckdb  # here: the query client imports QueryResult, and agents do not load DuckDB
+
     if not sql.strip():
         raise QueryError(
             "empty query; pass one SELECT, e.g. `swarmlog query 'SELECT * FROM tasks'`"
@@ -129,6 +133,8 @@ def _refusal(tree: Any) -> str:
 
 def run_query(con: duckdb.DuckDBPyConnection, sql: str, *, max_rows: int = MAX_ROWS) -> QueryResult:
     """Validate and run ``sql`` on ``con`` (a cursor of the projection)."""
+    import duckdb
+
     validate_query(con, sql)
     try:
         result = con.execute(sql)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from nats.aio.client import Client
@@ -30,9 +30,10 @@ from nats.aio.subscription import Subscription
 from swarmlog.bus.rpc import serve
 from swarmlog.bus.subjects import rpc_subject
 from swarmlog.errors import BusyError, QueryError, QueryTimeout
-from swarmlog.projections.query import run_query
-from swarmlog.projections.store import ProjectionStore
 from swarmlog.schemas.signing import OPERATOR_ID
+
+if TYPE_CHECKING:
+    from swarmlog.projections.store import ProjectionStore
 
 __all__ = ["AGENT_QUERY_TIMEOUT", "QUERIES_PER_CALLER", "QUERY_TIMEOUT", "QueryService"]
 
@@ -113,6 +114,8 @@ class QueryService:
         cursor = self._store.cursor()
 
         def run() -> Any:
+            from swarmlog.projections.query import run_query  # DuckDB: the projector's only
+
             return msgspec.to_builtins(run_query(cursor, sql))
 
         work = asyncio.ensure_future(asyncio.to_thread(run))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
 import msgspec
 
 from swarmlog.agents.api import TaskError
@@ -34,6 +33,8 @@ def check_output(output: Any, schema: Any) -> None:
         )
     if schema is None:
         return
+    import jsonschema  # here: most tasks carry no schema, and every agent process imports this
+
     try:
         validator_class = jsonschema.validators.validator_for(schema)
         validator_class.check_schema(schema)
