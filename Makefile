@@ -24,14 +24,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-# The pure and contract tests share the two cores (pytest-xdist). The tests that start servers
-# and daemons mostly wait on them, so four of them run at once, a module's tests on one worker
-# (they may share the module's running system); each test owns its data dir, ports and server.
-# The 15 slowest are printed so the next engineer sees where the time goes.
+# One run over the whole suite, four tests at a time on the two cores: the tests that start
+# servers and daemons mostly wait on them, and the pure and property tests fill that time. A
+# module's tests go to one worker (they may share the module's running system); each test owns
+# its data dir, ports and server. The 15 slowest are printed so the next engineer sees where the
+# time goes.
 test: lint typecheck
-	$(BIN)/python -m pytest -q -n 2 tests/unit tests/property tests/contract
-	$(BIN)/python -m pytest -q -n 4 --dist loadscope --durations=15 \
-		tests/integration tests/e2e tests/adversarial
+	$(BIN)/python -m pytest -q -n 4 --dist loadscope --durations=15 tests
 
 bench: $(STAMP)
 	$(BIN)/swarmlog bench publish --json
