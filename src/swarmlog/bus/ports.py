@@ -1,6 +1,6 @@
 """The log as a port: what the rest of swarmlog needs from the bus, whatever adapts it.
 
-Two adapters implement it, JetStream (``jetstream.py``) and in-memory (``memory.py``), and one
+Two adapters implement it, JetStream (``jetstream/``) and in-memory (``memory.py``), and one
 contract test suite runs against both.
 """
 
