@@ -21,17 +21,9 @@ from typing import Any
 
 import msgspec
 
+from swarmlog.agents.policy import workflow_view
 from swarmlog.agents.policy.planning import PlanError, decode_plan
-from swarmlog.agents.policy.workflows import (
-    BudgetAlert,
-    Complete,
-    Offer,
-    Revise,
-    SetPlan,
-    StepState,
-    WorkflowView,
-    decide,
-)
+from swarmlog.agents.policy.workflows import decide
 from swarmlog.agents.presence import Presence
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import Doorbell, EventLog
@@ -113,7 +105,7 @@ class Conductor:
                 published += await self._act(view, action)
         return published
 
-    async def running(self) -> list[WorkflowView]:
+    async def running(self) -> list[workflow_view.WorkflowView]:
         """Every running workflow as the projection shows it."""
         # One statement, so one consistent snapshot: a task's result and the tokens it spent
         # are seen together (two reads could see the result without the spending).
@@ -129,12 +121,12 @@ class Conductor:
         )
         capabilities = await self._capabilities() if rows else None
         flows: dict[str, dict[str, Any]] = {}
-        by_flow: dict[str, dict[str, StepState]] = {}
+        by_flow: dict[str, dict[str, workflow_view.StepState]] = {}
         for r in rows:
             flows.setdefault(r["workflow_id"], r)
             tasks = by_flow.setdefault(r["workflow_id"], {})
             if r["task_id"] is not None:
-                tasks[r["task_id"]] = StepState(
+                tasks[r["task_id"]] = workflow_view.StepState(
                     r["task_status"], _json(r["output"]), r["error"], r["role"]
                 )
         views = []
@@ -145,7 +137,7 @@ class Conductor:
                 plan = None
             alerted = frozenset(name for name in ("soft", "hard") if f[f"{name}_exceeded"])
             views.append(
-                WorkflowView(
+                workflow_view.WorkflowView(
                     f["workflow_id"],
                     f["pattern"],
                     _json(f["input"]),
@@ -169,19 +161,17 @@ class Conductor:
                 found.update(str(c) for c in listed)
         return frozenset(found)
 
-    async def _act(
-        self, view: WorkflowView, action: SetPlan | Revise | Offer | Complete | BudgetAlert
-    ) -> int:
+    async def _act(self, view: workflow_view.WorkflowView, action: workflow_view.Action) -> int:
         wf = view.workflow_id
         try:
             match action:
-                case SetPlan(plan=plan):
+                case workflow_view.SetPlan(plan=plan):
                     await self.publisher.publish(
                         WorkflowPlanned(plan=msgspec.to_builtins(plan)),
                         expect=(workflow_event_filter(self.namespace, wf, "workflow_planned"), 0),
                         workflow_id=wf,
                     )
-                case Revise(plan=plan, reason=reason):
+                case workflow_view.Revise(plan=plan, reason=reason):
                     # Not conditional (the subject holds every version): one conductor decides
                     # on a projection that has seen its own last revision, so it revises once.
                     await self.publisher.publish(
@@ -190,7 +180,7 @@ class Conductor:
                         ),
                         workflow_id=wf,
                     )
-                case Offer(
+                case workflow_view.Offer(
                     task_id=task_id,
                     capability=capability,
                     input=step_input,
@@ -211,7 +201,7 @@ class Conductor:
                         expect=(offer_subject(self.namespace, task_id), 0),
                         workflow_id=wf,
                     )
-                case BudgetAlert(limit=limit, used_tokens=used, budget_tokens=budget):
+                case workflow_view.BudgetAlert(limit=limit, used_tokens=used, budget_tokens=budget):
                     await self.publisher.publish(
                         BudgetExceeded(
                             scope="workflow",
@@ -222,7 +212,7 @@ class Conductor:
                         ),
                         workflow_id=wf,
                     )
-                case Complete(status=status, result=result):
+                case workflow_view.Complete(status=status, result=result):
                     await self.publisher.publish(
                         WorkflowCompleted(status=status, result=result),  # type: ignore[arg-type]
                         expect=(workflow_event_filter(self.namespace, wf, "workflow_completed"), 0),
