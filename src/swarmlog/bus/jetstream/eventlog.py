@@ -25,8 +25,7 @@ from swarmlog.bus.jetstream.reader import PullReader
 from swarmlog.bus.jetstream.snapshot_store import JetStreamSnapshots
 from swarmlog.bus.jetstream.workqueues import JetStreamQueue, consumer_config
 from swarmlog.bus.permissions import Login
-from swarmlog.bus.ports import Append, AppendResult, StoredMessage
-from swarmlog.bus.queues import QueueSpec
+from swarmlog.bus.ports import Append, AppendResult, QueueSpec, StoredMessage
 from swarmlog.bus.subjects import (
     kv_bucket,
     object_bucket,
@@ -189,20 +188,14 @@ class JetStreamLog:
         finally:
             await reader.close()
 
-    async def work_queue(
-        self,
-        name: str,
-        filter_subject: str,
-        *,
-        ack_wait: float = 30.0,
-        max_deliver: int = 5,
-        new_only: bool = False,
-    ) -> JetStreamQueue:
-        spec = QueueSpec(name, filter_subject, ack_wait, max_deliver, new_only)
+    async def work_queue(self, spec: QueueSpec) -> JetStreamQueue:
         # An existing consumer is bound as it is (an agent may not change it); a missing one is
         # created, where this connection may (the operator's, or a server without permissions).
         sub = await self._js.pull_subscribe(
-            filter_subject, durable=name, stream=self._stream, config=consumer_config(spec)
+            spec.filter_subject,
+            durable=spec.name,
+            stream=self._stream,
+            config=consumer_config(spec),
         )
         queue = JetStreamQueue(sub)
         self._queues = [q for q in self._queues if not q.closed]

@@ -14,8 +14,7 @@ from nats.js.api import (
 )
 
 from swarmlog.bus.jetstream.connection import TRANSIENT
-from swarmlog.bus.ports import Delivery, StoredMessage
-from swarmlog.bus.queues import QueueSpec
+from swarmlog.bus.ports import Delivery, QueueSpec, StoredMessage
 
 __all__ = ["JetStreamDelivery", "JetStreamQueue", "consumer_config"]
 
