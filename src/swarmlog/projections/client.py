@@ -38,7 +38,13 @@ from swarmlog.projections.query import QueryResult, run_query
 from swarmlog.projections.service import QUERY_TIMEOUT
 from swarmlog.projections.store import READER_TIMEOUT, ProjectionStore
 
-__all__ = ["LiveState", "ProjectionClient", "records", "remote_error"]
+__all__ = ["LiveState", "ProjectionClient", "Query", "WaitFor", "records", "remote_error"]
+
+Query = Callable[[str], Awaitable[list[dict[str, Any]]]]
+"""Read-only SQL over the projections, rows as dicts (a client's :meth:`ProjectionClient.query`,
+or the simulation's stand-in): what the daemons and a handler's context read with."""
+WaitFor = Callable[[int], Awaitable[None]]
+"""Return once the projection has folded the stream up to a sequence."""
 
 T = TypeVar("T")
 

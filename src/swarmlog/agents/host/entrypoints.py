@@ -34,7 +34,7 @@ from swarmlog.agents.runtime import AgentRuntime
 from swarmlog.agents.targets import load_agent
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, SwarmlogError, TaskError
-from swarmlog.projections.client import ProjectionClient
+from swarmlog.projections.client import ProjectionClient, Query, WaitFor
 from swarmlog.schemas.signing import ChainHead
 
 __all__ = [
@@ -206,7 +206,7 @@ async def _steps_until(
 
 def _projection_access(
     projections: ProjectionClient,
-) -> tuple[Callable[[str], Awaitable[list[dict[str, Any]]]], Callable[[int], Awaitable[None]]]:
+) -> tuple[Query, WaitFor]:
     """Read-only SQL over the live projection, and a wait until it has folded up to a seq."""
 
     async def read(sql: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -29,6 +29,7 @@ from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import Doorbell, EventLog
 from swarmlog.bus.subjects import kind_filter, offer_subject, workflow_event_filter
 from swarmlog.errors import ConcurrencyConflict
+from swarmlog.projections.client import Query, WaitFor
 from swarmlog.schemas.payloads import (
     BudgetExceeded,
     TaskOffered,
@@ -43,11 +44,6 @@ log = logging.getLogger(__name__)
 
 ROLE = "conductor"
 
-Reader = Callable[[str], Awaitable[list[dict[str, Any]]]]
-"""Read-only SQL over the projection, rows as dicts."""
-Waiter = Callable[[int], Awaitable[None]]
-"""Return once the projection has folded the stream up to a sequence."""
-
 
 class Conductor:
     """One conductor replica."""
@@ -56,8 +52,8 @@ class Conductor:
         self,
         log: EventLog,
         publisher: Publisher,
-        read: Reader,
-        wait_for: Waiter,
+        read: Query,
+        wait_for: WaitFor,
         *,
         sweep: float = 1.0,
         heartbeat: float = 5.0,

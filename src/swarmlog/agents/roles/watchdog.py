@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from swarmlog.agents.policy import deadlocks
@@ -28,6 +28,7 @@ from swarmlog.agents.policy.stalls import MOVING, Stall, stalled
 from swarmlog.agents.presence import Presence
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import EventLog
+from swarmlog.projections.client import Query, WaitFor
 from swarmlog.schemas.payloads import TaskEscalated
 from swarmlog.schemas.signing import WATCHDOG_ROLE
 
@@ -43,9 +44,6 @@ OPEN_WAITS_SQL = (
     " ORDER BY since, ref"
 )
 """The open waits whose waiter lies on a cycle: everything a deadlock is made of."""
-
-Reader = Callable[[str], Awaitable[list[dict[str, Any]]]]
-Waiter = Callable[[int], Awaitable[None]]
 
 
 def deadlocks_in(rows: Iterable[Mapping[str, Any]]) -> list[Deadlock]:
@@ -64,7 +62,7 @@ def deadlocks_in(rows: Iterable[Mapping[str, Any]]) -> list[Deadlock]:
     )
 
 
-async def waits_on_cycles(read: Reader) -> list[Deadlock]:
+async def waits_on_cycles(read: Query) -> list[Deadlock]:
     """The deadlocks in the projection's wait-for graph now."""
     return deadlocks_in(await read(OPEN_WAITS_SQL))
 
@@ -76,8 +74,8 @@ class Watchdog:
         self,
         log: EventLog,
         publisher: Publisher,
-        read: Reader,
-        wait_for: Waiter,
+        read: Query,
+        wait_for: WaitFor,
         *,
         interval: float = 2.0,
         policy: Policy = "break",
