@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import msgspec
 
 from swarmlog.agents.policy import workflow_view
 from swarmlog.agents.policy.planning import PlanError, decode_plan
 from swarmlog.agents.policy.workflows import decide
-from swarmlog.agents.presence import Presence
-from swarmlog.agents.publisher import Publisher
-from swarmlog.bus.ports import Doorbell, EventLog
+from swarmlog.agents.roles.base import ProjectionRole
+from swarmlog.bus.ports import Doorbell
 from swarmlog.bus.subjects import kind_filter, offer_subject, workflow_event_filter
 from swarmlog.errors import ConcurrencyConflict
-from swarmlog.projections.client import Query, WaitFor
 from swarmlog.schemas.payloads import (
     BudgetExceeded,
     TaskOffered,
@@ -45,41 +42,21 @@ log = logging.getLogger(__name__)
 ROLE = "conductor"
 
 
-class Conductor:
-    """One conductor replica."""
+@dataclass(eq=False, kw_only=True)
+class Conductor(ProjectionRole):
+    """One conductor replica; ``sweep``: seconds between looks when no event rings."""
 
-    def __init__(
-        self,
-        log: EventLog,
-        publisher: Publisher,
-        read: Query,
-        wait_for: WaitFor,
-        *,
-        sweep: float = 1.0,
-        heartbeat: float = 5.0,
-        clock: Callable[[], int] = time.time_ns,
-    ) -> None:
-        self.log = log
-        self.publisher = publisher
-        self.namespace = publisher.namespace
-        self._read = read
-        self._wait_for = wait_for
-        self.sweep = sweep
-        self._bell: Doorbell | None = None
-        self._presence = Presence(publisher, ROLE, heartbeat=heartbeat, clock=clock)
-        self._watch = self._presence.watch
-
-    @property
-    def agent_id(self) -> str:
-        return self.publisher.identity.agent_id
+    role: ClassVar[str] = ROLE
+    sweep: float = 1.0
+    _bell: Doorbell | None = field(default=None, init=False)
 
     async def start(self) -> None:
-        await self._presence.start(self.log)
+        await super().start()
         ns = self.namespace
         self._bell = await self.log.doorbell(kind_filter(ns, "wf"), kind_filter(ns, "task"))
 
     async def close(self) -> None:
-        await self._presence.stop()
+        await super().close()
         if self._bell is not None:
             await self._bell.close()
 
@@ -89,12 +66,10 @@ class Conductor:
         if self._bell is None:
             raise RuntimeError("call start() first")
         if self._presence.killed:
-            await self._watch.wait_changed(self.sweep if wait is None else wait)
+            await self._presence.watch.wait_changed(self.sweep if wait is None else wait)
             return 0
         await self._bell.wait(self.sweep if wait is None else wait)
-        await self._presence.beat()
-        # Decide on a projection that has seen everything on the stream until now.
-        await self._wait_for(await self.log.last_seq())
+        await self._catch_up()
         published = 0
         for view in await self.running():
             for action in decide(view):
@@ -105,7 +80,7 @@ class Conductor:
         """Every running workflow as the projection shows it."""
         # One statement, so one consistent snapshot: a task's result and the tokens it spent
         # are seen together (two reads could see the result without the spending).
-        rows = await self._read(
+        rows = await self.read(
             "SELECT w.workflow_id, w.pattern, w.input, w.plan, w.budget_tokens,"
             " b.used_tokens, b.soft_exceeded, b.hard_exceeded,"
             " t.task_id, t.status AS task_status, t.output, t.error, t.role FROM workflows w"
@@ -149,7 +124,7 @@ class Conductor:
 
     async def _capabilities(self) -> frozenset[str]:
         """What the registered agents can do (a plan needing anything else is sent back)."""
-        rows = await self._read("SELECT capabilities FROM agents WHERE status = 'registered'")
+        rows = await self.read("SELECT capabilities FROM agents WHERE status = 'registered'")
         found: set[str] = set()
         for r in rows:
             listed = _json(r["capabilities"])
