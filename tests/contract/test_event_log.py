@@ -15,7 +15,7 @@ import pytest
 
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.memory import MemoryLog
-from swarmlog.bus.ports import Append, Delivery, EventLog, StoredMessage, WorkQueue
+from swarmlog.bus.ports import Append, Delivery, EventLog, QueueSpec, StoredMessage, WorkQueue
 from swarmlog.bus.subjects import (
     aggregate_filter,
     sender_filter,
@@ -433,7 +433,7 @@ async def test_read_with_follow_and_until_seq_waits_then_ends(log: EventLog, ns:
 async def test_fetch_on_an_empty_queue_returns_nothing_within_its_timeout(
     log: EventLog, ns: str
 ) -> None:
-    queue = await log.work_queue("coder", work_filter(ns, "coder", "normal"))
+    queue = await log.work_queue(QueueSpec("coder", work_filter(ns, "coder", "normal")))
     loop = asyncio.get_running_loop()
     for batch in (1, 5):
         started = loop.time()
@@ -454,7 +454,7 @@ async def test_fetch_returns_only_filtered_messages(log: EventLog, ns: str) -> N
             work_subject(ns, "t4"),
         ],
     )
-    queue = await log.work_queue("coder-normal", filter_)
+    queue = await log.work_queue(QueueSpec("coder-normal", filter_))
 
     got = await fetch_all(queue)
 
@@ -475,7 +475,9 @@ async def test_fetch_returns_only_filtered_messages(log: EventLog, ns: str) -> N
 
 async def test_ack_prevents_redelivery(log: EventLog, ns: str) -> None:
     await fill(log, [work_subject(ns, "t1")])
-    queue = await log.work_queue("coder", work_filter(ns, "coder", "normal"), ack_wait=ACK_WAIT)
+    queue = await log.work_queue(
+        QueueSpec("coder", work_filter(ns, "coder", "normal"), ack_wait=ACK_WAIT)
+    )
     (delivery,) = await within(queue.fetch(1, timeout=DEADLINE))
 
     await delivery.ack()
@@ -486,7 +488,7 @@ async def test_ack_prevents_redelivery(log: EventLog, ns: str) -> None:
 
 async def test_nak_redelivers_at_once(log: EventLog, ns: str) -> None:
     await fill(log, [work_subject(ns, "t1")])
-    queue = await log.work_queue("coder", work_filter(ns, "coder", "normal"))
+    queue = await log.work_queue(QueueSpec("coder", work_filter(ns, "coder", "normal")))
     (first,) = await within(queue.fetch(1, timeout=DEADLINE))
     assert first.num_delivered == 1
 
@@ -503,7 +505,7 @@ async def test_nak_redelivers_at_once(log: EventLog, ns: str) -> None:
 
 async def test_nak_with_delay_holds_redelivery_back(log: EventLog, ns: str) -> None:
     await fill(log, [work_subject(ns, "t1")])
-    queue = await log.work_queue("coder", work_filter(ns, "coder", "normal"))
+    queue = await log.work_queue(QueueSpec("coder", work_filter(ns, "coder", "normal")))
     (first,) = await within(queue.fetch(1, timeout=DEADLINE))
 
     await first.nak(delay=1.0)
@@ -518,7 +520,9 @@ async def test_nak_with_delay_holds_redelivery_back(log: EventLog, ns: str) -> N
 
 async def test_term_prevents_redelivery(log: EventLog, ns: str) -> None:
     await fill(log, [work_subject(ns, "t1"), work_subject(ns, "t2")])
-    queue = await log.work_queue("coder", work_filter(ns, "coder", "normal"), ack_wait=ACK_WAIT)
+    queue = await log.work_queue(
+        QueueSpec("coder", work_filter(ns, "coder", "normal"), ack_wait=ACK_WAIT)
+    )
     (first,) = await within(queue.fetch(1, timeout=DEADLINE))
     assert first.message.seq == 1
 
@@ -535,8 +539,8 @@ async def test_term_prevents_redelivery(log: EventLog, ns: str) -> None:
 async def test_handles_with_the_same_name_share_work(log: EventLog, ns: str) -> None:
     filter_ = work_filter(ns, "coder", "normal")
     stored = await fill(log, [work_subject(ns, f"t{i}") for i in range(4)])
-    one = await log.work_queue("coder", filter_, ack_wait=1.0)
-    two = await log.work_queue("coder", filter_, ack_wait=1.0)
+    one = await log.work_queue(QueueSpec("coder", filter_, ack_wait=1.0))
+    two = await log.work_queue(QueueSpec("coder", filter_, ack_wait=1.0))
 
     first = await within(one.fetch(2, timeout=DEADLINE))
     second = await within(two.fetch(2, timeout=DEADLINE))
@@ -562,13 +566,13 @@ async def test_handles_with_the_same_name_share_work(log: EventLog, ns: str) -> 
 async def test_close_is_prompt_with_a_queue_left_open(log: EventLog, ns: str) -> None:
     # A worker cancelled mid-fetch, never closing its queue: closing the log must not hang.
     filter_ = work_filter(ns, "coder", "normal")
-    one = await log.work_queue("coder", filter_)
+    one = await log.work_queue(QueueSpec("coder", filter_))
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(one.fetch(1, timeout=5.0), 0.3)
     await fill(log, [work_subject(ns, "t1"), work_subject(ns, "t2")])
     # On JetStream the cancelled fetch's pull request is still open on the server and takes
     # the first message into the abandoned handle's buffer; another handle sees the rest.
-    two = await log.work_queue("coder", filter_)
+    two = await log.work_queue(QueueSpec("coder", filter_))
     for d in await within(two.fetch(2, timeout=0.5)):
         await d.ack()
     loop = asyncio.get_running_loop()
@@ -581,7 +585,9 @@ async def test_close_is_prompt_with_a_queue_left_open(log: EventLog, ns: str) ->
 
 async def test_unacked_message_is_redelivered_after_ack_wait(log: EventLog, ns: str) -> None:
     await fill(log, [work_subject(ns, "t1")])
-    queue = await log.work_queue("coder", work_filter(ns, "coder", "normal"), ack_wait=ACK_WAIT)
+    queue = await log.work_queue(
+        QueueSpec("coder", work_filter(ns, "coder", "normal"), ack_wait=ACK_WAIT)
+    )
     loop = asyncio.get_running_loop()
     (first,) = await within(queue.fetch(1, timeout=DEADLINE))
     delivered_at = loop.time()
@@ -598,7 +604,7 @@ async def test_unacked_message_is_redelivered_after_ack_wait(log: EventLog, ns: 
 async def test_max_deliver_stops_redelivery(log: EventLog, ns: str) -> None:
     await fill(log, [work_subject(ns, "t1")])
     queue = await log.work_queue(
-        "coder", work_filter(ns, "coder", "normal"), ack_wait=ACK_WAIT, max_deliver=2
+        QueueSpec("coder", work_filter(ns, "coder", "normal"), ack_wait=ACK_WAIT, max_deliver=2)
     )
     (first,) = await within(queue.fetch(1, timeout=DEADLINE))
     (second,) = await within(queue.fetch(1, timeout=5.0))
@@ -617,7 +623,9 @@ async def test_max_deliver_stops_redelivery(log: EventLog, ns: str) -> None:
 async def test_in_progress_extends_the_ack_wait(log: EventLog, ns: str) -> None:
     ack_wait = 1.0
     await fill(log, [work_subject(ns, "t1")])
-    queue = await log.work_queue("coder", work_filter(ns, "coder", "normal"), ack_wait=ack_wait)
+    queue = await log.work_queue(
+        QueueSpec("coder", work_filter(ns, "coder", "normal"), ack_wait=ack_wait)
+    )
     (first,) = await within(queue.fetch(1, timeout=DEADLINE))
 
     assert await within(queue.fetch(1, timeout=ack_wait * 0.6)) == []
@@ -669,7 +677,7 @@ async def test_flags_are_read_watched_and_deleted(log: EventLog) -> None:
 
 async def test_pending_counts_queued_and_unacked_work(log: EventLog, ns: str) -> None:
     assert await log.pending("coder") == 0  # no such consumer
-    queue = await log.work_queue("coder", work_filter(ns, "coder", "normal"))
+    queue = await log.work_queue(QueueSpec("coder", work_filter(ns, "coder", "normal")))
     await fill(log, [work_subject(ns, f"t{i}") for i in range(3)])
 
     async def settled(n: int) -> None:

@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 
 from swarmlog.agents.policy.planning import Plan
-from swarmlog.agents.policy.workflows import (
+from swarmlog.agents.policy.workflow_view import (
     Complete,
     Offer,
     Revise,
     SetPlan,
     StepState,
     WorkflowView,
-    decide,
 )
+from swarmlog.agents.policy.workflows import decide
 
 WF = "wf-1"
 CAPS = frozenset({"plan", "fetch", "count", "write", "review", "synthesize"})

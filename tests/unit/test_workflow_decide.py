@@ -4,16 +4,15 @@ result, and a failure that names its step."""
 from __future__ import annotations
 
 from swarmlog.agents.policy.planning import Plan
-from swarmlog.agents.policy.workflows import (
+from swarmlog.agents.policy.workflow_view import (
     BudgetAlert,
     Complete,
     Offer,
     SetPlan,
     StepState,
     WorkflowView,
-    decide,
-    plan_for,
 )
+from swarmlog.agents.policy.workflows import decide, plan_for
 
 
 def run_to_end(view: WorkflowView, outputs: dict[str, object]) -> list[object]:

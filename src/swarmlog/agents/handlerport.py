@@ -3,7 +3,6 @@ bound to its job (every event it emits carries the job's workflow and causation)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from swarmlog.agents.api import TaskError
@@ -13,11 +12,10 @@ from swarmlog.agents.jobs import Job
 from swarmlog.agents.models import ChatMessage, Model
 from swarmlog.agents.policy.outputs import check_output
 from swarmlog.agents.publisher import Publisher
+from swarmlog.projections.client import Query
 from swarmlog.schemas.payloads import Payload, TaskCheckpointed, TaskHeartbeat, TokenUsage
 
 __all__ = ["HandlerPort"]
-
-Query = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
 
 class HandlerPort:

@@ -21,7 +21,7 @@ from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.jobs import Job
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
-from swarmlog.bus.queues import QueueSpec, open_queue
+from swarmlog.bus.queues import QueueSpec
 from swarmlog.projections.verify import check
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
@@ -69,7 +69,7 @@ class Inbox:
     async def start(self, log: EventLog, spec: QueueSpec) -> None:
         """Open the inbox's queue (``spec``) and start reading it."""
         self._bell = await log.doorbell(spec.filter_subject)
-        self._queue = await open_queue(log, spec)
+        self._queue = await log.work_queue(spec)
         self._reader = asyncio.create_task(self._read())
 
     async def close(self) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from swarmlog.agents.api import Agent
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
-from swarmlog.bus.queues import QueueSpec, agent_queues, open_queue
+from swarmlog.bus.queues import QueueSpec, agent_queues
 from swarmlog.bus.subjects import offer_filter, role_work_filter, work_priority
 from swarmlog.schemas.types import PRIORITIES
 
@@ -56,7 +56,7 @@ class Intake:
         )
         *work, inbox = specs
         for spec in work:
-            queue = await open_queue(self.log, spec)
+            queue = await self.log.work_queue(spec)
             if spec.new_only:
                 self._offers = queue
             else:

@@ -241,12 +241,7 @@ class Publisher:
             self._last_stream_seq = result.seq
             self._known = ChainHint(sealed.head, result.seq, result.seq)
             return Published(sealed.id, sealed.envelope.type, subject, result.seq, result.duplicate)
-        raise ConcurrencyConflict(
-            sender_filter(self.namespace, self.identity.agent_id),
-            self._last_stream_seq,
-            f"lost {_MAX_RACES} races for {self.identity.agent_id}'s chain; another process is"
-            " publishing with the same key: give each process its own agent key",
-        )
+        raise self._lost_races()
 
     async def publish_many(
         self, payloads: Sequence[Payload], *, window: int = 256, **fields: Any
@@ -281,12 +276,15 @@ class Publisher:
                 except BaseException:
                     self._head = None  # part may be stored: re-read the chain next time
                     raise
-            raise ConcurrencyConflict(
-                sender_filter(self.namespace, self.identity.agent_id),
-                self._last_stream_seq,
-                f"lost {_MAX_RACES} races for {self.identity.agent_id}'s chain; another process"
-                " is publishing with the same key: give each process its own agent key",
-            )
+            raise self._lost_races()
+
+    def _lost_races(self) -> ConcurrencyConflict:
+        return ConcurrencyConflict(
+            sender_filter(self.namespace, self.identity.agent_id),
+            self._last_stream_seq,
+            f"lost {_MAX_RACES} races for {self.identity.agent_id}'s chain; another process is"
+            " publishing with the same key: give each process its own agent key",
+        )
 
     async def _publish_chunks(
         self,

@@ -32,7 +32,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from swarmlog.agents import liveness, swarming
@@ -52,6 +52,7 @@ from swarmlog.agents.policy.resultcache import cache_key
 from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.settlement import Settler
 from swarmlog.bus.ports import Delivery, EventLog
+from swarmlog.projections.client import Query
 from swarmlog.schemas.payloads import (
     AgentRegistered,
     BudgetExceeded,
@@ -82,7 +83,7 @@ class AgentRuntime:
         heartbeat: float = 5.0,
         draw: Callable[[], float] | None = None,
         clock: Callable[[], int] = time.time_ns,
-        query: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None,
+        query: Query | None = None,
         model: Model | None = None,
         credential: CredentialIssued | None = None,
     ) -> None:

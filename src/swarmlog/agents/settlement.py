@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from swarmlog.agents.api import Agent, TaskError
@@ -25,6 +25,7 @@ from swarmlog.agents.policy.routing import AGENTS_SQL, agent_view
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import Delivery, EventLog
 from swarmlog.bus.subjects import task_event_filter
+from swarmlog.projections.client import Query
 from swarmlog.projections.verify import check
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 
 _REMEMBERED = 4096
 """Assignment ids a replica has settled, kept to drop duplicates without a lookup."""
-
-Query = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
 
 def task_error(exc: BaseException) -> TaskError:

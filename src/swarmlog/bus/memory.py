@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmlog.bus.doorbells import drain_queue
-from swarmlog.bus.ports import Append, AppendResult, Delivery, StoredMessage
+from swarmlog.bus.ports import Append, AppendResult, Delivery, QueueSpec, StoredMessage
 from swarmlog.bus.subjects import subject_matches
 from swarmlog.errors import BusError, ConcurrencyConflict
 
@@ -132,21 +132,13 @@ class MemoryLog:
             async with self._changed:
                 await self._changed.wait_for(lambda: len(self._messages) >= wanted)  # noqa: B023
 
-    async def work_queue(
-        self,
-        name: str,
-        filter_subject: str,
-        *,
-        ack_wait: float = 30.0,
-        max_deliver: int = 5,
-        new_only: bool = False,
-    ) -> _MemoryQueue:
-        queue = self._queues.get(name)
+    async def work_queue(self, spec: QueueSpec) -> _MemoryQueue:
+        queue = self._queues.get(spec.name)
         if queue is None:
-            queue = _MemoryQueue(self, filter_subject, ack_wait, max_deliver)
-            if new_only:
+            queue = _MemoryQueue(self, spec.filter_subject, spec.ack_wait, spec.max_deliver)
+            if spec.new_only:
                 queue.cursor = len(self._messages)
-            self._queues[name] = queue
+            self._queues[spec.name] = queue
         return queue
 
     async def pending(self, name: str) -> int:

@@ -1,6 +1,6 @@
 """The log as a port: what the rest of swarmlog needs from the bus, whatever adapts it.
 
-Two adapters implement it, JetStream (``jetstream.py``) and in-memory (``memory.py``), and one
+Two adapters implement it, JetStream (``jetstream/``) and in-memory (``memory.py``), and one
 contract test suite runs against both.
 """
 
@@ -18,10 +18,24 @@ __all__ = [
     "Doorbell",
     "EventLog",
     "FlagStore",
+    "QueueSpec",
     "SnapshotStore",
     "StoredMessage",
     "WorkQueue",
 ]
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A durable pull consumer on the namespace's stream (which ones there are:
+    :mod:`swarmlog.bus.queues`)."""
+
+    name: str
+    filter_subject: str
+    ack_wait: float = 30.0
+    max_deliver: int = 5
+    new_only: bool = False
+    """Deliver only what arrives after the consumer is created (swarm offers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,17 +197,9 @@ class EventLog(Protocol):
         """
         ...
 
-    async def work_queue(
-        self,
-        name: str,
-        filter_subject: str,
-        *,
-        ack_wait: float = 30.0,
-        max_deliver: int = 5,
-        new_only: bool = False,
-    ) -> WorkQueue:
-        """The durable consumer ``name`` (created if missing) over ``filter_subject``; with
-        ``new_only`` a new consumer starts at the next message instead of the first."""
+    async def work_queue(self, spec: QueueSpec) -> WorkQueue:
+        """The durable consumer ``spec`` names (created if missing, where this connection may);
+        with ``new_only`` a new consumer starts at the next message instead of the first."""
         ...
 
     async def pending(self, name: str) -> int:

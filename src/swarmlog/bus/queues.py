@@ -7,9 +7,7 @@ broker permissions that let an agent read exactly these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from swarmlog.bus.ports import EventLog, WorkQueue
+from swarmlog.bus.ports import QueueSpec
 from swarmlog.bus.subjects import inbox_filter, offer_filter, work_filter
 from swarmlog.schemas.types import PRIORITIES
 
@@ -18,7 +16,6 @@ __all__ = [
     "QueueSpec",
     "agent_queues",
     "inbox_queue",
-    "open_queue",
     "priority_queue",
     "queue_names",
     "router_queue",
@@ -27,18 +24,6 @@ __all__ = [
 
 ROUTER_QUEUE_MAX_DELIVER_SLACK = 5
 """Deliveries past the router's own give-up count before the server stops redelivering."""
-
-
-@dataclass(frozen=True)
-class QueueSpec:
-    """A durable pull consumer on the namespace's stream."""
-
-    name: str
-    filter_subject: str
-    ack_wait: float = 30.0
-    max_deliver: int = 5
-    new_only: bool = False
-    """Deliver only what arrives after the consumer is created (swarm offers)."""
 
 
 def priority_queue(
@@ -110,14 +95,3 @@ def queue_names(namespace: str, role: str, agent_id: str) -> list[str]:
     if role == "router":
         names.append(router_queue(namespace, give_up_after=1).name)
     return names
-
-
-async def open_queue(log: EventLog, spec: QueueSpec) -> WorkQueue:
-    """Read the queue ``spec`` names (creating it where the log allows and it is missing)."""
-    return await log.work_queue(
-        spec.name,
-        spec.filter_subject,
-        ack_wait=spec.ack_wait,
-        max_deliver=spec.max_deliver,
-        new_only=spec.new_only,
-    )

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 from swarmlog.bus.osprocesses import (
@@ -50,6 +50,8 @@ from swarmlog.bus.osprocesses import (
 )
 from swarmlog.errors import ServerError
 from swarmlog.files import write_private, write_private_json
+
+_T = TypeVar("_T")
 
 __all__ = [
     "AUTHORIZATION_FILE",
@@ -270,25 +272,13 @@ class EmbeddedServer:
 
     @property
     def url(self) -> str:
-        """The client URL of the started server.
-
-        Raises:
-            ServerError: this object has not started a server.
-        """
-        if self._url is None:
-            raise ServerError("the embedded nats-server is not started; call start() first")
-        return self._url
+        """The client URL of the started server (:class:`ServerError` if none is)."""
+        return _started(self._url)
 
     @property
     def pid(self) -> int:
-        """The process id of the started server.
-
-        Raises:
-            ServerError: this object has not started a server.
-        """
-        if self._pid is None:
-            raise ServerError("the embedded nats-server is not started; call start() first")
-        return self._pid
+        """The process id of the started server (:class:`ServerError` if none is)."""
+        return _started(self._pid)
 
     @classmethod
     def running(cls, store_dir: Path) -> RunningServer | None:
@@ -609,3 +599,10 @@ def _log_tail(log_path: Path, offset: int) -> str:
     if not tail:
         return f"nothing in the log ({log_path})"
     return f"log {log_path}: " + " | ".join(tail)
+
+
+def _started(value: _T | None) -> _T:
+    """``value``, set once this object has started a server."""
+    if value is None:
+        raise ServerError("the embedded nats-server is not started; call start() first")
+    return value

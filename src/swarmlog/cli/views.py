@@ -75,43 +75,40 @@ def tasks(
     _emit(ctx, "tasks", projection_rows(ctx.settings, sql), as_json)
 
 
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@pass_ctx
-def workflows(ctx: CliContext, as_json: bool) -> None:
-    """Workflows, newest first."""
-    sql = (
-        "SELECT workflow_id, pattern, status, plan_version, submitted_by, submitted_at,"
-        " completed_at FROM workflows ORDER BY submitted_at DESC NULLS LAST, workflow_id"
-    )
-    _emit(ctx, "workflows", projection_rows(ctx.settings, sql), as_json)
+def _listing(name: str, summary: str, sql: str) -> click.Command:
+    """The command ``name``: the rows of one fixed query over the projections, as a table or
+    (``--json``) one JSON document."""
+
+    @click.command(name=name, help=summary)
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+    @pass_ctx
+    def listing(ctx: CliContext, as_json: bool) -> None:
+        _emit(ctx, name, projection_rows(ctx.settings, sql), as_json)
+
+    return listing
 
 
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@pass_ctx
-def budgets(ctx: CliContext, as_json: bool) -> None:
-    """Token budgets: what each agent and workflow spent, its budget, the limits crossed."""
-    sql = (
-        "SELECT b.scope, b.scope_id, b.used_tokens, w.budget_tokens,"
-        " CASE WHEN b.hard_exceeded THEN 'hard' WHEN b.soft_exceeded THEN 'soft' ELSE '' END"
-        " AS exceeded, w.status AS workflow_status FROM budgets b"
-        " LEFT JOIN workflows w ON b.scope = 'workflow' AND w.workflow_id = b.scope_id"
-        " ORDER BY b.scope, b.used_tokens DESC, b.scope_id"
-    )
-    _emit(ctx, "budgets", projection_rows(ctx.settings, sql), as_json)
-
-
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@pass_ctx
-def agents(ctx: CliContext, as_json: bool) -> None:
-    """Agents known to the projection: credential, registration, liveness, load."""
-    sql = (
-        "SELECT agent_id, role, capabilities, tier, trust_level, status, in_flight,"
-        " last_heartbeat_at FROM agents ORDER BY role, agent_id"
-    )
-    _emit(ctx, "agents", projection_rows(ctx.settings, sql), as_json)
+workflows = _listing(
+    "workflows",
+    "Workflows, newest first.",
+    "SELECT workflow_id, pattern, status, plan_version, submitted_by, submitted_at,"
+    " completed_at FROM workflows ORDER BY submitted_at DESC NULLS LAST, workflow_id",
+)
+budgets = _listing(
+    "budgets",
+    "Token budgets: what each agent and workflow spent, its budget, the limits crossed.",
+    "SELECT b.scope, b.scope_id, b.used_tokens, w.budget_tokens,"
+    " CASE WHEN b.hard_exceeded THEN 'hard' WHEN b.soft_exceeded THEN 'soft' ELSE '' END"
+    " AS exceeded, w.status AS workflow_status FROM budgets b"
+    " LEFT JOIN workflows w ON b.scope = 'workflow' AND w.workflow_id = b.scope_id"
+    " ORDER BY b.scope, b.used_tokens DESC, b.scope_id",
+)
+agents = _listing(
+    "agents",
+    "Agents known to the projection: credential, registration, liveness, load.",
+    "SELECT agent_id, role, capabilities, tier, trust_level, status, in_flight,"
+    " last_heartbeat_at FROM agents ORDER BY role, agent_id",
+)
 
 
 @click.command()

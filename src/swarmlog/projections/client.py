@@ -40,7 +40,13 @@ from swarmlog.projections.service import QUERY_TIMEOUT
 # The store (DuckDB) is imported where the file fallback reads the file: an agent's client never
 # does, and an agent process must not load DuckDB to ask the projector.
 
-__all__ = ["LiveState", "ProjectionClient", "records", "remote_error"]
+__all__ = ["LiveState", "ProjectionClient", "Query", "WaitFor", "records", "remote_error"]
+
+Query = Callable[[str], Awaitable[list[dict[str, Any]]]]
+"""Read-only SQL over the projections, rows as dicts (a client's :meth:`ProjectionClient.query`,
+or the simulation's stand-in): what the daemons and a handler's context read with."""
+WaitFor = Callable[[int], Awaitable[None]]
+"""Return once the projection has folded the stream up to a sequence."""
 
 T = TypeVar("T")
 

@@ -161,15 +161,15 @@ def apply(
             # A new credential neither registers nor revives an agent.
             kept = ("registered", "killed")
             status = agent["status"] if agent and agent["status"] in kept else "issued"
-            state.upsert(
-                "agents",
-                (c.agent_id,),
+            _agent(
+                state,
+                c.agent_id,
+                seq,
                 role=c.role,
                 capabilities=caps,
                 trust_level=c.trust_level,
                 public_key=c.public_key,
                 status=status,
-                updated_seq=seq,
             )
         case CredentialRevoked():
             # Only an issued key has a row to revoke (the verifier refuses the others; this
@@ -190,19 +190,20 @@ def apply(
                 updated_seq=seq,
             )
             if payload.agent_id != "*" and state.get("agents", payload.agent_id):
-                state.upsert("agents", (payload.agent_id,), status="killed", updated_seq=seq)
+                _agent(state, payload.agent_id, seq, status="killed")
         case AgentRevived():
             state.upsert("kill_switches", (payload.agent_id,), active=False, updated_seq=seq)
             agent = state.get("agents", payload.agent_id)
             if agent is not None and agent["status"] == "killed":
                 status = "registered" if agent["registered_at"] is not None else "issued"
-                state.upsert("agents", (payload.agent_id,), status=status, updated_seq=seq)
+                _agent(state, payload.agent_id, seq, status=status)
         case AgentRegistered():
             agent = state.get("agents", payload.agent_id)
             killed = agent is not None and agent["status"] == "killed"
-            state.upsert(
-                "agents",
-                (payload.agent_id,),
+            _agent(
+                state,
+                payload.agent_id,
+                seq,
                 role=payload.role,
                 capabilities=to_json(payload.capabilities),
                 tier=payload.tier,
@@ -212,44 +213,31 @@ def apply(
                 registered_at=at,
                 last_heartbeat_at=at,
                 in_flight=0,
-                updated_seq=seq,
             )
         case AgentHeartbeat():
-            state.upsert(
-                "agents",
-                (payload.agent_id,),
-                last_heartbeat_at=at,
-                in_flight=payload.in_flight,
-                updated_seq=seq,
-            )
+            _agent(state, payload.agent_id, seq, last_heartbeat_at=at, in_flight=payload.in_flight)
         case WorkflowSubmitted():
-            state.upsert(
-                "workflows",
-                (wf,),
+            _workflow(
+                state,
+                wf,
+                seq,
                 pattern=payload.pattern,
                 status="running",
                 input=to_json(payload.input),
                 budget_tokens=payload.budget_tokens,
                 submitted_by=envelope.sender,
                 submitted_at=at,
-                updated_seq=seq,
             )
         case WorkflowPlanned() | WorkflowRevised():
-            state.upsert(
-                "workflows",
-                (wf,),
-                plan=to_json(payload.plan),
-                plan_version=payload.version,
-                updated_seq=seq,
-            )
+            _workflow(state, wf, seq, plan=to_json(payload.plan), plan_version=payload.version)
         case WorkflowCompleted():
-            state.upsert(
-                "workflows",
-                (wf,),
+            _workflow(
+                state,
+                wf,
+                seq,
                 status=payload.status,
                 result=to_json(payload.result),
                 completed_at=at,
-                updated_seq=seq,
             )
         case TaskAssignment():
             _task(
@@ -464,6 +452,14 @@ def _advance_chain(state: State, seq: int, envelope: Envelope, body_hash: str) -
             "seq": seq,
         },
     )
+
+
+def _agent(state: State, agent_id: str, seq: int, **changes: Any) -> None:
+    state.upsert("agents", (agent_id,), updated_seq=seq, **changes)
+
+
+def _workflow(state: State, workflow_id: str | None, seq: int, **changes: Any) -> None:
+    state.upsert("workflows", (workflow_id,), updated_seq=seq, **changes)
 
 
 def _task(state: State, task_id: str, envelope: Envelope, seq: int, **changes: Any) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -32,9 +33,10 @@ from swarmlog.agents.roles.router import BreakerOutcome, BreakerOutcomeSource, R
 from swarmlog.agents.roles.watchdog import Watchdog
 from swarmlog.agents.runtime import AgentRuntime
 from swarmlog.agents.targets import load_agent
+from swarmlog.bus.ports import EventLog
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, SwarmlogError, TaskError
-from swarmlog.projections.client import ProjectionClient
+from swarmlog.projections.client import ProjectionClient, Query, WaitFor
 from swarmlog.schemas.signing import ChainHead
 
 __all__ = [
@@ -206,7 +208,7 @@ async def _steps_until(
 
 def _projection_access(
     projections: ProjectionClient,
-) -> tuple[Callable[[str], Awaitable[list[dict[str, Any]]]], Callable[[int], Awaitable[None]]]:
+) -> tuple[Query, WaitFor]:
     """Read-only SQL over the live projection, and a wait until it has folded up to a seq."""
 
     async def read(sql: str) -> list[dict[str, Any]]:
@@ -220,18 +222,7 @@ def _projection_access(
 
 async def run_conductor(session: AgentSession, stop: asyncio.Event) -> None:
     """Run one conductor replica until ``stop``."""
-    async with open_agent_log(session) as log:
-        projections = agent_projections(session, log)
-        read, wait_for = _projection_access(projections)
-        hint = _chain_hint(projections)
-        publisher = Publisher(log, session.identity, session.namespace, hint=hint)
-        conductor = Conductor(log, publisher, read, wait_for)
-        await conductor.start()
-        announce_ready(session.agent_id)
-        try:
-            await _steps_until(stop, conductor.step, "conductor")
-        finally:
-            await conductor.close()
+    await _run_projection_role(session, stop, Conductor)
 
 
 async def run_watchdog(session: AgentSession, stop: asyncio.Event) -> None:
@@ -249,24 +240,35 @@ async def run_watchdog(session: AgentSession, stop: asyncio.Event) -> None:
             "SWARMLOG_WATCHDOG_INTERVAL is 0.1-3600 seconds, SWARMLOG_DEADLOCK_POLICY break or"
             " escalate, SWARMLOG_STALL_AFTER seconds > 0"
         )
+    watchdog = functools.partial(
+        Watchdog,
+        interval=interval,
+        policy=policy,  # type: ignore[arg-type]
+        stall_after=stall_after,
+    )
+    await _run_projection_role(session, stop, watchdog)
+
+
+async def _run_projection_role(
+    session: AgentSession,
+    stop: asyncio.Event,
+    replica: Callable[[EventLog, Publisher, Query, WaitFor], Conductor | Watchdog],
+) -> None:
+    """Run the replica ``replica`` builds over this session's log and projections until
+    ``stop``."""
     async with open_agent_log(session) as log:
         projections = agent_projections(session, log)
         read, wait_for = _projection_access(projections)
-        watchdog = Watchdog(
-            log,
-            Publisher(log, session.identity, session.namespace, hint=_chain_hint(projections)),
-            read,
-            wait_for,
-            interval=interval,
-            policy=policy,  # type: ignore[arg-type]
-            stall_after=stall_after,
+        hint = _chain_hint(projections)
+        role = replica(
+            log, Publisher(log, session.identity, session.namespace, hint=hint), read, wait_for
         )
-        await watchdog.start()
+        await role.start()
         announce_ready(session.agent_id)
         try:
-            await _steps_until(stop, watchdog.step, "watchdog")
+            await _steps_until(stop, role.step, role.role)
         finally:
-            await watchdog.close()
+            await role.close()
 
 
 _BUILTIN_RUNNERS: dict[str, Callable[[AgentSession, asyncio.Event], Awaitable[None]]] = {

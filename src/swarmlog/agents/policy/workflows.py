@@ -33,30 +33,17 @@ from typing import Any
 from swarmlog.agents.policy.budgets import SOFT_LIMIT, limit_reached
 from swarmlog.agents.policy.planning import Plan, PlanError, PlanStep, decode_plan, ready, validate
 from swarmlog.agents.policy.supervision import supervise
-
-# The vocabulary lives in workflow_view (the supervisor builds on it too); this module is where
-# the conductor and the tests find it, with the decision.
 from swarmlog.agents.policy.workflow_view import (
     Action,
     BudgetAlert,
     Complete,
     Offer,
-    Revise,
     SetPlan,
-    StepState,
     WorkflowView,
 )
 
 __all__ = [
     "SOFT_LIMIT",
-    "Action",
-    "BudgetAlert",
-    "Complete",
-    "Offer",
-    "Revise",
-    "SetPlan",
-    "StepState",
-    "WorkflowView",
     "decide",
     "plan_for",
     "task_id_for",

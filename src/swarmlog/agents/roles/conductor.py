@@ -15,26 +15,16 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import msgspec
 
+from swarmlog.agents.policy import workflow_view
 from swarmlog.agents.policy.planning import PlanError, decode_plan
-from swarmlog.agents.policy.workflows import (
-    BudgetAlert,
-    Complete,
-    Offer,
-    Revise,
-    SetPlan,
-    StepState,
-    WorkflowView,
-    decide,
-)
-from swarmlog.agents.presence import Presence
-from swarmlog.agents.publisher import Publisher
-from swarmlog.bus.ports import Doorbell, EventLog
+from swarmlog.agents.policy.workflows import decide
+from swarmlog.agents.roles.base import ProjectionRole
+from swarmlog.bus.ports import Doorbell
 from swarmlog.bus.subjects import kind_filter, offer_subject, workflow_event_filter
 from swarmlog.errors import ConcurrencyConflict
 from swarmlog.schemas.payloads import (
@@ -51,47 +41,22 @@ log = logging.getLogger(__name__)
 
 ROLE = "conductor"
 
-Reader = Callable[[str], Awaitable[list[dict[str, Any]]]]
-"""Read-only SQL over the projection, rows as dicts."""
-Waiter = Callable[[int], Awaitable[None]]
-"""Return once the projection has folded the stream up to a sequence."""
 
+@dataclass(eq=False, kw_only=True)
+class Conductor(ProjectionRole):
+    """One conductor replica; ``sweep``: seconds between looks when no event rings."""
 
-class Conductor:
-    """One conductor replica."""
-
-    def __init__(
-        self,
-        log: EventLog,
-        publisher: Publisher,
-        read: Reader,
-        wait_for: Waiter,
-        *,
-        sweep: float = 1.0,
-        heartbeat: float = 5.0,
-        clock: Callable[[], int] = time.time_ns,
-    ) -> None:
-        self.log = log
-        self.publisher = publisher
-        self.namespace = publisher.namespace
-        self._read = read
-        self._wait_for = wait_for
-        self.sweep = sweep
-        self._bell: Doorbell | None = None
-        self._presence = Presence(publisher, ROLE, heartbeat=heartbeat, clock=clock)
-        self._watch = self._presence.watch
-
-    @property
-    def agent_id(self) -> str:
-        return self.publisher.identity.agent_id
+    role: ClassVar[str] = ROLE
+    sweep: float = 1.0
+    _bell: Doorbell | None = field(default=None, init=False)
 
     async def start(self) -> None:
-        await self._presence.start(self.log)
+        await super().start()
         ns = self.namespace
         self._bell = await self.log.doorbell(kind_filter(ns, "wf"), kind_filter(ns, "task"))
 
     async def close(self) -> None:
-        await self._presence.stop()
+        await super().close()
         if self._bell is not None:
             await self._bell.close()
 
@@ -101,23 +66,21 @@ class Conductor:
         if self._bell is None:
             raise RuntimeError("call start() first")
         if self._presence.killed:
-            await self._watch.wait_changed(self.sweep if wait is None else wait)
+            await self._presence.watch.wait_changed(self.sweep if wait is None else wait)
             return 0
         await self._bell.wait(self.sweep if wait is None else wait)
-        await self._presence.beat()
-        # Decide on a projection that has seen everything on the stream until now.
-        await self._wait_for(await self.log.last_seq())
+        await self._catch_up()
         published = 0
         for view in await self.running():
             for action in decide(view):
                 published += await self._act(view, action)
         return published
 
-    async def running(self) -> list[WorkflowView]:
+    async def running(self) -> list[workflow_view.WorkflowView]:
         """Every running workflow as the projection shows it."""
         # One statement, so one consistent snapshot: a task's result and the tokens it spent
         # are seen together (two reads could see the result without the spending).
-        rows = await self._read(
+        rows = await self.read(
             "SELECT w.workflow_id, w.pattern, w.input, w.plan, w.budget_tokens,"
             " b.used_tokens, b.soft_exceeded, b.hard_exceeded,"
             " t.task_id, t.status AS task_status, t.output, t.error, t.role FROM workflows w"
@@ -129,12 +92,12 @@ class Conductor:
         )
         capabilities = await self._capabilities() if rows else None
         flows: dict[str, dict[str, Any]] = {}
-        by_flow: dict[str, dict[str, StepState]] = {}
+        by_flow: dict[str, dict[str, workflow_view.StepState]] = {}
         for r in rows:
             flows.setdefault(r["workflow_id"], r)
             tasks = by_flow.setdefault(r["workflow_id"], {})
             if r["task_id"] is not None:
-                tasks[r["task_id"]] = StepState(
+                tasks[r["task_id"]] = workflow_view.StepState(
                     r["task_status"], _json(r["output"]), r["error"], r["role"]
                 )
         views = []
@@ -145,7 +108,7 @@ class Conductor:
                 plan = None
             alerted = frozenset(name for name in ("soft", "hard") if f[f"{name}_exceeded"])
             views.append(
-                WorkflowView(
+                workflow_view.WorkflowView(
                     f["workflow_id"],
                     f["pattern"],
                     _json(f["input"]),
@@ -161,7 +124,7 @@ class Conductor:
 
     async def _capabilities(self) -> frozenset[str]:
         """What the registered agents can do (a plan needing anything else is sent back)."""
-        rows = await self._read("SELECT capabilities FROM agents WHERE status = 'registered'")
+        rows = await self.read("SELECT capabilities FROM agents WHERE status = 'registered'")
         found: set[str] = set()
         for r in rows:
             listed = _json(r["capabilities"])
@@ -169,19 +132,17 @@ class Conductor:
                 found.update(str(c) for c in listed)
         return frozenset(found)
 
-    async def _act(
-        self, view: WorkflowView, action: SetPlan | Revise | Offer | Complete | BudgetAlert
-    ) -> int:
+    async def _act(self, view: workflow_view.WorkflowView, action: workflow_view.Action) -> int:
         wf = view.workflow_id
         try:
             match action:
-                case SetPlan(plan=plan):
+                case workflow_view.SetPlan(plan=plan):
                     await self.publisher.publish(
                         WorkflowPlanned(plan=msgspec.to_builtins(plan)),
                         expect=(workflow_event_filter(self.namespace, wf, "workflow_planned"), 0),
                         workflow_id=wf,
                     )
-                case Revise(plan=plan, reason=reason):
+                case workflow_view.Revise(plan=plan, reason=reason):
                     # Not conditional (the subject holds every version): one conductor decides
                     # on a projection that has seen its own last revision, so it revises once.
                     await self.publisher.publish(
@@ -190,7 +151,7 @@ class Conductor:
                         ),
                         workflow_id=wf,
                     )
-                case Offer(
+                case workflow_view.Offer(
                     task_id=task_id,
                     capability=capability,
                     input=step_input,
@@ -211,7 +172,7 @@ class Conductor:
                         expect=(offer_subject(self.namespace, task_id), 0),
                         workflow_id=wf,
                     )
-                case BudgetAlert(limit=limit, used_tokens=used, budget_tokens=budget):
+                case workflow_view.BudgetAlert(limit=limit, used_tokens=used, budget_tokens=budget):
                     await self.publisher.publish(
                         BudgetExceeded(
                             scope="workflow",
@@ -222,7 +183,7 @@ class Conductor:
                         ),
                         workflow_id=wf,
                     )
-                case Complete(status=status, result=result):
+                case workflow_view.Complete(status=status, result=result):
                     await self.publisher.publish(
                         WorkflowCompleted(status=status, result=result),  # type: ignore[arg-type]
                         expect=(workflow_event_filter(self.namespace, wf, "workflow_completed"), 0),

@@ -27,7 +27,7 @@ from swarmlog.agents.policy.routing import AgentView, Candidate, circuits, role_
 from swarmlog.agents.presence import Presence
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, StoredMessage, WorkQueue
-from swarmlog.bus.queues import open_queue, router_queue
+from swarmlog.bus.queues import router_queue
 from swarmlog.bus.subjects import assignment_filter, offer_filter
 from swarmlog.errors import ConcurrencyConflict
 from swarmlog.projections.verify import check
@@ -130,8 +130,8 @@ class Router:
     async def start(self) -> None:
         await self._presence.start(self.log)
         self._bell = await self.log.doorbell(offer_filter(self.namespace))
-        self._queue = await open_queue(
-            self.log, router_queue(self.namespace, give_up_after=self.give_up_after)
+        self._queue = await self.log.work_queue(
+            router_queue(self.namespace, give_up_after=self.give_up_after)
         )
 
     async def close(self) -> None:

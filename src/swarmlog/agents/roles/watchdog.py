@@ -18,16 +18,15 @@ seconds is escalated to a human, with how long it was idle.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from swarmlog.agents.policy import deadlocks
 from swarmlog.agents.policy.deadlocks import ON_CYCLES_SQL, Deadlock, Policy, Wait, find_deadlocks
 from swarmlog.agents.policy.stalls import MOVING, Stall, stalled
-from swarmlog.agents.presence import Presence
-from swarmlog.agents.publisher import Publisher
-from swarmlog.bus.ports import EventLog
+from swarmlog.agents.roles.base import ProjectionRole
+from swarmlog.projections.client import Query
 from swarmlog.schemas.payloads import TaskEscalated
 from swarmlog.schemas.signing import WATCHDOG_ROLE
 
@@ -43,9 +42,6 @@ OPEN_WAITS_SQL = (
     " ORDER BY since, ref"
 )
 """The open waits whose waiter lies on a cycle: everything a deadlock is made of."""
-
-Reader = Callable[[str], Awaitable[list[dict[str, Any]]]]
-Waiter = Callable[[int], Awaitable[None]]
 
 
 def deadlocks_in(rows: Iterable[Mapping[str, Any]]) -> list[Deadlock]:
@@ -64,48 +60,22 @@ def deadlocks_in(rows: Iterable[Mapping[str, Any]]) -> list[Deadlock]:
     )
 
 
-async def waits_on_cycles(read: Reader) -> list[Deadlock]:
+async def waits_on_cycles(read: Query) -> list[Deadlock]:
     """The deadlocks in the projection's wait-for graph now."""
     return deadlocks_in(await read(OPEN_WAITS_SQL))
 
 
-class Watchdog:
-    """One watchdog replica."""
+@dataclass(eq=False, kw_only=True)
+class Watchdog(ProjectionRole):
+    """One watchdog replica: it looks every ``interval`` seconds, acts on a deadlock by
+    ``policy`` and escalates a task that made no progress for ``stall_after`` seconds."""
 
-    def __init__(
-        self,
-        log: EventLog,
-        publisher: Publisher,
-        read: Reader,
-        wait_for: Waiter,
-        *,
-        interval: float = 2.0,
-        policy: Policy = "break",
-        stall_after: float = 600.0,
-        heartbeat: float = 5.0,
-        clock: Callable[[], int] = time.time_ns,
-    ) -> None:
-        self.log = log
-        self.publisher = publisher
-        self._read = read
-        self._wait_for = wait_for
-        self.interval = interval
-        self.policy = policy
-        self.stall_after = stall_after
-        self._clock = clock
-        self._presence = Presence(publisher, ROLE, heartbeat=heartbeat, clock=clock)
-        self._reported: set[str] = set()
-        self._workflows: dict[str, str | None] = {}
-
-    @property
-    def agent_id(self) -> str:
-        return self.publisher.identity.agent_id
-
-    async def start(self) -> None:
-        await self._presence.start(self.log)
-
-    async def close(self) -> None:
-        await self._presence.stop()
+    role: ClassVar[str] = ROLE
+    interval: float = 2.0
+    policy: Policy = "break"
+    stall_after: float = 600.0
+    _reported: set[str] = field(default_factory=set, init=False)
+    _workflows: dict[str, str | None] = field(default_factory=dict, init=False)
 
     async def step(self) -> list[Deadlock]:
         """Look once (after ``interval``): the deadlocks found and acted on."""
@@ -113,10 +83,9 @@ class Watchdog:
             await self._presence.watch.wait_changed(self.interval)
             return []
         await self._presence.watch.wait_changed(self.interval)  # the period between looks
-        await self._presence.beat()
-        await self._wait_for(await self.log.last_seq())
+        await self._catch_up()
         acted = []
-        for deadlock in await waits_on_cycles(self._read):
+        for deadlock in await waits_on_cycles(self.read):
             if deadlock.key in self._reported:
                 continue  # reported, and its victim not yet projected as broken
             await self._act(deadlock)
@@ -128,13 +97,13 @@ class Watchdog:
     async def stalls(self) -> list[Stall]:
         """The stalled tasks now."""
         moving = ", ".join(f"'{s}'" for s in sorted(MOVING))
-        rows = await self._read(
+        rows = await self.read(
             f"SELECT task_id, status, updated_at, workflow_id FROM tasks WHERE status IN ({moving})"
         )
         self._workflows = {r["task_id"]: r["workflow_id"] for r in rows}
         return stalled(
             ((r["task_id"], r["status"], r["updated_at"]) for r in rows),
-            now=self._clock(),
+            now=self.clock(),
             after=self.stall_after,
         )
 

@@ -1,0 +1,57 @@
+"""What the conductor and the watchdog share: a replica that acts on what the projection shows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
+from typing import ClassVar
+
+from swarmlog.agents.presence import Presence
+from swarmlog.agents.publisher import Publisher
+from swarmlog.bus.ports import EventLog
+from swarmlog.projections.client import Query, WaitFor
+
+__all__ = ["ProjectionRole"]
+
+
+@dataclass(eq=False)
+class ProjectionRole:
+    """One replica of a built-in role that reads the projection (``read``), waits for it to
+    catch up with the stream (``wait_for``), publishes as its own identity, and keeps its
+    presence: registration, heartbeats every ``heartbeat`` seconds, its kill switches."""
+
+    role: ClassVar[str]
+    log: EventLog
+    publisher: Publisher
+    read: Query
+    wait_for: WaitFor
+    _: KW_ONLY
+    heartbeat: float = 5.0
+    clock: Callable[[], int] = time.time_ns
+    _presence: Presence = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._presence = Presence(
+            self.publisher, self.role, heartbeat=self.heartbeat, clock=self.clock
+        )
+
+    @property
+    def agent_id(self) -> str:
+        return self.publisher.identity.agent_id
+
+    @property
+    def namespace(self) -> str:
+        return self.publisher.namespace
+
+    async def start(self) -> None:
+        await self._presence.start(self.log)
+
+    async def close(self) -> None:
+        await self._presence.stop()
+
+    async def _catch_up(self) -> None:
+        """Heartbeat if one is due, then wait until the projection has folded the stream up to
+        its end (so a decision sees everything on the log until now)."""
+        await self._presence.beat()
+        await self.wait_for(await self.log.last_seq())
