@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from swarmlog.agents.host.bringup import bring_down, bring_up
 from swarmlog.agents.publisher import Publisher
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
@@ -74,13 +75,16 @@ class Cli:
 
 @contextlib.contextmanager
 def running(data: Path) -> Iterator[Cli]:
-    """A system brought `up --detach` on ``data``, and brought `down` afterwards whatever
-    happened (every agent stopped first)."""
+    """A system brought up detached on ``data`` and brought down afterwards whatever happened.
+
+    It calls what `swarmlog up --detach` and `swarmlog down` run, in this process: the system
+    is the same real server, projector and role daemons, and a CLI process for each would spend
+    its start-up on nothing the test checks (the commands themselves are tested in test_cli.py).
+    """
     cli = Cli(data)
-    started = cli("up", "--detach")
-    assert started.returncode == 0, started.stderr
+    settings = cli.settings()
+    asyncio.run(bring_up(settings, detach=True, notice=lambda _: None))
     try:
         yield cli
     finally:
-        cli("agent", "stop", "--all")
-        assert cli("down").returncode == 0
+        bring_down(settings)

@@ -7,11 +7,9 @@ from typing import Any
 
 import click
 
-from swarmlog.agents.host.bringup import SystemUp, bring_up
-from swarmlog.bus.server import EmbeddedServer
+from swarmlog.agents.host.bringup import SystemUp, bring_down, bring_up
 from swarmlog.bus.subjects import stream_subjects
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
-from swarmlog.control.daemons import list_daemons, stop_daemons
 from swarmlog.control.system import open_log, open_projections, resolve_url, run_projector
 from swarmlog.errors import BusError, SwarmlogError
 
@@ -65,15 +63,7 @@ def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int) -> None:
 @pass_ctx
 def down(ctx: CliContext) -> None:
     """Stop every daemon of the data dir and the embedded server they share. Idempotent."""
-    settings = ctx.settings
-    stopped = []
-    if settings.data_dir.is_dir():
-        names = [d.name for d in list_daemons(settings.run_dir, settings.logs_dir)]
-        stopped += stop_daemons(settings.run_dir, settings.logs_dir, names)
-        running = EmbeddedServer.running(settings.server_dir)
-        if running is not None and settings.nats_url is None:
-            running.stop()
-            stopped.append("nats-server")
+    stopped = bring_down(ctx.settings)
     ctx.console.print("stopped " + ", ".join(stopped) if stopped else "nothing was running")
 
 

@@ -29,7 +29,13 @@ from swarmlog.agents.host.session import AgentSession
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.config import Settings
 from swarmlog.control.broker import refresh_broker, remember_namespace, write_authorization
-from swarmlog.control.daemons import DaemonInfo, find_daemon, start_daemon
+from swarmlog.control.daemons import (
+    DaemonInfo,
+    find_daemon,
+    list_daemons,
+    start_daemon,
+    stop_daemons,
+)
 from swarmlog.control.issuing import issue_replicas
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import (
@@ -45,7 +51,14 @@ from swarmlog.control.system import (
 from swarmlog.errors import BusError, ServerError
 from swarmlog.files import write_atomic
 
-__all__ = ["BUILTIN_ROLES", "SystemUp", "bring_up", "start_builtin", "start_server"]
+__all__ = [
+    "BUILTIN_ROLES",
+    "SystemUp",
+    "bring_down",
+    "bring_up",
+    "start_builtin",
+    "start_server",
+]
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +208,22 @@ async def bring_up(
     finally:
         if server is not None:
             server.stop()
+
+
+def bring_down(settings: Settings) -> list[str]:
+    """Stop every daemon of the data dir (agents, roles, the projector: all at once, each given
+    its grace) and then the embedded server they share (never an external one); what was
+    stopped. Idempotent: what ``swarmlog down`` runs."""
+    stopped: list[str] = []
+    if not settings.data_dir.is_dir():
+        return stopped
+    names = [d.name for d in list_daemons(settings.run_dir, settings.logs_dir)]
+    stopped += stop_daemons(settings.run_dir, settings.logs_dir, names)
+    running = EmbeddedServer.running(settings.server_dir)
+    if running is not None and settings.nats_url is None:
+        running.stop()
+        stopped.append("nats-server")
+    return stopped
 
 
 async def _detached(settings: Settings, url: str, stream: str) -> SystemUp:
