@@ -13,6 +13,7 @@ from collections import Counter
 
 import pytest
 
+from fakes import RecordingDelivery
 from swarmlog.agents.api import Agent, Context, on
 from swarmlog.agents.jobs import Job
 from swarmlog.agents.policy import deadlocks, routing, settle
@@ -65,27 +66,6 @@ def _never_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settle, "after_failure", no_fallback)
 
 
-class _Delivery:
-    """A delivery that records how it was settled."""
-
-    def __init__(self) -> None:
-        self.settled: list[str] = []
-        self.message = StoredMessage(1, "s", b"")
-        self.num_delivered = 1
-
-    async def ack(self) -> None:
-        self.settled.append("ack")
-
-    async def in_progress(self) -> None:
-        pass
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.settled.append("nak")
-
-    async def term(self) -> None:
-        self.settled.append("term")
-
-
 class _Keeper(Agent):
     role = "keeper"
     capabilities = ("work",)
@@ -100,7 +80,13 @@ class _Keeper(Agent):
 async def _runtime_settles_a_last_failure() -> str:
     log = MemoryLog("SWARMLOG_DRIFT")
     runtime = AgentRuntime(_Keeper(), log, Publisher(log, _identity("keeper-1"), NS))
-    job = Job(_Delivery(), "e1", TaskAssignment(task_id="t1", role="keeper"), 1, {})
+    job = Job(
+        RecordingDelivery(StoredMessage(1, "s", b"")),
+        "e1",
+        TaskAssignment(task_id="t1", role="keeper"),
+        1,
+        {},
+    )
     outcome = await runtime.settler.failed(job, RuntimeError("it broke"))
     return outcome.status
 

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from fakes import RecordingDelivery
 from swarmlog.agents.api import Agent, Context, TaskError, on
 from swarmlog.agents.policy.killflags import KillFlag, flag_key
 from swarmlog.agents.policy.outputs import check_output
@@ -23,7 +24,6 @@ from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.roles.router import Router
 from swarmlog.agents.runtime import AgentRuntime, Outcome
 from swarmlog.bus.memory import MemoryLog
-from swarmlog.bus.ports import StoredMessage
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.schemas.codec import decode_envelope, decode_signed
@@ -198,27 +198,6 @@ async def test_urgent_work_is_taken_before_background_work(urgent: str) -> None:
     assert first.task_id == "urgent"
 
 
-class Redelivered:
-    """The same stored assignment handed out again, as after a crash before the ack."""
-
-    def __init__(self, message: StoredMessage) -> None:
-        self.message = message
-        self.num_delivered = 2
-        self.settled: list[str] = []
-
-    async def ack(self) -> None:
-        self.settled.append("ack")
-
-    async def in_progress(self) -> None:
-        pass
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.settled.append("nak")
-
-    async def term(self) -> None:
-        self.settled.append("term")
-
-
 async def test_a_redelivered_assignment_with_a_result_is_not_run_again() -> None:
     s = Setup()
     first = await s.start()
@@ -227,7 +206,7 @@ async def test_a_redelivered_assignment_with_a_result_is_not_run_again() -> None
     # Another replica gets the same assignment again (the first crashed before its ack landed).
     other = await s.replica(identity("upper-2"))
     assignment = next(m for m in s.log._messages if ".work." in m.subject)
-    again = Redelivered(assignment)
+    again = RecordingDelivery(assignment, num_delivered=2)  # as after a crash before the ack
     assert (await other.handle(again)).status == "duplicate"
     assert again.settled == ["ack"]
     assert s.types("t1").count("result") == 1
