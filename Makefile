@@ -28,11 +28,12 @@ typecheck: $(STAMP)
 # servers and daemons mostly wait on them, and the pure and property tests fill that time. A
 # module's tests go to one worker (they may share the module's running system); each test owns
 # its data dir, ports and server. The 15 slowest are printed so the next engineer sees where the
-# time goes. The folders are named longest work first, so the many short unit tests fill the
-# end of the run instead of a minute-long property test starting last.
+# time goes. The folders are named longest work first (an end-to-end module is several
+# half-minute tests in a row on one worker), so the many short unit tests fill the end of the
+# run instead of a long module starting last.
 test: lint typecheck
 	$(BIN)/python -m pytest -q -n 4 --dist loadscope --durations=15 \
-		tests/property tests/integration tests/e2e tests/adversarial tests/contract tests/unit
+		tests/e2e tests/property tests/integration tests/adversarial tests/contract tests/unit
 
 bench: $(STAMP)
 	$(BIN)/swarmlog bench publish --json

@@ -73,6 +73,12 @@ class Cli:
         asyncio.run(go())
 
 
+def start_agents(cli: Cli, target: str, replicas: int = 1) -> None:
+    """``agent start TARGET --replicas N --detach``, which must succeed."""
+    out = cli("agent", "start", target, "--replicas", str(replicas), "--detach")
+    assert out.returncode == 0, out.stderr
+
+
 @contextlib.contextmanager
 def running(data: Path) -> Iterator[Cli]:
     """A system brought up detached on ``data`` and brought down afterwards whatever happened.
