@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from swarmlog.bus.ports import StoredMessage
 
-__all__ = ["RecordingDelivery"]
+if TYPE_CHECKING:
+    from swarmlog.agents.runtime import AgentRuntime
+
+__all__ = ["RUNNING", "RecordingDelivery"]
+
+RUNNING: list[AgentRuntime] = []
+"""Runtimes a test started; the ``close_runtimes`` fixture closes them after it."""
 
 
 class RecordingDelivery:

@@ -10,7 +10,7 @@ import signal
 from typing import Any
 
 import pytest
-from clikit import ROOT, Cli
+from clikit import ROOT, Cli, start_agents
 
 from waiting import wait_until
 
@@ -21,8 +21,7 @@ DOCS = ROOT / "examples" / "docs"
 
 def start(cli: Cli, *targets: str) -> None:
     for target in targets:
-        out = cli("agent", "start", target, "--detach")
-        assert out.returncode == 0, out.stderr
+        start_agents(cli, target)
 
 
 def supervise(cli: Cli, spec: dict[str, Any], *extra: str) -> dict[str, Any]:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from fakes import RecordingDelivery
+from fakes import RUNNING, RecordingDelivery
 from swarmlog.agents.api import Agent, Context, TaskError, on
 from swarmlog.agents.policy.killflags import KillFlag, flag_key
 from swarmlog.agents.policy.outputs import check_output
@@ -63,14 +62,7 @@ class HandsOver(Upper):
     fallback_role = "spare"
 
 
-RUNNING: list[AgentRuntime] = []
-
-
-@pytest.fixture(autouse=True)
-async def close_runtimes() -> AsyncIterator[None]:
-    yield
-    while RUNNING:
-        await RUNNING.pop().close()
+pytestmark = pytest.mark.usefixtures("close_runtimes")
 
 
 class Setup:

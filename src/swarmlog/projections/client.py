@@ -182,10 +182,8 @@ class ProjectionClient:
     ) -> T:
         """Ask the live projector; with none answering, read the file in a thread. A projector
         that owns the file but does not answer yet is starting: ask it again for a while."""
-        from swarmlog.projections.store import READER_TIMEOUT
-
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + READER_TIMEOUT
+        started = loop.time()
         while True:
             reply = await ask()
             if reply is not None:
@@ -196,10 +194,13 @@ class ProjectionClient:
                     " start it with `swarmlog up --detach` (an agent reads the projections only"
                     " through it)"
                 )
+            # Only the operator's fallback gets here: an agent's client never loads DuckDB.
+            from swarmlog.projections.store import READER_TIMEOUT
+
             try:
                 return await asyncio.to_thread(read_file, self._fallback)
             except StoreBusy:
-                if loop.time() > deadline:
+                if loop.time() > started + READER_TIMEOUT:
                     raise
             await asyncio.sleep(0.1)  # polling a projector that is still opening its file
 
