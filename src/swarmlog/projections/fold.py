@@ -240,33 +240,22 @@ def apply(
                 completed_at=at,
             )
         case TaskAssignment():
-            _task(
+            _task_posted(
                 state,
-                payload.task_id,
+                payload,
                 envelope,
                 seq,
                 status="assigned",
                 role=payload.role,
-                capability=payload.capability,
-                priority=payload.priority,
                 attempt=payload.attempt,
                 assigned_by=envelope.sender,
                 parent_task_id=payload.parent_task_id,
-                input=to_json(payload.input),
             )
         case TaskOffered():
+            # An offer names its parent only when delegated; a re-offer must not clear it.
             parent = {"parent_task_id": payload.parent_task_id} if payload.parent_task_id else {}
-            _task(
-                state,
-                payload.task_id,
-                envelope,
-                seq,
-                status="offered",
-                capability=payload.capability,
-                priority=payload.priority,
-                mode=payload.mode,
-                input=to_json(payload.input),
-                **parent,
+            _task_posted(
+                state, payload, envelope, seq, status="offered", mode=payload.mode, **parent
             )
             if payload.parent_task_id and payload.mode == "routed":
                 # The delegating agent waits for its subtask (until the subtask is settled).
@@ -469,6 +458,26 @@ def _task(state: State, task_id: str, envelope: Envelope, seq: int, **changes: A
     if envelope.workflow_id is not None:
         changes.setdefault("workflow_id", envelope.workflow_id)
     state.upsert("tasks", (task_id,), updated_at=envelope.occurred_at, updated_seq=seq, **changes)
+
+
+def _task_posted(
+    state: State,
+    payload: TaskAssignment | TaskOffered,
+    envelope: Envelope,
+    seq: int,
+    **changes: Any,
+) -> None:
+    """A task offered or assigned: the fields both carry, and ``changes``."""
+    _task(
+        state,
+        payload.task_id,
+        envelope,
+        seq,
+        capability=payload.capability,
+        priority=payload.priority,
+        input=to_json(payload.input),
+        **changes,
+    )
 
 
 def _spend(state: State, scope: str, scope_id: str, tokens: int) -> None:

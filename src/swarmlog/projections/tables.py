@@ -37,50 +37,46 @@ class Table:
 
 _S, _I, _B = "VARCHAR", "BIGINT", "BOOLEAN"
 
+
+def _by_seq(name: str, doc: str, *columns: tuple[str, str]) -> Table:
+    """An append-only table with a row per stream message, keyed by its sequence."""
+    return Table(name, (("seq", _I), *columns), ("seq",), doc, append_only=True)
+
+
 TABLES: tuple[Table, ...] = (
-    Table(
+    _by_seq(
         "events",
-        (
-            ("seq", _I),
-            ("subject", _S),
-            ("id", _S),
-            ("type", _S),
-            ("workflow_id", _S),
-            ("correlation_id", _S),
-            ("causation_id", _S),
-            ("sender", _S),
-            ("recipient", _S),
-            ("signer", _S),
-            ("sender_seq", _I),
-            ("occurred_at", _I),
-            ("verified", _B),
-            ("payload", _S),
-        ),
-        ("seq",),
         "The audit trail: every applied event, by stream sequence.",
-        append_only=True,
+        ("subject", _S),
+        ("id", _S),
+        ("type", _S),
+        ("workflow_id", _S),
+        ("correlation_id", _S),
+        ("causation_id", _S),
+        ("sender", _S),
+        ("recipient", _S),
+        ("signer", _S),
+        ("sender_seq", _I),
+        ("occurred_at", _I),
+        ("verified", _B),
+        ("payload", _S),
     ),
-    Table(
+    _by_seq(
         "quarantine",
-        (
-            ("seq", _I),
-            ("subject", _S),
-            ("reason", _S),
-            ("detail", _S),
-            ("event_id", _S),
-            ("sender", _S),
-            ("size", _I),
-        ),
-        ("seq",),
         "Every message that was not applied, with the reason.",
-        append_only=True,
+        ("subject", _S),
+        ("reason", _S),
+        ("detail", _S),
+        ("event_id", _S),
+        ("sender", _S),
+        ("size", _I),
     ),
-    Table(
+    _by_seq(
         "chain_breaks",
-        (("seq", _I), ("sender", _S), ("expected_seq", _I), ("got_seq", _I)),
-        ("seq",),
         "Gaps in a sender's chain (applied, but evidence of a missing event).",
-        append_only=True,
+        ("sender", _S),
+        ("expected_seq", _I),
+        ("got_seq", _I),
     ),
     Table(
         "chain_heads",

@@ -21,6 +21,7 @@ from swarmlog.bus.ports import StoredMessage
 from swarmlog.bus.subjects import subject_for
 from swarmlog.errors import SchemaError
 from swarmlog.projections.state import Key, State
+from swarmlog.schemas import payloads as p
 from swarmlog.schemas.codec import (
     MAX_EVENT_BYTES,
     decode_credential,
@@ -29,24 +30,6 @@ from swarmlog.schemas.codec import (
 )
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.ids import event_id_time_ms
-from swarmlog.schemas.payloads import (
-    AgentHeartbeat,
-    AgentKilled,
-    AgentRegistered,
-    AgentRevived,
-    BudgetExceeded,
-    CircuitClosed,
-    CircuitOpened,
-    ClarificationRequest,
-    ClarificationResponse,
-    CredentialIssued,
-    CredentialRevoked,
-    EscalationResolved,
-    Result,
-    TaskAssignment,
-    TaskClaimed,
-    TaskOffered,
-)
 from swarmlog.schemas.signing import (
     CONTROL_TYPES,
     CREDENTIAL_DOMAIN,
@@ -229,30 +212,30 @@ def touches(envelope: Envelope) -> list[tuple[str, Key]]:
             ("budgets", ("workflow", envelope.workflow_id)),
         ]
     match payload:
-        case CredentialIssued():
+        case p.CredentialIssued():
             try:
                 credential = decode_credential(payload.credential)
             except SchemaError:
                 return keys
             keys += [("credentials", (credential.public_key,)), ("agents", (credential.agent_id,))]
-        case CredentialRevoked():
+        case p.CredentialRevoked():
             keys.append(("credentials", (payload.public_key,)))
-        case AgentKilled() | AgentRevived():
+        case p.AgentKilled() | p.AgentRevived():
             keys += [("kill_switches", (payload.agent_id,)), ("agents", (payload.agent_id,))]
-        case AgentRegistered() | AgentHeartbeat():
+        case p.AgentRegistered() | p.AgentHeartbeat():
             keys.append(("agents", (payload.agent_id,)))
-        case ClarificationRequest() | ClarificationResponse():
+        case p.ClarificationRequest() | p.ClarificationResponse():
             keys += [
                 ("waits_for", (payload.request_id,)),
                 ("clarifications", (payload.request_id,)),
             ]
-        case Result():
+        case p.Result():
             keys.append(("budgets", ("agent", envelope.sender)))
-        case BudgetExceeded():
+        case p.BudgetExceeded():
             keys.append(("budgets", (payload.scope, payload.scope_id)))
-        case EscalationResolved():
+        case p.EscalationResolved():
             keys.append(("escalations", (payload.escalation_id,)))
-        case CircuitOpened() | CircuitClosed():
+        case p.CircuitOpened() | p.CircuitClosed():
             keys.append(("breakers", (payload.circuit,)))
         case _:
             pass
@@ -322,7 +305,7 @@ def _check_identity(
     if envelope.signer == operator_key:
         if envelope.sender != OPERATOR_ID:
             return Rejection("wrong_sender", "the operator key signs only as 'operator'")
-        if isinstance(envelope.payload, CredentialIssued):
+        if isinstance(envelope.payload, p.CredentialIssued):
             return check_credential(envelope.payload, operator_key)
         return None
     if envelope.sender == OPERATOR_ID:
@@ -369,7 +352,7 @@ def _speaks_for_another(state: State, envelope: Envelope, credential: dict[str, 
     payload = envelope.payload
     sender = envelope.sender
     match payload:
-        case AgentRegistered():
+        case p.AgentRegistered():
             if payload.agent_id != sender:
                 return f"registers {payload.agent_id}, not itself"
             if payload.role != credential["role"]:
@@ -377,13 +360,13 @@ def _speaks_for_another(state: State, envelope: Envelope, credential: dict[str, 
             extra = set(payload.capabilities) - set(_json_list(credential["capabilities"]))
             if extra:
                 return f"claims capabilities its credential lacks: {sorted(extra)}"
-        case AgentHeartbeat() | TaskClaimed():
+        case p.AgentHeartbeat() | p.TaskClaimed():
             if payload.agent_id != sender:
                 return f"speaks for {payload.agent_id}"
-        case ClarificationRequest():
+        case p.ClarificationRequest():
             if state.get("clarifications", payload.request_id) is not None:
                 return f"asks under request id {payload.request_id}, which is taken"
-        case ClarificationResponse():
+        case p.ClarificationResponse():
             # Judged against the request, open or answered: only the agent asked ever answers.
             asked = state.get("clarifications", payload.request_id)
             if asked is None:
@@ -407,12 +390,12 @@ def _task_authority(state: State, envelope: Envelope, credential: dict[str, Any]
     type_ = envelope.type
     role = credential["role"]
     match payload:
-        case TaskOffered():
+        case p.TaskOffered():
             if state.get("tasks", payload.task_id) is not None:
                 return f"offers task {payload.task_id}, which exists already"
-        case TaskAssignment():
+        case p.TaskAssignment():
             return _may_assign(state.get("tasks", payload.task_id), payload.task_id, role)
-        case TaskClaimed():
+        case p.TaskClaimed():
             return _may_claim(state.get("tasks", payload.task_id), payload.task_id, credential)
         case _ if type_ in HOLDER_TYPES or (type_ in OVERSEEN_TYPES and role not in _OVERSEERS):
             task_id = str(getattr(payload, "task_id", ""))  # every such type names its task
@@ -470,14 +453,14 @@ def _may_claim(task: dict[str, Any] | None, task_id: str, credential: dict[str, 
 def _check_operator(state: State, envelope: Envelope) -> Rejection | None:
     """The operator may say anything but what names nothing: a revoke of a key never issued."""
     payload = envelope.payload
-    revoked = payload.public_key if isinstance(payload, CredentialRevoked) else None
+    revoked = payload.public_key if isinstance(payload, p.CredentialRevoked) else None
     if revoked is not None and state.get("credentials", revoked) is None:
         detail = f"revokes {revoked[:16]}..., a key that was never issued"
         return Rejection("unknown_signer", detail, in_chain=True)
     return None
 
 
-def check_credential(payload: CredentialIssued, operator_key: str) -> Rejection | None:
+def check_credential(payload: p.CredentialIssued, operator_key: str) -> Rejection | None:
     """Whether ``payload`` is a credential ``operator_key`` issued (``None``: it is); also used
     by agents on credentials they are shown outside the log (a result cache entry's signer)."""
     if not verify_signature(operator_key, CREDENTIAL_DOMAIN, payload.credential, payload.signature):
