@@ -14,12 +14,10 @@ import pytest
 
 from swarmlog.agents.host.sandbox import (
     DEVICE,
-    EXECUTE,
     READ,
-    READ_DIR,
-    READ_FILE,
     WRITE,
     Grant,
+    Right,
     agent_grants,
     landlock_abi,
     plan,
@@ -40,11 +38,12 @@ def _entries(folder: Path) -> list[Grant]:
 def test_a_grant_holding_the_hidden_tree_is_split_around_it() -> None:
     planned = plan([Grant(W, READ)], [DATA / "keys"], _entries)
     assert set(planned) == {
-        Grant(W, READ_DIR),  # names only: imports list the folder
+        Grant(W, Right.READ_DIR),  # names only: imports list the folder
         Grant(W / "src", READ),
-        Grant(DATA, READ_DIR),
+        Grant(DATA, Right.READ_DIR),
         Grant(DATA / "logs", READ),
-        Grant(W / "x.txt", READ_FILE | EXECUTE, is_dir=False),  # a file takes file rights
+        # a file takes file rights
+        Grant(W / "x.txt", Right.READ_FILE | Right.EXECUTE, is_dir=False),
     }
     assert len(planned) == len(set(planned))
 

@@ -24,6 +24,7 @@ scopes); the planning part (:func:`agent_grants`, :func:`plan`) is pure.
 from __future__ import annotations
 
 import ctypes
+import enum
 import logging
 import os
 import shutil
@@ -39,6 +40,7 @@ __all__ = [
     "PATHS_ENV",
     "Confinement",
     "Grant",
+    "Right",
     "agent_grants",
     "confine",
     "landlock_abi",
@@ -50,31 +52,21 @@ log = logging.getLogger(__name__)
 PATHS_ENV = "SWARMLOG_AGENT_PATHS"
 """Extra folders an agent may read and write (``os.pathsep``-separated); never the data dir."""
 
-# Access rights, <linux/landlock.h>. The ABI version says which ones the kernel knows.
-EXECUTE = 1 << 0
-WRITE_FILE = 1 << 1
-READ_FILE = 1 << 2
-READ_DIR = 1 << 3
-REMOVE_DIR = 1 << 4
-REMOVE_FILE = 1 << 5
-MAKE_CHAR = 1 << 6
-MAKE_DIR = 1 << 7
-MAKE_REG = 1 << 8
-MAKE_SOCK = 1 << 9
-MAKE_FIFO = 1 << 10
-MAKE_BLOCK = 1 << 11
-MAKE_SYM = 1 << 12
-REFER = 1 << 13  # ABI 2
-TRUNCATE = 1 << 14  # ABI 3
-IOCTL_DEV = 1 << 15  # ABI 5
-_FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
+# Access rights, <linux/landlock.h>, in the kernel's bit order (EXECUTE is 1 << 0). REFER came
+# with ABI 2, TRUNCATE with ABI 3, IOCTL_DEV with ABI 5: the ABI version says which it knows.
+Right = enum.IntFlag(
+    "Right",
+    "EXECUTE WRITE_FILE READ_FILE READ_DIR REMOVE_DIR REMOVE_FILE MAKE_CHAR MAKE_DIR MAKE_REG"
+    " MAKE_SOCK MAKE_FIFO MAKE_BLOCK MAKE_SYM REFER TRUNCATE IOCTL_DEV",
+)
+_FILE_RIGHTS = Right.EXECUTE | Right.WRITE_FILE | Right.READ_FILE | Right.TRUNCATE | Right.IOCTL_DEV
 """The only rights a rule on a file (not a folder) may carry."""
 
-READ = READ_FILE | READ_DIR | EXECUTE
-WRITE = (
-    READ | WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG | MAKE_SOCK | MAKE_FIFO
-) | (MAKE_SYM | REFER | TRUNCATE)
-DEVICE = READ_FILE | WRITE_FILE | IOCTL_DEV
+READ = Right.READ_FILE | Right.READ_DIR | Right.EXECUTE
+_MAKE = Right.MAKE_DIR | Right.MAKE_REG | Right.MAKE_SOCK | Right.MAKE_FIFO | Right.MAKE_SYM
+_CHANGE = Right.WRITE_FILE | Right.REMOVE_DIR | Right.REMOVE_FILE | Right.REFER | Right.TRUNCATE
+WRITE = READ | _CHANGE | _MAKE
+DEVICE = Right.READ_FILE | Right.WRITE_FILE | Right.IOCTL_DEV
 
 _SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6: no connecting to sockets of unconfined processes
 _SCOPE_SIGNAL = 1 << 1  # ABI 6: no signals to processes outside the sandbox (the projector)
@@ -129,9 +121,9 @@ def agent_grants(
     read.append(cwd)
     grants = [Grant(p, READ) for p in read]
     # Often a link out of /etc (to /run/...): the rule is put on the file it points at.
-    grants += [Grant(Path("/etc/resolv.conf"), READ_FILE, is_dir=False)]
+    grants += [Grant(Path("/etc/resolv.conf"), Right.READ_FILE, is_dir=False)]
     procs = ("cpuinfo", "meminfo", "stat", "loadavg", "uptime", "version", "filesystems")
-    grants += [Grant(Path("/proc", name), READ_FILE, is_dir=False) for name in procs]
+    grants += [Grant(Path("/proc", name), Right.READ_FILE, is_dir=False) for name in procs]
     grants.append(Grant(Path("/proc", str(pid)), READ))
     devices = ("null", "zero", "full", "random", "urandom")
     grants += [Grant(Path("/dev", name), DEVICE, is_dir=False) for name in devices]
@@ -153,7 +145,7 @@ def plan(
         if not grant.is_dir or not any(h.is_relative_to(grant.path) for h in hidden):
             planned.append(grant)
             continue
-        planned.append(Grant(grant.path, READ_DIR if grant.access & READ_DIR else 0))
+        planned.append(Grant(grant.path, Right.READ_DIR if grant.access & Right.READ_DIR else 0))
         inner = [
             Grant(e.path, grant.access if e.is_dir else grant.access & _FILE_RIGHTS, e.is_dir)
             for e in entries(grant.path)
@@ -252,9 +244,9 @@ class _PathBeneathAttr(ctypes.Structure):
 
 def _handled(abi: int) -> int:
     rights = (1 << 13) - 1
-    rights |= REFER if abi >= 2 else 0
-    rights |= TRUNCATE if abi >= 3 else 0
-    rights |= IOCTL_DEV if abi >= 5 else 0
+    rights |= Right.REFER if abi >= 2 else 0
+    rights |= Right.TRUNCATE if abi >= 3 else 0
+    rights |= Right.IOCTL_DEV if abi >= 5 else 0
     return rights
 
 

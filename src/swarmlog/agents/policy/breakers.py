@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from swarmlog.agents.policy.validation import require
+
 __all__ = ["Breaker", "BreakerPolicy", "record", "routable", "send_through"]
 
 State = Literal["closed", "open", "half_open"]
@@ -31,16 +33,16 @@ class BreakerPolicy:
     """Probes let through at once in half-open, and successes needed to close."""
 
     def __post_init__(self) -> None:
-        if self.consecutive_failures < 1:
-            raise ValueError("consecutive_failures must be at least 1")
-        if not 0 < self.failure_rate <= 1:
-            raise ValueError("failure_rate must be in (0, 1]")
-        if not 1 <= self.min_calls <= self.window:
-            raise ValueError("min_calls must be 1..window")
-        if not self.cooldown >= 0:
-            raise ValueError("cooldown must be >= 0 seconds")
-        if self.probes < 1:
-            raise ValueError("probes must be at least 1")
+        require(
+            "breaker policy",
+            (
+                (self.consecutive_failures >= 1, "consecutive_failures must be at least 1"),
+                (0 < self.failure_rate <= 1, "failure_rate must be in (0, 1]"),
+                (1 <= self.min_calls <= self.window, "min_calls must be 1..window"),
+                (self.cooldown >= 0, "cooldown must be >= 0 seconds"),
+                (self.probes >= 1, "probes must be at least 1"),
+            ),
+        )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from swarmlog.agents.policy.validation import require
+
 __all__ = ["RetryDecision", "RetryPolicy"]
 
 
@@ -38,19 +40,16 @@ class RetryPolicy:
     """Fraction of the delay randomised (0 = none): spreads retries of many tasks apart."""
 
     def __post_init__(self) -> None:
-        problems = []
-        if not self.initial_delay > 0:
-            problems.append("initial_delay must be > 0")
-        if not self.multiplier >= 1:
-            problems.append("multiplier must be >= 1")
-        if not self.max_delay >= self.initial_delay:
-            problems.append("max_delay must be >= initial_delay")
-        if not 1 <= self.max_attempts <= 1000:
-            problems.append("max_attempts must be between 1 and 1000")
-        if not 0 <= self.jitter <= 1:
-            problems.append("jitter must be between 0 and 1")
-        if problems:
-            raise ValueError("invalid retry policy: " + "; ".join(problems))
+        require(
+            "retry policy",
+            (
+                (self.initial_delay > 0, "initial_delay must be > 0"),
+                (self.multiplier >= 1, "multiplier must be >= 1"),
+                (self.max_delay >= self.initial_delay, "max_delay must be >= initial_delay"),
+                (1 <= self.max_attempts <= 1000, "max_attempts must be between 1 and 1000"),
+                (0 <= self.jitter <= 1, "jitter must be between 0 and 1"),
+            ),
+        )
 
     def next_delay(self, attempt: int, draw: float) -> float:
         """Seconds to wait after failed ``attempt`` (1-based); ``draw`` is uniform in [0, 1).
