@@ -31,6 +31,8 @@ code (``empty_input``), not an ``SWL`` number, and ``str()`` of it is just its m
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BusError",
     "BusyError",
@@ -57,6 +59,13 @@ class SwarmlogError(Exception):
 
     code = "SWL000"
 
+    def __init_subclass__(cls, *, code: str | None = None, **kwargs: Any) -> None:
+        # ``class ConfigError(SwarmlogError, code="SWL100")``: the code beside the name it
+        # belongs to; a subclass that names none shares its parent's.
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+
     def __init__(self, message: str, *, parameter: str | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -68,22 +77,16 @@ class SwarmlogError(Exception):
         return f"[{self.code}] {self.message}"
 
 
-class ConfigError(SwarmlogError):
+class ConfigError(SwarmlogError, code="SWL100"):
     """An option, environment variable or data directory is not usable."""
 
-    code = "SWL100"
 
-
-class KeyStoreError(SwarmlogError):
+class KeyStoreError(SwarmlogError, code="SWL110"):
     """A key or credential on disk is missing, unreadable or has unsafe permissions."""
 
-    code = "SWL110"
 
-
-class SchemaError(SwarmlogError):
+class SchemaError(SwarmlogError, code="SWL200"):
     """Data does not conform to the event schema; ``path`` names the offending field."""
-
-    code = "SWL200"
 
     def __init__(self, message: str, path: str = "$") -> None:
         super().__init__(message)
@@ -98,32 +101,24 @@ class PlanError(SchemaError):
         self.reason = reason
 
 
-class VerificationError(SwarmlogError):
+class VerificationError(SwarmlogError, code="SWL210"):
     """A signature, credential or permission check failed; ``reason`` is a stable reason code."""
-
-    code = "SWL210"
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
 
-class BusError(SwarmlogError):
+class BusError(SwarmlogError, code="SWL300"):
     """The event log is unreachable or refused an operation."""
 
-    code = "SWL300"
 
-
-class ServerError(BusError):
+class ServerError(BusError, code="SWL310"):
     """The embedded nats-server could not be started, reached or stopped."""
 
-    code = "SWL310"
 
-
-class ConcurrencyConflict(BusError):
+class ConcurrencyConflict(BusError, code="SWL320"):
     """An append with an expected sequence lost the race; re-read the aggregate and retry."""
-
-    code = "SWL320"
 
     def __init__(self, subject: str, expected: int, message: str = "") -> None:
         super().__init__(
@@ -135,45 +130,33 @@ class ConcurrencyConflict(BusError):
         self.expected = expected
 
 
-class StoreError(SwarmlogError):
+class StoreError(SwarmlogError, code="SWL400"):
     """The DuckDB projection cannot be opened or written."""
 
-    code = "SWL400"
 
-
-class StoreBusy(StoreError):
+class StoreBusy(StoreError, code="SWL401"):
     """A projector holds (or is opening) the projection file, so a reader may not open it."""
 
-    code = "SWL401"
 
-
-class QueryError(SwarmlogError):
+class QueryError(SwarmlogError, code="SWL410"):
     """A query is refused or failed; only one read-only SELECT over the projections is allowed."""
 
-    code = "SWL410"
 
-
-class QueryTimeout(QueryError):
+class QueryTimeout(QueryError, code="SWL414"):
     """A query ran past its time budget and was stopped."""
-
-    code = "SWL414"
 
 
 class ProjectorDown(QueryError):
     """No projector answers its services, and the asker may not (or cannot) read the file."""
 
 
-class BusyError(BusError):
+class BusyError(BusError, code="SWL413"):
     """A service has as much of one caller's work as it takes at once; ask again shortly."""
 
-    code = "SWL413"
 
-
-class ModelError(SwarmlogError):
+class ModelError(SwarmlogError, code="SWL500"):
     """A model call failed; ``retryable`` when trying again later may work (rate limits, 5xx,
     timeouts, an unreachable server)."""
-
-    code = "SWL500"
 
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message)
