@@ -7,7 +7,7 @@ itself, so however many agents race, one append wins and the others get a confli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.ports import EventLog
@@ -19,8 +19,7 @@ from swarmlog.schemas.payloads import TaskClaimed, TaskOffered
 __all__ = ["ClaimOutcome", "claim"]
 
 
-@dataclass(frozen=True)
-class ClaimOutcome:
+class ClaimOutcome(NamedTuple):
     """Whether this agent won the task; ``seq`` is where its claim was stored."""
 
     won: bool

@@ -27,14 +27,8 @@ from swarmlog.bus.ports import Delivery, EventLog
 from swarmlog.bus.subjects import task_event_filter
 from swarmlog.projections.client import Query
 from swarmlog.projections.verify import check
+from swarmlog.schemas import payloads as p
 from swarmlog.schemas.envelope import Envelope
-from swarmlog.schemas.payloads import (
-    Error,
-    TaskAssignment,
-    TaskEscalated,
-    TaskFailed,
-    TaskRetryScheduled,
-)
 
 __all__ = ["Settler", "task_error"]
 
@@ -80,7 +74,7 @@ class Settler:
         if delivery.num_delivered == 1:
             return False  # first delivery: nothing can have answered it yet
         task = envelope.payload
-        assert isinstance(task, TaskAssignment)
+        assert isinstance(task, p.TaskAssignment)
         # A forged result must not make us skip work: only a verified one counts.
         subject = task_event_filter(self.namespace, task.task_id, "result")
         answered = await last_verified(self.log, subject, self.namespace)
@@ -100,7 +94,7 @@ class Settler:
         checked = check(delivery.message, self.namespace)
         envelope = checked.envelope
         task = envelope.payload if envelope is not None else None
-        verified = checked.rejection is None and isinstance(task, TaskAssignment)
+        verified = checked.rejection is None and isinstance(task, p.TaskAssignment)
         # Looked up only when it can matter: the verdicts before it come first.
         duplicate = (
             verified
@@ -112,11 +106,11 @@ class Settler:
             verified=verified,
             killed=killed,
             duplicate=duplicate,
-            deadline_at=task.deadline_at if isinstance(task, TaskAssignment) else None,
+            deadline_at=task.deadline_at if isinstance(task, p.TaskAssignment) else None,
             now=self._clock(),
             over_budget=over_budget,
         )
-        if verdict == "rejected" or envelope is None or not isinstance(task, TaskAssignment):
+        if verdict == "rejected" or envelope is None or not isinstance(task, p.TaskAssignment):
             await delivery.term()  # never run an event whose signature does not check out
             reason = checked.rejection.reason if checked.rejection else "malformed"
             log.warning("rejected work seq %d: %s", delivery.message.seq, reason)
@@ -159,7 +153,7 @@ class Settler:
         if isinstance(decision, settle.TimedOut):
             return await self.timed_out(job.delivery, task, job.attempt, job.wf)
         await self.publisher.publish(
-            Error(
+            p.Error(
                 task_id=task.task_id,
                 code=error.code[:128],
                 message=error.message[:4096],
@@ -171,7 +165,7 @@ class Settler:
         match decision:
             case settle.Retry(attempt=attempt, delay=delay):
                 await self.publisher.publish(
-                    TaskRetryScheduled(
+                    p.TaskRetryScheduled(
                         task_id=task.task_id, attempt=attempt, delay_ms=int(delay * 1000)
                     ),
                     **job.wf,
@@ -182,7 +176,7 @@ class Settler:
                 return await self._hand_over(job.delivery, task, job.attempt, job.wf, role)
             case settle.Escalate(reason=reason):
                 await self.publisher.publish(
-                    TaskEscalated(task_id=task.task_id, reason=reason), **job.wf
+                    p.TaskEscalated(task_id=task.task_id, reason=reason), **job.wf
                 )
                 if job.swarm:
                     await job.delivery.ack()  # its claim is on the log: no queue to go back to
@@ -192,16 +186,16 @@ class Settler:
         raise AssertionError(f"unknown settlement {decision!r}")
 
     async def timed_out(
-        self, delivery: Delivery, task: TaskAssignment, attempt: int, wf: dict[str, Any]
+        self, delivery: Delivery, task: p.TaskAssignment, attempt: int, wf: dict[str, Any]
     ) -> Outcome:
         await self.publisher.publish(
-            Error(
+            p.Error(
                 task_id=task.task_id, code="timed_out", message="past its deadline", retryable=False
             ),
             **wf,
         )
         await self.publisher.publish(
-            TaskFailed(task_id=task.task_id, reason="timed out", final=True), **wf
+            p.TaskFailed(task_id=task.task_id, reason="timed out", final=True), **wf
         )
         await delivery.term()
         return Outcome(task.task_id, "timed_out", attempt)
@@ -209,7 +203,7 @@ class Settler:
     async def over_budget(
         self,
         delivery: Delivery,
-        task: TaskAssignment,
+        task: p.TaskAssignment,
         attempt: int,
         wf: dict[str, Any],
         *,
@@ -223,7 +217,7 @@ class Settler:
         if isinstance(decision, settle.HandOver):
             return await self._hand_over(delivery, task, attempt, wf, decision.role)
         await self.publisher.publish(
-            TaskEscalated(task_id=task.task_id, reason=decision.reason), **wf
+            p.TaskEscalated(task_id=task.task_id, reason=decision.reason), **wf
         )
         await delivery.term()
         return Outcome(task.task_id, "escalated", attempt)
@@ -236,7 +230,7 @@ class Settler:
     async def _hand_over(
         self,
         delivery: Delivery,
-        task: TaskAssignment,
+        task: p.TaskAssignment,
         attempt: int,
         wf: dict[str, Any],
         role: str,
@@ -246,14 +240,15 @@ class Settler:
         if refused is not None:
             # The router's rule holds here too: a human decides where internal work goes.
             log.warning("not handed over: %s", refused)
-            await self.publisher.publish(TaskEscalated(task_id=task.task_id, reason=refused), **wf)
+            escalated = p.TaskEscalated(task_id=task.task_id, reason=refused)
+            await self.publisher.publish(escalated, **wf)
             await delivery.term()
             return Outcome(task.task_id, "escalated", attempt)
         await self.publisher.publish(handed, **wf)
         await delivery.term()
         return Outcome(task.task_id, "reassigned", attempt)
 
-    async def refusal(self, task: TaskAssignment) -> str | None:
+    async def refusal(self, task: p.TaskAssignment) -> str | None:
         """Why ``task`` must not go to its role (see :func:`followups.refusal`), judged on the
         agents in the projection; internal-only work is refused when they cannot be read."""
         if not task.internal_only:
