@@ -7,6 +7,8 @@ output and counts as a failure of the attempt, retried like any other.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -14,7 +16,7 @@ import msgspec
 from swarmlog.agents.api import TaskError
 from swarmlog.schemas.codec import MAX_EVENT_BYTES
 
-__all__ = ["check_output"]
+__all__ = ["OutputRejected", "check_output", "decode_output", "output_schema"]
 
 _MAX_OUTPUT_BYTES = MAX_EVENT_BYTES // 2  # room for the envelope, usage and signature
 
@@ -50,3 +52,52 @@ def check_output(output: Any, schema: Any) -> None:
         raise TaskError(
             "invalid_output", f"the output does not match its schema at {where}: {error.message}"
         )
+
+
+class OutputRejected(ValueError):
+    """A model's answer is not the structured output asked for; the message says why, in
+    words meant to be shown back to the model."""
+
+
+def output_schema(output: type[Any] | Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON Schema a model is asked to answer in: ``output`` itself when it is a schema,
+    else the one msgspec derives from the type (a ``Struct``, a dataclass, ``list[int]`` ...)."""
+    if isinstance(output, Mapping):
+        return dict(output)
+    schema = msgspec.json.schema(output)
+    ref = schema.get("$ref", "")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        # A schema whose root is a reference: endpoints want an object at the top, so the root
+        # type is lifted there (its definitions stay for the references inside it).
+        defs = schema["$defs"]
+        return {**defs[ref.removeprefix("#/$defs/")], "$defs": defs}
+    return schema
+
+
+_FENCE = re.compile(r"^```[a-zA-Z]*\n(.*)\n```$", re.S)
+
+
+def decode_output(text: str, output: type[Any] | Mapping[str, Any]) -> Any:
+    """The answer ``text`` decoded into ``output`` (an instance of the type, or JSON that
+    conforms to the schema); :class:`OutputRejected` when it is not."""
+    stripped = text.strip()
+    fenced = _FENCE.match(stripped)  # models like to wrap JSON in a Markdown code block
+    body = fenced.group(1) if fenced else stripped
+    if not isinstance(output, Mapping):
+        try:
+            return msgspec.json.decode(body, type=output)
+        except msgspec.ValidationError as exc:
+            raise OutputRejected(f"the answer does not match the output type: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise OutputRejected(f"the answer is not JSON: {exc}") from None
+    try:
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise OutputRejected(f"the answer is not JSON: {exc}") from None
+    try:
+        check_output(value, dict(output))
+    except TaskError as exc:
+        if exc.code == "bad_output_schema":
+            raise
+        raise OutputRejected(exc.message) from None
+    return value
