@@ -19,7 +19,7 @@ import msgspec
 from clikit import Cli
 from hostile import attack
 
-from swarmlog.agents.models import model_from_env
+from swarmlog.agents.llm import model_from_env
 from swarmlog.agents.policy.resultcache import cache_key
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import open_log

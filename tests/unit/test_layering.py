@@ -77,7 +77,7 @@ LIBRARIES: dict[str, set[str]] = {
     "nkeys": {"bus"},
     "duckdb": {"projections", "harness"},
     "pyarrow": {"projections"},
-    "httpx": {"agents"},  # the model adapters (agents/models.py)
+    "openai": {"agents"},  # the model adapter (agents/llm/openai_chat.py)
     "subprocess": {"bus", "control", "harness"},
     "socket": {"bus"},
     "click": {"cli"},
@@ -106,6 +106,7 @@ IMPURE = {
     "fcntl",
     "ctypes",
     "httpx",
+    "openai",
     "click",
     "rich",
 }

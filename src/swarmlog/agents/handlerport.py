@@ -9,7 +9,7 @@ from swarmlog.agents.api import TaskError
 from swarmlog.agents.delegation import Delegation
 from swarmlog.agents.inbox import Inbox
 from swarmlog.agents.jobs import Job
-from swarmlog.agents.models import ChatMessage, Model
+from swarmlog.agents.llm import Message, Model
 from swarmlog.agents.policy.outputs import check_output
 from swarmlog.agents.publisher import Publisher
 from swarmlog.projections.client import Query
@@ -64,14 +64,14 @@ class HandlerPort:
     async def complete(
         self, system: str, prompt: str, max_tokens: int | None
     ) -> tuple[str, TokenUsage]:
-        messages = [ChatMessage("system", system)] if system else []
-        answer = await self._model.complete(
-            [*messages, ChatMessage("user", prompt)], max_tokens=max_tokens
+        messages = [Message(role="system", content=system)] if system else []
+        reply = await self._model.chat(
+            [*messages, Message(role="user", content=prompt)], max_tokens=max_tokens
         )
-        return answer.text, TokenUsage(
-            model=answer.model,
-            prompt_tokens=answer.prompt_tokens,
-            completion_tokens=answer.completion_tokens,
+        return reply.message.content, TokenUsage(
+            model=reply.model,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
         )
 
     async def query(self, sql: str) -> list[dict[str, Any]]:

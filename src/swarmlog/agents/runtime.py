@@ -44,7 +44,7 @@ from swarmlog.agents.handlerport import HandlerPort
 from swarmlog.agents.inbox import Inbox
 from swarmlog.agents.intake import Intake
 from swarmlog.agents.jobs import Job, Outcome, last_checkpoint
-from swarmlog.agents.models import Model, model_from_env
+from swarmlog.agents.llm import Model, model_from_env
 from swarmlog.agents.policy.budgets import budget_alert
 from swarmlog.agents.policy.killflags import KillFlag
 from swarmlog.agents.policy.outputs import check_output

@@ -1,0 +1,93 @@
+"""The conversation's types (pure): messages, tool calls, tool specs, a model's reply, and the
+:class:`Model` protocol every adapter implements.
+
+They are plain frozen msgspec structs, so a conversation encodes to JSON as it is
+(``msgspec.to_builtins(message)``) for the journal, and decodes back with ``msgspec.convert``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+__all__ = ["Message", "Model", "Reply", "Role", "TextSink", "ToolCall", "ToolSpec"]
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+TextSink = Callable[[str], Awaitable[None]]
+"""Called with each piece of text as a streaming model produces it."""
+
+
+class ToolCall(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One call of a tool the model asks for."""
+
+    id: str
+    """The model's id of the call; the ``tool`` message answering it names it."""
+    name: str
+    arguments: str
+    """The JSON text as the model sent it: it may be malformed, the caller validates it."""
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One message of a conversation."""
+
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """An assistant's calls of tools (its ``content`` may then be empty)."""
+    tool_call_id: str = ""
+    """For role ``tool``: the id of the call this message answers."""
+    name: str = ""
+    """An optional name of the author (for several users or assistants in one conversation)."""
+
+
+class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A tool offered to the model: its name, what it does, its parameters as a JSON Schema."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = msgspec.field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True):
+    """A model's answer (an assistant message) and what it cost."""
+
+    message: Message
+    """Role ``assistant``: text in ``content``, calls of tools in ``tool_calls``."""
+    model: str
+    """The model that answered, as the endpoint names it."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""
+    """``stop``, ``length`` (cut at ``max_tokens``), ``tool_calls``, or the endpoint's own word."""
+
+
+class Model(Protocol):
+    """Anything that answers a conversation."""
+
+    @property
+    def name(self) -> str:
+        """The model's name, as recorded in usage and result-cache keys."""
+        ...
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        output_schema: Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
+        on_text: TextSink | None = None,
+    ) -> Reply:
+        """The assistant's next message after ``messages``.
+
+        ``tools`` are offered for the model to call; ``output_schema`` (a JSON Schema) asks for
+        a JSON answer of that shape; ``max_tokens`` bounds the answer; ``on_text``, when given,
+        receives the answer's text as it is produced (streaming). Failures raise
+        :class:`~swarmlog.errors.ModelError`, ``retryable`` when trying later may work.
+        """
+        ...
