@@ -36,6 +36,7 @@ from swarmlog.errors import (
     StoreError,
     SwarmlogError,
     TaskError,
+    ToolServerError,
     VerificationError,
 )
 from swarmlog.schemas.payloads import (
@@ -91,6 +92,7 @@ __all__ = [
     "TaskError",
     "TaskOffered",
     "TokenUsage",
+    "ToolServerError",
     "VerificationError",
     "bring_up",
     "on",

@@ -23,6 +23,7 @@ that says what happened and what to do next (an error about one argument names i
     │   ├── QueryTimeout       a query ran past its time budget and was stopped
     │   └── ProjectorDown      no projector answers and there is no file to read instead
     ├── ModelError             a model call failed (``retryable``: rate limit, 5xx, timeout)
+    ├── ToolServerError        an MCP server could not be started, reached or answered in time
     └── TaskError              an agent's handler fails its task (its own ``code``, ``retryable``)
 
 :class:`TaskError` is the one an agent author raises; its ``code`` is the handler's own stable
@@ -50,6 +51,7 @@ __all__ = [
     "StoreError",
     "SwarmlogError",
     "TaskError",
+    "ToolServerError",
     "VerificationError",
 ]
 
@@ -161,6 +163,17 @@ class ModelError(SwarmlogError, code="SWL500"):
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class ToolServerError(SwarmlogError):
+    """An agent's MCP server did not start, went away or did not answer in time (``server``
+    names it). Not a tool's own failure: that is an ``error`` outcome the model reads."""
+
+    code = "SWL510"
+
+    def __init__(self, server: str, message: str) -> None:
+        super().__init__(message)
+        self.server = server
 
 
 class TaskError(SwarmlogError):

@@ -78,6 +78,7 @@ LIBRARIES: dict[str, set[str]] = {
     "duckdb": {"projections", "harness"},
     "pyarrow": {"projections"},
     "openai": {"agents"},  # the model adapter (agents/llm/openai_chat.py)
+    "mcp": {"agents"},  # the MCP client (agents/tools/mcp.py), imported only when a server starts
     "subprocess": {"bus", "control", "harness"},
     "socket": {"bus"},
     "click": {"cli"},

@@ -41,6 +41,7 @@ EXPECTED = {
     "StoreBusy",
     "StoreError",
     "SwarmlogError",
+    "ToolServerError",
     "VerificationError",
 }
 INTERNALS = {"EmbeddedServer", "ChainHead", "seal", "JetStreamLog", "MemoryLog", "Projector"}

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import msgspec
 
 from swarmlog.agents.policy.retry import RetryPolicy
+from swarmlog.agents.tools.servers import MCPServer
 from swarmlog.errors import TaskError
 from swarmlog.schemas.payloads import Payload, TaskAssignment, TokenUsage, payload_type
 
@@ -194,6 +195,9 @@ class Agent:
     fallback_role: ClassVar[str] = ""
     """Where a task goes when this role has used its last attempt or its token budget (empty:
     escalate)."""
+    mcp_servers: ClassVar[tuple[MCPServer, ...]] = ()
+    """The MCP servers whose tools this agent uses, each started (stdio) or reached (HTTP) once
+    per agent process; their tools are named ``SERVER.TOOL`` and pinned at registration."""
 
     def handlers(self) -> dict[str, Handler]:
         """Handlers by event type tag."""
