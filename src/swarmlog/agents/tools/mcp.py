@@ -59,17 +59,17 @@ class MCPConnection:
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._holder = asyncio.create_task(self._hold(ready), name=f"mcp:{self.server.name}")
         try:
-            await asyncio.wait_for(asyncio.shield(ready), self.server.timeout)
+            # a backstop: the session's own timeout ends a silent start first
+            await asyncio.wait_for(asyncio.shield(ready), self.server.timeout + 5.0)
         except TimeoutError:
             await self.close()
-            raise ToolServerError(
-                self.server.name,
-                f"MCP server {self.server.name} ({self.server.describe()}) did not answer within"
-                f" {self.server.timeout:g}s of starting: check that it is an MCP server",
-            ) from None
+            raise self._failure(TimeoutError(), "when starting") from None
         except BaseException:
             await self.close()
             raise
+        finally:
+            if ready.done() and not ready.cancelled():
+                ready.exception()  # seen here, not reported as never retrieved
 
     async def close(self) -> None:
         """End the session; a stdio server is stopped (stdin closed, then terminated)."""
@@ -94,7 +94,7 @@ class MCPConnection:
             try:
                 page = await session.list_tools(params=params)
             except Exception as e:
-                raise self._failure(e, "listing its tools") from None
+                raise self._failure(e, "when listing its tools") from None
             specs.extend(
                 ToolSpec(name=t.name, description=t.description or "", parameters=t.input_schema)
                 for t in page.tools
@@ -115,11 +115,11 @@ class MCPConnection:
             result = await session.call_tool(tool, arguments)
         except MCPError as e:
             if e.code in (CONNECTION_CLOSED, REQUEST_TIMEOUT):
-                raise self._failure(e, f"calling {tool}") from None
+                raise self._failure(e, f"when calling {tool}") from None
             return Invocation("error", error=f"{self.server.name}.{tool}: {e.message}")
         except Exception as e:
             if _transport_gone(e):
-                raise self._failure(e, f"calling {tool}") from None
+                raise self._failure(e, f"when calling {tool}") from None
             # the SDK checks a result against the tool's output schema: a RuntimeError
             return Invocation("error", error=f"{self.server.name}.{tool}: {_leaf(e)}")
         return _invocation(result)
@@ -142,7 +142,7 @@ class MCPConnection:
             raise
         except BaseException as e:
             if not ready.done():
-                ready.set_exception(self._failure(e, "starting"))
+                ready.set_exception(self._failure(e, "when starting"))
             else:
                 log.warning("MCP server %s: connection ended: %s", self.server.name, _leaf(e))
         finally:
@@ -150,7 +150,13 @@ class MCPConnection:
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[ClientSession]:
-        from mcp import ClientSession
+        try:
+            from mcp import ClientSession
+        except ImportError:
+            raise ToolServerError(
+                self.server.name,
+                f"MCP server {self.server.name} needs the MCP SDK: pip install 'swarmlog[mcp]'",
+            ) from None
 
         server = self.server
         async with AsyncExitStack() as stack:
@@ -202,11 +208,14 @@ class MCPConnection:
     def _failure(self, error: BaseException, doing: str) -> ToolServerError:
         if isinstance(error, ToolServerError):
             return error
-        return ToolServerError(
-            self.server.name,
-            f"MCP server {self.server.name} ({self.server.describe()}) failed {doing}:"
-            f" {_leaf(error)}",
-        )
+        where = f"MCP server {self.server.name} ({self.server.describe()})"
+        if _timed_out(error):
+            return ToolServerError(
+                self.server.name,
+                f"{where} did not answer within {self.server.timeout:g}s {doing}: check that it"
+                " is an MCP server and is not overloaded",
+            )
+        return ToolServerError(self.server.name, f"{where} failed {doing}: {_leaf(error)}")
 
 
 def _invocation(result: CallToolResult) -> Invocation:
@@ -239,3 +248,13 @@ def _transport_gone(error: BaseException) -> bool:
     return isinstance(
         error, anyio.ClosedResourceError | anyio.BrokenResourceError | anyio.EndOfStream | OSError
     )
+
+
+def _timed_out(error: BaseException) -> bool:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    if isinstance(error, TimeoutError):
+        return True
+    from mcp.types import REQUEST_TIMEOUT
+
+    return getattr(error, "code", None) == REQUEST_TIMEOUT
