@@ -1,8 +1,10 @@
 """A streamable-HTTP MCP server for the tests, built on the SDK's FastMCP (``MCPServer`` in mcp 2).
 
-    python mcp_counter.py STATE_DIR
+    python mcp_counter.py STATE_DIR            # streamable HTTP
+    python mcp_counter.py STATE_DIR --stdio    # the same tools over stdio
 
-It listens on a free port of 127.0.0.1 and, once it serves, writes the port to ``STATE_DIR/port``.
+Over HTTP it listens on a free port of 127.0.0.1 and, once it serves, writes the port to
+``STATE_DIR/port``.
 Every call of ``count`` and ``record`` is appended to ``STATE_DIR/calls.jsonl`` (flushed and
 fsynced before the answer), so a test can say how many times the server saw a call, even after
 killing the client. ``mutate`` changes the tool list at run time and tells the client
@@ -95,6 +97,9 @@ class _Server(uvicorn.Server):
 
 
 def main() -> None:
+    if "--stdio" in sys.argv[2:]:
+        server.run("stdio")
+        return
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(server.streamable_http_app(), log_level="warning")

@@ -221,3 +221,15 @@ async def test_an_http_server_that_is_not_there(tmp_path: Path) -> None:
     with pytest.raises(ToolServerError, match=r"MCP server nowhere .*failed when starting"):
         async with Toolbox.open(servers=[nowhere]):
             pass
+
+
+async def test_the_counter_over_stdio_counts_too(tmp_path: Path) -> None:
+    stdio = MCPServer(
+        name="counter",
+        command=(sys.executable, str(HERE / "mcp_counter.py"), str(tmp_path), "--stdio"),
+    )
+    async with Toolbox.open(servers=[stdio]) as box:
+        outcome = await box.call("counter.record", '{"note": "n"}', "t5.t2")
+        assert outcome.result == {"note": "n", "key": "t5.t2", "times": 1}
+    calls = (tmp_path / "calls.jsonl").read_text().splitlines()
+    assert [json.loads(c)["key"] for c in calls] == ["t5.t2"]
