@@ -165,11 +165,9 @@ class ModelError(SwarmlogError, code="SWL500"):
         self.retryable = retryable
 
 
-class ToolServerError(SwarmlogError):
+class ToolServerError(SwarmlogError, code="SWL510"):
     """An agent's MCP server did not start, went away or did not answer in time (``server``
     names it). Not a tool's own failure: that is an ``error`` outcome the model reads."""
-
-    code = "SWL510"
 
     def __init__(self, server: str, message: str) -> None:
         super().__init__(message)
