@@ -132,6 +132,11 @@ def publish_as(cli: Cli, agent_id: str, payloads: list[Payload], **fields: Any) 
 
 
 def test_calls_and_the_conversation_of_a_journaled_task(cli: Cli) -> None:
+    for option, bad in (("--tool", "rm -rf"), ("--mcp", "Time")):
+        refused = cli("keys", "issue", "worker", "--agent-id", "w0", option, bad)
+        assert refused.returncode == 2
+        assert f"{bad!r} is not" in refused.stderr, refused.stderr
+        assert f"(see {option})" in refused.stderr
     issued = cli(
         "keys", "issue", "worker", "--agent-id", "w1", "--tool", "word_count", "--mcp", "time"
     )

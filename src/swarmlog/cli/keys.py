@@ -139,8 +139,8 @@ def keys_issue(
                 "role": role,
                 "public_key": public_key,
                 "seq": seq,
-                "tools": list(tools),
-                "mcp_servers": list(mcp_servers),
+                "tools": list(dict.fromkeys(tools)),
+                "mcp_servers": list(dict.fromkeys(mcp_servers)),
             }
         )
         return
