@@ -24,7 +24,16 @@ from hypothesis import strategies as st
 
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.envelope import Envelope, SignedEvent
-from swarmlog.schemas.payloads import PAYLOAD_TYPES, TokenUsage
+from swarmlog.schemas.payloads import (
+    PAYLOAD_TYPES,
+    ModelCallCompleted,
+    ModelCallRequested,
+    TokenUsage,
+    ToolCallCompleted,
+    ToolCallRequested,
+    model_call_id,
+    tool_call_id,
+)
 
 settings.register_profile("quick", max_examples=60)
 settings.register_profile(
@@ -162,11 +171,40 @@ def strategy_for_info(t: mi.Type) -> st.SearchStrategy[Any]:
         case mi.ListType():
             hi = _MAX_ITEMS if t.max_length is None else min(t.max_length, _MAX_ITEMS)
             return st.lists(strategy_for_info(t.item_type), min_size=t.min_length or 0, max_size=hi)
+        case mi.DictType():
+            hi = _MAX_ITEMS if t.max_length is None else min(t.max_length, _MAX_ITEMS)
+            return st.dictionaries(
+                strategy_for_info(t.key_type),
+                strategy_for_info(t.value_type),
+                min_size=t.min_length or 0,
+                max_size=hi,
+            )
         case mi.UnionType():
             return st.one_of([strategy_for_info(member) for member in t.types])
         case mi.StructType():
             return struct_strategy(t.cls)
     raise NotImplementedError(f"no strategy for {t!r}")
+
+
+def _derived_call(kw: dict[str, Any], call_id: Any) -> dict[str, Any]:
+    """A journal payload's fields made consistent: its call id derived from its task and index,
+    its tool named after its server (``SERVER.TOOL``, or no dot for a Python tool)."""
+    kw = {**kw, "call_id": call_id(kw["task_id"], kw["call_index"])}
+    if "tool" in kw:
+        server = kw.get("server", "")
+        bare = kw["tool"].replace(".", "_")
+        kw["tool"] = f"{server}.{bare}"[:192] if server else bare
+    return kw
+
+
+_CONSISTENT: dict[type[msgspec.Struct], Any] = {
+    ModelCallRequested: lambda kw: _derived_call(kw, model_call_id),
+    ModelCallCompleted: lambda kw: _derived_call(kw, model_call_id),
+    ToolCallRequested: lambda kw: _derived_call(kw, tool_call_id),
+    ToolCallCompleted: lambda kw: _derived_call(kw, tool_call_id),
+}
+"""Structs whose fields depend on each other (checked at decode): how to make drawn fields
+agree."""
 
 
 def struct_strategy(cls: type[msgspec.Struct]) -> st.SearchStrategy[Any]:
@@ -175,7 +213,8 @@ def struct_strategy(cls: type[msgspec.Struct]) -> st.SearchStrategy[Any]:
     assert isinstance(info, mi.StructType)
     required = {f.name: strategy_for_info(f.type) for f in info.fields if f.required}
     optional = {f.name: strategy_for_info(f.type) for f in info.fields if not f.required}
-    return st.fixed_dictionaries(required, optional=optional).map(lambda kw: cls(**kw))
+    consistent = _CONSISTENT.get(cls, lambda kw: kw)
+    return st.fixed_dictionaries(required, optional=optional).map(lambda kw: cls(**consistent(kw)))
 
 
 for _cls in (*PAYLOAD_TYPES.values(), TokenUsage, Credential, Envelope, SignedEvent):

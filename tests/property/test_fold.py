@@ -57,6 +57,8 @@ from swarmlog.schemas.payloads import (
     CredentialRevoked,
     Error,
     EscalationResolved,
+    ModelCallCompleted,
+    ModelCallRequested,
     Payload,
     Result,
     TaskAssignment,
@@ -65,7 +67,11 @@ from swarmlog.schemas.payloads import (
     TaskOffered,
     TaskStarted,
     TokenUsage,
+    ToolCallCompleted,
+    ToolCallRequested,
     WorkflowSubmitted,
+    model_call_id,
+    tool_call_id,
 )
 from swarmlog.schemas.signing import (
     CONTROL_TYPES,
@@ -83,6 +89,12 @@ from swarmlog.schemas.signing import (
 NAMESPACE = "t"
 STREAM = stream_name(NAMESPACE)
 
+JOURNAL_KINDS = (
+    "model_call_requested",
+    "model_call_completed",
+    "tool_call_requested",
+    "tool_call_completed",
+)
 AGENT_KINDS = (
     "workflow_submitted",
     "task_assignment",
@@ -96,6 +108,7 @@ AGENT_KINDS = (
     "task_escalated",
     "task_offered",
     "task_claimed",
+    *JOURNAL_KINDS,
 )
 #: The task flow is more frequent than the rest, so rows are updated across batches.
 WEIGHTED_KINDS = (
@@ -110,9 +123,11 @@ TASKS = ("t1", "t2", "t3", "t-4")
 WORKFLOWS = ("w1", "w2")
 REQUESTS = ("r1", "r2")
 CAPABILITIES = ("web", "code", "a.b:c")
+TOOLS = (("word_count", ""), ("shell", ""), ("time.now", "time"), ("git.log", "git"))
+"""Tools (name, MCP server) a tool call may name; credentials grant some by name or server."""
 FLIP_REASONS = frozenset({"malformed", "subject_mismatch", "bad_signature"})
 YEAR = 365 * 86_400 * 1_000_000_000
-HOLDER_KINDS = frozenset({"task_started", "result", "error"})
+HOLDER_KINDS = frozenset({"task_started", "result", "error", *JOURNAL_KINDS})
 """Of the generated kinds, those only a task's holder may emit."""
 OVERSEERS = frozenset({"router", "watchdog"})
 """Roles that may escalate anyone's task."""
@@ -149,6 +164,8 @@ class CredentialModel:
     revoked: bool = False
     role: str = ""
     capabilities: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ()
+    mcp_servers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -293,6 +310,8 @@ class World:
                 return "not_permitted", True
             if self.not_its_task(envelope, credential):
                 return "not_permitted", True
+            if self.tool_not_granted(envelope, credential):
+                return "not_permitted", True
             if envelope.sender in self.killed or "*" in self.killed:
                 return "killed", True
         return None, False
@@ -315,12 +334,20 @@ class World:
             return self.asked.get(payload.request_id) != envelope.sender
         return False
 
+    def tool_not_granted(self, envelope: Envelope, credential: CredentialModel) -> bool:
+        """A tool call's tool must be granted by name, or be a tool of a granted server."""
+        payload = envelope.payload
+        if not isinstance(payload, ToolCallRequested | ToolCallCompleted):
+            return False
+        by_server = payload.server != "" and payload.server in credential.mcp_servers
+        return payload.tool not in credential.tools and not by_server
+
     def not_its_task(self, envelope: Envelope, credential: CredentialModel) -> bool:
         """Whether an agent speaks to a task that is not its own to speak to."""
         payload = envelope.payload
         kind = envelope.type
         task_id = getattr(payload, "task_id", None)
-        if task_id is None or kind not in STATUS_AFTER:
+        if task_id is None or kind not in (*STATUS_AFTER, *JOURNAL_KINDS):
             return False
         task = self.tasks.get(task_id)
         holds = task is not None and (
@@ -376,6 +403,8 @@ class World:
                     revoked=bool(known and known.revoked),  # a revoked key stays revoked
                     role=c.role,
                     capabilities=tuple(c.capabilities),
+                    tools=tuple(c.tools),
+                    mcp_servers=tuple(c.mcp_servers),
                 )
             case CredentialRevoked():
                 if envelope.payload.public_key in self.credentials:
@@ -464,6 +493,8 @@ def credential_for(world: World, agent: Identity) -> Credential:
         capabilities=draw(st.lists(st.sampled_from(CAPABILITIES), max_size=2)),
         allowed_types=allowed,
         expires_at=expires_at,
+        tools=draw(st.lists(st.sampled_from([t for t, _ in TOOLS]), max_size=2, unique=True)),
+        mcp_servers=draw(st.lists(st.sampled_from(["time", "git"]), max_size=1)),
     )
 
 
@@ -574,6 +605,49 @@ def agent_payload(world: World, agent: Identity, kind: str) -> tuple[Payload, di
         case "task_claimed":
             claimant = draw(st.sampled_from([agent.agent_id] * len(AGENT_IDS) + list(AGENT_IDS)))
             payload = TaskClaimed(task_id=task, agent_id=claimant)
+        case "model_call_requested" | "model_call_completed":
+            index = draw(st.integers(1, 3), label="call index")
+            call = {"task_id": task, "call_index": index, "call_id": model_call_id(task, index)}
+            if kind == "model_call_requested":
+                payload = ModelCallRequested(
+                    **call,
+                    model="small",
+                    digest=draw(st.sampled_from(["a" * 64, "b" * 64])),
+                    messages=[{"role": "user", "content": draw(text)}],
+                )
+            else:
+                status = draw(st.sampled_from(["ok", "error"]))
+                payload = ModelCallCompleted(
+                    **call,
+                    model="small",
+                    status=status,
+                    reply={"role": "assistant", "content": draw(text)} if status == "ok" else {},
+                    usage=TokenUsage(prompt_tokens=draw(st.integers(0, 10**6))),
+                    duration_ms=draw(st.integers(0, 10**5)),
+                )
+        case "tool_call_requested" | "tool_call_completed":
+            index = draw(st.integers(1, 3), label="call index")
+            # Often a tool the agent is granted, so that honest calls are as common as the rest.
+            mine = world.credentials.get(agent.public_key)
+            granted = [
+                (t, srv)
+                for t, srv in TOOLS
+                if mine is not None and (t in mine.tools or srv in mine.mcp_servers)
+            ]
+            tool, server = draw(st.sampled_from(granted or TOOLS) | st.sampled_from(TOOLS))
+            call = {"task_id": task, "call_index": index, "call_id": tool_call_id(task, index)}
+            if kind == "tool_call_requested":
+                payload = ToolCallRequested(
+                    **call, tool=tool, server=server, arguments=draw(small_json), digest="c" * 64
+                )
+            else:
+                payload = ToolCallCompleted(
+                    **call,
+                    tool=tool,
+                    server=server,
+                    status=draw(st.sampled_from(["ok", "error", "refused"])),
+                    result=draw(small_json),
+                )
         case "escalation_resolved":  # an operator's event: only ever drawn as disallowed
             payload = EscalationResolved(
                 escalation_id="01ARZ3NDEKTSV4RRFFQ69G5FAV",

@@ -29,6 +29,7 @@ from swarmlog.schemas.payloads import (
     Payload,
     Result,
     TaskAssignment,
+    ToolCallRequested,
 )
 from swarmlog.schemas.signing import ChainHead, Identity, Sealed, issue_credential, seal
 
@@ -76,15 +77,39 @@ def credential(who: Identity, issuer: Identity, **changes: Any) -> Payload:
 def genuine() -> list[Sealed]:
     """A small, valid history: alice is issued a key and works; her later key use is revoked."""
     log = Log()
-    events = [log.seal(OPERATOR, credential(ALICE, OPERATOR))]
+    events = [log.seal(OPERATOR, credential(ALICE, OPERATOR, tools=["word_count"]))]
     events += [log.seal(ALICE, Result(task_id=f"t{i}", output=i)) for i in range(3)]
     events += [log.seal(ALICE, AgentHeartbeat(agent_id="alice"))]
     events += [log.seal(OPERATOR, TaskAssignment(task_id="t9", role="worker"))]
+    events += [log.seal(ALICE, tool_call("word_count"))]  # her own task, a tool granted
     return events
+
+
+def tool_call(tool: str, server: str = "", index: int = 1) -> ToolCallRequested:
+    return ToolCallRequested(
+        task_id="t9",
+        call_index=index,
+        call_id=f"t9.t{index}",
+        tool=tool,
+        server=server,
+        digest="cd" * 32,
+    )
 
 
 GENUINE = genuine()
 GENUINE_BYTES = {e.data for e in GENUINE}
+
+
+def ungranted() -> list[Sealed]:
+    """alice's calls in her own task, chained on right after her genuine events, of tools her
+    credential does not grant (a Python tool; a tool of an MCP server)."""
+    log = Log()
+    log.clock = 9_000_000  # ids of their own
+    log.heads["alice"] = [e for e in GENUINE if e.envelope.sender == "alice"][-1].head
+    return [
+        log.seal(ALICE, tool_call("shell", index=2)),
+        log.seal(ALICE, tool_call("git.log", "git", index=3)),
+    ]
 
 
 def extras() -> tuple[list[Sealed], set[bytes]]:
@@ -96,6 +121,7 @@ def extras() -> tuple[list[Sealed], set[bytes]]:
         log.seal(MALLORY, Result(task_id="t1", output="forged")),  # unknown, then expired key
         log.seal(ROGUE_OPERATOR, credential(MALLORY, ROGUE_OPERATOR)),  # another trust root
         log.seal(OPERATOR, credential(MALLORY, ROGUE_OPERATOR)),  # credential signed by a rogue
+        *ungranted(),
     ]
     acts = [
         # alice's key signing a second event for her first chain position: whichever of the two

@@ -27,6 +27,8 @@ from swarmlog.schemas.payloads import (
     ClarificationResponse,
     CredentialRevoked,
     Error,
+    ModelCallCompleted,
+    ModelCallRequested,
     Payload,
     Result,
     TaskAssignment,
@@ -40,6 +42,8 @@ from swarmlog.schemas.payloads import (
     TaskOffered,
     TaskRetryScheduled,
     TaskStarted,
+    ToolCallCompleted,
+    ToolCallRequested,
 )
 from swarmlog.schemas.signing import Identity
 
@@ -63,14 +67,30 @@ def swarm() -> Projection:
         (ROUTER, "router"),
         (WATCHDOG, "watchdog"),
     ):
-        p.issue(agent, role=role, capabilities=["text"])
+        p.issue(agent, role=role, capabilities=["text"], tools=["word_count"])
     for i, claimer in enumerate(CLAIMERS):
         p.issue(claimer, role="claimer", capabilities=["x"] if i < 2 else [])
     return p
 
 
+DIGEST = "ab" * 32
+
+
 def lifecycle(type_: str, task_id: str = "t1") -> Payload:
+    model, tool = {"model": "offline", "call_id": f"{task_id}.m1"}, {"call_id": f"{task_id}.t1"}
     return {
+        "model_call_requested": ModelCallRequested(
+            task_id=task_id, call_index=1, digest=DIGEST, **model
+        ),
+        "model_call_completed": ModelCallCompleted(
+            task_id=task_id, call_index=1, status="ok", **model
+        ),
+        "tool_call_requested": ToolCallRequested(
+            task_id=task_id, call_index=1, tool="word_count", digest=DIGEST, **tool
+        ),
+        "tool_call_completed": ToolCallCompleted(
+            task_id=task_id, call_index=1, tool="word_count", status="ok", **tool
+        ),
         "task_started": TaskStarted(task_id=task_id),
         "task_heartbeat": TaskHeartbeat(task_id=task_id, progress=0.5),
         "task_checkpointed": TaskCheckpointed(task_id=task_id, data={"n": 1}),

@@ -12,7 +12,8 @@ where ``<sender>`` is the emitting agent's id (so a sender's chain head is the l
 kind      rest of the subject                     events
 ========  ======================================  =============================================
 work      ``<role>.<priority>.<task_id>``         task_assignment (what role consumers filter)
-task      ``<task_id>.<type>``                    result, error, task_* lifecycle
+task      ``<task_id>.<type>``                    result, error, task_* lifecycle, the call
+                                                  journal (model_call_*, tool_call_*)
 msg       ``<recipient>.<type>``                  clarification_request / _response, a deadlock's
                                                   victim told to give up its wait
 wf        ``<workflow_id>.<type>``                workflow_* lifecycle
@@ -89,6 +90,10 @@ _TASK_TYPES = frozenset(
         "task_escalated",
         "task_cancelled",
         "escalation_resolved",
+        "model_call_requested",
+        "model_call_completed",
+        "tool_call_requested",
+        "tool_call_completed",
     }
 )
 

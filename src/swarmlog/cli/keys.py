@@ -20,7 +20,12 @@ __all__ = ["keys"]
 
 _DAY_NS = 86_400 * 1_000_000_000
 
-_OPTIONS = {"agent_id": "--agent-id", "allowed": "--allow"}
+_OPTIONS = {
+    "agent_id": "--agent-id",
+    "allowed": "--allow",
+    "tools": "--tool",
+    "mcp_servers": "--mcp",
+}
 """The option of `keys issue` that gives each argument of ``issue_agent``."""
 
 
@@ -53,10 +58,19 @@ def keys_show(ctx: CliContext, as_json: bool) -> None:
         return
     ctx.console.print(f"operator {operator}")
     rows = [
-        (c.agent_id, c.role, c.public_key[:16], ",".join(c.capabilities), c.trust_level)
+        (
+            c.agent_id,
+            c.role,
+            c.public_key[:16],
+            ",".join(c.capabilities),
+            c.trust_level,
+            ",".join(c.tools),
+            ",".join(c.mcp_servers),
+        )
         for c in credentials
     ]
-    print_table(ctx.console, "agents", ["agent", "role", "key", "capabilities", "trust"], rows)
+    columns = ["agent", "role", "key", "capabilities", "trust", "tools", "mcp servers"]
+    print_table(ctx.console, "agents", columns, rows)
 
 
 @keys.command("issue")
@@ -67,6 +81,19 @@ def keys_show(ctx: CliContext, as_json: bool) -> None:
     "--trust", type=click.Choice(["internal", "external"]), default="internal", show_default=True
 )
 @click.option("--allow", "allowed", multiple=True, help="Event types it may emit (default: all).")
+@click.option(
+    "--tool",
+    "tools",
+    multiple=True,
+    help="A tool it may call: a Python tool's name or SERVER.TOOL (default: none). Repeatable.",
+)
+@click.option(
+    "--mcp",
+    "mcp_servers",
+    multiple=True,
+    metavar="SERVER",
+    help="An MCP server every tool of which it may call. Repeatable.",
+)
 @click.option(
     "--expires-in", type=click.FloatRange(min=0.0, max=36_500.0, min_open=True), help="Days."
 )
@@ -79,6 +106,8 @@ def keys_issue(
     capabilities: tuple[str, ...],
     trust: str,
     allowed: tuple[str, ...],
+    tools: tuple[str, ...],
+    mcp_servers: tuple[str, ...],
     expires_in: float | None,
     as_json: bool,
 ) -> None:
@@ -94,6 +123,8 @@ def keys_issue(
                 trust=trust,
                 allowed=allowed,
                 expires_in=expires_in,
+                tools=tools,
+                mcp_servers=mcp_servers,
             )
         )
     except (ConfigError, KeyStoreError) as exc:
@@ -102,7 +133,16 @@ def keys_issue(
             raise
         raise type(exc)(f"{exc.message} (see {option})", parameter=exc.parameter) from None
     if as_json:
-        emit_json({"agent_id": agent_id, "role": role, "public_key": public_key, "seq": seq})
+        emit_json(
+            {
+                "agent_id": agent_id,
+                "role": role,
+                "public_key": public_key,
+                "seq": seq,
+                "tools": list(dict.fromkeys(tools)),
+                "mcp_servers": list(dict.fromkeys(mcp_servers)),
+            }
+        )
         return
     ctx.console.print(f"issued {agent_id} ({role}) key {public_key[:16]}… at seq {seq}")
 

@@ -1,4 +1,5 @@
-"""``tasks``, ``workflows``, ``agents`` and ``show ID``: views over the projections."""
+"""``tasks``, ``workflows``, ``agents``, ``budgets`` and ``show ID``: views over the projections
+(``show TASK`` with the task's conversation, from its call journal)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from typing import Any
 
 import click
 import msgspec
+from rich.text import Text
 
 from swarmlog.agents.policy.planning import PlanError, decode_plan
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, projection_rows
 from swarmlog.errors import ConfigError
+from swarmlog.rendering.conversation import JOURNAL_TYPES, conversation, turn_text
 from swarmlog.rendering.svg import graph_svg
 from swarmlog.schemas.types import Name
 
-__all__ = ["agents", "budgets", "show", "tasks", "workflows"]
+__all__ = ["agents", "budgets", "checked_name", "show", "tasks", "workflows"]
 
 _STATUSES = [
     "offered",
@@ -31,7 +34,7 @@ _STATUSES = [
 ]
 
 
-def _name(value: str, what: str) -> str:
+def checked_name(value: str, what: str) -> str:
     """``value`` checked as an id (so it can go into SQL as a literal)."""
     try:
         return msgspec.convert(value, Name)
@@ -63,7 +66,7 @@ def tasks(
     """Tasks, most recently changed first."""
     where = []
     if workflow_id is not None:
-        where.append(f"workflow_id = '{_name(workflow_id, 'workflow id')}'")
+        where.append(f"workflow_id = '{checked_name(workflow_id, 'workflow id')}'")
     if status is not None:
         where.append(f"status = '{status}'")  # one of _STATUSES
     sql = (
@@ -121,7 +124,7 @@ agents = _listing(
 @pass_ctx
 def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_json: bool) -> None:
     """A workflow (its plan as a graph of tasks, each with its state) or a task (its history)."""
-    item_id = _name(item_id, "workflow or task id")
+    item_id = checked_name(item_id, "workflow or task id")
     found = projection_rows(
         ctx.settings, f"SELECT * FROM workflows WHERE workflow_id = '{item_id}'"
     )
@@ -151,12 +154,32 @@ def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_
     if mermaid:
         node = {"id": item_id, "capability": task[0]["capability"], "status": task[0]["status"]}
         click.echo(to_mermaid([node], []))
-    elif as_json:
-        emit_json({"task": task[0], "history": history})
-    else:
-        ctx.console.print(f"task {item_id}: {task[0]['status']} (attempt {task[0]['attempt']})")
-        columns = ["seq", "type", "sender", "occurred_at"]
-        print_table(ctx.console, "history", columns, [[h[c] for c in columns] for h in history])
+        return
+    turns = _conversation(ctx, item_id)
+    if as_json:
+        emit_json({"task": task[0], "history": history, "conversation": turns})
+        return
+    ctx.console.print(f"task {item_id}: {task[0]['status']} (attempt {task[0]['attempt']})")
+    columns = ["seq", "type", "sender", "occurred_at"]
+    print_table(ctx.console, "history", columns, [[h[c] for c in columns] for h in history])
+    if turns:
+        ctx.console.print(Text("conversation", style="bold"))
+    for turn in turns:
+        label, text = turn_text(turn)
+        ctx.console.print(Text.assemble((f"{label}: ", "bold"), text))
+
+
+def _conversation(ctx: CliContext, task_id: str) -> list[dict[str, Any]]:
+    """The task's conversation, from its call journal (see ``rendering.conversation``)."""
+    types = ", ".join(f"'{t}'" for t in JOURNAL_TYPES)
+    rows = projection_rows(
+        ctx.settings,
+        f"SELECT seq, type, payload FROM events WHERE type IN ({types})"
+        f" AND subject LIKE '%.task.{task_id}.%'"
+        f" AND json_extract_string(payload, '$.task_id') = '{task_id}' ORDER BY seq",
+    )
+    events = [{**row, "payload": json.loads(row["payload"])} for row in rows]
+    return conversation(events)
 
 
 def _workflow_graph(ctx: CliContext, workflow: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from swarmlog.errors import ConfigError, KeyStoreError
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import PAYLOAD_TYPES
 from swarmlog.schemas.signing import CONTROL_TYPES, OPERATOR_ID, Identity, issue_credential
-from swarmlog.schemas.types import Role
+from swarmlog.schemas.types import Name, Role, ToolName
 
 __all__ = ["issue_agent", "issue_replicas"]
 
@@ -43,9 +43,14 @@ async def issue_agent(
     allowed: Sequence[str] = (),
     expires_in: float | None = None,
     admit: bool = True,
+    tools: Sequence[str] = (),
+    mcp_servers: Sequence[str] = (),
 ) -> tuple[str, str, int]:
     """Create an agent key, save it (0600), publish its credential and (with ``admit``) have the
-    broker admit its login; (agent id, key, seq)."""
+    broker admit its login; (agent id, key, seq).
+
+    ``tools`` and ``mcp_servers`` are the tools it may call (none by default): Python tools by
+    name, MCP tools by ``SERVER.TOOL``, and every tool of the servers named."""
     settings.require_data_dir()
     store = KeyStore(settings.keys_dir)
     operator = store.operator()
@@ -68,6 +73,7 @@ async def issue_agent(
             raise ConfigError(
                 f"{type_!r} is not an event type agents may emit", parameter="allowed"
             )
+    _check_grants(tools, mcp_servers)
     if store.agent_paths(agent_id)[0].exists():
         raise KeyStoreError(
             f"agent {agent_id} already has a key; choose another agent id", parameter="agent_id"
@@ -85,6 +91,8 @@ async def issue_agent(
         "trust_level": trust,
         "allowed_types": list(allowed) or ["*"],
         "expires_at": now + int(expires_in * _DAY_NS) if expires_in else None,
+        "tools": list(dict.fromkeys(tools)),
+        "mcp_servers": list(dict.fromkeys(mcp_servers)),
     }
     try:
         credential = msgspec.convert(fields, Credential)  # validates ids, limits
@@ -103,6 +111,26 @@ async def issue_agent(
     if admit:
         await refresh_broker(settings)
     return agent_id, identity.public_key, seq
+
+
+def _check_grants(tools: Sequence[str], mcp_servers: Sequence[str]) -> None:
+    for tool in tools:
+        try:
+            msgspec.convert(tool, ToolName)
+        except msgspec.ValidationError:
+            raise ConfigError(
+                f"{tool!r} is not a tool name: a Python tool's name (word_count) or an MCP"
+                " tool's SERVER.TOOL (time.get_current_time), of letters, digits, _ - and .",
+                parameter="tools",
+            ) from None
+    for server in mcp_servers:
+        try:
+            msgspec.convert(server, Name)
+        except msgspec.ValidationError:
+            raise ConfigError(
+                f"{server!r} is not an MCP server name (lowercase letters, digits, _ and -)",
+                parameter="mcp_servers",
+            ) from None
 
 
 async def issue_replicas(

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from swarmlog.bus.ports import StoredMessage
+from swarmlog.projections.calls import fold_call
 from swarmlog.projections.state import State
 from swarmlog.projections.verify import Checked, Rejection, admit
 from swarmlog.schemas.codec import decode_credential
@@ -36,6 +37,8 @@ from swarmlog.schemas.payloads import (
     DeadlockDetected,
     Error,
     EscalationResolved,
+    ModelCallCompleted,
+    ModelCallRequested,
     Result,
     TaskAssignment,
     TaskCancelled,
@@ -48,6 +51,8 @@ from swarmlog.schemas.payloads import (
     TaskOffered,
     TaskRetryScheduled,
     TaskStarted,
+    ToolCallCompleted,
+    ToolCallRequested,
     WorkflowCompleted,
     WorkflowPlanned,
     WorkflowRevised,
@@ -150,6 +155,8 @@ def apply(
                     "trust_level": c.trust_level,
                     "capabilities": caps,
                     "allowed_types": to_json(c.allowed_types),
+                    "tools": to_json(c.tools),
+                    "mcp_servers": to_json(c.mcp_servers),
                     "issued_at": c.issued_at,
                     "expires_at": c.expires_at,
                     "revoked": revoked,
@@ -209,6 +216,8 @@ def apply(
                 tier=payload.tier,
                 replica=payload.replica,
                 dependencies=to_json(payload.dependencies),
+                tools=to_json(payload.tools),
+                mcp_servers=to_json(payload.mcp_servers),
                 status="killed" if killed else "registered",
                 registered_at=at,
                 last_heartbeat_at=at,
@@ -279,6 +288,11 @@ def apply(
             _task(state, payload.task_id, envelope, seq, status="running", attempt=payload.attempt)
         case TaskHeartbeat() | TaskCheckpointed():
             _task(state, payload.task_id, envelope, seq)
+        case (
+            ModelCallRequested() | ModelCallCompleted() | ToolCallRequested() | ToolCallCompleted()
+        ):
+            _task(state, payload.task_id, envelope, seq)  # a sign of life, like a heartbeat
+            fold_call(state, payload, envelope, seq)
         case Result():
             _task(
                 state,

@@ -28,6 +28,7 @@ from swarmlog.schemas.codec import (
     decode_envelope,
     decode_signed,
 )
+from swarmlog.schemas.credentials import tool_permitted
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.ids import event_id_time_ms
 from swarmlog.schemas.signing import (
@@ -96,10 +97,15 @@ HOLDER_TYPES = frozenset(
         "task_retry_scheduled",
         "result",
         "error",
+        "model_call_requested",
+        "model_call_completed",
+        "tool_call_requested",
+        "tool_call_completed",
     }
 )
 """Task lifecycle types only the task's holder may emit (besides the operator): a replica of the
-role the task is assigned to, or the agent whose swarm claim won it."""
+role the task is assigned to, or the agent whose swarm claim won it. The call journal's events
+are among them: a task's model and tool calls are its holder's."""
 OVERSEEN_TYPES = frozenset({"task_failed", "task_escalated", "task_cancelled"})
 """Task lifecycle types the holder may emit, and so may the roles that oversee work: the router
 (an offer it cannot route) and the watchdog (stalled or deadlocked work)."""
@@ -237,6 +243,10 @@ def touches(envelope: Envelope) -> list[tuple[str, Key]]:
             keys.append(("escalations", (payload.escalation_id,)))
         case p.CircuitOpened() | p.CircuitClosed():
             keys.append(("breakers", (payload.circuit,)))
+        case p.ModelCallRequested() | p.ModelCallCompleted():
+            keys.append(("model_calls", (payload.task_id, payload.call_index)))
+        case p.ToolCallRequested() | p.ToolCallCompleted():
+            keys.append(("tool_calls", (payload.task_id, payload.call_index)))
         case _:
             pass
     return keys
@@ -340,6 +350,9 @@ def _check_authority(state: State, envelope: Envelope) -> Rejection | None:
     )
     if speaks_for_another:
         return Rejection("not_permitted", speaks_for_another, in_chain=True)
+    ungranted = _ungranted_tool(envelope, credential)
+    if ungranted:
+        return Rejection("not_permitted", ungranted, in_chain=True)
     for target in (envelope.sender, "*"):
         switch = state.get("kill_switches", target)
         if switch is not None and switch["active"]:
@@ -376,6 +389,24 @@ def _speaks_for_another(state: State, envelope: Envelope, credential: dict[str, 
         case _:
             pass
     return ""
+
+
+def _ungranted_tool(envelope: Envelope, credential: dict[str, Any]) -> str:
+    """Why a journaled tool call names a tool the sender's credential does not grant (``""``
+    when it grants it, or the event is no tool call).
+
+    Judged by :func:`tool_permitted`, the rule the runtime refuses a call by before it
+    journals anything: an honest agent never journals a call outside its credential (the model
+    is told of the refusal in the tool's answer), so any such event is one to quarantine, also a
+    ``tool_call_completed`` that says ``refused``."""
+    payload = envelope.payload
+    if not isinstance(payload, p.ToolCallRequested | p.ToolCallCompleted):
+        return ""
+    tools = _json_list(credential["tools"])
+    servers = _json_list(credential["mcp_servers"])
+    if tool_permitted(tools, servers, payload.tool, payload.server):
+        return ""
+    return f"tool {payload.tool} is not granted by {envelope.sender}'s credential"
 
 
 def _task_authority(state: State, envelope: Envelope, credential: dict[str, Any]) -> str:

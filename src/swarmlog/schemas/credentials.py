@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
-from swarmlog.schemas.types import AgentId, Capability, KeyId, Role, Timestamp, TrustLevel
+from swarmlog.schemas.types import (
+    AgentId,
+    Capability,
+    KeyId,
+    Name,
+    Role,
+    Timestamp,
+    ToolName,
+    TrustLevel,
+)
 
-__all__ = ["Credential"]
+__all__ = ["Credential", "tool_permitted"]
 
 
 class Credential(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -32,3 +42,23 @@ class Credential(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     )
     """Event types the agent may emit; ``*`` means every non-control type."""
     expires_at: Timestamp | None = None
+    tools: Annotated[list[ToolName], Meta(max_length=256)] = msgspec.field(default_factory=list)
+    """Tools the agent may call: Python tools by name (``word_count``), MCP tools by qualified
+    name (``time.get_current_time``). None by default (see :func:`tool_permitted`)."""
+    mcp_servers: Annotated[list[Name], Meta(max_length=64)] = msgspec.field(default_factory=list)
+    """MCP servers every tool of which the agent may call."""
+
+
+def tool_permitted(
+    tools: Collection[str], mcp_servers: Collection[str], tool: str, server: str
+) -> bool:
+    """Whether a credential granting ``tools`` and ``mcp_servers`` allows a call of ``tool``
+    (of MCP server ``server``, ``""`` for a Python tool): the one rule the runtime refuses a
+    call by and the verifier quarantines a journaled call by.
+
+    A tool is granted by name, or through its server: then it must be that server's
+    (``SERVER.TOOL``), so naming a granted server cannot carry another tool in.
+    """
+    if tool in tools:
+        return True
+    return bool(server) and tool.startswith(server + ".") and server in mcp_servers

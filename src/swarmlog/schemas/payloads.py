@@ -29,6 +29,7 @@ from swarmlog.schemas.types import (
     Role,
     Text,
     Timestamp,
+    ToolName,
 )
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "DeadlockDetected",
     "Error",
     "EscalationResolved",
+    "ModelCallCompleted",
+    "ModelCallRequested",
     "Payload",
     "Result",
     "SnapshotTaken",
@@ -63,11 +66,16 @@ __all__ = [
     "TaskRetryScheduled",
     "TaskStarted",
     "TokenUsage",
+    "ToolCallCompleted",
+    "ToolCallRequested",
+    "ToolPin",
     "WorkflowCompleted",
     "WorkflowPlanned",
     "WorkflowRevised",
     "WorkflowSubmitted",
+    "model_call_id",
     "payload_type",
+    "tool_call_id",
 ]
 
 _Caps = Annotated[list[Capability], Meta(max_length=64)]
@@ -75,6 +83,16 @@ _Caps = Annotated[list[Capability], Meta(max_length=64)]
 _Count = Annotated[int, Meta(ge=0, le=2**40)]
 _Attempt = Annotated[int, Meta(ge=1, le=1000)]
 _Reason = Annotated[str, Meta(max_length=4096)]
+_Digest = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
+"""A SHA-256 digest in hex (required: never empty)."""
+_CallIndex = Annotated[int, Meta(ge=1, le=10_000)]
+_CallId = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]*\.[mt][0-9]+\Z", max_length=80)]
+_Server = Annotated[str, Meta(pattern=r"^([a-z0-9][a-z0-9_-]*)?\Z", max_length=64)]
+"""An MCP server's name (a :data:`Name`), or empty for none."""
+_Millis = Annotated[int, Meta(ge=0, le=2**40)]
+_Message = dict[str, Json]
+"""One message of a conversation, as ``msgspec.to_builtins`` gives it (``role``, ``content``,
+``tool_calls``, ``tool_call_id``, ``name``)."""
 _CACHE_KEY = r"^result\.[a-z0-9][a-z0-9_-]*\.[0-9a-f]{64}\Z"
 """A result cache key: ``result.<role>.<sha256>``."""
 
@@ -89,6 +107,14 @@ class TokenUsage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     model: Annotated[str, Meta(max_length=256)] = ""
     prompt_tokens: _Count = 0
     completion_tokens: _Count = 0
+
+
+class ToolPin(msgspec.Struct, frozen=True, kw_only=True):
+    """A tool an agent announces at registration, with the digest of its definition (name,
+    description, parameter schema): a definition that changes afterwards is refused."""
+
+    name: ToolName
+    digest: _Digest
 
 
 # --- the four mission message kinds -------------------------------------------------------------
@@ -278,6 +304,113 @@ class TaskCancelled(_Payload, frozen=True, tag="task_cancelled"):
     reason: _Reason = ""
 
 
+# --- the journal: every model call and tool call of a task ---------------------------------------
+
+
+def model_call_id(task_id: str, call_index: int) -> str:
+    """The id of a task's ``call_index``-th model call: ``<task_id>.m<call_index>``."""
+    return f"{task_id}.m{call_index}"
+
+
+def tool_call_id(task_id: str, call_index: int) -> str:
+    """The id of a task's ``call_index``-th tool call: ``<task_id>.t<call_index>`` (also the
+    idempotency key passed to a tool that accepts one)."""
+    return f"{task_id}.t{call_index}"
+
+
+def _check_call_id(call_id: str, expected: str) -> None:
+    # A call id is derived, never chosen: two events naming one call cannot disagree on it.
+    if call_id != expected:
+        raise ValueError(f"call_id is {call_id!r}, must be {expected!r}")
+
+
+def _check_tool_server(tool: str, server: str) -> None:
+    if server:
+        if not tool.startswith(server + ".") or len(tool) == len(server) + 1:
+            raise ValueError(f"tool {tool!r} of MCP server {server!r} must be named {server}.TOOL")
+    elif "." in tool:
+        raise ValueError(f"tool {tool!r} has a server prefix but no server: set server")
+
+
+class ModelCallRequested(_Payload, frozen=True, tag="model_call_requested"):
+    """A task is about to call a model: its ``call_index``-th model call (counted per task,
+    stable across attempts, so a retry finds the call in the journal and reuses its answer)."""
+
+    task_id: Name
+    call_index: _CallIndex
+    call_id: _CallId
+    """``<task_id>.m<call_index>`` (:func:`model_call_id`)."""
+    model: Annotated[str, Meta(max_length=256)]
+    digest: _Digest
+    """SHA-256 of the canonical request: messages, tools, output schema, options."""
+    messages: Annotated[list[_Message], Meta(max_length=1024)] = msgspec.field(default_factory=list)
+    """The messages added to the conversation since the task's previous model call."""
+    tools: Annotated[list[ToolName], Meta(max_length=256)] = msgspec.field(default_factory=list)
+    """The names of the tools offered to the model."""
+
+    def __post_init__(self) -> None:
+        _check_call_id(self.call_id, model_call_id(self.task_id, self.call_index))
+
+
+class ModelCallCompleted(_Payload, frozen=True, tag="model_call_completed"):
+    """The answer to a journaled model call, or why there is none."""
+
+    task_id: Name
+    call_index: _CallIndex
+    call_id: _CallId
+    model: Annotated[str, Meta(max_length=256)]
+    status: Literal["ok", "error"]
+    reply: _Message = msgspec.field(default_factory=dict)
+    """The assistant message (``role``, ``content``, ``tool_calls``); empty on error."""
+    usage: TokenUsage | None = None
+    duration_ms: _Millis = 0
+    error: _Reason = ""
+
+    def __post_init__(self) -> None:
+        _check_call_id(self.call_id, model_call_id(self.task_id, self.call_index))
+
+
+class ToolCallRequested(_Payload, frozen=True, tag="tool_call_requested"):
+    """A task is about to call a tool: its ``call_index``-th tool call (counted per task)."""
+
+    task_id: Name
+    call_index: _CallIndex
+    call_id: _CallId
+    """``<task_id>.t<call_index>`` (:func:`tool_call_id`)."""
+    tool: ToolName
+    """A Python tool's name, or ``SERVER.TOOL`` for a tool of MCP server ``server``."""
+    digest: _Digest
+    """SHA-256 of the canonical arguments."""
+    server: _Server = ""
+    """The MCP server of the tool; empty for a Python tool."""
+    arguments: Json = None
+    definition: Hash = ""
+    """The pin digest of the tool's definition (see :class:`ToolPin`)."""
+
+    def __post_init__(self) -> None:
+        _check_call_id(self.call_id, tool_call_id(self.task_id, self.call_index))
+        _check_tool_server(self.tool, self.server)
+
+
+class ToolCallCompleted(_Payload, frozen=True, tag="tool_call_completed"):
+    """The outcome of a journaled tool call: ``refused`` when it was not made (not granted,
+    a changed definition, an unknown tool)."""
+
+    task_id: Name
+    call_index: _CallIndex
+    call_id: _CallId
+    tool: ToolName
+    status: Literal["ok", "error", "refused"]
+    server: _Server = ""
+    result: Json = None
+    error: _Reason = ""
+    duration_ms: _Millis = 0
+
+    def __post_init__(self) -> None:
+        _check_call_id(self.call_id, tool_call_id(self.task_id, self.call_index))
+        _check_tool_server(self.tool, self.server)
+
+
 # --- agents and trust -----------------------------------------------------------------------------
 
 
@@ -291,6 +424,10 @@ class AgentRegistered(_Payload, frozen=True, tag="agent_registered"):
     replica: Annotated[str, Meta(max_length=64)] = ""
     dependencies: Annotated[list[Name], Meta(max_length=64)] = msgspec.field(default_factory=list)
     """External services the agent calls (each gets a circuit breaker of its own)."""
+    tools: Annotated[list[ToolPin], Meta(max_length=256)] = msgspec.field(default_factory=list)
+    """The tools the agent has, each pinned to the digest of its definition."""
+    mcp_servers: Annotated[list[Name], Meta(max_length=64)] = msgspec.field(default_factory=list)
+    """The MCP servers its tools come from."""
 
 
 class AgentHeartbeat(_Payload, frozen=True, tag="agent_heartbeat"):
@@ -392,6 +529,10 @@ Payload = (
     | TaskEscalated
     | EscalationResolved
     | TaskCancelled
+    | ModelCallRequested
+    | ModelCallCompleted
+    | ToolCallRequested
+    | ToolCallCompleted
     | AgentRegistered
     | AgentHeartbeat
     | AgentKilled

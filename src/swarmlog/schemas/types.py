@@ -12,6 +12,7 @@ from msgspec import Meta
 __all__ = [
     "MAX_INT",
     "PRIORITIES",
+    "TOOL_NAME_PATTERN",
     "AgentId",
     "Capability",
     "EventId",
@@ -24,6 +25,7 @@ __all__ = [
     "Role",
     "Text",
     "Timestamp",
+    "ToolName",
     "TrustLevel",
 ]
 
@@ -47,6 +49,10 @@ KeyId = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
 """An Ed25519 public key, hex encoded: the key id is the key itself."""
 Hash = Annotated[str, Meta(pattern=r"^([0-9a-f]{64})?\Z")]
 """A SHA-256 digest in hex, or the empty string for "none yet"."""
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z"
+ToolName = Annotated[str, Meta(pattern=TOOL_NAME_PATTERN, min_length=1, max_length=192)]
+"""A tool's name: a Python tool's bare name (``word_count``) or an MCP tool's qualified one,
+``SERVER.TOOL`` (``time.get_current_time``): the characters MCP recommends for tool names."""
 MAX_INT = 2**63 - 1
 """Every integer in an event fits a signed 64-bit column (DuckDB BIGINT)."""
 Timestamp = Annotated[int, Meta(ge=0, le=MAX_INT)]

@@ -1,0 +1,91 @@
+"""``calls``: every journaled model and tool call, from ``model_calls`` and ``tool_calls``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, projection_rows
+from swarmlog.cli.views import checked_name
+
+__all__ = ["CALL_FIELDS", "calls"]
+
+CALL_FIELDS = (
+    "kind",
+    "task_id",
+    "workflow_id",
+    "agent_id",
+    "call_index",
+    "call_id",
+    "model",
+    "tool",
+    "server",
+    "status",
+    "prompt_tokens",
+    "completion_tokens",
+    "duration_ms",
+    "requested_seq",
+    "completed_seq",
+    "error",
+)
+"""The fields of each call in ``calls --json`` (docs/operations.md describes them)."""
+
+_SELECT = """
+SELECT 'model' AS kind, task_id, workflow_id, agent_id, call_index, call_id, model,
+       NULL AS tool, NULL AS server, status, prompt_tokens, completion_tokens, duration_ms,
+       requested_seq, completed_seq, error
+FROM model_calls {where}
+UNION ALL
+SELECT 'tool' AS kind, task_id, workflow_id, agent_id, call_index, call_id, NULL AS model,
+       tool, server, status, NULL AS prompt_tokens, NULL AS completion_tokens, duration_ms,
+       requested_seq, completed_seq, error
+FROM tool_calls {where}
+ORDER BY coalesce(requested_seq, completed_seq), kind, task_id, call_index
+LIMIT {limit}
+"""
+
+
+@click.command()
+@click.option("--task", "task_id", help="Only the calls of this task.")
+@click.option("--workflow", "workflow_id", help="Only the calls of this workflow's tasks.")
+@click.option("--limit", "-n", default=1000, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def calls(
+    ctx: CliContext, task_id: str | None, workflow_id: str | None, limit: int, as_json: bool
+) -> None:
+    """Model and tool calls in the order they were made: what each asked, how it ended, its
+    tokens and time, and the stream sequences of its request and answer."""
+    where = []
+    if task_id is not None:
+        where.append(f"task_id = '{checked_name(task_id, 'task id')}'")
+    if workflow_id is not None:
+        where.append(f"workflow_id = '{checked_name(workflow_id, 'workflow id')}'")
+    clause = "WHERE " + " AND ".join(where) if where else ""
+    rows = projection_rows(ctx.settings, _SELECT.format(where=clause, limit=limit))
+    if as_json:
+        emit_json({"calls": [{f: row[f] for f in CALL_FIELDS} for row in rows]})
+        return
+    columns = ["kind", "task", "#", "model / tool", "status", "tokens", "ms", "seqs", "error"]
+    print_table(ctx.console, "calls", columns, [_cells(row) for row in rows])
+    if not rows:
+        ctx.err.print("no calls yet")
+
+
+def _cells(row: dict[str, Any]) -> list[Any]:
+    tokens = ""
+    if row["kind"] == "model" and row["prompt_tokens"] is not None:
+        tokens = f"{row['prompt_tokens']}+{row['completion_tokens']}"
+    seqs = f"{row['requested_seq'] or '-'}→{row['completed_seq'] or '-'}"
+    return [
+        row["kind"],
+        row["task_id"],
+        row["call_index"],
+        row["model"] or row["tool"],
+        row["status"],
+        tokens,
+        row["duration_ms"],
+        seqs,
+        (row["error"] or "")[:80],
+    ]

@@ -1,0 +1,137 @@
+"""The call journal's fold (pure): model and tool call events into ``model_calls`` and
+``tool_calls``, one row per task and call index.
+
+A ``*_call_requested`` event makes the row (status ``requested``); its ``*_call_completed``
+fills in the outcome. A second request at an index already journaled (a retry that asks
+something else, or asks again after a crash between request and answer) starts the row over
+from that request: the row is the call as it stands, and the ``events`` table keeps every
+request and answer ever made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swarmlog.projections.state import State
+from swarmlog.schemas.envelope import Envelope
+from swarmlog.schemas.payloads import (
+    ModelCallCompleted,
+    ModelCallRequested,
+    ToolCallCompleted,
+    ToolCallRequested,
+)
+
+__all__ = ["CallPayload", "fold_call"]
+
+CallPayload = ModelCallRequested | ModelCallCompleted | ToolCallRequested | ToolCallCompleted
+"""The journal's event payloads."""
+
+
+def fold_call(state: State, payload: CallPayload, envelope: Envelope, seq: int) -> None:
+    """Fold one admitted journal event (stream sequence ``seq``) into its call's row."""
+    at = envelope.occurred_at
+    match payload:
+        case ModelCallRequested():
+            _requested(
+                state,
+                "model_calls",
+                payload,
+                envelope,
+                seq,
+                model=payload.model,
+                digest=payload.digest,
+            )
+        case ToolCallRequested():
+            _requested(
+                state,
+                "tool_calls",
+                payload,
+                envelope,
+                seq,
+                tool=payload.tool,
+                server=payload.server,
+                digest=payload.digest,
+                definition=payload.definition,
+            )
+        case ModelCallCompleted():
+            usage = payload.usage
+            _completed(
+                state,
+                "model_calls",
+                payload,
+                envelope,
+                model=payload.model,
+                status=payload.status,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                duration_ms=payload.duration_ms,
+                completed_seq=seq,
+                completed_at=at,
+                error=payload.error,
+            )
+        case ToolCallCompleted():
+            _completed(
+                state,
+                "tool_calls",
+                payload,
+                envelope,
+                tool=payload.tool,
+                server=payload.server,
+                status=payload.status,
+                duration_ms=payload.duration_ms,
+                completed_seq=seq,
+                completed_at=at,
+                error=payload.error,
+            )
+
+
+def _workflow_of(state: State, envelope: Envelope, task_id: str) -> str | None:
+    """The call's workflow: the event's, else its task's."""
+    if envelope.workflow_id is not None:
+        return envelope.workflow_id
+    task = state.get("tasks", task_id)
+    return None if task is None else task["workflow_id"]
+
+
+def _requested(
+    state: State,
+    name: str,
+    payload: ModelCallRequested | ToolCallRequested,
+    envelope: Envelope,
+    seq: int,
+    **columns: Any,
+) -> None:
+    # A whole new row, also over an earlier one: a request asked again is outstanding again.
+    state.put(
+        name,
+        {
+            "task_id": payload.task_id,
+            "call_index": payload.call_index,
+            "workflow_id": _workflow_of(state, envelope, payload.task_id),
+            "agent_id": envelope.sender,
+            "call_id": payload.call_id,
+            "status": "requested",
+            "requested_seq": seq,
+            "requested_at": envelope.occurred_at,
+            **columns,
+        },
+    )
+
+
+def _completed(
+    state: State,
+    name: str,
+    payload: ModelCallCompleted | ToolCallCompleted,
+    envelope: Envelope,
+    **columns: Any,
+) -> None:
+    key = (payload.task_id, payload.call_index)
+    if state.get(name, *key) is None:
+        # An answer with no request journaled (lost, or never made): recorded all the same,
+        # with what the answer itself says.
+        columns |= {
+            "workflow_id": _workflow_of(state, envelope, payload.task_id),
+            "agent_id": envelope.sender,
+            "call_id": payload.call_id,
+        }
+    state.upsert(name, key, **columns)
