@@ -19,9 +19,9 @@ Anything an agent must remember goes into events: instances keep no state betwee
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import msgspec
 
@@ -29,6 +29,15 @@ from swarmlog.agents.policy.retry import RetryPolicy
 from swarmlog.agents.tools.servers import MCPServer
 from swarmlog.errors import TaskError
 from swarmlog.schemas.payloads import Payload, TaskAssignment, TokenUsage, payload_type
+
+if TYPE_CHECKING:
+    from swarmlog.agents.conversation import Answer, Messages
+    from swarmlog.agents.llm.messages import TextSink
+    from swarmlog.agents.tools import ToolOutcome
+
+Output = type[Any] | Mapping[str, Any] | None
+"""Structured output asked of a model: a type (msgspec Struct, dataclass, ``list[int]``...), a
+JSON Schema, or ``None`` for text."""
 
 __all__ = ["Agent", "Context", "ContextPort", "Handler", "RetryPolicy", "TaskError", "on"]
 
@@ -66,9 +75,25 @@ class ContextPort(Protocol):
 
     async def query(self, sql: str) -> list[dict[str, Any]]: ...
 
-    async def complete(
-        self, system: str, prompt: str, max_tokens: int | None
-    ) -> tuple[str, TokenUsage]: ...
+    async def chat(
+        self,
+        messages: Messages,
+        *,
+        system: str,
+        tools: Sequence[str] | None,
+        output: Output,
+        max_tokens: int | None,
+        on_text: TextSink | None,
+        max_turns: int,
+    ) -> Answer:
+        """One exchange (``max_turns`` 0) or the tool loop (``max_turns`` >= 1)."""
+        ...
+
+    async def call_tool(self, name: str, arguments: str) -> ToolOutcome: ...
+
+    def call_usage(self) -> list[TokenUsage]:
+        """Usage of the model calls so far (journaled; spent as they were made)."""
+        ...
 
 
 @dataclass
@@ -104,19 +129,87 @@ class Context:
         self, prompt: str, *, system: str = "", max_tokens: int | None = None
     ) -> str:
         """Ask the model of the agent's tier (configured by ``SWARMLOG_MODEL_<TIER>``; offline
-        and deterministic when unset) and record what it cost."""
-        text, spent = await self._port().complete(system, prompt, max_tokens)
-        self.usage_records.append(spent)
-        return text
+        and deterministic when unset) one question; its text answer. The one-line form of
+        :meth:`chat`, journaled the same way."""
+        answer = await self.chat(prompt, system=system, max_tokens=max_tokens)
+        return answer.text
+
+    async def chat(
+        self,
+        messages: Messages,
+        *,
+        system: str = "",
+        tools: Sequence[str] = (),
+        output: Output = None,
+        max_tokens: int | None = None,
+        stream: TextSink | None = None,
+    ) -> Answer:
+        """One exchange with the model of the agent's tier.
+
+        ``messages`` is a prompt or a conversation (:class:`Message` or their maps); ``tools``
+        names the agent's tools the model may ask for (the answer's ``tool_calls``; call them
+        with :meth:`call_tool`, or let :meth:`run` do the loop); ``output`` asks for structured
+        output (the answer's ``output``, decoded and checked; an answer that does not conform is
+        sent back to be corrected, then the task fails with ``invalid_output``); ``stream``
+        receives the answer's text as it is produced. The call is journaled: a retry of the
+        task gets the recorded answer instead of asking again.
+        """
+        return await self._port().chat(
+            messages,
+            system=system,
+            tools=tools,
+            output=output,
+            max_tokens=max_tokens,
+            on_text=stream,
+            max_turns=0,
+        )
+
+    async def run(
+        self,
+        messages: Messages,
+        *,
+        system: str = "",
+        tools: Sequence[str] | None = None,
+        output: Output = None,
+        max_turns: int = 8,
+        max_tokens: int | None = None,
+        stream: TextSink | None = None,
+    ) -> Answer:
+        """The tool loop: the model answers, the tools it calls are called (journaled, within
+        the credential's grants) and their results sent back, until it answers without a tool
+        call; ``tools`` (``None``: all the agent's) are offered. Fails with ``turn_limit`` after
+        ``max_turns`` model turns."""
+        if not 1 <= max_turns <= 100:
+            raise ValueError("max_turns must be 1..100")
+        return await self._port().chat(
+            messages,
+            system=system,
+            tools=tools,
+            output=output,
+            max_tokens=max_tokens,
+            on_text=stream,
+            max_turns=max_turns,
+        )
+
+    async def call_tool(self, name: str, arguments: str | Mapping[str, Any]) -> ToolOutcome:
+        """Call one of the agent's tools by name with JSON ``arguments`` (journaled)."""
+        text = arguments if isinstance(arguments, str) else msgspec.json.encode(arguments).decode()
+        return await self._port().call_tool(name, text)
 
     def total_usage(self) -> TokenUsage | None:
-        if not self.usage_records:
+        """What this task's model calls and recorded :meth:`usage` cost together."""
+        records = [*self.usage_records, *self.call_usage()]
+        if not records:
             return None
         return TokenUsage(
-            model=self.usage_records[-1].model,
-            prompt_tokens=sum(u.prompt_tokens for u in self.usage_records),
-            completion_tokens=sum(u.completion_tokens for u in self.usage_records),
+            model=records[-1].model,
+            prompt_tokens=sum(u.prompt_tokens for u in records),
+            completion_tokens=sum(u.completion_tokens for u in records),
         )
+
+    def call_usage(self) -> list[TokenUsage]:
+        """Usage of the model calls made through this context (spent as they were made)."""
+        return [] if self.port is None else self.port.call_usage()
 
     def _port(self) -> ContextPort:
         if self.port is None:

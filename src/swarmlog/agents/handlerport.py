@@ -3,13 +3,16 @@ bound to its job (every event it emits carries the job's workflow and causation)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from swarmlog.agents.api import TaskError
+from swarmlog.agents.api import Output, TaskError
+from swarmlog.agents.conversation import Answer, Conversations, Messages, as_messages
 from swarmlog.agents.delegation import Delegation
 from swarmlog.agents.inbox import Inbox
 from swarmlog.agents.jobs import Job
-from swarmlog.agents.llm import Message, Model
+from swarmlog.agents.llm.messages import TextSink
+from swarmlog.agents.tools import ToolOutcome
 from swarmlog.agents.policy.outputs import check_output
 from swarmlog.agents.publisher import Publisher
 from swarmlog.projections.client import Query
@@ -26,14 +29,14 @@ class HandlerPort:
         job: Job,
         *,
         publisher: Publisher,
-        model: Model,
+        conversations: Conversations,
         inbox: Inbox,
         delegation: Delegation,
         query: Query | None,
     ) -> None:
         self._job = job
         self._publisher = publisher
-        self._model = model
+        self._conversations = conversations
         self._inbox = inbox
         self._delegation = delegation
         self._query = query
@@ -61,18 +64,38 @@ class HandlerPort:
             capability, input, priority, timeout, self._job, index
         )
 
-    async def complete(
-        self, system: str, prompt: str, max_tokens: int | None
-    ) -> tuple[str, TokenUsage]:
-        messages = [Message(role="system", content=system)] if system else []
-        reply = await self._model.chat(
-            [*messages, Message(role="user", content=prompt)], max_tokens=max_tokens
+    async def chat(
+        self,
+        messages: Messages,
+        *,
+        system: str,
+        tools: Sequence[str] | None,
+        output: Output,
+        max_tokens: int | None,
+        on_text: TextSink | None,
+        max_turns: int,
+    ) -> Answer:
+        talk = self._conversations
+        conversation = as_messages(messages, system)
+        specs = talk.specs(tools)
+        if max_turns == 0:
+            return await talk.chat(
+                conversation, tools=specs, output=output, max_tokens=max_tokens, on_text=on_text
+            )
+        return await talk.run(
+            conversation,
+            tools=specs,
+            output=output,
+            max_turns=max_turns,
+            max_tokens=max_tokens,
+            on_text=on_text,
         )
-        return reply.message.content, TokenUsage(
-            model=reply.model,
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-        )
+
+    async def call_tool(self, name: str, arguments: str) -> ToolOutcome:
+        return await self._conversations.call_tool(name, arguments)
+
+    def call_usage(self) -> list[TokenUsage]:
+        return list(self._conversations.calls.usage)
 
     async def query(self, sql: str) -> list[dict[str, Any]]:
         if self._query is None:

@@ -38,6 +38,8 @@ from typing import Any
 from swarmlog.agents import liveness, swarming
 from swarmlog.agents.api import Agent, Context, TaskError
 from swarmlog.agents.caching import ResultCache
+from swarmlog.agents.calls import Budget, CallJournal
+from swarmlog.agents.conversation import Conversations
 from swarmlog.agents.delegation import Delegation
 from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.handlerport import HandlerPort
@@ -51,8 +53,10 @@ from swarmlog.agents.policy.outputs import check_output
 from swarmlog.agents.policy.resultcache import cache_key
 from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.settlement import Settler
+from swarmlog.agents.tools import Toolbox
 from swarmlog.bus.ports import Delivery, EventLog
 from swarmlog.projections.client import Query
+from swarmlog.schemas.codec import decode_credential
 from swarmlog.schemas.payloads import (
     AgentRegistered,
     BudgetExceeded,
@@ -121,6 +125,12 @@ class AgentRuntime:
             clock=clock,
         )
         self._credential = credential
+        granted = decode_credential(credential.credential) if credential is not None else None
+        self._grants = (granted.tools, granted.mcp_servers) if granted is not None else ([], [])
+        """The tools and MCP servers this agent's credential lets it call (none without one)."""
+        self.toolbox: Toolbox | None = None
+        """The agent's tools, open while the replica runs (``None``: it has none)."""
+        self._exits = contextlib.AsyncExitStack()
         self._closing = False
         self.spent_tokens = 0
         """Tokens this replica's results have spent since it started."""
@@ -143,6 +153,9 @@ class AgentRuntime:
         role = self.agent.role
         if self.agent.cache_ttl > 0 and self._credential is None:
             log.warning("%s: no credential given, so the result cache is off", role)
+        if Toolbox.declared(self.agent):
+            # MCP servers start once per replica; their definitions are pinned from here on.
+            self.toolbox = await self._exits.enter_async_context(Toolbox.open(self.agent))
         inbox = await self.intake.open(self.agent_id)
         await self.inbox.start(self.log, inbox)
         beats = liveness.heartbeats(
@@ -166,6 +179,8 @@ class AgentRuntime:
                 tier=self.agent.tier,
                 replica=self.replica,
                 dependencies=list(self.agent.dependencies),
+                tools=[] if self.toolbox is None else self.toolbox.pins(),
+                mcp_servers=[server.name for server in self.agent.mcp_servers],
             )
         )
 
@@ -181,6 +196,7 @@ class AgentRuntime:
         self._background = []
         await self.inbox.close()
         await self.intake.close()
+        await self._exits.aclose()
 
     def _flags_changed(self) -> None:
         if self.killed is not None and self._current is not None:
@@ -365,10 +381,25 @@ class AgentRuntime:
             if job.attempt > 1
             else None
         )
+        calls = CallJournal(
+            job,
+            publisher=self.publisher,
+            query=self.query,
+            agent_budget=lambda: Budget("agent", self.spent_tokens, self.agent.budget_tokens),
+            spend=self._spend,
+        )
+        granted_tools, granted_servers = self._grants
+        conversations = Conversations(
+            calls,
+            self.model,
+            self.toolbox,
+            granted_tools=granted_tools,
+            granted_servers=granted_servers,
+        )
         port = HandlerPort(
             job,
             publisher=self.publisher,
-            model=self.model,
+            conversations=conversations,
             inbox=self.inbox,
             delegation=self.delegation,
             query=self.query,
@@ -385,5 +416,6 @@ class AgentRuntime:
 
 
 def _tokens(ctx: Context) -> int:
-    usage = ctx.total_usage()
-    return 0 if usage is None else usage.prompt_tokens + usage.completion_tokens
+    """Tokens a result's handler recorded itself (``ctx.usage``): its model calls were counted
+    as they were made, and those answered from the journal were spent by an earlier attempt."""
+    return sum(u.prompt_tokens + u.completion_tokens for u in ctx.usage_records)

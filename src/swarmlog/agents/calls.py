@@ -1,0 +1,358 @@
+"""The call journal of one job: every model call and every tool call of a task as a pair of
+signed events, and the calls a previous attempt completed answered from the log.
+
+A call is numbered per task and kind (:mod:`swarmlog.agents.policy.journal`); before it is made,
+``*_call_requested`` is published, and after it ``*_call_completed`` with what came back. When the
+task runs again (a retry, a redelivery after its replica died, another replica), the journal is
+read from the projection, where only events that passed the verifier are (a forged completion,
+signed by a key that does not hold the task, never answers a call), and every call that
+completed ``ok`` for the same request returns its recorded answer without being made again.
+
+Token budgets are checked here, before each model call: a call that could cross the agent's or
+the workflow's hard limit is not made (its answer is capped to what is left, and with nothing
+left the task fails with ``budget_exceeded`` and escalates).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from swarmlog.agents.api import TaskError
+from swarmlog.agents.jobs import Job
+from swarmlog.agents.llm.messages import Message, Model, Reply, TextSink, ToolSpec
+from swarmlog.agents.policy import journal
+from swarmlog.agents.policy.budgets import completion_allowance, estimate_tokens
+from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.tools import Toolbox, ToolOutcome
+from swarmlog.errors import ModelError, SwarmlogError
+from swarmlog.projections.client import Query
+from swarmlog.schemas import payloads as p
+from swarmlog.schemas.credentials import tool_permitted
+
+__all__ = ["Budget", "CallJournal"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A token budget a model call is priced against: ``used`` of ``limit`` so far."""
+
+    scope: str
+    """``agent`` or ``workflow``."""
+    used: int
+    limit: int | None
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class CallJournal:
+    """The journaled model and tool calls of one job (one attempt of one task)."""
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        publisher: Publisher,
+        query: Query | None,
+        agent_budget: Callable[[], Budget],
+        spend: Callable[[int], Awaitable[None]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._job = job
+        self._publisher = publisher
+        self._query = query
+        self._agent_budget = agent_budget
+        self._spend = spend
+        self._clock = clock
+        self._counts = {"model": 0, "tool": 0}
+        self._entries: dict[tuple[journal.CallKind, int], journal.Entry] | None = None
+        self._workflow: Budget | None = None
+        self._job_tokens = 0
+        """Tokens this attempt's calls spent (the projection counts them only with its result)."""
+        self._last: list[dict[str, Any]] = []
+        """The previous model call's conversation and answer, to journal only what is new."""
+        self.usage: list[p.TokenUsage] = []
+        """Usage of every call, those answered from the journal included."""
+        self.journaled_tokens = 0
+        """Tokens of the calls this attempt made (spent already; not to count again)."""
+
+    @property
+    def _task_id(self) -> str:
+        return self._job.task.task_id
+
+    # -- reading what earlier attempts journaled ---------------------------------------------------
+
+    async def _journal(self) -> dict[tuple[journal.CallKind, int], journal.Entry]:
+        if self._entries is None:
+            self._entries = journal.index_entries(await self._read())
+        return self._entries
+
+    async def _read(self) -> list[journal.Entry]:
+        job = self._job
+        if job.attempt == 1 and job.delivery.num_delivered == 1 and not job.swarm:
+            return []  # the first run of a task: nothing can be journaled yet
+        if self._query is None:
+            log.warning("%s: no projection to read the call journal from", self._task_id)
+            return []
+        task = _quote(self._task_id)
+        sql = (
+            "SELECT 'model' AS kind, c.call_index, c.digest, c.status, e.payload"
+            " FROM model_calls c LEFT JOIN events e ON e.seq = c.completed_seq"
+            f" WHERE c.task_id = {task}"
+            " UNION ALL SELECT 'tool', c.call_index, c.digest, c.status, e.payload"
+            " FROM tool_calls c LEFT JOIN events e ON e.seq = c.completed_seq"
+            f" WHERE c.task_id = {task}"
+        )
+        try:
+            rows = await self._query(sql)
+        except SwarmlogError as exc:
+            # Calls are then made again: the at-least-once side of the journal, logged.
+            log.warning("%s: call journal unreadable (%s); calls run again", self._task_id, exc)
+            return []
+        entries = []
+        for row in rows:
+            completed = None
+            if row["payload"] is not None:
+                completed = msgspec.json.decode(row["payload"], type=p.Payload)
+            entries.append(
+                journal.Entry(
+                    row["kind"], int(row["call_index"]), row["digest"], row["status"], completed
+                )
+            )
+        return entries
+
+    # -- model calls -----------------------------------------------------------------------------
+
+    async def model(
+        self,
+        model: Model,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        output_schema: Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
+        on_text: TextSink | None = None,
+    ) -> Reply:
+        """Ask ``model``, or answer from the journal when an earlier attempt asked the same."""
+        self._counts["model"] += 1
+        index = self._counts["model"]
+        conversation = [msgspec.to_builtins(m) for m in messages]
+        offered = [msgspec.to_builtins(t) for t in tools]
+        options = {"max_tokens": max_tokens} if max_tokens is not None else {}
+        digest = journal.request_digest(conversation, offered, output_schema, options)
+        recorded = journal.answer_from(await self._journal(), "model", index, digest)
+        if isinstance(recorded, p.ModelCallCompleted):
+            reply = _reply(recorded)
+            self._remember(conversation, reply)
+            await self._count(reply, spent=False)
+            return reply
+        prompt_tokens = estimate_tokens(msgspec.json.encode([conversation, offered]).decode())
+        cap = await self._allowance(prompt_tokens)
+        if cap is not None:
+            max_tokens = cap if max_tokens is None else min(max_tokens, cap)
+        call_id = journal.call_id(self._task_id, "model", index)
+        await self._publisher.publish(
+            p.ModelCallRequested(
+                task_id=self._task_id,
+                call_index=index,
+                call_id=call_id,
+                model=model.name,
+                digest=digest,
+                messages=self._new_messages(conversation),
+                tools=[t.name for t in tools],
+            ),
+            **self._job.wf,
+        )
+        started = self._clock()
+        try:
+            reply = await model.chat(
+                messages,
+                tools=tools,
+                output_schema=output_schema,
+                max_tokens=max_tokens,
+                on_text=on_text,
+            )
+        except ModelError as exc:
+            await self._publisher.publish(
+                p.ModelCallCompleted(
+                    task_id=self._task_id,
+                    call_index=index,
+                    call_id=call_id,
+                    model=model.name,
+                    status="error",
+                    duration_ms=self._ms(started),
+                    error=str(exc)[:4000],
+                ),
+                **self._job.wf,
+            )
+            raise
+        usage = p.TokenUsage(
+            model=reply.model,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+        )
+        await self._publisher.publish(
+            p.ModelCallCompleted(
+                task_id=self._task_id,
+                call_index=index,
+                call_id=call_id,
+                model=reply.model,
+                status="ok",
+                reply=msgspec.to_builtins(reply.message),
+                usage=usage,
+                duration_ms=self._ms(started),
+            ),
+            **self._job.wf,
+        )
+        self._remember(conversation, reply)
+        await self._count(reply, spent=True)
+        return reply
+
+    async def _allowance(self, prompt_tokens: int) -> int | None:
+        """The most tokens the answer may take (``None``: no budget); fails the task when a
+        budget has nothing left for this call."""
+        caps = []
+        for budget in (self._agent_budget(), await self._workflow_budget()):
+            cap = completion_allowance(budget.used, budget.limit, prompt_tokens)
+            if cap == 0:
+                raise TaskError(
+                    "budget_exceeded",
+                    f"a model call of about {prompt_tokens} prompt tokens would cross the"
+                    f" {budget.scope}'s token budget: {budget.used} of {budget.limit} used",
+                    retryable=False,
+                )
+            if cap is not None:
+                caps.append(cap)
+        return min(caps) if caps else None
+
+    async def _workflow_budget(self) -> Budget:
+        workflow_id = self._job.wf.get("workflow_id")
+        if self._workflow is None:
+            self._workflow = Budget("workflow", 0, None)
+            if workflow_id and self._query is not None:
+                try:
+                    rows = await self._query(
+                        "SELECT w.budget_tokens, b.used_tokens FROM workflows w LEFT JOIN"
+                        " budgets b ON b.scope = 'workflow' AND b.scope_id = w.workflow_id"
+                        f" WHERE w.workflow_id = {_quote(str(workflow_id))}"
+                    )
+                except SwarmlogError as exc:
+                    log.warning("%s: workflow budget unreadable: %s", workflow_id, exc)
+                    rows = []
+                if rows and rows[0]["budget_tokens"] is not None:
+                    used = int(rows[0]["used_tokens"] or 0)
+                    self._workflow = Budget("workflow", used, int(rows[0]["budget_tokens"]))
+        base = self._workflow
+        return Budget(base.scope, base.used + self._job_tokens, base.limit)
+
+    async def _count(self, reply: Reply, *, spent: bool) -> None:
+        tokens = reply.prompt_tokens + reply.completion_tokens
+        self.usage.append(
+            p.TokenUsage(
+                model=reply.model,
+                prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens,
+            )
+        )
+        self._job_tokens += tokens
+        if spent:
+            self.journaled_tokens += tokens
+            await self._spend(tokens)
+
+    def _new_messages(self, conversation: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # A conversation that goes on from the last call journals only what it added.
+        shared = self._last and conversation[: len(self._last)] == self._last
+        return conversation[len(self._last) :] if shared else conversation
+
+    def _remember(self, conversation: list[dict[str, Any]], reply: Reply) -> None:
+        self._last = [*conversation, msgspec.to_builtins(reply.message)]
+
+    def _ms(self, started: float) -> int:
+        return max(0, round((self._clock() - started) * 1000))
+
+    # -- tool calls ------------------------------------------------------------------------------
+
+    async def tool(
+        self,
+        toolbox: Toolbox,
+        name: str,
+        arguments: str,
+        *,
+        granted_tools: Sequence[str],
+        granted_servers: Sequence[str],
+    ) -> ToolOutcome:
+        """Call tool ``name`` with the model's JSON ``arguments`` text, or answer from the
+        journal; a tool the credential does not grant is refused without being called."""
+        server = toolbox.server_of(name)
+        if not tool_permitted(granted_tools, granted_servers, name, server):
+            log.warning("%s: refused a call of %s: not granted", self._task_id, name)
+            return ToolOutcome(
+                status="refused",
+                error=f"tool {name} is not granted to this agent's credential",
+                server=server,
+            )
+        self._counts["tool"] += 1
+        index = self._counts["tool"]
+        try:
+            decoded = msgspec.json.decode(arguments) if arguments.strip() else {}
+        except msgspec.DecodeError:
+            decoded = arguments  # journaled as the text it is; the tool says what is wrong
+        digest = journal.arguments_digest(name, decoded)
+        recorded = journal.answer_from(await self._journal(), "tool", index, digest)
+        if isinstance(recorded, p.ToolCallCompleted):
+            return ToolOutcome(
+                status="ok",
+                result=recorded.result,
+                server=recorded.server,
+                duration_ms=recorded.duration_ms,
+                replayed=True,
+            )
+        call_id = journal.call_id(self._task_id, "tool", index)
+        await self._publisher.publish(
+            p.ToolCallRequested(
+                task_id=self._task_id,
+                call_index=index,
+                call_id=call_id,
+                tool=name,
+                server=server,
+                arguments=decoded,
+                digest=digest,
+                definition=toolbox.definition_of(name),
+            ),
+            **self._job.wf,
+        )
+        outcome = await toolbox.call(name, arguments, call_id)
+        await self._publisher.publish(
+            p.ToolCallCompleted(
+                task_id=self._task_id,
+                call_index=index,
+                call_id=call_id,
+                tool=name,
+                server=server,
+                status=outcome.status,
+                result=outcome.result,
+                error=outcome.error[:4000],
+                duration_ms=outcome.duration_ms,
+            ),
+            **self._job.wf,
+        )
+        return outcome
+
+
+def _reply(recorded: p.ModelCallCompleted) -> Reply:
+    usage = recorded.usage
+    return Reply(
+        message=msgspec.convert(recorded.reply, Message),
+        model=recorded.model,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+    )

@@ -1,0 +1,202 @@
+"""Conversations: what ``ctx.chat`` and ``ctx.run`` do with the model of the agent's tier.
+
+``chat`` is one exchange: messages in, the assistant's message out, structured output decoded
+and checked (an answer that does not conform is sent back with the reason, up to
+:data:`OUTPUT_RETRIES` times, and then fails the task cleanly). ``run`` is the tool loop: the
+model answers, the tools it calls are called, their results go back to it, until it answers
+without calling a tool or the turn limit is reached. Every model and tool call goes through the
+job's :class:`~swarmlog.agents.calls.CallJournal`, so each is a signed pair of events and none
+is made twice for one task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from swarmlog.agents.api import TaskError
+from swarmlog.agents.calls import CallJournal
+from swarmlog.agents.llm.messages import Message, Model, TextSink, ToolCall, ToolSpec
+from swarmlog.agents.policy.outputs import OutputRejected, decode_output, output_schema
+from swarmlog.agents.tools import Toolbox, ToolOutcome
+
+__all__ = ["OUTPUT_RETRIES", "Answer", "Conversations", "as_messages"]
+
+OUTPUT_RETRIES = 2
+"""Times an answer that is not the structured output asked for is sent back to be corrected."""
+
+Messages = str | Sequence[Message | Mapping[str, Any]]
+"""A prompt (one user message) or a conversation (messages, or their JSON maps)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The model's last message of an exchange, and the output decoded from it."""
+
+    message: Message
+    output: Any = None
+    """The structured output (an instance of the type asked for, or JSON that conforms to the
+    schema); ``None`` when none was asked for."""
+    messages: tuple[Message, ...] = field(default=(), repr=False)
+    """The whole conversation, the answer included (to go on with it)."""
+    turns: int = 1
+    """Model calls it took (corrections and tool turns included)."""
+
+    @property
+    def text(self) -> str:
+        return self.message.content
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return self.message.tool_calls
+
+
+def as_messages(messages: Messages, system: str = "") -> list[Message]:
+    """``messages`` as a list of :class:`Message`, after a ``system`` message when given."""
+    head = [Message(role="system", content=system)] if system else []
+    if isinstance(messages, str):
+        return [*head, Message(role="user", content=messages)]
+    try:
+        body = [m if isinstance(m, Message) else msgspec.convert(m, Message) for m in messages]
+    except msgspec.ValidationError as exc:
+        raise TaskError("bad_messages", f"not a conversation: {exc}", retryable=False) from None
+    return [*head, *body]
+
+
+class Conversations:
+    """``chat`` and ``run`` for one job: its model, its tools, its journal and its grants."""
+
+    def __init__(
+        self,
+        calls: CallJournal,
+        model: Model,
+        toolbox: Toolbox | None,
+        *,
+        granted_tools: Sequence[str] = (),
+        granted_servers: Sequence[str] = (),
+    ) -> None:
+        self.calls = calls
+        self.model = model
+        self.toolbox = toolbox
+        self._granted = (list(granted_tools), list(granted_servers))
+
+    def specs(self, tools: Sequence[str] | None) -> list[ToolSpec]:
+        """The specs of the agent's tools named in ``tools`` (``None``: every tool)."""
+        if self.toolbox is None:
+            if tools:
+                raise TaskError("unknown_tool", f"this agent has no tools: {tools}", False)
+            return []
+        specs = self.toolbox.specs()
+        if tools is None:
+            return specs
+        known = {s.name: s for s in specs}
+        missing = [t for t in tools if t not in known]
+        if missing:
+            raise TaskError(
+                "unknown_tool",
+                f"this agent has no tool {', '.join(missing)}; it has {', '.join(known) or '-'}",
+                retryable=False,
+            )
+        return [known[t] for t in tools]
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        output: type[Any] | Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
+        on_text: TextSink | None = None,
+    ) -> Answer:
+        """One exchange; with ``output``, the answer decoded (and corrected if need be)."""
+        schema = None if output is None else output_schema(output)
+        conversation = list(messages)
+        problem = ""
+        for turn in range(1, OUTPUT_RETRIES + 2):
+            reply = await self.calls.model(
+                self.model,
+                conversation,
+                tools=tools,
+                output_schema=schema,
+                max_tokens=max_tokens,
+                on_text=on_text,
+            )
+            conversation.append(reply.message)
+            if output is None or reply.message.tool_calls:
+                return Answer(reply.message, messages=tuple(conversation), turns=turn)
+            try:
+                value = decode_output(reply.message.content, output)
+            except OutputRejected as exc:
+                problem = str(exc)
+                conversation.append(
+                    Message(
+                        role="user",
+                        content=f"That answer is not valid: {problem}. Answer again with only"
+                        " JSON that matches the schema.",
+                    )
+                )
+                continue
+            return Answer(reply.message, value, tuple(conversation), turn)
+        raise TaskError(
+            "invalid_output",
+            f"the model gave no valid structured output in {OUTPUT_RETRIES + 1} answers;"
+            f" the last: {problem}",
+            retryable=False,
+        )
+
+    async def call_tool(self, name: str, arguments: str) -> ToolOutcome:
+        """Call one of the agent's tools (journaled, permissioned, pinned)."""
+        if self.toolbox is None:
+            return ToolOutcome(status="refused", error="this agent has no tools")
+        granted_tools, granted_servers = self._granted
+        return await self.calls.tool(
+            self.toolbox,
+            name,
+            arguments,
+            granted_tools=granted_tools,
+            granted_servers=granted_servers,
+        )
+
+    async def run(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[ToolSpec],
+        output: type[Any] | Mapping[str, Any] | None = None,
+        max_turns: int = 8,
+        max_tokens: int | None = None,
+        on_text: TextSink | None = None,
+    ) -> Answer:
+        """The tool loop, until the model answers without calling a tool."""
+        conversation = list(messages)
+        turns = 0
+        for _ in range(max_turns):
+            answer = await self.chat(
+                conversation, tools=tools, output=output, max_tokens=max_tokens, on_text=on_text
+            )
+            turns += answer.turns
+            conversation = list(answer.messages)
+            if not answer.tool_calls:
+                return Answer(answer.message, answer.output, tuple(conversation), turns)
+            for call in answer.tool_calls:
+                outcome = await self.call_tool(call.name, call.arguments)
+                conversation.append(
+                    Message(role="tool", tool_call_id=call.id, content=tool_message(outcome))
+                )
+        raise TaskError(
+            "turn_limit",
+            f"the model was still calling tools after {max_turns} turns; raise max_turns or"
+            " give it a clearer task",
+            retryable=False,
+        )
+
+
+def tool_message(outcome: ToolOutcome) -> str:
+    """What the model is told a tool call gave: its result as JSON, or why it failed."""
+    if outcome.status == "ok":
+        result = outcome.result
+        return result if isinstance(result, str) else msgspec.json.encode(result).decode()
+    return f"error ({outcome.status}): {outcome.error}"
