@@ -288,6 +288,11 @@ class Agent:
     fallback_role: ClassVar[str] = ""
     """Where a task goes when this role has used its last attempt or its token budget (empty:
     escalate)."""
+    offline_script: ClassVar[tuple[Mapping[str, Any], ...]] = ()
+    """What the offline model answers this agent, turn by turn (``{"tool_calls": [{"name":
+    ..., "arguments": {...}}]}`` or ``{"content": ...}``), when its tier has no model
+    configured and no ``SWARMLOG_MODEL_<TIER>_SCRIPT``: examples and tests run the whole tool
+    loop with no key and no network."""
     mcp_servers: ClassVar[tuple[MCPServer, ...]] = ()
     """The MCP servers whose tools this agent uses, each started (stdio) or reached (HTTP) once
     per agent process; their tools are named ``SERVER.TOOL`` and pinned at registration."""

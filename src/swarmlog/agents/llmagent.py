@@ -20,7 +20,6 @@ its last answer is the task's output: the text, or with ``output`` set, the stru
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import msgspec
@@ -40,10 +39,6 @@ class LLMAgent(Agent):
     """Structured output of every task (a type or a JSON Schema); ``None``: text."""
     max_turns: ClassVar[int] = 8
     """Model turns a task may take before it fails with ``turn_limit``."""
-    offline_script: ClassVar[tuple[Mapping[str, Any], ...]] = ()
-    """What the offline model answers for this agent, turn by turn (its tool calls, then its
-    text), when the agent's tier has no model configured: examples and tests run the whole
-    tool loop with no key and no network."""
 
     @on(TaskAssignment)
     async def answer(self, task: TaskAssignment, ctx: Context) -> Any:

@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
+
 from swarmlog.agents import liveness, swarming
 from swarmlog.agents.api import Agent, Context, TaskError
 from swarmlog.agents.caching import ResultCache
@@ -46,14 +48,15 @@ from swarmlog.agents.handlerport import HandlerPort
 from swarmlog.agents.inbox import Inbox
 from swarmlog.agents.intake import Intake
 from swarmlog.agents.jobs import Job, Outcome, last_checkpoint
-from swarmlog.agents.llm import Model, model_from_env
+from swarmlog.agents.llm import Model, OfflineModel, model_from_env
+from swarmlog.agents.llm.offline import parse_script
 from swarmlog.agents.policy.budgets import budget_alert
 from swarmlog.agents.policy.killflags import KillFlag
 from swarmlog.agents.policy.outputs import check_output
 from swarmlog.agents.policy.resultcache import cache_key
 from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.settlement import Settler
-from swarmlog.agents.tools import Toolbox
+from swarmlog.agents.tools import Toolbox, declared_grants
 from swarmlog.bus.ports import Delivery, EventLog
 from swarmlog.projections.client import Query
 from swarmlog.schemas.codec import decode_credential
@@ -98,6 +101,9 @@ class AgentRuntime:
         self.agent = agent
         # The model of the agent's tier: tiers map to models by configuration.
         self.model = model or model_from_env(agent.tier)
+        if agent.offline_script and isinstance(self.model, OfflineModel) and not self.model.script:
+            script = parse_script(msgspec.json.encode(list(agent.offline_script)))
+            self.model = OfflineModel(self.model.name, script)
         self.log = log
         self.publisher = publisher
         self.namespace = publisher.namespace
@@ -153,7 +159,7 @@ class AgentRuntime:
         role = self.agent.role
         if self.agent.cache_ttl > 0 and self._credential is None:
             log.warning("%s: no credential given, so the result cache is off", role)
-        if Toolbox.declared(self.agent):
+        if any(declared_grants(type(self.agent))):
             # MCP servers start once per replica; their definitions are pinned from here on.
             self.toolbox = await self._exits.enter_async_context(Toolbox.open(self.agent))
         inbox = await self.intake.open(self.agent_id)

@@ -65,6 +65,8 @@ class ToolOutcome(msgspec.Struct, frozen=True, kw_only=True):
     definition: str = ""
     """The pinned digest of the tool's definition (``""`` for an unknown name)."""
     duration_ms: int = 0
+    replayed: bool = False
+    """Answered from the call journal: an earlier attempt of the task made this call."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,11 @@ class Toolbox:
     def servers(self) -> list[str]:
         """The names of the MCP servers, sorted."""
         return sorted(self._connections)
+
+    def definition_of(self, name: str) -> str:
+        """The pinned digest of a tool's definition (``""``: an unknown name)."""
+        found = self._pinned.get(name)
+        return found.digest if found is not None else ""
 
     def server_of(self, name: str) -> str:
         """The MCP server of a pinned tool (``""``: a Python tool or an unknown name)."""
