@@ -27,8 +27,7 @@ class Assistant(LLMAgent):
     role = "assistant"
     capabilities = ("assist",)
     system_prompt = (
-        "You answer questions about the time and about texts. Ask the tools; never guess the"
-        " time."
+        "You answer questions about the time and about texts. Ask the tools; never guess the time."
     )
     mcp_servers = (
         # The server from PyPI, run by this interpreter (the project's environment).

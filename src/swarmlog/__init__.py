@@ -17,7 +17,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from swarmlog.agents.api import Agent, Context, on
+from swarmlog.agents.conversation import Answer
+from swarmlog.agents.llm.messages import Message, ToolCall
+from swarmlog.agents.llmagent import LLMAgent
 from swarmlog.agents.policy.retry import RetryPolicy
+from swarmlog.agents.tools import MCPServer, ToolOutcome, tool
 from swarmlog.config import Settings
 from swarmlog.errors import (
     BusError,
@@ -65,6 +69,7 @@ _OPERATOR_NAMES = {
 
 __all__ = [
     "Agent",
+    "Answer",
     "BusError",
     "BusyError",
     "ClarificationRequest",
@@ -73,6 +78,9 @@ __all__ = [
     "Context",
     "Json",
     "KeyStoreError",
+    "LLMAgent",
+    "MCPServer",
+    "Message",
     "ModelError",
     "Payload",
     "PlanError",
@@ -92,11 +100,14 @@ __all__ = [
     "TaskError",
     "TaskOffered",
     "TokenUsage",
+    "ToolCall",
+    "ToolOutcome",
     "ToolServerError",
     "VerificationError",
     "bring_up",
     "on",
     "open_projections",
+    "tool",
 ]
 
 

@@ -163,8 +163,18 @@ def _parse(path: Path) -> Module:
 
     tree = ast.parse(path.read_text(), str(path))
     summary = (ast.get_docstring(tree) or "").split("\n\n")[0]
+    # Imports under ``if TYPE_CHECKING:`` never run: names for annotations, not dependencies.
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
     # ast.walk: imports inside functions count too (a lazy import is still a dependency)
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name, node.lineno)

@@ -9,6 +9,14 @@ import swarmlog
 EXPECTED = {
     # What an agent author imports: the agent API and the payloads its handlers take or emit.
     "Agent",
+    # AI work: the ready LLM agent, tools, MCP servers, conversations
+    "Answer",
+    "LLMAgent",
+    "MCPServer",
+    "Message",
+    "ToolCall",
+    "ToolOutcome",
+    "tool",
     "ClarificationRequest",
     "Context",
     "Json",

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 import msgspec
 
 from swarmlog.agents.policy.retry import RetryPolicy
-from swarmlog.agents.tools.servers import MCPServer
 from swarmlog.errors import TaskError
 from swarmlog.schemas.payloads import Payload, TaskAssignment, TokenUsage, payload_type
 
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
     from swarmlog.agents.conversation import Answer, Messages
     from swarmlog.agents.llm.messages import TextSink
     from swarmlog.agents.tools import ToolOutcome
+    from swarmlog.agents.tools.servers import MCPServer
 
 Output = type[Any] | Mapping[str, Any] | None
 """Structured output asked of a model: a type (msgspec Struct, dataclass, ``list[int]``...), a

@@ -87,7 +87,10 @@ class Conversations:
         """The specs of the agent's tools named in ``tools`` (``None``: every tool)."""
         if self.toolbox is None:
             if tools:
-                raise TaskError("unknown_tool", f"this agent has no tools: {tools}", False)
+                named = ", ".join(tools)
+                raise TaskError(
+                    "unknown_tool", f"this agent has no tools: {named}", retryable=False
+                )
             return []
         specs = self.toolbox.specs()
         if tools is None:

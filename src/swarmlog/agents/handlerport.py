@@ -12,9 +12,9 @@ from swarmlog.agents.delegation import Delegation
 from swarmlog.agents.inbox import Inbox
 from swarmlog.agents.jobs import Job
 from swarmlog.agents.llm.messages import TextSink
-from swarmlog.agents.tools import ToolOutcome
 from swarmlog.agents.policy.outputs import check_output
 from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.tools import ToolOutcome
 from swarmlog.projections.client import Query
 from swarmlog.schemas.payloads import Payload, TaskCheckpointed, TaskHeartbeat, TokenUsage
 

@@ -17,6 +17,7 @@ from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.roles.router import GIVE_UP_AFTER
 from swarmlog.agents.roles.router import ROLE as ROUTER_ROLE
 from swarmlog.agents.targets import builtin_role, load_agent
+from swarmlog.agents.tools import declared_grants
 from swarmlog.bus.queues import agent_queues, router_queue
 from swarmlog.config import Settings
 from swarmlog.control.broker import provision_queues, refresh_broker
@@ -146,10 +147,14 @@ async def issue_replicas(
     told to admit it. Ids are ``<name>-1..<name>-N``, ``name`` defaulting to the role."""
     role = builtin_role(target)
     capabilities: tuple[str, ...] = ()
+    tools: list[str] = []
+    servers: list[str] = []
     cls = None
     if role is None:
         cls = load_agent(target)
         role, capabilities = cls.role, cls.capabilities
+        # Least privilege by default: the tools the class declares, and no other.
+        tools, servers = declared_grants(cls)
     name = name or role
     keys = KeyStore(settings.keys_dir)
     ids = [f"{name}-{i}" for i in range(1, replicas + 1)]
@@ -161,6 +166,8 @@ async def issue_replicas(
                 role,
                 agent_id=agent_id,
                 capabilities=capabilities,
+                tools=tools,
+                mcp_servers=servers,
                 trust=trust,
                 admit=False,
             )

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from swarmlog.schemas.payloads import model_call_id, tool_call_id
+
 __all__ = [
     "CallKind",
     "Entry",
@@ -33,12 +35,11 @@ __all__ = [
 ]
 
 CallKind = Literal["model", "tool"]
-_LETTER: dict[CallKind, str] = {"model": "m", "tool": "t"}
 
 
 def call_id(task_id: str, kind: CallKind, index: int) -> str:
     """The call's id, the same on every attempt: ``<task>.m<index>`` or ``<task>.t<index>``."""
-    return f"{task_id}.{_LETTER[kind]}{index}"
+    return (model_call_id if kind == "model" else tool_call_id)(task_id, index)
 
 
 def digest(value: Any) -> str:

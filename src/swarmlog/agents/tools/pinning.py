@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from swarmlog.schemas.payloads import ToolPin
+
 __all__ = ["PinDiff", "ToolDefinition", "ToolPin", "compare_pins", "pin", "tool_digest"]
 
 
@@ -31,14 +33,6 @@ class ToolDefinition(Protocol):
 
     @property
     def parameters(self) -> Mapping[str, Any]: ...
-
-
-class ToolPin(msgspec.Struct, frozen=True, kw_only=True):
-    """A tool's name and the digest of its definition when the agent registered."""
-
-    name: str
-    digest: str
-    """sha256 hex of the canonical definition (:func:`tool_digest`)."""
 
 
 class PinDiff(msgspec.Struct, frozen=True, kw_only=True):

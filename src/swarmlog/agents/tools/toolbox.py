@@ -22,6 +22,8 @@ loaded, so it cannot change under a running agent.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -36,10 +38,17 @@ from swarmlog.agents.tools.pinning import PinDiff, ToolPin, compare_pins, tool_d
 from swarmlog.agents.tools.servers import MCPServer
 from swarmlog.agents.tools.specs import Invocation, ToolSpec
 from swarmlog.errors import ConfigError
+from swarmlog.schemas.types import TOOL_NAME_PATTERN
 
 __all__ = ["ToolOutcome", "Toolbox", "declared_grants", "refusal_for_change"]
 
 IDEMPOTENCY_KEY = "idempotency_key"
+
+log = logging.getLogger(__name__)
+
+_JOURNAL_NAME = re.compile(TOOL_NAME_PATTERN)
+"""Names a journal event can carry (at most :data:`_MAX_NAME` characters)."""
+_MAX_NAME = 192
 
 
 def refusal_for_change(role: str = "", what: str = "") -> str:
@@ -254,6 +263,14 @@ class Toolbox:
         listed = await self._connections[server].list_tools()
         listing = {}
         for raw in listed:
+            name = f"{server}.{raw.name}"
+            if len(name) > _MAX_NAME or not _JOURNAL_NAME.fullmatch(name):
+                # Its calls could not be journaled (the events' tool names are bounded): the
+                # tool is not offered at all, rather than offered and then failing every call.
+                log.warning(
+                    "%s: tool %r skipped: not a tool name swarmlog can journal", server, raw.name
+                )
+                continue
             qualified = ToolSpec(
                 name=f"{server}.{raw.name}", description=raw.description, parameters=raw.parameters
             )
