@@ -9,11 +9,15 @@ It brings a swarm up (server, projector, router, conductor), starts the example 
   into a DuckDB file;
 * **debate**: three independent checkers review ``examples/code/inventory.py`` over two rounds,
   and a judge records agreement and disagreement;
-* **swarm**: indexers claim the documents among themselves with no coordinator.
+* **swarm**: indexers claim the documents among themselves with no coordinator;
+* **tools**: an :class:`~swarmlog.LLMAgent` on the offline model asks a real MCP server
+  (``mcp-server-time``, from PyPI, over stdio) and a Python tool, every model and tool call a
+  signed pair of events in the journal.
 
-Then it repeats the briefing (answered from the result cache), prints a summary from the
-projections, verifies the audit log and checks that a replay reproduces the live state, and
-stops everything. Every step is a real ``swarmlog`` command in a real process.
+Then it repeats the briefing and the tools question (answered from the result cache: no tool is
+called again), prints a summary from the projections, verifies the audit log and checks that a
+replay reproduces the live state, and stops everything. Every step is a real ``swarmlog``
+command in a real process.
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ AGENTS = (
     "examples.codereview:Checker",
     "examples.codereview:Judge",
     "examples.indexer:Indexer",
+    "examples.assistant:Assistant",
 )
-"""Eight worker roles, one replica each (two for the indexers, to make the swarm a swarm)."""
+"""Nine worker roles, one replica each (two for the indexers, to make the swarm a swarm)."""
 
 
 def find_examples(given: Path | None = None) -> Path:
@@ -154,7 +159,13 @@ def _workflows(ex: Path, work: Path) -> dict[str, list[str]]:
             *wait,
         ],
         "swarm": ["submit", "swarm", "--input", json.dumps(swarm), *wait],
+        "tools": _question() + wait,
     }
+
+
+def _question() -> list[str]:
+    question = "What time is it in UTC?"
+    return ["submit", "pipeline", "--stage", "assist", "--data", json.dumps(question)]
 
 
 def _briefing(docs: str) -> list[str]:
@@ -175,6 +186,9 @@ def _briefing(docs: str) -> list[str]:
 def _show(console: Console, name: str, outcome: dict[str, Any]) -> None:
     result, status = outcome.get("result"), outcome.get("status")
     console.rule(f"[bold]{name}[/] {outcome['workflow_id']}: {status}")
+    if status == "succeeded" and name == "tools":
+        console.print(f"the assistant: {result}")
+        return
     if status != "succeeded" or not isinstance(result, dict):
         console.print_json(data=result)
         return
@@ -195,7 +209,6 @@ def _show(console: Console, name: str, outcome: dict[str, Any]) -> None:
             if f["rule"] in {"bare-except", "eval", "mutable-default", "deep-nesting"}
         ]
         print_table(console, "serious findings", ["line", "rule", "seen by", "why"], serious)
-    elif name == "swarm":
         docs = [v for v in result.values() if isinstance(v, dict) and "document" in v]
         rows = [(d["document"], d["words"], ", ".join(d["terms"]), d["by"]) for d in docs]
         print_table(
@@ -223,7 +236,15 @@ def _play(swarm: _Swarm) -> int:
     console.print("[bold]3.[/] one workflow of each pattern, run at the same time:")
     for name, outcome in outcomes.items():
         _show(console, name, outcome)
-    again = swarm.together({"again": [*_briefing(str(ex / "docs")), "--wait", "--json"]})["again"]
+    _calls(swarm, outcomes["tools"]["workflow_id"])
+    tool_calls = _count(swarm, "tool_calls")
+    repeated = swarm.together(
+        {
+            "again": [*_briefing(str(ex / "docs")), "--wait", "--json"],
+            "question": [*_question(), "--wait", "--json"],
+        }
+    )
+    again, question = repeated["again"], repeated["question"]
     cached = swarm.rows(
         "SELECT count(*) FILTER (WHERE cached) AS cached, count(*) AS n FROM tasks"
         f" WHERE workflow_id = '{again['workflow_id']}' AND capability = 'summarize'"
@@ -232,6 +253,11 @@ def _play(swarm: _Swarm) -> int:
     console.print(
         f"[bold]4.[/] the briefing again: {cached['cached']} of {cached['n']} summaries came"
         " from the result cache (the same input to the same model)"
+    )
+    tools_again = _count(swarm, "tool_calls") - tool_calls
+    console.print(
+        f"    the tools question again: {question['status']}, {tools_again} tool calls made"
+        " (answered from the result cache)"
     )
     summary = swarm.rows(
         "SELECT w.workflow_id, w.pattern, w.status, count(t.task_id) AS tasks,"
@@ -279,10 +305,32 @@ def _play(swarm: _Swarm) -> int:
     )
     console.print(f"[bold]7.[/] audit verify: {_audit_line(audit)}")
     console.print(f"[bold]8.[/] replay --check: {_replay_line(replay)}")
-    succeeded = all(o.get("status") == "succeeded" for o in [*outcomes.values(), again])
+    succeeded = all(o.get("status") == "succeeded" for o in [*outcomes.values(), again, question])
     console.print(f"done in {time.monotonic() - began:.0f} s")
     guarded = refused == tried
-    return 0 if succeeded and clean and replay["matches"] and guarded else 1
+    journaled = tool_calls > 0 and tools_again == 0
+    return 0 if succeeded and clean and replay["matches"] and guarded and journaled else 1
+
+
+def _count(swarm: _Swarm, table: str) -> int:
+    return int(swarm.rows(f"SELECT count(*) AS n FROM {table}")[0]["n"])
+
+
+def _calls(swarm: _Swarm, workflow_id: str) -> None:
+    """The tools workflow's journal: every model call and tool call, as signed event pairs."""
+    rows = swarm.rows(
+        "SELECT 'model' AS kind, call_id, model AS what, status,"
+        " prompt_tokens + completion_tokens AS tokens, duration_ms, requested_seq"
+        f" FROM model_calls WHERE workflow_id = '{workflow_id}'"
+        " UNION ALL SELECT 'tool', call_id, tool, status, NULL, duration_ms, requested_seq"
+        f" FROM tool_calls WHERE workflow_id = '{workflow_id}' ORDER BY requested_seq"
+    )
+    print_table(
+        swarm.console,
+        "its journal: each call a signed request/response pair (swarmlog calls)",
+        ["kind", "call", "model or tool", "status", "tokens", "ms"],
+        [tuple(r.values())[:6] for r in rows],
+    )
 
 
 async def _refusals(data: Path, agent_id: str, subjects: list[str]) -> list[str]:
