@@ -209,6 +209,7 @@ def _show(console: Console, name: str, outcome: dict[str, Any]) -> None:
             if f["rule"] in {"bare-except", "eval", "mutable-default", "deep-nesting"}
         ]
         print_table(console, "serious findings", ["line", "rule", "seen by", "why"], serious)
+    elif name == "swarm":
         docs = [v for v in result.values() if isinstance(v, dict) and "document" in v]
         rows = [(d["document"], d["words"], ", ".join(d["terms"]), d["by"]) for d in docs]
         print_table(
