@@ -4,6 +4,7 @@ against the budget before it is made, structured output checked."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from pathlib import Path
@@ -14,7 +15,9 @@ import pytest
 
 from fakes import RUNNING
 from swarmlog import LLMAgent, tool
-from swarmlog.agents.api import Agent, Context, on
+from swarmlog.agents.api import Agent, Context, TaskError, on
+from swarmlog.agents.llm import OfflineModel, Reply
+from swarmlog.agents.llm.offline import parse_script
 from swarmlog.agents.policy.retry import RetryPolicy
 from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.runtime import AgentRuntime, Outcome
@@ -25,6 +28,7 @@ from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import TaskAssignment
 from swarmlog.schemas.signing import Identity, issue_credential
+from waiting import until
 
 NS = "ai"
 FAST = RetryPolicy(initial_delay=0.01, multiplier=1, max_delay=0.01, max_attempts=3, jitter=0)
@@ -72,9 +76,15 @@ class Setup:
         self.operator = identity("operator")
         self.ops = Publisher(self.log, self.operator, NS)
         self.path = tmp / "p.duckdb"
+        self._one_at_a_time = asyncio.Lock()  # one process may hold the file; a projector's
+        # service answers one query at a time too
 
     async def query(self, sql: str) -> list[dict[str, Any]]:
         """The projection as a projector would answer: every event folded, then the SQL."""
+        async with self._one_at_a_time:
+            return await self._query(sql)
+
+    async def _query(self, sql: str) -> list[dict[str, Any]]:
         store = ProjectionStore(self.path)
         projector = Projector(self.log, store, namespace=NS, operator_key=self.operator.public_key)
         try:
@@ -86,7 +96,9 @@ class Setup:
             projector.close()
             store.close()
 
-    async def start(self, agent: Agent, *, tools: list[str] | None = None) -> AgentRuntime:
+    async def start(
+        self, agent: Agent, *, tools: list[str] | None = None, model: Any = None
+    ) -> AgentRuntime:
         worker = identity(f"{agent.role}-1")
         granted = tools if tools is not None else ["count_words"]
         credential = Credential(
@@ -100,7 +112,9 @@ class Setup:
         issued = issue_credential(self.operator, credential)
         await self.ops.publish(issued)
         publisher = Publisher(self.log, worker, NS)
-        runtime = AgentRuntime(agent, self.log, publisher, credential=issued, query=self.query)
+        runtime = AgentRuntime(
+            agent, self.log, publisher, credential=issued, query=self.query, model=model
+        )
         await runtime.start()
         RUNNING.append(runtime)
         return runtime
@@ -255,3 +269,57 @@ async def test_an_unknown_tool_name_fails_the_task_clearly() -> None:
     (error,) = s.payloads("error")
     assert error.code == "unknown_tool"
     assert "has no tools: nope" in error.message
+
+
+class Wordy(LLMAgent):
+    role = "wordy"
+    concurrency = 2
+    budget_tokens = 150
+    offline_script = ({"content": " ".join(["word"] * 100)},)
+    refused: ClassVar[list[str]] = []
+
+    @on(TaskAssignment)
+    async def answer(self, task: TaskAssignment, ctx: Context) -> Any:
+        try:
+            return await super().answer(task, ctx)
+        except TaskError as exc:
+            Wordy.refused.append(exc.code)  # seen at once, not when the batch settles
+            raise
+
+
+class Held:
+    """A model that answers only when the test lets it go, so two calls can overlap."""
+
+    def __init__(self, inner: OfflineModel) -> None:
+        self.inner = inner
+        self.in_flight = 0
+        self.go = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    async def chat(self, messages: Any, **options: Any) -> Reply:
+        self.in_flight += 1
+        await self.go.wait()
+        return await self.inner.chat(messages, **options)
+
+
+async def test_calls_running_at_once_do_not_cross_the_budget_together(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    script = parse_script(msgspec.json.encode(list(Wordy.offline_script)))
+    model = Held(OfflineModel("offline-default", script))
+    runtime = await s.start(Wordy(), tools=[], model=model)
+    await s.assign("wordy", "t1", "say much")
+    await s.assign("wordy", "t2", "say much")
+    stepping = asyncio.ensure_future(runtime.step(wait=1.0))  # both tasks, run at once
+    # Held, the first call has its allowance: the other task may not be promised it too.
+    Wordy.refused.clear()
+    await until(lambda: model.in_flight == 2 or bool(Wordy.refused), timeout=10)
+    model.go.set()
+    outcomes = await stepping
+    assert model.in_flight == 1
+    assert sorted(o.status for o in outcomes) == ["escalated", "succeeded"]
+    (error,) = s.payloads("error")
+    assert error.code == "budget_exceeded"
+    assert runtime.spent_tokens <= Wordy.budget_tokens

@@ -35,7 +35,7 @@ from swarmlog.projections.client import Query
 from swarmlog.schemas import payloads as p
 from swarmlog.schemas.credentials import tool_permitted
 
-__all__ = ["Budget", "CallJournal"]
+__all__ = ["Budget", "CallJournal", "Promised"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,17 @@ class Budget:
     """``agent`` or ``workflow``."""
     used: int
     limit: int | None
+
+
+class Promised:
+    """Tokens promised to a replica's model calls in flight (allowed, not answered yet).
+
+    They count as spent while the calls run, so calls that run at once (an agent with
+    ``concurrency`` > 1) cannot together cross the agent's budget that each alone respects.
+    """
+
+    def __init__(self) -> None:
+        self.tokens = 0
 
 
 def _quote(text: str) -> str:
@@ -65,6 +76,7 @@ class CallJournal:
         query: Query | None,
         agent_budget: Callable[[], Budget],
         spend: Callable[[int], Awaitable[None]],
+        promised: Promised | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._job = job
@@ -72,6 +84,7 @@ class CallJournal:
         self._query = query
         self._agent_budget = agent_budget
         self._spend = spend
+        self._promised = promised or Promised()
         self._clock = clock
         self._counts = {"model": 0, "tool": 0}
         self._entries: dict[tuple[journal.CallKind, int], journal.Entry] | None = None
@@ -157,8 +170,38 @@ class CallJournal:
             return reply
         prompt_tokens = estimate_tokens(msgspec.json.encode([conversation, offered]).decode())
         cap = await self._allowance(prompt_tokens)
+        held = 0
         if cap is not None:
             max_tokens = cap if max_tokens is None else min(max_tokens, cap)
+            held = prompt_tokens + max_tokens  # no await since the allowance: no other call
+            self._promised.tokens += held  # could have been allowed the same tokens
+        try:
+            return await self._call_model(
+                model,
+                messages,
+                index,
+                digest,
+                conversation,
+                tools,
+                output_schema,
+                max_tokens,
+                on_text,
+            )
+        finally:
+            self._promised.tokens -= held
+
+    async def _call_model(
+        self,
+        model: Model,
+        messages: Sequence[Message],
+        index: int,
+        digest: str,
+        conversation: list[dict[str, Any]],
+        tools: Sequence[ToolSpec],
+        output_schema: Mapping[str, Any] | None,
+        max_tokens: int | None,
+        on_text: TextSink | None,
+    ) -> Reply:
         call_id = journal.call_id(self._task_id, "model", index)
         await self._publisher.publish(
             p.ModelCallRequested(
@@ -221,7 +264,10 @@ class CallJournal:
         """The most tokens the answer may take (``None``: no budget); fails the task when a
         budget has nothing left for this call."""
         caps = []
-        for budget in (self._agent_budget(), await self._workflow_budget()):
+        workflow = await self._workflow_budget()
+        agent = self._agent_budget()  # after the await: with what calls in flight promised
+        agent = Budget(agent.scope, agent.used + self._promised.tokens, agent.limit)
+        for budget in (agent, workflow):
             cap = completion_allowance(budget.used, budget.limit, prompt_tokens)
             if cap == 0:
                 raise TaskError(

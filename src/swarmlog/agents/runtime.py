@@ -40,7 +40,7 @@ import msgspec
 from swarmlog.agents import liveness, swarming
 from swarmlog.agents.api import Agent, Context, TaskError
 from swarmlog.agents.caching import ResultCache
-from swarmlog.agents.calls import Budget, CallJournal
+from swarmlog.agents.calls import Budget, CallJournal, Promised
 from swarmlog.agents.conversation import Conversations
 from swarmlog.agents.delegation import Delegation
 from swarmlog.agents.flagwatch import FlagWatch
@@ -139,6 +139,8 @@ class AgentRuntime:
         self._exits = contextlib.AsyncExitStack()
         self._closing = False
         self.spent_tokens = 0
+        self._promised = Promised()
+        """Tokens allowed to model calls still running (counted against the budget)."""
         """Tokens this replica's results have spent since it started."""
         self._alerted: set[str] = set()
         self._handing_back = False
@@ -393,6 +395,7 @@ class AgentRuntime:
             query=self.query,
             agent_budget=lambda: Budget("agent", self.spent_tokens, self.agent.budget_tokens),
             spend=self._spend,
+            promised=self._promised,
         )
         granted_tools, granted_servers = self._grants
         conversations = Conversations(
