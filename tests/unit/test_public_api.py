@@ -19,7 +19,9 @@ EXPECTED = {
     "TaskOffered",
     "TokenUsage",
     "on",
-    # What an operator embedding swarmlog needs: settings, bring-up, reading the projections.
+    # What an operator embedding swarmlog needs: settings, bring-up, driving the system from
+    # code (the client: submit, wait, events, views), reading the projections.
+    "Client",
     "ProjectionClient",
     "Settings",
     "SystemUp",
@@ -42,6 +44,7 @@ EXPECTED = {
     "StoreError",
     "SwarmlogError",
     "VerificationError",
+    "WaitTimeout",
 }
 INTERNALS = {"EmbeddedServer", "ChainHead", "seal", "JetStreamLog", "MemoryLog", "Projector"}
 
