@@ -244,6 +244,8 @@ class Client:
         task_offered`` does): the router assigns it (``mode="swarm"``: capable agents claim
         it). ``deadline``: seconds from now it must be done in; ``workflow_id`` files it under a
         workflow (the conductor does not run it: it is no step of a plan)."""
+        if deadline is not None and not deadline > 0:
+            raise ConfigError(f"deadline {deadline!r} is not > 0 seconds", parameter="deadline")
         deadline_at = None if deadline is None else time.time_ns() + int(deadline * 1e9)
         offer = task_offer(
             capability,

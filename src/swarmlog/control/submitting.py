@@ -6,6 +6,7 @@ argument (``parameter``), before the log sees anything.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -137,9 +138,13 @@ def task_offer(
     try:
         offer = msgspec.convert(fields, TaskOffered)
     except msgspec.ValidationError as exc:
-        # "Expected `str` matching regex ... - at `$.capability`": name the argument.
-        where = str(exc).rsplit("$.", 1)[-1] if "$." in str(exc) else "input"
-        raise ConfigError(f"{where}: {exc}", parameter=where) from None
+        # "Expected `str` matching regex '...' - at `$.capability`": name the argument.
+        found = re.search(r" - at `\$\.(\w+)", str(exc))
+        name = found.group(1) if found else "input"
+        reason = str(exc).split(" - at ", 1)[0]
+        raise ConfigError(
+            f"{name} {fields.get(name)!r} is not valid: {reason}", parameter=name
+        ) from None
     _nesting(offer)
     return offer
 

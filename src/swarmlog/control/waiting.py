@@ -20,13 +20,16 @@ from swarmlog.bus.ports import EventLog
 from swarmlog.control.views import check_name
 from swarmlog.projections.client import ProjectionClient, Query
 
-__all__ = ["STALE_AFTER", "stalled", "wait_for"]
+__all__ = ["BEAT", "STALE_AFTER", "stalled", "wait_for"]
 
 T = TypeVar("T")
 
 STALE_AFTER = 15.0
 """Seconds since its last heartbeat after which an agent counts as not live (the router's own
 rule)."""
+
+BEAT = 5.0
+"""Seconds between a built-in role's heartbeats."""
 
 _LOOK_EVERY = 1.0  # seconds between looks when no ring comes
 _TASK_OPEN = ("offered", "assigned", "claimed", "running", "errored", "retry_scheduled")
@@ -88,11 +91,10 @@ async def stalled(
     if workflow_id is not None:
         wf = check_name(workflow_id, "workflow id", "workflow_id")
         where = f"workflow_id = '{wf}'"
-        if not _live(agents, "conductor", now):
-            reasons.append(
-                "no live conductor runs workflows (is the system up? `swarmlog status`;"
-                " `swarmlog up --detach` starts one)"
-            )
+        reasons += _conductor(agents, now)
+        planned = await query(f"SELECT plan_version FROM workflows WHERE {where}")
+        if planned and planned[0]["plan_version"] is None:
+            reasons.append("it has no plan yet (the conductor plans it on its next turn)")
     else:
         where = f"task_id = '{check_name(task_id or '', 'task id', 'task_id')}'"
     for e in await query(
@@ -121,6 +123,25 @@ async def stalled(
             f"task {w['task_id']} waits on {w['waits_on']} ({w['kind']} asked by {w['waiter']})"
         )
     return reasons
+
+
+def _conductor(agents: list[AgentView], now: int) -> list[str]:
+    """What is amiss with the conductor, if anything: none is live, or the live one has missed
+    heartbeats (it beats every :data:`BEAT` seconds; the router gives up on it only after
+    :data:`STALE_AFTER`)."""
+    if not _live(agents, "conductor", now):
+        return [
+            "no live conductor runs workflows (is the system up? `swarmlog status`;"
+            " `swarmlog up --detach` starts one)"
+        ]
+    beats = [a.last_heartbeat_at or 0 for a in agents if a.role == "conductor"]
+    quiet = (now - max(beats)) / 1e9
+    if quiet > 1.5 * BEAT:
+        return [
+            f"the conductor was last heard from {quiet:.0f} s ago (it beats every {BEAT:g} s):"
+            " is it running? (`swarmlog agent ps`)"
+        ]
+    return []
 
 
 def _task_reasons(tasks: list[dict[str, Any]], agents: list[AgentView], now: int) -> list[str]:
