@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import msgspec
 import pytest
 
-from swarmlog.control import views
+from swarmlog.config import Settings
+from swarmlog.control import records, views
+from swarmlog.control.client import Client
 from swarmlog.control.submitting import task_offer, workflow_submission
 from swarmlog.control.waiting import stalled
 from swarmlog.errors import ConfigError
@@ -78,7 +81,7 @@ async def test_records_decode_json_columns_and_show_builds_the_graph(p: Projecti
     p.add("tasks", task_id="wf1-a", workflow_id="wf1", capability="text", status="succeeded",
           output=json.dumps({"x": 1}), created_at=1, updated_seq=5)  # fmt: skip
     found = await views.show(p.query, "wf1")
-    assert isinstance(found, views.WorkflowDetail)
+    assert isinstance(found, records.WorkflowDetail)
     assert found.workflow.input == {"plan": found.workflow.plan}
     assert [(n.id, n.status) for n in found.nodes] == [("a", "succeeded"), ("b", "pending")]
     assert found.edges == [("a", "b")]
@@ -174,3 +177,12 @@ def test_submissions_are_checked_before_anything_is_published() -> None:
     assert e.value.parameter == "capability"
     with pytest.raises(ConfigError, match="task_id 'T 1' is not valid"):
         task_offer("text", task_id="T 1")
+
+
+async def test_connect_refuses_a_path_for_settings_and_a_missing_data_dir(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"settings must be a swarmlog\.Settings"):
+        await Client.connect("./d")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="not both"):
+        await Client.connect(Settings(data_dir=tmp_path), namespace="x")
+    with pytest.raises(ConfigError, match="does not exist; run `swarmlog up`"):
+        await Client.connect(data_dir=tmp_path / "nope")

@@ -21,8 +21,8 @@ from swarmlog.cli.app import (
 )
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
+from swarmlog.control.records import ESCALATION_OPTIONS
 from swarmlog.control.system import open_log
-from swarmlog.control.views import ESCALATION_OPTIONS
 from swarmlog.errors import ConfigError
 from swarmlog.schemas.payloads import (
     EscalationResolved,

@@ -11,9 +11,9 @@ import click
 
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, run
 from swarmlog.config import Settings
-from swarmlog.control.client import Client, Submitted
+from swarmlog.control.client import Client
+from swarmlog.control.records import Submitted, WorkflowView
 from swarmlog.control.submitting import PATTERNS
-from swarmlog.control.views import WorkflowView
 from swarmlog.errors import ConfigError
 
 __all__ = ["submit"]

@@ -11,7 +11,7 @@ import click
 import msgspec
 
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, with_client
-from swarmlog.control.views import TASK_STATUSES, TaskDetail, WorkflowDetail
+from swarmlog.control.records import TASK_STATUSES, TaskDetail, WorkflowDetail
 from swarmlog.rendering.svg import graph_svg
 
 __all__ = ["agents", "budgets", "show", "tasks", "to_mermaid", "workflows"]

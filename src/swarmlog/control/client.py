@@ -25,8 +25,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import msgspec
-
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.subjects import aggregate_filter, workflow_event_filter
@@ -34,23 +32,25 @@ from swarmlog.config import DEFAULT_NAMESPACE, Settings
 from swarmlog.control import views
 from swarmlog.control.eventstream import Event, read_events
 from swarmlog.control.keystore import KeyStore
-from swarmlog.control.submitting import task_offer, workflow_submission
-from swarmlog.control.system import login_of, resolve_url
-from swarmlog.control.views import (
+from swarmlog.control.records import (
     AgentRow,
     BudgetRow,
     EscalationDetail,
     EscalationRow,
     QueryRows,
+    Submitted,
     TaskDetail,
     TaskRow,
+    TaskSubmitted,
     TaskView,
     WorkflowDetail,
     WorkflowRow,
     WorkflowView,
 )
-from swarmlog.control.waiting import stalled, wait_for
-from swarmlog.errors import BusError, ConfigError, WaitTimeout
+from swarmlog.control.submitting import task_offer, workflow_submission
+from swarmlog.control.system import login_of, resolve_url
+from swarmlog.control.waiting import stalled, timed_out, wait_for
+from swarmlog.errors import BusError, ConfigError
 from swarmlog.projections.client import ProjectionClient
 from swarmlog.schemas.types import Json
 
@@ -75,27 +75,18 @@ __all__ = [
 _TASK_ENDS = ("succeeded", "failed", "cancelled")
 
 
-class Submitted(msgspec.Struct, frozen=True, kw_only=True):
-    """A workflow on the log (``submit --json``): its id and the stream sequence of its
-    ``workflow_submitted``."""
-
-    workflow_id: str
-    seq: int
-
-
-class TaskSubmitted(msgspec.Struct, frozen=True, kw_only=True):
-    """A task on the log: its id and the stream sequence of its ``task_offered``."""
-
-    task_id: str
-    seq: int
-
-
 def _settings(
     settings: Settings | None,
     data_dir: str | Path | None,
     namespace: str | None,
     nats_url: str | None,
 ) -> Settings:
+    if settings is not None and not isinstance(settings, Settings):
+        raise ConfigError(
+            f"settings must be a swarmlog.Settings, not {type(settings).__name__}; pass a path"
+            " as data_dir=...",
+            parameter="settings",
+        )
     if settings is not None:
         if (data_dir, namespace, nats_url) != (None, None, None):
             raise ConfigError("give either settings or data_dir/namespace/nats_url, not both")
@@ -279,7 +270,10 @@ class Client:
         if found is not None:
             return found
         view = await self.workflow(workflow_id)
-        raise await self._timed_out("workflow", workflow_id, view.status if view else None, timeout)
+        status = view.status if view else None
+        raise await timed_out(
+            self._need_log(), self._projections, "workflow", workflow_id, status, timeout
+        )
 
     async def wait_task(self, task_id: str, timeout: float = 300.0) -> TaskView:
         """The task once it has ended (``succeeded``, ``failed``, ``cancelled``; an escalated
@@ -296,7 +290,9 @@ class Client:
         if found is not None:
             return found
         view = await self.task(task_id)
-        raise await self._timed_out("task", task_id, view.status if view else None, timeout)
+        status = view.status if view else None
+        log = self._need_log()
+        raise await timed_out(log, self._projections, "task", task_id, status, timeout)
 
     async def stalled(
         self, *, workflow_id: str | None = None, task_id: str | None = None
@@ -306,32 +302,6 @@ class Client:
         if (workflow_id is None) == (task_id is None):
             raise ConfigError("give one of workflow_id or task_id")
         return await stalled(self._projections.query, workflow_id=workflow_id, task_id=task_id)
-
-    async def _timed_out(
-        self, kind: str, item_id: str, status: str | None, timeout: float
-    ) -> WaitTimeout:
-        if status is None:
-            log = self._need_log()
-            position = await self._projections.position()
-            last = await log.last_seq()
-            if position is None or position < last:
-                at = "no projector answers" if position is None else f"it is at seq {position}"
-                reasons = [
-                    f"the projection is behind the log ({at}, the log at {last}):"
-                    " is the projector running? (`swarmlog status`)"
-                ]
-            else:
-                reasons = [f"no {kind} {item_id} was submitted (`swarmlog {kind}s` lists them)"]
-            head = f"{kind} {item_id} is not in the projection after {timeout:g} s"
-        else:
-            key = "workflow_id" if kind == "workflow" else "task_id"
-            reasons = await self.stalled(**{key: item_id})
-            head = f"{kind} {item_id} is still {status} after {timeout:g} s"
-        shown = "; ".join(reasons[:4]) or "nothing holds it up: it is just not done yet"
-        if len(reasons) > 4:
-            shown += f" (and {len(reasons) - 4} more)"
-        message = f"{head}: {shown}; follow it with `swarmlog show {item_id}`"
-        return WaitTimeout(message, item_id=item_id, status=status, reasons=reasons)
 
     # --- events ----------------------------------------------------------------------------
 

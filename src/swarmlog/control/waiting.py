@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 from swarmlog.agents.policy.routing import AGENTS_SQL, AgentView, agent_view, role_candidates
 from swarmlog.bus.ports import EventLog
 from swarmlog.control.views import check_name
+from swarmlog.errors import WaitTimeout
 from swarmlog.projections.client import ProjectionClient, Query
 
-__all__ = ["BEAT", "STALE_AFTER", "stalled", "wait_for"]
+__all__ = ["BEAT", "STALE_AFTER", "stalled", "timed_out", "wait_for"]
 
 T = TypeVar("T")
 
@@ -172,3 +173,38 @@ def _task_reasons(tasks: list[dict[str, Any]], agents: list[AgentView], now: int
             where = f" on {t['agent']}" if t["agent"] else f" for role {t['role']}"
             reasons.append(f"task {tid} is {status}{where} (attempt {t['attempt']})")
     return reasons
+
+
+async def timed_out(
+    log: EventLog,
+    projections: ProjectionClient,
+    kind: str,
+    item_id: str,
+    status: str | None,
+    timeout: float,
+) -> WaitTimeout:
+    """The error of a wait for ``kind`` (``workflow`` or ``task``) ``item_id`` that ran out of
+    time in ``status`` (``None``: the projection does not know it), with what holds it up."""
+    if status is None:
+        position = await projections.position()
+        last = await log.last_seq()
+        if position is None or position < last:
+            at = "no projector answers" if position is None else f"it is at seq {position}"
+            reasons = [
+                f"the projection is behind the log ({at}, the log at {last}):"
+                " is the projector running? (`swarmlog status`)"
+            ]
+        else:
+            reasons = [f"no {kind} {item_id} was submitted (`swarmlog {kind}s` lists them)"]
+        head = f"{kind} {item_id} is not in the projection after {timeout:g} s"
+    else:
+        if kind == "workflow":
+            reasons = await stalled(projections.query, workflow_id=item_id)
+        else:
+            reasons = await stalled(projections.query, task_id=item_id)
+        head = f"{kind} {item_id} is still {status} after {timeout:g} s"
+    shown = "; ".join(reasons[:4]) or "nothing holds it up: it is just not done yet"
+    if len(reasons) > 4:
+        shown += f" (and {len(reasons) - 4} more)"
+    message = f"{head}: {shown}; follow it with `swarmlog show {item_id}`"
+    return WaitTimeout(message, item_id=item_id, status=status, reasons=reasons)
