@@ -4,9 +4,12 @@ The public API, pinned by ``tests/unit/test_public_api.py``. An agent author nee
 
     from swarmlog import Agent, Context, RetryPolicy, TaskAssignment, TaskError, on
 
-An operator embedding swarmlog brings a system up and reads its projections::
+An operator embedding swarmlog brings a system up, drives it and reads its projections::
 
-    from swarmlog import Settings, bring_up, open_projections
+    from swarmlog import Client, Settings, bring_up, open_projections
+
+(:class:`Client` submits workflows and tasks, waits for them, streams their events and reads the
+views, with the CLI's contract: see ``docs/client.md``)
 
 and every error swarmlog raises on purpose is here, under :class:`SwarmlogError`. Everything
 else (the bus adapters, the projector, signing) is imported from its own package, e.g.
@@ -42,6 +45,7 @@ from swarmlog.errors import (
     TaskError,
     ToolServerError,
     VerificationError,
+    WaitTimeout,
 )
 from swarmlog.schemas.payloads import (
     ClarificationRequest,
@@ -54,6 +58,7 @@ from swarmlog.schemas.types import Json
 
 if TYPE_CHECKING:
     from swarmlog.agents.host.bringup import SystemUp, bring_up
+    from swarmlog.control.client import Client
     from swarmlog.control.system import open_projections
     from swarmlog.projections.client import ProjectionClient
 
@@ -63,6 +68,7 @@ if TYPE_CHECKING:
 _OPERATOR_NAMES = {
     "SystemUp": "swarmlog.agents.host.bringup",
     "bring_up": "swarmlog.agents.host.bringup",
+    "Client": "swarmlog.control.client",
     "open_projections": "swarmlog.control.system",
     "ProjectionClient": "swarmlog.projections.client",
 }
@@ -73,6 +79,7 @@ __all__ = [
     "BusError",
     "BusyError",
     "ClarificationRequest",
+    "Client",
     "ConcurrencyConflict",
     "ConfigError",
     "Context",
@@ -104,6 +111,7 @@ __all__ = [
     "ToolOutcome",
     "ToolServerError",
     "VerificationError",
+    "WaitTimeout",
     "bring_up",
     "on",
     "open_projections",

@@ -24,6 +24,7 @@ that says what happened and what to do next (an error about one argument names i
     │   └── ProjectorDown      no projector answers and there is no file to read instead
     ├── ModelError             a model call failed (``retryable``: rate limit, 5xx, timeout)
     ├── ToolServerError        an MCP server could not be started, reached or answered in time
+    ├── WaitTimeout            a workflow or task did not end in time (``reasons``: why not)
     └── TaskError              an agent's handler fails its task (its own ``code``, ``retryable``)
 
 :class:`TaskError` is the one an agent author raises; its ``code`` is the handler's own stable
@@ -53,6 +54,7 @@ __all__ = [
     "TaskError",
     "ToolServerError",
     "VerificationError",
+    "WaitTimeout",
 ]
 
 
@@ -172,6 +174,22 @@ class ToolServerError(SwarmlogError, code="SWL510"):
     def __init__(self, server: str, message: str) -> None:
         super().__init__(message)
         self.server = server
+
+
+class WaitTimeout(SwarmlogError, code="SWL700"):
+    """A workflow or task waited for did not end in time; ``reasons`` say what holds it up, as
+    the projections show it (an escalation waiting for a human, no live agent for a capability,
+    no live conductor...), empty when nothing does (it is just not done yet)."""
+
+    def __init__(
+        self, message: str, *, item_id: str, status: str | None, reasons: list[str]
+    ) -> None:
+        super().__init__(message)
+        self.item_id = item_id
+        """The workflow's or task's id."""
+        self.status = status
+        """Its state when the time was up (``None``: the projection does not know it)."""
+        self.reasons = reasons
 
 
 class TaskError(SwarmlogError):

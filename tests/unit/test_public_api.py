@@ -27,7 +27,9 @@ EXPECTED = {
     "TaskOffered",
     "TokenUsage",
     "on",
-    # What an operator embedding swarmlog needs: settings, bring-up, reading the projections.
+    # What an operator embedding swarmlog needs: settings, bring-up, driving the system from
+    # code (the client: submit, wait, events, views), reading the projections.
+    "Client",
     "ProjectionClient",
     "Settings",
     "SystemUp",
@@ -51,6 +53,7 @@ EXPECTED = {
     "SwarmlogError",
     "ToolServerError",
     "VerificationError",
+    "WaitTimeout",
 }
 INTERNALS = {"EmbeddedServer", "ChainHead", "seal", "JetStreamLog", "MemoryLog", "Projector"}
 

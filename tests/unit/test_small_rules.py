@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.bus.ports import Append
-from swarmlog.cli.query import _unique
+from swarmlog.control.views import query_rows
+from swarmlog.projections.query import QueryResult
 
 
 def test_duplicate_column_names_are_made_unique() -> None:
-    assert _unique(["a", "a", "b", "a"]) == ["a", "a_2", "b", "a_3"]
+    rows = query_rows(QueryResult(["a", "a", "b", "a"], [[1, 2, 3, 4]], False))
+    assert rows.columns == ["a", "a_2", "b", "a_3"]
+    assert rows.rows == [{"a": 1, "a_2": 2, "b": 3, "a_3": 4}]
 
 
 async def test_memory_log_dedupes_within_its_window_only() -> None:

@@ -6,16 +6,19 @@ import asyncio
 import importlib
 import json
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
 
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
 from swarmlog.rendering.console import print_table
+
+if TYPE_CHECKING:
+    from swarmlog.control.client import Client
 
 __all__ = [
     "CliContext",
@@ -26,6 +29,7 @@ __all__ = [
     "print_table",
     "projection_rows",
     "run",
+    "with_client",
 ]
 
 T = TypeVar("T")
@@ -126,3 +130,19 @@ def projection_rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
             return await projections.query(sql)
 
     return run(ask())
+
+
+def with_client(
+    settings: Settings, use: Callable[[Client], Awaitable[T]], *, require_server: bool = False
+) -> T:
+    """``use(client)`` over a :class:`~swarmlog.control.client.Client` of ``settings``: the one
+    path from a command to the system (reads fall back to the projection file when no server
+    runs, unless ``require_server``)."""
+
+    async def go() -> T:
+        from swarmlog.control.client import Client  # the commands' cost only, not every process'
+
+        async with await Client.connect(settings, require_server=require_server) as client:
+            return await use(client)
+
+    return run(go())

@@ -10,9 +10,18 @@ import msgspec
 from swarmlog.agents.policy.followups import follow_up, refusal
 from swarmlog.agents.policy.routing import AGENTS_SQL, agent_view
 from swarmlog.agents.publisher import Publisher
-from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, projection_rows, run
+from swarmlog.cli.app import (
+    CliContext,
+    emit_json,
+    pass_ctx,
+    print_table,
+    projection_rows,
+    run,
+    with_client,
+)
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
+from swarmlog.control.records import ESCALATION_OPTIONS
 from swarmlog.control.system import open_log
 from swarmlog.errors import ConfigError
 from swarmlog.schemas.payloads import (
@@ -23,35 +32,18 @@ from swarmlog.schemas.payloads import (
     TaskCancelled,
     TaskOffered,
 )
-from swarmlog.schemas.types import EventId, Name, Role
+from swarmlog.schemas.types import Name, Role
 
 __all__ = ["escalations"]
 
-OPTIONS = {
-    "retry": "run it again on the same role (--retry)",
-    "reassign": "hand it to another role (--reassign ROLE)",
-    "answer": "give the output yourself (--answer TEXT)",
-    "cancel": "give up on it; its workflow fails (--cancel)",
-}
+OPTIONS = ESCALATION_OPTIONS
 
 
 def _escalation(settings: Settings, escalation_id: str) -> dict[str, Any]:
-    try:
-        msgspec.convert(escalation_id, EventId)
-    except msgspec.ValidationError:
-        raise ConfigError(
-            f"{escalation_id!r} is not an escalation id; `swarmlog escalations list` shows them"
-        ) from None
-    found = projection_rows(
-        settings,
-        "SELECT e.escalation_id, e.task_id, e.workflow_id, e.reason, e.status, e.created_at,"
-        " e.resolution, t.role, t.capability, t.priority, t.attempt, t.status AS task_status,"
-        " t.error, t.input FROM escalations e LEFT JOIN tasks t USING (task_id)"
-        f" WHERE e.escalation_id = '{escalation_id}'",
-    )
-    if not found:
-        raise ConfigError(f"no escalation {escalation_id}; `swarmlog escalations list` shows them")
-    return found[0]
+    """The escalation with its task's state, by column name (what ``show --json`` prints)."""
+    found = with_client(settings, lambda c: c.escalation(escalation_id))
+    info: dict[str, Any] = msgspec.to_builtins(found.escalation)
+    return info
 
 
 _Source = TaskAssignment | TaskOffered
@@ -97,12 +89,8 @@ def escalations() -> None:
 @pass_ctx
 def escalations_list(ctx: CliContext, everything: bool, as_json: bool) -> None:
     """Open escalations (oldest first): what failed, where, and why."""
-    where = "" if everything else " WHERE e.status = 'open'"
-    rows = projection_rows(
-        ctx.settings,
-        "SELECT e.escalation_id, e.task_id, e.workflow_id, t.role, e.status, e.reason, t.error"
-        f" FROM escalations e LEFT JOIN tasks t USING (task_id){where} ORDER BY e.created_at",
-    )
+    found = with_client(ctx.settings, lambda c: c.escalations(include_resolved=everything))
+    rows: list[dict[str, Any]] = msgspec.to_builtins(found)
     if as_json:
         emit_json({"escalations": rows})
         return
@@ -118,14 +106,13 @@ def escalations_list(ctx: CliContext, everything: bool, as_json: bool) -> None:
 @pass_ctx
 def escalations_show(ctx: CliContext, escalation_id: str, as_json: bool) -> None:
     """One escalation: the task's state, what failed and why, and the options."""
-    found = _escalation(ctx.settings, escalation_id)
-    options = OPTIONS if found["status"] == "open" else {}
+    found = with_client(ctx.settings, lambda c: c.escalation(escalation_id))
     if as_json:
-        emit_json({"escalation": found, "options": options})
+        emit_json(msgspec.to_builtins(found))
         return
-    for key, value in found.items():
+    for key, value in msgspec.to_builtins(found.escalation).items():
         ctx.console.print(f"{key:>14}: {value}")
-    for name, what in options.items():
+    for name, what in found.options.items():
         ctx.console.print(f"  {name:>8}: {what}")
 
 

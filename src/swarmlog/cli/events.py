@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import deque
 from typing import Any
 
 import click
 import msgspec
 
 from swarmlog.agents.publisher import Published, Publisher
-from swarmlog.bus.ports import StoredMessage
-from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run, with_client
 from swarmlog.control.broker import refresh_broker
+from swarmlog.control.client import Client
+from swarmlog.control.eventstream import Event
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import open_log
 from swarmlog.errors import SchemaError
-from swarmlog.projections.verify import check
 from swarmlog.schemas.codec import payload_from_json
 from swarmlog.schemas.envelope import Ref
 from swarmlog.schemas.payloads import PAYLOAD_TYPES, CredentialRevoked
@@ -125,61 +126,49 @@ def _check_fields(fields: dict[str, Any]) -> None:
             raise SchemaError(f"--{name.replace('_', '-')}: {exc}") from None
 
 
-def _describe(message: StoredMessage, namespace: str) -> dict[str, Any]:
-    checked = check(message, namespace)
-    env = checked.envelope
-    return {
-        "seq": message.seq,
-        "subject": message.subject,
-        "type": env.type if env else None,
-        "id": env.id if env else None,
-        "sender": env.sender if env else None,
-        "workflow_id": env.workflow_id if env else None,
-        "intact": checked.rejection is None,
-        "problem": checked.rejection.reason if checked.rejection else None,
-        "payload": msgspec.to_builtins(env.payload) if env else None,
-    }
-
-
 @events.command("tail")
 @click.option("-n", "--lines", "count", default=20, show_default=True, type=click.IntRange(min=1))
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events (JSON lines).")
+@click.option("--workflow", "workflow_id", help="Only the events of this workflow.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def events_tail(ctx: CliContext, count: int, follow: bool, as_json: bool) -> None:
+def events_tail(
+    ctx: CliContext, count: int, follow: bool, workflow_id: str | None, as_json: bool
+) -> None:
     """The last events, straight from the log. `intact`: decodes, sits on its own subject and
-    its signature matches the key it names (whether that key is trusted: `audit verify`)."""
+    its signature matches the key it names; `verified`: the projector applied it (false:
+    quarantined, `problem` says why; empty: not folded yet)."""
     settings = ctx.settings
     settings.require_data_dir()
 
-    async def go() -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        async with open_log(settings) as log_:
-            last = await log_.last_seq()
-            start = max(1, last - count + 1)
+    async def go(client: Client) -> list[Event]:
+        # With a workflow, its own last events: the stream's last few may be others'.
+        stream = client.events(workflow_id=workflow_id, follow=follow)
+        if workflow_id is None:
+            stream = client.events(last=count, follow=follow)
+        out: deque[Event] = deque(maxlen=count)
+        async for event in stream:
             if not follow:
-                async for batch in log_.read(start, until_seq=last):
-                    out += [_describe(m, settings.namespace) for m in batch]
-                return out
-            async for batch in log_.read(start, follow=True):
-                for m in batch:
-                    row = _describe(m, settings.namespace)
-                    if as_json:
-                        click.echo(msgspec.json.encode(row))
-                    else:
-                        _print_rows(ctx, [row], title=None)
-        return out
+                out.append(event)
+            elif as_json:
+                click.echo(msgspec.json.encode(event))
+            else:
+                _print_rows(ctx, [event], title=None)
+        return list(out)
 
     try:
-        rows = run(go())
+        found = with_client(settings, go, require_server=True)
     except (KeyboardInterrupt, asyncio.CancelledError):
         return
     if as_json:
-        emit_json(rows)
+        emit_json(msgspec.to_builtins(found))
     else:
-        _print_rows(ctx, rows, title="events")
+        _print_rows(ctx, found, title="events")
 
 
-def _print_rows(ctx: CliContext, rows: list[dict[str, Any]], title: str | None) -> None:
-    columns = ["seq", "type", "sender", "workflow_id", "id", "intact", "problem"]
-    print_table(ctx.console, title, columns, [[r[c] for c in columns] for r in rows])
+_COLUMNS = ("seq", "type", "sender", "workflow_id", "id", "intact", "verified", "problem")
+
+
+def _print_rows(ctx: CliContext, events: list[Event], title: str | None) -> None:
+    rows = [[getattr(e, c) for c in _COLUMNS] for e in events]
+    print_table(ctx.console, title, list(_COLUMNS), rows)

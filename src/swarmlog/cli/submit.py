@@ -1,30 +1,25 @@
-"""``submit PATTERN``: start a workflow, optionally wait for its outcome."""
+"""``submit PATTERN``: start a workflow, optionally wait for its outcome (through
+:class:`~swarmlog.control.client.Client`, as a program would)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
 import sys
-import time
 from typing import Any
 
 import click
-import msgspec
 
-from swarmlog.agents.policy.planning import PlanError, validate
-from swarmlog.agents.policy.supervision import supervisor_spec
-from swarmlog.agents.policy.workflows import plan_for
-from swarmlog.agents.publisher import Publisher
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, run
 from swarmlog.config import Settings
-from swarmlog.control.keystore import KeyStore
-from swarmlog.control.system import open_log, open_projections
-from swarmlog.errors import ConfigError, ServerError
-from swarmlog.schemas.payloads import WorkflowSubmitted
-from swarmlog.schemas.types import Name
+from swarmlog.control.client import Client
+from swarmlog.control.records import Submitted, WorkflowView
+from swarmlog.control.submitting import PATTERNS
+from swarmlog.errors import ConfigError
 
 __all__ = ["submit"]
+
+_OPTIONS = {"budget_tokens": "--budget", "stages": "--stage"}
+"""The client's argument names that are not the option's name with dashes."""
 
 
 def _json_arg(text: str | None, what: str) -> Any:
@@ -36,68 +31,41 @@ def _json_arg(text: str | None, what: str) -> Any:
         raise ConfigError(f"{what} is not JSON ({exc}); quote it, e.g. '{{\"a\": 1}}'") from None
 
 
-def _spec(
-    pattern: str,
-    base: Any,
-    stages: tuple[str, ...],
-    data: str | None,
-    named: dict[str, Any],
-) -> dict[str, Any]:
-    """The pattern's settings: ``--input`` with the other options on top of it, checked."""
-    spec: dict[str, Any] = dict(base) if isinstance(base, dict) else {}
-    if base is not None and not isinstance(base, dict):
-        raise ConfigError("--input must be a JSON object (the pattern's settings)")
-    if stages:
-        spec["stages"] = list(stages)
-    if data is not None:
-        try:
-            spec["input"] = json.loads(data)
-        except ValueError:
-            spec["input"] = data  # plain text is data too
-    spec |= {key: value for key, value in named.items() if value is not None}
+def _data(text: str | None) -> Any:
+    """``--data``: JSON, or plain text (which is data too)."""
+    if text is None:
+        return None
     try:
-        if pattern == "supervisor":
-            supervisor_spec(spec)  # its plan comes from the planner, checked when it does
-        else:
-            validate(plan_for(pattern, spec))
-    except PlanError as exc:
-        raise ConfigError(f"cannot run this {pattern}: {exc.message}") from None
-    return spec
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
-async def _publish(
-    settings: Settings, workflow_id: str, pattern: str, spec: Any, budget: int | None
-) -> int:
-    operator = KeyStore(settings.keys_dir).operator()
-    async with open_log(settings) as log:
-        published = await Publisher(log, operator, settings.namespace).publish(
-            WorkflowSubmitted(pattern=pattern, input=spec, budget_tokens=budget),  # type: ignore[arg-type]
-            workflow_id=workflow_id,
-        )
-    return published.seq
+def _as_option(exc: ConfigError) -> ConfigError:
+    """The client's error about one of its arguments, said with the option's name."""
+    name = exc.parameter
+    if name is None or not exc.message.startswith(f"{name} "):
+        return exc
+    option = _OPTIONS.get(name, "--" + name.replace("_", "-"))
+    return ConfigError(option + exc.message.removeprefix(name), parameter=name)
 
 
-async def _outcome(settings: Settings, workflow_id: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    sql = f"SELECT status, result FROM workflows WHERE workflow_id = '{workflow_id}'"
-    async with open_projections(settings) as projections:
-        while True:
-            rows = (await projections.rows(sql)).rows
-            if rows and rows[0][0] != "running":
-                status, result = rows[0]
-                return {"status": status, "result": json.loads(result) if result else None}
-            if time.monotonic() > deadline:
-                raise ServerError(
-                    f"workflow {workflow_id} is still running after {timeout:g} s;"
-                    f" follow it with `swarmlog show {workflow_id}`"
-                )
-            await asyncio.sleep(0.2)  # a CLI polling the projection, not a test
+async def _submit(
+    settings: Settings, wait: float | None, **options: Any
+) -> tuple[Submitted, WorkflowView | None]:
+    # Without a server the options are still checked first: the error says what is wrong.
+    async with await Client.connect(settings, require_server=False) as client:
+        try:
+            submitted = await client.submit_workflow(**options)
+        except ConfigError as exc:
+            raise _as_option(exc) from None
+        if wait is None:
+            return submitted, None
+        return submitted, await client.wait(submitted.workflow_id, timeout=wait)
 
 
 @click.command()
-@click.argument(
-    "pattern", type=click.Choice(["pipeline", "debate", "custom", "supervisor", "swarm"])
-)
+@click.argument("pattern", type=click.Choice(PATTERNS))
 @click.option("--input", "input_json", help="The pattern's settings as a JSON object.")
 @click.option("--stage", "stages", multiple=True, help="pipeline: a stage's capability, in order.")
 @click.option("--data", help="What the first step gets (JSON, or plain text).")
@@ -151,42 +119,40 @@ def submit(
     (--goal), swarm or custom (--input)."""
     settings = ctx.settings
     settings.require_data_dir()
-    spec = _spec(
-        pattern,
-        _json_arg(input_json, "--input"),
-        stages,
-        data,
-        {
-            "question": question,
-            "debaters": debaters,
-            "capability": capability,
-            "judge": judge,
-            "rounds": rounds,
-            "goal": goal,
-            "planner": planner,
-            "reviewer": reviewer,
-            "synthesizer": synthesizer,
-        },
+    base = _json_arg(input_json, "--input")
+    if base is not None and not isinstance(base, dict):
+        raise ConfigError("--input must be a JSON object (the pattern's settings)")
+    submitted, view = run(
+        _submit(
+            settings,
+            timeout if wait else None,
+            pattern=pattern,
+            input=base,
+            data=_data(data),
+            stages=stages,
+            question=question,
+            debaters=debaters,
+            capability=capability,
+            judge=judge,
+            rounds=rounds,
+            goal=goal,
+            planner=planner,
+            reviewer=reviewer,
+            synthesizer=synthesizer,
+            fail_fast=fail_fast,
+            budget_tokens=budget,
+            workflow_id=workflow_id,
+        )
     )
-    if fail_fast:
-        spec["on_escalation"] = "fail"
-    workflow_id = workflow_id or f"wf-{secrets.token_hex(4)}"
-    try:
-        msgspec.convert(workflow_id, Name)
-    except msgspec.ValidationError:
-        raise ConfigError(
-            f"--workflow-id {workflow_id!r}: lowercase letters, digits, - and _"
-        ) from None
-    seq = run(_publish(settings, workflow_id, pattern, spec, budget))
-    out: dict[str, Any] = {"workflow_id": workflow_id, "seq": seq}
-    if wait:
-        out |= run(_outcome(settings, workflow_id, timeout))
+    out: dict[str, Any] = {"workflow_id": submitted.workflow_id, "seq": submitted.seq}
+    if view is not None:
+        out |= {"status": view.status, "result": view.result}
     if as_json:
         emit_json(out)
-    elif wait:
-        ctx.console.print(f"workflow {workflow_id} {out['status']}")
-        click.echo(json.dumps(out["result"], indent=2))
+    elif view is not None:
+        ctx.console.print(f"workflow {submitted.workflow_id} {view.status}")
+        click.echo(json.dumps(view.result, indent=2))
     else:
-        ctx.console.print(f"submitted workflow {workflow_id} at seq {seq}")
-    if wait and out["status"] != "succeeded":
+        ctx.console.print(f"submitted workflow {submitted.workflow_id} at seq {submitted.seq}")
+    if view is not None and view.status != "succeeded":
         sys.exit(1)

@@ -1,9 +1,11 @@
-"""``tasks``, ``workflows``, ``agents``, ``budgets`` and ``show ID``: views over the projections
-(``show TASK`` with the task's conversation, from its call journal)."""
+"""``tasks``, ``workflows``, ``agents``, ``budgets`` and ``show ID``: views over the projections,
+the records :class:`~swarmlog.control.client.Client` reads (``--json`` prints them as they are);
+``show TASK`` adds the task's conversation, from its call journal."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,27 +13,21 @@ import click
 import msgspec
 from rich.text import Text
 
-from swarmlog.agents.policy.planning import PlanError, decode_plan
-from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, projection_rows
+from swarmlog.cli.app import (
+    CliContext,
+    emit_json,
+    pass_ctx,
+    print_table,
+    projection_rows,
+    with_client,
+)
+from swarmlog.control.records import TASK_STATUSES, TaskDetail, WorkflowDetail
 from swarmlog.errors import ConfigError
 from swarmlog.rendering.conversation import JOURNAL_TYPES, conversation, turn_text
 from swarmlog.rendering.svg import graph_svg
 from swarmlog.schemas.types import Name
 
-__all__ = ["agents", "budgets", "checked_name", "show", "tasks", "workflows"]
-
-_STATUSES = [
-    "offered",
-    "assigned",
-    "claimed",
-    "running",
-    "errored",
-    "retry_scheduled",
-    "succeeded",
-    "failed",
-    "escalated",
-    "cancelled",
-]
+__all__ = ["agents", "budgets", "checked_name", "show", "tasks", "to_mermaid", "workflows"]
 
 
 def checked_name(value: str, what: str) -> str:
@@ -44,7 +40,9 @@ def checked_name(value: str, what: str) -> str:
         ) from None
 
 
-def _emit(ctx: CliContext, key: str, rows: list[dict[str, Any]], as_json: bool) -> None:
+def _emit(ctx: CliContext, key: str, records: Sequence[msgspec.Struct], as_json: bool) -> None:
+    """Records of a view as a table, or (``--json``) ``{key: [record, ...]}``."""
+    rows: list[dict[str, Any]] = [msgspec.to_builtins(r) for r in records]
     if as_json:
         emit_json({key: rows})
         return
@@ -56,7 +54,7 @@ def _emit(ctx: CliContext, key: str, rows: list[dict[str, Any]], as_json: bool) 
 
 @click.command()
 @click.option("--workflow", "workflow_id", help="Only the tasks of this workflow.")
-@click.option("--status", type=click.Choice(_STATUSES), help="Only tasks in this state.")
+@click.option("--status", type=click.Choice(TASK_STATUSES), help="Only tasks in this state.")
 @click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_ctx
@@ -64,54 +62,34 @@ def tasks(
     ctx: CliContext, workflow_id: str | None, status: str | None, limit: int, as_json: bool
 ) -> None:
     """Tasks, most recently changed first."""
-    where = []
-    if workflow_id is not None:
-        where.append(f"workflow_id = '{checked_name(workflow_id, 'workflow id')}'")
-    if status is not None:
-        where.append(f"status = '{status}'")  # one of _STATUSES
-    sql = (
-        "SELECT task_id, workflow_id, role, capability, priority, status, attempt,"
-        " coalesce(completed_by, claimed_by) AS agent, error FROM tasks"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY updated_seq DESC LIMIT {limit}"
+    found = with_client(
+        ctx.settings, lambda c: c.tasks(workflow_id=workflow_id, status=status, limit=limit)
     )
-    _emit(ctx, "tasks", projection_rows(ctx.settings, sql), as_json)
+    _emit(ctx, "tasks", found, as_json)
 
 
-def _listing(name: str, summary: str, sql: str) -> click.Command:
-    """The command ``name``: the rows of one fixed query over the projections, as a table or
-    (``--json``) one JSON document."""
-
-    @click.command(name=name, help=summary)
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-    @pass_ctx
-    def listing(ctx: CliContext, as_json: bool) -> None:
-        _emit(ctx, name, projection_rows(ctx.settings, sql), as_json)
-
-    return listing
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def workflows(ctx: CliContext, as_json: bool) -> None:
+    """Workflows, newest first."""
+    _emit(ctx, "workflows", with_client(ctx.settings, lambda c: c.workflows()), as_json)
 
 
-workflows = _listing(
-    "workflows",
-    "Workflows, newest first.",
-    "SELECT workflow_id, pattern, status, plan_version, submitted_by, submitted_at,"
-    " completed_at FROM workflows ORDER BY submitted_at DESC NULLS LAST, workflow_id",
-)
-budgets = _listing(
-    "budgets",
-    "Token budgets: what each agent and workflow spent, its budget, the limits crossed.",
-    "SELECT b.scope, b.scope_id, b.used_tokens, w.budget_tokens,"
-    " CASE WHEN b.hard_exceeded THEN 'hard' WHEN b.soft_exceeded THEN 'soft' ELSE '' END"
-    " AS exceeded, w.status AS workflow_status FROM budgets b"
-    " LEFT JOIN workflows w ON b.scope = 'workflow' AND w.workflow_id = b.scope_id"
-    " ORDER BY b.scope, b.used_tokens DESC, b.scope_id",
-)
-agents = _listing(
-    "agents",
-    "Agents known to the projection: credential, registration, liveness, load.",
-    "SELECT agent_id, role, capabilities, tier, trust_level, status, in_flight,"
-    " last_heartbeat_at FROM agents ORDER BY role, agent_id",
-)
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def budgets(ctx: CliContext, as_json: bool) -> None:
+    """Token budgets: what each agent and workflow spent, its budget, the limits crossed."""
+    _emit(ctx, "budgets", with_client(ctx.settings, lambda c: c.budgets()), as_json)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_ctx
+def agents(ctx: CliContext, as_json: bool) -> None:
+    """Agents known to the projection: credential, registration, liveness, load."""
+    _emit(ctx, "agents", with_client(ctx.settings, lambda c: c.agents()), as_json)
 
 
 @click.command()
@@ -124,44 +102,37 @@ agents = _listing(
 @pass_ctx
 def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_json: bool) -> None:
     """A workflow (its plan as a graph of tasks, each with its state) or a task (its history)."""
-    item_id = checked_name(item_id, "workflow or task id")
-    found = projection_rows(
-        ctx.settings, f"SELECT * FROM workflows WHERE workflow_id = '{item_id}'"
-    )
-    if found:
-        graph = _workflow_graph(ctx, found[0])
+    found = with_client(ctx.settings, lambda c: c.show(item_id))
+    if isinstance(found, WorkflowDetail):
+        nodes: list[dict[str, Any]] = msgspec.to_builtins(found.nodes)
+        edges = [list(e) for e in found.edges]
         if svg_path is not None:
-            Path(svg_path).write_text(graph_svg(graph["nodes"], graph["edges"]))
+            Path(svg_path).write_text(graph_svg(nodes, edges))
             ctx.err.print(f"wrote {svg_path}")
         if mermaid:
-            click.echo(to_mermaid(graph["nodes"], graph["edges"]))
+            click.echo(to_mermaid(nodes, edges))
         elif as_json:
-            emit_json({"workflow": found[0], **graph})
+            emit_json(msgspec.to_builtins(found))
         else:
-            ctx.console.print(f"workflow {item_id}: {found[0]['pattern']} {found[0]['status']}")
-            rows = [[n["id"], n["capability"], n["status"]] for n in graph["nodes"]]
+            wf = found.workflow
+            ctx.console.print(f"workflow {wf.workflow_id}: {wf.pattern} {wf.status}")
+            rows = [[n.id, n.capability, n.status] for n in found.nodes]
             print_table(ctx.console, "tasks", ["id", "capability", "status"], rows)
         return
-    task = projection_rows(ctx.settings, f"SELECT * FROM tasks WHERE task_id = '{item_id}'")
-    if not task:
-        raise ConfigError(f"no workflow or task {item_id}; `swarmlog workflows` lists them")
-    history = projection_rows(
-        ctx.settings,
-        "SELECT seq, type, sender, occurred_at FROM events"
-        f" WHERE subject LIKE '%.task.{item_id}.%' OR subject LIKE '%.work.%.{item_id}'"
-        " ORDER BY seq",
-    )
+    assert isinstance(found, TaskDetail)
+    task = found.task
     if mermaid:
-        node = {"id": item_id, "capability": task[0]["capability"], "status": task[0]["status"]}
+        node = {"id": task.task_id, "capability": task.capability, "status": task.status}
         click.echo(to_mermaid([node], []))
         return
-    turns = _conversation(ctx, item_id)
+    turns = _conversation(ctx, task.task_id)
     if as_json:
-        emit_json({"task": task[0], "history": history, "conversation": turns})
+        emit_json({**msgspec.to_builtins(found), "conversation": turns})
         return
-    ctx.console.print(f"task {item_id}: {task[0]['status']} (attempt {task[0]['attempt']})")
+    ctx.console.print(f"task {task.task_id}: {task.status} (attempt {task.attempt})")
     columns = ["seq", "type", "sender", "occurred_at"]
-    print_table(ctx.console, "history", columns, [[h[c] for c in columns] for h in history])
+    rows = [[getattr(h, c) for c in columns] for h in found.history]
+    print_table(ctx.console, "history", columns, rows)
     if turns:
         ctx.console.print(Text("conversation", style="bold"))
     for turn in turns:
@@ -171,6 +142,7 @@ def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_
 
 def _conversation(ctx: CliContext, task_id: str) -> list[dict[str, Any]]:
     """The task's conversation, from its call journal (see ``rendering.conversation``)."""
+    task_id = checked_name(task_id, "task id")
     types = ", ".join(f"'{t}'" for t in JOURNAL_TYPES)
     rows = projection_rows(
         ctx.settings,
@@ -180,38 +152,6 @@ def _conversation(ctx: CliContext, task_id: str) -> list[dict[str, Any]]:
     )
     events = [{**row, "payload": json.loads(row["payload"])} for row in rows]
     return conversation(events)
-
-
-def _workflow_graph(ctx: CliContext, workflow: dict[str, Any]) -> dict[str, Any]:
-    """Nodes (plan steps, or the workflow's tasks) with their states, and dependency edges."""
-    wf = workflow["workflow_id"]
-    rows = projection_rows(
-        ctx.settings,
-        "SELECT task_id, capability, status, parent_task_id FROM tasks"
-        f" WHERE workflow_id = '{wf}' ORDER BY created_at",
-    )
-    status = {r["task_id"]: r["status"] for r in rows}
-    try:
-        plan = decode_plan(json.loads(workflow["plan"])) if workflow.get("plan") else None
-    except (PlanError, ValueError):
-        plan = None
-    if plan is not None:
-        nodes = [
-            {
-                "id": s.id,
-                "capability": s.capability,
-                # A step's task is the step id itself, or the workflow's id plus the step id.
-                "status": status.get(s.id) or status.get(f"{wf}-{s.id}") or "pending",
-            }
-            for s in plan.steps
-        ]
-        edges = [[d, s.id] for s in plan.steps for d in s.depends_on]
-        return {"nodes": nodes, "edges": edges}
-    nodes = [
-        {"id": r["task_id"], "capability": r["capability"], "status": r["status"]} for r in rows
-    ]
-    edges = [[r["parent_task_id"], r["task_id"]] for r in rows if r["parent_task_id"] in status]
-    return {"nodes": nodes, "edges": edges}
 
 
 _STYLE = {
