@@ -23,6 +23,7 @@ from swarmlog.agents.api import Agent, Context, on
 from swarmlog.agents.conversation import Answer
 from swarmlog.agents.llm.messages import Message, ToolCall
 from swarmlog.agents.llmagent import LLMAgent
+from swarmlog.agents.planner import LLMPlanner
 from swarmlog.agents.policy.retry import RetryPolicy
 from swarmlog.agents.tools import MCPServer, ToolOutcome, tool
 from swarmlog.config import Settings
@@ -86,6 +87,7 @@ __all__ = [
     "Json",
     "KeyStoreError",
     "LLMAgent",
+    "LLMPlanner",
     "MCPServer",
     "Message",
     "ModelError",

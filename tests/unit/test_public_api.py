@@ -9,9 +9,10 @@ import swarmlog
 EXPECTED = {
     # What an agent author imports: the agent API and the payloads its handlers take or emit.
     "Agent",
-    # AI work: the ready LLM agent, tools, MCP servers, conversations
+    # AI work: the ready LLM agent and planner, tools, MCP servers, conversations
     "Answer",
     "LLMAgent",
+    "LLMPlanner",
     "MCPServer",
     "Message",
     "ToolCall",

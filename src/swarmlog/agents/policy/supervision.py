@@ -29,7 +29,7 @@ restart of the supervisor, or by a second replica) offers nothing twice:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,7 @@ from swarmlog.agents.policy.workflow_view import (
     WorkflowView,
 )
 
-__all__ = ["SupervisorSpec", "supervise", "supervisor_spec"]
+__all__ = ["SupervisorSpec", "accept_plan", "check_plan", "supervise", "supervisor_spec"]
 
 MAX_STEP_ID = 32
 """Longest step id a planner may use (task ids, which add suffixes to it, stay within 64)."""
@@ -176,22 +176,54 @@ def _count(view: WorkflowView, task_id: Callable[[int], str]) -> int:
 
 
 def _ask(view: WorkflowView, spec: SupervisorSpec, **extra: Any) -> dict[str, Any]:
-    """What the planner gets: the goal, the input and the capabilities the swarm has."""
+    """What the planner gets: the goal, the input, the capabilities the swarm has, and which of
+    them review and synthesize (the supervisor runs those itself: a plan needs no such step)."""
     return {
         "goal": spec.goal,
         "input": spec.input,
         "capabilities": sorted(view.capabilities or ()),
+        "reviewer": spec.reviewer,
+        "synthesizer": spec.synthesizer,
         **extra,
     }
 
 
-def _check(plan: Plan, view: WorkflowView) -> None:
+def check_plan(plan: Plan, capabilities: Collection[str] | None) -> None:
+    """Raise :class:`PlanError` unless the supervisor may run ``plan``: the checks of
+    :func:`~swarmlog.agents.policy.planning.validate`, and step ids that fit in task ids."""
     for step in plan.steps:
         if len(step.id) > MAX_STEP_ID or "--" in step.id:
             raise PlanError(
                 "bad_id", f"step id {step.id!r}: at most {MAX_STEP_ID} characters, no '--'"
             )
-    validate(plan, view.capabilities)
+    validate(plan, capabilities)
+
+
+def accept_plan(
+    answer: Any,
+    current: Plan | None,
+    done: Collection[str],
+    capabilities: Collection[str] | None,
+    *,
+    planned_by: str = "",
+) -> Plan:
+    """The plan a planner's ``answer`` makes, checked as the supervisor checks it, or
+    :class:`PlanError` saying why it is refused.
+
+    ``answer`` is ``{"steps": [...]}`` (or ``{"plan": {"steps": [...]}}``). With a ``current``
+    plan it is a revision: the steps in ``done`` are kept as they were and the answer's other
+    steps replace the rest. A planner may call this on its own answer before it gives it.
+    """
+    raw = answer.get("plan", answer) if isinstance(answer, dict) else answer
+    proposed = decode_plan(raw)
+    if current is None:
+        new = Plan(steps=proposed.steps, version=1, planned_by=planned_by)
+    else:
+        replacement = [s for s in proposed.steps if s.id not in done]
+        revised = revise(current, done, replacement, capabilities)
+        new = Plan(steps=revised.steps, version=revised.version, planned_by=planned_by)
+    check_plan(new, capabilities)
+    return new
 
 
 def _use_plan(
@@ -204,18 +236,9 @@ def _use_plan(
 ) -> list[Action]:
     """The planner answered (task ``latest``): validate its plan and use it, or send it back."""
     answer = view.tasks[latest].output
-    raw = answer.get("plan", answer) if isinstance(answer, dict) else answer
+    done = {sid for sid, t in tracks.items() if t.status == "done"}
     try:
-        proposed = decode_plan(raw)
-        if plan is None:
-            new = Plan(steps=proposed.steps, version=1, planned_by=latest)
-            _check(new, view)
-        else:
-            done = {sid for sid, t in tracks.items() if t.status == "done"}
-            replacement = [s for s in proposed.steps if s.id not in done]
-            new = revise(plan, done, replacement, view.capabilities)
-            new = Plan(steps=new.steps, version=new.version, planned_by=latest)
-            _check(new, view)
+        new = accept_plan(answer, plan, done, view.capabilities, planned_by=latest)
     except PlanError as exc:
         if asked > spec.max_revisions:
             rejected = {"error": "the planner's plan was rejected", "reason": exc.reason}
