@@ -225,40 +225,36 @@ class CallJournal:
                 on_text=on_text,
             )
         except ModelError as exc:
-            await self._publisher.publish(
-                p.ModelCallCompleted(
-                    task_id=self._task_id,
-                    call_index=index,
-                    call_id=call_id,
-                    model=model.name,
-                    status="error",
-                    duration_ms=self._ms(started),
-                    error=str(exc)[:4000],
-                ),
-                **self._job.wf,
+            await self._model_completed(
+                index, model.name, started, status="error", error=str(exc)[:4000]
             )
             raise
-        usage = p.TokenUsage(
-            model=reply.model,
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-        )
-        await self._publisher.publish(
-            p.ModelCallCompleted(
-                task_id=self._task_id,
-                call_index=index,
-                call_id=call_id,
-                model=reply.model,
-                status="ok",
-                reply=msgspec.to_builtins(reply.message),
-                usage=usage,
-                duration_ms=self._ms(started),
-            ),
-            **self._job.wf,
+        await self._model_completed(
+            index,
+            reply.model,
+            started,
+            status="ok",
+            reply=msgspec.to_builtins(reply.message),
+            usage=_usage(reply),
         )
         self._remember(conversation, reply)
         await self._count(reply, spent=True)
         return reply
+
+    async def _model_completed(
+        self, index: int, model: str, started: float, **outcome: Any
+    ) -> None:
+        await self._publisher.publish(
+            p.ModelCallCompleted(
+                task_id=self._task_id,
+                call_index=index,
+                call_id=journal.call_id(self._task_id, "model", index),
+                model=model,
+                duration_ms=self._ms(started),
+                **outcome,
+            ),
+            **self._job.wf,
+        )
 
     async def _allowance(self, prompt_tokens: int) -> int | None:
         """The most tokens the answer may take (``None``: no budget); fails the task when a
@@ -302,13 +298,7 @@ class CallJournal:
 
     async def _count(self, reply: Reply, *, spent: bool) -> None:
         tokens = reply.prompt_tokens + reply.completion_tokens
-        self.usage.append(
-            p.TokenUsage(
-                model=reply.model,
-                prompt_tokens=reply.prompt_tokens,
-                completion_tokens=reply.completion_tokens,
-            )
-        )
+        self.usage.append(_usage(reply))
         self._job_tokens += tokens
         if spent:
             self.journaled_tokens += tokens
@@ -392,6 +382,14 @@ class CallJournal:
             **self._job.wf,
         )
         return outcome
+
+
+def _usage(reply: Reply) -> p.TokenUsage:
+    return p.TokenUsage(
+        model=reply.model,
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+    )
 
 
 def _reply(recorded: p.ModelCallCompleted) -> Reply:
