@@ -367,6 +367,9 @@ class CallJournal:
             **self._job.wf,
         )
         outcome = await toolbox.call(name, arguments, call_id)
+        if outcome.status == "refused":
+            # The journal records it; the operator reads the agent's log: say what to do there.
+            log.warning("%s: refused a call of %s: %s", self._task_id, name, outcome.error)
         await self._publisher.publish(
             p.ToolCallCompleted(
                 task_id=self._task_id,

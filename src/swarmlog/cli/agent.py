@@ -1,4 +1,4 @@
-"""``agent start|run|ps|stop|logs``: agents as daemons."""
+"""``agent start|run|ps|stop|restart|logs``: agents as daemons."""
 
 from __future__ import annotations
 
@@ -257,6 +257,55 @@ def agent_stop(ctx: CliContext, name: str | None, everything: bool, timeout: flo
     for d in chosen:
         if d.name in stopped:
             ctx.console.print(f"stopped {d.name.removeprefix(_PREFIX)} (pid {d.pid})")
+
+
+def _projected_roles(settings: Settings) -> dict[str, str]:
+    """Each known agent's role, from the projection (empty when there is none to ask)."""
+
+    async def read() -> list[dict[str, Any]]:
+        async with open_projections(settings) as projections:
+            return await projections.query("SELECT agent_id, role FROM agents")
+
+    with contextlib.suppress(SwarmlogError):
+        return {str(r["agent_id"]): str(r["role"]) for r in run(read())}
+    return {}
+
+
+@agent.command("restart")
+@click.argument("name")
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(1, 3600),
+    help="Seconds each replica gets to finish the task in hand (then SIGKILL), and to come up.",
+)
+@pass_ctx
+def agent_restart(ctx: CliContext, name: str, timeout: float) -> None:
+    """Stop NAME's replicas (an agent id, the name given to `start`, or a role) and start them
+    again with the same command line: each registers anew, its tools pinned afresh."""
+    settings = ctx.settings
+    settings.require_data_dir()
+    roles = _projected_roles(settings)
+    chosen = [
+        d
+        for d in _agents(settings)
+        if d.name == _PREFIX + name
+        or d.name.startswith(f"{_PREFIX}{name}-")
+        or roles.get(d.name.removeprefix(_PREFIX)) == name
+    ]
+    if not chosen:
+        raise ConfigError(f"no running agent named {name}; `swarmlog agent ps` lists them")
+    stop_daemons(settings.run_dir, settings.logs_dir, [d.name for d in chosen], timeout)
+    started: list[tuple[str, DaemonInfo, int]] = []
+    for d in chosen:
+        offset = log_size(settings.logs_dir, d.name)
+        # The same argv (target, id, replica, ack wait); the environment is this command's.
+        info = start_daemon(settings.run_dir, settings.logs_dir, d.name, d.argv)
+        started.append((d.name.removeprefix(_PREFIX), info, offset))
+    for agent_id, info, offset in started:
+        wait_for_output(info, ready_line(agent_id), offset, timeout)
+        ctx.console.print(f"restarted {agent_id} (pid {info.pid}), log {info.log_path}")
 
 
 @agent.command("logs")

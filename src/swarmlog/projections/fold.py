@@ -51,6 +51,7 @@ from swarmlog.schemas.payloads import (
     TaskOffered,
     TaskRetryScheduled,
     TaskStarted,
+    TokenUsage,
     ToolCallCompleted,
     ToolCallRequested,
     WorkflowCompleted,
@@ -293,6 +294,8 @@ def apply(
         ):
             _task(state, payload.task_id, envelope, seq)  # a sign of life, like a heartbeat
             fold_call(state, payload, envelope, seq)
+            if isinstance(payload, ModelCallCompleted) and payload.usage is not None:
+                _spend_call(state, payload.task_id, envelope, payload.usage)
         case Result():
             _task(
                 state,
@@ -307,6 +310,9 @@ def apply(
             _settled(state, payload.task_id)
             if payload.usage is not None:
                 used = payload.usage.prompt_tokens + payload.usage.completion_tokens
+                # The journaled model calls in it were charged when they were made.
+                task = state.get("tasks", payload.task_id)
+                used = max(0, used - ((task or {}).get("call_tokens") or 0))
                 _spend(state, "agent", envelope.sender, used)
                 if wf is not None:
                     _spend(state, "workflow", wf, used)
@@ -492,6 +498,18 @@ def _task_posted(
         input=to_json(payload.input),
         **changes,
     )
+
+
+def _spend_call(state: State, task_id: str, envelope: Envelope, usage: TokenUsage) -> None:
+    """A journaled model call's tokens, charged to its agent and workflow as the call is made
+    (an attempt that fails, is killed or runs out of budget spent them all the same), and kept
+    on its task: the result's usage counts them again."""
+    used = usage.prompt_tokens + usage.completion_tokens
+    _spend(state, "agent", envelope.sender, used)
+    if envelope.workflow_id is not None:
+        _spend(state, "workflow", envelope.workflow_id, used)
+    task = state.get("tasks", task_id)
+    state.upsert("tasks", (task_id,), call_tokens=((task or {}).get("call_tokens") or 0) + used)
 
 
 def _spend(state: State, scope: str, scope_id: str, tokens: int) -> None:

@@ -170,6 +170,7 @@ TABLES: tuple[Table, ...] = (
             ("output", _S),
             ("error", _S),
             ("cached", _B),
+            ("call_tokens", _I),
             ("created_at", _I),
             ("updated_at", _I),
             ("updated_seq", _I),

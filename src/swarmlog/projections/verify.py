@@ -243,8 +243,13 @@ def touches(envelope: Envelope) -> list[tuple[str, Key]]:
             keys.append(("escalations", (payload.escalation_id,)))
         case p.CircuitOpened() | p.CircuitClosed():
             keys.append(("breakers", (payload.circuit,)))
-        case p.ModelCallRequested() | p.ModelCallCompleted():
+        case p.ModelCallRequested():
             keys.append(("model_calls", (payload.task_id, payload.call_index)))
+        case p.ModelCallCompleted():
+            keys += [
+                ("model_calls", (payload.task_id, payload.call_index)),
+                ("budgets", ("agent", envelope.sender)),  # charged as the call is made
+            ]
         case p.ToolCallRequested() | p.ToolCallCompleted():
             keys.append(("tool_calls", (payload.task_id, payload.call_index)))
         case _:

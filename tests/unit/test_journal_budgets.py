@@ -1,0 +1,118 @@
+"""Budgets charged by the call journal's fold: a model call's tokens count for its agent and its
+workflow when the call is made, so an attempt that fails, is killed or runs out of budget shows
+what it spent, and a result's usage adds only what the journal did not charge already. On the
+reference fold, and through the runtime on the DuckDB projector (which reads only the rows an
+event declares it touches)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_ai_runtime import Counter, Flaky, Setup, Thrifty, outcome
+from test_authority import ECHO_1, ECHO_2
+from test_journal_events import granted_swarm, model_completed, model_requested
+from test_verify import Projection
+
+from swarmlog.projections.verify import touches
+from swarmlog.schemas.payloads import Error, Result, TokenUsage
+
+ROOM = 150
+
+
+def spent(p: Projection) -> dict[tuple[str, str], Any]:
+    return {key: row["used_tokens"] for key, row in p.state.rows["budgets"].items()}
+
+
+def test_model_calls_are_charged_when_made_and_a_result_adds_only_the_rest() -> None:
+    p = granted_swarm()
+    wf = {"workflow_id": "wf1"}
+    assert p.emit(ECHO_1, model_requested(1), **wf) is None
+    assert p.emit(ECHO_1, model_completed(1), **wf) is None  # 12 + 3 tokens
+    # The attempt fails: no result, and what it spent is in the budgets all the same.
+    assert p.emit(ECHO_1, Error(task_id="t1", code="boom", message="died"), **wf) is None
+    assert spent(p) == {("agent", "echo-1"): 15, ("workflow", "wf1"): 15}
+
+    # Another replica retries: the first call comes from the journal, the second is made.
+    assert p.emit(ECHO_2, model_requested(2), **wf) is None
+    assert p.emit(ECHO_2, model_completed(2), **wf) is None
+    # Its usage counts both calls (30) and 5 tokens its handler recorded itself.
+    usage = TokenUsage(model="offline", prompt_tokens=27, completion_tokens=8)
+    assert p.emit(ECHO_2, Result(task_id="t1", output="ok", usage=usage), **wf) is None
+    assert spent(p) == {
+        ("agent", "echo-1"): 15,
+        ("agent", "echo-2"): 15 + 5,
+        ("workflow", "wf1"): 35,
+    }
+
+
+def test_a_failed_call_and_a_result_without_journal_charge_as_before() -> None:
+    p = granted_swarm()
+    assert p.emit(ECHO_1, model_requested(1)) is None
+    failed = model_completed(1, "error", error="500", usage=None)
+    assert p.emit(ECHO_1, failed) is None
+    assert spent(p) == {}
+    usage = TokenUsage(model="offline", prompt_tokens=4, completion_tokens=2)
+    assert p.emit(ECHO_1, Result(task_id="t1", output="ok", usage=usage)) is None
+    assert spent(p) == {("agent", "echo-1"): 6}
+
+
+async def budget_rows(s: Setup) -> dict[tuple[str, str], int]:
+    rows = await s.query("SELECT scope, scope_id, used_tokens FROM budgets")
+    return {(r["scope"], r["scope_id"]): r["used_tokens"] for r in rows}
+
+
+async def call_tokens(s: Setup) -> int:
+    rows = await s.query("SELECT sum(prompt_tokens + completion_tokens) AS n FROM model_calls")
+    return int(rows[0]["n"])
+
+
+class Roomier(Thrifty):
+    """Room for the first model call of the tool loop, not the second."""
+
+    role = "roomier"
+    budget_tokens = ROOM
+
+
+@pytest.mark.usefixtures("close_runtimes")
+async def test_a_task_stopped_by_its_budget_shows_what_it_spent(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    runtime = await s.start(Roomier())
+    await s.assign("roomier", text="count " * 10)
+    assert (await outcome(runtime)).status == "escalated"
+    spent = await call_tokens(s)
+    assert spent == runtime.spent_tokens > 0
+    (error,) = s.payloads("error")
+    assert error.code == "budget_exceeded"
+    assert await budget_rows(s) == {("agent", "roomier-1"): spent, ("workflow", "wf"): spent}
+
+
+@pytest.mark.usefixtures("close_runtimes")
+async def test_a_retried_task_is_charged_each_call_once(tmp_path: Path) -> None:
+    Counter.calls.clear()
+    Flaky.attempts = 0
+    s = Setup(tmp_path)
+    runtime = await s.start(Flaky())
+    await s.assign("flaky")
+    assert (await outcome(runtime)).status == "retrying"
+    assert (await outcome(runtime)).status == "succeeded"
+    spent = await call_tokens(s)
+    (result,) = s.payloads("result")
+    assert result.usage.prompt_tokens + result.usage.completion_tokens == spent
+    assert await budget_rows(s) == {("agent", "flaky-1"): spent, ("workflow", "wf"): spent}
+    rows = await s.query("SELECT call_tokens FROM tasks WHERE task_id = 't1'")
+    assert rows == [{"call_tokens": spent}]
+
+
+def test_a_model_calls_answer_touches_the_budgets_it_charges() -> None:
+    # The live projector preloads only these rows: a budget row it does not name is folded as
+    # a fresh one, and what was spent before is lost.
+    envelope = Projection().seal(ECHO_1, model_completed(1), workflow_id="wf1").envelope
+    keys = touches(envelope)
+    for needed in (
+        ("budgets", ("agent", "echo-1")),
+        ("budgets", ("workflow", "wf1")),
+        ("tasks", ("t1",)),
+    ):
+        assert needed in keys
