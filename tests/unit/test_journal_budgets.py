@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ai_runtime import Counter, Flaky, Setup, Thrifty, outcome
+from test_ai_runtime import Counter, Flaky, Setup, outcome
 from test_authority import ECHO_1, ECHO_2
 from test_journal_events import granted_swarm, model_completed, model_requested
 from test_verify import Projection
 
+from swarmlog import LLMAgent, tool
 from swarmlog.projections.verify import touches
 from swarmlog.schemas.payloads import Error, Result, TokenUsage
 
-ROOM = 150
+ROOM = 600
 
 
 def spent(p: Projection) -> dict[tuple[str, str], Any]:
@@ -68,17 +69,24 @@ async def call_tokens(s: Setup) -> int:
     return int(rows[0]["n"])
 
 
-class Roomier(Thrifty):
-    """Room for the first model call of the tool loop, not the second."""
+class Roomier(LLMAgent):
+    """Room for the first model call of the tool loop (priced by its bytes, about 250), not the
+    second, which carries the tool's long answer."""
 
     role = "roomier"
     budget_tokens = ROOM
+    offline_script = ({"tool_calls": [{"name": "long_read", "arguments": {}}]}, {"content": "ok"})
+
+    @tool
+    def long_read(self) -> str:
+        """A long text."""
+        return "word " * 200
 
 
 @pytest.mark.usefixtures("close_runtimes")
 async def test_a_task_stopped_by_its_budget_shows_what_it_spent(tmp_path: Path) -> None:
     s = Setup(tmp_path)
-    runtime = await s.start(Roomier())
+    runtime = await s.start(Roomier(), tools=["long_read"])
     await s.assign("roomier", text="count " * 10)
     assert (await outcome(runtime)).status == "escalated"
     spent = await call_tokens(s)

@@ -61,6 +61,10 @@ class Promised:
         self.tokens = 0
 
 
+_FRAMING = 8
+"""Tokens a chat template may add around one message (role markers, separators)."""
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -92,6 +96,9 @@ class CallJournal:
         self._job_tokens = 0
         """Tokens this attempt's calls spent (the projection counts them only with its result)."""
         self._last: list[dict[str, Any]] = []
+        self._last_tokens = 0
+        """What the previous call's conversation and answer cost, as the model counted it."""
+        self._last_offered: list[Any] = []
         """The previous model call's conversation and answer, to journal only what is new."""
         self.usage: list[p.TokenUsage] = []
         """Usage of every call, those answered from the journal included."""
@@ -165,10 +172,10 @@ class CallJournal:
         recorded = journal.answer_from(await self._journal(), "model", index, digest)
         if isinstance(recorded, p.ModelCallCompleted):
             reply = _reply(recorded)
-            self._remember(conversation, reply)
+            self._remember(conversation, offered, reply)
             await self._count(reply, spent=False)
             return reply
-        prompt_tokens = estimate_tokens(msgspec.json.encode([conversation, offered]).decode())
+        prompt_tokens = self._price(conversation, offered)
         cap = await self._allowance(prompt_tokens)
         held = 0
         if cap is not None:
@@ -203,6 +210,7 @@ class CallJournal:
         on_text: TextSink | None,
     ) -> Reply:
         call_id = journal.call_id(self._task_id, "model", index)
+        offered = [msgspec.to_builtins(t) for t in tools]
         await self._publisher.publish(
             p.ModelCallRequested(
                 task_id=self._task_id,
@@ -237,7 +245,7 @@ class CallJournal:
             reply=msgspec.to_builtins(reply.message),
             usage=_usage(reply),
         )
-        self._remember(conversation, reply)
+        self._remember(conversation, offered, reply)
         await self._count(reply, spent=True)
         return reply
 
@@ -309,8 +317,23 @@ class CallJournal:
         shared = self._last and conversation[: len(self._last)] == self._last
         return conversation[len(self._last) :] if shared else conversation
 
-    def _remember(self, conversation: list[dict[str, Any]], reply: Reply) -> None:
+    def _remember(
+        self, conversation: list[dict[str, Any]], offered: list[Any], reply: Reply
+    ) -> None:
         self._last = [*conversation, msgspec.to_builtins(reply.message)]
+        self._last_tokens = reply.prompt_tokens + reply.completion_tokens
+        self._last_offered = offered
+
+    def _price(self, conversation: list[dict[str, Any]], offered: list[Any]) -> int:
+        """An upper bound of the prompt's tokens: its bytes (a token covers at least one); a
+        conversation that goes on from the last call costs what the model counted for that one
+        and its answer, plus the bytes of what is new (and a little for each new message's
+        framing)."""
+        new = self._new_messages(conversation)
+        if new is not conversation and offered == self._last_offered and self._last_tokens:
+            framing = _FRAMING * (len(new) + 1)
+            return self._last_tokens + framing + estimate_tokens(msgspec.json.encode(new).decode())
+        return estimate_tokens(msgspec.json.encode([conversation, offered]).decode())
 
     def _ms(self, started: float) -> int:
         return max(0, round((self._clock() - started) * 1000))

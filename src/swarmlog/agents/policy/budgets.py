@@ -47,9 +47,10 @@ def budget_alert(used: int, budget: int | None, alerted: Collection[str]) -> Lim
 
 
 def estimate_tokens(text: str) -> int:
-    """A cautious count of the tokens ``text`` costs a model: one per three characters, above
-    what tokenizers give for prose and code, so a call priced with it does not cross a budget."""
-    return len(text) // 3 + 1
+    """An upper bound of the tokens ``text`` costs a model: its UTF-8 bytes. A byte-level
+    tokenizer's token covers at least one byte (and the offline model counts words), so a call
+    priced with it cannot cross a budget; prose costs about a quarter of it."""
+    return len(text.encode())
 
 
 def completion_allowance(used: int, budget: int | None, prompt_tokens: int) -> int | None:
