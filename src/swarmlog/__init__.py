@@ -20,8 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from swarmlog.agents.api import Agent, Context, on
-from swarmlog.agents.conversation import Answer
-from swarmlog.agents.llm.messages import Message, ToolCall
+from swarmlog.agents.llm.messages import Answer, Message, ToolCall
 from swarmlog.agents.llmagent import LLMAgent
 from swarmlog.agents.planner import LLMPlanner
 from swarmlog.agents.policy.retry import RetryPolicy

@@ -30,8 +30,7 @@ from swarmlog.errors import TaskError
 from swarmlog.schemas.payloads import Payload, TaskAssignment, TokenUsage, payload_type
 
 if TYPE_CHECKING:
-    from swarmlog.agents.conversation import Answer, Messages
-    from swarmlog.agents.llm.messages import TextSink
+    from swarmlog.agents.llm.messages import Answer, Messages, TextSink
     from swarmlog.agents.tools import ToolOutcome
     from swarmlog.agents.tools.servers import MCPServer
 

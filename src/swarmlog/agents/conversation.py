@@ -12,46 +12,20 @@ is made twice for one task.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from swarmlog.agents.api import TaskError
 from swarmlog.agents.calls import CallJournal
-from swarmlog.agents.llm.messages import Message, Model, TextSink, ToolCall, ToolSpec
+from swarmlog.agents.llm.messages import Answer, Message, Messages, Model, TextSink, ToolSpec
 from swarmlog.agents.policy.outputs import OutputRejected, decode_output, output_schema
 from swarmlog.agents.tools import Toolbox, ToolOutcome
 
-__all__ = ["OUTPUT_RETRIES", "Answer", "Conversations", "as_messages"]
+__all__ = ["OUTPUT_RETRIES", "Conversations", "as_messages", "tool_message"]
 
 OUTPUT_RETRIES = 2
 """Times an answer that is not the structured output asked for is sent back to be corrected."""
-
-Messages = str | Sequence[Message | Mapping[str, Any]]
-"""A prompt (one user message) or a conversation (messages, or their JSON maps)."""
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The model's last message of an exchange, and the output decoded from it."""
-
-    message: Message
-    output: Any = None
-    """The structured output (an instance of the type asked for, or JSON that conforms to the
-    schema); ``None`` when none was asked for."""
-    messages: tuple[Message, ...] = field(default=(), repr=False)
-    """The whole conversation, the answer included (to go on with it)."""
-    turns: int = 1
-    """Model calls it took (corrections and tool turns included)."""
-
-    @property
-    def text(self) -> str:
-        return self.message.content
-
-    @property
-    def tool_calls(self) -> tuple[ToolCall, ...]:
-        return self.message.tool_calls
 
 
 def as_messages(messages: Messages, system: str = "") -> list[Message]:

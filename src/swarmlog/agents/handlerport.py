@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from swarmlog.agents.api import Output, TaskError
-from swarmlog.agents.conversation import Answer, Conversations, Messages, as_messages
+from swarmlog.agents.conversation import Conversations, as_messages
 from swarmlog.agents.delegation import Delegation
 from swarmlog.agents.inbox import Inbox
 from swarmlog.agents.jobs import Job
-from swarmlog.agents.llm.messages import TextSink
+from swarmlog.agents.llm.messages import Answer, Messages, TextSink
 from swarmlog.agents.policy.outputs import check_output
 from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.tools import ToolOutcome

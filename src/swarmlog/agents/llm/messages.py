@@ -8,11 +8,22 @@ They are plain frozen msgspec structs, so a conversation encodes to JSON as it i
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import msgspec
 
-__all__ = ["Message", "Model", "Reply", "Role", "TextSink", "ToolCall", "ToolSpec"]
+__all__ = [
+    "Answer",
+    "Message",
+    "Messages",
+    "Model",
+    "Reply",
+    "Role",
+    "TextSink",
+    "ToolCall",
+    "ToolSpec",
+]
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -91,3 +102,29 @@ class Model(Protocol):
         :class:`~swarmlog.errors.ModelError`, ``retryable`` when trying later may work.
         """
         ...
+
+
+Messages = str | Sequence[Message | Mapping[str, Any]]
+"""A prompt (one user message) or a conversation (messages, or their JSON maps)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The model's last message of an exchange, and the output decoded from it."""
+
+    message: Message
+    output: Any = None
+    """The structured output (an instance of the type asked for, or JSON that conforms to the
+    schema); ``None`` when none was asked for."""
+    messages: tuple[Message, ...] = field(default=(), repr=False)
+    """The whole conversation, the answer included (to go on with it)."""
+    turns: int = 1
+    """Model calls it took (corrections and tool turns included)."""
+
+    @property
+    def text(self) -> str:
+        return self.message.content
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return self.message.tool_calls
