@@ -212,6 +212,7 @@ async def test_a_model_call_that_would_cross_the_budget_is_not_made(tmp_path: Pa
     await s.assign("thrifty", text="count " * 10)
     assert (await outcome(runtime)).status == "escalated"
     assert runtime.spent_tokens <= Thrifty.budget_tokens
+    assert s.payloads("model_call_requested") == []  # priced above what is left: not made
     (error,) = s.payloads("error")
     assert error.code == "budget_exceeded"
     assert "token budget" in error.message
