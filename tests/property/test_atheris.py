@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("atheris", reason="atheris ships wheels for x86-64 Linux only")
 
 HARNESS = Path(__file__).with_name("fuzz_admit.py")
-RUNS = int(os.environ.get("SWARMLOG_FUZZ_EXAMPLES", "3000")) * 10
+RUNS = int(os.environ.get("SWARMLOG_FUZZ_EXAMPLES", "2000")) * 10
 
 
 def _fuzz(tmp_path: Path, runs: int, **env: str) -> subprocess.CompletedProcess[str]:

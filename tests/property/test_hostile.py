@@ -34,7 +34,7 @@ from swarmlog.schemas.payloads import (
 from swarmlog.schemas.signing import ChainHead, Identity, Sealed, issue_credential, seal
 
 NS = "fz"
-EXAMPLES = int(os.environ.get("SWARMLOG_FUZZ_EXAMPLES", "3000"))
+EXAMPLES = int(os.environ.get("SWARMLOG_FUZZ_EXAMPLES", "2000"))
 OPERATOR = Identity.from_seed("operator", bytes([1]) * 32)
 ALICE = Identity.from_seed("alice", bytes([2]) * 32)
 MALLORY = Identity.from_seed("mallory", bytes([3]) * 32)  # never issued a credential
