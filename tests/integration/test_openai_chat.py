@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from swarmlog.agents.llm import Message, OpenAIChat, ToolCall, ToolSpec, model_from_env
+from swarmlog.agents.llm import ChatRequest, Message, OpenAIChat, ToolCall, ToolSpec, model_from_env
 from swarmlog.errors import ModelError
 from waiting import wait_until
 
@@ -102,7 +102,7 @@ USER = [Message(role="system", content="be brief"), Message(role="user", content
 async def test_a_chat_completion_and_what_the_sdk_sent(server: ChatServer) -> None:
     name = "meta-llama/llama-3.1-8b-instruct"  # a name with a "/": the tier form takes any
     model = _tier(server, name, temperature="0.3", max_tokens="50", headers='{"X-Team": "blue"}')
-    reply = await model.chat(USER, max_tokens=80)
+    reply = await model.chat(ChatRequest(USER, max_tokens=80))
     assert (reply.message.content, reply.model) == ("HI", name)
     assert (reply.prompt_tokens, reply.completion_tokens, reply.finish_reason) == (7, 3, "stop")
     (request,) = server.requests(name)
@@ -130,7 +130,7 @@ async def test_tool_calls_come_back_and_go_out_in_the_wire_format(server: ChatSe
     ]
     name = server.answer("tools", {"tool_calls": calls}, {"content": "Sunny, then snow."})
     model = _tier(server, name)
-    first = await model.chat(USER, tools=[WEATHER])
+    first = await model.chat(ChatRequest(USER, tools=[WEATHER]))
     assert first.finish_reason == "tool_calls"
     assert first.message.tool_calls == (
         ToolCall(id="call_a", name="weather", arguments='{"city": "Paris"}'),
@@ -139,7 +139,7 @@ async def test_tool_calls_come_back_and_go_out_in_the_wire_format(server: ChatSe
     answers = [
         Message(role="tool", tool_call_id=c.id, content="sunny") for c in first.message.tool_calls
     ]
-    second = await model.chat([*USER, first.message, *answers], tools=[WEATHER])
+    second = await model.chat(ChatRequest([*USER, first.message, *answers], tools=[WEATHER]))
     assert second.message.content == "Sunny, then snow."
     sent = [r["body"] for r in server.requests(name)]
     assert sent[0]["tools"] == [
@@ -181,7 +181,7 @@ async def test_an_output_schema_is_asked_as_a_json_schema_response_format(
 ) -> None:
     schema = msgspec.json.schema(Verdict)
     name = server.answer("structured", {"content": '{"accepted": true, "reasons": []}'})
-    reply = await _tier(server, name).chat(USER, output_schema=schema)
+    reply = await _tier(server, name).chat(ChatRequest(USER, output_schema=schema))
     assert json.loads(reply.message.content) == {"accepted": True, "reasons": []}
     (request,) = server.requests(name)
     assert request["body"]["response_format"] == {
@@ -207,7 +207,7 @@ async def test_a_streamed_answer_is_assembled_from_its_chunks(server: ChatServer
     async def sink(piece: str) -> None:
         deltas.append(piece)
 
-    reply = await _tier(server, name).chat(USER, tools=[WEATHER], on_text=sink)
+    reply = await _tier(server, name).chat(ChatRequest(USER, tools=[WEATHER]), on_text=sink)
     assert len(deltas) > 3  # the text came in pieces, each handed on as it came
     assert "".join(deltas) == text == reply.message.content
     assert reply.message.tool_calls == (ToolCall(id="call_s", name="weather", arguments=arguments),)
@@ -231,7 +231,9 @@ async def test_malformed_tool_arguments_come_back_as_they_were_sent(
     async def sink(piece: str) -> None:
         pass
 
-    reply = await _tier(server, name).chat(USER, tools=[WEATHER], on_text=sink if stream else None)
+    reply = await _tier(server, name).chat(
+        ChatRequest(USER, tools=[WEATHER]), on_text=sink if stream else None
+    )
     (call,) = reply.message.tool_calls
     assert call.arguments == broken  # the caller validates it
 
@@ -251,11 +253,11 @@ async def test_a_rate_limit_is_retryable_and_the_sdk_does_not_retry_it(
 
     on_text = sink if stream else None
     with pytest.raises(ModelError, match="429") as busy:
-        await model.chat(USER, on_text=on_text)
+        await model.chat(ChatRequest(USER), on_text=on_text)
     assert busy.value.retryable
     assert server.url in str(busy.value)
     assert len(server.requests(name)) == 1  # one request: the task's retry policy retries
-    assert (await model.chat(USER, on_text=on_text)).message.content == "done"
+    assert (await model.chat(ChatRequest(USER), on_text=on_text)).message.content == "done"
     assert "".join(pieces) == ("done" if stream else "")
 
 
@@ -266,7 +268,7 @@ async def test_error_answers_say_whether_to_retry_and_never_the_key(
     # the server quotes the key back, as some do in their error messages
     name = server.answer(f"fails-{status}", {"status": status, "error": f"bad key {KEY}"})
     with pytest.raises(ModelError, match=str(status)) as failed:
-        await _tier(server, name).chat(USER)
+        await _tier(server, name).chat(ChatRequest(USER))
     assert failed.value.retryable is retryable
     assert KEY not in str(failed.value)
     assert f"{server.url}/chat/completions answered {status}" in str(failed.value)
@@ -285,13 +287,13 @@ async def test_an_answer_that_is_not_a_completion(
         pass
 
     with pytest.raises(ModelError, match="not a"):
-        await _tier(server, name).chat(USER, on_text=sink if stream else None)
+        await _tier(server, name).chat(ChatRequest(USER), on_text=sink if stream else None)
 
 
 async def test_a_slow_server_times_out_retryably(server: ChatServer) -> None:
     name = server.answer("slow", {"delay": 3, "content": "late"})
     with pytest.raises(ModelError, match=r"did not answer within 0\.5 s") as slow:
-        await _tier(server, name, timeout="0.5").chat(USER)
+        await _tier(server, name, timeout="0.5").chat(ChatRequest(USER))
     assert slow.value.retryable
 
 
@@ -302,7 +304,7 @@ async def test_a_stream_cut_short_is_retryable(server: ChatServer) -> None:
         pass
 
     with pytest.raises(ModelError, match="broke off its answer") as cut:
-        await _tier(server, name).chat(USER, on_text=sink)
+        await _tier(server, name).chat(ChatRequest(USER), on_text=sink)
     assert cut.value.retryable
     assert KEY not in str(cut.value)
 
@@ -314,7 +316,7 @@ async def test_an_error_of_the_text_sink_is_its_own(server: ChatServer) -> None:
         raise LookupError("the watcher is gone")
 
     with pytest.raises(LookupError, match="watcher"):
-        await _tier(server, name).chat(USER, on_text=sink)
+        await _tier(server, name).chat(ChatRequest(USER), on_text=sink)
 
 
 async def test_no_server_is_retryable() -> None:
@@ -323,13 +325,13 @@ async def test_no_server_is_retryable() -> None:
         port = probe.getsockname()[1]
     model = OpenAIChat(f"http://127.0.0.1:{port}/v1", "x", timeout=5)
     with pytest.raises(ModelError, match="cannot reach") as down:
-        await model.chat(USER)
+        await model.chat(ChatRequest(USER))
     assert down.value.retryable
 
 
 async def test_a_keyless_endpoint_and_the_legacy_tier_form(server: ChatServer) -> None:
     model = model_from_env("small", {"SWARMLOG_MODEL_SMALL": f"openai:{server.url}/legacy"})
-    reply = await model.chat([Message(role="user", content="quiet")])
+    reply = await model.chat(ChatRequest([Message(role="user", content="quiet")]))
     assert reply.message.content == "QUIET"
     (request,) = server.requests("legacy")
     assert KEY not in json.dumps(request)
@@ -350,12 +352,14 @@ async def test_a_qualified_tool_name_travels_as_the_api_takes_it(
         pass
 
     on_text = sink if stream else None
-    first = await model.chat(USER, tools=[clock, WEATHER], on_text=on_text)
+    first = await model.chat(ChatRequest(USER, tools=[clock, WEATHER]), on_text=on_text)
     assert first.message.tool_calls == (
         ToolCall(id="call_t", name="time.get_current_time", arguments="{}"),
     )
     answer = Message(role="tool", tool_call_id="call_t", content="12:00")
-    await model.chat([*USER, first.message, answer], tools=[clock, WEATHER], on_text=on_text)
+    await model.chat(
+        ChatRequest([*USER, first.message, answer], tools=[clock, WEATHER]), on_text=on_text
+    )
     sent = [r["body"] for r in server.requests(name)]
     assert [t["function"]["name"] for t in sent[0]["tools"]] == ["time_get_current_time", "weather"]
     assert sent[1]["messages"][2]["tool_calls"][0]["function"]["name"] == "time_get_current_time"

@@ -16,7 +16,8 @@ import pytest
 from fakes import RUNNING
 from swarmlog import LLMAgent, tool
 from swarmlog.agents.api import Agent, Context, TaskError, on
-from swarmlog.agents.llm import OfflineModel, Reply
+from swarmlog.agents.llm import ChatRequest, OfflineModel, Reply
+from swarmlog.agents.llm.messages import TextSink
 from swarmlog.agents.llm.offline import parse_script
 from swarmlog.agents.policy.retry import RetryPolicy
 from swarmlog.agents.publisher import Publisher
@@ -300,10 +301,10 @@ class Held:
     def name(self) -> str:
         return self.inner.name
 
-    async def chat(self, messages: Any, **options: Any) -> Reply:
+    async def chat(self, request: ChatRequest, *, on_text: TextSink | None = None) -> Reply:
         self.in_flight += 1
         await self.go.wait()
-        return await self.inner.chat(messages, **options)
+        return await self.inner.chat(request, on_text=on_text)
 
 
 async def test_calls_running_at_once_do_not_cross_the_budget_together(tmp_path: Path) -> None:

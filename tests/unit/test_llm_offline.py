@@ -10,7 +10,7 @@ import jsonschema
 import msgspec
 import pytest
 
-from swarmlog.agents.llm import Message, OfflineModel, ToolCall, ToolSpec
+from swarmlog.agents.llm import ChatRequest, Message, OfflineModel, ToolCall, ToolSpec
 from swarmlog.agents.llm.instances import SchemaInstanceError, instance_of
 from swarmlog.agents.llm.offline import parse_script
 from swarmlog.errors import ModelError
@@ -35,8 +35,8 @@ SCRIPT = parse_script(
 
 async def test_the_same_messages_get_the_same_answer() -> None:
     model = OfflineModel()
-    one, two = await model.chat(ASK), await model.chat(ASK)
-    other = await model.chat([Message(role="user", content="Something else")])
+    one, two = await model.chat(ChatRequest(ASK)), await model.chat(ChatRequest(ASK))
+    other = await model.chat(ChatRequest([Message(role="user", content="Something else")]))
     assert one == two
     assert one.message.content != other.message.content
     assert one.message.role == "assistant"
@@ -52,35 +52,37 @@ async def test_a_plain_prompt_keeps_the_answer_it_had_before_the_conversation_ap
     # the "role: content" lines (tests and the demo's printed output rely on it).
     model = OfflineModel("offline-small")
     reply = await model.chat(
-        [Message(role="system", content="be brief"), Message(role="user", content="Hi there")]
+        ChatRequest(
+            [Message(role="system", content="be brief"), Message(role="user", content="Hi there")]
+        )
     )
     assert reply.message.content == "[offline-small c42dbada] Hi there"
     assert (reply.prompt_tokens, reply.completion_tokens) == (6, 4)
     ask = [Message(role="user", content="Summarise the report. It is long.  Really")]
-    cut = await model.chat(ask, max_tokens=3)
+    cut = await model.chat(ChatRequest(ask, max_tokens=3))
     assert cut.message.content == "[offline-small ef1feac0] Summarise"
     assert (cut.prompt_tokens, cut.completion_tokens) == (8, 3)
 
 
 async def test_max_tokens_cuts_the_answer_and_says_so() -> None:
     model = OfflineModel()
-    cut = await model.chat(ASK, max_tokens=2)
+    cut = await model.chat(ChatRequest(ASK, max_tokens=2))
     assert len(cut.message.content.split()) == 2
     assert (cut.completion_tokens, cut.finish_reason) == (2, "length")
-    whole = await model.chat(ASK, max_tokens=100)
+    whole = await model.chat(ChatRequest(ASK, max_tokens=100))
     assert whole.finish_reason == "stop"
-    assert whole.message.content == (await model.chat(ASK)).message.content
+    assert whole.message.content == (await model.chat(ChatRequest(ASK))).message.content
 
 
 async def test_tools_without_a_script_get_text() -> None:
-    reply = await OfflineModel().chat(ASK, tools=[TOOL])
+    reply = await OfflineModel().chat(ChatRequest(ASK, tools=[TOOL]))
     assert reply.message.tool_calls == ()
-    assert reply.message.content == (await OfflineModel().chat(ASK)).message.content
+    assert reply.message.content == (await OfflineModel().chat(ChatRequest(ASK))).message.content
 
 
 async def test_a_script_is_followed_turn_by_turn() -> None:
     model = OfflineModel(script=SCRIPT)
-    first = await model.chat(ASK, tools=[TOOL])
+    first = await model.chat(ChatRequest(ASK, tools=[TOOL]))
     assert first.message.tool_calls == (
         ToolCall(id="call_1_1", name="word_count", arguments='{"text":"a b c"}'),
         ToolCall(id="call_1_2", name="lookup", arguments='{"broken": '),  # sent as scripted
@@ -91,14 +93,14 @@ async def test_a_script_is_followed_turn_by_turn() -> None:
         Message(role="tool", tool_call_id=c.id, content="3") for c in first.message.tool_calls
     ]
     conversation = [*ASK, first.message, *answers]
-    second = await model.chat(conversation)
+    second = await model.chat(ChatRequest(conversation))
     assert second.message == Message(role="assistant", content="The text has three words.")
     # past the end of the script: as without one, from the whole conversation
-    third = await model.chat([*conversation, second.message])
+    third = await model.chat(ChatRequest([*conversation, second.message]))
     assert third.message.tool_calls == ()
     assert third.message.content.startswith("[offline ")
     # the turn is counted from the conversation, not from the calls made: the same again
-    assert await model.chat(ASK) == first
+    assert await model.chat(ChatRequest(ASK)) == first
 
 
 async def test_the_text_is_streamed_in_pieces_that_add_up() -> None:
@@ -107,7 +109,7 @@ async def test_the_text_is_streamed_in_pieces_that_add_up() -> None:
     async def sink(piece: str) -> None:
         pieces.append(piece)
 
-    reply = await OfflineModel().chat(ASK, on_text=sink)
+    reply = await OfflineModel().chat(ChatRequest(ASK), on_text=sink)
     assert len(pieces) > 1
     assert "".join(pieces) == reply.message.content
 
@@ -127,18 +129,20 @@ class Plan(msgspec.Struct):
 
 async def test_an_output_schema_gets_a_valid_json_instance() -> None:
     schema = msgspec.json.schema(Plan)
-    reply = await OfflineModel().chat(ASK, output_schema=schema)
+    reply = await OfflineModel().chat(ChatRequest(ASK, output_schema=schema))
     data = json.loads(reply.message.content)
     jsonschema.validate(data, schema)
     # msgspec sorts a Literal's values; of "number or null" the number is taken
     assert data == {"goal": "", "steps": [], "kind": "parallel", "size": 0, "confidence": 0.0}
     msgspec.convert(data, Plan)  # and the type decodes it
-    assert reply == await OfflineModel().chat(ASK, output_schema=schema)
+    assert reply == await OfflineModel().chat(ChatRequest(ASK, output_schema=schema))
 
 
 async def test_scripted_content_wins_over_the_schema_instance() -> None:
     script = parse_script('[{"content": "{\\"goal\\": \\"scripted\\"}"}]')
-    reply = await OfflineModel(script=script).chat(ASK, output_schema=msgspec.json.schema(Plan))
+    reply = await OfflineModel(script=script).chat(
+        ChatRequest(ASK, output_schema=msgspec.json.schema(Plan))
+    )
     assert json.loads(reply.message.content) == {"goal": "scripted"}
 
 
@@ -191,7 +195,7 @@ def test_a_schema_with_no_finite_instance_is_a_clear_model_error() -> None:
 
 async def test_the_model_reports_a_schema_it_cannot_answer() -> None:
     with pytest.raises(ModelError, match="points nowhere") as failed:
-        await OfflineModel().chat(ASK, output_schema={"$ref": "#/$defs/Missing"})
+        await OfflineModel().chat(ChatRequest(ASK, output_schema={"$ref": "#/$defs/Missing"}))
     assert not failed.value.retryable
 
 

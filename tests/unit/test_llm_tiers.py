@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from swarmlog.agents.llm import OfflineModel, OpenAIChat, model_from_env
-from swarmlog.agents.llm.messages import Message, ToolCall, ToolSpec
+from swarmlog.agents.llm.messages import ChatRequest, Message, ToolCall, ToolSpec
 from swarmlog.agents.llm.tiers import DEFAULT_BASE_URL
 from swarmlog.agents.llm.wire import ToolNames, chat_request
 from swarmlog.errors import ConfigError
@@ -150,8 +150,9 @@ def test_an_offline_agent_never_imports_openai() -> None:
         """
         import asyncio, sys
         import swarmlog.agents.runtime
-        from swarmlog.agents.llm import Message, model_from_env
-        reply = asyncio.run(model_from_env("small", {}).chat([Message(role="user", content="hi")]))
+        from swarmlog.agents.llm import ChatRequest, Message, model_from_env
+        ask = ChatRequest([Message(role="user", content="hi")])
+        reply = asyncio.run(model_from_env("small", {}).chat(ask))
         assert reply.message.content
         # an openai tier loads the SDK only when it is called
         model_from_env("large", {"SWARMLOG_MODEL_LARGE": "openai:http://127.0.0.1:9#m"})
@@ -181,8 +182,7 @@ def test_tool_names_the_api_refuses_get_names_it_takes_and_back() -> None:
 
 def test_the_request_body() -> None:
     call = ToolCall(id="c1", name="time.now", arguments="{}")
-    body, _ = chat_request(
-        "m",
+    request = ChatRequest(
         [
             Message(role="user", content="hi", name="ann"),
             Message(role="assistant", tool_calls=(call,)),
@@ -191,8 +191,8 @@ def test_the_request_body() -> None:
         tools=[ToolSpec(name="time.now")],
         output_schema={"title": "My Plan!", "type": "object"},
         max_tokens=5,
-        temperature=None,
     )
+    body, _ = chat_request("m", request, temperature=None)
     assert body["messages"] == [
         {"role": "user", "content": "hi", "name": "ann"},
         {

@@ -16,7 +16,7 @@ from test_ai_runtime import Setup, identity, outcome
 from fakes import RUNNING
 from swarmlog import LLMPlanner
 from swarmlog.agents.api import Agent, Context, on
-from swarmlog.agents.llm.messages import Message, Reply, TextSink, ToolSpec
+from swarmlog.agents.llm.messages import ChatRequest, Message, Reply, TextSink
 from swarmlog.agents.llm.offline import OfflineModel, parse_script
 from swarmlog.agents.policy.planning import Plan, decode_plan
 from swarmlog.agents.policy.supervision import supervise
@@ -45,18 +45,10 @@ class Recording:
     def name(self) -> str:
         return self.model.name
 
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolSpec] = (),
-        output_schema: Mapping[str, Any] | None = None,
-        max_tokens: int | None = None,
-        on_text: TextSink | None = None,
-    ) -> Reply:
-        self.schemas.append(output_schema)
-        self.calls.append(list(messages))
-        return await self.model.chat(messages, output_schema=output_schema, max_tokens=max_tokens)
+    async def chat(self, request: ChatRequest, *, on_text: TextSink | None = None) -> Reply:
+        self.schemas.append(request.output_schema)
+        self.calls.append(list(request.messages))
+        return await self.model.chat(request)
 
 
 def plan_text(*steps: tuple[str, str, list[str]]) -> dict[str, str]:

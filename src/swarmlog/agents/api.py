@@ -38,7 +38,16 @@ Output = type[Any] | Mapping[str, Any] | None
 """Structured output asked of a model: a type (msgspec Struct, dataclass, ``list[int]``...), a
 JSON Schema, or ``None`` for text."""
 
-__all__ = ["Agent", "Context", "ContextPort", "Handler", "RetryPolicy", "TaskError", "on"]
+__all__ = [
+    "Agent",
+    "Context",
+    "ContextPort",
+    "Exchange",
+    "Handler",
+    "RetryPolicy",
+    "TaskError",
+    "on",
+]
 
 Handler = Callable[[Any, Any, "Context"], Awaitable[Any]]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -55,6 +64,20 @@ def on(event_type: type[msgspec.Struct]) -> Callable[[F], F]:
         return method
 
     return mark
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What :meth:`Context.chat` and :meth:`Context.run` ask of the runtime, as given."""
+
+    messages: Messages
+    system: str = ""
+    tools: Sequence[str] | None = ()
+    """The agent's tools offered, by name (``None``: all of them)."""
+    output: Output = None
+    max_tokens: int | None = None
+    max_turns: int = 0
+    """0: one exchange; 1 or more: the tool loop, with at most that many model turns."""
 
 
 class ContextPort(Protocol):
@@ -74,17 +97,7 @@ class ContextPort(Protocol):
 
     async def query(self, sql: str) -> list[dict[str, Any]]: ...
 
-    async def chat(
-        self,
-        messages: Messages,
-        *,
-        system: str,
-        tools: Sequence[str] | None,
-        output: Output,
-        max_tokens: int | None,
-        on_text: TextSink | None,
-        max_turns: int,
-    ) -> Answer:
+    async def chat(self, exchange: Exchange, on_text: TextSink | None) -> Answer:
         """One exchange (``max_turns`` 0) or the tool loop (``max_turns`` >= 1)."""
         ...
 
@@ -153,15 +166,8 @@ class Context:
         receives the answer's text as it is produced. The call is journaled: a retry of the
         task gets the recorded answer instead of asking again.
         """
-        return await self._port().chat(
-            messages,
-            system=system,
-            tools=tools,
-            output=output,
-            max_tokens=max_tokens,
-            on_text=stream,
-            max_turns=0,
-        )
+        exchange = Exchange(messages, system, tools, output, max_tokens)
+        return await self._port().chat(exchange, stream)
 
     async def run(
         self,
@@ -180,15 +186,8 @@ class Context:
         ``max_turns`` model turns."""
         if not 1 <= max_turns <= 100:
             raise ValueError("max_turns must be 1..100")
-        return await self._port().chat(
-            messages,
-            system=system,
-            tools=tools,
-            output=output,
-            max_tokens=max_tokens,
-            on_text=stream,
-            max_turns=max_turns,
-        )
+        exchange = Exchange(messages, system, tools, output, max_tokens, max_turns)
+        return await self._port().chat(exchange, stream)
 
     async def call_tool(self, name: str, arguments: str | Mapping[str, Any]) -> ToolOutcome:
         """Call one of the agent's tools by name with JSON ``arguments`` (journaled)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ import msgspec
 
 from swarmlog.agents.api import TaskError
 from swarmlog.agents.jobs import Job
-from swarmlog.agents.llm.messages import Message, Model, Reply, TextSink, ToolSpec
+from swarmlog.agents.llm.messages import ChatRequest, Message, Model, Reply, TextSink
 from swarmlog.agents.policy import journal
 from swarmlog.agents.policy.budgets import completion_allowance, estimate_tokens
 from swarmlog.agents.publisher import Publisher
@@ -153,85 +153,51 @@ class CallJournal:
     # -- model calls -----------------------------------------------------------------------------
 
     async def model(
-        self,
-        model: Model,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolSpec] = (),
-        output_schema: Mapping[str, Any] | None = None,
-        max_tokens: int | None = None,
-        on_text: TextSink | None = None,
+        self, model: Model, request: ChatRequest, *, on_text: TextSink | None = None
     ) -> Reply:
         """Ask ``model``, or answer from the journal when an earlier attempt asked the same."""
         self._counts["model"] += 1
         index = self._counts["model"]
-        conversation = [msgspec.to_builtins(m) for m in messages]
-        offered = [msgspec.to_builtins(t) for t in tools]
-        options = {"max_tokens": max_tokens} if max_tokens is not None else {}
-        digest = journal.request_digest(conversation, offered, output_schema, options)
-        recorded = journal.answer_from(await self._journal(), "model", index, digest)
+        asked = _Asked.of(request)
+        recorded = journal.answer_from(await self._journal(), "model", index, asked.digest)
         if isinstance(recorded, p.ModelCallCompleted):
             reply = _reply(recorded)
-            self._remember(conversation, offered, reply)
+            self._remember(asked, reply)
             await self._count(reply, spent=False)
             return reply
-        prompt_tokens = self._price(conversation, offered)
+        prompt_tokens = self._price(asked)
         cap = await self._allowance(prompt_tokens)
         held = 0
         if cap is not None:
-            max_tokens = cap if max_tokens is None else min(max_tokens, cap)
+            max_tokens = cap if request.max_tokens is None else min(request.max_tokens, cap)
+            request = msgspec.structs.replace(request, max_tokens=max_tokens)
             held = prompt_tokens + max_tokens  # no await since the allowance: no other call
             self._promised.tokens += held  # could have been allowed the same tokens
         try:
-            return await self._call_model(
-                model,
-                messages,
-                index,
-                digest,
-                conversation,
-                tools,
-                output_schema,
-                max_tokens,
-                on_text,
-            )
+            return await self._call_model(model, request, index, asked, on_text)
         finally:
             self._promised.tokens -= held
 
     async def _call_model(
         self,
         model: Model,
-        messages: Sequence[Message],
+        request: ChatRequest,
         index: int,
-        digest: str,
-        conversation: list[dict[str, Any]],
-        tools: Sequence[ToolSpec],
-        output_schema: Mapping[str, Any] | None,
-        max_tokens: int | None,
+        asked: _Asked,
         on_text: TextSink | None,
     ) -> Reply:
-        call_id = journal.call_id(self._task_id, "model", index)
-        offered = [msgspec.to_builtins(t) for t in tools]
-        await self._publisher.publish(
+        await self._publish(
             p.ModelCallRequested(
-                task_id=self._task_id,
-                call_index=index,
-                call_id=call_id,
+                **self._call("model", index),
                 model=model.name,
-                digest=digest,
-                messages=self._new_messages(conversation),
-                tools=[t.name for t in tools],
-            ),
-            **self._job.wf,
+                digest=asked.digest,
+                messages=self._new_messages(asked.conversation),
+                tools=[t.name for t in request.tools],
+            )
         )
         started = self._clock()
         try:
-            reply = await model.chat(
-                messages,
-                tools=tools,
-                output_schema=output_schema,
-                max_tokens=max_tokens,
-                on_text=on_text,
-            )
+            reply = await model.chat(request, on_text=on_text)
         except ModelError as exc:
             await self._model_completed(
                 index, model.name, started, status="error", error=str(exc)[:4000]
@@ -245,24 +211,30 @@ class CallJournal:
             reply=msgspec.to_builtins(reply.message),
             usage=_usage(reply),
         )
-        self._remember(conversation, offered, reply)
+        self._remember(asked, reply)
         await self._count(reply, spent=True)
         return reply
 
     async def _model_completed(
         self, index: int, model: str, started: float, **outcome: Any
     ) -> None:
-        await self._publisher.publish(
+        await self._publish(
             p.ModelCallCompleted(
-                task_id=self._task_id,
-                call_index=index,
-                call_id=journal.call_id(self._task_id, "model", index),
-                model=model,
-                duration_ms=self._ms(started),
-                **outcome,
-            ),
-            **self._job.wf,
+                **self._call("model", index), model=model, duration_ms=self._ms(started), **outcome
+            )
         )
+
+    def _call(self, kind: journal.CallKind, index: int) -> dict[str, Any]:
+        """The fields that name call ``index`` of ``kind`` in both of its events."""
+        task_id = self._task_id
+        return {
+            "task_id": task_id,
+            "call_index": index,
+            "call_id": journal.call_id(task_id, kind, index),
+        }
+
+    async def _publish(self, payload: p.Payload) -> None:
+        await self._publisher.publish(payload, **self._job.wf)
 
     async def _allowance(self, prompt_tokens: int) -> int | None:
         """The most tokens the answer may take (``None``: no budget); fails the task when a
@@ -317,18 +289,17 @@ class CallJournal:
         shared = self._last and conversation[: len(self._last)] == self._last
         return conversation[len(self._last) :] if shared else conversation
 
-    def _remember(
-        self, conversation: list[dict[str, Any]], offered: list[Any], reply: Reply
-    ) -> None:
-        self._last = [*conversation, msgspec.to_builtins(reply.message)]
+    def _remember(self, asked: _Asked, reply: Reply) -> None:
+        self._last = [*asked.conversation, msgspec.to_builtins(reply.message)]
         self._last_tokens = reply.prompt_tokens + reply.completion_tokens
-        self._last_offered = offered
+        self._last_offered = asked.offered
 
-    def _price(self, conversation: list[dict[str, Any]], offered: list[Any]) -> int:
+    def _price(self, asked: _Asked) -> int:
         """An upper bound of the prompt's tokens: its bytes (a token covers at least one); a
         conversation that goes on from the last call costs what the model counted for that one
         and its answer, plus the bytes of what is new (and a little for each new message's
         framing)."""
+        conversation, offered = asked.conversation, asked.offered
         new = self._new_messages(conversation)
         if new is not conversation and offered == self._last_offered and self._last_tokens:
             framing = _FRAMING * (len(new) + 1)
@@ -375,39 +346,44 @@ class CallJournal:
                 duration_ms=recorded.duration_ms,
                 replayed=True,
             )
-        call_id = journal.call_id(self._task_id, "tool", index)
-        await self._publisher.publish(
-            p.ToolCallRequested(
-                task_id=self._task_id,
-                call_index=index,
-                call_id=call_id,
-                tool=name,
-                server=server,
-                arguments=decoded,
-                digest=digest,
-                definition=toolbox.definition_of(name),
-            ),
-            **self._job.wf,
+        named = {**self._call("tool", index), "tool": name, "server": server}
+        definition = toolbox.definition_of(name)
+        await self._publish(
+            p.ToolCallRequested(**named, arguments=decoded, digest=digest, definition=definition)
         )
-        outcome = await toolbox.call(name, arguments, call_id)
+        outcome = await toolbox.call(name, arguments, named["call_id"])
         if outcome.status == "refused":
             # The journal records it; the operator reads the agent's log: say what to do there.
             log.warning("%s: refused a call of %s: %s", self._task_id, name, outcome.error)
-        await self._publisher.publish(
+        await self._publish(
             p.ToolCallCompleted(
-                task_id=self._task_id,
-                call_index=index,
-                call_id=call_id,
-                tool=name,
-                server=server,
+                **named,
                 status=outcome.status,
                 result=outcome.result,
                 error=outcome.error[:4000],
                 duration_ms=outcome.duration_ms,
-            ),
-            **self._job.wf,
+            )
         )
         return outcome
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """A model request as the journal keys and records it: its conversation and tools as JSON,
+    and the digest a later attempt's same call must match."""
+
+    conversation: list[dict[str, Any]]
+    offered: list[Any]
+    digest: str
+
+    @classmethod
+    def of(cls, request: ChatRequest) -> _Asked:
+        conversation = [msgspec.to_builtins(m) for m in request.messages]
+        offered = [msgspec.to_builtins(t) for t in request.tools]
+        max_tokens = request.max_tokens
+        options = {"max_tokens": max_tokens} if max_tokens is not None else {}
+        digest = journal.request_digest(conversation, offered, request.output_schema, options)
+        return cls(conversation, offered, digest)
 
 
 def _usage(reply: Reply) -> p.TokenUsage:

@@ -11,14 +11,21 @@ is made twice for one task.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import msgspec
 
-from swarmlog.agents.api import TaskError
+from swarmlog.agents.api import Exchange, Output, TaskError
 from swarmlog.agents.calls import CallJournal
-from swarmlog.agents.llm.messages import Answer, Message, Messages, Model, TextSink, ToolSpec
+from swarmlog.agents.llm.messages import (
+    Answer,
+    ChatRequest,
+    Message,
+    Messages,
+    Model,
+    TextSink,
+    ToolSpec,
+)
 from swarmlog.agents.policy.outputs import OutputRejected, decode_output, output_schema
 from swarmlog.agents.tools import Toolbox, ToolOutcome
 
@@ -79,28 +86,30 @@ class Conversations:
             )
         return [known[t] for t in tools]
 
+    async def answer(self, exchange: Exchange, on_text: TextSink | None = None) -> Answer:
+        """What ``ctx.chat`` (``max_turns`` 0) or ``ctx.run`` asks: the request built from the
+        handler's arguments, then one exchange or the tool loop."""
+        output = exchange.output
+        request = ChatRequest(
+            as_messages(exchange.messages, exchange.system),
+            self.specs(exchange.tools),
+            None if output is None else output_schema(output),
+            exchange.max_tokens,
+        )
+        if exchange.max_turns == 0:
+            return await self.chat(request, output, on_text)
+        return await self.run(request, output, exchange.max_turns, on_text)
+
     async def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolSpec] = (),
-        output: type[Any] | Mapping[str, Any] | None = None,
-        max_tokens: int | None = None,
-        on_text: TextSink | None = None,
+        self, request: ChatRequest, output: Output = None, on_text: TextSink | None = None
     ) -> Answer:
-        """One exchange; with ``output``, the answer decoded (and corrected if need be)."""
-        schema = None if output is None else output_schema(output)
-        conversation = list(messages)
+        """One exchange; with ``output`` (whose schema ``request`` asks for), the answer
+        decoded (and corrected if need be)."""
+        conversation = list(request.messages)
         problem = ""
         for turn in range(1, OUTPUT_RETRIES + 2):
-            reply = await self.calls.model(
-                self.model,
-                conversation,
-                tools=tools,
-                output_schema=schema,
-                max_tokens=max_tokens,
-                on_text=on_text,
-            )
+            asked = msgspec.structs.replace(request, messages=tuple(conversation))
+            reply = await self.calls.model(self.model, asked, on_text=on_text)
             conversation.append(reply.message)
             if output is None or reply.message.tool_calls:
                 return Answer(reply.message, messages=tuple(conversation), turns=turn)
@@ -139,21 +148,17 @@ class Conversations:
 
     async def run(
         self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolSpec],
-        output: type[Any] | Mapping[str, Any] | None = None,
+        request: ChatRequest,
+        output: Output = None,
         max_turns: int = 8,
-        max_tokens: int | None = None,
         on_text: TextSink | None = None,
     ) -> Answer:
         """The tool loop, until the model answers without calling a tool."""
-        conversation = list(messages)
+        conversation = list(request.messages)
         turns = 0
         for _ in range(max_turns):
-            answer = await self.chat(
-                conversation, tools=tools, output=output, max_tokens=max_tokens, on_text=on_text
-            )
+            asked = msgspec.structs.replace(request, messages=tuple(conversation))
+            answer = await self.chat(asked, output, on_text)
             turns += answer.turns
             conversation = list(answer.messages)
             if not answer.tool_calls:

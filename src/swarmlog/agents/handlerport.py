@@ -3,15 +3,14 @@ bound to its job (every event it emits carries the job's workflow and causation)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from swarmlog.agents.api import Output, TaskError
-from swarmlog.agents.conversation import Conversations, as_messages
+from swarmlog.agents.api import Exchange, TaskError
+from swarmlog.agents.conversation import Conversations
 from swarmlog.agents.delegation import Delegation
 from swarmlog.agents.inbox import Inbox
 from swarmlog.agents.jobs import Job
-from swarmlog.agents.llm.messages import Answer, Messages, TextSink
+from swarmlog.agents.llm.messages import Answer, TextSink
 from swarmlog.agents.policy.outputs import check_output
 from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.tools import ToolOutcome
@@ -46,13 +45,11 @@ class HandlerPort:
 
     async def progress(self, fraction: float | None, note: str) -> None:
         await self._job.delivery.in_progress()
-        heartbeat = TaskHeartbeat(task_id=self._job.task.task_id, progress=fraction, note=note)
-        await self._publisher.publish(heartbeat, **self._job.wf)
+        await self.emit(TaskHeartbeat(task_id=self._job.task.task_id, progress=fraction, note=note))
 
     async def checkpoint(self, data: Any) -> None:
         check_output(data, None)  # a checkpoint is JSON that fits in an event, like a result
-        saved = TaskCheckpointed(task_id=self._job.task.task_id, data=data)
-        await self._publisher.publish(saved, **self._job.wf)
+        await self.emit(TaskCheckpointed(task_id=self._job.task.task_id, data=data))
 
     async def ask(self, to: str, question: str, timeout: float) -> str:
         return await self._inbox.ask(to, question, timeout, self._job)
@@ -64,32 +61,8 @@ class HandlerPort:
             capability, input, priority, timeout, self._job, index
         )
 
-    async def chat(
-        self,
-        messages: Messages,
-        *,
-        system: str,
-        tools: Sequence[str] | None,
-        output: Output,
-        max_tokens: int | None,
-        on_text: TextSink | None,
-        max_turns: int,
-    ) -> Answer:
-        talk = self._conversations
-        conversation = as_messages(messages, system)
-        specs = talk.specs(tools)
-        if max_turns == 0:
-            return await talk.chat(
-                conversation, tools=specs, output=output, max_tokens=max_tokens, on_text=on_text
-            )
-        return await talk.run(
-            conversation,
-            tools=specs,
-            output=output,
-            max_turns=max_turns,
-            max_tokens=max_tokens,
-            on_text=on_text,
-        )
+    async def chat(self, exchange: Exchange, on_text: TextSink | None) -> Answer:
+        return await self._conversations.answer(exchange, on_text)
 
     async def call_tool(self, name: str, arguments: str) -> ToolOutcome:
         return await self._conversations.call_tool(name, arguments)

@@ -1,5 +1,5 @@
-"""The conversation's types (pure): messages, tool calls, tool specs, a model's reply, and the
-:class:`Model` protocol every adapter implements.
+"""The conversation's types (pure): messages, tool calls, tool specs, a request to a model and
+its reply, and the :class:`Model` protocol every adapter implements.
 
 They are plain frozen msgspec structs, so a conversation encodes to JSON as it is
 (``msgspec.to_builtins(message)``) for the journal, and decodes back with ``msgspec.convert``.
@@ -15,6 +15,7 @@ import msgspec
 
 __all__ = [
     "Answer",
+    "ChatRequest",
     "Message",
     "Messages",
     "Model",
@@ -64,6 +65,20 @@ class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
     )
 
 
+class ChatRequest(msgspec.Struct, frozen=True):
+    """What a model is asked, in one value: every model, the call journal (which keys a call by
+    it) and the wire format read the request from here.
+
+    ``tools`` are offered for the model to call; ``output_schema`` (a JSON Schema) asks for a
+    JSON answer of that shape; ``max_tokens`` bounds the answer (``None``: the model's own cap).
+    """
+
+    messages: Sequence[Message]
+    tools: Sequence[ToolSpec] = ()
+    output_schema: Mapping[str, Any] | None = None
+    max_tokens: int | None = None
+
+
 class Reply(msgspec.Struct, frozen=True, kw_only=True):
     """A model's answer (an assistant message) and what it cost."""
 
@@ -85,21 +100,12 @@ class Model(Protocol):
         """The model's name, as recorded in usage and result-cache keys."""
         ...
 
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolSpec] = (),
-        output_schema: Mapping[str, Any] | None = None,
-        max_tokens: int | None = None,
-        on_text: TextSink | None = None,
-    ) -> Reply:
-        """The assistant's next message after ``messages``.
+    async def chat(self, request: ChatRequest, *, on_text: TextSink | None = None) -> Reply:
+        """The assistant's next message after ``request.messages``.
 
-        ``tools`` are offered for the model to call; ``output_schema`` (a JSON Schema) asks for
-        a JSON answer of that shape; ``max_tokens`` bounds the answer; ``on_text``, when given,
-        receives the answer's text as it is produced (streaming). Failures raise
-        :class:`~swarmlog.errors.ModelError`, ``retryable`` when trying later may work.
+        ``on_text``, when given, receives the answer's text as it is produced (streaming).
+        Failures raise :class:`~swarmlog.errors.ModelError`, ``retryable`` when trying later
+        may work.
         """
         ...
 

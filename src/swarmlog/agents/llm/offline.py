@@ -28,13 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from swarmlog.agents.llm.instances import SchemaInstanceError, instance_of
-from swarmlog.agents.llm.messages import Message, Reply, TextSink, ToolCall, ToolSpec
+from swarmlog.agents.llm.messages import ChatRequest, Message, Reply, TextSink, ToolCall
 from swarmlog.errors import ModelError
 
 __all__ = ["OfflineModel", "ScriptCall", "ScriptTurn", "parse_script"]
@@ -105,15 +105,8 @@ class OfflineModel:
     def __repr__(self) -> str:
         return f"OfflineModel({self._name!r}, script of {len(self.script)} turns)"
 
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolSpec] = (),
-        output_schema: Mapping[str, Any] | None = None,
-        max_tokens: int | None = None,
-        on_text: TextSink | None = None,
-    ) -> Reply:
+    async def chat(self, request: ChatRequest, *, on_text: TextSink | None = None) -> Reply:
+        messages, max_tokens = request.messages, request.max_tokens
         prompt = _transcript(messages)
         turn = sum(1 for m in messages if m.role == "assistant")
         calls: tuple[ToolCall, ...] = ()
@@ -125,9 +118,9 @@ class OfflineModel:
                 for k, c in enumerate(scripted.tool_calls)
             )
             text, finish = _cut(scripted.content or "", max_tokens)
-        elif output_schema is not None:
+        elif request.output_schema is not None:
             try:
-                text = json.dumps(instance_of(output_schema), separators=(",", ":"))
+                text = json.dumps(instance_of(request.output_schema), separators=(",", ":"))
             except SchemaInstanceError as exc:
                 raise ModelError(f"{self._name}: {exc}", retryable=False) from None
         else:

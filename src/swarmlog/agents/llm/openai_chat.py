@@ -14,10 +14,12 @@ the SDK would multiply those attempts and make a rate limit look like a slow cal
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from swarmlog.agents.llm.messages import Message, Reply, TextSink, ToolCall, ToolSpec
+import msgspec
+
+from swarmlog.agents.llm.messages import ChatRequest, Message, Reply, TextSink, ToolCall
 from swarmlog.agents.llm.wire import ToolNames, chat_request
 from swarmlog.errors import ModelError
 
@@ -71,25 +73,13 @@ class OpenAIChat:
         extra = f", headers={sorted(self.headers)}" if self.headers else ""
         return f"OpenAIChat({self.base_url!r}, {self.model!r}{extra})"
 
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolSpec] = (),
-        output_schema: Mapping[str, Any] | None = None,
-        max_tokens: int | None = None,
-        on_text: TextSink | None = None,
-    ) -> Reply:
+    async def chat(self, request: ChatRequest, *, on_text: TextSink | None = None) -> Reply:
         import openai  # here, not at the top: see the module's docstring
 
-        request, names = chat_request(
-            self.model,
-            messages,
-            tools=tools,
-            output_schema=output_schema,
-            max_tokens=_least(max_tokens, self.max_tokens),
-            temperature=self.temperature,
+        capped = msgspec.structs.replace(
+            request, max_tokens=_least(request.max_tokens, self.max_tokens)
         )
+        body, names = chat_request(self.model, capped, temperature=self.temperature)
         # A client per call: it holds a connection pool bound to the running event loop, and a
         # model outlives loops (tests, and agents restarted in one process); a call takes
         # seconds, next to which a new connection is cheap.
@@ -103,9 +93,9 @@ class OpenAIChat:
             )
             async with client:
                 if on_text is None:
-                    completion = await client.chat.completions.create(**request)
+                    completion = await client.chat.completions.create(**body)
                     return self._reply(completion, names)
-                return await self._stream(client, request, names, on_text)
+                return await self._stream(client, body, names, on_text)
         except _SinkFailed as failed:  # the caller's own error, as it is
             raise failed.error from None
         except openai.OpenAIError as exc:
@@ -135,12 +125,12 @@ class OpenAIChat:
     async def _stream(
         self,
         client: openai.AsyncOpenAI,
-        request: dict[str, Any],
+        body: dict[str, Any],
         names: ToolNames,
         on_text: TextSink,
     ) -> Reply:
         stream = await client.chat.completions.create(
-            **request, stream=True, stream_options={"include_usage": True}
+            **body, stream=True, stream_options={"include_usage": True}
         )
         import openai
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from swarmlog.agents.llm.messages import Message, ToolSpec
+from swarmlog.agents.llm.messages import ChatRequest, Message
 
 __all__ = ["ToolNames", "chat_request"]
 
@@ -48,26 +48,22 @@ class ToolNames:
 
 
 def chat_request(
-    model: str,
-    messages: Sequence[Message],
-    *,
-    tools: Sequence[ToolSpec] = (),
-    output_schema: Mapping[str, Any] | None = None,
-    max_tokens: int | None = None,
-    temperature: float | None = None,
+    model: str, request: ChatRequest, *, temperature: float | None = None
 ) -> tuple[dict[str, Any], ToolNames]:
-    """The body of ``POST /chat/completions`` (without ``stream``), and the tools' names."""
+    """The body of ``POST /chat/completions`` (without ``stream``) asking ``model`` for
+    ``request``, and the tools' names."""
+    messages, tools, output_schema = request.messages, request.tools, request.output_schema
     names = ToolNames([t.name for t in tools] + [c.name for m in messages for c in m.tool_calls])
-    request: dict[str, Any] = {
+    body: dict[str, Any] = {
         "model": model,
         "messages": [_message(m, names) for m in messages],
     }
     if temperature is not None:
-        request["temperature"] = temperature
-    if max_tokens is not None:
-        request["max_tokens"] = max_tokens
+        body["temperature"] = temperature
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
     if tools:
-        request["tools"] = [
+        body["tools"] = [
             {
                 "type": "function",
                 "function": {
@@ -79,7 +75,7 @@ def chat_request(
             for t in tools
         ]
     if output_schema is not None:
-        request["response_format"] = {
+        body["response_format"] = {
             "type": "json_schema",
             "json_schema": {
                 "name": _schema_name(output_schema),
@@ -89,7 +85,7 @@ def chat_request(
                 "strict": False,
             },
         }
-    return request, names
+    return body, names
 
 
 def _message(message: Message, names: ToolNames) -> dict[str, Any]:
