@@ -116,12 +116,14 @@ class Lavish(Thrifty):
 
 class Spender(Thrifty):
     """Two model calls around a tool that waits until ``PARTIES`` tasks are in it (a barrier
-    in the shared folder): tasks of one workflow certainly running at the same time."""
+    in the shared folder): tasks of one workflow certainly running at the same time, whose
+    second calls each write all the answer they are allowed."""
 
     role = "spender"
     capabilities = ("spend",)
     budget_tokens = None
-    offline_script = _echoes(1)
+    # The last answer is as long as it may be: it takes all the tokens its call is allowed.
+    offline_script = (*_echoes(1)[:1], {"content": "word " * 5000})
     PARTIES = 2
 
     @tool
@@ -130,7 +132,7 @@ class Spender(Thrifty):
         shared = Path(os.environ[SHARED]) / "barrier"
         shared.mkdir(exist_ok=True)
         (shared / idempotency_key).touch()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 10  # then on alone: a party refused its call never comes
         while len(list(shared.iterdir())) < self.PARTIES and time.monotonic() < deadline:
             time.sleep(0.02)  # a barrier between processes, in a test agent's tool
         return word

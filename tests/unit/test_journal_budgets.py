@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from test_ai_runtime import Counter, Flaky, Setup, outcome
 from test_authority import ECHO_1, ECHO_2
@@ -124,3 +125,27 @@ def test_a_model_calls_answer_touches_the_budgets_it_charges() -> None:
         ("tasks", ("t1",)),
     ):
         assert needed in keys
+
+
+def test_reservations_of_a_workflows_budget_are_admitted_in_log_order_and_given_back() -> None:
+    p = granted_swarm()
+    p.state.upsert("workflows", ("wf1",), budget_tokens=100)
+    wf = {"workflow_id": "wf1"}
+
+    def held() -> int:
+        return int(p.state.rows["budgets"][("workflow", "wf1")]["reserved_tokens"] or 0)
+
+    def reserve(agent: Any, index: int, tokens: int, **fields: Any) -> tuple[bool, int]:
+        """Whether the call was admitted, and what the workflow's calls hold then."""
+        asked = msgspec.structs.replace(model_requested(index), reserved_tokens=tokens)
+        assert p.emit(agent, asked, **(fields or wf)) is None
+        return bool(p.state.rows["model_calls"][("t1", index)]["admitted"]), held()
+
+    assert reserve(ECHO_1, 1, 60) == (True, 60)
+    assert reserve(ECHO_2, 2, 50) == (False, 60)  # 60 + 50 would cross 100: refused
+    assert p.emit(ECHO_1, model_completed(1), **wf) is None  # answered: 15 used, 60 given back
+    assert (held(), spent(p)[("workflow", "wf1")]) == (0, 15)
+    assert reserve(ECHO_2, 2, 50) == (True, 50)  # asked again, now there is room
+    assert reserve(ECHO_2, 2, 40) == (True, 40)  # the same call asked again holds anew
+    assert reserve(ECHO_2, 3, 46) == (False, 40)  # 15 used + 40 held + 46 > 100
+    assert reserve(ECHO_2, 4, 1, workflow_id="wf9") == (False, 40)  # no such workflow

@@ -15,6 +15,7 @@ left the task fails with ``budget_exceeded`` and escalates).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,10 +29,10 @@ from swarmlog.agents.jobs import Job
 from swarmlog.agents.llm.messages import ChatRequest, Message, Model, Reply, TextSink
 from swarmlog.agents.policy import journal
 from swarmlog.agents.policy.budgets import completion_allowance, estimate_tokens
-from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.publisher import Published, Publisher
 from swarmlog.agents.tools import Toolbox, ToolOutcome
 from swarmlog.errors import ModelError, SwarmlogError
-from swarmlog.projections.client import Query
+from swarmlog.projections.client import Query, WaitFor
 from swarmlog.schemas import payloads as p
 from swarmlog.schemas.credentials import tool_permitted
 
@@ -48,6 +49,8 @@ class Budget:
     """``agent`` or ``workflow``."""
     used: int
     limit: int | None
+    held: int = 0
+    """Tokens of it that calls in flight hold (reserved, not answered yet)."""
 
 
 class Promised:
@@ -60,6 +63,11 @@ class Promised:
     def __init__(self) -> None:
         self.tokens = 0
 
+
+ROOM_WAIT = 120.0
+"""Seconds a model call waits for calls in flight to give back the workflow budget they hold."""
+ROOM_POLL = 0.25
+"""Seconds between two readings of the budget while it waits."""
 
 _FRAMING = 8
 """Tokens a chat template may add around one message (role markers, separators)."""
@@ -81,9 +89,11 @@ class CallJournal:
         agent_budget: Callable[[], Budget],
         spend: Callable[[int], Awaitable[None]],
         promised: Promised | None = None,
+        wait_for: WaitFor | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._job = job
+        self._wait_for = wait_for
         self._publisher = publisher
         self._query = query
         self._agent_budget = agent_budget
@@ -94,7 +104,7 @@ class CallJournal:
         self._entries: dict[tuple[journal.CallKind, int], journal.Entry] | None = None
         self._workflow: Budget | None = None
         self._job_tokens = 0
-        """Tokens this attempt's calls spent (the projection counts them only with its result)."""
+        """Tokens this attempt's calls spent since the workflow's budget was read."""
         self._last: list[dict[str, Any]] = []
         self._last_tokens = 0
         """What the previous call's conversation and answer cost, as the model counted it."""
@@ -166,19 +176,102 @@ class CallJournal:
             await self._count(reply, spent=False)
             return reply
         prompt_tokens = self._price(asked)
-        cap = await self._allowance(prompt_tokens)
-        held = 0
-        if cap is not None:
-            max_tokens = cap if request.max_tokens is None else min(request.max_tokens, cap)
-            request = msgspec.structs.replace(request, max_tokens=max_tokens)
-            held = prompt_tokens + max_tokens  # no await since the allowance: no other call
-            self._promised.tokens += held  # could have been allowed the same tokens
-        try:
-            return await self._call_model(model, request, index, asked, on_text)
-        finally:
-            self._promised.tokens -= held
+        deadline = self._clock() + ROOM_WAIT
+        while True:
+            cap = await self._allowance(prompt_tokens)
+            if cap == 0:  # what calls in flight hold leaves no room yet
+                await self._await_room(prompt_tokens, deadline)
+                continue
+            held = 0
+            if cap is not None:
+                max_tokens = cap if request.max_tokens is None else min(request.max_tokens, cap)
+                request = msgspec.structs.replace(request, max_tokens=max_tokens)
+                held = prompt_tokens + max_tokens  # no await since the allowance: no other call
+                self._promised.tokens += held  # could have been allowed the same tokens
+            try:
+                reserved = held if self._reserves() else 0
+                seq = await self._requested(model, request, index, asked, reserved)
+                if not reserved or await self._admitted(index, seq):
+                    return await self._answer(model, request, index, asked, on_text)
+                await self._model_completed(
+                    index,
+                    model.name,
+                    self._clock(),
+                    status="error",
+                    error="not admitted: calls in flight hold the workflow's budget",
+                )
+            finally:
+                self._promised.tokens -= held
+            await self._await_room(prompt_tokens, deadline)
 
-    async def _call_model(
+    def _reserves(self) -> bool:
+        """Whether this job's model calls reserve their workflow's budget before they are made:
+        when it has one, and the projection that admits reservations can be asked."""
+        workflow = self._workflow
+        return (
+            workflow is not None
+            and workflow.limit is not None
+            and self._query is not None
+            and self._wait_for is not None
+        )
+
+    async def _admitted(self, index: int, seq: int) -> bool:
+        """The projection's verdict on the reservation requested at ``seq`` (no verdict in
+        time: not admitted)."""
+        wait_for, query = self._wait_for, self._query
+        if wait_for is None or query is None:
+            return False
+        try:
+            await wait_for(seq)
+            rows = await query(
+                f"SELECT admitted FROM model_calls WHERE task_id = {_quote(self._task_id)}"
+                f" AND call_index = {index} AND requested_seq = {seq}"
+            )
+        except SwarmlogError as exc:
+            log.warning(
+                "%s: no verdict on model call %d's reservation: %s", self._task_id, index, exc
+            )
+            return False
+        return bool(rows and rows[0]["admitted"])
+
+    async def _await_room(self, prompt_tokens: int, deadline: float) -> None:
+        """Wait until the calls in flight that hold the workflow's budget leave room for this
+        one, reading the budget afresh; fail the task when the tokens used leave none, or when
+        none is left by ``deadline``."""
+        while True:
+            budget = await self._read_workflow()
+            if completion_allowance(budget.used, budget.limit, prompt_tokens) == 0:
+                raise self._exceeded(prompt_tokens, budget)
+            if completion_allowance(budget.used + budget.held, budget.limit, prompt_tokens) != 0:
+                self._workflow = budget
+                self._job_tokens = 0  # the fresh read counts this job's calls already
+                return
+            if self._clock() >= deadline:
+                raise TaskError(
+                    "budget_exceeded",
+                    f"the workflow's token budget stayed held by calls in flight for"
+                    f" {ROOM_WAIT:.0f} s: {budget.used} of {budget.limit} used,"
+                    f" {budget.held} held",
+                    retryable=True,
+                )
+            await asyncio.sleep(ROOM_POLL)
+
+    async def _requested(
+        self, model: Model, request: ChatRequest, index: int, asked: _Asked, reserved: int
+    ) -> int:
+        published = await self._publish(
+            p.ModelCallRequested(
+                **self._call("model", index),
+                model=model.name,
+                digest=asked.digest,
+                messages=self._new_messages(asked.conversation),
+                tools=[t.name for t in request.tools],
+                reserved_tokens=reserved,
+            )
+        )
+        return published.seq
+
+    async def _answer(
         self,
         model: Model,
         request: ChatRequest,
@@ -186,15 +279,6 @@ class CallJournal:
         asked: _Asked,
         on_text: TextSink | None,
     ) -> Reply:
-        await self._publish(
-            p.ModelCallRequested(
-                **self._call("model", index),
-                model=model.name,
-                digest=asked.digest,
-                messages=self._new_messages(asked.conversation),
-                tools=[t.name for t in request.tools],
-            )
-        )
         started = self._clock()
         try:
             reply = await model.chat(request, on_text=on_text)
@@ -233,11 +317,12 @@ class CallJournal:
             "call_id": journal.call_id(task_id, kind, index),
         }
 
-    async def _publish(self, payload: p.Payload) -> None:
-        await self._publisher.publish(payload, **self._job.wf)
+    async def _publish(self, payload: p.Payload) -> Published:
+        return await self._publisher.publish(payload, **self._job.wf)
 
     async def _allowance(self, prompt_tokens: int) -> int | None:
-        """The most tokens the answer may take (``None``: no budget); fails the task when a
+        """The most tokens the answer may take (``None``: no budget; 0: not before calls in
+        flight give back some of the workflow's budget they hold); fails the task when a
         budget has nothing left for this call."""
         caps = []
         workflow = await self._workflow_budget()
@@ -246,35 +331,56 @@ class CallJournal:
         for budget in (agent, workflow):
             cap = completion_allowance(budget.used, budget.limit, prompt_tokens)
             if cap == 0:
-                raise TaskError(
-                    "budget_exceeded",
-                    f"a model call of about {prompt_tokens} prompt tokens would cross the"
-                    f" {budget.scope}'s token budget: {budget.used} of {budget.limit} used",
-                    retryable=False,
-                )
+                raise self._exceeded(prompt_tokens, budget)
             if cap is not None:
-                caps.append(cap)
+                caps.append(
+                    completion_allowance(budget.used + budget.held, budget.limit, prompt_tokens)
+                    or 0
+                )
         return min(caps) if caps else None
 
+    @staticmethod
+    def _exceeded(prompt_tokens: int, budget: Budget) -> TaskError:
+        return TaskError(
+            "budget_exceeded",
+            f"a model call of about {prompt_tokens} prompt tokens would cross the"
+            f" {budget.scope}'s token budget: {budget.used} of {budget.limit} used",
+            retryable=False,
+        )
+
     async def _workflow_budget(self) -> Budget:
-        workflow_id = self._job.wf.get("workflow_id")
+        """The workflow's budget as first read (with what calls in flight held then), and what
+        this job's calls spent since."""
         if self._workflow is None:
-            self._workflow = Budget("workflow", 0, None)
-            if workflow_id and self._query is not None:
-                try:
-                    rows = await self._query(
-                        "SELECT w.budget_tokens, b.used_tokens FROM workflows w LEFT JOIN"
-                        " budgets b ON b.scope = 'workflow' AND b.scope_id = w.workflow_id"
-                        f" WHERE w.workflow_id = {_quote(str(workflow_id))}"
-                    )
-                except SwarmlogError as exc:
-                    log.warning("%s: workflow budget unreadable: %s", workflow_id, exc)
-                    rows = []
-                if rows and rows[0]["budget_tokens"] is not None:
-                    used = int(rows[0]["used_tokens"] or 0)
-                    self._workflow = Budget("workflow", used, int(rows[0]["budget_tokens"]))
+            self._workflow = await self._read_workflow()
         base = self._workflow
-        return Budget(base.scope, base.used + self._job_tokens, base.limit)
+        return Budget(base.scope, base.used + self._job_tokens, base.limit, base.held)
+
+    async def _read_workflow(self) -> Budget:
+        """The job's workflow budget as the projection has it now, with the tokens that calls in
+        flight hold of it (no workflow, no budget or no answer: no limit)."""
+        workflow_id = self._job.wf.get("workflow_id")
+        none = Budget("workflow", 0, None)
+        if not workflow_id or self._query is None:
+            return none
+        try:
+            rows = await self._query(
+                "SELECT w.budget_tokens, b.used_tokens, b.reserved_tokens FROM workflows w"
+                " LEFT JOIN budgets b ON b.scope = 'workflow' AND b.scope_id = w.workflow_id"
+                f" WHERE w.workflow_id = {_quote(str(workflow_id))}"
+            )
+        except SwarmlogError as exc:
+            log.warning("%s: workflow budget unreadable: %s", workflow_id, exc)
+            return none
+        if not rows or rows[0]["budget_tokens"] is None:
+            return none
+        row = rows[0]
+        return Budget(
+            "workflow",
+            int(row["used_tokens"] or 0),
+            int(row["budget_tokens"]),
+            int(row["reserved_tokens"] or 0),
+        )
 
     async def _count(self, reply: Reply, *, spent: bool) -> None:
         tokens = reply.prompt_tokens + reply.completion_tokens

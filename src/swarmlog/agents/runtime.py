@@ -58,7 +58,7 @@ from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.settlement import Settler
 from swarmlog.agents.tools import Toolbox, declared_grants
 from swarmlog.bus.ports import Delivery, EventLog
-from swarmlog.projections.client import Query
+from swarmlog.projections.client import Query, WaitFor
 from swarmlog.schemas.codec import decode_credential
 from swarmlog.schemas.payloads import (
     AgentRegistered,
@@ -91,6 +91,7 @@ class AgentRuntime:
         draw: Callable[[], float] | None = None,
         clock: Callable[[], int] = time.time_ns,
         query: Query | None = None,
+        wait_for: WaitFor | None = None,
         model: Model | None = None,
         credential: CredentialIssued | None = None,
     ) -> None:
@@ -117,6 +118,8 @@ class AgentRuntime:
         self._current: asyncio.Task[Any] | None = None
         self.query = query
         """Read-only SQL over the projections, for handlers' ``ctx.query``."""
+        self.wait_for = wait_for
+        """Until the projection has folded a seq: model calls wait for their budget's verdict."""
         self.inbox = Inbox(agent, publisher, self._watch, lambda: self.killed is not None)
         self.delegation = Delegation(log, publisher)
         self.settler = Settler(
@@ -393,6 +396,7 @@ class AgentRuntime:
             job,
             publisher=self.publisher,
             query=self.query,
+            wait_for=self.wait_for,
             agent_budget=lambda: Budget("agent", self.spent_tokens, self.agent.budget_tokens),
             spend=self._spend,
             promised=self._promised,

@@ -184,6 +184,8 @@ class BudgetRow(Record, frozen=True):
     scope: str
     scope_id: str
     used_tokens: int | None
+    reserved_tokens: int
+    """Tokens of the workflow's budget that its model calls in flight hold (0 for agents)."""
     budget_tokens: int | None
     exceeded: str
     workflow_status: str | None

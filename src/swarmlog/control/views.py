@@ -155,9 +155,11 @@ async def agents(query: Query) -> list[AgentRow]:
 
 
 async def budgets(query: Query) -> list[BudgetRow]:
-    """Token budgets: what each agent and workflow spent, its budget, the limits crossed."""
+    """Token budgets: what each agent and workflow spent, what model calls in flight hold of
+    it, its budget, the limits crossed."""
     rows = await query(
-        "SELECT b.scope, b.scope_id, b.used_tokens, w.budget_tokens,"
+        "SELECT b.scope, b.scope_id, b.used_tokens, coalesce(b.reserved_tokens, 0)"
+        " AS reserved_tokens, w.budget_tokens,"
         " CASE WHEN b.hard_exceeded THEN 'hard' WHEN b.soft_exceeded THEN 'soft' ELSE '' END"
         " AS exceeded, w.status AS workflow_status FROM budgets b"
         " LEFT JOIN workflows w ON b.scope = 'workflow' AND w.workflow_id = b.scope_id"

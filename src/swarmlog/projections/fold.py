@@ -293,7 +293,11 @@ def apply(
             ModelCallRequested() | ModelCallCompleted() | ToolCallRequested() | ToolCallCompleted()
         ):
             _task(state, payload.task_id, envelope, seq)  # a sign of life, like a heartbeat
+            if isinstance(payload, ModelCallRequested | ModelCallCompleted):
+                _release(state, payload.task_id, payload.call_index)
             fold_call(state, payload, envelope, seq)
+            if isinstance(payload, ModelCallRequested):
+                _reserve(state, payload, envelope)
             if isinstance(payload, ModelCallCompleted) and payload.usage is not None:
                 _spend_call(state, payload.task_id, envelope, payload.usage)
         case Result():
@@ -510,6 +514,46 @@ def _spend_call(state: State, task_id: str, envelope: Envelope, usage: TokenUsag
         _spend(state, "workflow", envelope.workflow_id, used)
     task = state.get("tasks", task_id)
     state.upsert("tasks", (task_id,), call_tokens=((task or {}).get("call_tokens") or 0) + used)
+
+
+def _reserve(state: State, payload: ModelCallRequested, envelope: Envelope) -> None:
+    """Decide, in log order, whether a model call may hold the tokens it reserved of its
+    workflow's budget: only if the tokens used and those that calls still in flight hold leave
+    room for them all. The call's replica reads the verdict before it asks the model, so calls
+    of one workflow that run at once on different replicas cannot together cross its budget,
+    which each would respect alone. A call that names another workflow than its task's is not
+    admitted."""
+    tokens = payload.reserved_tokens
+    if not tokens:
+        return
+    workflow_id = envelope.workflow_id
+    task = state.get("tasks", payload.task_id)
+    workflow = state.get("workflows", workflow_id) if workflow_id is not None else None
+    admitted = False
+    if workflow is not None and (task is None or task["workflow_id"] in (None, workflow_id)):
+        budget = state.upsert("budgets", ("workflow", workflow_id))
+        reserved = budget["reserved_tokens"] or 0
+        limit = workflow["budget_tokens"]
+        admitted = limit is None or (budget["used_tokens"] or 0) + reserved + tokens <= limit
+        if admitted:
+            budget["reserved_tokens"] = min(reserved + tokens, _MAX_TOKENS)
+    state.upsert(
+        "model_calls",
+        (payload.task_id, payload.call_index),
+        reserved_tokens=tokens,
+        admitted=admitted,
+        holding_tokens=tokens if admitted else 0,
+    )
+
+
+def _release(state: State, task_id: str, call_index: int) -> None:
+    """A call's answer, or the same call asked again, gives back what it held of its budget."""
+    call = state.get("model_calls", task_id, call_index)
+    if call is None or not call["holding_tokens"] or call["workflow_id"] is None:
+        return
+    budget = state.upsert("budgets", ("workflow", call["workflow_id"]))
+    budget["reserved_tokens"] = max(0, (budget["reserved_tokens"] or 0) - call["holding_tokens"])
+    state.upsert("model_calls", (task_id, call_index), holding_tokens=0)
 
 
 def _spend(state: State, scope: str, scope_id: str, tokens: int) -> None:

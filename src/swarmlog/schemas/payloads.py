@@ -347,6 +347,10 @@ class ModelCallRequested(_Payload, frozen=True, tag="model_call_requested"):
     """The messages added to the conversation since the task's previous model call."""
     tools: Annotated[list[ToolName], Meta(max_length=256)] = msgspec.field(default_factory=list)
     """The names of the tools offered to the model."""
+    reserved_tokens: Annotated[int, Meta(ge=0, le=2**53)] = 0
+    """Tokens of the workflow's budget the call holds while it runs (its prompt and the most its
+    answer may take); 0: none. The projection admits or refuses the reservation in log order
+    (``model_calls.admitted``) and the replica asks the model only once admitted."""
 
     def __post_init__(self) -> None:
         _check_call_id(self.call_id, model_call_id(self.task_id, self.call_index))

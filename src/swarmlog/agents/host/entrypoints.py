@@ -94,9 +94,7 @@ async def run_agent(
         hint = None if external else _chain_hint(projections)
         publisher = Publisher(log, session.identity, session.namespace, hint=hint)
 
-        async def query(sql: str) -> list[dict[str, Any]]:
-            return await agent_query(projections, sql)
-
+        query, wait_for = _projection_access(projections)
         runtime = AgentRuntime(
             cls(),
             log,
@@ -104,6 +102,7 @@ async def run_agent(
             replica=replica,
             ack_wait=ack_wait,
             query=query,
+            wait_for=wait_for,
             credential=session.issued,
         )
         await runtime.start()
