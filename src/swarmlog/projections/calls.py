@@ -29,60 +29,18 @@ CallPayload = ModelCallRequested | ModelCallCompleted | ToolCallRequested | Tool
 
 def fold_call(state: State, payload: CallPayload, envelope: Envelope, seq: int) -> None:
     """Fold one admitted journal event (stream sequence ``seq``) into its call's row."""
-    at = envelope.occurred_at
-    match payload:
-        case ModelCallRequested():
-            _requested(
-                state,
-                "model_calls",
-                payload,
-                envelope,
-                seq,
-                model=payload.model,
-                digest=payload.digest,
-            )
-        case ToolCallRequested():
-            _requested(
-                state,
-                "tool_calls",
-                payload,
-                envelope,
-                seq,
-                tool=payload.tool,
-                server=payload.server,
-                digest=payload.digest,
-                definition=payload.definition,
-            )
-        case ModelCallCompleted():
-            usage = payload.usage
-            _completed(
-                state,
-                "model_calls",
-                payload,
-                envelope,
-                model=payload.model,
-                status=payload.status,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-                duration_ms=payload.duration_ms,
-                completed_seq=seq,
-                completed_at=at,
-                error=payload.error,
-            )
-        case ToolCallCompleted():
-            _completed(
-                state,
-                "tool_calls",
-                payload,
-                envelope,
-                tool=payload.tool,
-                server=payload.server,
-                status=payload.status,
-                duration_ms=payload.duration_ms,
-                completed_seq=seq,
-                completed_at=at,
-                error=payload.error,
-            )
+    if isinstance(payload, ModelCallRequested | ToolCallRequested):
+        _requested(state, payload, envelope, seq)
+    else:
+        _completed(state, payload, envelope, seq)
+
+
+def _table_and_callee(payload: CallPayload) -> tuple[str, dict[str, Any]]:
+    """The call's table, and the columns that say what it called: the model, or the tool and
+    its MCP server (every event of a call says so)."""
+    if isinstance(payload, ModelCallRequested | ModelCallCompleted):
+        return "model_calls", {"model": payload.model}
+    return "tool_calls", {"tool": payload.tool, "server": payload.server}
 
 
 def _workflow_of(state: State, envelope: Envelope, task_id: str) -> str | None:
@@ -95,12 +53,13 @@ def _workflow_of(state: State, envelope: Envelope, task_id: str) -> str | None:
 
 def _requested(
     state: State,
-    name: str,
     payload: ModelCallRequested | ToolCallRequested,
     envelope: Envelope,
     seq: int,
-    **columns: Any,
 ) -> None:
+    name, columns = _table_and_callee(payload)
+    if isinstance(payload, ToolCallRequested):
+        columns["definition"] = payload.definition
     # A whole new row, also over an earlier one: a request asked again is outstanding again.
     state.put(
         name,
@@ -113,6 +72,7 @@ def _requested(
             "status": "requested",
             "requested_seq": seq,
             "requested_at": envelope.occurred_at,
+            "digest": payload.digest,
             **columns,
         },
     )
@@ -120,11 +80,22 @@ def _requested(
 
 def _completed(
     state: State,
-    name: str,
     payload: ModelCallCompleted | ToolCallCompleted,
     envelope: Envelope,
-    **columns: Any,
+    seq: int,
 ) -> None:
+    name, columns = _table_and_callee(payload)
+    if isinstance(payload, ModelCallCompleted):
+        usage = payload.usage
+        columns["prompt_tokens"] = usage.prompt_tokens if usage else 0
+        columns["completion_tokens"] = usage.completion_tokens if usage else 0
+    columns |= {
+        "status": payload.status,
+        "duration_ms": payload.duration_ms,
+        "completed_seq": seq,
+        "completed_at": envelope.occurred_at,
+        "error": payload.error,
+    }
     key = (payload.task_id, payload.call_index)
     if state.get(name, *key) is None:
         # An answer with no request journaled (lost, or never made): recorded all the same,
