@@ -29,60 +29,54 @@ CallPayload = ModelCallRequested | ModelCallCompleted | ToolCallRequested | Tool
 
 def fold_call(state: State, payload: CallPayload, envelope: Envelope, seq: int) -> None:
     """Fold one admitted journal event (stream sequence ``seq``) into its call's row."""
-    at = envelope.occurred_at
-    match payload:
-        case ModelCallRequested():
-            _requested(
-                state,
-                "model_calls",
-                payload,
-                envelope,
-                seq,
-                model=payload.model,
-                digest=payload.digest,
-            )
-        case ToolCallRequested():
-            _requested(
-                state,
-                "tool_calls",
-                payload,
-                envelope,
-                seq,
-                tool=payload.tool,
-                server=payload.server,
-                digest=payload.digest,
-                definition=payload.definition,
-            )
-        case ModelCallCompleted():
-            usage = payload.usage
-            _completed(
-                state,
-                "model_calls",
-                payload,
-                envelope,
-                model=payload.model,
-                status=payload.status,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-                duration_ms=payload.duration_ms,
-                completed_seq=seq,
-                completed_at=at,
-                error=payload.error,
-            )
-        case ToolCallCompleted():
-            _completed(
-                state,
-                "tool_calls",
-                payload,
-                envelope,
-                tool=payload.tool,
-                server=payload.server,
-                status=payload.status,
-                duration_ms=payload.duration_ms,
-                completed_seq=seq,
-                completed_at=at,
-                error=payload.error,
-            )
+    name, columns = _columns(payload, envelope, seq)
+    key = (payload.task_id, payload.call_index)
+    requested = isinstance(payload, ModelCallRequested | ToolCallRequested)
+    if requested or state.get(name, *key) is None:
+        # Which call it is, from a request; also from an answer with no request journaled
+        # (lost, or never made): recorded all the same, with what the answer itself says.
+        columns |= {
+            "workflow_id": _workflow_of(state, envelope, payload.task_id),
+            "agent_id": envelope.sender,
+            "call_id": payload.call_id,
+        }
+    if requested:
+        # A whole new row, also over an earlier one: a request asked again is outstanding again.
+        state.put(name, {"task_id": payload.task_id, "call_index": payload.call_index, **columns})
+    else:
+        state.upsert(name, key, **columns)
+
+
+def _columns(payload: CallPayload, envelope: Envelope, seq: int) -> tuple[str, dict[str, Any]]:
+    """The call's table, and what this event says in its row besides which call it is."""
+    # Every event of a call says what it called: the model, or the tool and its MCP server.
+    columns: dict[str, Any]
+    if isinstance(payload, ModelCallRequested | ModelCallCompleted):
+        name, columns = "model_calls", {"model": payload.model}
+    else:
+        name, columns = "tool_calls", {"tool": payload.tool, "server": payload.server}
+    if isinstance(payload, ModelCallRequested | ToolCallRequested):
+        columns |= {
+            "status": "requested",
+            "requested_seq": seq,
+            "requested_at": envelope.occurred_at,
+            "digest": payload.digest,
+        }
+        if isinstance(payload, ToolCallRequested):
+            columns["definition"] = payload.definition
+        return name, columns
+    columns |= {
+        "status": payload.status,
+        "duration_ms": payload.duration_ms,
+        "completed_seq": seq,
+        "completed_at": envelope.occurred_at,
+        "error": payload.error,
+    }
+    if isinstance(payload, ModelCallCompleted):
+        usage = payload.usage
+        columns["prompt_tokens"] = usage.prompt_tokens if usage else 0
+        columns["completion_tokens"] = usage.completion_tokens if usage else 0
+    return name, columns
 
 
 def _workflow_of(state: State, envelope: Envelope, task_id: str) -> str | None:
@@ -91,47 +85,3 @@ def _workflow_of(state: State, envelope: Envelope, task_id: str) -> str | None:
         return envelope.workflow_id
     task = state.get("tasks", task_id)
     return None if task is None else task["workflow_id"]
-
-
-def _requested(
-    state: State,
-    name: str,
-    payload: ModelCallRequested | ToolCallRequested,
-    envelope: Envelope,
-    seq: int,
-    **columns: Any,
-) -> None:
-    # A whole new row, also over an earlier one: a request asked again is outstanding again.
-    state.put(
-        name,
-        {
-            "task_id": payload.task_id,
-            "call_index": payload.call_index,
-            "workflow_id": _workflow_of(state, envelope, payload.task_id),
-            "agent_id": envelope.sender,
-            "call_id": payload.call_id,
-            "status": "requested",
-            "requested_seq": seq,
-            "requested_at": envelope.occurred_at,
-            **columns,
-        },
-    )
-
-
-def _completed(
-    state: State,
-    name: str,
-    payload: ModelCallCompleted | ToolCallCompleted,
-    envelope: Envelope,
-    **columns: Any,
-) -> None:
-    key = (payload.task_id, payload.call_index)
-    if state.get(name, *key) is None:
-        # An answer with no request journaled (lost, or never made): recorded all the same,
-        # with what the answer itself says.
-        columns |= {
-            "workflow_id": _workflow_of(state, envelope, payload.task_id),
-            "agent_id": envelope.sender,
-            "call_id": payload.call_id,
-        }
-    state.upsert(name, key, **columns)

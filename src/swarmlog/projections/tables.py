@@ -43,6 +43,30 @@ def _by_seq(name: str, doc: str, *columns: tuple[str, str]) -> Table:
     return Table(name, (("seq", _I), *columns), ("seq",), doc, append_only=True)
 
 
+def _journal(name: str, doc: str, *columns: tuple[str, str]) -> Table:
+    """A call journal table (:mod:`swarmlog.projections.calls`): a row per task and call index,
+    first which call it is, then ``columns`` (what kind of call says), then when it was
+    requested and completed, and how it failed."""
+    return Table(
+        name,
+        (
+            ("task_id", _S),
+            ("call_index", _I),
+            ("workflow_id", _S),
+            ("agent_id", _S),
+            ("call_id", _S),
+            *columns,
+            ("requested_seq", _I),
+            ("completed_seq", _I),
+            ("requested_at", _I),
+            ("completed_at", _I),
+            ("error", _S),
+        ),
+        ("task_id", "call_index"),
+        doc,
+    )
+
+
 TABLES: tuple[Table, ...] = (
     _by_seq(
         "events",
@@ -234,57 +258,28 @@ TABLES: tuple[Table, ...] = (
         ("scope", "scope_id"),
         "Token usage per agent and per workflow.",
     ),
-    Table(
+    _journal(
         "model_calls",
-        (
-            ("task_id", _S),
-            ("call_index", _I),
-            ("workflow_id", _S),
-            ("agent_id", _S),
-            ("call_id", _S),
-            ("model", _S),
-            ("status", _S),
-            ("prompt_tokens", _I),
-            ("completion_tokens", _I),
-            ("duration_ms", _I),
-            ("digest", _S),
-            ("requested_seq", _I),
-            ("completed_seq", _I),
-            ("requested_at", _I),
-            ("completed_at", _I),
-            ("error", _S),
-            ("reserved_tokens", _I),
-            ("admitted", _B),
-            ("holding_tokens", _I),
-        ),
-        ("task_id", "call_index"),
         "Every journaled model call of a task: requested, then ok or error.",
+        ("model", _S),
+        ("status", _S),
+        ("prompt_tokens", _I),
+        ("completion_tokens", _I),
+        ("duration_ms", _I),
+        ("digest", _S),
+        ("reserved_tokens", _I),
+        ("admitted", _B),
+        ("holding_tokens", _I),
     ),
-    Table(
+    _journal(
         "tool_calls",
-        (
-            ("task_id", _S),
-            ("call_index", _I),
-            ("workflow_id", _S),
-            ("agent_id", _S),
-            ("call_id", _S),
-            ("tool", _S),
-            ("server", _S),
-            ("status", _S),
-            ("digest", _S),
-            ("definition", _S),
-            ("duration_ms", _I),
-            ("requested_seq", _I),
-            ("completed_seq", _I),
-            ("requested_at", _I),
-            ("completed_at", _I),
-            ("error", _S),
-            ("reserved_tokens", _I),
-            ("admitted", _B),
-            ("holding_tokens", _I),
-        ),
-        ("task_id", "call_index"),
         "Every journaled tool call of a task: requested, then ok, error or refused.",
+        ("tool", _S),
+        ("server", _S),
+        ("status", _S),
+        ("digest", _S),
+        ("definition", _S),
+        ("duration_ms", _I),
     ),
     Table(
         "breakers",

@@ -12,6 +12,7 @@ A breaking change gets a new struct with a new tag and an upcaster.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 import msgspec
@@ -318,12 +319,6 @@ def tool_call_id(task_id: str, call_index: int) -> str:
     return f"{task_id}.t{call_index}"
 
 
-def _check_call_id(call_id: str, expected: str) -> None:
-    # A call id is derived, never chosen: two events naming one call cannot disagree on it.
-    if call_id != expected:
-        raise ValueError(f"call_id is {call_id!r}, must be {expected!r}")
-
-
 def _check_tool_server(tool: str, server: str) -> None:
     if server:
         if not tool.startswith(server + ".") or len(tool) == len(server) + 1:
@@ -332,15 +327,53 @@ def _check_tool_server(tool: str, server: str) -> None:
         raise ValueError(f"tool {tool!r} has a server prefix but no server: set server")
 
 
-class ModelCallRequested(_Payload, frozen=True, tag="model_call_requested"):
-    """A task is about to call a model: its ``call_index``-th model call (counted per task,
-    stable across attempts, so a retry finds the call in the journal and reuses its answer)."""
+class _Call(_Payload, frozen=True):
+    """What every journal event starts with: which call of which task it is about.
+
+    A shared base, no event of its own (:data:`PAYLOAD_TYPES` holds only its subclasses); its
+    fields come first in every journal event, as they always have.
+    """
 
     task_id: Name
     call_index: _CallIndex
     call_id: _CallId
-    """``<task_id>.m<call_index>`` (:func:`model_call_id`)."""
+
+    def _derived_call_id(self) -> str:
+        """The one ``call_id`` this call may have (:func:`model_call_id`, :func:`tool_call_id`)."""
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        # A call id is derived, never chosen: two events naming one call cannot disagree on it.
+        expected = self._derived_call_id()
+        if self.call_id != expected:
+            raise ValueError(f"call_id is {self.call_id!r}, must be {expected!r}")
+
+
+class _ModelCall(_Call, frozen=True):
+    """A journal event of a model call: its ``call_id`` is ``<task_id>.m<call_index>``
+    (:func:`model_call_id`)."""
+
     model: Annotated[str, Meta(max_length=256)]
+
+    def _derived_call_id(self) -> str:
+        return model_call_id(self.task_id, self.call_index)
+
+
+class _ToolCall(_Call, frozen=True):
+    """A journal event of a tool call: its ``call_id`` is ``<task_id>.t<call_index>``
+    (:func:`tool_call_id`)."""
+
+    tool: ToolName
+    """A Python tool's name, or ``SERVER.TOOL`` for a tool of MCP server ``server``."""
+
+    def _derived_call_id(self) -> str:
+        return tool_call_id(self.task_id, self.call_index)
+
+
+class ModelCallRequested(_ModelCall, frozen=True, tag="model_call_requested"):
+    """A task is about to call a model: its ``call_index``-th model call (counted per task,
+    stable across attempts, so a retry finds the call in the journal and reuses its answer)."""
+
     digest: _Digest
     """SHA-256 of the canonical request: messages, tools, output schema, options."""
     messages: Annotated[list[_Message], Meta(max_length=1024)] = msgspec.field(default_factory=list)
@@ -352,17 +385,10 @@ class ModelCallRequested(_Payload, frozen=True, tag="model_call_requested"):
     answer may take); 0: none. The projection admits or refuses the reservation in log order
     (``model_calls.admitted``) and the replica asks the model only once admitted."""
 
-    def __post_init__(self) -> None:
-        _check_call_id(self.call_id, model_call_id(self.task_id, self.call_index))
 
-
-class ModelCallCompleted(_Payload, frozen=True, tag="model_call_completed"):
+class ModelCallCompleted(_ModelCall, frozen=True, tag="model_call_completed"):
     """The answer to a journaled model call, or why there is none."""
 
-    task_id: Name
-    call_index: _CallIndex
-    call_id: _CallId
-    model: Annotated[str, Meta(max_length=256)]
     status: Literal["ok", "error"]
     reply: _Message = msgspec.field(default_factory=dict)
     """The assistant message (``role``, ``content``, ``tool_calls``); empty on error."""
@@ -370,19 +396,10 @@ class ModelCallCompleted(_Payload, frozen=True, tag="model_call_completed"):
     duration_ms: _Millis = 0
     error: _Reason = ""
 
-    def __post_init__(self) -> None:
-        _check_call_id(self.call_id, model_call_id(self.task_id, self.call_index))
 
-
-class ToolCallRequested(_Payload, frozen=True, tag="tool_call_requested"):
+class ToolCallRequested(_ToolCall, frozen=True, tag="tool_call_requested"):
     """A task is about to call a tool: its ``call_index``-th tool call (counted per task)."""
 
-    task_id: Name
-    call_index: _CallIndex
-    call_id: _CallId
-    """``<task_id>.t<call_index>`` (:func:`tool_call_id`)."""
-    tool: ToolName
-    """A Python tool's name, or ``SERVER.TOOL`` for a tool of MCP server ``server``."""
     digest: _Digest
     """SHA-256 of the canonical arguments."""
     server: _Server = ""
@@ -392,18 +409,14 @@ class ToolCallRequested(_Payload, frozen=True, tag="tool_call_requested"):
     """The pin digest of the tool's definition (see :class:`ToolPin`)."""
 
     def __post_init__(self) -> None:
-        _check_call_id(self.call_id, tool_call_id(self.task_id, self.call_index))
+        super().__post_init__()
         _check_tool_server(self.tool, self.server)
 
 
-class ToolCallCompleted(_Payload, frozen=True, tag="tool_call_completed"):
+class ToolCallCompleted(_ToolCall, frozen=True, tag="tool_call_completed"):
     """The outcome of a journaled tool call: ``refused`` when it was not made (not granted,
     a changed definition, an unknown tool)."""
 
-    task_id: Name
-    call_index: _CallIndex
-    call_id: _CallId
-    tool: ToolName
     status: Literal["ok", "error", "refused"]
     server: _Server = ""
     result: Json = None
@@ -411,7 +424,7 @@ class ToolCallCompleted(_Payload, frozen=True, tag="tool_call_completed"):
     duration_ms: _Millis = 0
 
     def __post_init__(self) -> None:
-        _check_call_id(self.call_id, tool_call_id(self.task_id, self.call_index))
+        super().__post_init__()
         _check_tool_server(self.tool, self.server)
 
 
@@ -552,8 +565,16 @@ Payload = (
 )
 """The closed union of every payload."""
 
+
+def _leaves(base: type[_Payload]) -> Iterator[type[_Payload]]:
+    """The payload types below ``base`` in declaration order: the classes nothing derives from
+    (a shared base such as :class:`_Call` is no event type)."""
+    for cls in base.__subclasses__():
+        yield from _leaves(cls) if cls.__subclasses__() else (cls,)
+
+
 PAYLOAD_TYPES: dict[str, type[_Payload]] = {
-    str(cls.__struct_config__.tag): cls for cls in _Payload.__subclasses__()
+    str(cls.__struct_config__.tag): cls for cls in _leaves(_Payload)
 }
 """Every payload type by its tag, in declaration order."""
 
