@@ -16,6 +16,7 @@ from swarmlog.agents.host.entrypoints import (
     stop_on_signals,
 )
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.options import json_option, seconds_option
 from swarmlog.config import Settings
 from swarmlog.control.daemons import (
     DaemonInfo,
@@ -64,13 +65,7 @@ _ACK_WAIT = click.option(
 @click.option("--replicas", "-r", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--detach", is_flag=True, help="Run as daemons and return.")
 @click.option("--name", help="Replica ids are NAME-1..NAME-N (default: the role).")
-@click.option(
-    "--timeout",
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(1, 3600),
-    help="With --detach: seconds to wait for each replica to come up.",
-)
+@seconds_option("--timeout", 60.0, "With --detach: seconds to wait for each replica to come up.")
 @_ACK_WAIT
 @_TRUST
 @pass_ctx
@@ -142,7 +137,7 @@ def agent_start(
 @click.option("--name", help="Replica ids are NAME-1..NAME-N (default: the role).")
 @_ACK_WAIT
 @_TRUST
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def agent_provision(
     ctx: CliContext,
@@ -190,7 +185,7 @@ def _agents(settings: Settings) -> list[DaemonInfo]:
 
 
 @agent.command("ps")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def agent_ps(ctx: CliContext, as_json: bool) -> None:
     """Agent daemons of this data dir, with their projected state."""
@@ -273,12 +268,10 @@ def _projected_roles(settings: Settings) -> dict[str, str]:
 
 @agent.command("restart")
 @click.argument("name")
-@click.option(
+@seconds_option(
     "--timeout",
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(1, 3600),
-    help="Seconds each replica gets to finish the task in hand (then SIGKILL), and to come up.",
+    60.0,
+    "Seconds each replica gets to finish the task in hand (then SIGKILL), and to come up.",
 )
 @pass_ctx
 def agent_restart(ctx: CliContext, name: str, timeout: float) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import click
 
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table
+from swarmlog.cli.options import json_option
 from swarmlog.harness.bench import BENCHMARKS, run_benchmark
 
 __all__ = ["bench"]
@@ -15,7 +16,7 @@ __all__ = ["bench"]
 @click.command()
 @click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
 @click.option("--events", "-n", default=50_000, show_default=True, type=click.IntRange(min=100))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def bench(ctx: CliContext, name: str, events: int, as_json: bool) -> None:
     """Run benchmark NAME (own embedded server and temp files; touches no data dir)."""

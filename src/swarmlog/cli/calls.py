@@ -6,7 +6,14 @@ from typing import Any
 
 import click
 
-from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, projection_rows
+from swarmlog.cli.app import (
+    CliContext,
+    emit_json,
+    pass_ctx,
+    print_table,
+    projection_rows,
+)
+from swarmlog.cli.options import json_option
 from swarmlog.cli.views import checked_name
 
 __all__ = ["CALL_FIELDS", "calls"]
@@ -50,7 +57,7 @@ LIMIT {limit}
 @click.option("--task", "task_id", help="Only the calls of this task.")
 @click.option("--workflow", "workflow_id", help="Only the calls of this workflow's tasks.")
 @click.option("--limit", "-n", default=1000, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def calls(
     ctx: CliContext, task_id: str | None, workflow_id: str | None, limit: int, as_json: bool

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx
+from swarmlog.cli.options import json_option
 from swarmlog.control.cluster import cluster_nodes
 from swarmlog.errors import ConfigError
 
@@ -26,7 +27,7 @@ def cluster() -> None:
 @click.option("--client-port", default=4222, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--cluster-port", default=6222, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--store", default="./jetstream", show_default=True, help="Root of the stores.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def cluster_config(
     ctx: CliContext,

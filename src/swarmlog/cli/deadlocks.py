@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from swarmlog.agents.roles.watchdog import OPEN_WAITS_SQL, deadlocks_in
-from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, projection_rows
+from swarmlog.cli.app import (
+    CliContext,
+    emit_json,
+    pass_ctx,
+    print_table,
+    projection_rows,
+)
+from swarmlog.cli.options import json_option
 
 __all__ = ["deadlocks"]
 
@@ -50,7 +57,7 @@ def _past(ctx: CliContext) -> list[dict[str, Any]]:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def deadlocks(ctx: CliContext, as_json: bool) -> None:
     """Deadlocks: cycles in the wait-for graph now, and those the watchdog reported (broken by

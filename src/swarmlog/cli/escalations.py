@@ -19,6 +19,7 @@ from swarmlog.cli.app import (
     run,
     with_client,
 )
+from swarmlog.cli.options import json_option
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.records import ESCALATION_OPTIONS
@@ -85,7 +86,7 @@ def escalations() -> None:
 
 @escalations.command("list")
 @click.option("--all", "everything", is_flag=True, help="Resolved ones too.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def escalations_list(ctx: CliContext, everything: bool, as_json: bool) -> None:
     """Open escalations (oldest first): what failed, where, and why."""
@@ -102,7 +103,7 @@ def escalations_list(ctx: CliContext, everything: bool, as_json: bool) -> None:
 
 @escalations.command("show")
 @click.argument("escalation_id")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def escalations_show(ctx: CliContext, escalation_id: str, as_json: bool) -> None:
     """One escalation: the task's state, what failed and why, and the options."""
@@ -123,7 +124,7 @@ def escalations_show(ctx: CliContext, escalation_id: str, as_json: bool) -> None
 @click.option("--answer", help=OPTIONS["answer"])
 @click.option("--cancel", "action", flag_value="cancel", help=OPTIONS["cancel"])
 @click.option("--note", default="", help="Why (recorded in the signed event).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def escalations_resolve(
     ctx: CliContext,

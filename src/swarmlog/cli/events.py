@@ -11,7 +11,15 @@ import click
 import msgspec
 
 from swarmlog.agents.publisher import Published, Publisher
-from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run, with_client
+from swarmlog.cli.app import (
+    CliContext,
+    emit_json,
+    pass_ctx,
+    print_table,
+    run,
+    with_client,
+)
+from swarmlog.cli.options import json_option
 from swarmlog.control.broker import refresh_broker
 from swarmlog.control.client import Client
 from swarmlog.control.eventstream import Event
@@ -62,7 +70,7 @@ def events_types(ctx: CliContext, as_json: bool) -> None:
 @click.option("--correlation-id")
 @click.option("--causation-id")
 @click.option("--recipient")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def events_publish(
     ctx: CliContext,

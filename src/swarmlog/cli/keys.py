@@ -10,6 +10,7 @@ import click
 import msgspec
 
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.options import json_option
 from swarmlog.control.broker import authorization_text
 from swarmlog.control.issuing import issue_agent
 from swarmlog.control.keystore import KeyStore
@@ -44,7 +45,7 @@ def keys_init(ctx: CliContext) -> None:
 
 
 @keys.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def keys_show(ctx: CliContext, as_json: bool) -> None:
     """The operator public key and the agent credentials issued from this data dir."""
@@ -97,7 +98,7 @@ def keys_show(ctx: CliContext, as_json: bool) -> None:
 @click.option(
     "--expires-in", type=click.FloatRange(min=0.0, max=36_500.0, min_open=True), help="Days."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def keys_issue(
     ctx: CliContext,

@@ -18,6 +18,7 @@ import msgspec
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.options import json_option
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import open_log, open_projections
@@ -118,7 +119,7 @@ def _target(to: Path | None) -> Iterator[Path]:
 @click.option("--until-seq", type=click.IntRange(min=1), help="Stop at this stream sequence.")
 @click.option("--verify/--no-verify", default=True, show_default=True)
 @click.option("--check", is_flag=True, help="Compare the state hash with the live projection.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def replay(
     ctx: CliContext,
@@ -216,7 +217,7 @@ def _load_checkpoint(path: Path) -> Checkpoint:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="A checkpoint file (from `audit checkpoint`): the stream must still match it.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def audit_verify(ctx: CliContext, against: Path | None, as_json: bool) -> None:
     """Verify every event on the stream and the stream's hash chain; exit 1 if anything is
@@ -285,7 +286,7 @@ def audit_verify(ctx: CliContext, against: Path | None, as_json: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write it (default: checkpoints/checkpoint-<seq>.json in the data dir).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def audit_checkpoint(ctx: CliContext, out: Path | None, as_json: bool) -> None:
     """Sign the stream chain's head at the stream's end with the operator key, into a file to

@@ -6,6 +6,7 @@ import click
 import msgspec
 
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table
+from swarmlog.cli.options import json_option
 from swarmlog.harness.sim import FAULTS, SimResult, run_sim
 
 __all__ = ["sim"]
@@ -43,7 +44,7 @@ def _faults(text: str | None) -> frozenset[str] | None:
     is_flag=True,
     help="Also compare the projection with a refold of the log after every step (slow).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def sim(
     ctx: CliContext,

@@ -9,6 +9,7 @@ import click
 
 from swarmlog.agents.publisher import Publisher
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.options import json_option
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.snapshots import restore_snapshot
@@ -34,7 +35,7 @@ async def _record(settings: Settings, taken: dict[str, Any]) -> None:
 
 
 @snapshot.command("create")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def snapshot_create(ctx: CliContext, as_json: bool) -> None:
     """Ask the live projector for a snapshot of the projection now."""
@@ -63,7 +64,7 @@ async def _list(settings: Settings) -> list[dict[str, Any]]:
 
 
 @snapshot.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def snapshot_list(ctx: CliContext, as_json: bool) -> None:
     """The stored snapshots, oldest first."""
@@ -104,7 +105,7 @@ async def _restore(settings: Settings, name: str, to: Path) -> dict[str, Any]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The new projection file (default: restored-<name>.duckdb in the data dir).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def snapshot_restore(ctx: CliContext, name: str, to: Path | None, as_json: bool) -> None:
     """Load snapshot NAME, check it against its recorded state hash (a mismatch is refused,

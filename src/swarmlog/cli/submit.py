@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, run
+from swarmlog.cli.options import json_option
 from swarmlog.config import Settings
 from swarmlog.control.client import Client
 from swarmlog.control.records import Submitted, WorkflowView
@@ -91,7 +92,7 @@ async def _submit(
 @click.option("--workflow-id", help="Default: wf-<random>.")
 @click.option("--wait", is_flag=True, help="Wait for the outcome; exit 1 if it failed.")
 @click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0.1))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def submit(
     ctx: CliContext,

@@ -10,6 +10,7 @@ import click
 from swarmlog.agents.host.bringup import SystemUp, bring_down, bring_up
 from swarmlog.bus.subjects import stream_subjects
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.options import json_option
 from swarmlog.control.system import open_log, open_projections, resolve_url, run_projector
 from swarmlog.errors import BusError, SwarmlogError
 
@@ -68,7 +69,7 @@ def down(ctx: CliContext) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def status(ctx: CliContext, as_json: bool) -> None:
     """The server, stream, projector position and agents."""

@@ -21,6 +21,7 @@ from swarmlog.cli.app import (
     projection_rows,
     with_client,
 )
+from swarmlog.cli.options import json_option
 from swarmlog.control.records import TASK_STATUSES, TaskDetail, WorkflowDetail
 from swarmlog.errors import ConfigError
 from swarmlog.rendering.conversation import JOURNAL_TYPES, conversation, turn_text
@@ -56,7 +57,7 @@ def _emit(ctx: CliContext, key: str, records: Sequence[msgspec.Struct], as_json:
 @click.option("--workflow", "workflow_id", help="Only the tasks of this workflow.")
 @click.option("--status", type=click.Choice(TASK_STATUSES), help="Only tasks in this state.")
 @click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def tasks(
     ctx: CliContext, workflow_id: str | None, status: str | None, limit: int, as_json: bool
@@ -69,7 +70,7 @@ def tasks(
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def workflows(ctx: CliContext, as_json: bool) -> None:
     """Workflows, newest first."""
@@ -77,7 +78,7 @@ def workflows(ctx: CliContext, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def budgets(ctx: CliContext, as_json: bool) -> None:
     """Token budgets: what each agent and workflow spent, its budget, the limits crossed."""
@@ -85,7 +86,7 @@ def budgets(ctx: CliContext, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def agents(ctx: CliContext, as_json: bool) -> None:
     """Agents known to the projection: credential, registration, liveness, load."""
@@ -98,7 +99,7 @@ def agents(ctx: CliContext, as_json: bool) -> None:
 @click.option(
     "--svg", "svg_path", type=click.Path(dir_okay=False), help="Write the task graph as SVG."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@json_option
 @pass_ctx
 def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_json: bool) -> None:
     """A workflow (its plan as a graph of tasks, each with its state) or a task (its history)."""

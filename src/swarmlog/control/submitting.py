@@ -16,6 +16,7 @@ import msgspec
 from swarmlog.agents.policy.planning import PlanError, validate
 from swarmlog.agents.policy.supervision import supervisor_spec
 from swarmlog.agents.policy.workflows import plan_for
+from swarmlog.control.checks import checked
 from swarmlog.errors import ConfigError, SchemaError
 from swarmlog.schemas.codec import check_nesting
 from swarmlog.schemas.payloads import TaskOffered, WorkflowSubmitted
@@ -35,13 +36,8 @@ def new_id(prefix: str) -> str:
 
 
 def _id(value: str, parameter: str) -> str:
-    try:
-        return msgspec.convert(value, Name)
-    except msgspec.ValidationError:
-        raise ConfigError(
-            f"{parameter} {value!r} is not valid: use 1-64 lowercase letters, digits, - and _",
-            parameter=parameter,
-        ) from None
+    message = f"{parameter} {value!r} is not valid: use 1-64 lowercase letters, digits, - and _"
+    return str(checked(value, Name, message, parameter))
 
 
 def _json(value: Any, parameter: str) -> Json:
