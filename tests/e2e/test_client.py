@@ -14,7 +14,8 @@ import pytest
 from clikit import ROOT, Cli, running, start_agents
 
 import swarmlog
-from swarmlog.control.client import Event, TaskDetail, WorkflowDetail
+from swarmlog.control.client import Event
+from swarmlog.control.records import TaskDetail, WorkflowDetail
 from waiting import wait_until
 
 pytestmark = pytest.mark.e2e

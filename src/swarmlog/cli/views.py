@@ -5,9 +5,9 @@ the records :class:`~swarmlog.control.client.Client` reads (``--json`` prints th
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import msgspec
@@ -27,6 +27,9 @@ from swarmlog.errors import ConfigError
 from swarmlog.rendering.conversation import JOURNAL_TYPES, conversation, turn_text
 from swarmlog.rendering.svg import graph_svg
 from swarmlog.schemas.types import Name
+
+if TYPE_CHECKING:
+    from swarmlog.control.client import Client
 
 __all__ = ["agents", "budgets", "checked_name", "show", "tasks", "to_mermaid", "workflows"]
 
@@ -69,28 +72,32 @@ def tasks(
     _emit(ctx, "tasks", found, as_json)
 
 
-@click.command()
-@json_option
-@pass_ctx
-def workflows(ctx: CliContext, as_json: bool) -> None:
-    """Workflows, newest first."""
-    _emit(ctx, "workflows", with_client(ctx.settings, lambda c: c.workflows()), as_json)
+def _view(
+    key: str, doc: str, read: Callable[[Client], Awaitable[Sequence[msgspec.Struct]]]
+) -> click.Command:
+    """The command ``key``: the records ``read`` gets, as a table or ``--json``."""
+
+    @click.command(key, help=doc)
+    @json_option
+    @pass_ctx
+    def command(ctx: CliContext, as_json: bool) -> None:
+        _emit(ctx, key, with_client(ctx.settings, read), as_json)
+
+    return command
 
 
-@click.command()
-@json_option
-@pass_ctx
-def budgets(ctx: CliContext, as_json: bool) -> None:
-    """Token budgets: what each agent and workflow spent, its budget, the limits crossed."""
-    _emit(ctx, "budgets", with_client(ctx.settings, lambda c: c.budgets()), as_json)
-
-
-@click.command()
-@json_option
-@pass_ctx
-def agents(ctx: CliContext, as_json: bool) -> None:
-    """Agents known to the projection: credential, registration, liveness, load."""
-    _emit(ctx, "agents", with_client(ctx.settings, lambda c: c.agents()), as_json)
+workflows = _view("workflows", "Workflows, newest first.", lambda c: c.workflows())
+budgets = _view(
+    "budgets",
+    "Token budgets: what each agent and workflow spent, what calls in flight hold of it, its"
+    " budget, the limits crossed.",
+    lambda c: c.budgets(),
+)
+agents = _view(
+    "agents",
+    "Agents known to the projection: credential, registration, liveness, load.",
+    lambda c: c.agents(),
+)
 
 
 @click.command()

@@ -54,23 +54,7 @@ from swarmlog.errors import BusError, ConfigError
 from swarmlog.projections.client import ProjectionClient
 from swarmlog.schemas.types import Json
 
-__all__ = [
-    "AgentRow",
-    "BudgetRow",
-    "Client",
-    "EscalationDetail",
-    "EscalationRow",
-    "Event",
-    "QueryRows",
-    "Submitted",
-    "TaskDetail",
-    "TaskRow",
-    "TaskSubmitted",
-    "TaskView",
-    "WorkflowDetail",
-    "WorkflowRow",
-    "WorkflowView",
-]
+__all__ = ["Client", "Event"]
 
 _TASK_ENDS = ("succeeded", "failed", "cancelled")
 
