@@ -21,6 +21,7 @@ from swarmlog.agents.tools import declared_grants
 from swarmlog.bus.queues import agent_queues, router_queue
 from swarmlog.config import Settings
 from swarmlog.control.broker import provision_queues, refresh_broker
+from swarmlog.control.checks import conform
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import open_log
 from swarmlog.errors import ConfigError, KeyStoreError
@@ -116,22 +117,16 @@ async def issue_agent(
 
 def _check_grants(tools: Sequence[str], mcp_servers: Sequence[str]) -> None:
     for tool in tools:
-        try:
-            msgspec.convert(tool, ToolName)
-        except msgspec.ValidationError:
-            raise ConfigError(
-                f"{tool!r} is not a tool name: a Python tool's name (word_count) or an MCP"
-                " tool's SERVER.TOOL (time.get_current_time), of letters, digits, _ - and .",
-                parameter="tools",
-            ) from None
+        conform(
+            tool,
+            ToolName,
+            f"{tool!r} is not a tool name: a Python tool's name (word_count) or an MCP"
+            " tool's SERVER.TOOL (time.get_current_time), of letters, digits, _ - and .",
+            "tools",
+        )
     for server in mcp_servers:
-        try:
-            msgspec.convert(server, Name)
-        except msgspec.ValidationError:
-            raise ConfigError(
-                f"{server!r} is not an MCP server name (lowercase letters, digits, _ and -)",
-                parameter="mcp_servers",
-            ) from None
+        reason = f"{server!r} is not an MCP server name (lowercase letters, digits, _ and -)"
+        conform(server, Name, reason, "mcp_servers")
 
 
 async def issue_replicas(

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from swarmlog.agents.policy.planning import PlanError, decode_plan
+from swarmlog.control.checks import check_name, conform
 from swarmlog.control.records import (
     ESCALATION_OPTIONS,
     TASK_STATUSES,
@@ -43,12 +44,11 @@ from swarmlog.control.records import (
 from swarmlog.errors import ConfigError
 from swarmlog.projections.client import Query
 from swarmlog.projections.query import QueryResult
-from swarmlog.schemas.types import EventId, Name
+from swarmlog.schemas.types import EventId
 
 __all__ = [
     "agents",
     "budgets",
-    "check_name",
     "escalation",
     "escalations",
     "query_rows",
@@ -79,17 +79,6 @@ def _decoded(text: Any) -> Any:
         return json.loads(text)
     except ValueError:  # the fold writes JSON; anything else is shown as it is
         return text
-
-
-def check_name(value: str, what: str, parameter: str | None = None) -> str:
-    """``value`` checked as an id (so it can go into SQL as a literal)."""
-    try:
-        return msgspec.convert(value, Name)
-    except msgspec.ValidationError:
-        raise ConfigError(
-            f"{value!r} is not a valid {what} (lowercase letters, digits, - and _)",
-            parameter=parameter,
-        ) from None
 
 
 # Every column, named: a column added to a table is added here, to its record, on purpose.
@@ -185,13 +174,12 @@ async def escalations(
 async def escalation(query: Query, escalation_id: str) -> EscalationDetail:
     """One escalation with its task's state and the options left; :class:`ConfigError` when
     there is none of that id."""
-    try:
-        msgspec.convert(escalation_id, EventId)
-    except msgspec.ValidationError:
-        raise ConfigError(
-            f"{escalation_id!r} is not an escalation id; `swarmlog escalations list` shows them",
-            parameter="escalation_id",
-        ) from None
+    conform(
+        escalation_id,
+        EventId,
+        f"{escalation_id!r} is not an escalation id; `swarmlog escalations list` shows them",
+        "escalation_id",
+    )
     rows = await query(
         "SELECT e.escalation_id, e.task_id, e.workflow_id, e.reason, e.status, e.created_at,"
         " e.resolution, t.role, t.capability, t.priority, t.attempt, t.status AS task_status,"

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from swarmlog.agents.policy.routing import AGENTS_SQL, AgentView, agent_view, role_candidates
 from swarmlog.bus.ports import EventLog
-from swarmlog.control.views import check_name
+from swarmlog.control.checks import check_name
 from swarmlog.errors import WaitTimeout
 from swarmlog.projections.client import ProjectionClient, Query
 
