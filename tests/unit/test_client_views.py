@@ -3,7 +3,9 @@ projection's own tables (in an in-memory DuckDB), with no system running."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from swarmlog.control.submitting import task_offer, workflow_submission
 from swarmlog.control.waiting import stalled
 from swarmlog.errors import ConfigError
 from swarmlog.projections.tables import TABLES
+from swarmlog.schemas.payloads import TaskOffered
+from swarmlog.schemas.types import Json
 
 S = 1_000_000_000
 NOW = 1_000 * S
@@ -145,6 +149,17 @@ async def test_a_queue_without_replicas_an_escalation_and_a_quiet_conductor(
     assert later[0].startswith("no live conductor runs workflows")
 
 
+def _offer(capability: str, input: Json = None, **changes: Any) -> TaskOffered:
+    """``task_offer`` with :meth:`Client.submit_task`'s defaults (its keyword arguments but the
+    workflow it files the task under), but for ``changes``."""
+    options = {
+        name: parameter.default
+        for name, parameter in inspect.signature(Client.submit_task).parameters.items()
+        if parameter.kind is parameter.KEYWORD_ONLY and name != "workflow_id"
+    }
+    return task_offer(capability, input, **(options | changes))
+
+
 def test_submissions_are_checked_before_anything_is_published() -> None:
     wf, payload = workflow_submission("pipeline", {"x": 1}, stages=["a", "b"], data="hi",
                                       fail_fast=True, budget_tokens=10)  # fmt: skip
@@ -165,7 +180,7 @@ def test_submissions_are_checked_before_anything_is_published() -> None:
         workflow_submission("pipeline", stages=["a"], budget_tokens=0)
     with pytest.raises(ConfigError, match="data is not JSON-like"):
         workflow_submission("pipeline", stages=["a"], data=object())
-    offer = task_offer("text", {"a": 1}, task_id="t1", priority="high", mode="swarm")
+    offer = _offer("text", {"a": 1}, task_id="t1", priority="high", mode="swarm")
     assert (offer.task_id, offer.capability, offer.priority, offer.mode) == (
         "t1",
         "text",
@@ -173,10 +188,17 @@ def test_submissions_are_checked_before_anything_is_published() -> None:
         "swarm",
     )
     with pytest.raises(ConfigError, match="capability") as e:
-        task_offer("No Spaces")
+        _offer("No Spaces")
     assert e.value.parameter == "capability"
     with pytest.raises(ConfigError, match="task_id 'T 1' is not valid"):
-        task_offer("text", task_id="T 1")
+        _offer("text", task_id="T 1")
+    with pytest.raises(ConfigError, match="deadline 0 is not > 0 seconds") as e:
+        _offer("text", deadline=0)
+    assert e.value.parameter == "deadline"
+    assert _offer("text").deadline_at is None
+    soon = _offer("text", deadline=60).deadline_at
+    assert soon is not None
+    assert 0 < soon - time.time_ns() <= 60 * 10**9
 
 
 async def test_connect_refuses_a_path_for_settings_and_a_missing_data_dir(tmp_path: Path) -> None:

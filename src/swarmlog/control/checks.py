@@ -1,28 +1,31 @@
-"""What the operator's shell checks of its input before it publishes or queries: a value of a
-schema type, or a :class:`~swarmlog.errors.ConfigError` that says what a valid one is."""
+"""Arguments checked against the event schema's string types before they are used (in SQL, on
+the log, in a key's name): one that does not conform is a :class:`~swarmlog.errors.ConfigError`
+naming the argument, said in the caller's words."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import msgspec
 
 from swarmlog.errors import ConfigError
 from swarmlog.schemas.types import Name
 
-__all__ = ["check_name", "checked"]
+__all__ = ["check_name", "conform"]
 
 
-def checked(value: Any, kind: Any, message: str, parameter: str | None = None) -> Any:
-    """``value`` converted to ``kind`` (a schema type, constraints included), or a
-    :class:`ConfigError` with ``message``, naming ``parameter``."""
+def conform(value: str, kind: object, message: str, parameter: str | None = None) -> str:
+    """``value`` when it is a ``kind`` (a constrained string type of
+    :mod:`swarmlog.schemas.types`), else :class:`ConfigError` with ``message`` and
+    ``parameter``."""
     try:
-        return msgspec.convert(value, kind)
+        checked: str = msgspec.convert(value, kind)
     except msgspec.ValidationError:
         raise ConfigError(message, parameter=parameter) from None
+    return checked
 
 
-def check_name(value: str, what: str, parameter: str | None = None) -> str:
-    """``value`` checked as an id (so it can go into SQL as a literal)."""
-    message = f"{value!r} is not a valid {what} (lowercase letters, digits, - and _)"
-    return str(checked(value, Name, message, parameter))
+def check_name(value: str, what: str, parameter: str | None = None, kind: object = Name) -> str:
+    """``value`` checked as an id (so it can go into SQL as a literal); ``what`` names it in the
+    error (``"workflow id"``), ``kind`` is its type when it is not a plain
+    :data:`~swarmlog.schemas.types.Name`."""
+    reason = f"{value!r} is not a valid {what} (lowercase letters, digits, - and _)"
+    return conform(value, kind, reason, parameter)

@@ -19,7 +19,6 @@ through it. One NATS connection serves everything.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -29,9 +28,11 @@ from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.subjects import aggregate_filter, workflow_event_filter
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
-from swarmlog.control import views
+from swarmlog.control import records, views
+from swarmlog.control.checks import check_name
 from swarmlog.control.eventstream import Event, read_events
 from swarmlog.control.keystore import KeyStore
+from swarmlog.control.records import *  # noqa: F403  (re-exported: see __all__)
 from swarmlog.control.records import (
     AgentRow,
     BudgetRow,
@@ -54,7 +55,10 @@ from swarmlog.errors import BusError, ConfigError
 from swarmlog.projections.client import ProjectionClient
 from swarmlog.schemas.types import Json
 
+# The records the client returns are importable from here with it: every one of them, by
+# the list of the module that defines them.
 __all__ = ["Client", "Event"]
+__all__ += records.__all__
 
 _TASK_ENDS = ("succeeded", "failed", "cancelled")
 
@@ -219,21 +223,18 @@ class Client:
         task_offered`` does): the router assigns it (``mode="swarm"``: capable agents claim
         it). ``deadline``: seconds from now it must be done in; ``workflow_id`` files it under a
         workflow (the conductor does not run it: it is no step of a plan)."""
-        if deadline is not None and not deadline > 0:
-            raise ConfigError(f"deadline {deadline!r} is not > 0 seconds", parameter="deadline")
-        deadline_at = None if deadline is None else time.time_ns() + int(deadline * 1e9)
         offer = task_offer(
             capability,
             input,
             task_id=task_id,
             priority=priority,
             mode=mode,
-            deadline_at=deadline_at,
+            deadline=deadline,
             internal_only=internal_only,
         )
         fields = {}
         if workflow_id is not None:
-            fields["workflow_id"] = views.check_name(workflow_id, "workflow id", "workflow_id")
+            fields["workflow_id"] = check_name(workflow_id, "workflow id", "workflow_id")
         return TaskSubmitted(task_id=offer.task_id, seq=await self._publish(offer, **fields))
 
     # --- waiting ---------------------------------------------------------------------------
@@ -242,7 +243,7 @@ class Client:
         """The workflow once it has ended (``status`` ``succeeded``, ``failed`` or
         ``cancelled``); :class:`~swarmlog.errors.WaitTimeout` after ``timeout`` seconds, saying
         what holds it up."""
-        views.check_name(workflow_id, "workflow id", "workflow_id")
+        check_name(workflow_id, "workflow id", "workflow_id")
         ns = self.settings.namespace
 
         async def ended() -> WorkflowView | None:
@@ -263,7 +264,7 @@ class Client:
         """The task once it has ended (``succeeded``, ``failed``, ``cancelled``; an escalated
         task waits for a human); :class:`~swarmlog.errors.WaitTimeout` after ``timeout``
         seconds, saying what holds it up."""
-        views.check_name(task_id, "task id", "task_id")
+        check_name(task_id, "task id", "task_id")
 
         async def ended() -> TaskView | None:
             view = await self.task(task_id)
@@ -307,9 +308,9 @@ class Client:
         projector for its verdicts (``verified`` is then ``None``)."""
         log = self._need_log()
         if workflow_id is not None:
-            workflow_id = views.check_name(workflow_id, "workflow id", "workflow_id")
+            workflow_id = check_name(workflow_id, "workflow id", "workflow_id")
         if task_id is not None:
-            task_id = views.check_name(task_id, "task id", "task_id")
+            task_id = check_name(task_id, "task id", "task_id")
         for name, value, least in (("after_seq", after_seq, 0), ("last", last, 1)):
             if value is not None and (isinstance(value, bool) or value < least):
                 raise ConfigError(f"{name} {value!r} is not an integer >= {least}", parameter=name)

@@ -21,7 +21,7 @@ from swarmlog.agents.tools import declared_grants
 from swarmlog.bus.queues import agent_queues, router_queue
 from swarmlog.config import Settings
 from swarmlog.control.broker import provision_queues, refresh_broker
-from swarmlog.control.checks import checked
+from swarmlog.control.checks import conform
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import open_log
 from swarmlog.errors import ConfigError, KeyStoreError
@@ -117,7 +117,7 @@ async def issue_agent(
 
 def _check_grants(tools: Sequence[str], mcp_servers: Sequence[str]) -> None:
     for tool in tools:
-        checked(
+        conform(
             tool,
             ToolName,
             f"{tool!r} is not a tool name: a Python tool's name (word_count) or an MCP"
@@ -125,8 +125,8 @@ def _check_grants(tools: Sequence[str], mcp_servers: Sequence[str]) -> None:
             "tools",
         )
     for server in mcp_servers:
-        message = f"{server!r} is not an MCP server name (lowercase letters, digits, _ and -)"
-        checked(server, Name, message, "mcp_servers")
+        reason = f"{server!r} is not an MCP server name (lowercase letters, digits, _ and -)"
+        conform(server, Name, reason, "mcp_servers")
 
 
 async def issue_replicas(

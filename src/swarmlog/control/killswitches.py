@@ -17,9 +17,9 @@ from swarmlog.agents.policy.killflags import KillFlag, flag_key
 from swarmlog.agents.publisher import Publisher
 from swarmlog.config import Settings
 from swarmlog.control.broker import refresh_broker, revoked_agents
+from swarmlog.control.checks import check_name
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import open_log, open_projections
-from swarmlog.errors import ConfigError
 from swarmlog.schemas.payloads import AgentKilled, AgentRevived
 from swarmlog.schemas.types import AgentId, Role
 
@@ -43,26 +43,17 @@ async def _targets(
     settings: Settings, agent_id: str | None, role: str | None
 ) -> tuple[str, list[str], bool]:
     if agent_id is not None:
-        _validate(agent_id, AgentId, "agent id")
+        check_name(agent_id, "agent id", kind=AgentId)
         rows = await _known(settings, f"SELECT agent_id FROM agents WHERE agent_id = '{agent_id}'")
         return flag_key(agent_id=agent_id), [agent_id], bool(rows)
     if role is not None:
-        _validate(role, Role, "role")
+        check_name(role, "role", kind=Role)
         # Validated above: the role cannot carry SQL.
         rows = await _known(
             settings, f"SELECT agent_id FROM agents WHERE role = '{role}' ORDER BY 1"
         )
         return flag_key(role=role), rows, bool(rows)
     return flag_key(), ["*"], True
-
-
-def _validate(value: str, kind: object, what: str) -> None:
-    try:
-        msgspec.convert(value, kind)
-    except msgspec.ValidationError:
-        raise ConfigError(
-            f"{value!r} is not a valid {what} (lowercase letters, digits, - and _)"
-        ) from None
 
 
 async def _known(settings: Settings, sql: str) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -16,7 +17,7 @@ import msgspec
 from swarmlog.agents.policy.planning import PlanError, validate
 from swarmlog.agents.policy.supervision import supervisor_spec
 from swarmlog.agents.policy.workflows import plan_for
-from swarmlog.control.checks import checked
+from swarmlog.control.checks import conform
 from swarmlog.errors import ConfigError, SchemaError
 from swarmlog.schemas.codec import check_nesting
 from swarmlog.schemas.payloads import TaskOffered, WorkflowSubmitted
@@ -36,8 +37,8 @@ def new_id(prefix: str) -> str:
 
 
 def _id(value: str, parameter: str) -> str:
-    message = f"{parameter} {value!r} is not valid: use 1-64 lowercase letters, digits, - and _"
-    return str(checked(value, Name, message, parameter))
+    reason = f"{parameter} {value!r} is not valid: use 1-64 lowercase letters, digits, - and _"
+    return conform(value, Name, reason, parameter)
 
 
 def _json(value: Any, parameter: str) -> Json:
@@ -106,16 +107,20 @@ def workflow_submission(
 
 def task_offer(
     capability: str,
-    input: Json = None,
+    input: Json,
     *,
-    task_id: str | None = None,
-    priority: str = "normal",
-    mode: str = "routed",
-    deadline_at: int | None = None,
-    internal_only: bool = False,
+    task_id: str | None,
+    priority: str,
+    mode: str,
+    deadline: float | None,
+    internal_only: bool,
 ) -> TaskOffered:
     """A single task for whoever has ``capability`` (``mode="swarm"``: the first capable agent
-    that claims it), checked against the event schema."""
+    that claims it), checked against the event schema: the arguments of
+    :meth:`~swarmlog.control.client.Client.submit_task`, which gives their defaults
+    (``deadline``: seconds from now)."""
+    if deadline is not None and not deadline > 0:
+        raise ConfigError(f"deadline {deadline!r} is not > 0 seconds", parameter="deadline")
     if priority not in PRIORITIES:
         raise ConfigError(
             f"priority {priority!r} is not one of {', '.join(PRIORITIES)}", parameter="priority"
@@ -128,7 +133,7 @@ def task_offer(
         "priority": priority,
         "input": _json(input, "input"),
         "mode": mode,
-        "deadline_at": deadline_at,
+        "deadline_at": None if deadline is None else time.time_ns() + int(deadline * 1e9),
         "internal_only": internal_only,
     }
     try:

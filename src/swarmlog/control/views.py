@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from swarmlog.agents.policy.planning import PlanError, decode_plan
-from swarmlog.control.checks import check_name, checked
+from swarmlog.control.checks import check_name, conform
 from swarmlog.control.records import (
     ESCALATION_OPTIONS,
     TASK_STATUSES,
@@ -49,7 +49,6 @@ from swarmlog.schemas.types import EventId
 __all__ = [
     "agents",
     "budgets",
-    "check_name",
     "escalation",
     "escalations",
     "query_rows",
@@ -177,7 +176,7 @@ async def escalations(
 async def escalation(query: Query, escalation_id: str) -> EscalationDetail:
     """One escalation with its task's state and the options left; :class:`ConfigError` when
     there is none of that id."""
-    checked(
+    conform(
         escalation_id,
         EventId,
         f"{escalation_id!r} is not an escalation id; `swarmlog escalations list` shows them",
