@@ -25,14 +25,14 @@ from typing import Any
 import msgspec
 
 from swarmlog.agents.api import TaskError
-from swarmlog.agents.jobs import Job
+from swarmlog.agents.jobs import JobScope
 from swarmlog.agents.llm.messages import ChatRequest, Message, Model, Reply, TextSink
 from swarmlog.agents.policy import journal
 from swarmlog.agents.policy.budgets import completion_allowance, estimate_tokens
-from swarmlog.agents.publisher import Published, Publisher
+from swarmlog.agents.publisher import Published
 from swarmlog.agents.tools import Toolbox, ToolOutcome
 from swarmlog.errors import ModelError, SwarmlogError
-from swarmlog.projections.client import Query, WaitFor
+from swarmlog.projections.client import WaitFor
 from swarmlog.schemas import payloads as p
 from swarmlog.schemas.credentials import tool_permitted
 
@@ -82,20 +82,17 @@ class CallJournal:
 
     def __init__(
         self,
-        job: Job,
+        scope: JobScope,
         *,
-        publisher: Publisher,
-        query: Query | None,
         agent_budget: Callable[[], Budget],
         spend: Callable[[int], Awaitable[None]],
         promised: Promised | None = None,
         wait_for: WaitFor | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._job = job
+        self._job, self._query = scope.job, scope.query
+        self._scope = scope
         self._wait_for = wait_for
-        self._publisher = publisher
-        self._query = query
         self._agent_budget = agent_budget
         self._spend = spend
         self._promised = promised or Promised()
@@ -318,7 +315,7 @@ class CallJournal:
         }
 
     async def _publish(self, payload: p.Payload) -> Published:
-        return await self._publisher.publish(payload, **self._job.wf)
+        return await self._scope.publish(payload)
 
     async def _allowance(self, prompt_tokens: int) -> int | None:
         """The most tokens the answer may take (``None``: no budget; 0: not before calls in

@@ -9,12 +9,10 @@ from swarmlog.agents.api import Exchange, TaskError
 from swarmlog.agents.conversation import Conversations
 from swarmlog.agents.delegation import Delegation
 from swarmlog.agents.inbox import Inbox
-from swarmlog.agents.jobs import Job
+from swarmlog.agents.jobs import JobScope
 from swarmlog.agents.llm.messages import Answer, TextSink
 from swarmlog.agents.policy.outputs import check_output
-from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.tools import ToolOutcome
-from swarmlog.projections.client import Query
 from swarmlog.schemas.payloads import Payload, TaskCheckpointed, TaskHeartbeat, TokenUsage
 
 __all__ = ["HandlerPort"]
@@ -25,23 +23,19 @@ class HandlerPort:
 
     def __init__(
         self,
-        job: Job,
-        *,
-        publisher: Publisher,
+        scope: JobScope,
         conversations: Conversations,
         inbox: Inbox,
         delegation: Delegation,
-        query: Query | None,
     ) -> None:
-        self._job = job
-        self._publisher = publisher
+        self._scope = scope
+        self._job, self._query = scope.job, scope.query
         self._conversations = conversations
         self._inbox = inbox
         self._delegation = delegation
-        self._query = query
 
     async def emit(self, payload: Payload) -> None:
-        await self._publisher.publish(payload, **self._job.wf)
+        await self._scope.publish(payload)
 
     async def progress(self, fraction: float | None, note: str) -> None:
         await self._job.delivery.in_progress()

@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from swarmlog.agents.publisher import Published, Publisher
 from swarmlog.bus.ports import Delivery, EventLog
 from swarmlog.bus.subjects import task_event_filter
+from swarmlog.projections.client import Query
 from swarmlog.projections.verify import check
 from swarmlog.schemas.envelope import Envelope
-from swarmlog.schemas.payloads import TaskAssignment, TaskCheckpointed
+from swarmlog.schemas.payloads import Payload, TaskAssignment, TaskCheckpointed
 
 __all__ = ["Job", "Outcome", "last_checkpoint", "last_verified"]
 
@@ -46,6 +48,20 @@ class Job:
     index: int = 0
     swarm: bool = False
     """Claimed from a swarm offer (not delivered from a work queue)."""
+
+
+@dataclass(frozen=True)
+class JobScope:
+    """What a job's handler port and its call journal share: the job, the publisher its events
+    go out by, and the projection it reads (``None``: it may not)."""
+
+    job: Job
+    publisher: Publisher
+    query: Query | None
+
+    async def publish(self, payload: Payload) -> Published:
+        """Publish ``payload`` as part of the job: in its workflow, caused by its assignment."""
+        return await self.publisher.publish(payload, **self.job.wf)
 
 
 async def last_verified(log: EventLog, filter_subject: str, namespace: str) -> Envelope | None:

@@ -47,7 +47,7 @@ from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.handlerport import HandlerPort
 from swarmlog.agents.inbox import Inbox
 from swarmlog.agents.intake import Intake
-from swarmlog.agents.jobs import Job, Outcome, last_checkpoint
+from swarmlog.agents.jobs import Job, JobScope, Outcome, last_checkpoint
 from swarmlog.agents.llm import Model, OfflineModel, model_from_env
 from swarmlog.agents.llm.offline import parse_script
 from swarmlog.agents.policy.budgets import budget_alert
@@ -392,10 +392,9 @@ class AgentRuntime:
             if job.attempt > 1
             else None
         )
+        scope = JobScope(job, self.publisher, self.query)
         calls = CallJournal(
-            job,
-            publisher=self.publisher,
-            query=self.query,
+            scope,
             wait_for=self.wait_for,
             agent_budget=lambda: Budget("agent", self.spent_tokens, self.agent.budget_tokens),
             spend=self._spend,
@@ -409,14 +408,7 @@ class AgentRuntime:
             granted_tools=granted_tools,
             granted_servers=granted_servers,
         )
-        port = HandlerPort(
-            job,
-            publisher=self.publisher,
-            conversations=conversations,
-            inbox=self.inbox,
-            delegation=self.delegation,
-            query=self.query,
-        )
+        port = HandlerPort(scope, conversations, self.inbox, self.delegation)
         ctx = Context(self.agent_id, task, job.attempt, resumed, port=port)
         if task.deadline_at is None:
             output = await handler(self.agent, task, ctx)
