@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarmlog.errors import ConfigError
+from swarmlog.paths import Below
 
 __all__ = ["DEFAULT_NAMESPACE", "Settings"]
 
@@ -32,27 +33,17 @@ class Settings:
                 " '_' or '-', starting with a letter or digit"
             )
 
-    @property
-    def keys_dir(self) -> Path:
-        return self.data_dir / "keys"
-
-    @property
-    def server_dir(self) -> Path:
-        """The embedded nats-server's store."""
-        return self.data_dir / "nats"
+    keys_dir = Below("data_dir", "keys")
+    """The keys and credentials (a :class:`~swarmlog.control.keystore.KeyStore`)."""
+    server_dir = Below("data_dir", "nats")
+    """The embedded nats-server's store."""
+    run_dir = Below("data_dir", "run")
+    """Pidfiles of daemons."""
+    logs_dir = Below("data_dir", "logs")
 
     @property
     def projection_path(self) -> Path:
         return self.data_dir / "projections" / f"{self.namespace}.duckdb"
-
-    @property
-    def run_dir(self) -> Path:
-        """Pidfiles of daemons."""
-        return self.data_dir / "run"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.data_dir / "logs"
 
     def require_data_dir(self) -> None:
         """Raise a clear error when the data dir does not exist yet."""

@@ -20,6 +20,7 @@ import msgspec
 from swarmlog.bus.permissions import Login, login_for
 from swarmlog.errors import KeyStoreError, SchemaError
 from swarmlog.files import write_atomic, write_private
+from swarmlog.paths import Below
 from swarmlog.schemas.codec import decode_credential
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import CredentialIssued
@@ -36,13 +37,8 @@ class KeyStore:
     def __init__(self, keys_dir: Path) -> None:
         self.dir = keys_dir
 
-    @property
-    def operator_seed_path(self) -> Path:
-        return self.dir / "operator.seed"
-
-    @property
-    def operator_pub_path(self) -> Path:
-        return self.dir / "operator.pub"
+    operator_seed_path = Below("dir", "operator.seed")
+    operator_pub_path = Below("dir", "operator.pub")
 
     def agent_paths(self, agent_id: str) -> tuple[Path, Path]:
         return self.dir / "agents" / f"{agent_id}.seed", self.dir / "agents" / f"{agent_id}.cred"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from swarmlog.agents.policy.validation import require
+from swarmlog.agents.policy.validation import Checked, setting
 
 __all__ = ["Breaker", "BreakerPolicy", "record", "routable", "send_through"]
 
@@ -22,27 +22,19 @@ State = Literal["closed", "open", "half_open"]
 
 
 @dataclass(frozen=True)
-class BreakerPolicy:
-    consecutive_failures: int = 5
-    failure_rate: float = 0.5
-    window: int = 20
-    min_calls: int = 10
-    cooldown: float = 30.0
-    """Seconds a breaker stays open before it lets a probe through."""
-    probes: int = 1
-    """Probes let through at once in half-open, and successes needed to close."""
+class BreakerPolicy(Checked):
+    """When a breaker opens, and how it is taken back (see the module's docstring)."""
 
-    def __post_init__(self) -> None:
-        require(
-            "breaker policy",
-            (
-                (self.consecutive_failures >= 1, "consecutive_failures must be at least 1"),
-                (0 < self.failure_rate <= 1, "failure_rate must be in (0, 1]"),
-                (1 <= self.min_calls <= self.window, "min_calls must be 1..window"),
-                (self.cooldown >= 0, "cooldown must be >= 0 seconds"),
-                (self.probes >= 1, "probes must be at least 1"),
-            ),
-        )
+    WHAT = "breaker policy"
+
+    consecutive_failures: int = setting(5, "must be at least 1", at_least=1)
+    failure_rate: float = setting(0.5, "must be in (0, 1]", above=0, at_most=1)
+    window: int = 20
+    min_calls: int = setting(10, "must be 1..window", at_least=1, at_most="window")
+    cooldown: float = setting(30.0, "must be >= 0 seconds", at_least=0)
+    """Seconds a breaker stays open before it lets a probe through."""
+    probes: int = setting(1, "must be at least 1", at_least=1)
+    """Probes let through at once in half-open, and successes needed to close."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from swarmlog.agents.policy.validation import require
+from swarmlog.agents.policy.validation import Checked, setting
 
 __all__ = ["RetryDecision", "RetryPolicy"]
 
@@ -25,31 +25,21 @@ class RetryDecision:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(Checked):
     """How a failed task is retried."""
 
-    initial_delay: float = 0.5
-    """Seconds before the first retry."""
-    multiplier: float = 2.0
-    """Each further retry waits this many times longer."""
-    max_delay: float = 60.0
-    """No retry waits longer than this."""
-    max_attempts: int = 5
-    """Attempts in all, the first one included; 1 means never retry."""
-    jitter: float = 0.2
-    """Fraction of the delay randomised (0 = none): spreads retries of many tasks apart."""
+    WHAT = "retry policy"
 
-    def __post_init__(self) -> None:
-        require(
-            "retry policy",
-            (
-                (self.initial_delay > 0, "initial_delay must be > 0"),
-                (self.multiplier >= 1, "multiplier must be >= 1"),
-                (self.max_delay >= self.initial_delay, "max_delay must be >= initial_delay"),
-                (1 <= self.max_attempts <= 1000, "max_attempts must be between 1 and 1000"),
-                (0 <= self.jitter <= 1, "jitter must be between 0 and 1"),
-            ),
-        )
+    initial_delay: float = setting(0.5, "must be > 0", above=0)
+    """Seconds before the first retry."""
+    multiplier: float = setting(2.0, "must be >= 1", at_least=1)
+    """Each further retry waits this many times longer."""
+    max_delay: float = setting(60.0, "must be >= initial_delay", at_least="initial_delay")
+    """No retry waits longer than this."""
+    max_attempts: int = setting(5, "must be between 1 and 1000", at_least=1, at_most=1000)
+    """Attempts in all, the first one included; 1 means never retry."""
+    jitter: float = setting(0.2, "must be between 0 and 1", at_least=0, at_most=1)
+    """Fraction of the delay randomised (0 = none): spreads retries of many tasks apart."""
 
     def next_delay(self, attempt: int, draw: float) -> float:
         """Seconds to wait after failed ``attempt`` (1-based); ``draw`` is uniform in [0, 1).
