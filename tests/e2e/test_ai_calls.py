@@ -27,12 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 from clikit import Cli, running
 from toolagents import CRASH_URL, PIN_URL, SHARED
 
 from swarmlog.agents.host.sandbox import PATHS_ENV
 from swarmlog.agents.tools import MCPServer, Toolbox
+from swarmlog.bus.subjects import live_subject
+from swarmlog.control.client import Client
+from swarmlog.control.keystore import KeyStore
+from swarmlog.control.previews import TextPreview
+from swarmlog.control.system import resolve_url
 from swarmlog.schemas.payloads import TaskAssignment
 from waiting import wait_until
 
@@ -338,3 +344,41 @@ def test_parallel_tasks_of_a_workflow_do_not_cross_its_budget_together(cli: Cli)
     # Reservations were made; one may also have been refused (asked before the other's was
     # folded): either way it waited, and was not made.
     assert any(r["admitted"] for r in reserved), reserved
+
+
+def test_a_watcher_sees_the_answer_as_it_is_written_by_an_agent_of_the_tasks_role(
+    cli: Cli,
+) -> None:
+    start(cli, "tests.e2e.toolagents:Talker")
+    task = "ai-talk"
+
+    async def watch() -> list[TextPreview]:
+        seen: list[TextPreview] = []
+        async with await Client.connect(data_dir=cli.data) as client:
+            # An agent of another role announcing for the task (under its own id, all its
+            # login may) is not shown.
+            hostile = KeyStore(cli.settings().keys_dir)
+            async with client.previews(task) as pieces:
+                url = resolve_url(cli.settings())
+                nc = await nats.connect(url, nkeys_seed_str=hostile.login("router-1").seed)
+                await nc.publish(live_subject("default", "router-1", task), b'[1, "forged"]')
+                await nc.flush()
+                await nc.close()
+                await client.submit_task("talk", "go", task_id=task)
+                async with asyncio.timeout(30):
+                    async for piece in pieces:
+                        seen.append(piece)
+                        if "word199" in piece.text:
+                            return seen
+        return seen
+
+    seen = asyncio.run(watch())
+    assert {(p.agent_id, p.call_index, p.task_id) for p in seen} == {("talker-1", 1, task)}
+    assert len(seen) > 10  # piece by piece, not the answer at once
+    text = "".join(p.text for p in seen)
+    wait_until(lambda: status(cli, task) == "succeeded", 30)
+    (call,) = cli.rows(
+        f"SELECT requested_seq, completed_seq FROM model_calls WHERE task_id = '{task}'"
+    )
+    answer = cli.rows(f"SELECT payload FROM events WHERE seq = {call['completed_seq']}")
+    assert json.loads(answer[0]["payload"])["reply"]["content"] == text.strip()

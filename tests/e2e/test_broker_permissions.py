@@ -91,6 +91,7 @@ class Holder:
             f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.default-{self.other_role}-normal",
             f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.default-inbox-{self.other_agent}",
             f"$KV.SWARMLOG_DEFAULT_CACHE.result.{self.other_role}.k",  # another role's cache
+            f"_swarmlog.default.live.{self.other_agent}.t1",  # another's partial text
             *(
                 ["$KV.SWARMLOG_DEFAULT_CACHE.k", "_swarmlog.default.rpc.query"]
                 if self.external
@@ -114,6 +115,7 @@ HOLDERS = [
             "_INBOX_router-1.>",
             "_INBOX_operator.>",
             "$KV.SWARMLOG_DEFAULT_CACHE.>",
+            "_swarmlog.default.live.>",  # the partial text of others' calls is the operator's
         ],
     ),
     Holder(
@@ -128,6 +130,7 @@ HOLDERS = [
             "swarmlog.default.*.work.worker.>",
             "_INBOX.>",
             "_INBOX_worker-1.>",
+            "_swarmlog.default.live.>",
         ],
     ),
     *(
@@ -137,7 +140,12 @@ HOLDERS = [
             other_role="worker",
             other_agent="worker-1",
             system=True,
-            refused_subscriptions=["_INBOX.>", "_INBOX_worker-1.>", "_INBOX_operator.>"],
+            refused_subscriptions=[
+                "_INBOX.>",
+                "_INBOX_worker-1.>",
+                "_INBOX_operator.>",
+                "_swarmlog.default.live.>",
+            ],
         )
         for role in ("router", "conductor", "watchdog")
     ),

@@ -136,3 +136,13 @@ class Spender(Thrifty):
         while len(list(shared.iterdir())) < self.PARTIES and time.monotonic() < deadline:
             time.sleep(0.02)  # a barrier between processes, in a test agent's tool
         return word
+
+
+class Talker(LLMAgent):
+    """One model call with a long answer: its partial text is announced to the task's watchers
+    word by word as the offline model writes it."""
+
+    role = "talker"
+    capabilities = ("talk",)
+    system_prompt = "Talk."
+    offline_script = ({"content": " ".join(f"word{i}" for i in range(200))},)

@@ -31,12 +31,13 @@ from swarmlog.agents.policy import journal
 from swarmlog.agents.policy.budgets import completion_allowance, estimate_tokens
 from swarmlog.agents.publisher import Published
 from swarmlog.agents.tools import Toolbox, ToolOutcome
+from swarmlog.bus.subjects import live_subject
 from swarmlog.errors import ModelError, SwarmlogError
 from swarmlog.projections.client import WaitFor
 from swarmlog.schemas import payloads as p
 from swarmlog.schemas.credentials import tool_permitted
 
-__all__ = ["Budget", "CallJournal", "Promised"]
+__all__ = ["Budget", "CallJournal", "Preview", "Promised"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,16 @@ ROOM_WAIT = 120.0
 """Seconds a model call waits for calls in flight to give back the workflow budget they hold."""
 ROOM_POLL = 0.25
 """Seconds between two readings of the budget while it waits."""
+
+
+class Preview(msgspec.Struct, frozen=True, array_like=True):
+    """A piece of a model call's answer as it comes, announced to the task's watchers."""
+
+    call_index: int
+    text: str
+
+
+_PREVIEW = msgspec.json.Encoder()
 
 _FRAMING = 8
 """Tokens a chat template may add around one message (role markers, separators)."""
@@ -278,7 +289,7 @@ class CallJournal:
     ) -> Reply:
         started = self._clock()
         try:
-            reply = await model.chat(request, on_text=on_text)
+            reply = await model.chat(request, on_text=self._preview(index, on_text))
         except ModelError as exc:
             await self._model_completed(
                 index, model.name, started, status="error", error=str(exc)[:4000]
@@ -304,6 +315,23 @@ class CallJournal:
                 **self._call("model", index), model=model, duration_ms=self._ms(started), **outcome
             )
         )
+
+    def _preview(self, index: int, on_text: TextSink | None) -> TextSink:
+        """Where the model's partial text goes as it comes: to the handler's ``stream=`` and,
+        announced outside the log, to whoever watches the task (``swarmlog watch``). The
+        answer itself is journaled; a preview lost on the way is only a preview."""
+        publisher = self._scope.publisher
+        subject = live_subject(publisher.namespace, publisher.identity.agent_id, self._task_id)
+
+        async def sink(text: str) -> None:
+            if on_text is not None:
+                await on_text(text)
+            try:
+                await publisher.log.announce(subject, _PREVIEW.encode(Preview(index, text)))
+            except SwarmlogError as exc:
+                log.debug("%s: a preview was not announced: %s", self._task_id, exc)
+
+        return sink
 
     def _call(self, kind: journal.CallKind, index: int) -> dict[str, Any]:
         """The fields that name call ``index`` of ``kind`` in both of its events."""

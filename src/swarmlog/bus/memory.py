@@ -44,6 +44,7 @@ class MemoryLog:
         self._changed = asyncio.Condition()
         self._queues: dict[str, _MemoryQueue] = {}
         self._version = 0  # bumped by every append and nak, to wake waiting fetchers
+        self._listeners: list[tuple[str, asyncio.Queue[tuple[str, bytes]]]] = []
         self._doorbells: list[_MemoryDoorbell] = []
         self._flags = MemoryFlags()
         self._cache = MemoryFlags()
@@ -156,6 +157,26 @@ class MemoryLog:
         bell = _MemoryDoorbell(self, filter_subjects)
         self._doorbells.append(bell)
         return bell
+
+    async def announce(self, subject: str, data: bytes) -> None:
+        for pattern, heard in list(self._listeners):
+            if subject_matches(pattern, subject):
+                heard.put_nowait((subject, data))
+
+    @contextlib.asynccontextmanager
+    async def listen(self, filter_subject: str) -> AsyncIterator[AsyncIterator[tuple[str, bytes]]]:
+        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        entry = (filter_subject, queue)
+        self._listeners.append(entry)
+
+        async def heard() -> AsyncIterator[tuple[str, bytes]]:
+            while True:
+                yield await queue.get()
+
+        try:
+            yield heard()
+        finally:
+            self._listeners.remove(entry)
 
     async def flags(self) -> MemoryFlags:
         return self._flags

@@ -59,6 +59,7 @@ from swarmlog.bus.subjects import (
     kv_bucket,
     kv_filter,
     kv_stream,
+    live_filter,
     role_work_filter,
     rpc_subject,
     sender_filter,
@@ -229,6 +230,7 @@ def _in_namespace(
     system = role in SYSTEM_ROLES and not external
     publish = [
         sender_filter(namespace, agent_id),  # its own events, under its own prefix only
+        live_filter(namespace, agent_id=agent_id),  # its calls' partial text, as its own only
         *_reading(stream),
         *_reading(kv_stream(flags)),
         *_reading(kv_stream(cache)),

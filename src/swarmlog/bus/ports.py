@@ -7,6 +7,7 @@ contract test suite runs against both.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -209,6 +210,19 @@ class EventLog(Protocol):
 
     async def doorbell(self, *filter_subjects: str) -> Doorbell:
         """A :class:`Doorbell` for messages published on any of ``filter_subjects``."""
+        ...
+
+    async def announce(self, subject: str, data: bytes) -> None:
+        """Send ``data`` on ``subject`` to whoever listens now: not stored, not retried, no
+        reply (a preview, such as a model's partial text; never something to act on)."""
+        ...
+
+    def listen(
+        self, filter_subject: str
+    ) -> AbstractAsyncContextManager[AsyncIterator[tuple[str, bytes]]]:
+        """What is announced on ``filter_subject``, with its subject: from the moment the
+        context is entered (so a listener can start listening before it sets off what it
+        listens to) until it is left."""
         ...
 
     async def flags(self) -> FlagStore:

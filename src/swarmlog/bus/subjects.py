@@ -58,6 +58,8 @@ __all__ = [
     "kv_filter",
     "kv_key",
     "kv_stream",
+    "live_filter",
+    "live_subject",
     "object_bucket",
     "offer_filter",
     "offer_subject",
@@ -188,6 +190,17 @@ def kind_filter(namespace: str, kind: str) -> str:
 def assignment_filter(namespace: str, task_id: str) -> str:
     """Every assignment of one task, to any role at any priority (one routing per offer)."""
     return f"swarmlog.{namespace}.*.work.*.*.{task_id}"
+
+
+def live_subject(namespace: str, agent_id: str, task_id: str) -> str:
+    """Where ``agent_id`` announces the partial text of ``task_id``'s model calls as it comes
+    (outside the stream, never stored; only that agent's login may publish there)."""
+    return f"_swarmlog.{namespace}.live.{agent_id}.{task_id}"
+
+
+def live_filter(namespace: str, task_id: str = "*", agent_id: str = "*") -> str:
+    """The partial text of ``task_id`` from any agent (or what ``agent_id`` may announce)."""
+    return f"_swarmlog.{namespace}.live.{agent_id}.{task_id}"
 
 
 def rpc_subject(namespace: str, name: str) -> str:

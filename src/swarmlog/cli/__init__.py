@@ -29,7 +29,7 @@ cli.lazy = {
         "escalations": ("escalations",),
         "deadlocks": ("deadlocks",),
         "views": ("workflows", "tasks", "agents", "budgets", "show"),
-        "calls": ("calls",),
+        "calls": ("calls", "watch"),
         "events": ("events",),
         "replay": ("replay", "audit"),
         "snapshot": ("snapshot",),

@@ -1,22 +1,23 @@
-"""``calls``: every journaled model and tool call, from ``model_calls`` and ``tool_calls``."""
+"""``calls``: every journaled model and tool call, from ``model_calls`` and ``tool_calls``;
+``watch TASK``: a task's model calls' text as it comes."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from swarmlog.cli.app import (
-    CliContext,
-    emit_json,
-    pass_ctx,
-    print_table,
-    projection_rows,
-)
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, projection_rows, run
 from swarmlog.cli.options import json_option
 from swarmlog.cli.views import checked_name
+from swarmlog.config import Settings
 
-__all__ = ["CALL_FIELDS", "calls"]
+if TYPE_CHECKING:
+    from swarmlog.control.client import Client
+
+__all__ = ["CALL_FIELDS", "calls", "watch"]
 
 CALL_FIELDS = (
     "kind",
@@ -96,3 +97,54 @@ def _cells(row: dict[str, Any]) -> list[Any]:
         seqs,
         (row["error"] or "")[:80],
     ]
+
+
+_ENDED = ("succeeded", "failed", "cancelled", "escalated")
+"""A task in one of these has no model call left to watch."""
+
+
+@click.command()
+@click.argument("task_id", metavar="TASK")
+@click.option(
+    "--timeout",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Stop after this many seconds even if the task goes on.",
+)
+@pass_ctx
+def watch(ctx: CliContext, task_id: str, timeout: float) -> None:
+    """Print the text of TASK's model calls as the model writes it, until the task ends: a
+    preview, announced outside the log (the answer itself is journaled: `show TASK`)."""
+    ended = run(_watch(ctx, ctx.settings, checked_name(task_id, "task id"), timeout))
+    ctx.err.print(f"{task_id} {ended}")
+
+
+async def _watch(ctx: CliContext, settings: Settings, task_id: str, timeout: float) -> str:
+    from swarmlog.control.client import Client  # the command's cost only
+
+    async with await Client.connect(settings, require_server=True) as client:
+        follow = asyncio.create_task(_print_previews(ctx, client, task_id))
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    task = await client.task(task_id)
+                    if task is not None and task.status in _ENDED:
+                        return str(task.status)
+                    await asyncio.sleep(0.5)  # polling the projection, not waiting on a race
+        except TimeoutError:
+            return f"still running after {timeout:g} s"
+        finally:
+            follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follow
+
+
+async def _print_previews(ctx: CliContext, client: Client, task_id: str) -> None:
+    call = None
+    async with client.previews(task_id) as pieces:
+        async for piece in pieces:
+            if piece.call_index != call:
+                call = piece.call_index
+                ctx.console.print(f"\n[bold]{piece.agent_id} call {call}[/bold]", highlight=False)
+            ctx.console.print(piece.text, end="", markup=False, highlight=False)

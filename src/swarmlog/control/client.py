@@ -18,6 +18,7 @@ through it. One NATS connection serves everything.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -26,12 +27,13 @@ from typing import Any
 
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
-from swarmlog.bus.subjects import aggregate_filter, workflow_event_filter
+from swarmlog.bus.subjects import aggregate_filter, live_filter, workflow_event_filter
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
 from swarmlog.control import records, views
 from swarmlog.control.checks import check_name
 from swarmlog.control.eventstream import Event, read_events
 from swarmlog.control.keystore import KeyStore
+from swarmlog.control.previews import TextPreview, preview_of
 from swarmlog.control.records import *  # noqa: F403  (re-exported: see __all__)
 from swarmlog.control.records import (
     AgentRow,
@@ -343,6 +345,47 @@ class Client:
             return 1
         rows = await self._projections.query(f"SELECT min(seq) AS seq FROM events WHERE {where}")
         return int(rows[0]["seq"]) if rows and rows[0]["seq"] is not None else 1
+
+    @contextlib.asynccontextmanager
+    async def previews(self, task_id: str) -> AsyncIterator[AsyncIterator[TextPreview]]:
+        """The partial text of ``task_id``'s model calls as it comes (``swarmlog watch``):
+        announced by its agent outside the log, kept only from an agent of the task's role
+        (:mod:`swarmlog.control.previews`), from the moment the context is entered::
+
+            async with client.previews("t1") as pieces:
+                await client.submit_task("summarize", text, task_id="t1")
+                async for piece in pieces:
+                    print(piece.text, end="")
+        """
+        log = self._need_log()
+        task_id = check_name(task_id, "task id", "task_id")
+        roles: dict[str, str | None] = {}
+
+        async def pieces(heard: AsyncIterator[tuple[str, bytes]]) -> AsyncIterator[TextPreview]:
+            task_role: str | None = None
+            async for subject, data in heard:
+                agent_id = subject.split(".")[-2]
+                if task_role is None:  # the task may not be projected yet when the first comes
+                    task = await self.task(task_id)
+                    task_role = task.role if task is not None else None
+                if agent_id not in roles:
+                    roles[agent_id] = await self._role_of(agent_id)
+                piece = preview_of(subject, data, roles[agent_id], task_role)
+                if piece is not None:
+                    yield piece
+
+        async with log.listen(live_filter(self.settings.namespace, task_id)) as heard:
+            yield pieces(heard)
+
+    async def _role_of(self, agent_id: str) -> str | None:
+        try:
+            agent_id = check_name(agent_id, "agent id")  # from a subject: SQL only once checked
+        except ConfigError:
+            return None
+        rows = await self._projections.query(
+            f"SELECT role FROM agents WHERE agent_id = '{agent_id}'"
+        )
+        return str(rows[0]["role"]) if rows and rows[0]["role"] is not None else None
 
     # --- views -----------------------------------------------------------------------------
 

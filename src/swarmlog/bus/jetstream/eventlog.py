@@ -8,6 +8,7 @@ Subject-Sequence`` with ``...-Subject`` (a wildcard filter naming the aggregate)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -225,6 +226,27 @@ class JetStreamLog:
         for filter_subject in filter_subjects:
             bell.subs.append(await self._nc.subscribe(filter_subject, cb=bell.ring))
         return bell
+
+    async def announce(self, subject: str, data: bytes) -> None:
+        try:
+            await self._nc.publish(subject, data)
+        except nats.errors.Error as exc:
+            raise BusError(f"could not announce on {subject}: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def listen(self, filter_subject: str) -> AsyncIterator[AsyncIterator[tuple[str, bytes]]]:
+        sub = await self._nc.subscribe(filter_subject)
+        await self._nc.flush()  # the server knows of the interest before the caller goes on
+
+        async def heard() -> AsyncIterator[tuple[str, bytes]]:
+            async for msg in sub.messages:
+                yield msg.subject, msg.data
+
+        try:
+            yield heard()
+        finally:
+            with contextlib.suppress(Exception):  # a connection closed first took it along
+                await sub.unsubscribe()
 
     async def snapshot_store(self) -> JetStreamSnapshots:
         try:
