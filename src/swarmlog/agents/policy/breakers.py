@@ -11,17 +11,17 @@ In half-open, ``probes`` successes close it and any failure opens it again. Time
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Literal
 
 from swarmlog.agents.policy.validation import Checked, setting
+from swarmlog.agents.policy.values import Value
 
 __all__ = ["Breaker", "BreakerPolicy", "record", "routable", "send_through"]
 
 State = Literal["closed", "open", "half_open"]
 
 
-@dataclass(frozen=True)
 class BreakerPolicy(Checked):
     """When a breaker opens, and how it is taken back (see the module's docstring)."""
 
@@ -37,8 +37,7 @@ class BreakerPolicy(Checked):
     """Probes let through at once in half-open, and successes needed to close."""
 
 
-@dataclass(frozen=True)
-class Breaker:
+class Breaker(Value):
     state: State = "closed"
     recent: tuple[bool, ...] = ()
     """The last outcomes while closed, oldest first (``True``: success)."""

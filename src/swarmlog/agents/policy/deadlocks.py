@@ -14,10 +14,10 @@ deadlock, one cycle through it, the waits on that cycle, and the **victim**: the
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from itertools import pairwise
 from typing import Literal
 
+from swarmlog.agents.policy.values import Value
 from swarmlog.schemas.payloads import DeadlockDetected, Payload, TaskEscalated
 
 __all__ = [
@@ -49,8 +49,7 @@ found, so it ends on cyclic graphs; the cost grows with the pairs reachable, whi
 graph (each waiter waits on one or two others) keeps small."""
 
 
-@dataclass(frozen=True)
-class Wait:
+class Wait(Value):
     """One open wait (a ``waits_for`` row)."""
 
     ref: str
@@ -63,8 +62,7 @@ class Wait:
     workflow_id: str | None = None
 
 
-@dataclass(frozen=True)
-class Deadlock:
+class Deadlock(Value):
     cycle: tuple[str, ...]
     """The nodes of one cycle, the first repeated at the end: ``(a, b, a)``."""
     waits: tuple[Wait, ...]
@@ -180,8 +178,7 @@ def find_deadlocks(waits: Iterable[Wait]) -> list[Deadlock]:
     return sorted(found, key=lambda d: d.cycle)
 
 
-@dataclass(frozen=True)
-class Notice:
+class Notice(Value):
     """One event the watchdog publishes about a deadlock, with its recipient (``None``: none)."""
 
     payload: Payload

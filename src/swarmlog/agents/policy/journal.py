@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
 
+from swarmlog.agents.policy.values import Value
 from swarmlog.schemas.payloads import model_call_id, tool_call_id
 
 __all__ = [
@@ -71,8 +71,7 @@ def arguments_digest(tool: str, arguments: Any) -> str:
     return digest({"tool": tool, "arguments": arguments})
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(Value):
     """One journaled call: its request digest and, once it completed, how."""
 
     kind: CallKind

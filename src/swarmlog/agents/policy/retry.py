@@ -8,15 +8,14 @@ Whether to retry at all is a property of the error (``retryable``), not a specia
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from swarmlog.agents.policy.validation import Checked, setting
+from swarmlog.agents.policy.values import Value
 
 __all__ = ["RetryDecision", "RetryPolicy"]
 
 
-@dataclass(frozen=True)
-class RetryDecision:
+class RetryDecision(Value):
     """What to do after a failed attempt: retry after ``delay`` seconds, or give up."""
 
     retry: bool
@@ -24,7 +23,6 @@ class RetryDecision:
     reason: str = ""
 
 
-@dataclass(frozen=True)
 class RetryPolicy(Checked):
     """How a failed task is retried."""
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from swarmlog.agents.policy.breakers import Breaker, BreakerPolicy, routable
+from swarmlog.agents.policy.values import Value
 from swarmlog.schemas.payloads import TaskOffered
 from swarmlog.schemas.types import PRIORITIES
 
@@ -49,8 +49,7 @@ def tier_cost(tier: str | None) -> int:
     return TIER_COSTS.get(tier or "", 1)
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(Value):
     """An agent as the router sees it."""
 
     agent_id: str
@@ -79,8 +78,7 @@ class Candidate:
         return self.in_flight >= self.capacity
 
 
-@dataclass(frozen=True)
-class QueuedTask:
+class QueuedTask(Value):
     task_id: str
     priority: str
     seq: int
@@ -130,8 +128,7 @@ def priority_order(tasks: Sequence[QueuedTask]) -> list[QueuedTask]:
     return sorted(tasks, key=lambda t: (rank.get(t.priority, len(rank)), t.seq))
 
 
-@dataclass(frozen=True)
-class AgentView:
+class AgentView(Value):
     """One replica as the projection shows it."""
 
     agent_id: str

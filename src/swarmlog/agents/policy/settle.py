@@ -14,9 +14,8 @@ same settlement.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from swarmlog.agents.policy.retry import RetryPolicy
+from swarmlog.agents.policy.values import Value
 
 __all__ = [
     "Escalate",
@@ -29,30 +28,26 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Retry:
+class Retry(Value):
     """Try again after ``delay`` seconds, as attempt ``attempt``."""
 
     attempt: int
     delay: float
 
 
-@dataclass(frozen=True)
-class HandOver:
+class HandOver(Value):
     """Reassign the task to ``role`` (the agent's fallback role)."""
 
     role: str
 
 
-@dataclass(frozen=True)
-class Escalate:
+class Escalate(Value):
     """Give the task to a human, saying why."""
 
     reason: str
 
 
-@dataclass(frozen=True)
-class TimedOut:
+class TimedOut(Value):
     """The task failed for good: it is past its deadline."""
 
 

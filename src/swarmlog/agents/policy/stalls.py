@@ -9,7 +9,8 @@ it, or no replica of its role is left to take it. The watchdog escalates it to a
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from swarmlog.agents.policy.values import Value
 
 __all__ = ["MOVING", "Stall", "stalled"]
 
@@ -17,8 +18,7 @@ MOVING = frozenset({"assigned", "claimed", "running", "errored", "retry_schedule
 """Task states that are expected to change by themselves."""
 
 
-@dataclass(frozen=True)
-class Stall:
+class Stall(Value):
     task_id: str
     status: str
     idle_s: float

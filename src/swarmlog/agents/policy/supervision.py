@@ -30,12 +30,12 @@ restart of the supervisor, or by a second replica) offers nothing twice:
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from swarmlog.agents.policy.planning import Plan, PlanError, PlanStep, decode_plan, revise, validate
+from swarmlog.agents.policy.values import Value
 from swarmlog.agents.policy.workflow_view import (
     Action,
     Complete,
@@ -57,8 +57,7 @@ _IN_PROGRESS = frozenset(
 _VERDICTS = frozenset({"accept", "retry", "reassign"})
 
 
-@dataclass(frozen=True)
-class SupervisorSpec:
+class SupervisorSpec(Value):
     goal: str
     input: Any = None
     planner: str = "plan"
@@ -107,8 +106,7 @@ def _choice(raw: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str:
     return str(value)
 
 
-@dataclass(frozen=True)
-class _Track:
+class _Track(Value):
     """Where one step stands."""
 
     status: str  # todo | running | done | failed | escalated

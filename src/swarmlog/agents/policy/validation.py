@@ -9,8 +9,10 @@ built, by the one ``__post_init__`` here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from typing import ClassVar, TypeVar
+
+from swarmlog.agents.policy.values import Value
 
 __all__ = ["Bound", "Checked", "require", "setting"]
 
@@ -34,8 +36,7 @@ def require(what: str, rules: Iterable[tuple[bool, str]]) -> None:
         raise ValueError(f"invalid {what}: " + "; ".join(problems))
 
 
-@dataclass(frozen=True)
-class _Bounds:
+class _Bounds(Value):
     rule: str
     """What the bounds say, after the setting's name: ``must be at least 1``."""
     above: Bound | None = None
@@ -60,8 +61,7 @@ def setting(
     return field(default=default, metadata={_BOUNDS: bounds})
 
 
-@dataclass(frozen=True)
-class Checked:
+class Checked(Value):
     """Base of a policy's settings: built, every :func:`setting` keeps its bounds, or one
     :class:`ValueError` names each that does not (see :func:`require`)."""
 

@@ -8,10 +8,11 @@ each other's internals; the conductor turns each action into an event.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from swarmlog.agents.policy.planning import Plan
+from swarmlog.agents.policy.values import Value
 
 __all__ = [
     "Action",
@@ -25,8 +26,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class StepState:
+class StepState(Value):
     """What the projection says about one step's task."""
 
     status: str
@@ -36,8 +36,7 @@ class StepState:
     """The role that did (or does) it."""
 
 
-@dataclass(frozen=True)
-class WorkflowView:
+class WorkflowView(Value):
     workflow_id: str
     pattern: str
     input: Any
@@ -52,21 +51,18 @@ class WorkflowView:
     """What registered agents can do (``None``: unknown, plans are not checked against it)."""
 
 
-@dataclass(frozen=True)
-class SetPlan:
+class SetPlan(Value):
     plan: Plan
 
 
-@dataclass(frozen=True)
-class Revise:
+class Revise(Value):
     """A new plan version (completed steps kept)."""
 
     plan: Plan
     reason: str
 
 
-@dataclass(frozen=True)
-class Offer:
+class Offer(Value):
     task_id: str
     capability: str
     input: Any
@@ -77,15 +73,13 @@ class Offer:
     """Routed only to roles with no external replica."""
 
 
-@dataclass(frozen=True)
-class BudgetAlert:
+class BudgetAlert(Value):
     limit: str  # "soft" | "hard"
     used_tokens: int
     budget_tokens: int
 
 
-@dataclass(frozen=True)
-class Complete:
+class Complete(Value):
     status: str  # "succeeded" | "failed"
     result: Any
 
