@@ -6,7 +6,7 @@ import asyncio
 import importlib
 import json
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +25,8 @@ __all__ = [
     "LazyGroup",
     "cli",
     "emit_json",
+    "emit_listing",
+    "option_for",
     "pass_ctx",
     "print_table",
     "projection_rows",
@@ -118,6 +120,44 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 def emit_json(value: Any) -> None:
     """Print one JSON document to stdout."""
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def emit_listing(
+    ctx: CliContext,
+    key: str,
+    documents: Sequence[Mapping[str, Any]],
+    as_json: bool,
+    table: tuple[Sequence[str], Callable[[Mapping[str, Any]], list[Any]]] | None = None,
+) -> None:
+    """What a listing command prints: with ``--json`` one document ``{key: documents}``; else
+    a table titled ``key`` (``table``: its columns and a document's cells; by default the
+    documents' own keys and values), and when there is nothing to list, "no KEY yet" on
+    stderr."""
+    if as_json:
+        emit_json({key: list(documents)})
+        return
+    if table is None:
+        columns: Sequence[str] = list(documents[0]) if documents else []
+        rows = [[d[c] for c in columns] for d in documents]
+    else:
+        columns, cells = table
+        rows = [cells(d) for d in documents]
+    print_table(ctx.console, key, columns, rows)
+    if not documents:
+        ctx.err.print(f"no {key} yet")
+
+
+def option_for(parameter: str | None) -> str | None:
+    """The running command's option (``--budget``) that gives the library's argument
+    ``parameter`` (``budget_tokens``), for saying which option an error is about: a command
+    names each such option's destination after the argument it gives. ``None`` when none
+    does."""
+    if parameter is None:
+        return None
+    for param in click.get_current_context().command.params:
+        if isinstance(param, click.Option) and param.name == parameter:
+            return next(o for o in param.opts if o.startswith("--"))
+    return None
 
 
 def projection_rows(settings: Settings, sql: str) -> list[dict[str, Any]]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, projection_rows, run
-from swarmlog.cli.options import json_option
-from swarmlog.cli.views import checked_name
+from swarmlog.cli.app import CliContext, emit_listing, pass_ctx, projection_rows, run
+from swarmlog.cli.options import rows_options
 from swarmlog.config import Settings
+from swarmlog.control.checks import check_name
 
 if TYPE_CHECKING:
     from swarmlog.control.client import Client
@@ -57,8 +58,7 @@ LIMIT {limit}
 @click.command()
 @click.option("--task", "task_id", help="Only the calls of this task.")
 @click.option("--workflow", "workflow_id", help="Only the calls of this workflow's tasks.")
-@click.option("--limit", "-n", default=1000, show_default=True, type=click.IntRange(1, 10_000))
-@json_option
+@rows_options(1000)
 @pass_ctx
 def calls(
     ctx: CliContext, task_id: str | None, workflow_id: str | None, limit: int, as_json: bool
@@ -67,21 +67,20 @@ def calls(
     tokens and time, and the stream sequences of its request and answer."""
     where = []
     if task_id is not None:
-        where.append(f"task_id = '{checked_name(task_id, 'task id')}'")
+        where.append(f"task_id = '{check_name(task_id, 'task id')}'")
     if workflow_id is not None:
-        where.append(f"workflow_id = '{checked_name(workflow_id, 'workflow id')}'")
+        where.append(f"workflow_id = '{check_name(workflow_id, 'workflow id')}'")
     clause = "WHERE " + " AND ".join(where) if where else ""
     rows = projection_rows(ctx.settings, _SELECT.format(where=clause, limit=limit))
-    if as_json:
-        emit_json({"calls": [{f: row[f] for f in CALL_FIELDS} for row in rows]})
-        return
-    columns = ["kind", "task", "#", "model / tool", "status", "tokens", "ms", "seqs", "error"]
-    print_table(ctx.console, "calls", columns, [_cells(row) for row in rows])
-    if not rows:
-        ctx.err.print("no calls yet")
+    found = [{f: row[f] for f in CALL_FIELDS} for row in rows]
+    emit_listing(ctx, "calls", found, as_json, (_COLUMNS, _cells))
 
 
-def _cells(row: dict[str, Any]) -> list[Any]:
+_COLUMNS = ["kind", "task", "#", "model / tool", "status", "tokens", "ms", "seqs", "error"]
+
+
+def _cells(row: Mapping[str, Any]) -> list[Any]:
+    """A call's cells under :data:`_COLUMNS`."""
     tokens = ""
     if row["kind"] == "model" and row["prompt_tokens"] is not None:
         tokens = f"{row['prompt_tokens']}+{row['completion_tokens']}"
@@ -116,7 +115,7 @@ _ENDED = ("succeeded", "failed", "cancelled", "escalated")
 def watch(ctx: CliContext, task_id: str, timeout: float) -> None:
     """Print the text of TASK's model calls as the model writes it, until the task ends: a
     preview, announced outside the log (the answer itself is journaled: `show TASK`)."""
-    ended = run(_watch(ctx, ctx.settings, checked_name(task_id, "task id"), timeout))
+    ended = run(_watch(ctx, ctx.settings, check_name(task_id, "task id", "task_id"), timeout))
     ctx.err.print(f"{task_id} {ended}")
 
 

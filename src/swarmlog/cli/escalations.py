@@ -21,6 +21,7 @@ from swarmlog.cli.app import (
 )
 from swarmlog.cli.options import json_option
 from swarmlog.config import Settings
+from swarmlog.control.checks import conform
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.records import ESCALATION_OPTIONS
 from swarmlog.control.system import open_log
@@ -148,12 +149,7 @@ def escalations_resolve(
     if found["status"] != "open":
         raise ConfigError(f"escalation {escalation_id} is {found['status']} already")
     if role is not None:
-        try:
-            msgspec.convert(role, Role)
-        except msgspec.ValidationError:
-            raise ConfigError(
-                f"--reassign {role!r}: a role is lowercase letters, digits, - _"
-            ) from None
+        conform(role, Role, f"--reassign {role!r}: a role is lowercase letters, digits, - _")
     task_id = found["task_id"]
     follow_up: Payload
     if action in ("retry", "reassign"):

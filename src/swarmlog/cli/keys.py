@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 import msgspec
 
-from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
-from swarmlog.cli.options import json_option
+from swarmlog.cli.app import CliContext, emit_json, option_for, pass_ctx, print_table, run
+from swarmlog.cli.options import file_option, json_option
 from swarmlog.control.broker import authorization_text
 from swarmlog.control.issuing import issue_agent
 from swarmlog.control.keystore import KeyStore
@@ -18,16 +18,6 @@ from swarmlog.errors import ConfigError, KeyStoreError
 from swarmlog.files import write_private
 
 __all__ = ["keys"]
-
-_DAY_NS = 86_400 * 1_000_000_000
-
-_OPTIONS = {
-    "agent_id": "--agent-id",
-    "allowed": "--allow",
-    "tools": "--tool",
-    "mcp_servers": "--mcp",
-}
-"""The option of `keys issue` that gives each argument of ``issue_agent``."""
 
 
 @click.group()
@@ -129,7 +119,7 @@ def keys_issue(
             )
         )
     except (ConfigError, KeyStoreError) as exc:
-        option = _OPTIONS.get(exc.parameter or "")
+        option = option_for(exc.parameter)
         if option is None:
             raise
         raise type(exc)(f"{exc.message} (see {option})", parameter=exc.parameter) from None
@@ -149,11 +139,7 @@ def keys_issue(
 
 
 @keys.command("authorization")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write it to this file (mode 0600) instead of printing it.",
-)
+@file_option("--out", "Write it to this file (mode 0600) instead of printing it.")
 @pass_ctx
 def keys_authorization(ctx: CliContext, out: Path | None) -> None:
     """The nats-server `accounts` block admitting the operator and every agent of this data

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-__all__ = ["json_option", "seconds_option"]
+from swarmlog.control.records import MAX_ROWS
+
+__all__ = ["file_option", "json_option", "rows_options", "seconds_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,3 +23,25 @@ def seconds_option(flag: str, default: float, help: str) -> Callable[[F], F]:
     return click.option(
         flag, default=default, show_default=True, type=click.FloatRange(1, 3600), help=help
     )
+
+
+def rows_options(default_limit: int) -> Callable[[F], F]:
+    """The options of a command that lists rows: ``--limit/-n`` (at most that many, by default
+    ``default_limit``, never more than a view returns) and ``--json``."""
+    limit = click.option(
+        "--limit",
+        "-n",
+        default=default_limit,
+        show_default=True,
+        type=click.IntRange(1, MAX_ROWS),
+    )
+
+    def add(command: F) -> F:
+        return limit(json_option(command))
+
+    return add
+
+
+def file_option(flag: str, help: str) -> Callable[[F], F]:
+    """A file the command writes (a path, not a folder; it need not exist yet)."""
+    return click.option(flag, type=click.Path(dir_okay=False, path_type=Path), help=help)

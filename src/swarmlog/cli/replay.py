@@ -18,7 +18,7 @@ import msgspec
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
-from swarmlog.cli.options import json_option
+from swarmlog.cli.options import file_option, json_option
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import open_log, open_projections
@@ -115,7 +115,7 @@ def _target(to: Path | None) -> Iterator[Path]:
 
 
 @click.command()
-@click.option("--to", "to", type=click.Path(dir_okay=False, path_type=Path), help="Keep the file.")
+@file_option("--to", "Keep the file.")
 @click.option("--until-seq", type=click.IntRange(min=1), help="Stop at this stream sequence.")
 @click.option("--verify/--no-verify", default=True, show_default=True)
 @click.option("--check", is_flag=True, help="Compare the state hash with the live projection.")
@@ -281,10 +281,8 @@ def audit_verify(ctx: CliContext, against: Path | None, as_json: bool) -> None:
 
 
 @audit.command("checkpoint")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write it (default: checkpoints/checkpoint-<seq>.json in the data dir).",
+@file_option(
+    "--out", "Where to write it (default: checkpoints/checkpoint-<seq>.json in the data dir)."
 )
 @json_option
 @pass_ctx

@@ -9,7 +9,7 @@ import click
 
 from swarmlog.agents.publisher import Publisher
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
-from swarmlog.cli.options import json_option
+from swarmlog.cli.options import file_option, json_option
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.snapshots import restore_snapshot
@@ -99,12 +99,7 @@ async def _restore(settings: Settings, name: str, to: Path) -> dict[str, Any]:
 
 @snapshot.command("restore")
 @click.argument("name")
-@click.option(
-    "--to",
-    "to",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The new projection file (default: restored-<name>.duckdb in the data dir).",
-)
+@file_option("--to", "The new projection file (default: restored-<name>.duckdb in the data dir).")
 @json_option
 @pass_ctx
 def snapshot_restore(ctx: CliContext, name: str, to: Path | None, as_json: bool) -> None:

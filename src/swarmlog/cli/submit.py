@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from swarmlog.cli.app import CliContext, emit_json, pass_ctx, run
+from swarmlog.cli.app import CliContext, emit_json, option_for, pass_ctx, run
 from swarmlog.cli.options import json_option
 from swarmlog.config import Settings
 from swarmlog.control.client import Client
@@ -18,9 +18,6 @@ from swarmlog.control.submitting import PATTERNS
 from swarmlog.errors import ConfigError
 
 __all__ = ["submit"]
-
-_OPTIONS = {"budget_tokens": "--budget", "stages": "--stage"}
-"""The client's argument names that are not the option's name with dashes."""
 
 
 def _json_arg(text: str | None, what: str) -> Any:
@@ -45,9 +42,9 @@ def _data(text: str | None) -> Any:
 def _as_option(exc: ConfigError) -> ConfigError:
     """The client's error about one of its arguments, said with the option's name."""
     name = exc.parameter
-    if name is None or not exc.message.startswith(f"{name} "):
+    option = option_for(name)
+    if name is None or option is None or not exc.message.startswith(f"{name} "):
         return exc
-    option = _OPTIONS.get(name, "--" + name.replace("_", "-"))
     return ConfigError(option + exc.message.removeprefix(name), parameter=name)
 
 
@@ -67,7 +64,7 @@ async def _submit(
 
 @click.command()
 @click.argument("pattern", type=click.Choice(PATTERNS))
-@click.option("--input", "input_json", help="The pattern's settings as a JSON object.")
+@click.option("--input", help="The pattern's settings as a JSON object.")
 @click.option("--stage", "stages", multiple=True, help="pipeline: a stage's capability, in order.")
 @click.option("--data", help="What the first step gets (JSON, or plain text).")
 @click.option("--question", help="debate: the question.")
@@ -86,6 +83,7 @@ async def _submit(
 )
 @click.option(
     "--budget",
+    "budget_tokens",
     type=click.IntRange(1, 2**40),
     help="Token budget: warned at 80 %, stopped at 100 %.",
 )
@@ -94,57 +92,16 @@ async def _submit(
 @click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0.1))
 @json_option
 @pass_ctx
-def submit(
-    ctx: CliContext,
-    pattern: str,
-    input_json: str | None,
-    stages: tuple[str, ...],
-    data: str | None,
-    question: str | None,
-    debaters: int | None,
-    capability: str | None,
-    judge: str | None,
-    rounds: int | None,
-    goal: str | None,
-    planner: str | None,
-    reviewer: str | None,
-    synthesizer: str | None,
-    fail_fast: bool,
-    budget: int | None,
-    workflow_id: str | None,
-    wait: bool,
-    timeout: float,
-    as_json: bool,
-) -> None:
+def submit(ctx: CliContext, /, wait: bool, timeout: float, as_json: bool, **options: Any) -> None:
     """Start a workflow: pipeline (--stage ... --data), debate (--question), supervisor
     (--goal), swarm or custom (--input)."""
+    # The other options are the client's arguments, by name: each option's destination is the
+    # argument it gives (as its errors say, see _as_option).
     settings = ctx.settings
     settings.require_data_dir()
-    base = _json_arg(input_json, "--input")
-    if base is not None and not isinstance(base, dict):
-        raise ConfigError("--input must be a JSON object (the pattern's settings)")
-    submitted, view = run(
-        _submit(
-            settings,
-            timeout if wait else None,
-            pattern=pattern,
-            input=base,
-            data=_data(data),
-            stages=stages,
-            question=question,
-            debaters=debaters,
-            capability=capability,
-            judge=judge,
-            rounds=rounds,
-            goal=goal,
-            planner=planner,
-            reviewer=reviewer,
-            synthesizer=synthesizer,
-            fail_fast=fail_fast,
-            budget_tokens=budget,
-            workflow_id=workflow_id,
-        )
-    )
+    options["input"] = _json_arg(options["input"], "--input")
+    options["data"] = _data(options["data"])
+    submitted, view = run(_submit(settings, timeout if wait else None, **options))
     out: dict[str, Any] = {"workflow_id": submitted.workflow_id, "seq": submitted.seq}
     if view is not None:
         out |= {"status": view.status, "result": view.result}

@@ -16,51 +16,34 @@ from rich.text import Text
 from swarmlog.cli.app import (
     CliContext,
     emit_json,
+    emit_listing,
     pass_ctx,
     print_table,
     projection_rows,
     with_client,
 )
-from swarmlog.cli.options import json_option
+from swarmlog.cli.options import json_option, rows_options
+from swarmlog.control.checks import check_name
 from swarmlog.control.records import TASK_STATUSES, TaskDetail, WorkflowDetail
-from swarmlog.errors import ConfigError
 from swarmlog.rendering.conversation import JOURNAL_TYPES, conversation, turn_text
 from swarmlog.rendering.svg import graph_svg
-from swarmlog.schemas.types import Name
 
 if TYPE_CHECKING:
     from swarmlog.control.client import Client
 
-__all__ = ["agents", "budgets", "checked_name", "show", "tasks", "to_mermaid", "workflows"]
-
-
-def checked_name(value: str, what: str) -> str:
-    """``value`` checked as an id (so it can go into SQL as a literal)."""
-    try:
-        return msgspec.convert(value, Name)
-    except msgspec.ValidationError:
-        raise ConfigError(
-            f"{value!r} is not a valid {what} (lowercase letters, digits, - and _)"
-        ) from None
+__all__ = ["agents", "budgets", "show", "tasks", "to_mermaid", "workflows"]
 
 
 def _emit(ctx: CliContext, key: str, records: Sequence[msgspec.Struct], as_json: bool) -> None:
-    """Records of a view as a table, or (``--json``) ``{key: [record, ...]}``."""
-    rows: list[dict[str, Any]] = [msgspec.to_builtins(r) for r in records]
-    if as_json:
-        emit_json({key: rows})
-        return
-    columns = list(rows[0]) if rows else []
-    print_table(ctx.console, key, columns, [[r[c] for c in columns] for r in rows])
-    if not rows:
-        ctx.err.print(f"no {key} yet")
+    """Records of a view as a listing: a table of their fields, or (``--json``) ``{key:
+    [record, ...]}``."""
+    emit_listing(ctx, key, [msgspec.to_builtins(r) for r in records], as_json)
 
 
 @click.command()
 @click.option("--workflow", "workflow_id", help="Only the tasks of this workflow.")
 @click.option("--status", type=click.Choice(TASK_STATUSES), help="Only tasks in this state.")
-@click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 10_000))
-@json_option
+@rows_options(50)
 @pass_ctx
 def tasks(
     ctx: CliContext, workflow_id: str | None, status: str | None, limit: int, as_json: bool
@@ -150,7 +133,7 @@ def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_
 
 def _conversation(ctx: CliContext, task_id: str) -> list[dict[str, Any]]:
     """The task's conversation, from its call journal (see ``rendering.conversation``)."""
-    task_id = checked_name(task_id, "task id")
+    task_id = check_name(task_id, "task id")
     types = ", ".join(f"'{t}'" for t in JOURNAL_TYPES)
     rows = projection_rows(
         ctx.settings,

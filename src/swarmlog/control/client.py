@@ -29,12 +29,11 @@ from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.subjects import aggregate_filter, live_filter, workflow_event_filter
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
-from swarmlog.control import records, views
+from swarmlog.control import views
 from swarmlog.control.checks import check_name
 from swarmlog.control.eventstream import Event, read_events
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.previews import TextPreview, preview_of
-from swarmlog.control.records import *  # noqa: F403  (re-exported: see __all__)
 from swarmlog.control.records import (
     AgentRow,
     BudgetRow,
@@ -57,10 +56,7 @@ from swarmlog.errors import BusError, ConfigError
 from swarmlog.projections.client import ProjectionClient
 from swarmlog.schemas.types import Json
 
-# The records the client returns are importable from here with it: every one of them, by
-# the list of the module that defines them.
 __all__ = ["Client", "Event"]
-__all__ += records.__all__
 
 _TASK_ENDS = ("succeeded", "failed", "cancelled")
 

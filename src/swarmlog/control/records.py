@@ -13,6 +13,7 @@ from swarmlog.schemas.types import Json
 
 __all__ = [
     "ESCALATION_OPTIONS",
+    "MAX_ROWS",
     "TASK_STATUSES",
     "AgentRow",
     "BudgetRow",
@@ -54,6 +55,9 @@ ESCALATION_OPTIONS = {
     "cancel": "give up on it; its workflow fails (--cancel)",
 }
 """What an open escalation can be resolved with (``escalations resolve``)."""
+
+MAX_ROWS = 10_000
+"""The most rows a listing returns at once (``tasks --limit``, ``calls --limit``)."""
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True):

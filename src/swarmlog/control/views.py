@@ -24,6 +24,7 @@ from swarmlog.agents.policy.planning import PlanError, decode_plan
 from swarmlog.control.checks import check_name, conform
 from swarmlog.control.records import (
     ESCALATION_OPTIONS,
+    MAX_ROWS,
     TASK_STATUSES,
     AgentRow,
     BudgetRow,
@@ -123,8 +124,8 @@ async def tasks(
                 parameter="status",
             )
         where.append(f"status = '{status}'")
-    if not 1 <= limit <= 10_000:
-        raise ConfigError(f"limit {limit} is not in 1..10000", parameter="limit")
+    if not 1 <= limit <= MAX_ROWS:
+        raise ConfigError(f"limit {limit} is not in 1..{MAX_ROWS}", parameter="limit")
     rows = await query(
         "SELECT task_id, workflow_id, role, capability, priority, status, attempt,"
         " coalesce(completed_by, claimed_by) AS agent, error FROM tasks"
