@@ -164,7 +164,7 @@ async def test_an_offer_is_assigned_once_even_when_routed_twice() -> None:
     second = Router(
         s.log,
         Publisher(s.log, identity("router-2"), NS, clock=lambda: NOW),
-        s.router._agents,
+        s.router.agents,
         clock=lambda: NOW,
     )
     assert (await second.handle(Redelivered(s.log))).status == "already_assigned"
@@ -240,7 +240,7 @@ class Judged(Setup):
         self.router = Router(
             self.log,
             Publisher(self.log, identity("router-1"), NS, clock=lambda: self.clock[0]),
-            self.router._agents,
+            self.router.agents,
             clock=lambda: self.clock[0],
             refresh=0.0,
             outcomes=source,

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from swarmlog.agents.api import TaskError
 from swarmlog.agents.jobs import Job, last_verified
-from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import EventLog
 from swarmlog.bus.subjects import aggregate_filter, offer_subject, task_event_filter
 from swarmlog.schemas.payloads import Result, TaskEscalated, TaskFailed, TaskOffered
@@ -33,13 +34,12 @@ def child_id(parent: str, index: int) -> str:
     return f"{parent[:40]}-{digest}-d{index}"
 
 
-class Delegation:
+@dataclass(eq=False, repr=False)  # compared and shown as an object, as before
+class Delegation(Speaker):
     """Offers a replica's subtasks and waits for their outcomes."""
 
-    def __init__(self, log: EventLog, publisher: Publisher) -> None:
-        self.log = log
-        self.publisher = publisher
-        self.namespace = publisher.namespace
+    log: EventLog
+    publisher: Publisher
 
     async def delegate(
         self,

@@ -15,11 +15,12 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from swarmlog.agents.api import Agent, Context, TaskError
 from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.jobs import Job
-from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
 from swarmlog.bus.queues import QueueSpec
 from swarmlog.projections.verify import check
@@ -40,31 +41,22 @@ _RUNG_WAIT = 0.02
 """How long a fetch waits after a ring (the ring can overtake the store)."""
 
 
-class Inbox:
+@dataclass(eq=False, repr=False)  # compared and shown as an object, as before
+class Inbox(Speaker):
     """Reads one replica's inbox and keeps its open questions."""
 
-    def __init__(
-        self,
-        agent: Agent,
-        publisher: Publisher,
-        watch: FlagWatch,
-        killed: Callable[[], bool],
-    ) -> None:
-        self.agent = agent
-        self.publisher = publisher
-        self.namespace = publisher.namespace
-        self._watch = watch
-        self._killed = killed
-        self._answers: dict[str, asyncio.Future[str]] = {}
-        self._queue: WorkQueue | None = None
-        self._bell: Doorbell | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._answering: set[asyncio.Task[None]] = set()
-        self._closing = False
-
-    @property
-    def agent_id(self) -> str:
-        return self.publisher.identity.agent_id
+    agent: Agent
+    publisher: Publisher
+    watch: FlagWatch
+    """The replica's kill switches: a killed replica's inbox waits for them to change."""
+    killed: Callable[[], bool]
+    """Whether the replica is killed now (it reads nothing then)."""
+    _answers: dict[str, asyncio.Future[str]] = field(default_factory=dict, init=False)
+    _queue: WorkQueue | None = field(default=None, init=False)
+    _bell: Doorbell | None = field(default=None, init=False)
+    _reader: asyncio.Task[None] | None = field(default=None, init=False)
+    _answering: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _closing: bool = field(default=False, init=False)
 
     async def start(self, log: EventLog, spec: QueueSpec) -> None:
         """Open the inbox's queue (``spec``) and start reading it."""
@@ -93,8 +85,8 @@ class Inbox:
         assert self._queue is not None
         assert self._bell is not None
         while not self._closing:
-            if self._killed():
-                await self._watch.wait_changed(_SWEEP)
+            if self.killed():
+                await self.watch.wait_changed(_SWEEP)
                 continue
             deliveries = await self._queue.fetch(16, timeout=_RUNG_WAIT)
             if not deliveries:

@@ -5,36 +5,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 from swarmlog.agents.flagwatch import FlagWatch
-from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import EventLog
 from swarmlog.schemas.payloads import AgentHeartbeat, AgentRegistered
 
 __all__ = ["Presence"]
 
 
-class Presence:
+@dataclass(eq=False, repr=False)  # compared and shown as an object, as before
+class Presence(Speaker):
     """A built-in role's registration, heartbeat and kill-switch state."""
 
-    def __init__(
-        self,
-        publisher: Publisher,
-        role: str,
-        *,
-        heartbeat: float = 5.0,
-        clock: Callable[[], int] = time.time_ns,
-    ) -> None:
-        self.publisher = publisher
-        self.role = role
-        self.heartbeat = heartbeat
-        self.watch = FlagWatch()
-        self._clock = clock
-        self._last_heartbeat = 0
-
-    @property
-    def agent_id(self) -> str:
-        return self.publisher.identity.agent_id
+    publisher: Publisher
+    role: str
+    _: KW_ONLY
+    heartbeat: float = 5.0
+    """Seconds between heartbeats."""
+    clock: Callable[[], int] = time.time_ns
+    watch: FlagWatch = field(default_factory=FlagWatch, init=False)
+    _last_heartbeat: int = field(default=0, init=False)
 
     @property
     def killed(self) -> bool:
@@ -47,11 +39,11 @@ class Presence:
             await self.publisher.publish(
                 AgentRegistered(agent_id=self.agent_id, role=self.role, replica=self.agent_id)
             )
-        self._last_heartbeat = self._clock()
+        self._last_heartbeat = self.clock()
 
     async def beat(self) -> None:
         """Heartbeat if one is due (call it from the role's loop)."""
-        now = self._clock()
+        now = self.clock()
         if now - self._last_heartbeat >= self.heartbeat * 1e9:
             self._last_heartbeat = now
             await self.publisher.publish(AgentHeartbeat(agent_id=self.agent_id))

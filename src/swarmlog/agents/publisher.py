@@ -31,7 +31,7 @@ from swarmlog.schemas.signing import (
     seal,
 )
 
-__all__ = ["MAX_WALK", "ChainHint", "HeadHint", "Published", "Publisher"]
+__all__ = ["MAX_WALK", "ChainHint", "HeadHint", "Published", "Publisher", "Speaker"]
 
 _log = logging.getLogger(__name__)
 
@@ -354,6 +354,22 @@ class Publisher:
             Published(s.id, s.envelope.type, subject, r.seq, r.duplicate)
             for (s, subject), r in zip(sealed, results, strict=True)
         ]
+
+
+class Speaker:
+    """A part of a replica that publishes as one identity (the runtime, its settler and inbox, a
+    built-in role): its agent id and namespace are its :attr:`publisher`'s, read from there
+    rather than copied."""
+
+    publisher: Publisher
+
+    @property
+    def agent_id(self) -> str:
+        return self.publisher.identity.agent_id
+
+    @property
+    def namespace(self) -> str:
+        return self.publisher.namespace
 
 
 class _ChainMoved(Exception):

@@ -54,7 +54,7 @@ from swarmlog.agents.policy.budgets import budget_alert
 from swarmlog.agents.policy.killflags import KillFlag
 from swarmlog.agents.policy.outputs import check_output
 from swarmlog.agents.policy.resultcache import cache_key
-from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.agents.settlement import Settler
 from swarmlog.agents.tools import Toolbox, declared_grants
 from swarmlog.bus.ports import Delivery, EventLog
@@ -76,7 +76,7 @@ _SWEEP = 0.25
 """Idle replicas look at every level this often: redeliveries and delayed retries ring no bell."""
 
 
-class AgentRuntime:
+class AgentRuntime(Speaker):
     """Runs one replica of an :class:`Agent` against an event log."""
 
     def __init__(
@@ -107,9 +107,7 @@ class AgentRuntime:
             self.model = OfflineModel(self.model.name, script)
         self.log = log
         self.publisher = publisher
-        self.namespace = publisher.namespace
         self.replica = replica
-        self.ack_wait = ack_wait
         self.heartbeat = heartbeat
         self._clock = clock
         self.intake = Intake(agent, log, self.namespace, ack_wait=ack_wait)
@@ -142,16 +140,12 @@ class AgentRuntime:
         self._exits = contextlib.AsyncExitStack()
         self._closing = False
         self.spent_tokens = 0
+        """Tokens this replica's results have spent since it started."""
         self._promised = Promised()
         """Tokens allowed to model calls still running (counted against the budget)."""
-        """Tokens this replica's results have spent since it started."""
         self._alerted: set[str] = set()
         self._handing_back = False
         self.in_flight = 0
-
-    @property
-    def agent_id(self) -> str:
-        return self.publisher.identity.agent_id
 
     @property
     def killed(self) -> KillFlag | None:
@@ -318,7 +312,9 @@ class AgentRuntime:
     async def _run_jobs(self, jobs: list[Job]) -> list[Outcome]:
         self.in_flight += len(jobs)
         self._current = asyncio.current_task()
-        keepalive = asyncio.create_task(liveness.keep_alive(self.publisher, jobs, self.ack_wait))
+        # The ack wait the queues were opened with: the keep-alive must beat well within it.
+        ack_wait = self.intake.ack_wait
+        keepalive = asyncio.create_task(liveness.keep_alive(self.publisher, jobs, ack_wait))
         try:
             await self.publisher.publish_batch(
                 [(TaskStarted(task_id=j.task.task_id, attempt=j.attempt), j.wf) for j in jobs]

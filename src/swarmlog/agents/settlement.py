@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from swarmlog.agents.api import Agent, TaskError
@@ -22,7 +23,7 @@ from swarmlog.agents.jobs import Job, Outcome, last_verified
 from swarmlog.agents.policy import screening, settle
 from swarmlog.agents.policy.followups import follow_up, refusal
 from swarmlog.agents.policy.routing import AGENTS_SQL, agent_view
-from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import Delivery, EventLog
 from swarmlog.bus.subjects import task_event_filter
 from swarmlog.projections.client import Query
@@ -43,27 +44,21 @@ def task_error(exc: BaseException) -> TaskError:
     return exc if isinstance(exc, TaskError) else TaskError(type(exc).__name__, str(exc))
 
 
-class Settler:
+@dataclass(eq=False, repr=False)  # compared and shown as an object, as before
+class Settler(Speaker):
     """Settles one replica's deliveries."""
 
-    def __init__(
-        self,
-        agent: Agent,
-        log: EventLog,
-        publisher: Publisher,
-        *,
-        query: Query | None,
-        draw: Callable[[], float],
-        clock: Callable[[], int],
-    ) -> None:
-        self.agent = agent
-        self.log = log
-        self.publisher = publisher
-        self.namespace = publisher.namespace
-        self.query = query
-        self._draw = draw
-        self._clock = clock
-        self._settled: OrderedDict[str, None] = OrderedDict()
+    agent: Agent
+    log: EventLog
+    publisher: Publisher
+    _: KW_ONLY
+    query: Query | None
+    """Read-only SQL over the projections: the agents internal-only work is judged on
+    (``None``: none can be read, and such work is refused)."""
+    draw: Callable[[], float]
+    """Uniform in [0, 1): the retry policy's jitter."""
+    clock: Callable[[], int]
+    _settled: OrderedDict[str, None] = field(default_factory=OrderedDict, init=False)
 
     # -- idempotency by event id ------------------------------------------------------------------
 
@@ -107,7 +102,7 @@ class Settler:
             killed=killed,
             duplicate=duplicate,
             deadline_at=task.deadline_at if isinstance(task, p.TaskAssignment) else None,
-            now=self._clock(),
+            now=self.clock(),
             over_budget=over_budget,
         )
         if verdict == "rejected" or envelope is None or not isinstance(task, p.TaskAssignment):
@@ -138,12 +133,12 @@ class Settler:
         """Settle a job whose handler raised ``exc``."""
         error = task_error(exc)
         task = job.task
-        late = isinstance(exc, TimeoutError) and screening.past(task.deadline_at, self._clock())
+        late = isinstance(exc, TimeoutError) and screening.past(task.deadline_at, self.clock())
         decision = settle.after_failure(
             self.agent.retry,
             attempt=job.attempt,
             retryable=error.retryable,
-            draw=self._draw(),
+            draw=self.draw(),
             role=task.role,
             fallback_role=self.agent.fallback_role,
             code=error.code,

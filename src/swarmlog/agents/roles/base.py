@@ -8,7 +8,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import ClassVar
 
 from swarmlog.agents.presence import Presence
-from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import EventLog
 from swarmlog.projections.client import Query, WaitFor
 
@@ -16,7 +16,7 @@ __all__ = ["ProjectionRole"]
 
 
 @dataclass(eq=False)
-class ProjectionRole:
+class ProjectionRole(Speaker):
     """One replica of a built-in role that reads the projection (``read``), waits for it to
     catch up with the stream (``wait_for``), publishes as its own identity, and keeps its
     presence: registration, heartbeats every ``heartbeat`` seconds, its kill switches."""
@@ -35,14 +35,6 @@ class ProjectionRole:
         self._presence = Presence(
             self.publisher, self.role, heartbeat=self.heartbeat, clock=self.clock
         )
-
-    @property
-    def agent_id(self) -> str:
-        return self.publisher.identity.agent_id
-
-    @property
-    def namespace(self) -> str:
-        return self.publisher.namespace
 
     async def start(self) -> None:
         await self._presence.start(self.log)

@@ -18,14 +18,14 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from swarmlog.agents.policy import routing
 from swarmlog.agents.policy.breakers import Breaker, BreakerPolicy, record, send_through
 from swarmlog.agents.policy.routing import AgentView, Candidate, circuits, role_candidates
 from swarmlog.agents.presence import Presence
-from swarmlog.agents.publisher import Publisher
+from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, StoredMessage, WorkQueue
 from swarmlog.bus.queues import router_queue
 from swarmlog.bus.subjects import assignment_filter, offer_filter
@@ -82,50 +82,39 @@ class RoutingOutcome:
     role: str = ""
 
 
-class Router:
+@dataclass(eq=False, repr=False)  # compared and shown as an object, as before
+class Router(Speaker):
     """One router replica."""
 
-    def __init__(
-        self,
-        log: EventLog,
-        publisher: Publisher,
-        agents: AgentSource,
-        *,
-        refresh: float = 1.0,
-        stale_after: float = 15.0,
-        retry_delay: float = 1.0,
-        give_up_after: int = GIVE_UP_AFTER,
-        heartbeat: float = 5.0,
-        clock: Callable[[], int] = time.time_ns,
-        outcomes: BreakerOutcomeSource | None = None,
-        breaker_policy: BreakerPolicy | None = None,
-    ) -> None:
-        self.log = log
-        self.publisher = publisher
-        self.namespace = publisher.namespace
-        self._agents = agents
-        self._outcomes = outcomes
-        self.breaker_policy = breaker_policy or BreakerPolicy()
-        self.breakers: dict[str, Breaker] = {}
-        """Per role, from the outcomes of its work (empty without an outcome source)."""
-        self._outcomes_after: int | None = None
-        self.refresh = refresh
-        self.stale_after = stale_after
-        self.retry_delay = retry_delay
-        self.give_up_after = give_up_after
-        self._clock = clock
-        self._queue: WorkQueue | None = None
-        self._bell: Doorbell | None = None
-        self._presence = Presence(publisher, ROLE, heartbeat=heartbeat, clock=clock)
-        self._watch = self._presence.watch
-        self._candidates: list[Candidate] = []
-        self._refreshed_at: int | None = None
-        self._snapshot: tuple[list[AgentView], Counter[str]] = ([], Counter())
-        self._assigned: Counter[str] = Counter()
+    log: EventLog
+    publisher: Publisher
+    agents: AgentSource
+    _: KW_ONLY
+    refresh: float = 1.0
+    """Seconds a snapshot of the agents is used before it is read again."""
+    stale_after: float = 15.0
+    """Seconds without a heartbeat after which a replica no longer counts as live."""
+    retry_delay: float = 1.0
+    give_up_after: int = GIVE_UP_AFTER
+    heartbeat: float = 5.0
+    clock: Callable[[], int] = time.time_ns
+    outcomes: BreakerOutcomeSource | None = None
+    breaker_policy: BreakerPolicy = field(default_factory=BreakerPolicy)
+    breakers: dict[str, Breaker] = field(default_factory=dict, init=False)
+    """Per role, from the outcomes of its work (empty without an outcome source)."""
+    _outcomes_after: int | None = field(default=None, init=False)
+    _queue: WorkQueue | None = field(default=None, init=False)
+    _bell: Doorbell | None = field(default=None, init=False)
+    _presence: Presence = field(init=False)
+    _candidates: list[Candidate] = field(default_factory=list, init=False)
+    _refreshed_at: int | None = field(default=None, init=False)
+    _snapshot: tuple[list[AgentView], Counter[str]] = field(
+        default_factory=lambda: ([], Counter()), init=False
+    )
+    _assigned: Counter[str] = field(default_factory=Counter, init=False)
 
-    @property
-    def agent_id(self) -> str:
-        return self.publisher.identity.agent_id
+    def __post_init__(self) -> None:
+        self._presence = Presence(self.publisher, ROLE, heartbeat=self.heartbeat, clock=self.clock)
 
     async def start(self) -> None:
         await self._presence.start(self.log)
@@ -146,12 +135,12 @@ class Router:
         if self._queue is None or self._bell is None:
             raise RuntimeError("call start() first")
         if self._presence.killed:
-            await self._watch.wait_changed(wait)
+            await self._presence.watch.wait_changed(wait)
             return []
         await self._presence.beat()
         deliveries = await self._queue.fetch(64, timeout=0.02)
         if not deliveries:
-            if self._outcomes is not None:
+            if self.outcomes is not None:
                 await self.candidates()  # breakers follow outcomes while no offer comes too
             await self._bell.wait(wait)  # asleep until an offer is published (or a sweep)
             return []
@@ -159,13 +148,10 @@ class Router:
 
     async def candidates(self) -> list[Candidate]:
         """The roles work can go to, from a snapshot at most ``refresh`` seconds old."""
-        now = self._clock()
+        now = self.clock()
         if self._refreshed_at is None or now - self._refreshed_at >= self.refresh * 1e9:
-            views = [
-                a
-                for a in await self._agents()
-                if self._watch.stops(a.agent_id, a.role) is None  # the flag beats the projection
-            ]
+            flags = self._presence.watch  # a kill flag beats what the projection says
+            views = [a for a in await self.agents() if flags.stops(a.agent_id, a.role) is None]
             pending: Counter[str] = Counter()
             for role in {a.role for a in views}:
                 for priority in PRIORITIES:
@@ -193,9 +179,9 @@ class Router:
         """Feed the outcomes of work since the last look to the breakers: an error naming a
         dependency counts against that dependency, any other error against the role, and a
         result for the role and every dependency it declares."""
-        if self._outcomes is None:
+        if self.outcomes is None:
             return
-        found, self._outcomes_after = await self._outcomes(self._outcomes_after)
+        found, self._outcomes_after = await self.outcomes(self._outcomes_after)
         declared = {v.role: v.dependencies for v in self._snapshot[0]}
         for _, role, ok, dependency in found:
             judged = routing.judged_circuits(role, ok, dependency, declared.get(role, frozenset()))
@@ -266,7 +252,7 @@ class Router:
             "correlation_id": envelope.correlation_id,
             "causation_id": envelope.id,
         }
-        if offer.deadline_at is not None and self._clock() >= offer.deadline_at:
+        if offer.deadline_at is not None and self.clock() >= offer.deadline_at:
             await self.publisher.publish(
                 TaskFailed(task_id=offer.task_id, reason="timed out before routing", final=True),
                 **wf,
@@ -286,7 +272,7 @@ class Router:
         for circuit in circuits(chosen.role, chosen.dependencies):
             breaker = self._breaker(circuit)
             if breaker.state != "closed":  # a probe: the breaker counts it
-                admitted, why = send_through(breaker, now=self._clock(), policy=self.breaker_policy)
+                admitted, why = send_through(breaker, now=self.clock(), policy=self.breaker_policy)
                 await self._moved(circuit, breaker, admitted, why)
         assignment = TaskAssignment(
             task_id=offer.task_id,
