@@ -30,15 +30,10 @@ typecheck: $(STAMP)
 # its data dir, ports and server. The 15 slowest are printed so the next engineer sees where the
 # time goes. The folders are named longest work first (an end-to-end module is several
 # half-minute tests in a row on one worker), so the many short unit tests fill the end of the
-# run instead of a long module starting last. The type check runs beside the tests (they leave
-# part of the two cores idle while they wait on daemons); either failing fails the target.
-test: lint
-	@$(BIN)/mypy --strict src > .mypy.out 2>&1 & checking=$$!; \
+# run instead of a long module starting last.
+test: lint typecheck
 	$(BIN)/python -m pytest -q -n 4 --dist loadscope --durations=15 \
-		tests/e2e tests/property tests/integration tests/adversarial tests/contract tests/unit; \
-	tested=$$?; wait $$checking; checked=$$?; \
-	echo "mypy --strict src:"; cat .mypy.out; rm -f .mypy.out; \
-	test $$tested -eq 0 && test $$checked -eq 0
+		tests/e2e tests/property tests/integration tests/adversarial tests/contract tests/unit
 
 bench: $(STAMP)
 	$(BIN)/swarmlog bench publish --json
