@@ -73,17 +73,22 @@ async def test_kill_9_twenty_times_during_ingest(swarm: Swarm, tmp_path: Path) -
     async def ingest() -> None:
         nonlocal published
         while True:
-            batch = range(published, published + 250)
+            # A steady trickle, not a flood: enough that every kill lands with events arriving,
+            # few enough that the catch-up and the replay at the end stay a few seconds.
+            batch = range(published, published + 50)
             await ops.publish_many([TaskAssignment(task_id=f"t{i}", role="worker") for i in batch])
             await alice.publish_many([Result(task_id=f"t{i}", output=i) for i in batch])
             published += len(batch)
-            await asyncio.sleep(0.05)  # a steady trickle of work, not a synchronisation
+            await asyncio.sleep(0.05)  # pacing the trickle, not a synchronisation
 
     ingesting = asyncio.create_task(ingest())
     log_file = tmp_path / "projector.log"
     positions = []
     try:
         for _ in range(20):
+            if ingesting.done():  # the ingest failed: say why now, not at the end
+                ingesting.result()
+                raise AssertionError("the ingest stopped")
             proc = start_projector(swarm, log_file)
             try:
                 # Started and answering, then killed a random while later, mid-batch or not.
@@ -98,6 +103,7 @@ async def test_kill_9_twenty_times_during_ingest(swarm: Swarm, tmp_path: Path) -
             await ingesting
     assert positions[-1] > positions[0]  # it made progress between the kills
     last = await swarm.log.last_seq()
+    print("LAST", last, positions)
     proc = start_projector(swarm, log_file)
     try:
         await wait_for_position(swarm, proc, last - 1)

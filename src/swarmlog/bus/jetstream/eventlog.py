@@ -129,14 +129,22 @@ class JetStreamLog:
                 raise _no_ack(items[index]) from None
             results.append(AppendResult(ack.seq, bool(ack.duplicate)))
 
-        for item in items:
-            if len(futures) >= window:
+        try:
+            for item in items:
+                if len(futures) >= window:
+                    await settle_oldest()
+                futures.append(
+                    await self._js.publish_async(item.subject, item.data, headers=_headers(item))
+                )
+            while futures:
                 await settle_oldest()
-            futures.append(
-                await self._js.publish_async(item.subject, item.data, headers=_headers(item))
-            )
-        while futures:
-            await settle_oldest()
+        except BaseException:
+            # nats.py frees a slot of its pending-publish limit only when a future is done: an
+            # abandoned future would hold its slot for the life of the connection, and enough of
+            # them make every later publish_async wait forever.
+            for future in futures:
+                future.cancel()
+            raise
         return results
 
     async def last_seq(self) -> int:
