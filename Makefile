@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit install clean bench
+.PHONY: demo test lint typecheck unit install clean bench bytecode
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) bytecode
 	$(BIN)/swarmlog demo
+
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q src >/dev/null
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
@@ -31,7 +34,12 @@ typecheck: $(STAMP)
 # time goes. The folders are named longest work first (an end-to-end module is several
 # half-minute tests in a row on one worker), so the many short unit tests fill the end of the
 # run instead of a long module starting last.
-test: lint typecheck
+#
+# Every daemon, agent and CLI call the tests start is a new Python process: with its bytecode
+# cached, one starts in about 0.25 s instead of 0.45 s (an environment that sets
+# PYTHONDONTWRITEBYTECODE would otherwise compile the package afresh in each of them).
+test: export PYTHONDONTWRITEBYTECODE :=
+test: lint typecheck bytecode
 	$(BIN)/python -m pytest -q -n 4 --dist loadscope --durations=15 \
 		tests/e2e tests/property tests/integration tests/adversarial tests/contract tests/unit
 
