@@ -36,6 +36,20 @@ IMPORTS: dict[str, set[str]] = {
     "agents/host": {"agents", "control", "projections", "bus", "schemas", *BASE},
     "control": {"control", "agents", "projections", "bus", "schemas", *BASE},
     "rendering": {"rendering", *BASE},
+    # traces and metrics derived from the log and the projections (OpenTelemetry, Prometheus)
+    "observability": {"observability", "control", "projections", "bus", "schemas", *BASE},
+    # the web console: the operator's views and actions, over HTTP
+    "console": {
+        "console",
+        "observability",
+        "control",
+        "agents",
+        "projections",
+        "bus",
+        "schemas",
+        "rendering",
+        *BASE,
+    },
     "harness": {
         "harness",
         "control",
@@ -48,6 +62,8 @@ IMPORTS: dict[str, set[str]] = {
     },
     "cli": {
         "cli",
+        "console",
+        "observability",
         "harness",
         "control",
         "agents",
