@@ -31,6 +31,7 @@ from swarmlog.bus.subjects import aggregate_filter, live_filter, workflow_event_
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
 from swarmlog.control import views
 from swarmlog.control.checks import check_name
+from swarmlog.control.escalations import Resolution, resolve
 from swarmlog.control.eventstream import Event, read_events
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.previews import TextPreview, preview_of
@@ -427,6 +428,28 @@ class Client:
     async def escalation(self, escalation_id: str) -> EscalationDetail:
         """One escalation and how it can be resolved (``swarmlog escalations show``)."""
         return await views.escalation(self._projections.query, escalation_id)
+
+    async def resolve_escalation(
+        self,
+        escalation_id: str,
+        *,
+        action: str | None = None,
+        role: str | None = None,
+        answer: str | None = None,
+        note: str = "",
+    ) -> Resolution:
+        """Resolve an open escalation as ``swarmlog escalations resolve`` does: exactly one of
+        ``action="retry"`` or ``"cancel"``, ``role`` (reassign the task to it) or ``answer``
+        (its result); ``note`` says why, in the signed resolution."""
+        return await resolve(
+            self._projections.query,
+            self._publish,
+            escalation_id,
+            action=action,
+            role=role,
+            answer=answer,
+            note=note,
+        )
 
     async def query(self, sql: str) -> QueryRows:
         """One read-only SELECT over the projections (``swarmlog query``)."""
