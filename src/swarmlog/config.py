@@ -40,6 +40,8 @@ class Settings:
     run_dir = Below("data_dir", "run")
     """Pidfiles of daemons."""
     logs_dir = Below("data_dir", "logs")
+    checkpoints_dir = Below("data_dir", "checkpoints")
+    """Signed stream-chain checkpoints (``audit checkpoint`` writes them here by default)."""
 
     @property
     def projection_path(self) -> Path:

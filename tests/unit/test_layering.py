@@ -35,7 +35,7 @@ IMPORTS: dict[str, set[str]] = {
     # an agent process reads its own key files and finds the running server
     "agents/host": {"agents", "control", "projections", "bus", "schemas", *BASE},
     "control": {"control", "agents", "projections", "bus", "schemas", *BASE},
-    "rendering": {"rendering", *BASE},
+    "rendering": {"rendering", "schemas", *BASE},
     # traces and metrics derived from the log and the projections (OpenTelemetry, Prometheus)
     "observability": {"observability", "control", "projections", "bus", "schemas", *BASE},
     # the web console: the operator's views and actions, over HTTP

@@ -39,6 +39,7 @@ cli.lazy = {
         "bench": ("bench",),
         "demo": ("demo",),
         "agent": ("agent",),
+        "console": ("console",),
     }.items()
     for name in names
 }

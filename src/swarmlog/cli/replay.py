@@ -303,7 +303,7 @@ def audit_checkpoint(ctx: CliContext, out: Path | None, as_json: bool) -> None:
             operator_key=operator.public_key,
         ),
     )
-    target = out or settings.data_dir / "checkpoints" / f"checkpoint-{chain.position:012d}.json"
+    target = out or settings.checkpoints_dir / f"checkpoint-{chain.position:012d}.json"
     write_atomic(target, msgspec.json.format(msgspec.json.encode(checkpoint)) + b"\n", mode=0o644)
     if as_json:
         emit_json(msgspec.to_builtins(checkpoint) | {"path": str(target)})

@@ -4,7 +4,6 @@ the records :class:`~swarmlog.control.client.Client` reads (``--json`` prints th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,13 +18,11 @@ from swarmlog.cli.app import (
     emit_listing,
     pass_ctx,
     print_table,
-    projection_rows,
     with_client,
 )
 from swarmlog.cli.options import json_option, rows_options
-from swarmlog.control.checks import check_name
 from swarmlog.control.records import TASK_STATUSES, TaskDetail, WorkflowDetail
-from swarmlog.rendering.conversation import JOURNAL_TYPES, conversation, turn_text
+from swarmlog.rendering.conversation import conversation, turn_text
 from swarmlog.rendering.svg import graph_svg
 
 if TYPE_CHECKING:
@@ -133,16 +130,7 @@ def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_
 
 def _conversation(ctx: CliContext, task_id: str) -> list[dict[str, Any]]:
     """The task's conversation, from its call journal (see ``rendering.conversation``)."""
-    task_id = check_name(task_id, "task id")
-    types = ", ".join(f"'{t}'" for t in JOURNAL_TYPES)
-    rows = projection_rows(
-        ctx.settings,
-        f"SELECT seq, type, payload FROM events WHERE type IN ({types})"
-        f" AND subject LIKE '%.task.{task_id}.%'"
-        f" AND json_extract_string(payload, '$.task_id') = '{task_id}' ORDER BY seq",
-    )
-    events = [{**row, "payload": json.loads(row["payload"])} for row in rows]
-    return conversation(events)
+    return conversation(with_client(ctx.settings, lambda c: c.journal(task_id)))
 
 
 _STYLE = {

@@ -19,6 +19,7 @@ through it. One NATS connection serves everything.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
+from swarmlog.bus.ports import StoredMessage
 from swarmlog.bus.subjects import aggregate_filter, live_filter, workflow_event_filter
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
 from swarmlog.control import views
@@ -54,7 +56,8 @@ from swarmlog.control.submitting import task_offer, workflow_submission
 from swarmlog.control.system import login_of, resolve_url
 from swarmlog.control.waiting import stalled, timed_out, wait_for
 from swarmlog.errors import BusError, ConfigError
-from swarmlog.projections.client import ProjectionClient
+from swarmlog.projections.client import LiveState, ProjectionClient
+from swarmlog.schemas.payloads import JOURNAL_TYPES
 from swarmlog.schemas.types import Json
 
 __all__ = ["Client", "Event"]
@@ -331,6 +334,37 @@ class Client:
         )
         async for event in stream:
             yield event
+
+    async def last_seq(self) -> int:
+        """The stream's last sequence (0 while it is empty)."""
+        return await self._need_log().last_seq()
+
+    async def messages(self, start: int = 1) -> AsyncIterator[list[StoredMessage]]:
+        """The stream's raw messages from sequence ``start`` to its current end, in batches
+        (what the stream chain and an auditor's checks read)."""
+        log = self._need_log()
+        last = await log.last_seq()
+        if start > last:
+            return
+        async for batch in log.read(start, until_seq=last):
+            yield [m for m in batch if m.seq <= last]
+
+    async def projection_state(self) -> LiveState:
+        """The projection's position and state hash, read at one point."""
+        return await self._projections.state()
+
+    async def journal(self, task_id: str) -> list[dict[str, Any]]:
+        """A task's call journal (its model and tool call events, ``seq``, ``type`` and the
+        decoded ``payload``, in stream order): what its conversation is read from (see
+        :func:`swarmlog.rendering.conversation.conversation`)."""
+        task_id = check_name(task_id, "task id")
+        types = ", ".join(f"'{t}'" for t in JOURNAL_TYPES)
+        rows = await self._projections.query(
+            f"SELECT seq, type, payload FROM events WHERE type IN ({types})"
+            f" AND subject LIKE '%.task.{task_id}.%'"
+            f" AND json_extract_string(payload, '$.task_id') = '{task_id}' ORDER BY seq"
+        )
+        return [{**row, "payload": json.loads(row["payload"])} for row in rows]
 
     async def _first_seq(self, workflow_id: str | None, task_id: str | None) -> int:
         """Where a workflow's or task's events start, as the projection knows it (else 1)."""

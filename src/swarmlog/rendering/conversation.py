@@ -13,14 +13,10 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from swarmlog.schemas.payloads import JOURNAL_TYPES
+
 __all__ = ["JOURNAL_TYPES", "Turn", "conversation", "turn_text"]
 
-JOURNAL_TYPES = (
-    "model_call_requested",
-    "model_call_completed",
-    "tool_call_requested",
-    "tool_call_completed",
-)
 
 Turn = dict[str, Any]
 """One line of the conversation: ``seq``, ``kind`` (``message``, ``reply``, ``model_error``,

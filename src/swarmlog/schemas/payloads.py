@@ -34,6 +34,7 @@ from swarmlog.schemas.types import (
 )
 
 __all__ = [
+    "JOURNAL_TYPES",
     "PAYLOAD_TYPES",
     "AgentHeartbeat",
     "AgentKilled",
@@ -577,6 +578,11 @@ PAYLOAD_TYPES: dict[str, type[_Payload]] = {
     str(cls.__struct_config__.tag): cls for cls in _leaves(_Payload)
 }
 """Every payload type by its tag, in declaration order."""
+
+JOURNAL_TYPES: tuple[str, ...] = tuple(
+    str(cls.__struct_config__.tag) for cls in (*_leaves(_ModelCall), *_leaves(_ToolCall))
+)
+"""The call journal's event types: a task's model and tool calls, requested and completed."""
 
 
 def payload_type(payload: msgspec.Struct) -> str:

@@ -1,0 +1,122 @@
+"""The console's live feed: one follower of the log, fanned out to every open page.
+
+The console follows the stream once (:meth:`Client.events` with ``follow``), and each event,
+once the projector has folded it (the follower waits for its verdict), is announced to every
+page as a server-sent event ``changed``. A page then fetches its own view again, so what it shows
+is always the projection's, never a copy kept in the browser. A slow page misses announcements
+(its queue is bounded), never holds the follower up: the next one refreshes it all the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from swarmlog.control.client import Client, Event
+from swarmlog.errors import SwarmlogError
+
+__all__ = ["Change", "Hub"]
+
+log = logging.getLogger(__name__)
+
+_QUEUE = 64
+"""Announcements a page may fall behind by before it misses some."""
+
+_QUIET = frozenset({"agent_heartbeat", "task_heartbeat"})
+"""Events no page needs to be redrawn for: liveness beats, each second per agent."""
+
+KEEPALIVE = 15.0
+"""Seconds between comments on an idle feed, so proxies and browsers keep it open."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a page hears of one event."""
+
+    seq: int
+    type: str | None
+    workflow_id: str | None
+    task_id: str | None
+    verified: bool | None
+
+    @classmethod
+    def of(cls, event: Event) -> Change:
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        task_id = payload.get("task_id")
+        return cls(
+            seq=event.seq,
+            type=event.type,
+            workflow_id=event.workflow_id,
+            task_id=task_id if isinstance(task_id, str) else None,
+            verified=event.verified,
+        )
+
+    def sse(self) -> str:
+        """The server-sent event's text."""
+        body = json.dumps(
+            {
+                "seq": self.seq,
+                "type": self.type,
+                "workflow_id": self.workflow_id,
+                "task_id": self.task_id,
+                "verified": self.verified,
+            }
+        )
+        return f"event: changed\ndata: {body}\n\n"
+
+
+@dataclass
+class Hub:
+    """Follows the log from its end and announces each event to the pages listening."""
+
+    client: Client
+    _pages: set[asyncio.Queue[Change]] = field(default_factory=set)
+    _task: asyncio.Task[None] | None = None
+    last_seq: int = 0
+
+    async def start(self) -> None:
+        """Start following from the stream's current end."""
+        self.last_seq = await self.client.last_seq()
+        self._task = asyncio.create_task(self._follow(), name="console-follower")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                async for event in self.client.events(after_seq=self.last_seq, follow=True):
+                    self.last_seq = event.seq
+                    if event.type not in _QUIET:
+                        self._announce(Change.of(event))
+            except SwarmlogError as exc:  # the server went away: follow again when it is back
+                log.warning("the console's follower stopped (%s); following again", exc)
+                await asyncio.sleep(1.0)  # a back-off before reconnecting, not a synchronisation
+
+    def _announce(self, change: Change) -> None:
+        for page in self._pages:
+            with contextlib.suppress(asyncio.QueueFull):  # a slow page misses one: see module
+                page.put_nowait(change)
+
+    async def feed(self) -> AsyncIterator[str]:
+        """One page's feed of server-sent events, until the page goes away."""
+        page: asyncio.Queue[Change] = asyncio.Queue(_QUEUE)
+        self._pages.add(page)
+        try:
+            yield ": connected\n\n"
+            while True:
+                try:
+                    change = await asyncio.wait_for(page.get(), KEEPALIVE)
+                except TimeoutError:
+                    yield ": keepalive\n\n"
+                    continue
+                yield change.sse()
+        finally:
+            self._pages.discard(page)
