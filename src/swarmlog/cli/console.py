@@ -21,7 +21,7 @@ __all__ = ["console"]
     "--port",
     type=click.IntRange(0, 65535),
     default=None,
-    help="The port (default 8470; 0: any free one).",
+    help="The port (default 8470, or any free one when it is taken; 0: any free one).",
 )
 @click.option(
     "--url",
@@ -34,7 +34,7 @@ def console(ctx: CliContext, host: str, port: int | None, print_url: bool) -> No
     """Serve the web console: workflows, live plan graphs, task histories, agents (kill,
     revive), the escalation desk, budgets and the audit status."""
     from swarmlog.agents.host.entrypoints import stop_on_signals
-    from swarmlog.console.server import DEFAULT_PORT, login_url, serve
+    from swarmlog.console.server import login_url, serve
 
     settings = ctx.settings
     settings.require_data_dir()
@@ -49,7 +49,7 @@ def console(ctx: CliContext, host: str, port: int | None, print_url: bool) -> No
         await serve(
             settings,
             host=host,
-            port=DEFAULT_PORT if port is None else port,
+            port=port,
             stop=stop_on_signals(),
         )
 

@@ -11,7 +11,13 @@ from swarmlog.agents.host.bringup import SystemUp, bring_down, bring_up
 from swarmlog.bus.subjects import stream_subjects
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
 from swarmlog.cli.options import json_option
-from swarmlog.control.system import open_log, open_projections, resolve_url, run_projector
+from swarmlog.control.system import (
+    console_url,
+    open_log,
+    open_projections,
+    resolve_url,
+    run_projector,
+)
 from swarmlog.errors import BusError, SwarmlogError
 
 __all__ = ["down", "projector", "status", "up"]
@@ -33,8 +39,14 @@ __all__ = ["down", "projector", "status", "up"]
     type=click.IntRange(1, 5),
     help="Copies of the stream and buckets when they are created (3 on a cluster).",
 )
+@click.option(
+    "--console/--no-console",
+    default=True,
+    show_default=True,
+    help="Run the web console too (detached; on 127.0.0.1:8470, or any free port).",
+)
 @pass_ctx
-def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int) -> None:
+def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int, console: bool) -> None:
     """Start the embedded server (if no URL), provision the stream, the operator key and the
     projector. Idempotent."""
 
@@ -47,6 +59,11 @@ def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int) -> None:
             f"swarmlog is up: {done.url}  stream {done.stream}  projector pid"
             f" {done.projector_pid} at seq {done.position}  {pids}"
         )
+        if done.console_url is not None:
+            ctx.console.print(
+                f"console at {done.console_url} (log in with the link `swarmlog console --url`"
+                " prints)"
+            )
 
     run(
         bring_up(
@@ -54,6 +71,7 @@ def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int) -> None:
             detach=detach,
             sync=sync,
             replicas=replicas,
+            console=console and detach,
             notice=ctx.err.print,
             on_up=started,
         )
@@ -76,6 +94,7 @@ def status(ctx: CliContext, as_json: bool) -> None:
     settings = ctx.settings
     settings.require_data_dir()
     url = resolve_url(settings)
+    console = console_url(settings)
 
     async def gather() -> dict[str, Any]:
         async with open_log(settings) as log_:
@@ -106,6 +125,8 @@ def status(ctx: CliContext, as_json: bool) -> None:
             "stream_last_seq": last,
             "projector_seq": projector_seq,
             "projector_running": projector_running,
+            "console_url": console,
+            "metrics_url": f"{console}metrics" if console else None,
             "agents": agents,
         }
 
