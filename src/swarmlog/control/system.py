@@ -128,7 +128,7 @@ def console_argv(settings: Settings) -> list[str]:
 def console_where(settings: Settings) -> Path:
     """Where a running console writes its URL (no token) and pid, once it listens (beside, not
     in, its daemon's pidfile)."""
-    return settings.run_dir / f"{console_name(settings)}.url.json"
+    return settings.run_dir / f"{console_name(settings)}.where"  # not .json: a pidfile is
 
 
 def console_url(settings: Settings) -> str | None:
