@@ -60,6 +60,7 @@ from swarmlog.errors import SwarmlogError
 from swarmlog.projections.streamchain import Checkpoint, StreamChain, verify_checkpoint
 from swarmlog.rendering.conversation import conversation, turn_text
 from swarmlog.rendering.svg import graph_svg
+from swarmlog.schemas.types import AgentId, EventId
 
 __all__ = ["ConsoleState", "console_app"]
 
@@ -75,7 +76,8 @@ _SECURITY_HEADERS = {
     ),
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # Not no-referrer: under it a browser sends ``Origin: null`` with the console's own forms.
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
 
@@ -319,7 +321,7 @@ async def escalations(request: Request) -> Response:
 
 async def escalation(request: Request) -> Response:
     client = _state(request).client
-    escalation_id = check_name(request.path_params["escalation_id"], "escalation id")
+    escalation_id = check_name(request.path_params["escalation_id"], "escalation id", kind=EventId)
     detail = await client.escalation(escalation_id)
     return _page(
         request,
@@ -393,7 +395,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 async def kill(request: Request) -> Response:
     state = _state(request)
-    agent_id = check_name(request.path_params["agent_id"], "agent id")
+    agent_id = check_name(request.path_params["agent_id"], "agent id", kind=AgentId)
     reason = (await _form(request)).get("reason", "").strip() or "killed from the console"
     await pull(state.settings, agent_id=agent_id, reason=reason[:4096])
     return _back("/agents", f"killed {agent_id}")
@@ -401,14 +403,14 @@ async def kill(request: Request) -> Response:
 
 async def revive(request: Request) -> Response:
     state = _state(request)
-    agent_id = check_name(request.path_params["agent_id"], "agent id")
+    agent_id = check_name(request.path_params["agent_id"], "agent id", kind=AgentId)
     await release(state.settings, agent_id=agent_id)
     return _back("/agents", f"revived {agent_id}")
 
 
 async def resolve(request: Request) -> Response:
     client = _state(request).client
-    escalation_id = check_name(request.path_params["escalation_id"], "escalation id")
+    escalation_id = check_name(request.path_params["escalation_id"], "escalation id", kind=EventId)
     form = await _form(request)
     action = form.get("action", "")
     if action not in ACTIONS:
