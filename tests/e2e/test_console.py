@@ -140,7 +140,8 @@ def test_a_person_watches_steers_and_reads_a_run_in_the_browser(
         urllib.request.urlopen(console, timeout=10)
     assert refused.value.code == 401
     link = login_url(settings)
-    assert link is not None and link.startswith(console)
+    assert link is not None
+    assert link.startswith(console)
     browser.get(link)
     assert browser.current_url == console  # the token is not left in the address bar
 
@@ -191,7 +192,8 @@ def test_a_person_watches_steers_and_reads_a_run_in_the_browser(
     shows(browser, "#conversation .turn")
     shows(browser, "#calls td", "get_current_time")
     verdicts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#history .verdict")]
-    assert verdicts and all(v == "✔ verified" for v in verdicts), verdicts
+    assert verdicts
+    assert all(v == "✔ verified" for v in verdicts), verdicts
     shoot(browser, "task-conversation")
 
     # Kill the echo agent with the page's button; the log and the broker agree.
