@@ -20,7 +20,7 @@ from swarmlog.control.system import (
 )
 from swarmlog.errors import BusError, SwarmlogError
 
-__all__ = ["down", "projector", "status", "up"]
+__all__ = ["down", "keeper", "projector", "status", "up"]
 
 
 @click.command()
@@ -72,6 +72,7 @@ def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int, console: 
             sync=sync,
             replicas=replicas,
             console=console and detach,
+            keeper=detach,
             notice=ctx.err.print,
             on_up=started,
         )
@@ -154,3 +155,25 @@ def projector_run(ctx: CliContext) -> None:
         logging.getLogger("swarmlog").setLevel(logging.INFO)
     position = run(run_projector(ctx.settings))
     ctx.err.print(f"projector stopped at seq {position}")
+
+
+@click.group(hidden=True)
+def keeper() -> None:
+    """The keeper process (started by `swarmlog up --detach`)."""
+
+
+@keeper.command("run")
+@pass_ctx
+def keeper_run(ctx: CliContext) -> None:
+    """Start again every kept daemon that exits without being stopped, until SIGTERM."""
+    from swarmlog.agents.host.entrypoints import stop_on_signals
+    from swarmlog.control.keeper import keep
+
+    if not ctx.debug:  # its log records every restart
+        logging.getLogger("swarmlog").setLevel(logging.INFO)
+
+    async def go() -> int:
+        return await keep(ctx.settings, stop_on_signals())
+
+    restarts = run(go())
+    ctx.err.print(f"keeper stopped after {restarts} restarts")

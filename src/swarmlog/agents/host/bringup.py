@@ -37,6 +37,7 @@ from swarmlog.control.daemons import (
     stop_daemons,
 )
 from swarmlog.control.issuing import issue_replicas
+from swarmlog.control.keeper import KEEPER, keeper_argv
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import (
     agent_argv,
@@ -153,7 +154,7 @@ async def start_builtin(settings: Settings, target: str) -> DaemonInfo:
     if running is not None:
         return running
     argv = agent_argv(settings, target, agent_id, 1)
-    return start_daemon(settings.run_dir, settings.logs_dir, name, argv)
+    return start_daemon(settings.run_dir, settings.logs_dir, name, argv, keep=True)
 
 
 async def bring_up(
@@ -163,6 +164,7 @@ async def bring_up(
     sync: str | None = None,
     replicas: int = 1,
     console: bool = False,
+    keeper: bool = False,
     notice: Callable[[str], None] = _say,
     on_up: Callable[[SystemUp], None] | None = None,
     stop: asyncio.Event | None = None,
@@ -171,7 +173,8 @@ async def bring_up(
 
     ``sync`` is the embedded server's sync policy when this starts it, ``replicas`` the copies
     of the stream and buckets when they are created; ``console`` starts the web console's daemon
-    too (detached only: in the foreground, run ``swarmlog console`` beside it). ``notice``
+    too, and ``keeper`` the keeper, which starts again every daemon that exits without being
+    stopped (both detached only; in the foreground, run ``swarmlog console`` beside it). ``notice``
     hears what was done or is worth knowing along the way; ``on_up`` hears when all is up (in
     the foreground: before it runs until ``stop``).
     """
@@ -204,6 +207,8 @@ async def bring_up(
         await refresh_broker(settings)  # the kill switches, read now that the buckets can be
         if detach:
             up = await _detached(settings, url, stream, console)
+            if keeper and find_daemon(settings.run_dir, settings.logs_dir, KEEPER) is None:
+                start_daemon(settings.run_dir, settings.logs_dir, KEEPER, keeper_argv(settings))
             if on_up is not None:
                 on_up(up)
             return up
@@ -237,7 +242,9 @@ async def _detached(settings: Settings, url: str, stream: str, console: bool) ->
     name = projector_name(settings)
     info = find_daemon(settings.run_dir, settings.logs_dir, name)
     if info is None:
-        info = start_daemon(settings.run_dir, settings.logs_dir, name, projector_argv(settings))
+        info = start_daemon(
+            settings.run_dir, settings.logs_dir, name, projector_argv(settings), keep=True
+        )
     position = await wait_projector(settings)
     roles = {role: (await start_builtin(settings, role)).pid for role in BUILTIN_ROLES}
     return SystemUp(
@@ -249,7 +256,7 @@ async def _console(settings: Settings) -> str:
     """Start the console's daemon unless it runs; its URL once it listens."""
     name = console_name(settings)
     if find_daemon(settings.run_dir, settings.logs_dir, name) is None:
-        start_daemon(settings.run_dir, settings.logs_dir, name, console_argv(settings))
+        start_daemon(settings.run_dir, settings.logs_dir, name, console_argv(settings), keep=True)
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         found = console_url(settings)

@@ -1,0 +1,72 @@
+"""Daemons that stay up: the keeper (what `up --detach` runs) starts again, within seconds, a
+daemon killed with SIGKILL, counts and notes the restart; what `agent stop` stopped stays stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clikit import Cli, start_agents
+from waiting import wait_until
+
+from swarmlog.agents.host.bringup import bring_down, bring_up
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def kept(tmp_path: Path) -> Iterator[Cli]:
+    """A system brought up with its keeper, as `up --detach` does."""
+    cli = Cli(tmp_path / "data")
+    settings = cli.settings()
+    asyncio.run(bring_up(settings, detach=True, keeper=True, notice=lambda _: None))
+    try:
+        yield cli
+    finally:
+        bring_down(settings)
+
+
+def ps(cli: Cli) -> dict[str, dict[str, object]]:
+    out = cli("agent", "ps", "--json")
+    assert out.returncode == 0, out.stderr
+    return {str(a["name"]): a for a in json.loads(out.stdout)["agents"]}
+
+
+def pid_of(cli: Cli, name: str) -> int:
+    return int(json.loads((cli.data / "run" / f"{name}.json").read_text())["pid"])
+
+
+def test_a_killed_daemon_is_back_within_seconds_and_a_stopped_one_stays_stopped(
+    kept: Cli,
+) -> None:
+    start_agents(kept, "examples.echo:Echo")
+    before = pid_of(kept, "agent-echo-1")
+    os.kill(before, signal.SIGKILL)
+
+    def back() -> bool:
+        row = ps(kept).get("echo-1", {})
+        return bool(row.get("alive")) and row.get("pid") != before
+
+    wait_until(back, 20)
+    row = ps(kept)["echo-1"]
+    assert row["restarts"] == 1
+    log = (kept.data / "logs" / "agent-echo-1.log").read_text()
+    assert f"exited without a stop (pid {before}); started again by the keeper" in log
+    # And it works again: a workflow through it succeeds.
+    done = kept("submit", "pipeline", "--stage", "text", "--data", "hi", "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "succeeded"
+
+    # Stopped on purpose: it stays stopped. The router killed after it is proof the keeper
+    # looked again (it brings the router back) and left echo-1 alone.
+    assert kept("agent", "stop", "echo-1").returncode == 0
+    router = pid_of(kept, "agent-router-1")
+    os.kill(router, signal.SIGKILL)
+    wait_until(lambda: pid_of(kept, "agent-router-1") != router, 20)
+    assert "echo-1" not in ps(kept)
+    assert not (kept.data / "run" / "agent-echo-1.json").exists()
