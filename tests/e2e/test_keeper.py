@@ -70,3 +70,17 @@ def test_a_killed_daemon_is_back_within_seconds_and_a_stopped_one_stays_stopped(
     wait_until(lambda: pid_of(kept, "agent-router-1") != router, 20)
     assert "echo-1" not in ps(kept)
     assert not (kept.data / "run" / "agent-echo-1.json").exists()
+
+    # Killed by the switch, its process gone: not started again until it is revived.
+    start_agents(kept, "examples.echo:Echo")
+    assert kept("kill", "echo-1", "--reason", "seen misbehaving").returncode == 0
+    killed = pid_of(kept, "agent-echo-1")
+    os.kill(killed, signal.SIGKILL)
+    router = pid_of(kept, "agent-router-1")
+    os.kill(router, signal.SIGKILL)
+    wait_until(lambda: pid_of(kept, "agent-router-1") != router, 20)  # the keeper looked again
+    assert pid_of(kept, "agent-echo-1") == killed
+    assert ps(kept)["echo-1"]["alive"] is False
+    assert kept("revive", "echo-1").returncode == 0
+    wait_until(lambda: ps(kept)["echo-1"]["alive"] is True, 20)
+    assert pid_of(kept, "agent-echo-1") != killed

@@ -20,8 +20,8 @@ from swarmlog.cli.options import json_option, seconds_option
 from swarmlog.config import Settings
 from swarmlog.control.daemons import (
     DaemonInfo,
+    daemons_down,
     find_daemon,
-    kept_daemons,
     list_daemons,
     log_size,
     start_daemon,
@@ -207,9 +207,7 @@ def agent_ps(ctx: CliContext, as_json: bool) -> None:
     live = _agents(settings)
     # A kept replica whose process is gone is listed too: the keeper is starting it again.
     gone = [
-        d
-        for d in kept_daemons(settings.run_dir, settings.logs_dir)
-        if d.name.startswith(_PREFIX) and d.name not in {a.name for a in live}
+        d for d in daemons_down(settings.run_dir, settings.logs_dir) if d.name.startswith(_PREFIX)
     ]
     for d, alive in [*((d, True) for d in live), *((d, False) for d in gone)]:
         agent_id = d.name.removeprefix(_PREFIX)
@@ -220,7 +218,7 @@ def agent_ps(ctx: CliContext, as_json: bool) -> None:
                 "pid": d.pid,
                 "alive": alive,
                 "role": seen.get("role"),
-                "status": seen.get("status") if alive else "restarting",
+                "status": seen.get("status") if alive else ("down" if d.held else "restarting"),
                 "last_heartbeat_at": seen.get("last_heartbeat_at"),
                 "in_flight": seen.get("in_flight"),
                 "started_at": d.started_at,

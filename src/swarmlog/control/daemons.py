@@ -31,7 +31,10 @@ from swarmlog.files import write_private_json
 __all__ = [
     "DaemonInfo",
     "daemon_alive",
+    "daemon_names",
+    "daemons_down",
     "find_daemon",
+    "hold",
     "kept_daemons",
     "list_daemons",
     "log_size",
@@ -56,6 +59,8 @@ class DaemonInfo:
     """How often the keeper has started it again (since ``start``)."""
     streak: int = 0
     """Restarts in a row without a stable run between them (the back-off's exponent)."""
+    held: bool = False
+    """Kept, but left down while held (a killed agent's replica, until it is revived)."""
 
 
 def _pidfile(run_dir: Path, name: str) -> Path:
@@ -99,12 +104,18 @@ def read_daemon(run_dir: Path, logs_dir: Path, name: str) -> DaemonInfo | None:
             bool(data.get("keep", False)),
             int(data.get("restarts", 0)),
             int(data.get("streak", 0)),
+            bool(data.get("held", False)),
         )
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)
         return None
+
+
+def daemon_names(run_dir: Path) -> list[str]:
+    """The names of every daemon with a pidfile, alive or not."""
+    return sorted(p.stem for p in run_dir.glob("*.json")) if run_dir.is_dir() else []
 
 
 def daemon_alive(info: DaemonInfo) -> bool:
@@ -118,6 +129,11 @@ def kept_daemons(run_dir: Path, logs_dir: Path) -> list[DaemonInfo]:
         return []
     found = (read_daemon(run_dir, logs_dir, p.stem) for p in sorted(run_dir.glob("*.json")))
     return [d for d in found if d is not None and d.keep]
+
+
+def daemons_down(run_dir: Path, logs_dir: Path) -> list[DaemonInfo]:
+    """Kept daemons whose process is gone: being started again, or held down."""
+    return [d for d in kept_daemons(run_dir, logs_dir) if not daemon_alive(d)]
 
 
 def list_daemons(run_dir: Path, logs_dir: Path) -> list[DaemonInfo]:
@@ -145,6 +161,22 @@ def start_daemon(
     record = {"pid": pid, "argv": argv, "started_at": started, "keep": keep}
     write_private_json(_pidfile(run_dir, name), record)
     return DaemonInfo(name, pid, argv, started, log_path, keep)
+
+
+def hold(run_dir: Path, name: str, held: bool) -> bool:
+    """Hold daemon ``name`` (the keeper leaves it down: a killed agent) or let it go again (the
+    keeper starts it again if it is down: a revived one); ``False`` when it has no pidfile."""
+    path = _pidfile(run_dir, name)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict):
+        return False
+    if record.get("held", False) != held:
+        record["held"] = held
+        write_private_json(path, record)
+    return True
 
 
 def restart_daemon(run_dir: Path, info: DaemonInfo, streak: int) -> DaemonInfo:

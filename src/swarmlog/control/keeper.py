@@ -57,7 +57,7 @@ async def keep(
     while not stop.is_set():
         now = clock()
         for info in kept_daemons(settings.run_dir, settings.logs_dir):
-            if daemon_alive(info):
+            if info.held or daemon_alive(info):
                 dead.pop(info.name, None)
                 continue
             pid, since, wall = dead.setdefault(info.name, (info.pid, now, datetime.now(UTC)))
