@@ -10,10 +10,9 @@ are answered with a redirect; each publishes operator-signed events exactly as t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -438,16 +437,9 @@ def _errors(handler: Callable[[Request], Awaitable[Response]]) -> Any:
 
 
 def console_app(state: ConsoleState, *, metrics: ASGIApp | None = None) -> Starlette:
-    """The console's ASGI app over ``state``; ``metrics`` is mounted at ``/metrics``."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.hub = Hub(state.client)
-        await state.hub.start()
-        try:
-            yield
-        finally:
-            await state.hub.stop()
+    """The console's ASGI app over ``state``; ``metrics`` is mounted at ``/metrics``. The live
+    feed answers once ``state.hub`` is set (:func:`~swarmlog.console.server.serve` starts it
+    when the server listens)."""
 
     page = _errors
     routes: list[Route | Mount] = [
@@ -472,7 +464,6 @@ def console_app(state: ConsoleState, *, metrics: ASGIApp | None = None) -> Starl
     app = Starlette(
         routes=routes,
         middleware=[Middleware(BaseHTTPMiddleware, dispatch=_guard)],
-        lifespan=lifespan,
     )
     app.state.console = state
     _templates.env.globals["task_statuses"] = TASK_STATUSES

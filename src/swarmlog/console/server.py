@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from swarmlog.config import Settings
 from swarmlog.console.app import ConsoleState, console_app
 from swarmlog.console.auth import load_token
+from swarmlog.console.live import Hub
 from swarmlog.control.client import Client
 from swarmlog.control.system import CONSOLE_PORT, console_url, console_where
 from swarmlog.errors import ServerError
@@ -59,6 +60,8 @@ async def serve(
                 raise
             server, serving = await _listen(app, host, 0)  # 8470 is taken: any free one
         state.port = server.servers[0].sockets[0].getsockname()[1]
+        state.hub = Hub(client)
+        await state.hub.start()
         url = f"http://{host}:{state.port}/"
         write_atomic(console_where(settings), json.dumps({"url": url, "pid": os.getpid()}) + "\n")
         log.warning("console at %s (log in with the link `swarmlog console --url` prints)", url)
@@ -74,6 +77,7 @@ async def serve(
                 waiting.cancel()
         finally:
             server.should_exit = True
+            await state.hub.stop()
             await serving
             console_where(settings).unlink(missing_ok=True)
 
@@ -81,7 +85,7 @@ async def serve(
 async def _listen(app: ASGIApp, host: str, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """A uvicorn server serving ``app``, once it is bound."""
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
     )
     server = uvicorn.Server(config)
 
