@@ -1,5 +1,6 @@
 """Daemons that stay up: the keeper (what `up --detach` runs) starts again, within seconds, a
-daemon killed with SIGKILL, counts and notes the restart; what `agent stop` stopped stays stopped."""
+daemon killed with SIGKILL, counts and notes the restart; what `agent stop` stopped stays stopped.
+And what a daemon's log says when its handler crashes: the whole traceback."""
 
 from __future__ import annotations
 
@@ -84,3 +85,15 @@ def test_a_killed_daemon_is_back_within_seconds_and_a_stopped_one_stays_stopped(
     assert kept("revive", "echo-1").returncode == 0
     wait_until(lambda: ps(kept)["echo-1"]["alive"] is True, 20)
     assert pid_of(kept, "agent-echo-1") != killed
+
+
+def test_a_crashed_handlers_traceback_is_in_the_agents_log(kept: Cli) -> None:
+    start_agents(kept, "tests.e2e.picky:Crasher")
+    sent = kept("submit", "pipeline", "--stage", "crash", "--data", "x", "--json")
+    assert sent.returncode == 0, sent.stderr
+    log = kept.data / "logs" / "agent-crasher-1.log"
+    wait_until(lambda: "ZeroDivisionError" in log.read_text(), 30)
+    text = log.read_text()
+    assert "the handler raised" in text
+    assert "Traceback (most recent call last)" in text
+    assert 'in crash\n    return {"ratio": len(str(task.input)) / 0}' in text
