@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from clikit import Cli, start_agents
-from waiting import wait_until
 
 from swarmlog.agents.host.bringup import bring_down, bring_up
+from waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
