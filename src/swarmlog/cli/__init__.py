@@ -40,6 +40,7 @@ cli.lazy = {
         "demo": ("demo",),
         "agent": ("agent",),
         "console": ("console",),
+        "metrics": ("metrics",),
     }.items()
     for name in names
 }
