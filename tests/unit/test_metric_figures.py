@@ -366,3 +366,9 @@ def test_the_figures_sql_counts_what_the_projection_holds(store: ProjectionStore
     ).decode()
     for secret in ("secret", "who knows", "5 errors"):
         assert secret not in text
+
+
+def test_the_docs_name_every_metric() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "observability.md").read_text()
+    missing = [name for name in METRICS if f"`{name}`" not in docs]
+    assert not missing, f"docs/observability.md does not describe {missing}"
