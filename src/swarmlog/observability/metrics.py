@@ -15,7 +15,6 @@ it alone (``swarmlog metrics serve``, for Kubernetes). Concurrent scrapes share 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -148,16 +147,22 @@ async def serve(
             lifespan="off",
         )
         server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            if serving.done():
-                # uvicorn exits (SystemExit) when it cannot bind; it logged the OS's reason.
-                with contextlib.suppress(SystemExit):
-                    serving.result()
+
+        async def listen() -> None:
+            try:
+                await server.serve()
+            except SystemExit:  # uvicorn's way to say it cannot bind (it logged the reason)
+                # caught here: a SystemExit leaving a task would stop the event loop itself
                 raise ServerError(
                     f"the metrics server could not listen on {host}:{port} (in use?): give"
                     " another --port, or 0 for any free one"
-                )
+                ) from None
+
+        serving = asyncio.create_task(listen())
+        while not server.started:
+            if serving.done():
+                serving.result()  # what stopped it before it listened
+                raise ServerError(f"the metrics server stopped before it listened on {port}")
             await asyncio.sleep(0.02)  # uvicorn offers no event for "bound": poll its flag
         bound = server.servers[0].sockets[0].getsockname()[1]
         if ready is not None:
