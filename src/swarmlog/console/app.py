@@ -64,8 +64,9 @@ from swarmlog.schemas.types import AgentId, EventId
 __all__ = ["ConsoleState", "console_app"]
 
 _HERE = Path(__file__).parent
-_OPEN_PATHS = ("/login", "/static/", "/metrics", "/healthz")
-"""Reachable without a session: the login, the vendored files, the metrics scrape, a probe."""
+_OPEN_PATHS = frozenset({"/login", "/metrics", "/healthz"})
+"""Reachable without a session: the login, the metrics scrape, a probe (and the vendored files
+under ``/static/``)."""
 
 _SECURITY_HEADERS = {
     # No script but our own files, no inline script, no framing, nothing sent elsewhere.
@@ -166,7 +167,7 @@ async def _guard(request: Request, call_next: RequestResponseEndpoint) -> Respon
     if not host_allowed(host, state.host, state.port):
         return PlainTextResponse("this console answers only at its own address", 421)
     path = request.url.path
-    if not path.startswith(_OPEN_PATHS):
+    if path not in _OPEN_PATHS and not path.startswith("/static/"):
         bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         cookie = request.cookies.get(cookie_name(state.port))
         by_cookie = cookie is not None and token_matches(session_value(state.token), cookie)
@@ -460,7 +461,7 @@ def console_app(state: ConsoleState, *, metrics: ASGIApp | None = None) -> Starl
         Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
     ]
     if metrics is not None:
-        routes.append(Mount("/metrics", metrics))
+        routes.append(Route("/metrics", metrics))  # a Mount would redirect /metrics to /metrics/
     app = Starlette(
         routes=routes,
         middleware=[Middleware(BaseHTTPMiddleware, dispatch=_guard)],

@@ -24,6 +24,7 @@ from swarmlog.control.client import Client
 from swarmlog.control.system import CONSOLE_PORT, console_url, console_where
 from swarmlog.errors import ServerError
 from swarmlog.files import write_atomic
+from swarmlog.observability.metrics import metrics_app
 
 __all__ = ["login_url", "serve"]
 
@@ -52,7 +53,7 @@ async def serve(
     token = load_token(settings.data_dir)
     async with await Client.connect(settings) as client:
         state = ConsoleState(client, settings, token, host)
-        app = console_app(state)
+        app = console_app(state, metrics=metrics_app(client))
         try:
             server, serving = await _listen(app, host, CONSOLE_PORT if port is None else port)
         except ServerError:
