@@ -205,3 +205,12 @@ def test_a_person_watches_steers_and_reads_a_run_in_the_browser(
     shoot(browser, "agents")
     agents = json.loads(cli("agents", "--json").stdout)["agents"]
     assert {a["agent_id"]: a["status"] for a in agents}["echo-1"] == "killed"
+
+    # And its metrics, where `status --json` says, without a token (a Prometheus scrape).
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["console_url"] == console
+    assert status["metrics_url"] == f"{console}metrics"
+    with urllib.request.urlopen(status["metrics_url"], timeout=10) as scraped:
+        text = scraped.read().decode()
+    assert 'swarmlog_tasks{role="echo",status="succeeded"}' in text
+    assert "swarmlog_projector_lag_events" in text
