@@ -46,6 +46,7 @@ from swarmlog.console.auth import (
 from swarmlog.console.live import Hub
 from swarmlog.control.checks import check_name
 from swarmlog.control.client import Client
+from swarmlog.control.daemons import daemon_names, read_daemon
 from swarmlog.control.escalations import ACTIONS
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.killswitches import pull, release
@@ -55,6 +56,7 @@ from swarmlog.control.records import (
     TaskDetail,
     WorkflowDetail,
 )
+from swarmlog.control.system import AGENT_DAEMON_PREFIX
 from swarmlog.errors import SwarmlogError
 from swarmlog.projections.streamchain import Checkpoint, StreamChain, verify_checkpoint
 from swarmlog.rendering.conversation import conversation, turn_text
@@ -290,7 +292,8 @@ async def task(request: Request) -> Response:
 
 
 async def agents(request: Request) -> Response:
-    client = _state(request).client
+    state = _state(request)
+    client = state.client
     rows = await client.agents()
     breakers = await client.query(
         "SELECT circuit, state, reason, changed_at FROM breakers ORDER BY circuit"
@@ -298,6 +301,12 @@ async def agents(request: Request) -> Response:
     switches = await client.query(
         "SELECT target, reason FROM kill_switches WHERE active ORDER BY target"
     )
+    restarts = {
+        name.removeprefix(AGENT_DAEMON_PREFIX): info.restarts
+        for name in daemon_names(state.settings.run_dir)
+        if name.startswith(AGENT_DAEMON_PREFIX)
+        and (info := read_daemon(state.settings.run_dir, state.settings.logs_dir, name))
+    }
     replicas: dict[str, int] = {}
     for row in rows:
         if row.status == "registered" and row.role:
@@ -309,6 +318,7 @@ async def agents(request: Request) -> Response:
         breakers=breakers.rows,
         switches=switches.rows,
         replicas=replicas,
+        restarts=restarts,
     )
 
 
