@@ -13,14 +13,12 @@ import json
 import logging
 import os
 
-import uvicorn
-from starlette.types import ASGIApp
-
 from swarmlog.config import Settings
 from swarmlog.console.app import ConsoleState, console_app
 from swarmlog.console.auth import load_token
 from swarmlog.console.live import Hub
 from swarmlog.control.client import Client
+from swarmlog.control.http import listen
 from swarmlog.control.system import CONSOLE_PORT, console_url, console_where
 from swarmlog.errors import ServerError
 from swarmlog.files import write_atomic
@@ -29,6 +27,8 @@ from swarmlog.observability.metrics import metrics_app
 __all__ = ["login_url", "serve"]
 
 log = logging.getLogger(__name__)
+
+_WHAT = "the console"
 
 
 def login_url(settings: Settings) -> str | None:
@@ -55,12 +55,12 @@ async def serve(
         state = ConsoleState(client, settings, token, host)
         app = console_app(state, metrics=metrics_app(client))
         try:
-            server, serving = await _listen(app, host, CONSOLE_PORT if port is None else port)
+            listening = await listen(app, host, CONSOLE_PORT if port is None else port, _WHAT)
         except ServerError:
             if port is not None:
                 raise
-            server, serving = await _listen(app, host, 0)  # 8470 is taken: any free one
-        state.port = server.servers[0].sockets[0].getsockname()[1]
+            listening = await listen(app, host, 0, _WHAT)  # 8470 is taken: any free one
+        state.port = listening.port
         state.hub = Hub(client)
         await state.hub.start()
         url = f"http://{host}:{state.port}/"
@@ -70,39 +70,7 @@ async def serve(
         if ready is not None:
             ready.set()
         try:
-            if stop is None:
-                await serving
-            else:
-                waiting = asyncio.create_task(stop.wait())
-                await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
-                waiting.cancel()
+            await listening.until(stop)
         finally:
-            server.should_exit = True
             await state.hub.stop()
-            await serving
             console_where(settings).unlink(missing_ok=True)
-
-
-async def _listen(app: ASGIApp, host: str, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    """A uvicorn server serving ``app``, once it is bound."""
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
-    )
-    server = uvicorn.Server(config)
-
-    async def run() -> None:
-        try:
-            await server.serve()
-        except SystemExit:  # uvicorn's way to say it cannot bind (it logged the OS's reason)
-            raise ServerError(
-                f"the console could not listen on {host}:{port} (in use?): give another"
-                " --port, or 0 for any free one"
-            ) from None
-
-    serving = asyncio.create_task(run())
-    while not server.started:
-        if serving.done():
-            serving.result()  # raises why it stopped
-            raise ServerError(f"the console stopped before it listened on {host}:{port}")
-        await asyncio.sleep(0.02)  # uvicorn offers no event for "bound": poll its flag
-    return server, serving

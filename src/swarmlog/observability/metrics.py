@@ -20,7 +20,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-import uvicorn
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
@@ -32,7 +31,8 @@ from starlette.routing import Route
 from swarmlog.bus.subjects import stream_name
 from swarmlog.config import Settings
 from swarmlog.control.client import Client
-from swarmlog.errors import ServerError, SwarmlogError
+from swarmlog.control.http import listen
+from swarmlog.errors import SwarmlogError
 from swarmlog.observability.figures import FIGURES_SQL, Reading, families
 
 __all__ = ["DEFAULT_PORT", "gather", "metrics_app", "serve"]
@@ -138,42 +138,7 @@ async def serve(
     """Serve the metrics of ``settings``' system at ``http://host:port/metrics`` (port 0: any
     free one) until ``stop`` is set; ``ready`` gets the URL once it listens."""
     async with await Client.connect(settings) as client:
-        config = uvicorn.Config(
-            metrics_app(client),
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-        )
-        server = uvicorn.Server(config)
-
-        async def listen() -> None:
-            try:
-                await server.serve()
-            except SystemExit:  # uvicorn's way to say it cannot bind (it logged the reason)
-                # caught here: a SystemExit leaving a task would stop the event loop itself
-                raise ServerError(
-                    f"the metrics server could not listen on {host}:{port} (in use?): give"
-                    " another --port, or 0 for any free one"
-                ) from None
-
-        serving = asyncio.create_task(listen())
-        while not server.started:
-            if serving.done():
-                serving.result()  # what stopped it before it listened
-                raise ServerError(f"the metrics server stopped before it listened on {port}")
-            await asyncio.sleep(0.02)  # uvicorn offers no event for "bound": poll its flag
-        bound = server.servers[0].sockets[0].getsockname()[1]
+        listening = await listen(metrics_app(client), host, port, "the metrics server")
         if ready is not None:
-            ready(f"http://{f'[{host}]' if ':' in host else host}:{bound}/metrics")
-        try:
-            if stop is None:
-                await serving
-            else:
-                waiting = asyncio.create_task(stop.wait())
-                await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
-                waiting.cancel()
-        finally:
-            server.should_exit = True
-            await serving
+            ready(f"http://{f'[{host}]' if ':' in host else host}:{listening.port}/metrics")
+        await listening.until(stop)

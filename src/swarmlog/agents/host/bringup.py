@@ -123,6 +123,13 @@ def start_server(store: Path, detach: bool, sync: str | None) -> tuple[EmbeddedS
     return server, url
 
 
+def _exited_at_start(settings: Settings, name: str, what: str) -> ServerError:
+    """The error of daemon ``name`` (``what``) gone before it answered: its log's last line."""
+    path = settings.logs_dir / f"{name}.log"
+    tail = path.read_text().strip().splitlines()[-1:] if path.exists() else []
+    return ServerError(f"{what} exited at start: {' '.join(tail) or 'see ' + str(path)}")
+
+
 async def wait_projector(settings: Settings, timeout: float = READY_TIMEOUT) -> int:
     """The projector daemon's position once it answers; :class:`ServerError` when it exits
     first (with the last line of its log) or does not answer within ``timeout``."""
@@ -137,11 +144,7 @@ async def wait_projector(settings: Settings, timeout: float = READY_TIMEOUT) -> 
             if position is not None:
                 return position
             if find_daemon(settings.run_dir, settings.logs_dir, name) is None:
-                path = settings.logs_dir / f"{name}.log"
-                tail = path.read_text().strip().splitlines()[-1:] if path.exists() else []
-                raise ServerError(
-                    f"the projector exited at start: {' '.join(tail) or 'see ' + str(path)}"
-                )
+                raise _exited_at_start(settings, name, "the projector")
             await asyncio.sleep(0.1)  # polling a daemon that is starting
     raise ServerError("the projector did not answer in time; see `swarmlog --debug status`")
 
@@ -263,11 +266,7 @@ async def _console(settings: Settings) -> str:
         if found is not None:
             return found
         if find_daemon(settings.run_dir, settings.logs_dir, name) is None:
-            path = settings.logs_dir / f"{name}.log"
-            tail = path.read_text().strip().splitlines()[-1:] if path.exists() else []
-            raise ServerError(
-                f"the console exited at start: {' '.join(tail) or 'see ' + str(path)}"
-            )
+            raise _exited_at_start(settings, name, "the console")
         await asyncio.sleep(0.1)  # polling a daemon that is starting
     raise ServerError("the console did not start listening in time; see its log")
 
