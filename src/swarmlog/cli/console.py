@@ -5,24 +5,14 @@ from __future__ import annotations
 import click
 
 from swarmlog.cli.app import CliContext, pass_ctx, run
+from swarmlog.cli.options import listen_options
 from swarmlog.errors import ConfigError
 
 __all__ = ["console"]
 
 
 @click.command()
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="The address to listen on; loopback by default (the console acts as the operator).",
-)
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=None,
-    help="The port (default 8470, or any free one when it is taken; 0: any free one).",
-)
+@listen_options(8470, "the console acts as the operator", ", or any free one when it is taken")
 @click.option(
     "--url",
     "print_url",

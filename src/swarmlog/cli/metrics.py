@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from swarmlog.cli.app import CliContext, pass_ctx, run
+from swarmlog.cli.options import listen_options
 
 __all__ = ["metrics"]
 
@@ -17,18 +18,7 @@ def metrics() -> None:
 
 
 @metrics.command("serve")
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="The address to listen on; loopback by default (0.0.0.0 in a pod, for the scraper).",
-)
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=None,
-    help="The port (default 9464; 0: any free one).",
-)
+@listen_options(9464, "0.0.0.0 in a pod, for the scraper")
 @pass_ctx
 def serve(ctx: CliContext, host: str, port: int | None) -> None:
     """Serve the metrics at http://HOST:PORT/metrics until stopped (SIGTERM, Ctrl-C); prints
