@@ -92,9 +92,9 @@ def traces_export(
 
     settings = ctx.settings
     settings.require_data_dir()
-    if workflow_id is not None:
-        workflow_id = check_name(workflow_id, "workflow id", "workflow_id")
     with _options_named(), _quiet_exporter(ctx.debug):
+        if workflow_id is not None:
+            workflow_id = check_name(workflow_id, "workflow id", "workflow_id")
         sink = OTLPTraces(endpoint, settings.namespace, timeout=timeout)
 
         async def go(client: Client) -> Exported:

@@ -47,7 +47,7 @@ def endpoint_of(url: str) -> str:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            f"--otlp {url!r} is not an http(s) URL: give an OTLP/HTTP receiver's, e.g."
+            f"{url!r} is not an http(s) URL: give an OTLP/HTTP receiver's, e.g."
             " http://localhost:4318 (an OpenTelemetry Collector, Jaeger, Tempo)",
             parameter="endpoint",
         )
