@@ -230,8 +230,9 @@ class SpanBuilder:
     A trace starts at its ``workflow_submitted`` (or its standalone task's first offer or
     assignment): events of a trace whose start it did not see are left out, so a builder fed
     from :meth:`resume_seq` on derives the traces open there exactly as one fed from the start.
-    An event whose verdict is not known yet (``verified`` ``None``) must not be fed: feed it
-    once the projector has judged it.
+    An event whose verdict is not known yet (``verified`` ``None``) is left out as a
+    quarantined one is, for good (a sequence is fed once): hold it, and what follows it, back
+    until the projector has judged it, as :mod:`swarmlog.observability.traces` does.
     """
 
     def __init__(self, namespace: str) -> None:
