@@ -30,6 +30,7 @@ cli.lazy = {
         "deadlocks": ("deadlocks",),
         "views": ("workflows", "tasks", "agents", "budgets", "show"),
         "calls": ("calls", "watch"),
+        "traces": ("traces",),
         "events": ("events",),
         "replay": ("replay", "audit"),
         "snapshot": ("snapshot",),
