@@ -98,6 +98,10 @@ LIBRARIES: dict[str, set[str]] = {
     "subprocess": {"bus", "control", "harness"},
     "socket": {"bus"},
     "click": {"cli"},
+    "opentelemetry": {"observability"},  # the OTLP export (observability/otlp.py)
+    "prometheus_client": {"observability"},
+    "uvicorn": {"control"},  # the one HTTP server shell (control/http.py)
+    "starlette": {"console", "observability", "control"},
 }
 
 PURE_FOLDERS = {"schemas", "agents/policy"}
