@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -285,26 +285,54 @@ def _queue_families(namespace: str, queues: Iterable[QueueState]) -> list[Metric
     return [depth, unacked, redelivered, offers, held]
 
 
+_Kind = Literal["gauge", "counter"]
+
+_PLAIN: tuple[tuple[str, _Kind, str, tuple[str, ...], float], ...] = (
+    # (figure of FIGURES_SQL, kind, metric, its labels from the row's first keys, divided by)
+    ("quarantined", "counter", "swarmlog_quarantined_total", ("reason",), 1.0),
+    ("escalations", "gauge", "swarmlog_escalations", ("status",), 1.0),
+    ("workflows", "gauge", "swarmlog_workflows", ("pattern", "status"), 1.0),
+    ("budget_used", "gauge", "swarmlog_budget_used_tokens", ("workflow",), 1.0),
+    ("budget_limit", "gauge", "swarmlog_budget_limit_tokens", ("workflow",), 1.0),
+    ("budgets_exceeded", "gauge", "swarmlog_budgets_exceeded", ("scope", "limit"), 1.0),
+    ("tokens_used", "counter", "swarmlog_tokens_used_total", ("role",), 1.0),
+    ("agents", "gauge", "swarmlog_agents", ("role", "status"), 1.0),
+    ("in_flight", "gauge", "swarmlog_agent_in_flight_tasks", ("role",), 1.0),
+    (
+        "heartbeat",
+        "gauge",
+        "swarmlog_agent_last_heartbeat_timestamp_seconds",
+        ("role",),
+        _NS,
+    ),
+    ("model_calls", "gauge", "swarmlog_model_calls", ("model", "status"), 1.0),
+    ("model_tokens", "counter", "swarmlog_model_tokens_total", ("model", "kind"), 1.0),
+    ("tool_calls", "gauge", "swarmlog_tool_calls", ("status",), 1.0),
+)
+"""The families that are one row of an aggregate each: labelled by the row's keys."""
+
+
+def _plain(
+    kind: _Kind,
+    name: str,
+    labels: Sequence[str],
+    rows: list[tuple[str, str, str, float]],
+    by: float,
+) -> Metric:
+    family = _gauge(name, labels) if kind == "gauge" else _counter(name, labels)
+    for first, second, _, value in rows:
+        family.add_metric([first, second][: len(labels)], value / by)
+    return family
+
+
 def _projection_families(grouped: dict[str, list[tuple[str, str, str, float]]]) -> list[Metric]:
     def rows(figure: str) -> list[tuple[str, str, str, float]]:
         return grouped.get(figure, [])
 
-    tasks = _gauge("swarmlog_tasks", ["role", "status"])
-    for role, status, _, v in rows("tasks"):
-        tasks.add_metric([role, status], v)
-
+    tasks = _plain("gauge", "swarmlog_tasks", ("role", "status"), rows("tasks"), 1.0)
     retries = _counter("swarmlog_task_retries_total")
-    events = _counter("swarmlog_events_total", ["type"])
-    for type_, _, _, v in rows("events"):
-        events.add_metric([type_], v)
     retries.add_metric([], sum(v for t, _, _, v in rows("events") if t == "task_retry_scheduled"))
-
-    quarantined = _counter("swarmlog_quarantined_total", ["reason"])
-    for reason, _, _, v in rows("quarantined"):
-        quarantined.add_metric([reason], v)
-    escalations = _gauge("swarmlog_escalations", ["status"])
-    for status, _, _, v in rows("escalations"):
-        escalations.add_metric([status], v)
+    events = _plain("counter", "swarmlog_events_total", ("type",), rows("events"), 1.0)
 
     opened = _gauge("swarmlog_circuit_open", ["kind", "name"])
     half = _gauge("swarmlog_circuit_half_open", ["kind", "name"])
@@ -313,62 +341,20 @@ def _projection_families(grouped: dict[str, list[tuple[str, str, str, float]]]) 
         opened.add_metric(labels, 1.0 if state == "open" else 0.0)
         half.add_metric(labels, 1.0 if state == "half_open" else 0.0)
 
-    workflows = _gauge("swarmlog_workflows", ["pattern", "status"])
-    for pattern, status, _, v in rows("workflows"):
-        workflows.add_metric([pattern, status], v)
-    used = _gauge("swarmlog_budget_used_tokens", ["workflow"])
-    for workflow, _, _, v in rows("budget_used"):
-        used.add_metric([workflow], v)
-    limit = _gauge("swarmlog_budget_limit_tokens", ["workflow"])
-    for workflow, _, _, v in rows("budget_limit"):
-        limit.add_metric([workflow], v)
-    exceeded = _gauge("swarmlog_budgets_exceeded", ["scope", "limit"])
-    for scope, which, _, v in rows("budgets_exceeded"):
-        exceeded.add_metric([scope, which], v)
-    spent = _counter("swarmlog_tokens_used_total", ["role"])
-    for role, _, _, v in rows("tokens_used"):
-        spent.add_metric([role], v)
-
-    agents = _gauge("swarmlog_agents", ["role", "status"])
-    for role, status, _, v in rows("agents"):
-        agents.add_metric([role, status], v)
-    in_flight = _gauge("swarmlog_agent_in_flight_tasks", ["role"])
-    for role, _, _, v in rows("in_flight"):
-        in_flight.add_metric([role], v)
-    heartbeat = _gauge("swarmlog_agent_last_heartbeat_timestamp_seconds", ["role"])
-    for role, _, _, v in rows("heartbeat"):
-        heartbeat.add_metric([role], v / _NS)
-
-    model_calls = _gauge("swarmlog_model_calls", ["model", "status"])
-    for model, status, _, v in rows("model_calls"):
-        model_calls.add_metric([model, status], v)
-    model_tokens = _counter("swarmlog_model_tokens_total", ["model", "kind"])
-    for model, kind, _, v in rows("model_tokens"):
-        model_tokens.add_metric([model, kind], v)
-    tool_calls = _gauge("swarmlog_tool_calls", ["status"])
-    for status, _, _, v in rows("tool_calls"):
-        tool_calls.add_metric([status], v)
-
+    plain = {
+        figure: _plain(kind, name, labels, rows(figure), by)
+        for figure, kind, name, labels, by in _PLAIN
+    }
     return [
         tasks,
         _durations(rows("task_bucket"), rows("task_seconds")),
         retries,
         events,
-        quarantined,
-        escalations,
+        plain["quarantined"],
+        plain["escalations"],
         opened,
         half,
-        workflows,
-        used,
-        limit,
-        exceeded,
-        spent,
-        agents,
-        in_flight,
-        heartbeat,
-        model_calls,
-        model_tokens,
-        tool_calls,
+        *(plain[figure] for figure, *_ in _PLAIN[2:]),
     ]
 
 
