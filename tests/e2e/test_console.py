@@ -139,6 +139,7 @@ def test_a_person_watches_steers_and_reads_a_run_in_the_browser(
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(console, timeout=10)
     assert refused.value.code == 401
+    refused.value.close()  # it holds the response's socket
     link = login_url(settings)
     assert link is not None
     assert link.startswith(console)
