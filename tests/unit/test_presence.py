@@ -1,0 +1,179 @@
+"""Unit tests of presence: the signed value a replica puts in the presence bucket (what a reader
+accepts and what it ignores), and the lifecycle the log keeps instead of heartbeats (stopped,
+lost, seen again: who may say so, and what the projection's ``agents.status`` becomes)."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from test_authority import ECHO_1, ECHO_2, NOW, ROUTER, WATCHDOG, swarm
+from test_verify import OPERATOR, Projection
+
+from swarmlog.schemas.payloads import (
+    AgentKilled,
+    AgentLost,
+    AgentRegistered,
+    AgentRevived,
+    AgentSeen,
+    AgentStopped,
+)
+from swarmlog.schemas.presence import (
+    MAX_AHEAD_NS,
+    REFUSALS,
+    Presence,
+    Refused,
+    SignedPresence,
+    fresh,
+    open_presence,
+    seal_presence,
+)
+from swarmlog.schemas.signing import EVENT_DOMAIN, Identity
+
+NS = "default"
+S = 10**9
+
+
+def value(who: Identity = ECHO_1, **changes: object) -> Presence:
+    fields: dict[str, object] = {
+        "namespace": NS,
+        "agent_id": who.agent_id,
+        "role": "echo",
+        "signer": who.public_key,
+        "at": NOW,
+        "seq": 1,
+        "load": 2,
+        "capacity": 4,
+        "tasks": ["t1", "t2"],
+    }
+    return Presence(**(fields | changes))  # type: ignore[arg-type]
+
+
+def read(raw: bytes, key: str = "echo-1", public_key: str | None = ECHO_1.public_key) -> object:
+    return open_presence(raw, key=key, namespace=NS, public_key=public_key, now=NOW)
+
+
+def test_an_honest_value_reads_back_as_it_was_put() -> None:
+    put = value()
+    assert read(seal_presence(ECHO_1, put)) == put
+
+
+def reason(raw: bytes, **kwargs: object) -> str:
+    got = read(raw, **kwargs)  # type: ignore[arg-type]
+    assert isinstance(got, Refused), got
+    assert got.reason in REFUSALS
+    return got.reason
+
+
+def test_garbage_and_oversized_values_are_malformed() -> None:
+    assert reason(b"\x00\xffnot a presence") == "malformed"
+    assert reason(b"\x00" * 200_000) == "malformed"
+    body = msgspec.msgpack.encode({"agent_id": "echo-1"})
+    assert reason(msgspec.msgpack.encode(SignedPresence(body, b"\x00" * 64))) == "malformed"
+
+
+def test_a_copy_of_another_agents_value_under_ones_own_key_is_refused() -> None:
+    theirs = seal_presence(ECHO_2, value(ECHO_2))
+    # echo-1 (who may put only its own key) stores echo-2's genuine value there.
+    assert reason(theirs, key="echo-1") == "wrong_key"
+    elsewhere = seal_presence(ECHO_1, value(namespace="other"))
+    assert reason(elsewhere) == "wrong_key"  # from another namespace's bucket
+
+
+def test_a_value_signed_by_any_key_but_the_agents_own_is_refused() -> None:
+    impostor = Identity("echo-1", ROUTER.signing_key)  # a key the projection does not give it
+    assert reason(seal_presence(impostor, value(signer=ROUTER.public_key))) == "wrong_signer"
+    # Naming the right key does not help without it: the signature does not check out.
+    signed = msgspec.msgpack.decode(seal_presence(impostor, value(signer=ROUTER.public_key)))
+    body = msgspec.msgpack.encode(value())
+    forged = msgspec.msgpack.encode(SignedPresence(body, bytes(signed[1])))
+    assert reason(forged) == "bad_signature"
+    # Nor does an event signature of the same bytes: the domains differ.
+    as_event = ECHO_1.sign(EVENT_DOMAIN, body)
+    assert reason(msgspec.msgpack.encode(SignedPresence(body, as_event))) == "bad_signature"
+
+
+def test_an_agent_without_a_valid_credential_has_no_presence() -> None:
+    assert reason(seal_presence(ECHO_1, value()), public_key=None) == "unknown_agent"
+
+
+def test_a_value_from_the_future_is_refused_and_an_old_one_is_authentic_but_stale() -> None:
+    assert reason(seal_presence(ECHO_1, value(at=NOW + MAX_AHEAD_NS + 1))) == "future"
+    old = read(seal_presence(ECHO_1, value(at=NOW - 3600 * S)))
+    assert isinstance(old, Presence)  # an old value put again: it says when, never "live"
+    assert not fresh(old, now=NOW, stale_after=15)
+    assert fresh(value(at=NOW - 15 * S), now=NOW, stale_after=15)
+    assert not fresh(value(at=NOW - 15 * S - 1), now=NOW, stale_after=15)
+
+
+def test_sealing_another_agents_presence_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="signed by the agent it names"):
+        seal_presence(ECHO_1, value(ECHO_2))
+
+
+# --- the lifecycle on the log ---------------------------------------------------------------------
+
+
+class _NotPermitted:
+    """Equal to any rejection for ``not_permitted`` (whatever its detail)."""
+
+    def __eq__(self, other: object) -> bool:
+        return getattr(other, "reason", None) == "not_permitted"
+
+
+NOT_PERMITTED = _NotPermitted()
+
+
+def status(p: Projection, agent_id: str = "echo-1") -> str:
+    row = p.state.get("agents", agent_id)
+    assert row is not None
+    return str(row["status"])
+
+
+def registered() -> Projection:
+    p = swarm()
+    assert p.emit(ECHO_1, AgentRegistered(agent_id="echo-1", role="echo"), now=NOW) is None
+    return p
+
+
+def test_a_replica_says_it_stopped_and_only_for_itself() -> None:
+    p = registered()
+    assert p.emit(ECHO_2, AgentStopped(agent_id="echo-1")) == NOT_PERMITTED
+    assert status(p) == "registered"
+    assert p.emit(ECHO_1, AgentStopped(agent_id="echo-1", reason="SIGTERM")) is None
+    assert status(p) == "stopped"
+    assert p.emit(ECHO_1, AgentRegistered(agent_id="echo-1", role="echo")) is None
+    assert status(p) == "registered"  # started again
+
+
+def test_only_the_watchdog_says_who_is_lost_or_back() -> None:
+    p = registered()
+    for who in (ECHO_2, ROUTER):
+        assert p.emit(who, AgentLost(agent_id="echo-1")) == NOT_PERMITTED
+    assert status(p) == "registered"
+    assert p.emit(WATCHDOG, AgentLost(agent_id="echo-1", last_seen_at=NOW)) is None
+    assert status(p) == "lost"
+    assert p.emit(ECHO_1, AgentSeen(agent_id="echo-1", seen_at=NOW)) == NOT_PERMITTED
+    assert p.emit(WATCHDOG, AgentSeen(agent_id="echo-1", seen_at=NOW + S)) is None
+    assert status(p) == "registered"
+
+
+def test_a_lost_about_an_earlier_run_or_a_replica_not_live_changes_nothing() -> None:
+    p = registered()
+    # Judged on a presence from before the replica registered again: about its earlier run.
+    assert p.emit(WATCHDOG, AgentLost(agent_id="echo-1", last_seen_at=NOW - S)) is None
+    assert status(p) == "registered"
+    assert p.emit(ECHO_1, AgentStopped(agent_id="echo-1")) is None
+    assert p.emit(WATCHDOG, AgentLost(agent_id="echo-1")) is None
+    assert status(p) == "stopped"  # it said it stopped: not lost
+    assert p.emit(WATCHDOG, AgentSeen(agent_id="echo-1", seen_at=NOW)) is None
+    assert status(p) == "stopped"  # only a lost replica is seen again
+
+
+def test_a_killed_replica_stays_killed_whatever_its_presence_does() -> None:
+    p = registered()
+    assert p.emit(OPERATOR, AgentKilled(agent_id="echo-1", reason="x")) is None
+    for event in (AgentLost(agent_id="echo-1"), AgentSeen(agent_id="echo-1", seen_at=NOW)):
+        assert p.emit(WATCHDOG, event) is None
+        assert status(p) == "killed"
+    assert p.emit(OPERATOR, AgentRevived(agent_id="echo-1")) is None
+    assert status(p) == "registered"
