@@ -9,6 +9,8 @@ import pytest
 from test_authority import ECHO_1, ECHO_2, NOW, ROUTER, WATCHDOG, swarm
 from test_verify import OPERATOR, Projection
 
+from swarmlog.agents.policy.liveness import Change, Lost, Seen, changes, held_tasks, with_presence
+from swarmlog.agents.policy.routing import AgentView
 from swarmlog.schemas.payloads import (
     AgentKilled,
     AgentLost,
@@ -177,3 +179,71 @@ def test_a_killed_replica_stays_killed_whatever_its_presence_does() -> None:
         assert status(p) == "killed"
     assert p.emit(OPERATOR, AgentRevived(agent_id="echo-1")) is None
     assert status(p) == "registered"
+
+
+# --- who is lost, who is back (the watchdog's decision) -------------------------------------------
+
+
+def agent(agent_id: str, status: str = "registered", heard: int | None = NOW) -> AgentView:
+    return AgentView(agent_id, "echo", frozenset(), status, heard)
+
+
+def decide(
+    views: list[AgentView],
+    seen: dict[str, Presence],
+    now: int,
+    watched: dict[str, int] | None = None,
+    exempt: tuple[str, ...] = (),
+) -> tuple[list[Change], dict[str, int]]:
+    return changes(views, seen, now=now, stale_after=15, watched=watched or {}, exempt=exempt)
+
+
+def test_a_registered_replica_silent_past_the_limit_is_lost() -> None:
+    views = [agent("echo-1"), agent("echo-2")]
+    seen = {"echo-1": value(at=NOW + 20 * S)}  # echo-2 registered at NOW and said nothing since
+    found, watched = decide(views, seen, NOW + 30 * S, watched={"echo-1": NOW, "echo-2": NOW})
+    assert found == [Lost("echo-2", NOW)]
+    assert watched == {"echo-1": NOW, "echo-2": NOW}
+    # Within the limit, or heard from lately: nobody.
+    assert decide(views, seen, NOW + 15 * S, watched=watched)[0] == []
+
+
+def test_a_replica_first_watched_now_gets_a_full_period_to_be_heard() -> None:
+    # The watcher just started (or the replica was just revived): its old registration alone
+    # does not make it lost at once.
+    views = [agent("echo-1", heard=NOW - 3600 * S)]
+    found, watched = decide(views, {}, NOW)
+    assert (found, watched) == ([], {"echo-1": NOW})
+    assert decide(views, {}, NOW + 15 * S, watched)[0] == []
+    assert decide(views, {}, NOW + 16 * S, watched)[0] == [Lost("echo-1", NOW - 3600 * S)]
+
+
+def test_only_registered_replicas_are_watched_and_the_exempt_never() -> None:
+    views = [
+        agent("echo-1", "stopped", NOW - 3600 * S),
+        agent("echo-2", "killed", NOW - 3600 * S),
+        agent("echo-3", "issued", None),
+        agent("watchdog-1", heard=NOW - 3600 * S),
+    ]
+    old = {a.agent_id: NOW - 3600 * S for a in views}
+    assert decide(views, {}, NOW, watched=old, exempt=("watchdog-1",)) == ([], {})
+
+
+def test_a_lost_replica_with_fresh_presence_is_seen_again() -> None:
+    views = [agent("echo-1", "lost", NOW - 3600 * S), agent("echo-2", "lost", NOW - 3600 * S)]
+    seen = {"echo-1": value(at=NOW - 2 * S), "echo-2": value(ECHO_2, at=NOW - 20 * S)}
+    found, watched = decide(views, seen, NOW)
+    assert found == [Seen("echo-1", NOW - 2 * S)]  # echo-2's is stale: still lost
+    assert watched == {}
+
+
+def test_presence_sets_liveness_and_load_and_lists_the_work_in_hand() -> None:
+    views = [agent("echo-1", heard=NOW - 60 * S), agent("echo-2", heard=NOW - 60 * S)]
+    seen = {"echo-1": value(at=NOW - S, load=2), "echo-2": value(ECHO_2, at=NOW - 90 * S)}
+    merged = with_presence(views, seen)
+    assert [(v.last_heartbeat_at, v.in_flight) for v in merged] == [
+        (NOW - S, 2),
+        (NOW - 60 * S, 2),  # an older presence never moves "last heard" back
+    ]
+    assert held_tasks(seen.values(), now=NOW, stale_after=15) == {"t1", "t2"}
+    assert held_tasks(seen.values(), now=NOW + 20 * S, stale_after=15) == frozenset()

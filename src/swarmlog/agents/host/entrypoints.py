@@ -37,9 +37,11 @@ from swarmlog.bus.ports import EventLog
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, SwarmlogError, TaskError
 from swarmlog.projections.client import ProjectionClient, Query, WaitFor
+from swarmlog.schemas.presence import PRESENCE_EVERY, STALE_AFTER
 from swarmlog.schemas.signing import ChainHead
 
 __all__ = [
+    "liveness_from_env",
     "run_agent",
     "run_conductor",
     "run_router",
@@ -95,12 +97,14 @@ async def run_agent(
         publisher = Publisher(log, session.identity, session.namespace, hint=hint)
 
         query, wait_for = _projection_access(projections)
+        every, _ = liveness_from_env()
         runtime = AgentRuntime(
             cls(),
             log,
             publisher,
             replica=replica,
             ack_wait=ack_wait,
+            heartbeat=every,
             query=query,
             wait_for=wait_for,
             credential=session.issued,
@@ -151,9 +155,29 @@ def breaker_policy_from_env(env: Mapping[str, str] | None = None) -> BreakerPoli
         ) from None
 
 
+def liveness_from_env(env: Mapping[str, str] | None = None) -> tuple[float, float]:
+    """``(every, stale_after)``: the seconds between a replica's presence puts
+    (``SWARMLOG_PRESENCE_EVERY``, default 5) and after which a replica not heard from is not
+    live (``SWARMLOG_STALE_AFTER``, default 15: the router routes nothing to it, the watchdog
+    reports it lost). Every process of a system should agree on them."""
+    env = os.environ if env is None else env
+    try:
+        every = float(env.get("SWARMLOG_PRESENCE_EVERY", str(PRESENCE_EVERY)))
+        stale_after = float(env.get("SWARMLOG_STALE_AFTER", str(STALE_AFTER)))
+    except ValueError:
+        every = stale_after = -1.0  # refused just below
+    if not (0.05 <= every <= 600 and every < stale_after <= 3600):
+        raise ConfigError(
+            "SWARMLOG_PRESENCE_EVERY is 0.05-600 seconds and SWARMLOG_STALE_AFTER more than it"
+            " (up to 3600; three times it is a good choice)"
+        )
+    return every, stale_after
+
+
 async def run_router(session: AgentSession, stop: asyncio.Event) -> None:
     """Run one router replica until ``stop``."""
     policy = breaker_policy_from_env()
+    every, stale_after = liveness_from_env()
     async with open_agent_log(session) as log:
         projections = agent_projections(session, log)
         router = Router(
@@ -162,6 +186,8 @@ async def run_router(session: AgentSession, stop: asyncio.Event) -> None:
             _projected_agents(projections),
             outcomes=_projected_outcomes(projections),
             breaker_policy=policy,
+            heartbeat=every,
+            stale_after=stale_after,
         )
         await router.start()
         announce_ready(session.agent_id)
@@ -221,13 +247,15 @@ def _projection_access(
 
 async def run_conductor(session: AgentSession, stop: asyncio.Event) -> None:
     """Run one conductor replica until ``stop``."""
-    await _run_projection_role(session, stop, Conductor)
+    every, _ = liveness_from_env()
+    await _run_projection_role(session, stop, functools.partial(Conductor, heartbeat=every))
 
 
 async def run_watchdog(session: AgentSession, stop: asyncio.Event) -> None:
     """Run one watchdog replica until ``stop`` (from the environment: the interval,
     ``SWARMLOG_WATCHDOG_INTERVAL`` seconds, default 2; ``SWARMLOG_DEADLOCK_POLICY`` break or
-    escalate, default break; ``SWARMLOG_STALL_AFTER`` seconds of no progress, default 600)."""
+    escalate, default break; ``SWARMLOG_STALL_AFTER`` seconds of no progress, default 600; and
+    :func:`liveness_from_env`)."""
     try:
         interval = float(os.environ.get("SWARMLOG_WATCHDOG_INTERVAL", "2"))
         stall_after = float(os.environ.get("SWARMLOG_STALL_AFTER", "600"))
@@ -239,11 +267,14 @@ async def run_watchdog(session: AgentSession, stop: asyncio.Event) -> None:
             "SWARMLOG_WATCHDOG_INTERVAL is 0.1-3600 seconds, SWARMLOG_DEADLOCK_POLICY break or"
             " escalate, SWARMLOG_STALL_AFTER seconds > 0"
         )
+    every, stale_after = liveness_from_env()
     watchdog = functools.partial(
         Watchdog,
         interval=interval,
         policy=policy,  # type: ignore[arg-type]
         stall_after=stall_after,
+        heartbeat=every,
+        stale_after=stale_after,
     )
     await _run_projection_role(session, stop, watchdog)
 
