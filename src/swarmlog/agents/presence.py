@@ -129,7 +129,11 @@ class PresenceReader:
     async def read(self, agents: Iterable[AgentView]) -> dict[str, Presence]:
         """The authentic presence of ``agents`` (each checked against its ``public_key``), by
         agent id. Raises what the bus raises when the bucket cannot be read."""
-        keys: Mapping[str, str | None] = {a.agent_id: a.public_key for a in agents}
+        return await self.read_keys({a.agent_id: a.public_key for a in agents})
+
+    async def read_keys(self, keys: Mapping[str, str | None]) -> dict[str, Presence]:
+        """The authentic presence by agent id, each checked against its key in ``keys`` (agent
+        id to public key; ``None`` or missing: it has none, so its presence is refused)."""
         if self._store is None:
             self._store = await self._log.presence()
         stored = await self._store.items()
