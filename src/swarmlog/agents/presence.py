@@ -11,7 +11,10 @@ dies just stops putting it, and the watchdog reports it ``agent_lost``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -21,16 +24,18 @@ from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.policy.routing import AgentView
 from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import EventLog, FlagStore
+from swarmlog.errors import ConfigError
 from swarmlog.schemas.payloads import AgentRegistered, AgentStopped
 from swarmlog.schemas.presence import (
     PRESENCE_EVERY,
+    STALE_AFTER,
     Presence,
     Refused,
     open_presence,
     seal_presence,
 )
 
-__all__ = ["Beacon", "PresenceReader", "RolePresence", "say_stopped"]
+__all__ = ["Beacon", "PresenceReader", "RolePresence", "liveness_from_env", "say_stopped"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +100,25 @@ class Beacon:
             log.warning("presence not cleared: %s", exc)
 
 
+def liveness_from_env(env: Mapping[str, str] | None = None) -> tuple[float, float]:
+    """``(every, stale_after)``: the seconds between a replica's presence puts
+    (``SWARMLOG_PRESENCE_EVERY``, default 5) and after which a replica not heard from is not
+    live (``SWARMLOG_STALE_AFTER``, default 15: the router routes nothing to it, the watchdog
+    reports it lost). Every process of a system should agree on them."""
+    env = os.environ if env is None else env
+    try:
+        every = float(env.get("SWARMLOG_PRESENCE_EVERY", str(PRESENCE_EVERY)))
+        stale_after = float(env.get("SWARMLOG_STALE_AFTER", str(STALE_AFTER)))
+    except ValueError:
+        every = stale_after = -1.0  # refused just below
+    if not (0.05 <= every <= 600 and every < stale_after <= 3600):
+        raise ConfigError(
+            "SWARMLOG_PRESENCE_EVERY is 0.05-600 seconds and SWARMLOG_STALE_AFTER more than it"
+            " (up to 3600; three times it is a good choice)"
+        )
+    return every, stale_after
+
+
 async def say_stopped(publisher: Publisher, reason: str) -> None:
     """Publish ``agent_stopped`` for this replica; a log that is gone already is not an error
     on the way out (the watchdog then reports the replica lost)."""
@@ -113,8 +137,16 @@ class PresenceReader:
     reason. A value older than one already accepted from the same agent is ``replayed``."""
 
     def __init__(
-        self, log: EventLog, namespace: str, *, clock: Callable[[], int] = time.time_ns
+        self,
+        log: EventLog,
+        namespace: str,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        stale_after: float = STALE_AFTER,
     ) -> None:
+        self.stale_after = stale_after
+        """Seconds after which a value, however authentic, no longer makes its agent live (for
+        the views; a decision is given its own limit)."""
         self._log = log
         self._namespace = namespace
         self._clock = clock
@@ -164,7 +196,9 @@ class PresenceReader:
 
 @dataclass(eq=False, repr=False)  # compared and shown as an object, as before
 class RolePresence(Speaker):
-    """A built-in role's registration, presence and kill-switch state."""
+    """A built-in role's registration, presence and kill-switch state. Its presence is put
+    every ``heartbeat`` seconds by a task of its own, beside the role's loop: a role busy
+    waiting for the projection is still live (while killed, it puts none)."""
 
     log: EventLog
     publisher: Publisher
@@ -175,7 +209,7 @@ class RolePresence(Speaker):
     clock: Callable[[], int] = time.time_ns
     watch: FlagWatch = field(default_factory=FlagWatch, init=False)
     _beacon: Beacon = field(init=False)
-    _last_beat: int = field(default=0, init=False)
+    _beats: asyncio.Task[None] | None = field(default=None, init=False)
     _registered: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -189,28 +223,32 @@ class RolePresence(Speaker):
 
     async def start(self) -> None:
         """Read the kill switches; unless killed, put this replica's presence and announce it
-        (present first, so no reader sees it registered and absent)."""
+        (present first, so no reader sees it registered and absent); then keep putting it."""
         await self.watch.start(await self.log.flags())
-        self._last_beat = self.clock()
-        if self.killed:
-            return
-        await self._beacon.put()
-        await self.publisher.publish(
-            AgentRegistered(agent_id=self.agent_id, role=self.role, replica=self.agent_id)
-        )
-        self._registered = True
-
-    async def beat(self) -> None:
-        """Put this replica's presence if a beat is due (call it from the role's loop)."""
-        now = self.clock()
-        if now - self._last_beat >= self.heartbeat * 1e9 and not self.killed:
-            self._last_beat = now
+        if not self.killed:
             await self._beacon.put()
+            await self.publisher.publish(
+                AgentRegistered(agent_id=self.agent_id, role=self.role, replica=self.agent_id)
+            )
+            self._registered = True
+        self._beats = asyncio.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)  # a period, not a synchronisation
+            if not self.killed:
+                await self._beacon.put()
 
     async def stop(self, reason: str = "stopped") -> None:
-        """Stop following the kill switches; say this replica stopped and take its presence
-        away (not when killed: the kill switch said it all)."""
+        """Stop following the kill switches and putting presence; say this replica stopped
+        and take its presence away (not when killed: the kill switch said it all)."""
+        if self._beats is not None:
+            self._beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beats
+            self._beats = None
         await self.watch.stop()
         if self._registered and not self.killed:
+            self._registered = False
             await say_stopped(self.publisher, reason)
             await self._beacon.clear()

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from swarmlog.agents.presence import PresenceReader
+from swarmlog.agents.presence import PresenceReader, liveness_from_env
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.ports import StoredMessage
@@ -107,7 +107,11 @@ class Client:
         self._unreachable = unreachable
         self._publisher: Publisher | None = None
         # One reader for the client's life: a value older than one it saw is a replay.
-        self._presence = None if log is None else PresenceReader(log, settings.namespace)
+        self._presence = (
+            None
+            if log is None
+            else PresenceReader(log, settings.namespace, stale_after=liveness_from_env()[1])
+        )
 
     @classmethod
     async def connect(

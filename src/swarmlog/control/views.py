@@ -155,6 +155,7 @@ async def agents(
     if presence is None:
         return [_record(AgentRow, r) for r in rows]
     now = time.time_ns() if now is None else now
+    live = presence.stale_after
     try:
         seen = await presence.read_keys({r["agent_id"]: r["public_key"] for r in rows})
     except Exception:  # an overlay: without the bucket, what the log says is still shown
@@ -172,7 +173,7 @@ async def agents(
                 "last_heartbeat_at": heard,
                 "in_flight": found.load,
                 "capacity": found.capacity,
-                "presence": "fresh" if fresh(found, now=now) else "stale",
+                "presence": "fresh" if fresh(found, now=now, stale_after=live) else "stale",
             }
         out.append(_record(AgentRow, r | extra))
     return out

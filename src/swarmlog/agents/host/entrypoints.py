@@ -27,6 +27,7 @@ from swarmlog.agents.host.session import (
 )
 from swarmlog.agents.policy.breakers import BreakerPolicy
 from swarmlog.agents.policy.routing import AGENTS_SQL, AgentView, agent_view
+from swarmlog.agents.presence import liveness_from_env
 from swarmlog.agents.publisher import ChainHint, HeadHint, Publisher
 from swarmlog.agents.roles.conductor import Conductor
 from swarmlog.agents.roles.router import BreakerOutcome, BreakerOutcomeSource, Router
@@ -37,11 +38,9 @@ from swarmlog.bus.ports import EventLog
 from swarmlog.config import Settings
 from swarmlog.errors import ConfigError, SwarmlogError, TaskError
 from swarmlog.projections.client import ProjectionClient, Query, WaitFor
-from swarmlog.schemas.presence import PRESENCE_EVERY, STALE_AFTER
 from swarmlog.schemas.signing import ChainHead
 
 __all__ = [
-    "liveness_from_env",
     "run_agent",
     "run_conductor",
     "run_router",
@@ -153,25 +152,6 @@ def breaker_policy_from_env(env: Mapping[str, str] | None = None) -> BreakerPoli
             f"SWARMLOG_BREAKER_FAILURES / SWARMLOG_BREAKER_COOLDOWN: {exc}; use a count >= 1"
             " and seconds >= 0"
         ) from None
-
-
-def liveness_from_env(env: Mapping[str, str] | None = None) -> tuple[float, float]:
-    """``(every, stale_after)``: the seconds between a replica's presence puts
-    (``SWARMLOG_PRESENCE_EVERY``, default 5) and after which a replica not heard from is not
-    live (``SWARMLOG_STALE_AFTER``, default 15: the router routes nothing to it, the watchdog
-    reports it lost). Every process of a system should agree on them."""
-    env = os.environ if env is None else env
-    try:
-        every = float(env.get("SWARMLOG_PRESENCE_EVERY", str(PRESENCE_EVERY)))
-        stale_after = float(env.get("SWARMLOG_STALE_AFTER", str(STALE_AFTER)))
-    except ValueError:
-        every = stale_after = -1.0  # refused just below
-    if not (0.05 <= every <= 600 and every < stale_after <= 3600):
-        raise ConfigError(
-            "SWARMLOG_PRESENCE_EVERY is 0.05-600 seconds and SWARMLOG_STALE_AFTER more than it"
-            " (up to 3600; three times it is a good choice)"
-        )
-    return every, stale_after
 
 
 async def run_router(session: AgentSession, stop: asyncio.Event) -> None:

@@ -45,7 +45,6 @@ class ProjectionRole(Speaker):
         await self._presence.stop()
 
     async def _catch_up(self) -> None:
-        """Put this replica's presence if due, then wait until the projection has folded the
-        stream up to its end (so a decision sees everything on the log until now)."""
-        await self._presence.beat()
+        """Wait until the projection has folded the stream up to its end (so a decision sees
+        everything on the log until now)."""
         await self.wait_for(await self.log.last_seq())

@@ -144,7 +144,6 @@ class Router(Speaker):
         if self._presence.killed:
             await self._presence.watch.wait_changed(wait)
             return []
-        await self._presence.beat()
         deliveries = await self._queue.fetch(64, timeout=0.02)
         if not deliveries:
             if self.outcomes is not None:
