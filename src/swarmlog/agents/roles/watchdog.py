@@ -101,6 +101,8 @@ class Watchdog(ProjectionRole):
     async def step(self) -> list[Deadlock]:
         """Look once (after ``interval``): the deadlocks found and acted on."""
         if self._presence.killed:
+            # Nobody is watched meanwhile: revived, every replica gets a full period again.
+            self._watched = {}
             await self._presence.watch.wait_changed(self.interval)
             return []
         await self._presence.watch.wait_changed(self.interval)  # the period between looks
