@@ -11,6 +11,8 @@ from test_verify import OPERATOR, Projection
 
 from swarmlog.agents.policy.liveness import Change, Lost, Seen, changes, held_tasks, with_presence
 from swarmlog.agents.policy.routing import AgentView
+from swarmlog.agents.presence import PresenceReader
+from swarmlog.bus.memory import MemoryLog
 from swarmlog.schemas.payloads import (
     AgentKilled,
     AgentLost,
@@ -247,3 +249,23 @@ def test_presence_sets_liveness_and_load_and_lists_the_work_in_hand() -> None:
     ]
     assert held_tasks(seen.values(), now=NOW, stale_after=15) == {"t1", "t2"}
     assert held_tasks(seen.values(), now=NOW + 20 * S, stale_after=15) == frozenset()
+
+
+async def test_a_reader_refuses_an_older_value_of_the_same_run_not_a_new_run() -> None:
+    log = MemoryLog("SWARMLOG_DEFAULT")
+    bucket = await log.presence()
+    reader = PresenceReader(log, NS, clock=lambda: NOW)
+    keys = {"echo-1": ECHO_1.public_key}
+
+    async def put_and_read(**changes: object) -> str:
+        await bucket.put("echo-1", seal_presence(ECHO_1, value(**changes)))
+        seen = await reader.read_keys(keys)
+        refused = reader.refusals.get("echo-1")
+        return "accepted" if "echo-1" in seen else f"refused: {refused and refused.reason}"
+
+    assert await put_and_read(run="aa", seq=5) == "accepted"
+    assert await put_and_read(run="aa", seq=4, at=NOW - S) == "refused: replayed"
+    assert await put_and_read(run="aa", seq=5) == "accepted"  # the same value again: no news
+    # Restarted, on a host whose clock is a little behind: a new run, counting from 1.
+    assert await put_and_read(run="bb", seq=1, at=NOW - 2 * S) == "accepted"
+    assert reader.refused == {"replayed": 1}

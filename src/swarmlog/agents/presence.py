@@ -55,6 +55,8 @@ class Beacon:
     every: float = PRESENCE_EVERY
     """Seconds between puts (the value says so, for readers)."""
     clock: Callable[[], int] = time.time_ns
+    run: str = field(default_factory=lambda: os.urandom(8).hex())
+    """This process's run id (see :attr:`~swarmlog.schemas.presence.Presence.run`)."""
     _seq: int = field(default=0, init=False)
     _store: FlagStore | None = field(default=None, init=False)
     _failing: bool = field(default=False, init=False)
@@ -76,6 +78,7 @@ class Beacon:
             signer=identity.public_key,
             at=self.clock(),
             seq=self._seq,
+            run=self.run,
             load=load,
             capacity=capacity,
             tasks=sorted(tasks)[:_MAX_TASKS],
@@ -134,7 +137,8 @@ class PresenceReader:
     :func:`~swarmlog.schemas.presence.open_presence`) against the agents' keys as the
     projection knows them. What does not verify is ignored: counted by reason in
     :attr:`refused`, the last read's in :attr:`refusals`, and logged once per agent and
-    reason. A value older than one already accepted from the same agent is ``replayed``."""
+    reason. A value older than one already accepted from the same run of the same agent is
+    ``replayed`` (a new run, a restarted replica, starts its count again)."""
 
     def __init__(
         self,
@@ -151,7 +155,8 @@ class PresenceReader:
         self._namespace = namespace
         self._clock = clock
         self._store: FlagStore | None = None
-        self._accepted: dict[str, int] = {}
+        self._accepted: dict[str, tuple[str, int, int]] = {}
+        """The last value accepted from each agent: its run, seq and time."""
         self._warned: set[tuple[str, str]] = set()
         self.refused: Counter[str] = Counter()
         """Values ignored since this reader started, by reason."""
@@ -176,15 +181,21 @@ class PresenceReader:
             got = open_presence(
                 raw, key=key, namespace=self._namespace, public_key=keys.get(key), now=now
             )
-            if isinstance(got, Presence) and got.at < self._accepted.get(key, 0):
-                last = self._accepted[key]
-                got = Refused("replayed", f"put at {got.at}, after one put at {last}")
+            if isinstance(got, Presence) and self._replayed(key, got):
+                got = Refused("replayed", f"put {got.seq} after {self._accepted[key][1]}")
             if isinstance(got, Refused):
                 self._refuse(key, got)
                 continue
-            self._accepted[key] = got.at
+            self._accepted[key] = (got.run, got.seq, got.at)
             found[key] = got
         return found
+
+    def _replayed(self, key: str, presence: Presence) -> bool:
+        """Whether ``presence`` is older than a value of the same run accepted before."""
+        last = self._accepted.get(key)
+        return (
+            last is not None and presence.run == last[0] and (presence.seq, presence.at) < last[1:]
+        )
 
     def _refuse(self, key: str, refused: Refused) -> None:
         self.refused[refused.reason] += 1

@@ -252,7 +252,8 @@ class _Sim:
             await self.ops.publish(issue_credential(self.operator, credential))
             if role in self.roles:
                 publisher = self._publisher(identity)
-                beacon = Beacon(self.log, publisher, role, clock=lambda: self.now)
+                run = hashlib.sha256(f"{self.seed}/{agent_id}/run".encode()).hexdigest()[:16]
+                beacon = Beacon(self.log, publisher, role, clock=lambda: self.now, run=run)
                 agent = _Agent(identity, role, publisher, beacon=beacon)
                 self.agents.append(agent)
                 await agent.publisher.publish(

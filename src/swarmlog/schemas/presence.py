@@ -64,7 +64,7 @@ REFUSALS: dict[str, str] = {
     "wrong_signer": "the value is signed by a key other than the agent's own",
     "bad_signature": "the signature does not match the value and the agent's key",
     "future": "the value is dated too far ahead of the reader's clock",
-    "replayed": "the value is older than one the reader already accepted from the agent",
+    "replayed": "the value is older than one the reader already accepted from the same run",
 }
 """Every reason a presence value is ignored."""
 
@@ -81,6 +81,9 @@ class Presence(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """When it was put, from the replica's clock (ns since the epoch)."""
     seq: Annotated[int, Meta(ge=1, le=MAX_INT)]
     """The replica's count of puts since it started (with ``at``, orders its values)."""
+    run: Annotated[str, Meta(pattern=r"^[0-9a-f]{0,32}\Z")] = ""
+    """A random id of the replica's process: values of one run are ordered by ``seq``; a run
+    that starts anew (a restart, perhaps on a host whose clock is behind) begins again at 1."""
     load: Annotated[int, Meta(ge=0, le=1 << 20)] = 0
     """Tasks in hand."""
     capacity: Annotated[int, Meta(ge=0, le=1 << 20)] = 1
