@@ -15,7 +15,15 @@ import pytest
 
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.memory import MemoryLog
-from swarmlog.bus.ports import Append, Delivery, EventLog, QueueSpec, StoredMessage, WorkQueue
+from swarmlog.bus.ports import (
+    Append,
+    Delivery,
+    EventLog,
+    QueueSpec,
+    QueueState,
+    StoredMessage,
+    WorkQueue,
+)
 from swarmlog.bus.subjects import (
     aggregate_filter,
     sender_filter,
@@ -690,6 +698,46 @@ async def test_pending_counts_queued_and_unacked_work(log: EventLog, ns: str) ->
     await first.ack()
     await within(settled(2))
     await queue.close()
+
+
+async def test_queues_report_each_consumer_s_waiting_unacked_and_redelivered_work(
+    log: EventLog, ns: str
+) -> None:
+    assert await log.queues() == []  # none yet
+    work = work_filter(ns, "coder", "normal")
+    queue = await log.work_queue(QueueSpec("coder", work))
+    other = await log.work_queue(QueueSpec("another", work_filter(ns, "coder", "high")))
+    await fill(log, [work_subject(ns, f"t{i}") for i in range(3)])
+
+    async def reaches(figures: tuple[int, int, int]) -> list[QueueState]:
+        while True:
+            states = await log.queues()
+            coder = next(q for q in states if q.name == "coder")
+            if (coder.waiting, coder.unacked, coder.redelivered) == figures:
+                return states
+            await asyncio.sleep(0.01)  # the server counts asynchronously: poll, bounded below
+
+    states = await within(reaches((3, 0, 0)))
+    assert [q.name for q in states] == ["another", "coder"]  # by name, every consumer
+    assert states[1].filter_subject == work
+    assert (states[0].waiting, states[0].unacked) == (0, 0)  # its filter matched nothing
+    (first,) = await within(queue.fetch(1, timeout=DEADLINE))
+    await within(reaches((2, 1, 0)))  # in hand
+    await first.nak()
+
+    async def redelivered() -> list[Delivery]:
+        taken: list[Delivery] = []  # the nak may land after the next fetch: take until it did
+        while not any(d.num_delivered == 2 for d in taken):
+            taken += await queue.fetch(3, timeout=DEADLINE)
+        return taken
+
+    taken = await within(redelivered())
+    await within(reaches((0, 3, 1)))  # all in hand, the first a second time
+    for delivery in taken:
+        await delivery.ack()
+    await within(reaches((0, 0, 0)))
+    await queue.close()
+    await other.close()
 
 
 async def test_the_result_cache_is_a_separate_store(log: EventLog) -> None:

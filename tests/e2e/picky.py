@@ -137,3 +137,15 @@ class Backup(Agent):
     @on(TaskAssignment)
     async def convert(self, task: TaskAssignment, ctx: Context) -> object:
         return {"by": "backup"}
+
+
+class Crasher(Agent):
+    """Role ``crasher`` (capability ``crash``): its handler has a bug (it divides by zero), once."""
+
+    role = "crasher"
+    capabilities = ("crash",)
+    retry = RetryPolicy(max_attempts=1)
+
+    @on(TaskAssignment)
+    async def crash(self, task: TaskAssignment, ctx: Context) -> object:
+        return {"ratio": len(str(task.input)) / 0}

@@ -133,6 +133,17 @@ class Settler(Speaker):
         """Settle a job whose handler raised ``exc``."""
         error = task_error(exc)
         task = job.task
+        if isinstance(exc, TaskError):  # the handler's own verdict: one line says it
+            log.error(
+                "%s attempt %d failed: %s: %s", task.task_id, job.attempt, exc.code, exc.message
+            )
+        else:  # a crash of the handler: its whole traceback, for whoever reads the agent's log
+            log.error(
+                "%s attempt %d: the handler raised",
+                task.task_id,
+                job.attempt,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
         late = isinstance(exc, TimeoutError) and screening.past(task.deadline_at, self.clock())
         decision = settle.after_failure(
             self.agent.retry,

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from swarmlog.bus.doorbells import drain_queue
-from swarmlog.bus.ports import Append, AppendResult, Delivery, QueueSpec, StoredMessage
+from swarmlog.bus.ports import (
+    Append,
+    AppendResult,
+    Delivery,
+    QueueSpec,
+    QueueState,
+    StoredMessage,
+)
 from swarmlog.bus.subjects import subject_matches
 from swarmlog.errors import BusError, ConcurrencyConflict
 from swarmlog.schemas.presence import PRESENCE_TTL
@@ -151,12 +158,19 @@ class MemoryLog:
         queue = self._queues.get(name)
         if queue is None:
             return 0
-        unread = sum(
-            1
-            for m in self._messages[queue.cursor :]
-            if subject_matches(queue.filter_subject, m.subject)
-        )
-        return unread + len(queue.pending)
+        return queue.unread() + len(queue.pending)
+
+    async def queues(self) -> list[QueueState]:
+        return [
+            QueueState(
+                name=name,
+                filter_subject=queue.filter_subject,
+                waiting=queue.unread(),
+                unacked=len(queue.pending),
+                redelivered=sum(1 for p in queue.pending.values() if p.deliveries > 1),
+            )
+            for name, queue in sorted(self._queues.items())
+        ]
 
     async def doorbell(self, *filter_subjects: str) -> _MemoryDoorbell:
         bell = _MemoryDoorbell(self, filter_subjects)
@@ -315,6 +329,11 @@ class _MemoryQueue:
     max_deliver: int
     cursor: int = 0  # last stream sequence considered for first delivery
     pending: dict[int, _Pending] = field(default_factory=dict)
+
+    def unread(self) -> int:
+        """Messages past the cursor that match the filter: never delivered yet."""
+        messages = self.log._messages[self.cursor :]
+        return sum(1 for m in messages if subject_matches(self.filter_subject, m.subject))
 
     def _take(self, batch: int) -> list[Delivery]:
         now = self.log._clock()

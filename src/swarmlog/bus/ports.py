@@ -20,6 +20,7 @@ __all__ = [
     "EventLog",
     "FlagStore",
     "QueueSpec",
+    "QueueState",
     "SnapshotStore",
     "StoredMessage",
     "WorkQueue",
@@ -37,6 +38,20 @@ class QueueSpec:
     max_deliver: int = 5
     new_only: bool = False
     """Deliver only what arrives after the consumer is created (swarm offers)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """Where a durable consumer stands (counts only): what :meth:`EventLog.queues` reports."""
+
+    name: str
+    filter_subject: str
+    waiting: int
+    """Messages on the stream that match the filter and were never delivered (the depth)."""
+    unacked: int
+    """Messages delivered and not yet acknowledged: in hand, or waiting to be redelivered."""
+    redelivered: int
+    """Of ``unacked``, those delivered more than once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +222,11 @@ class EventLog(Protocol):
     async def pending(self, name: str) -> int:
         """Messages of durable consumer ``name`` not yet acknowledged, queued or in hand (its
         lag); 0 when it does not exist."""
+        ...
+
+    async def queues(self) -> list[QueueState]:
+        """Every durable consumer of the stream and where it stands, by name (the operator's:
+        on JetStream, listing consumers is the stream account's API)."""
         ...
 
     async def doorbell(self, *filter_subjects: str) -> Doorbell:

@@ -20,10 +20,15 @@ __all__ = [
     "queue_names",
     "router_queue",
     "swarm_queue",
+    "work_queue_of",
 ]
 
 ROUTER_QUEUE_MAX_DELIVER_SLACK = 5
 """Deliveries past the router's own give-up count before the server stops redelivering."""
+
+
+def _priority_queue_name(namespace: str, role: str, priority: str) -> str:
+    return f"{namespace}-{role}-{priority}"
 
 
 def priority_queue(
@@ -31,7 +36,7 @@ def priority_queue(
 ) -> QueueSpec:
     """``role``'s assignments at ``priority``, shared by all its replicas."""
     return QueueSpec(
-        f"{namespace}-{role}-{priority}",
+        _priority_queue_name(namespace, role, priority),
         work_filter(namespace, role, priority),
         ack_wait=ack_wait,
         max_deliver=max_deliver,
@@ -95,3 +100,21 @@ def queue_names(namespace: str, role: str, agent_id: str) -> list[str]:
     if role == "router":
         names.append(router_queue(namespace, give_up_after=1).name)
     return names
+
+
+def work_queue_of(namespace: str, name: str, filter_subject: str) -> tuple[str, str] | None:
+    """The ``(role, priority)`` whose assignments the durable consumer ``name`` (filtering on
+    ``filter_subject``) holds, ``None`` when it is no role's priority queue: read from the
+    filter, which the grammar makes unambiguous (a name such as ``ns-a-b-high`` is not), and
+    checked against the name :func:`priority_queue` gives."""
+    tokens = filter_subject.split(".")
+    if len(tokens) != 7:
+        return None
+    role, priority = tokens[4], tokens[5]
+    if priority not in PRIORITIES or role in ("*", ">"):
+        return None
+    if name != _priority_queue_name(namespace, role, priority) or filter_subject != work_filter(
+        namespace, role, priority
+    ):
+        return None
+    return role, priority

@@ -22,7 +22,7 @@ assert isinstance(cli, LazyGroup)
 cli.lazy = {
     name: f"swarmlog.cli.{module}:{name}"
     for module, names in {
-        "system": ("up", "down", "status", "projector"),
+        "system": ("up", "down", "status", "projector", "keeper"),
         "keys": ("keys",),
         "kill": ("kill", "revive"),
         "submit": ("submit",),
@@ -40,6 +40,7 @@ cli.lazy = {
         "demo": ("demo",),
         "agent": ("agent",),
         "console": ("console",),
+        "metrics": ("metrics",),
     }.items()
     for name in names
 }

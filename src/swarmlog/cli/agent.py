@@ -21,6 +21,7 @@ from swarmlog.cli.options import json_option, seconds_option
 from swarmlog.config import Settings
 from swarmlog.control.daemons import (
     DaemonInfo,
+    daemons_down,
     find_daemon,
     list_daemons,
     log_size,
@@ -98,6 +99,7 @@ def agent_start(
                 settings.logs_dir,
                 _PREFIX + agent_id,
                 agent_argv(settings, target, agent_id, i, ack_wait),
+                keep=True,
             )
             started.append((agent_id, info, offset))
         # Return only once every replica takes work: what is submitted next is not missed.
@@ -198,21 +200,28 @@ def agent_ps(ctx: CliContext, as_json: bool) -> None:
         found = with_client(settings, lambda c: c.agents())
         projected = {r.agent_id: msgspec.to_builtins(r) for r in found}
     rows = []
-    for d in _agents(settings):
+    live = _agents(settings)
+    # A kept replica whose process is gone is listed too: the keeper is starting it again.
+    gone = [
+        d for d in daemons_down(settings.run_dir, settings.logs_dir) if d.name.startswith(_PREFIX)
+    ]
+    for d, alive in [*((d, True) for d in live), *((d, False) for d in gone)]:
         agent_id = d.name.removeprefix(_PREFIX)
         seen = projected.get(agent_id, {})
         rows.append(
             {
                 "name": agent_id,
                 "pid": d.pid,
-                "alive": True,
+                "alive": alive,
                 "role": seen.get("role"),
-                "status": seen.get("status"),
+                "status": seen.get("status") if alive else ("down" if d.held else "restarting"),
                 "last_heartbeat_at": seen.get("last_heartbeat_at"),
                 "in_flight": seen.get("in_flight"),
                 "started_at": d.started_at,
+                "restarts": d.restarts,
             }
         )
+    rows.sort(key=lambda r: str(r["name"]))
     if as_json:
         emit_json({"agents": rows})
         return
@@ -221,7 +230,16 @@ def agent_ps(ctx: CliContext, as_json: bool) -> None:
         beat = r["last_heartbeat_at"]
         assert beat is None or isinstance(beat, int)
         r["last_heartbeat"] = f"{(now - beat) / 1e9:.0f} s ago" if beat else "never"
-    columns = ["name", "pid", "role", "status", "in_flight", "last_heartbeat", "started_at"]
+    columns = [
+        "name",
+        "pid",
+        "role",
+        "status",
+        "in_flight",
+        "last_heartbeat",
+        "started_at",
+        "restarts",
+    ]
     print_table(ctx.console, "agents", columns, [[r[c] for c in columns] for r in rows])
 
 
@@ -290,7 +308,7 @@ def agent_restart(ctx: CliContext, name: str, timeout: float) -> None:
     for d in chosen:
         offset = log_size(settings.logs_dir, d.name)
         # The same argv (target, id, replica, ack wait); the environment is this command's.
-        info = start_daemon(settings.run_dir, settings.logs_dir, d.name, d.argv)
+        info = start_daemon(settings.run_dir, settings.logs_dir, d.name, d.argv, keep=True)
         started.append((d.name.removeprefix(_PREFIX), info, offset))
     for agent_id, info, offset in started:
         wait_for_output(info, ready_line(agent_id), offset, timeout)

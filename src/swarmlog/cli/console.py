@@ -5,24 +5,14 @@ from __future__ import annotations
 import click
 
 from swarmlog.cli.app import CliContext, pass_ctx, run
+from swarmlog.cli.options import listen_options
 from swarmlog.errors import ConfigError
 
 __all__ = ["console"]
 
 
 @click.command()
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="The address to listen on; loopback by default (the console acts as the operator).",
-)
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=None,
-    help="The port (default 8470; 0: any free one).",
-)
+@listen_options(8470, "the console acts as the operator", ", or any free one when it is taken")
 @click.option(
     "--url",
     "print_url",
@@ -34,7 +24,7 @@ def console(ctx: CliContext, host: str, port: int | None, print_url: bool) -> No
     """Serve the web console: workflows, live plan graphs, task histories, agents (kill,
     revive), the escalation desk, budgets and the audit status."""
     from swarmlog.agents.host.entrypoints import stop_on_signals
-    from swarmlog.console.server import DEFAULT_PORT, login_url, serve
+    from swarmlog.console.server import login_url, serve
 
     settings = ctx.settings
     settings.require_data_dir()
@@ -49,7 +39,7 @@ def console(ctx: CliContext, host: str, port: int | None, print_url: bool) -> No
         await serve(
             settings,
             host=host,
-            port=DEFAULT_PORT if port is None else port,
+            port=port,
             stop=stop_on_signals(),
         )
 

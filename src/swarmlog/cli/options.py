@@ -10,7 +10,7 @@ import click
 
 from swarmlog.control.records import MAX_ROWS
 
-__all__ = ["file_option", "json_option", "rows_options", "seconds_option"]
+__all__ = ["file_option", "json_option", "listen_options", "rows_options", "seconds_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,3 +45,25 @@ def rows_options(default_limit: int) -> Callable[[F], F]:
 def file_option(flag: str, help: str) -> Callable[[F], F]:
     """A file the command writes (a path, not a folder; it need not exist yet)."""
     return click.option(flag, type=click.Path(dir_okay=False, path_type=Path), help=help)
+
+
+def listen_options(port: int, host_help: str, port_help: str = "") -> Callable[[F], F]:
+    """``--host`` (loopback by default) and ``--port`` (``None`` when not given: the command's
+    own default, ``port``; 0: any free one) of a command that serves HTTP."""
+    host_option = click.option(
+        "--host",
+        default="127.0.0.1",
+        show_default=True,
+        help=f"The address to listen on; loopback by default ({host_help}).",
+    )
+    port_option = click.option(
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help=f"The port (default {port}{port_help}; 0: any free one).",
+    )
+
+    def add(command: F) -> F:
+        return host_option(port_option(command))
+
+    return add

@@ -13,10 +13,16 @@ from swarmlog.bus.subjects import stream_subjects
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
 from swarmlog.cli.options import json_option
 from swarmlog.config import Settings
-from swarmlog.control.system import open_log, open_projections, resolve_url, run_projector
+from swarmlog.control.system import (
+    console_url,
+    open_log,
+    open_projections,
+    resolve_url,
+    run_projector,
+)
 from swarmlog.errors import BusError, SwarmlogError
 
-__all__ = ["down", "projector", "status", "up"]
+__all__ = ["down", "keeper", "projector", "status", "up"]
 
 
 @click.command()
@@ -35,8 +41,14 @@ __all__ = ["down", "projector", "status", "up"]
     type=click.IntRange(1, 5),
     help="Copies of the stream and buckets when they are created (3 on a cluster).",
 )
+@click.option(
+    "--console/--no-console",
+    default=True,
+    show_default=True,
+    help="Run the web console too (detached; on 127.0.0.1:8470, or any free port).",
+)
 @pass_ctx
-def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int) -> None:
+def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int, console: bool) -> None:
     """Start the embedded server (if no URL), provision the stream, the operator key and the
     projector. Idempotent."""
 
@@ -49,6 +61,11 @@ def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int) -> None:
             f"swarmlog is up: {done.url}  stream {done.stream}  projector pid"
             f" {done.projector_pid} at seq {done.position}  {pids}"
         )
+        if done.console_url is not None:
+            ctx.console.print(
+                f"console at {done.console_url} (log in with the link `swarmlog console --url`"
+                " prints)"
+            )
 
     run(
         bring_up(
@@ -56,6 +73,8 @@ def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int) -> None:
             detach=detach,
             sync=sync,
             replicas=replicas,
+            console=console and detach,
+            keeper=detach,
             notice=ctx.err.print,
             on_up=started,
         )
@@ -78,6 +97,7 @@ def status(ctx: CliContext, as_json: bool) -> None:
     settings = ctx.settings
     settings.require_data_dir()
     url = resolve_url(settings)
+    console = console_url(settings)
 
     async def gather() -> dict[str, Any]:
         async with open_log(settings) as log_:
@@ -113,6 +133,8 @@ def status(ctx: CliContext, as_json: bool) -> None:
             "stream_last_seq": last,
             "projector_seq": projector_seq,
             "projector_running": projector_running,
+            "console_url": console,
+            "metrics_url": f"{console}metrics" if console else None,
             "agents": agents,
         }
 
@@ -156,3 +178,25 @@ def projector_run(ctx: CliContext) -> None:
         logging.getLogger("swarmlog").setLevel(logging.INFO)
     position = run(run_projector(ctx.settings))
     ctx.err.print(f"projector stopped at seq {position}")
+
+
+@click.group(hidden=True)
+def keeper() -> None:
+    """The keeper process (started by `swarmlog up --detach`)."""
+
+
+@keeper.command("run")
+@pass_ctx
+def keeper_run(ctx: CliContext) -> None:
+    """Start again every kept daemon that exits without being stopped, until SIGTERM."""
+    from swarmlog.agents.host.entrypoints import stop_on_signals
+    from swarmlog.control.keeper import keep
+
+    if not ctx.debug:  # its log records every restart
+        logging.getLogger("swarmlog").setLevel(logging.INFO)
+
+    async def go() -> int:
+        return await keep(ctx.settings, stop_on_signals())
+
+    restarts = run(go())
+    ctx.err.print(f"keeper stopped after {restarts} restarts")

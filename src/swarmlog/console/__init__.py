@@ -10,6 +10,6 @@ is a vendored htmx. Who may use it is :mod:`swarmlog.console.auth`; serving it i
 """
 
 from swarmlog.console.app import console_app
-from swarmlog.console.server import console_url, serve
+from swarmlog.console.server import login_url, serve
 
-__all__ = ["console_app", "console_url", "serve"]
+__all__ = ["console_app", "login_url", "serve"]

@@ -10,10 +10,9 @@ are answered with a redirect; each publishes operator-signed events exactly as t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +46,7 @@ from swarmlog.console.auth import (
 from swarmlog.console.live import Hub
 from swarmlog.control.checks import check_name
 from swarmlog.control.client import Client
+from swarmlog.control.daemons import daemon_names, read_daemon
 from swarmlog.control.escalations import ACTIONS
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.killswitches import pull, release
@@ -56,16 +56,19 @@ from swarmlog.control.records import (
     TaskDetail,
     WorkflowDetail,
 )
+from swarmlog.control.system import AGENT_DAEMON_PREFIX
 from swarmlog.errors import SwarmlogError
 from swarmlog.projections.streamchain import Checkpoint, StreamChain, verify_checkpoint
 from swarmlog.rendering.conversation import conversation, turn_text
 from swarmlog.rendering.svg import graph_svg
+from swarmlog.schemas.types import AgentId, EventId
 
 __all__ = ["ConsoleState", "console_app"]
 
 _HERE = Path(__file__).parent
-_OPEN_PATHS = ("/login", "/static/", "/metrics", "/healthz")
-"""Reachable without a session: the login, the vendored files, the metrics scrape, a probe."""
+_OPEN_PATHS = frozenset({"/login", "/metrics", "/healthz"})
+"""Reachable without a session: the login, the metrics scrape, a probe (and the vendored files
+under ``/static/``)."""
 
 _SECURITY_HEADERS = {
     # No script but our own files, no inline script, no framing, nothing sent elsewhere.
@@ -75,7 +78,8 @@ _SECURITY_HEADERS = {
     ),
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # Not no-referrer: under it a browser sends ``Origin: null`` with the console's own forms.
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
 
@@ -165,7 +169,7 @@ async def _guard(request: Request, call_next: RequestResponseEndpoint) -> Respon
     if not host_allowed(host, state.host, state.port):
         return PlainTextResponse("this console answers only at its own address", 421)
     path = request.url.path
-    if not path.startswith(_OPEN_PATHS):
+    if path not in _OPEN_PATHS and not path.startswith("/static/"):
         bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         cookie = request.cookies.get(cookie_name(state.port))
         by_cookie = cookie is not None and token_matches(session_value(state.token), cookie)
@@ -288,7 +292,8 @@ async def task(request: Request) -> Response:
 
 
 async def agents(request: Request) -> Response:
-    client = _state(request).client
+    state = _state(request)
+    client = state.client
     rows = await client.agents()
     breakers = await client.query(
         "SELECT circuit, state, reason, changed_at FROM breakers ORDER BY circuit"
@@ -296,6 +301,12 @@ async def agents(request: Request) -> Response:
     switches = await client.query(
         "SELECT target, reason FROM kill_switches WHERE active ORDER BY target"
     )
+    restarts = {
+        name.removeprefix(AGENT_DAEMON_PREFIX): info.restarts
+        for name in daemon_names(state.settings.run_dir)
+        if name.startswith(AGENT_DAEMON_PREFIX)
+        and (info := read_daemon(state.settings.run_dir, state.settings.logs_dir, name))
+    }
     replicas: dict[str, int] = {}
     for row in rows:
         if row.status == "registered" and row.role:
@@ -307,6 +318,7 @@ async def agents(request: Request) -> Response:
         breakers=breakers.rows,
         switches=switches.rows,
         replicas=replicas,
+        restarts=restarts,
     )
 
 
@@ -319,7 +331,7 @@ async def escalations(request: Request) -> Response:
 
 async def escalation(request: Request) -> Response:
     client = _state(request).client
-    escalation_id = check_name(request.path_params["escalation_id"], "escalation id")
+    escalation_id = check_name(request.path_params["escalation_id"], "escalation id", kind=EventId)
     detail = await client.escalation(escalation_id)
     return _page(
         request,
@@ -393,7 +405,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 async def kill(request: Request) -> Response:
     state = _state(request)
-    agent_id = check_name(request.path_params["agent_id"], "agent id")
+    agent_id = check_name(request.path_params["agent_id"], "agent id", kind=AgentId)
     reason = (await _form(request)).get("reason", "").strip() or "killed from the console"
     await pull(state.settings, agent_id=agent_id, reason=reason[:4096])
     return _back("/agents", f"killed {agent_id}")
@@ -401,14 +413,14 @@ async def kill(request: Request) -> Response:
 
 async def revive(request: Request) -> Response:
     state = _state(request)
-    agent_id = check_name(request.path_params["agent_id"], "agent id")
+    agent_id = check_name(request.path_params["agent_id"], "agent id", kind=AgentId)
     await release(state.settings, agent_id=agent_id)
     return _back("/agents", f"revived {agent_id}")
 
 
 async def resolve(request: Request) -> Response:
     client = _state(request).client
-    escalation_id = check_name(request.path_params["escalation_id"], "escalation id")
+    escalation_id = check_name(request.path_params["escalation_id"], "escalation id", kind=EventId)
     form = await _form(request)
     action = form.get("action", "")
     if action not in ACTIONS:
@@ -436,16 +448,9 @@ def _errors(handler: Callable[[Request], Awaitable[Response]]) -> Any:
 
 
 def console_app(state: ConsoleState, *, metrics: ASGIApp | None = None) -> Starlette:
-    """The console's ASGI app over ``state``; ``metrics`` is mounted at ``/metrics``."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.hub = Hub(state.client)
-        await state.hub.start()
-        try:
-            yield
-        finally:
-            await state.hub.stop()
+    """The console's ASGI app over ``state``; ``metrics`` is mounted at ``/metrics``. The live
+    feed answers once ``state.hub`` is set (:func:`~swarmlog.console.server.serve` starts it
+    when the server listens)."""
 
     page = _errors
     routes: list[Route | Mount] = [
@@ -466,11 +471,10 @@ def console_app(state: ConsoleState, *, metrics: ASGIApp | None = None) -> Starl
         Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
     ]
     if metrics is not None:
-        routes.append(Mount("/metrics", metrics))
+        routes.append(Route("/metrics", metrics))  # a Mount would redirect /metrics to /metrics/
     app = Starlette(
         routes=routes,
         middleware=[Middleware(BaseHTTPMiddleware, dispatch=_guard)],
-        lifespan=lifespan,
     )
     app.state.console = state
     _templates.env.globals["task_statuses"] = TASK_STATUSES

@@ -78,6 +78,8 @@ def host_allowed(host_header: str | None, bound_host: str, port: int) -> bool:
 def request_is_same_origin(headers: Mapping[str, str], host_header: str) -> bool:
     """A state-changing request comes from a page of this console (not another site's)."""
     origin = headers.get("origin")
-    if origin is not None:
+    if origin is not None and origin != "null":
         return origin == f"http://{host_header}"
+    # No origin, or an opaque one: only the browser's own word that the page was ours will do
+    # (a page cannot set Sec-Fetch-Site; a sandboxed frame elsewhere gets "cross-site").
     return headers.get("sec-fetch-site") == "same-origin"

@@ -76,6 +76,7 @@ class Hub:
     client: Client
     _pages: set[asyncio.Queue[Change]] = field(default_factory=set)
     _task: asyncio.Task[None] | None = None
+    _stopping: bool = False
     last_seq: int = 0
 
     async def start(self) -> None:
@@ -84,19 +85,23 @@ class Hub:
         self._task = asyncio.create_task(self._follow(), name="console-follower")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                # A read that turns the cancellation into a bus error ends at the next turn.
+                await asyncio.wait_for(self._task, 5.0)
 
     async def _follow(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 async for event in self.client.events(after_seq=self.last_seq, follow=True):
                     self.last_seq = event.seq
                     if event.type not in _QUIET:
                         self._announce(Change.of(event))
             except SwarmlogError as exc:  # the server went away: follow again when it is back
+                if self._stopping:
+                    return
                 log.warning("the console's follower stopped (%s); following again", exc)
                 await asyncio.sleep(1.0)  # a back-off before reconnecting, not a synchronisation
 

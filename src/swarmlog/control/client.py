@@ -29,7 +29,7 @@ from typing import Any
 from swarmlog.agents.presence import PresenceReader, liveness_from_env
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
-from swarmlog.bus.ports import StoredMessage
+from swarmlog.bus.ports import QueueState, StoredMessage
 from swarmlog.bus.subjects import aggregate_filter, live_filter, workflow_event_filter
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
 from swarmlog.control import views
@@ -358,6 +358,11 @@ class Client:
     async def last_seq(self) -> int:
         """The stream's last sequence (0 while it is empty)."""
         return await self._need_log().last_seq()
+
+    async def queues(self) -> list[QueueState]:
+        """Every durable consumer of the namespace's stream (the roles' work queues, the
+        routers', the inboxes) and where it stands: messages waiting, in hand, redelivered."""
+        return await self._need_log().queues()
 
     async def messages(self, start: int = 1) -> AsyncIterator[list[StoredMessage]]:
         """The stream's raw messages from sequence ``start`` to its current end, in batches

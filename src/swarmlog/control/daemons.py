@@ -1,8 +1,10 @@
 """Detached daemons with pidfiles and log files under the data dir.
 
-``<data dir>/run/<name>.json`` records ``{"pid", "argv", "started_at"}`` (mode 0600);
-``<data dir>/logs/<name>.log`` is the daemon's output. A pidfile whose process is gone, or is not
-a swarmlog process any more (pid reuse), is stale and removed.
+``<data dir>/run/<name>.json`` records ``{"pid", "argv", "started_at", "keep", "restarts"}``
+(mode 0600); ``<data dir>/logs/<name>.log`` is the daemon's output. A pidfile whose process is
+gone, or is not a swarmlog process any more (pid reuse), is stale and removed, unless the daemon
+is ``keep``: then the keeper (:mod:`swarmlog.control.keeper`) starts it again. Stopping a daemon
+removes its pidfile before it signals the process, so what was stopped on purpose stays stopped.
 """
 
 from __future__ import annotations
@@ -28,9 +30,16 @@ from swarmlog.files import write_private_json
 
 __all__ = [
     "DaemonInfo",
+    "daemon_alive",
+    "daemon_names",
+    "daemons_down",
     "find_daemon",
+    "hold",
+    "kept_daemons",
     "list_daemons",
     "log_size",
+    "read_daemon",
+    "restart_daemon",
     "start_daemon",
     "stop_daemons",
     "wait_for_output",
@@ -44,6 +53,14 @@ class DaemonInfo:
     argv: list[str]
     started_at: str
     log_path: Path
+    keep: bool = False
+    """The keeper starts it again when it exits without being stopped."""
+    restarts: int = 0
+    """How often the keeper has started it again (since ``start``)."""
+    streak: int = 0
+    """Restarts in a row without a stable run between them (the back-off's exponent)."""
+    held: bool = False
+    """Kept, but left down while held (a killed agent's replica, until it is revived)."""
 
 
 def _pidfile(run_dir: Path, name: str) -> Path:
@@ -63,25 +80,60 @@ def _is_ours(pid: int, argv: list[str]) -> bool:
 
 def find_daemon(run_dir: Path, logs_dir: Path, name: str) -> DaemonInfo | None:
     """The running daemon ``name``, or ``None`` (a stale pidfile is removed)."""
+    info = read_daemon(run_dir, logs_dir, name)
+    if info is None:
+        return None
+    if not daemon_alive(info):
+        if not info.keep:
+            _pidfile(run_dir, name).unlink(missing_ok=True)
+        return None
+    return info
+
+
+def read_daemon(run_dir: Path, logs_dir: Path, name: str) -> DaemonInfo | None:
+    """Daemon ``name``'s record, alive or not; ``None`` without one (a broken one is removed)."""
     path = _pidfile(run_dir, name)
     try:
         data = json.loads(path.read_text())
-        info = DaemonInfo(
+        return DaemonInfo(
             name,
             int(data["pid"]),
             list(data["argv"]),
             str(data["started_at"]),
             logs_dir / f"{name}.log",
+            bool(data.get("keep", False)),
+            int(data.get("restarts", 0)),
+            int(data.get("streak", 0)),
+            bool(data.get("held", False)),
         )
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)
         return None
-    if not pid_alive(info.pid) or not _is_ours(info.pid, info.argv):
-        path.unlink(missing_ok=True)
-        return None
-    return info
+
+
+def daemon_names(run_dir: Path) -> list[str]:
+    """The names of every daemon with a pidfile, alive or not."""
+    return sorted(p.stem for p in run_dir.glob("*.json")) if run_dir.is_dir() else []
+
+
+def daemon_alive(info: DaemonInfo) -> bool:
+    """The daemon's process runs, and is still the command that was started (no pid reuse)."""
+    return pid_alive(info.pid) and _is_ours(info.pid, info.argv)
+
+
+def kept_daemons(run_dir: Path, logs_dir: Path) -> list[DaemonInfo]:
+    """Every daemon the keeper looks after, alive or not."""
+    if not run_dir.is_dir():
+        return []
+    found = (read_daemon(run_dir, logs_dir, p.stem) for p in sorted(run_dir.glob("*.json")))
+    return [d for d in found if d is not None and d.keep]
+
+
+def daemons_down(run_dir: Path, logs_dir: Path) -> list[DaemonInfo]:
+    """Kept daemons whose process is gone: being started again, or held down."""
+    return [d for d in kept_daemons(run_dir, logs_dir) if not daemon_alive(d)]
 
 
 def list_daemons(run_dir: Path, logs_dir: Path) -> list[DaemonInfo]:
@@ -91,8 +143,11 @@ def list_daemons(run_dir: Path, logs_dir: Path) -> list[DaemonInfo]:
     return [d for d in found if d is not None]
 
 
-def start_daemon(run_dir: Path, logs_dir: Path, name: str, argv: list[str]) -> DaemonInfo:
-    """Start ``argv`` detached as daemon ``name``; refuses if it already runs."""
+def start_daemon(
+    run_dir: Path, logs_dir: Path, name: str, argv: list[str], *, keep: bool = False
+) -> DaemonInfo:
+    """Start ``argv`` detached as daemon ``name``; refuses if it already runs. ``keep``: the
+    keeper, when one runs, starts it again whenever it exits without being stopped."""
     existing = find_daemon(run_dir, logs_dir, name)
     if existing is not None:
         raise ServerError(
@@ -103,8 +158,46 @@ def start_daemon(run_dir: Path, logs_dir: Path, name: str, argv: list[str]) -> D
     log_path = logs_dir / f"{name}.log"
     pid = spawn_detached(argv, log_path, time.monotonic() + 10.0)
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    write_private_json(_pidfile(run_dir, name), {"pid": pid, "argv": argv, "started_at": started})
-    return DaemonInfo(name, pid, argv, started, log_path)
+    record = {"pid": pid, "argv": argv, "started_at": started, "keep": keep}
+    write_private_json(_pidfile(run_dir, name), record)
+    return DaemonInfo(name, pid, argv, started, log_path, keep)
+
+
+def hold(run_dir: Path, name: str, held: bool) -> bool:
+    """Hold daemon ``name`` (the keeper leaves it down: a killed agent) or let it go again (the
+    keeper starts it again if it is down: a revived one); ``False`` when it has no pidfile."""
+    path = _pidfile(run_dir, name)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict):
+        return False
+    if record.get("held", False) != held:
+        record["held"] = held
+        write_private_json(path, record)
+    return True
+
+
+def restart_daemon(run_dir: Path, info: DaemonInfo, streak: int) -> DaemonInfo:
+    """Start the daemon of ``info`` again with its command line, counting the restart; the
+    pidfile is rewritten only if it still names the dead process (a stop removes it first)."""
+    path = _pidfile(run_dir, info.name)
+    if read_daemon(run_dir, info.log_path.parent, info.name) != info:
+        return info  # stopped, or started anew by someone else, meanwhile
+    pid = spawn_detached(info.argv, info.log_path, time.monotonic() + 10.0)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    restarts = info.restarts + 1
+    record = {
+        "pid": pid,
+        "argv": info.argv,
+        "started_at": started,
+        "keep": True,
+        "restarts": restarts,
+        "streak": streak,
+    }
+    write_private_json(path, record)
+    return DaemonInfo(info.name, pid, info.argv, started, info.log_path, True, restarts, streak)
 
 
 def log_size(logs_dir: Path, name: str) -> int:
@@ -143,6 +236,10 @@ def stop_daemons(
     """Stop several daemons at once: SIGTERM to all, then each gets what is left of ``timeout``
     before SIGKILL (so N daemons take as long as the slowest, not the sum). The ones that ran."""
     running = [d for d in (find_daemon(run_dir, logs_dir, n) for n in names) if d is not None]
+    for name in names:  # first: the keeper must not start again what is being stopped
+        record = read_daemon(run_dir, logs_dir, name)
+        if record is not None and record.keep:
+            _pidfile(run_dir, name).unlink(missing_ok=True)
     for info in running:
         with contextlib.suppress(ProcessLookupError):
             os.kill(info.pid, signal.SIGTERM)

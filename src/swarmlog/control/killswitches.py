@@ -18,8 +18,14 @@ from swarmlog.agents.publisher import Publisher
 from swarmlog.config import Settings
 from swarmlog.control.broker import refresh_broker, revoked_agents
 from swarmlog.control.checks import check_name
+from swarmlog.control.daemons import daemon_names, hold
 from swarmlog.control.keystore import KeyStore
-from swarmlog.control.system import open_log, open_projections
+from swarmlog.control.system import (
+    AGENT_DAEMON_PREFIX,
+    agent_daemon_name,
+    open_log,
+    open_projections,
+)
 from swarmlog.schemas.payloads import AgentKilled, AgentRevived
 from swarmlog.schemas.types import AgentId, Role
 
@@ -63,6 +69,17 @@ async def _known(settings: Settings, sql: str) -> list[str]:
         return [str(row[0]) for row in (await projections.rows(sql)).rows]
 
 
+def _hold(settings: Settings, agents: list[str], *, held: bool) -> None:
+    """Hold the replicas of ``agents`` (``*``: every one) of this data dir down, or let them go:
+    the keeper leaves a held replica down when its process exits."""
+    names = (
+        daemon_names(settings.run_dir) if "*" in agents else [agent_daemon_name(a) for a in agents]
+    )
+    for name in names:
+        if name.startswith(AGENT_DAEMON_PREFIX):
+            hold(settings.run_dir, name, held)
+
+
 async def pull(
     settings: Settings, *, agent_id: str | None = None, role: str | None = None, reason: str
 ) -> Switch:
@@ -78,6 +95,7 @@ async def pull(
             for a in agents
         ]
     await refresh_broker(settings)  # and cut off at the broker: its connection is closed now
+    _hold(settings, agents, held=True)  # the keeper must not start a killed agent again
     return Switch(flag, agents, seqs, known)
 
 
@@ -95,4 +113,5 @@ async def release(
         await flags.delete(flag)
     await refresh_broker(settings)  # admitted at the broker again, unless revoked
     refused = sorted(set(agents) & set(await revoked_agents(settings)))
+    _hold(settings, [a for a in agents if a not in refused], held=False)  # back, if it exited
     return Switch(flag, agents, seqs, known, refused)

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from swarmlog.bus.jetstream import JetStreamLog, connect
+from swarmlog.bus.osprocesses import pid_alive
 from swarmlog.bus.permissions import Login
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.config import Settings
@@ -23,9 +26,14 @@ from swarmlog.projections.client import ProjectionClient
 
 __all__ = [
     "AGENT_DAEMON_PREFIX",
+    "CONSOLE_PORT",
     "agent_argv",
     "agent_daemon_name",
     "command_argv",
+    "console_argv",
+    "console_name",
+    "console_url",
+    "console_where",
     "login_of",
     "open_log",
     "open_projections",
@@ -101,6 +109,36 @@ def command_argv(settings: Settings, *args: str) -> list[str]:
 def projector_argv(settings: Settings) -> list[str]:
     """The command line of the projector daemon."""
     return command_argv(settings, "projector", "run")
+
+
+CONSOLE_PORT = 8470
+"""The web console's port when none is given (any free one when it is taken)."""
+
+
+def console_name(settings: Settings) -> str:
+    """The console daemon's name (pidfile, log) for the namespace."""
+    return f"console-{settings.namespace}"
+
+
+def console_argv(settings: Settings) -> list[str]:
+    """The command line of the console daemon (``up`` starts it): port 8470, or any free one."""
+    return command_argv(settings, "console")
+
+
+def console_where(settings: Settings) -> Path:
+    """Where a running console writes its URL (no token) and pid, once it listens (beside, not
+    in, its daemon's pidfile)."""
+    return settings.run_dir / f"{console_name(settings)}.where"  # not .json: a pidfile is
+
+
+def console_url(settings: Settings) -> str | None:
+    """The running console's URL (no token), or ``None`` when none runs for the namespace."""
+    try:
+        where = json.loads(console_where(settings).read_text())
+        url, pid = str(where["url"]), int(where["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return url if pid_alive(pid) else None
 
 
 AGENT_DAEMON_PREFIX = "agent-"

@@ -387,4 +387,7 @@ def _with_swarm(data: Path, examples: Path, console: Console) -> int:
     finally:
         swarm.run("agent", "stop", "--all", ok=(0, 1, 2))
         swarm.run("down", ok=(0, 1, 2))
-        console.print("[bold]9.[/] stopped: agents, conductor, router, projector, nats-server")
+        console.print(
+            "[bold]9.[/] stopped: agents, conductor, router, watchdog, console, keeper, projector,"
+            " nats-server"
+        )

@@ -37,10 +37,14 @@ from swarmlog.control.daemons import (
     stop_daemons,
 )
 from swarmlog.control.issuing import issue_replicas
+from swarmlog.control.keeper import KEEPER, keeper_argv
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import (
     agent_argv,
     agent_daemon_name,
+    console_argv,
+    console_name,
+    console_url,
     open_log,
     open_projections,
     projector_argv,
@@ -81,6 +85,8 @@ class SystemUp:
     """The projector's position when it first answered (detached)."""
     roles: dict[str, int] = field(default_factory=dict)
     """Each built-in role's daemon pid (detached)."""
+    console_url: str | None = None
+    """The web console's URL (no token), when it runs (detached, unless left out)."""
 
 
 def _say(message: str) -> None:
@@ -117,6 +123,13 @@ def start_server(store: Path, detach: bool, sync: str | None) -> tuple[EmbeddedS
     return server, url
 
 
+def _exited_at_start(settings: Settings, name: str, what: str) -> ServerError:
+    """The error of daemon ``name`` (``what``) gone before it answered: its log's last line."""
+    path = settings.logs_dir / f"{name}.log"
+    tail = path.read_text().strip().splitlines()[-1:] if path.exists() else []
+    return ServerError(f"{what} exited at start: {' '.join(tail) or 'see ' + str(path)}")
+
+
 async def wait_projector(settings: Settings, timeout: float = READY_TIMEOUT) -> int:
     """The projector daemon's position once it answers; :class:`ServerError` when it exits
     first (with the last line of its log) or does not answer within ``timeout``."""
@@ -131,11 +144,7 @@ async def wait_projector(settings: Settings, timeout: float = READY_TIMEOUT) -> 
             if position is not None:
                 return position
             if find_daemon(settings.run_dir, settings.logs_dir, name) is None:
-                path = settings.logs_dir / f"{name}.log"
-                tail = path.read_text().strip().splitlines()[-1:] if path.exists() else []
-                raise ServerError(
-                    f"the projector exited at start: {' '.join(tail) or 'see ' + str(path)}"
-                )
+                raise _exited_at_start(settings, name, "the projector")
             await asyncio.sleep(0.1)  # polling a daemon that is starting
     raise ServerError("the projector did not answer in time; see `swarmlog --debug status`")
 
@@ -148,7 +157,7 @@ async def start_builtin(settings: Settings, target: str) -> DaemonInfo:
     if running is not None:
         return running
     argv = agent_argv(settings, target, agent_id, 1)
-    return start_daemon(settings.run_dir, settings.logs_dir, name, argv)
+    return start_daemon(settings.run_dir, settings.logs_dir, name, argv, keep=True)
 
 
 async def bring_up(
@@ -157,6 +166,8 @@ async def bring_up(
     detach: bool = False,
     sync: str | None = None,
     replicas: int = 1,
+    console: bool = False,
+    keeper: bool = False,
     notice: Callable[[str], None] = _say,
     on_up: Callable[[SystemUp], None] | None = None,
     stop: asyncio.Event | None = None,
@@ -164,9 +175,11 @@ async def bring_up(
     """Bring the system of ``settings`` up (see the module's docstring); idempotent.
 
     ``sync`` is the embedded server's sync policy when this starts it, ``replicas`` the copies
-    of the stream and buckets when they are created. ``notice`` hears what was done or is worth
-    knowing along the way; ``on_up`` hears when all is up (in the foreground: before it runs
-    until ``stop``).
+    of the stream and buckets when they are created; ``console`` starts the web console's daemon
+    too, and ``keeper`` the keeper, which starts again every daemon that exits without being
+    stopped (both detached only; in the foreground, run ``swarmlog console`` beside it). ``notice``
+    hears what was done or is worth knowing along the way; ``on_up`` hears when all is up (in
+    the foreground: before it runs until ``stop``).
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ensure_operator(settings, notice)
@@ -196,7 +209,9 @@ async def bring_up(
             stream = log_.stream
         await refresh_broker(settings)  # the kill switches, read now that the buckets can be
         if detach:
-            up = await _detached(settings, url, stream)
+            up = await _detached(settings, url, stream, console)
+            if keeper and find_daemon(settings.run_dir, settings.logs_dir, KEEPER) is None:
+                start_daemon(settings.run_dir, settings.logs_dir, KEEPER, keeper_argv(settings))
             if on_up is not None:
                 on_up(up)
             return up
@@ -226,14 +241,34 @@ def bring_down(settings: Settings) -> list[str]:
     return stopped
 
 
-async def _detached(settings: Settings, url: str, stream: str) -> SystemUp:
+async def _detached(settings: Settings, url: str, stream: str, console: bool) -> SystemUp:
     name = projector_name(settings)
     info = find_daemon(settings.run_dir, settings.logs_dir, name)
     if info is None:
-        info = start_daemon(settings.run_dir, settings.logs_dir, name, projector_argv(settings))
+        info = start_daemon(
+            settings.run_dir, settings.logs_dir, name, projector_argv(settings), keep=True
+        )
     position = await wait_projector(settings)
     roles = {role: (await start_builtin(settings, role)).pid for role in BUILTIN_ROLES}
-    return SystemUp(url, stream, info.pid, position, roles)
+    return SystemUp(
+        url, stream, info.pid, position, roles, await _console(settings) if console else None
+    )
+
+
+async def _console(settings: Settings) -> str:
+    """Start the console's daemon unless it runs; its URL once it listens."""
+    name = console_name(settings)
+    if find_daemon(settings.run_dir, settings.logs_dir, name) is None:
+        start_daemon(settings.run_dir, settings.logs_dir, name, console_argv(settings), keep=True)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        found = console_url(settings)
+        if found is not None:
+            return found
+        if find_daemon(settings.run_dir, settings.logs_dir, name) is None:
+            raise _exited_at_start(settings, name, "the console")
+        await asyncio.sleep(0.1)  # polling a daemon that is starting
+    raise ServerError("the console did not start listening in time; see its log")
 
 
 async def _foreground(settings: Settings, stop: asyncio.Event) -> None:

@@ -27,7 +27,7 @@ from swarmlog.bus.jetstream.reader import PullReader
 from swarmlog.bus.jetstream.snapshot_store import JetStreamSnapshots
 from swarmlog.bus.jetstream.workqueues import JetStreamQueue, consumer_config
 from swarmlog.bus.permissions import Login
-from swarmlog.bus.ports import Append, AppendResult, QueueSpec, StoredMessage
+from swarmlog.bus.ports import Append, AppendResult, QueueSpec, QueueState, StoredMessage
 from swarmlog.bus.subjects import (
     kv_bucket,
     kv_key,
@@ -43,6 +43,7 @@ __all__ = ["JetStreamLog"]
 
 _WRONG_LAST_SEQUENCE = 10071  # JetStream API error code for a failed expected-sequence check
 _ACK_WAIT = 10.0  # seconds to wait for the stream to acknowledge an append
+_CONSUMER_PAGE = 256  # consumers the server lists per request (JSApiListLimit)
 
 
 class JetStreamLog:
@@ -155,7 +156,10 @@ class JetStreamLog:
         return results
 
     async def last_seq(self) -> int:
-        info = await self._js.stream_info(self._stream)
+        try:
+            info = await self._js.stream_info(self._stream)
+        except nats.errors.Error as exc:
+            raise BusError(f"could not read the state of {self._stream}: {exc}") from exc
         return int(info.state.last_seq)
 
     async def last_message(self, filter_subject: str) -> StoredMessage | None:
@@ -234,6 +238,17 @@ class JetStreamLog:
             return 0
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
+    async def queues(self) -> list[QueueState]:
+        found: list[QueueState] = []
+        while True:  # the server lists a page at a time; a short page is the last
+            try:
+                page = await self._js.consumers_info(self._stream, offset=len(found) or None)
+            except nats.errors.Error as exc:
+                raise BusError(f"could not list the consumers of {self._stream}: {exc}") from exc
+            found += [_queue_state(info) for info in page]
+            if len(page) < _CONSUMER_PAGE:
+                return sorted(found, key=lambda q: q.name)
+
     async def doorbell(self, *filter_subjects: str) -> JetStreamDoorbell:
         bell = JetStreamDoorbell()
         # Plain core subscriptions: the server hands them every message published on the
@@ -305,7 +320,22 @@ class JetStreamLog:
             for queue in self._queues:
                 await queue.close()
             self._queues.clear()
+            if self._nc.is_reconnecting:  # no server to drain to (it went away): just close
+                await self._nc.close()
+                return
             await self._nc.drain()
+
+
+def _queue_state(info: Any) -> QueueState:
+    """A consumer as the server lists it (``nats.js.api.ConsumerInfo``)."""
+    config = info.config
+    return QueueState(
+        name=str(info.name),
+        filter_subject=str(config.filter_subject or ""),
+        waiting=int(info.num_pending or 0),
+        unacked=int(info.num_ack_pending or 0),
+        redelivered=int(info.num_redelivered or 0),
+    )
 
 
 def _stored(raw: Any) -> StoredMessage:
