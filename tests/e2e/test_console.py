@@ -184,8 +184,21 @@ def test_a_person_watches_steers_and_reads_a_run_in_the_browser(
     assert rows == [{"status": "succeeded"}]
 
     # A model-and-tools task: its conversation, its calls, each event's signer and verdict.
-    asked = cli("submit", "pipeline", "--stage", "assist", "--data", '"What time is it?"', "--json")
-    assert asked.returncode == 0, asked.stderr
+    # (Live redraws are shown above: here the CLI waits, so a slow run says how it ended.)
+    asked = cli(
+        "submit",
+        "pipeline",
+        "--stage",
+        "assist",
+        "--data",
+        '"What time is it?"',
+        "--wait",
+        "--timeout",
+        "120",
+        "--json",
+        timeout=150,
+    )
+    assert asked.returncode == 0, asked.stdout + asked.stderr
     assisted = json.loads(asked.stdout)["workflow_id"]
     browser.get(f"{console}workflows/{assisted}")
     shows(browser, "#workflow-status", "succeeded", attribute="data-status")
