@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-__all__ = ["until", "wait_until"]
+__all__ = ["eventually", "until", "wait_until"]
 
 
 async def until(
@@ -15,6 +15,17 @@ async def until(
     """Return once ``condition()`` is true; fail the test after ``timeout`` seconds."""
     end = time.monotonic() + timeout
     while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(poll)
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[object]], timeout: float = 10.0, poll: float = 0.005
+) -> None:
+    """Return once ``await condition()`` is true; fail the test after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while not await condition():
         if time.monotonic() > end:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(poll)

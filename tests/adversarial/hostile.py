@@ -28,7 +28,7 @@ ROOT = HERE.parents[1]
 _PRELUDE = """
 import asyncio, json, sys
 sys.path.insert(0, {here!r})
-from hostile import Attacker, _run
+from hostile import Attacker, _run, heard
 """
 
 
@@ -40,7 +40,9 @@ def attack(cli: Any, agent_id: str, code: str, *, timeout: float = 60) -> Any:
 
 class Running:
     """An attack started in the background (:func:`attack` waits for it at once). The snippet
-    may ``print(json.dumps(...), flush=True)`` as it goes; :meth:`said` waits for such a line."""
+    may ``print(json.dumps(...), flush=True)`` as it goes; :meth:`said` waits for such a line,
+    and :meth:`tell` hands it a line on its standard input (``await heard()`` in the snippet),
+    so the test can look at the system between two steps of the attack."""
 
     def __init__(self, cli: Any, agent_id: str, code: str) -> None:
         from swarmlog.control.keystore import KeyStore
@@ -62,6 +64,7 @@ class Running:
             [sys.executable, "-c", source],
             env=env,
             cwd=self._empty.name,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -77,6 +80,12 @@ class Running:
             if isinstance(said, dict) and key in said:
                 return said[key]
         raise AssertionError(f"the attack ended without saying {key!r}: {self._stderr()}")
+
+    def tell(self, line: str) -> None:
+        """Hand the attack one line (what ``await heard()`` returns there)."""
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(line + "\n")
+        self._proc.stdin.flush()
 
     def result(self, timeout: float = 60) -> Any:
         try:
@@ -144,6 +153,11 @@ class Attacker:
             error_cb=on_error,
             allow_reconnect=False,
         )
+
+
+async def heard() -> str:
+    r"""The next line the test :meth:`~Running.tell`\ s this process (without its newline)."""
+    return (await asyncio.to_thread(sys.stdin.readline)).rstrip("\n")
 
 
 def _run(main: Any) -> None:

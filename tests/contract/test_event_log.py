@@ -745,3 +745,41 @@ async def test_the_result_cache_is_a_separate_store(log: EventLog) -> None:
     await cache.put("result.abc", b"{}")
     assert await cache.get("result.abc") == b"{}"
     assert await flags.get("result.abc") is None  # not a kill flag
+
+
+@pytest.fixture(
+    params=["memory", pytest.param("jetstream", marks=pytest.mark.integration)],
+)
+async def short_lived(request: pytest.FixtureRequest, ns: str) -> AsyncIterator[EventLog]:
+    """A log whose presence bucket keeps a value one second after its last put."""
+    if request.param == "memory":
+        yield MemoryLog(stream_name(ns), presence_ttl=1.0)
+        return
+    url: str = request.getfixturevalue("nats_server")
+    js = await JetStreamLog.open(url, ns, provision=True, presence_ttl=1.0)
+    try:
+        yield js
+    finally:
+        for stream in (js.stream, f"KV_{js.stream}_PRESENCE"):
+            await js.client.jetstream().delete_stream(stream)
+        await js.close()
+
+
+async def test_presence_values_are_read_and_gone_a_ttl_after_their_last_put(
+    short_lived: EventLog,
+) -> None:
+    presence = await short_lived.presence()
+    await presence.put("echo-1", b"one")
+    await presence.put("echo-2", b"two")
+    assert await presence.get("echo-1") == b"one"
+    assert await presence.items() == {"echo-1": b"one", "echo-2": b"two"}
+    await presence.delete("echo-2")  # a replica that stops takes its presence away
+    assert await presence.items() == {"echo-1": b"one"}
+    assert await (await short_lived.flags()).get("echo-1") is None  # a bucket of its own
+
+    async def gone() -> None:
+        while await presence.items():  # noqa: ASYNC110 (the server expires values on a timer)
+            await asyncio.sleep(0.05)
+
+    await within(gone())
+    assert await presence.get("echo-1") is None

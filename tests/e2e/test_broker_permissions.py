@@ -5,12 +5,14 @@ and stores nothing. A killed agent is cut off at the broker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import nats
 import nats.errors
+import nats.js.errors
 import pytest
 from clikit import Cli, running
 
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.e2e
 STREAM = "SWARMLOG_DEFAULT"
 FLAGS = "KV_SWARMLOG_DEFAULT_FLAGS"
 CACHE = "KV_SWARMLOG_DEFAULT_CACHE"
+PRESENCE = "KV_SWARMLOG_DEFAULT_PRESENCE"
 
 # Every JetStream API call that creates, changes or deletes something, on the namespace's stream,
 # its buckets and stream-wide listings: the operator's alone.
@@ -92,8 +95,16 @@ class Holder:
             f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.default-inbox-{self.other_agent}",
             f"$KV.SWARMLOG_DEFAULT_CACHE.result.{self.other_role}.k",  # another role's cache
             f"_swarmlog.default.live.{self.other_agent}.t1",  # another's partial text
+            f"$KV.SWARMLOG_DEFAULT_PRESENCE.{self.other_agent}",  # pass for another replica
+            "$KV.SWARMLOG_DEFAULT_PRESENCE.nobody-yet",  # or for one that does not exist
             *(
-                ["$KV.SWARMLOG_DEFAULT_CACHE.k", "_swarmlog.default.rpc.query"]
+                [
+                    "$KV.SWARMLOG_DEFAULT_CACHE.k",
+                    "_swarmlog.default.rpc.query",
+                    # others' liveness and load are none of an external agent's business
+                    "$JS.API.STREAM.MSG.GET.KV_SWARMLOG_DEFAULT_PRESENCE",
+                    "$JS.API.DIRECT.GET.KV_SWARMLOG_DEFAULT_PRESENCE",
+                ]
                 if self.external
                 else []
             ),
@@ -209,6 +220,23 @@ async def _stream_state(url: str, login: Login) -> tuple[int, list[str], list[st
         await nc.close()
 
 
+async def _presence(url: str, login: Login) -> dict[str, bytes]:
+    """What the presence bucket holds, by key (read as the operator)."""
+    nc = await nats.connect(url, nkeys_seed_str=login.seed)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(PRESENCE, subjects_filter="$KV.SWARMLOG_DEFAULT_PRESENCE.>")
+        kv = await js.key_value("SWARMLOG_DEFAULT_PRESENCE")
+        found = {}
+        for subject in info.state.subjects or {}:
+            key = subject.removeprefix("$KV.SWARMLOG_DEFAULT_PRESENCE.")
+            with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+                found[key] = bytes((await kv.get(key)).value or b"")
+        return found
+    finally:
+        await nc.close()
+
+
 async def _subjects_after(url: str, login: Login, seq: int) -> list[str]:
     """The subject of every message stored after ``seq``."""
     nc = await nats.connect(url, nkeys_seed_str=login.seed)
@@ -254,14 +282,16 @@ def test_every_credential_is_refused_outside_its_permissions(issued: Cli, holder
             await session.nc.close()
         after = await _stream_state(url, operator)
         # Nothing the refused calls tried is there: the same consumers, streams and stream
-        # configuration, and of the messages stored meanwhile none is under a refused subject
-        # (they are the system roles' heartbeats).
+        # configuration, and of the messages stored meanwhile none is under a refused subject.
         assert after[1:] == before[1:]
         stored = await _subjects_after(url, operator, before[0])
         own = [s for s in stored if s.startswith(f"swarmlog.default.{holder.agent_id}.")]
-        # (a system role's login is also its running daemon's, which keeps beating)
-        assert all(s.endswith(".agent_heartbeat") for s in own), own
+        # (a system role's login is also its running daemon's, which beats off the log now)
+        assert own == [], own
         assert not set(stored) & set(holder.refused_publishes())
+        presence = await _presence(url, operator)
+        assert "nobody-yet" not in presence  # no key was made for anyone by anyone else
+        assert presence.get(holder.other_agent) != b"{}"  # nor overwritten
         system = ("router-1", "conductor-1", "watchdog-1")
         assert all(s.split(".")[2] in (holder.agent_id, *system) for s in stored), stored
 

@@ -211,7 +211,7 @@ def started(root: Path) -> Iterator[Swarm]:
         ps = swarm.json("agent", "ps")["agents"]
         # up starts the built-in roles
         assert sorted(a["name"] for a in ps) == ["conductor-1", "router-1", "watchdog-1"]
-        # These tests count events: stop the router, whose heartbeats would add some.
+        # These tests count events: stop the built-in roles, so that nothing else adds any.
         swarm.ok("agent", "stop", "--all")
         yield swarm
     finally:

@@ -127,7 +127,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
 
 def _operator_head(cli: Cli) -> int:
     """The stream sequence of the operator's last event (the CLI publishes as the operator;
-    the system roles' heartbeats keep coming meanwhile)."""
+    the system roles may publish meanwhile)."""
 
     async def read() -> int:
         async with open_log(cli.settings()) as log:

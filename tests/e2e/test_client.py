@@ -198,7 +198,7 @@ def test_a_wait_on_a_workflow_nobody_conducts_says_the_conductor_is_quiet(cli: C
         async with await _connect(cli) as client:
             wf = await client.submit_workflow("pipeline", stages=["text"], data="x")
             with pytest.raises(swarmlog.WaitTimeout) as raised:
-                await client.wait(wf.workflow_id, timeout=8)  # past a missed heartbeat and a half
+                await client.wait(wf.workflow_id, timeout=8)  # past a missed beat and a half
             reasons = raised.value.reasons
             assert "it has no plan yet (the conductor plans it on its next turn)" in reasons
             assert any(

@@ -148,8 +148,8 @@ def test_killing_one_agent_then_all_of_them(echo_pair: Cli) -> None:
     assert rejected
     assert {r["reason"] for r in rejected} == {"killed"}, rejected
     quarantined = cli.rows("SELECT DISTINCT sender, reason FROM quarantine")
-    # `kill --all` covers the built-in roles too: a heartbeat of theirs in flight as it landed
-    # is quarantined like a worker's event.
+    # `kill --all` covers the built-in roles too: an event of theirs in flight as it landed is
+    # quarantined like a worker's.
     agents = [r["agent_id"] for r in cli.rows("SELECT agent_id FROM agents")]
     assert set(WORKERS) <= set(agents)
     assert {(r["sender"], r["reason"]) for r in quarantined} <= {(a, "killed") for a in agents}

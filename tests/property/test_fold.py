@@ -45,8 +45,11 @@ from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
     AgentHeartbeat,
     AgentKilled,
+    AgentLost,
     AgentRegistered,
     AgentRevived,
+    AgentSeen,
+    AgentStopped,
     BudgetExceeded,
     CircuitClosed,
     CircuitHalfOpened,
@@ -105,6 +108,9 @@ AGENT_KINDS = (
     "clarification_response",
     "agent_registered",
     "agent_heartbeat",
+    "agent_stopped",
+    "agent_lost",
+    "agent_seen",
     "task_escalated",
     "task_offered",
     "task_claimed",
@@ -118,7 +124,7 @@ WEIGHTED_KINDS = (
     *("result", "result", "result"),
 )
 AGENT_IDS = ("alpha", "beta", "gamma-1", "d_2", "0")
-ROLES = ("researcher", "router", "writer")
+ROLES = ("researcher", "router", "writer", "watchdog")
 TASKS = ("t1", "t2", "t3", "t-4")
 WORKFLOWS = ("w1", "w2")
 REQUESTS = ("r1", "r2")
@@ -325,8 +331,10 @@ class World:
                 or payload.role != credential.role
                 or not set(payload.capabilities) <= set(credential.capabilities)
             )
-        if isinstance(payload, AgentHeartbeat | TaskClaimed):
+        if isinstance(payload, AgentHeartbeat | AgentStopped | TaskClaimed):
             return payload.agent_id != envelope.sender
+        if isinstance(payload, AgentLost | AgentSeen):
+            return credential.role != "watchdog"  # only the watchdog judges presence
         if isinstance(payload, ClarificationRequest):
             return payload.request_id in self.asked  # an id is asked once
         if isinstance(payload, ClarificationResponse):
@@ -590,6 +598,17 @@ def agent_payload(world: World, agent: Identity, kind: str) -> tuple[Payload, di
             )
         case "agent_heartbeat":
             payload = AgentHeartbeat(agent_id=agent.agent_id, in_flight=draw(st.integers(0, 9)))
+        case "agent_stopped":
+            about = draw(st.sampled_from([agent.agent_id] * len(AGENT_IDS) + list(AGENT_IDS)))
+            payload = AgentStopped(agent_id=about, reason=draw(text))
+        case "agent_lost" | "agent_seen":
+            about = draw(st.sampled_from(AGENT_IDS))
+            when = draw(st.integers(0, 2**40))
+            payload = (
+                AgentLost(agent_id=about, last_seen_at=draw(st.none() | st.just(when)))
+                if kind == "agent_lost"
+                else AgentSeen(agent_id=about, seen_at=when)
+            )
         case "task_escalated":
             payload = TaskEscalated(task_id=task, reason=draw(text))
         case "task_offered":

@@ -25,14 +25,16 @@ def test_a_seed_reproduces_its_run_exactly() -> None:
 
 def test_every_seed_keeps_every_invariant() -> None:
     broken = {}
-    injected = 0
+    injected = lost = 0
     for seed in range(SEEDS):
         result = run_sim(seed, STEPS)
         injected += sum(result.injected.values())
+        lost += result.lost
         if not result.ok:
             broken[seed] = result.violations
     assert broken == {}
     assert injected > SEEDS  # the faults did happen
+    assert lost > SEEDS // 20  # crashed replicas that stayed down were reported lost
 
 
 def test_without_faults_the_run_still_holds() -> None:

@@ -14,6 +14,9 @@ import duckdb
 import msgspec
 import pytest
 
+from swarmlog.agents.presence import Beacon, PresenceReader
+from swarmlog.agents.publisher import Publisher
+from swarmlog.bus.memory import MemoryLog
 from swarmlog.config import Settings
 from swarmlog.control import records, views
 from swarmlog.control.client import Client
@@ -22,6 +25,7 @@ from swarmlog.control.waiting import stalled
 from swarmlog.errors import ConfigError
 from swarmlog.projections.tables import TABLES
 from swarmlog.schemas.payloads import TaskOffered
+from swarmlog.schemas.signing import Identity
 from swarmlog.schemas.types import Json
 
 S = 1_000_000_000
@@ -97,7 +101,7 @@ async def test_records_decode_json_columns_and_show_builds_the_graph(p: Projecti
     assert agent.capabilities == ["text"]
     assert list(msgspec.to_builtins(agent)) == [
         "agent_id", "role", "capabilities", "tier", "trust_level", "status", "in_flight",
-        "last_heartbeat_at",
+        "last_heartbeat_at", "capacity", "presence",
     ]  # fmt: skip
     with pytest.raises(ConfigError, match="no workflow or task nope"):
         await views.show(p.query, "nope")
@@ -208,3 +212,27 @@ async def test_connect_refuses_a_path_for_settings_and_a_missing_data_dir(tmp_pa
         await Client.connect(Settings(data_dir=tmp_path), namespace="x")
     with pytest.raises(ConfigError, match="does not exist; run `swarmlog up`"):
         await Client.connect(data_dir=tmp_path / "nope")
+
+
+async def test_the_agents_view_takes_liveness_and_load_from_verified_presence(
+    p: Projection,
+) -> None:
+    log = MemoryLog("SWARMLOG_DEFAULT")
+    keys = {name: Identity.from_seed(name, bytes([i + 1]) * 32) for i, name in enumerate("abc")}
+    for name, key in keys.items():
+        p.agent(name, "echo", "text", heard=NOW - 600 * S)  # registered ten minutes ago
+        p.db.execute("UPDATE agents SET public_key = ? WHERE agent_id = ?", [key.public_key, name])
+    beacon = Beacon(log, Publisher(log, keys["a"], "default"), "echo", clock=lambda: NOW - S)
+    await beacon.put(load=2, capacity=4, tasks=["t1", "t2"])
+    presence = await log.presence()
+    await presence.put("b", (await presence.get("a")) or b"")  # a's value under b's key
+    reader = PresenceReader(log, "default", clock=lambda: NOW)
+    rows = {r.agent_id: r for r in await views.agents(p.query, reader, now=NOW)}
+    assert (rows["a"].presence, rows["a"].last_heartbeat_at) == ("fresh", NOW - S)
+    assert (rows["a"].in_flight, rows["a"].capacity) == (2, 4)
+    assert rows["b"].presence == "refused: wrong_key"
+    assert rows["b"].last_heartbeat_at == NOW - 600 * S  # the forgery moved nothing
+    assert (rows["c"].presence, rows["c"].last_heartbeat_at) == ("", NOW - 600 * S)
+    assert reader.refused == {"wrong_key": 1}
+    later = {r.agent_id: r for r in await views.agents(p.query, reader, now=NOW + 60 * S)}
+    assert later["a"].presence == "stale"

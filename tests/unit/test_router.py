@@ -11,6 +11,7 @@ import pytest
 from swarmlog.agents.policy.breakers import BreakerPolicy
 from swarmlog.agents.policy.killflags import KillFlag, flag_key
 from swarmlog.agents.policy.routing import AgentView
+from swarmlog.agents.presence import Beacon
 from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.roles.router import Router, RoutingOutcome
 from swarmlog.bus.memory import MemoryLog
@@ -315,3 +316,30 @@ async def test_a_failing_dependency_opens_its_own_circuit_not_the_roles() -> Non
         if ".sys.circuit_" in m.subject
     ]
     assert {c.circuit for c in circuits} == {"dep:search"}  # type: ignore[attr-defined]
+
+
+async def put_presence(log: MemoryLog, agent_id: str, role: str, **fields: object) -> None:
+    publisher = Publisher(log, identity(agent_id), NS)
+    await Beacon(log, publisher, role, clock=lambda: NOW).put(**fields)  # type: ignore[arg-type]
+
+
+async def test_liveness_and_load_come_from_presence_not_the_log() -> None:
+    long_ago = NOW - 600 * 10**9  # registered ten minutes ago: the log says nothing since
+    agents = [
+        view(a, role, ("code",), last_heartbeat_at=long_ago, public_key=identity(a).public_key)
+        for a, role in (("a-1", "alpha"), ("b-1", "beta"), ("c-1", "gamma"), ("d-1", "delta"))
+    ]
+    s = Setup(agents)
+    await put_presence(s.log, "a-1", "alpha", load=3, tasks=["x", "y", "z"])  # live, busy
+    await put_presence(s.log, "b-1", "beta")  # live, idle
+    await put_presence(s.log, "d-1", "delta", load=0)
+    # A forgery under d-1's key (a-1's genuine value, copied): refused, d-1 is not live.
+    presence = await s.log.presence()
+    await presence.put("d-1", (await presence.get("a-1")) or b"")
+    await s.router.start()
+    candidates = {c.role: c.in_flight for c in await s.router.candidates()}
+    assert candidates == {"alpha": 3, "beta": 0}  # gamma never put one; delta's is forged
+    await s.offer("t1", "code")
+    assert [a.role for a in s.assignments()] == []
+    await s.route()
+    assert [a.role for a in s.assignments()] == ["beta"]  # the idle one

@@ -27,9 +27,16 @@ from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.credentials import Credential
-from swarmlog.schemas.payloads import ClarificationRequest, Result, TaskAssignment, TaskOffered
+from swarmlog.schemas.payloads import (
+    AgentStopped,
+    ClarificationRequest,
+    Result,
+    TaskAssignment,
+    TaskOffered,
+)
+from swarmlog.schemas.presence import Presence, open_presence
 from swarmlog.schemas.signing import Identity, issue_credential
-from waiting import until
+from waiting import eventually, until
 
 NS = "rt"
 FAST = RetryPolicy(initial_delay=0.01, multiplier=2, max_delay=1, max_attempts=3, jitter=0)
@@ -257,14 +264,67 @@ async def test_after_the_last_attempt_a_fallback_role_takes_the_task() -> None:
     assert len(handed) == 1
 
 
-async def test_long_work_is_kept_alive_and_not_redelivered() -> None:
+async def presence_of(s: Setup, agent_id: str = "upper-1") -> Presence | None:
+    raw = await (await s.log.presence()).get(agent_id)
+    if raw is None:
+        return None
+    got = open_presence(
+        raw,
+        key=agent_id,
+        namespace=NS,
+        public_key=identity(agent_id).public_key,
+        now=time.time_ns(),
+    )
+    assert isinstance(got, Presence), got
+    return got
+
+
+async def test_long_work_is_kept_alive_not_redelivered_and_in_hand_off_the_log() -> None:
     s = Setup()
-    runtime = await s.start(ack_wait=0.15)
+    runtime = await s.start(ack_wait=0.15, heartbeat=0.05)
     await s.assign("t1", "slow")
-    assert (await next_outcome(runtime)).status == "succeeded"
-    assert "task_heartbeat" in s.types("t1")
+    outcome = asyncio.ensure_future(next_outcome(runtime))
+
+    async def holding() -> bool:
+        presence = await presence_of(s)
+        return presence is not None and presence.tasks == ["t1"] and presence.load == 1
+
+    await eventually(holding, 5)
+    assert (await outcome).status == "succeeded"
+    # Kept alive by in-progress acks and its replica's presence: no beat on the log.
+    assert s.types("t1") == ["task_assignment", "task_started", "result"]
     assert await runtime.step(wait=0.3) == []  # acked once, never handed out again
     assert s.types("t1").count("task_started") == 1
+
+    async def idle() -> bool:
+        presence = await presence_of(s)
+        return presence is not None and presence.tasks == [] and presence.load == 0
+
+    await eventually(idle, 5)
+
+
+async def test_an_idle_replica_stays_present_off_the_log_and_says_when_it_stops() -> None:
+    s = Setup()
+    runtime = await s.start(heartbeat=0.02)
+    first = await presence_of(s)
+    assert first is not None  # present before it registered
+    assert (first.role, first.capacity, first.every) == ("upper", 1, 0.02)
+    seqs = {first.seq}
+    events = len(s.log._messages)
+
+    async def beats() -> bool:
+        presence = await presence_of(s)
+        assert presence is not None
+        seqs.add(presence.seq)
+        return len(seqs) >= 5
+
+    await eventually(beats, 5)
+    assert len(s.log._messages) == events  # four more beats, nothing on the log
+    RUNNING.remove(runtime)
+    await runtime.close("test over")
+    last = decode_envelope(decode_signed(s.log._messages[-1].data).body)
+    assert last.payload == AgentStopped(agent_id="upper-1", reason="test over")
+    assert await presence_of(s) is None  # taken away, not left to expire
 
 
 class Parallel(Upper):

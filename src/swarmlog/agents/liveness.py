@@ -1,48 +1,49 @@
-"""Signs of life on the log: a replica's periodic heartbeat (its load), and the keep-alive of
-long work (in-progress acks restart the deliveries' ack-wait timers, and ``task_heartbeat``
-events say the tasks are still moving)."""
+"""Signs of life, off the log: a replica's periodic presence (its load and the tasks in hand, put
+in the presence bucket by its :class:`~swarmlog.agents.presence.Beacon`), and the keep-alive of
+long work (in-progress acks restart the deliveries' ack-wait timers).
+
+Neither writes an event: an idle replica adds nothing to the log, and a long task only what it
+does (its model and tool calls, the progress its handler reports with ``ctx.progress``). That
+the task is still in hand is in its replica's presence, which is what the watchdog's stall
+detection reads.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from swarmlog.agents.jobs import Job
-from swarmlog.agents.publisher import Publisher
-from swarmlog.schemas.payloads import AgentHeartbeat, TaskHeartbeat
+from swarmlog.agents.presence import Beacon
 
-__all__ = ["heartbeats", "keep_alive"]
+__all__ = ["keep_alive", "presence_beats"]
 
 log = logging.getLogger(__name__)
 
 
-async def heartbeats(
-    publisher: Publisher,
+async def presence_beats(
+    beacon: Beacon,
     period: float,
     *,
-    load: Callable[[], int],
+    tasks: Callable[[], Collection[str]],
+    capacity: int,
     quiet: Callable[[], bool],
     closing: Callable[[], bool],
 ) -> None:
-    """Every ``period`` seconds, an ``agent_heartbeat`` with the replica's ``load`` (tasks in
-    hand), except while ``quiet`` (killed); ends when ``closing``."""
-    agent_id = publisher.identity.agent_id
+    """Every ``period`` seconds, put the replica's presence with the ``tasks`` in hand, except
+    while ``quiet`` (killed: it is not to be taken for live); ends when ``closing``."""
     while not closing():
         await asyncio.sleep(period)  # a period, not a synchronisation
         if not quiet():
-            try:
-                await publisher.publish(AgentHeartbeat(agent_id=agent_id, in_flight=load()))
-            except Exception as exc:  # a missed heartbeat is not worth dying for
-                log.warning("heartbeat failed: %s", exc)
+            held = tasks()
+            await beacon.put(load=len(held), capacity=capacity, tasks=held)
 
 
-async def keep_alive(publisher: Publisher, jobs: Sequence[Job], ack_wait: float) -> None:
-    """Until cancelled: restart the jobs' ack-wait timers well before they run out, and say so
-    on the log."""
+async def keep_alive(jobs: Sequence[Job], ack_wait: float) -> None:
+    """Until cancelled: restart the jobs' ack-wait timers well before they run out."""
     period = max(ack_wait / 3, 0.05)
     while True:
         await asyncio.sleep(period)
         for job in jobs:
             await job.delivery.in_progress()
-        await publisher.publish_batch([(TaskHeartbeat(task_id=j.task.task_id), j.wf) for j in jobs])

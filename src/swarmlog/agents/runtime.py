@@ -5,11 +5,14 @@ shared by every replica of the role; the most urgent level is looked at first.
 
 A handler's result is published before the delivery is acked (at-least-once in). Handling is
 idempotent by event id: a redelivered assignment whose result is already on the log is acked, not
-run again. While a handler runs, the delivery is kept alive with in-progress acks, and the agent
-heartbeats its load. A failure is retried by the agent's :class:`RetryPolicy`: ``nak`` with the
-policy's delay and a ``task_retry_scheduled`` event; after the last attempt (or at once for a
-non-retryable error) the task is reassigned to the agent's ``fallback_role`` when it has one,
-otherwise escalated, and the delivery is terminated. Work past its deadline fails as timed out.
+run again. While a handler runs, the delivery is kept alive with in-progress acks. The replica's
+liveness and load (the tasks in hand) are its presence in the presence bucket, put every
+``heartbeat`` seconds: an idle replica writes nothing to the log. A replica that stops says so
+(``agent_stopped``) and takes its presence away. A failure is retried by the agent's
+:class:`RetryPolicy`: ``nak`` with the policy's delay and a ``task_retry_scheduled`` event; after
+the last attempt (or at once for a non-retryable error) the task is reassigned to the agent's
+``fallback_role`` when it has one, otherwise escalated, and the delivery is terminated. Work past
+its deadline fails as timed out.
 
 A kill switch (see :mod:`swarmlog.agents.policy.killflags`) stops the replica from taking work and
 cancels the handler in hand without emitting anything; the delivery goes back to the queue.
@@ -22,7 +25,7 @@ screens it and settles failures as the pure :mod:`~swarmlog.agents.policy.screen
 subtasks through :class:`~swarmlog.agents.delegation.Delegation`, cached answers through
 :class:`~swarmlog.agents.caching.ResultCache`, a handler's I/O through its
 :class:`~swarmlog.agents.handlerport.HandlerPort`; budget alerts are decided by
-:mod:`~swarmlog.agents.policy.budgets`, heartbeats sent by :mod:`~swarmlog.agents.liveness`.
+:mod:`~swarmlog.agents.policy.budgets`, presence put by :mod:`~swarmlog.agents.liveness`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -54,6 +58,7 @@ from swarmlog.agents.policy.budgets import budget_alert
 from swarmlog.agents.policy.killflags import KillFlag
 from swarmlog.agents.policy.outputs import check_output
 from swarmlog.agents.policy.resultcache import cache_key
+from swarmlog.agents.presence import Beacon, say_stopped
 from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.agents.settlement import Settler
 from swarmlog.agents.tools import Toolbox, declared_grants
@@ -67,6 +72,7 @@ from swarmlog.schemas.payloads import (
     Result,
     TaskStarted,
 )
+from swarmlog.schemas.presence import PRESENCE_EVERY
 
 __all__ = ["AgentRuntime", "Outcome"]
 
@@ -87,7 +93,7 @@ class AgentRuntime(Speaker):
         *,
         replica: str = "",
         ack_wait: float = 30.0,
-        heartbeat: float = 5.0,
+        heartbeat: float = PRESENCE_EVERY,
         draw: Callable[[], float] | None = None,
         clock: Callable[[], int] = time.time_ns,
         query: Query | None = None,
@@ -109,7 +115,12 @@ class AgentRuntime(Speaker):
         self.publisher = publisher
         self.replica = replica
         self.heartbeat = heartbeat
+        """Seconds between presence puts."""
         self._clock = clock
+        self.beacon = Beacon(log, publisher, agent.role, every=heartbeat, clock=clock)
+        self._in_hand: Counter[str] = Counter()
+        """The tasks being run (their presence says so: work in hand is not stalled)."""
+        self._registered = False
         self.intake = Intake(agent, log, self.namespace, ack_wait=ack_wait)
         self._watch = FlagWatch(on_change=self._flags_changed)
         self._background: list[asyncio.Task[None]] = []
@@ -163,17 +174,21 @@ class AgentRuntime(Speaker):
             self.toolbox = await self._exits.enter_async_context(Toolbox.open(self.agent))
         inbox = await self.intake.open(self.agent_id)
         await self.inbox.start(self.log, inbox)
-        beats = liveness.heartbeats(
-            self.publisher,
+        beats = liveness.presence_beats(
+            self.beacon,
             self.heartbeat,
-            load=lambda: self.in_flight,
+            tasks=lambda: list(self._in_hand),
+            capacity=self.agent.concurrency,
             quiet=lambda: self.killed is not None,
             closing=lambda: self._closing,
         )
         self._background.append(asyncio.create_task(beats))
-        # Announced last: once registered, the replica's queues exist and no work is missed.
+        # Announced last: once registered, the replica's queues exist and no work is missed;
+        # present before, so no reader sees it registered and absent.
         if self.killed is None:
+            await self.beacon.put(capacity=self.agent.concurrency)
             await self._register()
+            self._registered = True
 
     async def _register(self) -> None:
         await self.publisher.publish(
@@ -189,7 +204,9 @@ class AgentRuntime(Speaker):
             )
         )
 
-    async def close(self) -> None:
+    async def close(self, reason: str = "stopped") -> None:
+        """Stop: background work ends, the replica says it stopped (unless killed: the kill
+        switch said it all) and takes its presence away, its queues and tools are closed."""
         # Loops also check the flag: Python 3.11's wait_for can swallow a cancellation.
         self._closing = True
         await self._watch.stop()
@@ -199,6 +216,10 @@ class AgentRuntime(Speaker):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._background = []
+        if self._registered and self.killed is None:
+            self._registered = False
+            await say_stopped(self.publisher, reason)
+            await self.beacon.clear()
         await self.inbox.close()
         await self.intake.close()
         await self._exits.aclose()
@@ -311,10 +332,11 @@ class AgentRuntime(Speaker):
 
     async def _run_jobs(self, jobs: list[Job]) -> list[Outcome]:
         self.in_flight += len(jobs)
+        self._in_hand.update(j.task.task_id for j in jobs)
         self._current = asyncio.current_task()
         # The ack wait the queues were opened with: the keep-alive must beat well within it.
         ack_wait = self.intake.ack_wait
-        keepalive = asyncio.create_task(liveness.keep_alive(self.publisher, jobs, ack_wait))
+        keepalive = asyncio.create_task(liveness.keep_alive(jobs, ack_wait))
         try:
             await self.publisher.publish_batch(
                 [(TaskStarted(task_id=j.task.task_id, attempt=j.attempt), j.wf) for j in jobs]
@@ -333,6 +355,8 @@ class AgentRuntime(Speaker):
             return [Outcome(j.task.task_id, "handed_back", j.attempt) for j in jobs]
         finally:
             self.in_flight -= len(jobs)
+            self._in_hand.subtract(j.task.task_id for j in jobs)
+            self._in_hand = +self._in_hand  # drop the tasks no longer in hand
             self._current = None
             keepalive.cancel()
         done = [(j, r) for j, r in zip(jobs, ran, strict=True) if isinstance(r, tuple)]

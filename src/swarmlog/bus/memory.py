@@ -27,6 +27,7 @@ from swarmlog.bus.ports import (
 )
 from swarmlog.bus.subjects import subject_matches
 from swarmlog.errors import BusError, ConcurrencyConflict
+from swarmlog.schemas.presence import PRESENCE_TTL
 
 __all__ = ["MemoryFlags", "MemoryLog", "MemorySnapshots"]
 
@@ -41,6 +42,7 @@ class MemoryLog:
         duplicate_window: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], int] = time.time_ns,
+        presence_ttl: float = PRESENCE_TTL,
     ) -> None:
         self._stream = stream
         self._messages: list[StoredMessage] = []
@@ -55,6 +57,9 @@ class MemoryLog:
         self._doorbells: list[_MemoryDoorbell] = []
         self._flags = MemoryFlags()
         self._cache = MemoryFlags()
+        # Values expire by the same wall clock the log stamps messages with (a simulation's
+        # virtual clock): as on JetStream, a key is gone ``presence_ttl`` after its last put.
+        self._presence = MemoryFlags(ttl=presence_ttl, clock=wall_clock)
         self._snapshots = MemorySnapshots()
 
     @property
@@ -198,6 +203,9 @@ class MemoryLog:
     async def cache(self) -> MemoryFlags:
         return self._cache
 
+    async def presence(self) -> MemoryFlags:
+        return self._presence
+
     async def snapshot_store(self) -> MemorySnapshots:
         return self._snapshots
 
@@ -224,24 +232,42 @@ class _MemoryDoorbell:
 
 
 class MemoryFlags:
-    """An in-memory :class:`~swarmlog.bus.ports.FlagStore`."""
+    """An in-memory :class:`~swarmlog.bus.ports.FlagStore`; with a ``ttl`` (seconds), a value
+    is gone that long after its last put, by ``clock`` (ns), as in a bucket with a max age."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, ttl: float | None = None, clock: Callable[[], int] = time.time_ns
+    ) -> None:
         self._values: dict[str, bytes] = {}
+        self._put_at: dict[str, int] = {}
+        self._ttl = ttl
+        self._clock = clock
         self._watchers: list[asyncio.Queue[tuple[str, bytes | None]]] = []
+
+    def _expire(self) -> None:
+        if self._ttl is None:
+            return
+        # Silently, as JetStream's max age does: no delete is announced to watchers.
+        oldest = self._clock() - int(self._ttl * 1e9)
+        for key in [k for k, at in self._put_at.items() if at < oldest]:
+            del self._values[key], self._put_at[key]
 
     async def put(self, key: str, value: bytes) -> None:
         self._values[key] = value
+        self._put_at[key] = self._clock()
         self._notify(key, value)
 
     async def delete(self, key: str) -> None:
+        self._put_at.pop(key, None)
         if self._values.pop(key, None) is not None:
             self._notify(key, None)
 
     async def get(self, key: str) -> bytes | None:
+        self._expire()
         return self._values.get(key)
 
     async def items(self) -> dict[str, bytes]:
+        self._expire()
         return dict(self._values)
 
     def _notify(self, key: str, value: bytes | None) -> None:
@@ -250,6 +276,7 @@ class MemoryFlags:
 
     async def watch(self) -> AsyncIterator[tuple[str, bytes | None]]:
         queue: asyncio.Queue[tuple[str, bytes | None]] = asyncio.Queue()
+        self._expire()
         for item in self._values.items():
             queue.put_nowait(item)
         self._watchers.append(queue)

@@ -24,9 +24,9 @@ What each agent may do:
 - a **system** role (router, conductor, watchdog): an agent that also hears every event of the
   namespace and reads every role's queue depth.
 - an **agent** (``internal``): its own prefix, its own role's queues and inbox, the task events
-  it waits on, projection queries.
+  it waits on, projection queries, its own key of the presence bucket (and reading the others').
 - an **external** agent: as an agent, minus what lets it see or steer others: no projection
-  queries, no result-cache writes, no waiting on other tasks.
+  queries, no result-cache writes, no waiting on other tasks, no reading others' presence.
 
 Only the operator may create, change or delete streams and consumers: every durable consumer an
 agent reads (:mod:`swarmlog.bus.queues` names them) is created by the operator (``swarmlog up``,
@@ -58,6 +58,7 @@ from swarmlog.bus.subjects import (
     kind_filter,
     kv_bucket,
     kv_filter,
+    kv_key,
     kv_stream,
     live_filter,
     role_work_filter,
@@ -226,11 +227,13 @@ def _in_namespace(
     stream = stream_name(namespace)
     flags = kv_bucket(namespace, "flags")
     cache = kv_bucket(namespace, "cache")
+    presence = kv_bucket(namespace, "presence")
     external = trust_level == "external"
     system = role in SYSTEM_ROLES and not external
     publish = [
         sender_filter(namespace, agent_id),  # its own events, under its own prefix only
         live_filter(namespace, agent_id=agent_id),  # its calls' partial text, as its own only
+        kv_key(presence, agent_id),  # its own presence only (put and delete)
         *_reading(stream),
         *_reading(kv_stream(flags)),
         *_reading(kv_stream(cache)),
@@ -248,6 +251,7 @@ def _in_namespace(
     ]
     if not external:
         publish += [
+            *_reading(kv_stream(presence)),  # others' liveness and load (routing, the views)
             kv_filter(cache, cache_keys(role)),  # its own role's entries only
             rpc_subject(namespace, "query"),
             rpc_subject(namespace, "wait"),

@@ -137,7 +137,8 @@ class Doorbell(Protocol):
 
 
 class FlagStore(Protocol):
-    """Small named flags that every process watches (the kill switches): a KV bucket."""
+    """Small named values that processes read and watch: a KV bucket (the kill switches, the
+    result cache, presence)."""
 
     async def put(self, key: str, value: bytes) -> None: ...
 
@@ -251,6 +252,13 @@ class EventLog(Protocol):
 
     async def cache(self) -> FlagStore:
         """The namespace's result cache (a key-value store like the flags)."""
+        ...
+
+    async def presence(self) -> FlagStore:
+        """The namespace's presence bucket: one signed value per agent id (see
+        :mod:`swarmlog.schemas.presence`), each gone a fixed time after its last put (the
+        bucket's TTL). Bound without a round trip: a login that may only put its own key gets
+        a handle too (a missing bucket fails the put)."""
         ...
 
     async def snapshot_store(self) -> SnapshotStore:

@@ -17,7 +17,8 @@ task      ``<task_id>.<type>``                    result, error, task_* lifecycl
 msg       ``<recipient>.<type>``                  clarification_request / _response, a deadlock's
                                                   victim told to give up its wait
 wf        ``<workflow_id>.<type>``                workflow_* lifecycle
-agent     ``<agent_id>.<type>``                   agent_registered, agent_heartbeat
+agent     ``<agent_id>.<type>``                   agent_registered, agent_stopped, agent_lost,
+                                                  agent_seen (agent_heartbeat: old logs)
 ctl       ``<type>``                              operator control: credentials, kill switch
 sys       ``<type>``                              budgets, circuits, deadlocks, snapshots
 ========  ======================================  =============================================
@@ -37,7 +38,10 @@ from swarmlog.errors import SchemaError
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
     AgentHeartbeat,
+    AgentLost,
     AgentRegistered,
+    AgentSeen,
+    AgentStopped,
     ClarificationRequest,
     ClarificationResponse,
     DeadlockDetected,
@@ -106,7 +110,8 @@ def stream_name(namespace: str) -> str:
 
 
 def kv_bucket(namespace: str, purpose: str) -> str:
-    """A namespace's key-value bucket: ``flags`` (kill switches) or ``cache`` (results)."""
+    """A namespace's key-value bucket: ``flags`` (kill switches), ``cache`` (results) or
+    ``presence`` (who is live, one key per agent id)."""
     return f"{stream_name(namespace)}_{purpose.upper()}"
 
 
@@ -254,7 +259,7 @@ def subject_for(namespace: str, envelope: Envelope) -> str:
         if envelope.workflow_id is None:
             raise SchemaError(f"a {type_} event needs a workflow_id (--workflow-id)")
         return f"{prefix}.wf.{envelope.workflow_id}.{type_}"
-    if isinstance(payload, AgentRegistered | AgentHeartbeat):
+    if isinstance(payload, AgentRegistered | AgentHeartbeat | AgentStopped | AgentLost | AgentSeen):
         return f"{prefix}.agent.{payload.agent_id}.{type_}"
     if type_ in CONTROL_TYPES:
         return f"{prefix}.ctl.{type_}"

@@ -9,13 +9,14 @@ import time
 from typing import Any
 
 import click
+import msgspec
 
 from swarmlog.agents.host.entrypoints import (
     ready_line,
     run_agent,
     stop_on_signals,
 )
-from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
+from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run, with_client
 from swarmlog.cli.options import json_option, seconds_option
 from swarmlog.config import Settings
 from swarmlog.control.daemons import (
@@ -194,15 +195,10 @@ def agent_ps(ctx: CliContext, as_json: bool) -> None:
     settings = ctx.settings
     settings.require_data_dir()
     projected: dict[str, dict[str, Any]] = {}
-
-    async def read() -> list[dict[str, Any]]:
-        async with open_projections(settings) as projections:
-            return await projections.query(
-                "SELECT agent_id, role, status, last_heartbeat_at, in_flight FROM agents"
-            )
-
     with contextlib.suppress(SwarmlogError):  # no projection to join: pids only
-        projected = {r["agent_id"]: r for r in run(read())}
+        # Status from the log, liveness and load from presence: `swarmlog agents`' rows.
+        found = with_client(settings, lambda c: c.agents())
+        projected = {r.agent_id: msgspec.to_builtins(r) for r in found}
     rows = []
     live = _agents(settings)
     # A kept replica whose process is gone is listed too: the keeper is starting it again.

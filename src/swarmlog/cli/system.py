@@ -8,9 +8,11 @@ from typing import Any
 import click
 
 from swarmlog.agents.host.bringup import SystemUp, bring_down, bring_up
+from swarmlog.agents.presence import PresenceReader
 from swarmlog.bus.subjects import stream_subjects
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run
 from swarmlog.cli.options import json_option
+from swarmlog.config import Settings
 from swarmlog.control.system import (
     console_url,
     open_log,
@@ -113,6 +115,11 @@ def status(ctx: CliContext, as_json: bool) -> None:
                     "SELECT agent_id, role, status, trust_level, last_heartbeat_at FROM agents"
                     " ORDER BY agent_id"
                 )
+                heard = await _presence_heard(settings)
+                for a in agents:  # last heard from: presence, else its registration
+                    a["last_heartbeat_at"] = (
+                        max(heard.get(a["agent_id"], 0), a["last_heartbeat_at"] or 0) or None
+                    )
                 if projector_seq is None:
                     pos = await projections.rows("SELECT max(seq) FROM projector_position")
                     projector_seq = pos.rows[0][0] if pos.rows else None
@@ -140,6 +147,22 @@ def status(ctx: CliContext, as_json: bool) -> None:
     if data["agents"]:
         cols = list(data["agents"][0])
         print_table(ctx.console, "agents", cols, [list(a.values()) for a in data["agents"]])
+
+
+async def _presence_heard(settings: Settings) -> dict[str, int]:
+    """When each agent's presence was put, for those whose presence verifies (none when the
+    server or the bucket cannot be read)."""
+    try:
+        async with open_log(settings) as log_, open_projections(settings) as projections:
+            keys = await projections.query(
+                "SELECT a.agent_id, CASE WHEN c.revoked THEN NULL ELSE a.public_key END AS key"
+                " FROM agents a LEFT JOIN credentials c ON c.public_key = a.public_key"
+            )
+            reader = PresenceReader(log_, settings.namespace)
+            seen = await reader.read_keys({k["agent_id"]: k["key"] for k in keys})
+    except Exception:  # an overlay: the log's view is shown without it
+        return {}
+    return {agent_id: p.at for agent_id, p in seen.items()}
 
 
 @click.group(hidden=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from swarmlog.agents.presence import PresenceReader, liveness_from_env
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.ports import QueueState, StoredMessage
@@ -105,6 +106,12 @@ class Client:
         self._projections = projections
         self._unreachable = unreachable
         self._publisher: Publisher | None = None
+        # One reader for the client's life: a value older than one it saw is a replay.
+        self._presence = (
+            None
+            if log is None
+            else PresenceReader(log, settings.namespace, stale_after=liveness_from_env()[1])
+        )
 
     @classmethod
     async def connect(
@@ -259,7 +266,13 @@ class Client:
         view = await self.workflow(workflow_id)
         status = view.status if view else None
         raise await timed_out(
-            self._need_log(), self._projections, "workflow", workflow_id, status, timeout
+            self._need_log(),
+            self._projections,
+            "workflow",
+            workflow_id,
+            status,
+            timeout,
+            presence=self._presence,
         )
 
     async def wait_task(self, task_id: str, timeout: float = 300.0) -> TaskView:
@@ -279,7 +292,9 @@ class Client:
         view = await self.task(task_id)
         status = view.status if view else None
         log = self._need_log()
-        raise await timed_out(log, self._projections, "task", task_id, status, timeout)
+        raise await timed_out(
+            log, self._projections, "task", task_id, status, timeout, presence=self._presence
+        )
 
     async def stalled(
         self, *, workflow_id: str | None = None, task_id: str | None = None
@@ -288,7 +303,12 @@ class Client:
         nothing holds it up."""
         if (workflow_id is None) == (task_id is None):
             raise ConfigError("give one of workflow_id or task_id")
-        return await stalled(self._projections.query, workflow_id=workflow_id, task_id=task_id)
+        return await stalled(
+            self._projections.query,
+            workflow_id=workflow_id,
+            task_id=task_id,
+            presence=self._presence,
+        )
 
     # --- events ----------------------------------------------------------------------------
 
@@ -449,8 +469,9 @@ class Client:
         return await views.show(self._projections.query, item_id)
 
     async def agents(self) -> list[AgentRow]:
-        """Agents: credential, registration, liveness, load (``swarmlog agents``)."""
-        return await views.agents(self._projections.query)
+        """Agents: credential, registration, status, and liveness and load from their
+        presence (``swarmlog agents``)."""
+        return await views.agents(self._projections.query, self._presence)
 
     async def budgets(self) -> list[BudgetRow]:
         """Token budgets per agent and workflow (``swarmlog budgets``)."""

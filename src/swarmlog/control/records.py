@@ -177,9 +177,17 @@ class AgentRow(Record, frozen=True):
     tier: str | None
     trust_level: str | None
     status: str | None
-    """``registered``, ``issued`` (never started), ``killed``."""
+    """From the log: ``registered`` (live), ``issued`` (never started), ``stopped``, ``lost``
+    (the watchdog found no presence of it), ``killed``."""
     in_flight: int | None
+    """Tasks in hand, as its presence says (the projection's without one)."""
     last_heartbeat_at: int | None
+    """When it was last heard from: its presence, or its registration."""
+    capacity: int | None = None
+    """Tasks it takes at once, as its presence says."""
+    presence: str = ""
+    """Its value in the presence bucket now: ``fresh``, ``stale``, ``""`` (none) or
+    ``refused: REASON`` (it does not verify, so it counts as none)."""
 
 
 class BudgetRow(Record, frozen=True):

@@ -15,12 +15,14 @@ checked as :data:`~swarmlog.schemas.types.Name` before they go into SQL as liter
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import msgspec
 
 from swarmlog.agents.policy.planning import PlanError, decode_plan
+from swarmlog.agents.presence import PresenceReader
 from swarmlog.control.checks import check_name, conform
 from swarmlog.control.records import (
     ESCALATION_OPTIONS,
@@ -45,6 +47,7 @@ from swarmlog.control.records import (
 from swarmlog.errors import ConfigError
 from swarmlog.projections.client import Query
 from swarmlog.projections.query import QueryResult
+from swarmlog.schemas.presence import fresh
 from swarmlog.schemas.types import EventId
 
 __all__ = [
@@ -135,13 +138,45 @@ async def tasks(
     return [_record(TaskRow, r) for r in rows]
 
 
-async def agents(query: Query) -> list[AgentRow]:
-    """Agents known to the projection: credential, registration, liveness, load."""
+async def agents(
+    query: Query, presence: PresenceReader | None = None, *, now: int | None = None
+) -> list[AgentRow]:
+    """Agents known to the projection: credential, registration, status; with a ``presence``
+    reader, their liveness and load as their presence says now (``last_heartbeat_at`` is then
+    the last time each was heard from, ``in_flight`` what it holds, ``presence`` whether its
+    value is fresh, stale, missing or refused). The bucket unreadable, the projection's alone."""
     rows = await query(
-        "SELECT agent_id, role, capabilities, tier, trust_level, status, in_flight,"
-        " last_heartbeat_at FROM agents ORDER BY role, agent_id"
+        "SELECT a.agent_id, a.role, a.capabilities, a.tier, a.trust_level, a.status,"
+        " a.in_flight, a.last_heartbeat_at,"
+        " CASE WHEN c.revoked THEN NULL ELSE a.public_key END AS public_key"
+        " FROM agents a LEFT JOIN credentials c ON c.public_key = a.public_key"
+        " ORDER BY a.role, a.agent_id"
     )
-    return [_record(AgentRow, r) for r in rows]
+    if presence is None:
+        return [_record(AgentRow, r) for r in rows]
+    now = time.time_ns() if now is None else now
+    live = presence.stale_after
+    try:
+        seen = await presence.read_keys({r["agent_id"]: r["public_key"] for r in rows})
+    except Exception:  # an overlay: without the bucket, what the log says is still shown
+        return [_record(AgentRow, r) for r in rows]
+    out = []
+    for r in rows:
+        agent_id = r["agent_id"]
+        found, refused = seen.get(agent_id), presence.refusals.get(agent_id)
+        extra: dict[str, Any] = {
+            "presence": "" if refused is None else f"refused: {refused.reason}"
+        }
+        if found is not None:
+            heard = max(found.at, r["last_heartbeat_at"] or 0)
+            extra = {
+                "last_heartbeat_at": heard,
+                "in_flight": found.load,
+                "capacity": found.capacity,
+                "presence": "fresh" if fresh(found, now=now, stale_after=live) else "stale",
+            }
+        out.append(_record(AgentRow, r | extra))
+    return out
 
 
 async def budgets(query: Query) -> list[BudgetRow]:

@@ -11,26 +11,31 @@ live replica, a clarification nobody answers), and :class:`~swarmlog.errors.Wait
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from swarmlog.agents.policy.liveness import with_presence
 from swarmlog.agents.policy.routing import AGENTS_SQL, AgentView, agent_view, role_candidates
+from swarmlog.agents.presence import PresenceReader
 from swarmlog.bus.ports import EventLog
 from swarmlog.control.checks import check_name
 from swarmlog.errors import WaitTimeout
 from swarmlog.projections.client import ProjectionClient, Query
+from swarmlog.schemas.presence import PRESENCE_EVERY
+from swarmlog.schemas.presence import STALE_AFTER as DEFAULT_STALE_AFTER
 
 __all__ = ["BEAT", "STALE_AFTER", "stalled", "timed_out", "wait_for"]
 
 T = TypeVar("T")
 
-STALE_AFTER = 15.0
-"""Seconds since its last heartbeat after which an agent counts as not live (the router's own
-rule)."""
+STALE_AFTER = DEFAULT_STALE_AFTER
+"""Seconds since it was last heard from after which an agent counts as not live (the router's
+own rule)."""
 
-BEAT = 5.0
-"""Seconds between a built-in role's heartbeats."""
+BEAT = PRESENCE_EVERY
+"""Seconds between a replica's presence puts."""
 
 _LOOK_EVERY = 1.0  # seconds between looks when no ring comes
 _TASK_OPEN = ("offered", "assigned", "claimed", "running", "errored", "retry_scheduled")
@@ -82,12 +87,16 @@ async def stalled(
     workflow_id: str | None = None,
     task_id: str | None = None,
     now: int | None = None,
+    presence: PresenceReader | None = None,
 ) -> list[str]:
-    """Why a running workflow (or an open task) has not ended, as the projections show it: each
-    reason one short sentence that says what to do; empty when nothing looks wrong (it is just
-    not done yet)."""
+    """Why a running workflow (or an open task) has not ended, as the projections show it (and
+    who is live, as their ``presence`` says): each reason one short sentence that says what to
+    do; empty when nothing looks wrong (it is just not done yet)."""
     now = time.time_ns() if now is None else now
     agents = [agent_view(r) for r in await query(AGENTS_SQL)]
+    if presence is not None:
+        with contextlib.suppress(Exception):  # unreadable: judged on what the log says
+            agents = with_presence(agents, await presence.read(agents))
     reasons: list[str] = []
     if workflow_id is not None:
         wf = check_name(workflow_id, "workflow id", "workflow_id")
@@ -128,8 +137,8 @@ async def stalled(
 
 def _conductor(agents: list[AgentView], now: int) -> list[str]:
     """What is amiss with the conductor, if anything: none is live, or the live one has missed
-    heartbeats (it beats every :data:`BEAT` seconds; the router gives up on it only after
-    :data:`STALE_AFTER`)."""
+    beats (it puts its presence every :data:`BEAT` seconds; the router gives up on it only
+    after :data:`STALE_AFTER`)."""
     if not _live(agents, "conductor", now):
         return [
             "no live conductor runs workflows (is the system up? `swarmlog status`;"
@@ -182,6 +191,8 @@ async def timed_out(
     item_id: str,
     status: str | None,
     timeout: float,
+    *,
+    presence: PresenceReader | None = None,
 ) -> WaitTimeout:
     """The error of a wait for ``kind`` (``workflow`` or ``task``) ``item_id`` that ran out of
     time in ``status`` (``None``: the projection does not know it), with what holds it up."""
@@ -199,9 +210,9 @@ async def timed_out(
         head = f"{kind} {item_id} is not in the projection after {timeout:g} s"
     else:
         if kind == "workflow":
-            reasons = await stalled(projections.query, workflow_id=item_id)
+            reasons = await stalled(projections.query, workflow_id=item_id, presence=presence)
         else:
-            reasons = await stalled(projections.query, task_id=item_id)
+            reasons = await stalled(projections.query, task_id=item_id, presence=presence)
         head = f"{kind} {item_id} is still {status} after {timeout:g} s"
     shown = "; ".join(reasons[:4]) or "nothing holds it up: it is just not done yet"
     if len(reasons) > 4:

@@ -297,7 +297,8 @@ def _play(swarm: _Swarm) -> int:
         f"[bold]6.[/] the broker: {probe}'s key tried to write as another agent, flip the kill"
         f" switch and delete the stream: {len(refused)} of {len(tried)} refused by the server"
     )
-    # The agents stop first (they heartbeat), so the audit and the replay see a still log.
+    # The agents stop first (each says so as it goes), so the audit and the replay see a still
+    # log.
     swarm.run("agent", "stop", "--all")
     audit = json.loads(swarm.run("audit", "verify", "--json", ok=(0, 1)))
     replay = json.loads(swarm.run("replay", "--check", "--json", ok=(0, 1)))

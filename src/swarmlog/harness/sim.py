@@ -15,7 +15,13 @@ are the ones the daemons make, by the same functions (none is copied here):
   swarm agents race for offers with the real claim protocol (:func:`~swarmlog.agents.claims.claim`);
 - the watchdog's: pairs of agents ask each other questions until the deadlocks found in the
   projection's wait-for graph (:func:`~swarmlog.agents.roles.watchdog.deadlocks_in`) are acted on by
-  :func:`deadlocks.response <swarmlog.agents.policy.deadlocks.response>`;
+  :func:`deadlocks.response <swarmlog.agents.policy.deadlocks.response>`; replicas whose presence
+  went stale are reported lost, and seen again when back
+  (:func:`~swarmlog.agents.policy.liveness.changes`);
+- presence: every replica puts its signed presence into the in-memory presence bucket (its
+  :class:`~swarmlog.agents.presence.Beacon`, on the virtual clock, with the bucket's TTL) and the
+  router and the watchdog read it through the real
+  :class:`~swarmlog.agents.presence.PresenceReader`;
 - the projector's: the log, read through the :class:`~swarmlog.bus.ports.EventLog` port, is
   checked by the real verifier and folded by :func:`~swarmlog.projections.fold.fold_checked`.
 
@@ -56,12 +62,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from swarmlog.agents.claims import claim
 from swarmlog.agents.policy import deadlocks, routing, screening, settle
 from swarmlog.agents.policy.breakers import Breaker, BreakerPolicy, record, send_through
 from swarmlog.agents.policy.followups import follow_up
+from swarmlog.agents.policy.liveness import Lost, changes, with_presence
 from swarmlog.agents.policy.retry import RetryPolicy
-from swarmlog.agents.policy.routing import AgentView
+from swarmlog.agents.policy.routing import AgentView, agent_view
+from swarmlog.agents.presence import Beacon, PresenceReader
 from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.roles.watchdog import deadlocks_in
 from swarmlog.bus.memory import MemoryLog
@@ -72,7 +82,9 @@ from swarmlog.projections.statehash import state_hash
 from swarmlog.projections.verify import Checked, check
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import (
+    AgentLost,
     AgentRegistered,
+    AgentSeen,
     ClarificationRequest,
     ClarificationResponse,
     DeadlockDetected,
@@ -84,6 +96,7 @@ from swarmlog.schemas.payloads import (
     TaskRetryScheduled,
     TaskStarted,
 )
+from swarmlog.schemas.presence import PRESENCE_EVERY
 from swarmlog.schemas.signing import Identity, issue_credential
 
 __all__ = ["FAULTS", "SimResult", "run_sim", "simulate"]
@@ -112,6 +125,8 @@ class SimResult:
     """Offers routed, by the role they went to."""
     handovers: int = 0
     """Tasks handed over to a fallback role after their last attempt."""
+    lost: int = 0
+    """Replicas the watchdog reported lost (each one that crashed and stayed down)."""
     violations: list[str] = field(default_factory=list)
 
     @property
@@ -131,6 +146,9 @@ class _Agent:
     back_at: int = 0
     asked: str | None = None
     """The request this agent waits on (a deadlock pair), if any."""
+    beacon: Beacon | None = None
+    beat_at: int | None = None
+    """When it last put its presence."""
 
 
 @dataclass
@@ -167,6 +185,12 @@ class _Sim:
         self.router = self._identity("router-1")
         self.router_pub = self._publisher(self.router)
         self.watchdog_pub = self._publisher(self._identity("watchdog-1"))
+        self.presence = PresenceReader(self.log, NAMESPACE, clock=lambda: self.now)
+        self.watched: dict[str, int] = {}
+        """The replicas the watchdog watches (see :func:`changes`)."""
+        self.crashed: set[str] = set()
+        self.lost: set[tuple[str, int | None]] = set()
+        """Losses the watchdog reported (agent, last heard from)."""
         self.policy = BreakerPolicy(consecutive_failures=3, cooldown=20.0)
         self.retry = RetryPolicy(initial_delay=1.0, max_delay=8.0, max_attempts=3)
         self.breakers: dict[str, Breaker] = {}
@@ -227,7 +251,10 @@ class _Sim:
             )
             await self.ops.publish(issue_credential(self.operator, credential))
             if role in self.roles:
-                agent = _Agent(identity, role, self._publisher(identity))
+                publisher = self._publisher(identity)
+                run = hashlib.sha256(f"{self.seed}/{agent_id}/run".encode()).hexdigest()[:16]
+                beacon = Beacon(self.log, publisher, role, clock=lambda: self.now, run=run)
+                agent = _Agent(identity, role, publisher, beacon=beacon)
                 self.agents.append(agent)
                 await agent.publisher.publish(
                     AgentRegistered(
@@ -242,6 +269,15 @@ class _Sim:
 
     def _tick(self, ns: int) -> None:
         self.now += ns
+
+    async def _beats(self) -> None:
+        """Every live replica puts its presence when a beat is due (a crashed one does not)."""
+        for agent in self.agents:
+            due = agent.beat_at is None or self.now - agent.beat_at >= PRESENCE_EVERY * _SECOND
+            if agent.alive and due and agent.beacon is not None:
+                held = [t for t in (agent.busy, agent.asked) if t]
+                await agent.beacon.put(load=len(held), tasks=held)
+                agent.beat_at = self.now
 
     def _pick(self, items: list[Any]) -> Any:
         """The next item of a queue: the oldest, or any one under the delay fault."""
@@ -272,6 +308,7 @@ class _Sim:
 
     async def step(self, *, draining: bool) -> None:
         self._tick(self.rng.randrange(50, 500) * 10**6)
+        await self._beats()
         choices: list[tuple[str, float]] = [("route", 3), ("work", 4), ("finish", 4)]
         choices += [("watchdog", 1), ("fold", 1), ("claim", 2), ("revive", 1)]
         if not draining:
@@ -321,12 +358,13 @@ class _Sim:
                 a.role,
                 frozenset({self.roles[a.role].capability}),
                 "registered",
-                self.now if a.alive else None,  # a crashed replica has stopped heartbeating
-                in_flight=1 if a.busy or a.asked else 0,
+                _EPOCH,  # registered at the start; live and loaded as its presence says
                 tier=self.roles[a.role].tier,
+                public_key=a.identity.public_key,
             )
             for a in self.agents
         ]
+        views = with_presence(views, await self.presence.read(views))
         pending = {r.name: len(r.queue) for r in self.roles.values()}
         candidates = routing.role_candidates(
             views, now=self.now, stale_after=_STALE_AFTER, pending=pending
@@ -493,8 +531,34 @@ class _Sim:
         self.deadlocks_made += 1
 
     async def do_watchdog(self) -> None:
-        """The watchdog's look: the deadlocks in the projection, and its response to each."""
+        """The watchdog's look: the deadlocks in the projection, and its response to each; and
+        who is lost or back, from the projection's agents and their presence."""
         await self.fold()
+        await self._liveness()
+        await self._deadlocks()
+
+    async def _liveness(self) -> None:
+        views = [agent_view(row) for _, row in sorted(self.state.rows["agents"].items())]
+        found, self.watched = changes(
+            views,
+            await self.presence.read(views),
+            now=self.now,
+            stale_after=_STALE_AFTER / _SECOND,
+            watched=self.watched,
+            exempt={"watchdog-1"},
+        )
+        for change in found:
+            if isinstance(change, Lost):
+                if (change.agent_id, change.last_seen_at) in self.lost:
+                    continue  # reported, and not applied (the watchdog remembers it too)
+                self.lost.add((change.agent_id, change.last_seen_at))
+                lost = AgentLost(agent_id=change.agent_id, last_seen_at=change.last_seen_at)
+                await self.watchdog_pub.publish(lost)
+            else:
+                seen = AgentSeen(agent_id=change.agent_id, seen_at=change.seen_at)
+                await self.watchdog_pub.publish(seen)
+
+    async def _deadlocks(self) -> None:
         for deadlock in deadlocks_in(self.state.rows["waits_for"].values()):
             if deadlock.key in self.reported:
                 continue  # acted on, and not yet projected as broken
@@ -536,6 +600,7 @@ class _Sim:
             return
         agent = self.rng.choice(busy)
         task_id, agent.busy, agent.alive = agent.busy, None, False
+        self.crashed.add(agent.identity.agent_id)
         assert task_id is not None
         agent.back_at = self.now + self.rng.randrange(5, 60) * _SECOND
         role = self.roles[agent.role]
@@ -607,6 +672,7 @@ class _Sim:
             circuit_changes=self.circuit_changes,
             routed=dict(sorted(self.routed.items())),
             handovers=self.handovers,
+            lost=sum(1 for r in full.rows["events"].values() if r["type"] == "agent_lost"),
             violations=self.violations,
         )
 
@@ -641,6 +707,10 @@ class _Sim:
         for task_id in (t for t in self.offered if t.startswith("s")):
             if claims[task_id] != 1:
                 self.violations.append(f"{task_id} claimed {claims[task_id]} times")
+        for r in full.rows["events"].values():
+            lost = r["type"] == "agent_lost"
+            if lost and msgspec.json.decode(r["payload"])["agent_id"] not in self.crashed:
+                self.violations.append(f"{r['payload']}: reported lost, never down")
         if self.deadlocks_broken != self.deadlocks_made or full.rows["waits_for"]:
             self.violations.append(
                 f"{self.deadlocks_made} deadlocks made, {self.deadlocks_broken} broken,"

@@ -24,8 +24,11 @@ from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
     AgentHeartbeat,
     AgentKilled,
+    AgentLost,
     AgentRegistered,
     AgentRevived,
+    AgentSeen,
+    AgentStopped,
     BudgetExceeded,
     CircuitClosed,
     CircuitHalfOpened,
@@ -166,8 +169,8 @@ def apply(
                 },
             )
             agent = state.get("agents", c.agent_id)
-            # A new credential neither registers nor revives an agent.
-            kept = ("registered", "killed")
+            # A new credential neither registers nor revives an agent, nor undoes its leaving.
+            kept = ("registered", "killed", "lost", "stopped")
             status = agent["status"] if agent and agent["status"] in kept else "issued"
             _agent(
                 state,
@@ -226,6 +229,23 @@ def apply(
             )
         case AgentHeartbeat():
             _agent(state, payload.agent_id, seq, last_heartbeat_at=at, in_flight=payload.in_flight)
+        case AgentStopped():
+            agent = state.get("agents", payload.agent_id)
+            if agent is not None and agent["status"] != "killed":
+                _agent(state, payload.agent_id, seq, status="stopped", in_flight=0)
+        case AgentLost():
+            agent = state.get("agents", payload.agent_id)
+            registered = agent["registered_at"] if agent is not None else None
+            last = payload.last_seen_at
+            # A lost about an earlier run (the replica registered again after its last
+            # presence) is not applied: the watchdog judged a snapshot from before.
+            earlier = last is not None and registered is not None and registered > last
+            if agent is not None and agent["status"] == "registered" and not earlier:
+                _agent(state, payload.agent_id, seq, status="lost", in_flight=0)
+        case AgentSeen():
+            agent = state.get("agents", payload.agent_id)
+            if agent is not None and agent["status"] == "lost":
+                _agent(state, payload.agent_id, seq, status="registered")
         case WorkflowSubmitted():
             _workflow(
                 state,

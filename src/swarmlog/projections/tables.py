@@ -148,7 +148,9 @@ TABLES: tuple[Table, ...] = (
             ("updated_seq", _I),
         ),
         ("agent_id",),
-        "Agents: credential, registration (its tools pinned), liveness, kill status.",
+        "Agents: credential, registration (its tools pinned), status (issued, registered,"
+        " stopped, lost, killed); liveness and load now live in the presence bucket"
+        " (last_heartbeat_at and in_flight: from registration, and old logs' heartbeats).",
     ),
     Table(
         "kill_switches",

@@ -228,7 +228,9 @@ def touches(envelope: Envelope) -> list[tuple[str, Key]]:
             keys.append(("credentials", (payload.public_key,)))
         case p.AgentKilled() | p.AgentRevived():
             keys += [("kill_switches", (payload.agent_id,)), ("agents", (payload.agent_id,))]
-        case p.AgentRegistered() | p.AgentHeartbeat():
+        case p.AgentRegistered() | p.AgentHeartbeat() | p.AgentStopped():
+            keys.append(("agents", (payload.agent_id,)))
+        case p.AgentLost() | p.AgentSeen():
             keys.append(("agents", (payload.agent_id,)))
         case p.ClarificationRequest() | p.ClarificationResponse():
             keys += [
@@ -378,9 +380,14 @@ def _speaks_for_another(state: State, envelope: Envelope, credential: dict[str, 
             extra = set(payload.capabilities) - set(_json_list(credential["capabilities"]))
             if extra:
                 return f"claims capabilities its credential lacks: {sorted(extra)}"
-        case p.AgentHeartbeat() | p.TaskClaimed():
+        case p.AgentHeartbeat() | p.AgentStopped() | p.TaskClaimed():
             if payload.agent_id != sender:
                 return f"speaks for {payload.agent_id}"
+        case p.AgentLost() | p.AgentSeen():
+            # Only the watchdog judges others' presence: an agent cannot take a rival out of
+            # routing by calling it lost, nor bring a dead one back.
+            if credential["role"] != WATCHDOG_ROLE:
+                return f"{envelope.type} is the watchdog's to say, not {credential['role']}'s"
         case p.ClarificationRequest():
             if state.get("clarifications", payload.request_id) is not None:
                 return f"asks under request id {payload.request_id}, which is taken"

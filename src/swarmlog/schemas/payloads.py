@@ -38,8 +38,11 @@ __all__ = [
     "PAYLOAD_TYPES",
     "AgentHeartbeat",
     "AgentKilled",
+    "AgentLost",
     "AgentRegistered",
     "AgentRevived",
+    "AgentSeen",
+    "AgentStopped",
     "BudgetExceeded",
     "CircuitClosed",
     "CircuitHalfOpened",
@@ -449,8 +452,38 @@ class AgentRegistered(_Payload, frozen=True, tag="agent_registered"):
 
 
 class AgentHeartbeat(_Payload, frozen=True, tag="agent_heartbeat"):
+    """A replica's periodic sign of life on the log, as earlier versions sent it every few
+    seconds. No longer sent (liveness and load live in the presence bucket, see
+    :mod:`swarmlog.schemas.presence`); still decoded and folded, so old logs replay the same."""
+
     agent_id: AgentId
     in_flight: _Count = 0
+
+
+class AgentStopped(_Payload, frozen=True, tag="agent_stopped"):
+    """A replica stopped on purpose (SIGTERM, ``agent stop``, ``down``): it takes no more work
+    until it registers again. Emitted by the replica itself."""
+
+    agent_id: AgentId
+    reason: _Reason = ""
+
+
+class AgentLost(_Payload, frozen=True, tag="agent_lost"):
+    """The watchdog found a registered replica that has no fresh presence and never said it
+    stopped (it crashed, hangs or was cut off)."""
+
+    agent_id: AgentId
+    last_seen_at: Timestamp | None = None
+    """When its last authentic presence was put (its own clock); ``None`` when none was found.
+    A lost that predates the replica's registration is about an earlier run: not applied."""
+
+
+class AgentSeen(_Payload, frozen=True, tag="agent_seen"):
+    """A replica found lost is present again (its presence is fresh): live once more."""
+
+    agent_id: AgentId
+    seen_at: Timestamp
+    """When the fresh presence was put (its own clock)."""
 
 
 class AgentKilled(_Payload, frozen=True, tag="agent_killed"):
@@ -553,6 +586,9 @@ Payload = (
     | ToolCallCompleted
     | AgentRegistered
     | AgentHeartbeat
+    | AgentStopped
+    | AgentLost
+    | AgentSeen
     | AgentKilled
     | AgentRevived
     | CredentialIssued

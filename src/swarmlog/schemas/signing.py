@@ -1,8 +1,9 @@
 """Ed25519 identity, domain-separated signatures, the per-sender hash chain and sealing.
 
 Pure: keys, clocks and entropy come in as arguments. An event signature is made over
-``EVENT_DOMAIN + body`` and a credential signature over ``CREDENTIAL_DOMAIN + body``, so a
-signature for one use can never be replayed as another (a NATS login nonce, say).
+``EVENT_DOMAIN + body``, a credential signature over ``CREDENTIAL_DOMAIN + body`` and a presence
+over ``PRESENCE_DOMAIN + body``, so a signature for one use can never be replayed as another (a
+NATS login nonce, say).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "EVENT_DOMAIN",
     "INTERNAL_TYPES",
     "OPERATOR_ID",
+    "PRESENCE_DOMAIN",
     "ROUTER_ROLE",
     "WATCHDOG_ROLE",
     "ChainHead",
@@ -44,6 +46,9 @@ __all__ = [
 
 EVENT_DOMAIN = b"swarmlog/event/v1\x00"
 CREDENTIAL_DOMAIN = b"swarmlog/credential/v1\x00"
+PRESENCE_DOMAIN = b"swarmlog/presence/v1\x00"
+"""A replica's signed presence in the presence bucket (:mod:`swarmlog.schemas.presence`): never
+an event, so never signed under :data:`EVENT_DOMAIN`."""
 OPERATOR_ID = "operator"
 """The sender id of the operator, the root of trust."""
 
@@ -73,6 +78,8 @@ INTERNAL_TYPES = frozenset(
         "circuit_closed",
         "deadlock_detected",
         "snapshot_taken",
+        "agent_lost",
+        "agent_seen",
     }
 )
 """Event types reserved for ``internal`` agents: an ``external`` agent (one that faces the outside
@@ -83,7 +90,8 @@ ROUTER_ROLE = "router"
 """The built-in role that turns routed offers into assignments: the only role that may assign a
 task offered for routing, and one that may fail or escalate work it cannot route."""
 WATCHDOG_ROLE = "watchdog"
-"""The built-in role that escalates stalled and deadlocked work, whoever holds it."""
+"""The built-in role that escalates stalled and deadlocked work, whoever holds it, and says which
+replicas are lost (``agent_lost``) and back (``agent_seen``)."""
 
 
 @dataclass(frozen=True)

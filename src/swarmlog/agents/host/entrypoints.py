@@ -27,6 +27,7 @@ from swarmlog.agents.host.session import (
 )
 from swarmlog.agents.policy.breakers import BreakerPolicy
 from swarmlog.agents.policy.routing import AGENTS_SQL, AgentView, agent_view
+from swarmlog.agents.presence import liveness_from_env
 from swarmlog.agents.publisher import ChainHint, HeadHint, Publisher
 from swarmlog.agents.roles.conductor import Conductor
 from swarmlog.agents.roles.router import BreakerOutcome, BreakerOutcomeSource, Router
@@ -95,12 +96,14 @@ async def run_agent(
         publisher = Publisher(log, session.identity, session.namespace, hint=hint)
 
         query, wait_for = _projection_access(projections)
+        every, _ = liveness_from_env()
         runtime = AgentRuntime(
             cls(),
             log,
             publisher,
             replica=replica,
             ack_wait=ack_wait,
+            heartbeat=every,
             query=query,
             wait_for=wait_for,
             credential=session.issued,
@@ -154,6 +157,7 @@ def breaker_policy_from_env(env: Mapping[str, str] | None = None) -> BreakerPoli
 async def run_router(session: AgentSession, stop: asyncio.Event) -> None:
     """Run one router replica until ``stop``."""
     policy = breaker_policy_from_env()
+    every, stale_after = liveness_from_env()
     async with open_agent_log(session) as log:
         projections = agent_projections(session, log)
         router = Router(
@@ -162,6 +166,8 @@ async def run_router(session: AgentSession, stop: asyncio.Event) -> None:
             _projected_agents(projections),
             outcomes=_projected_outcomes(projections),
             breaker_policy=policy,
+            heartbeat=every,
+            stale_after=stale_after,
         )
         await router.start()
         announce_ready(session.agent_id)
@@ -221,13 +227,15 @@ def _projection_access(
 
 async def run_conductor(session: AgentSession, stop: asyncio.Event) -> None:
     """Run one conductor replica until ``stop``."""
-    await _run_projection_role(session, stop, Conductor)
+    every, _ = liveness_from_env()
+    await _run_projection_role(session, stop, functools.partial(Conductor, heartbeat=every))
 
 
 async def run_watchdog(session: AgentSession, stop: asyncio.Event) -> None:
     """Run one watchdog replica until ``stop`` (from the environment: the interval,
     ``SWARMLOG_WATCHDOG_INTERVAL`` seconds, default 2; ``SWARMLOG_DEADLOCK_POLICY`` break or
-    escalate, default break; ``SWARMLOG_STALL_AFTER`` seconds of no progress, default 600)."""
+    escalate, default break; ``SWARMLOG_STALL_AFTER`` seconds of no progress, default 600; and
+    :func:`liveness_from_env`)."""
     try:
         interval = float(os.environ.get("SWARMLOG_WATCHDOG_INTERVAL", "2"))
         stall_after = float(os.environ.get("SWARMLOG_STALL_AFTER", "600"))
@@ -239,11 +247,14 @@ async def run_watchdog(session: AgentSession, stop: asyncio.Event) -> None:
             "SWARMLOG_WATCHDOG_INTERVAL is 0.1-3600 seconds, SWARMLOG_DEADLOCK_POLICY break or"
             " escalate, SWARMLOG_STALL_AFTER seconds > 0"
         )
+    every, stale_after = liveness_from_env()
     watchdog = functools.partial(
         Watchdog,
         interval=interval,
         policy=policy,  # type: ignore[arg-type]
         stall_after=stall_after,
+        heartbeat=every,
+        stale_after=stale_after,
     )
     await _run_projection_role(session, stop, watchdog)
 

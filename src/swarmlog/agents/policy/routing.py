@@ -1,9 +1,10 @@
 """Routing decisions (pure): which agent takes a task, and in which order tasks go.
 
-The router feeds these functions a snapshot of the projections (agents, their capabilities,
-liveness, kill status and load); they decide without I/O, so the decision can be property-tested
-and replayed in the simulation. The router and the simulation both route an offer with
-:func:`pick` over :func:`role_candidates`, keep out what an open circuit guards
+The router feeds these functions a snapshot of the projections (agents, their capabilities, kill
+status) with their liveness and load from the presence bucket
+(:func:`~swarmlog.agents.policy.liveness.with_presence`); they decide without I/O, so the decision
+can be property-tested and replayed in the simulation. The router and the simulation both route an
+offer with :func:`pick` over :func:`role_candidates`, keep out what an open circuit guards
 (:func:`through_circuits`), and feed outcomes to the breakers of :func:`judged_circuits`.
 """
 
@@ -59,7 +60,7 @@ class Candidate(Value):
     capacity: int = 1
     """Tasks it takes at once; at ``in_flight >= capacity`` it is full."""
     alive: bool = True
-    """Heartbeat within its deadline (judged by the caller with its clock)."""
+    """Heard from within its deadline (judged by the caller with its clock)."""
     killed: bool = False
     tier_cost: int = 0
     """Relative cost of its model tier: cheaper tiers are preferred."""
@@ -135,17 +136,26 @@ class AgentView(Value):
     role: str
     capabilities: frozenset[str]
     status: str
-    """``registered``, ``killed``, ``issued`` (never started) ..."""
+    """``registered`` (live, as far as the log says), ``issued`` (never started), ``stopped``,
+    ``lost``, ``killed``."""
     last_heartbeat_at: int | None
+    """When it was last heard from: its registration (or an old log's heartbeat) in the
+    projection; its presence, once the shell has merged it in
+    (:func:`~swarmlog.agents.policy.liveness.with_presence`)."""
     in_flight: int = 0
+    """Tasks in hand: what its presence reports, once merged in."""
     tier: str = ""
     dependencies: frozenset[str] = frozenset()
     trust_level: str = "internal"
+    public_key: str | None = None
+    """The key its presence must be signed with (its credential's, ``None`` when revoked)."""
 
 
 AGENTS_SQL = (
-    "SELECT agent_id, role, capabilities, status, last_heartbeat_at, in_flight, tier,"
-    " dependencies, trust_level FROM agents"
+    "SELECT a.agent_id, a.role, a.capabilities, a.status, a.last_heartbeat_at, a.in_flight,"
+    " a.tier, a.dependencies, a.trust_level,"
+    " CASE WHEN c.revoked THEN NULL ELSE a.public_key END AS public_key"
+    " FROM agents a LEFT JOIN credentials c ON c.public_key = a.public_key"
 )
 """The projection query the agents are read with, each row then made an :func:`agent_view`."""
 
@@ -163,6 +173,7 @@ def agent_view(row: Mapping[str, Any]) -> AgentView:
         dependencies=_names(row["dependencies"]),
         # A missing level is read as internal, as the credential's own default is.
         trust_level=str(row["trust_level"] or "internal"),
+        public_key=row.get("public_key") or None,
     )
 
 

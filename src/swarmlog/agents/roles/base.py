@@ -7,10 +7,11 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import ClassVar
 
-from swarmlog.agents.presence import Presence
+from swarmlog.agents.presence import RolePresence
 from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import EventLog
 from swarmlog.projections.client import Query, WaitFor
+from swarmlog.schemas.presence import PRESENCE_EVERY
 
 __all__ = ["ProjectionRole"]
 
@@ -19,7 +20,8 @@ __all__ = ["ProjectionRole"]
 class ProjectionRole(Speaker):
     """One replica of a built-in role that reads the projection (``read``), waits for it to
     catch up with the stream (``wait_for``), publishes as its own identity, and keeps its
-    presence: registration, heartbeats every ``heartbeat`` seconds, its kill switches."""
+    presence: registration, presence put every ``heartbeat`` seconds, its kill switches, and
+    ``agent_stopped`` when it closes."""
 
     role: ClassVar[str]
     log: EventLog
@@ -27,23 +29,22 @@ class ProjectionRole(Speaker):
     read: Query
     wait_for: WaitFor
     _: KW_ONLY
-    heartbeat: float = 5.0
+    heartbeat: float = PRESENCE_EVERY
     clock: Callable[[], int] = time.time_ns
-    _presence: Presence = field(init=False)
+    _presence: RolePresence = field(init=False)
 
     def __post_init__(self) -> None:
-        self._presence = Presence(
-            self.publisher, self.role, heartbeat=self.heartbeat, clock=self.clock
+        self._presence = RolePresence(
+            self.log, self.publisher, self.role, heartbeat=self.heartbeat, clock=self.clock
         )
 
     async def start(self) -> None:
-        await self._presence.start(self.log)
+        await self._presence.start()
 
     async def close(self) -> None:
         await self._presence.stop()
 
     async def _catch_up(self) -> None:
-        """Heartbeat if one is due, then wait until the projection has folded the stream up to
-        its end (so a decision sees everything on the log until now)."""
-        await self._presence.beat()
+        """Wait until the projection has folded the stream up to its end (so a decision sees
+        everything on the log until now)."""
         await self.wait_for(await self.log.last_seq())

@@ -2,8 +2,9 @@
 
 It consumes ``task_offered`` events (``mode="routed"``) from one durable consumer shared by every
 router replica, picks a role with :func:`~swarmlog.agents.policy.routing.pick` over a snapshot of
-the agents (from the projection, refreshed every second), their queues' lag and its own recent
-assignments, and publishes a ``task_assignment`` to that role's queue at the offer's priority.
+the agents (from the projection, with their liveness and load from the presence bucket, refreshed
+every second), their queues' lag and its own recent assignments, and publishes a ``task_assignment``
+to that role's queue at the offer's priority.
 
 A first delivery's assignment goes out in a batch with the others (the consumer hands an offer
 to one router at a time); a redelivered offer's is conditional on the task having no assignment
@@ -23,8 +24,9 @@ from typing import Any
 
 from swarmlog.agents.policy import routing
 from swarmlog.agents.policy.breakers import Breaker, BreakerPolicy, record, send_through
+from swarmlog.agents.policy.liveness import with_presence
 from swarmlog.agents.policy.routing import AgentView, Candidate, circuits, role_candidates
-from swarmlog.agents.presence import Presence
+from swarmlog.agents.presence import PresenceReader, RolePresence
 from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, StoredMessage, WorkQueue
 from swarmlog.bus.queues import router_queue
@@ -41,6 +43,7 @@ from swarmlog.schemas.payloads import (
     TaskFailed,
     TaskOffered,
 )
+from swarmlog.schemas.presence import PRESENCE_EVERY, STALE_AFTER, Presence
 from swarmlog.schemas.signing import OPERATOR_ID, ROUTER_ROLE
 from swarmlog.schemas.types import PRIORITIES
 
@@ -92,11 +95,11 @@ class Router(Speaker):
     _: KW_ONLY
     refresh: float = 1.0
     """Seconds a snapshot of the agents is used before it is read again."""
-    stale_after: float = 15.0
-    """Seconds without a heartbeat after which a replica no longer counts as live."""
+    stale_after: float = STALE_AFTER
+    """Seconds after its last presence at which a replica no longer counts as live."""
     retry_delay: float = 1.0
     give_up_after: int = GIVE_UP_AFTER
-    heartbeat: float = 5.0
+    heartbeat: float = PRESENCE_EVERY
     clock: Callable[[], int] = time.time_ns
     outcomes: BreakerOutcomeSource | None = None
     breaker_policy: BreakerPolicy = field(default_factory=BreakerPolicy)
@@ -105,7 +108,8 @@ class Router(Speaker):
     _outcomes_after: int | None = field(default=None, init=False)
     _queue: WorkQueue | None = field(default=None, init=False)
     _bell: Doorbell | None = field(default=None, init=False)
-    _presence: Presence = field(init=False)
+    _presence: RolePresence = field(init=False)
+    _reader: PresenceReader = field(init=False)
     _candidates: list[Candidate] = field(default_factory=list, init=False)
     _refreshed_at: int | None = field(default=None, init=False)
     _snapshot: tuple[list[AgentView], Counter[str]] = field(
@@ -114,10 +118,13 @@ class Router(Speaker):
     _assigned: Counter[str] = field(default_factory=Counter, init=False)
 
     def __post_init__(self) -> None:
-        self._presence = Presence(self.publisher, ROLE, heartbeat=self.heartbeat, clock=self.clock)
+        self._presence = RolePresence(
+            self.log, self.publisher, ROLE, heartbeat=self.heartbeat, clock=self.clock
+        )
+        self._reader = PresenceReader(self.log, self.namespace, clock=self.clock)
 
     async def start(self) -> None:
-        await self._presence.start(self.log)
+        await self._presence.start()
         self._bell = await self.log.doorbell(offer_filter(self.namespace))
         self._queue = await self.log.work_queue(
             router_queue(self.namespace, give_up_after=self.give_up_after)
@@ -137,7 +144,6 @@ class Router(Speaker):
         if self._presence.killed:
             await self._presence.watch.wait_changed(wait)
             return []
-        await self._presence.beat()
         deliveries = await self._queue.fetch(64, timeout=0.02)
         if not deliveries:
             if self.outcomes is not None:
@@ -152,6 +158,7 @@ class Router(Speaker):
         if self._refreshed_at is None or now - self._refreshed_at >= self.refresh * 1e9:
             flags = self._presence.watch  # a kill flag beats what the projection says
             views = [a for a in await self.agents() if flags.stops(a.agent_id, a.role) is None]
+            views = with_presence(views, await self._presence_of(views))
             pending: Counter[str] = Counter()
             for role in {a.role for a in views}:
                 for priority in PRIORITIES:
@@ -171,6 +178,15 @@ class Router(Speaker):
         return routing.through_circuits(
             candidates, self.breakers, now=now, policy=self.breaker_policy
         )
+
+    async def _presence_of(self, views: list[AgentView]) -> dict[str, Presence]:
+        """Who is live and how loaded now; nothing when the bucket cannot be read (then only
+        what the log says counts: registrations within ``stale_after``)."""
+        try:
+            return await self._reader.read(views)
+        except Exception as exc:
+            log.warning("presence unreadable: %s", exc)
+            return {}
 
     def _breaker(self, circuit: str) -> Breaker:
         return self.breakers.get(circuit, _CLOSED)

@@ -17,6 +17,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.js.kv import KeyValue
 
 from swarmlog.bus.jetstream.connection import Patient, connect
 from swarmlog.bus.jetstream.doorbell import JetStreamDoorbell
@@ -29,10 +30,13 @@ from swarmlog.bus.permissions import Login
 from swarmlog.bus.ports import Append, AppendResult, QueueSpec, QueueState, StoredMessage
 from swarmlog.bus.subjects import (
     kv_bucket,
+    kv_key,
+    kv_stream,
     object_bucket,
     stream_name,
 )
 from swarmlog.errors import BusError, ConcurrencyConflict
+from swarmlog.schemas.presence import PRESENCE_TTL
 
 __all__ = ["JetStreamLog"]
 
@@ -53,7 +57,8 @@ class JetStreamLog:
         self._nc = nc
         # An external agent reaches the API where its account imports it.
         options: dict[str, Any] = {"prefix": api_prefix} if api_prefix else {}
-        self._js = Patient(nc.jetstream(publish_async_max_pending=4096, **options))
+        self._raw_js = nc.jetstream(publish_async_max_pending=4096, **options)
+        self._js = Patient(self._raw_js)
         self._namespace = namespace
         self._stream = stream_name(namespace)
         self._queues: list[JetStreamQueue] = []
@@ -67,14 +72,16 @@ class JetStreamLog:
         provision: bool = False,
         replicas: int = 1,
         login: Login | None = None,
+        presence_ttl: float = PRESENCE_TTL,
     ) -> JetStreamLog:
         """Connect (as ``login``, when given) and (optionally) create or check the namespace's
-        stream (and its buckets, with ``replicas`` copies each on a cluster)."""
+        stream (and its buckets, with ``replicas`` copies each on a cluster; a new presence
+        bucket keeps values ``presence_ttl`` seconds)."""
         nc = await connect(url, login=login)
         self = cls(nc, namespace, url, api_prefix=login.api_prefix if login else None)
         try:
             if provision:
-                await self.provision(replicas=replicas)
+                await self.provision(replicas=replicas, presence_ttl=presence_ttl)
             else:
                 await self.check_stream()
         except BaseException:
@@ -95,9 +102,9 @@ class JetStreamLog:
     def namespace(self) -> str:
         return self._namespace
 
-    async def provision(self, *, replicas: int = 1) -> None:
+    async def provision(self, *, replicas: int = 1, presence_ttl: float = PRESENCE_TTL) -> None:
         """Create the stream and buckets if missing; an existing stream must be append-only."""
-        await provision(self._js, self._namespace, replicas=replicas)
+        await provision(self._js, self._namespace, replicas=replicas, presence_ttl=presence_ttl)
 
     async def check_stream(self) -> None:
         await check_stream(self._js, self._namespace)
@@ -286,6 +293,14 @@ class JetStreamLog:
 
     async def cache(self) -> JetStreamKV:
         return await self._bucket("cache")
+
+    async def presence(self) -> JetStreamKV:
+        bucket = kv_bucket(self._namespace, "presence")
+        # Bound without looking the bucket up (no stream info): every agent puts its own key,
+        # and an external one may read nothing else of the bucket, not even its info.
+        stream, prefix = kv_stream(bucket), kv_key(bucket, "")
+        kv = KeyValue(name=bucket, stream=stream, pre=prefix, js=self._raw_js, direct=False)
+        return JetStreamKV(Patient(kv), self._nc, self._js, bucket)
 
     async def _bucket(self, purpose: str) -> JetStreamKV:
         try:

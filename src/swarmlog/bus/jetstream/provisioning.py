@@ -1,6 +1,7 @@
 """The namespace's stream and buckets, exactly as the design fixes them: one stream per namespace,
 ``SWARMLOG_<NS>`` over ``swarmlog.<ns>.>``, file storage, deny delete, deny purge, no rollups, a
-dedupe window; the kill-switch flags and result-cache KV buckets; the snapshot object store.
+dedupe window; the kill-switch flags, result-cache and presence KV buckets; the snapshot object
+store.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from swarmlog.bus.subjects import (
     stream_subjects,
 )
 from swarmlog.errors import BusError
+from swarmlog.schemas.presence import PRESENCE_TTL
 
 __all__ = ["DEFAULT_DUPLICATE_WINDOW", "check_stream", "provision", "stream_config"]
 
@@ -56,18 +58,22 @@ def stream_config(
     )
 
 
-async def provision(js: Any, namespace: str, *, replicas: int = 1) -> None:
+async def provision(
+    js: Any, namespace: str, *, replicas: int = 1, presence_ttl: float = PRESENCE_TTL
+) -> None:
     """Create the stream and buckets of ``namespace`` if missing, through the JetStream context
-    ``js``; an existing stream must be append-only."""
+    ``js``; an existing stream must be append-only. ``presence_ttl``: seconds a presence value
+    outlives its last put (a new bucket's only; tests shorten it)."""
     await _provision_stream(js, namespace, replicas)
-    # What is not an event stream: kill-switch flags, the result cache, snapshots.
-    for purpose in ("flags", "cache"):
+    # What is not an event stream: kill-switch flags, the result cache, presence, snapshots.
+    # Cached results expire on their own (a day), presence soon after its replica stops
+    # putting it; flags stay until deleted.
+    ttls = {"flags": None, "cache": 86_400.0, "presence": presence_ttl}
+    for purpose, ttl in ttls.items():
         bucket = kv_bucket(namespace, purpose)
         try:
             await js.key_value(bucket)
         except nats.js.errors.BucketNotFoundError:
-            # Cached results expire on their own (a day); flags stay until deleted.
-            ttl = 86_400.0 if purpose == "cache" else None
             await js.create_key_value(
                 KeyValueConfig(bucket=bucket, history=1, replicas=replicas, ttl=ttl)
             )
