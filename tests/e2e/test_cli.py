@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from swarmlog.cli import cli
 from swarmlog.schemas.payloads import PAYLOAD_TYPES
 
 pytestmark = pytest.mark.e2e
@@ -94,29 +96,10 @@ FINGERPRINT_SQL = (
     " (SELECT count(*) FROM workflows) AS workflows, (SELECT count(*) FROM agents) AS agents"
 )
 
+
 # `swarmlog status --json`, then `swarmlog query SQL --format json`, both through the CLI's own
 # entry point but in one interpreter: the state checked around every bad input costs one
 # start-up, not two.
-_STATE_PROBE = """
-import contextlib, io, json, sys
-from swarmlog.cli import main
-
-out = []
-for argv in (["status", "--json"], ["query", sys.argv[1], "--format", "json"]):
-    buf = io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(buf):
-        try:
-            main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    if code not in (0, None):
-        sys.exit(f"swarmlog {' '.join(argv)} exited {code}")
-    out.append(json.loads(buf.getvalue()))
-print(json.dumps(out))
-"""
-
-
 class Swarm:
     """One data dir and the CLI pointed at it (through ``SWARMLOG_DATA``)."""
 
@@ -161,20 +144,19 @@ class Swarm:
     def state(self) -> tuple[int, dict[str, int], int | None]:
         """``stream_last_seq``, row counts of the projection and ``projector_seq``.
 
-        Runs ``status --json`` and ``query`` through the CLI's entry point in one subprocess.
+        Runs ``status --json`` and ``query`` through the CLI in this process (the commands
+        under test run as processes of their own; this is only the look at what they left, and
+        it is taken after every one of them).
         """
-        proc = subprocess.run(
-            [sys.executable, "-c", _STATE_PROBE, FINGERPRINT_SQL],
-            env=self.env,
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-        )
-        assert proc.returncode == 0, f"state probe failed:\n{proc.stdout}{proc.stderr}"
-        status, result = json.loads(proc.stdout)
-        return status["stream_last_seq"], result["rows"][0], status["projector_seq"]
+        env = {k: None for k in os.environ if k.startswith("SWARMLOG_")}
+        env.update({k: v for k, v in self.env.items() if k.startswith("SWARMLOG_")})
+        out = []
+        for argv in (["status", "--json"], ["query", FINGERPRINT_SQL, "--format", "json"]):
+            result = CliRunner().invoke(cli, argv, env=env, catch_exceptions=False)
+            assert result.exit_code == 0, f"swarmlog {argv[0]}: {result.output}"
+            out.append(json.loads(result.stdout))
+        status, rows = out
+        return status["stream_last_seq"], rows["rows"][0], status["projector_seq"]
 
     def settled(self) -> tuple[int, dict[str, int]]:
         """``stream_last_seq`` and the projection's row counts once the projector caught up."""
