@@ -5,6 +5,7 @@ must pass the query rules the projector applies, and count what it claims to).""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,14 @@ from prometheus_client.registry import Collector
 from swarmlog.bus.ports import QueueState
 from swarmlog.bus.queues import agent_queues, inbox_queue, router_queue, swarm_queue
 from swarmlog.bus.subjects import work_filter
-from swarmlog.observability.figures import BUCKETS, FIGURES_SQL, METRICS, Reading, families
+from swarmlog.observability.figures import (
+    BUCKETS,
+    FIGURES_SQL,
+    METRICS,
+    LiveAgent,
+    Reading,
+    families,
+)
 from swarmlog.projections.query import run_query
 from swarmlog.projections.store import ProjectionStore
 
@@ -119,14 +127,17 @@ def test_projection_figures_become_their_metrics() -> None:
         ["budgets_exceeded", "agent", "hard", "", 1],
         ["tokens_used", "echo", "", "", 300],
         ["agents", "echo", "registered", "", 2],
-        ["in_flight", "echo", "", "", 1],
-        ["heartbeat", "echo", "", "", 1_700_000_000 * SECOND],
         ["model_calls", "small", "ok", "", 4],
         ["model_tokens", "small", "input", "", 90],
         ["model_tokens", "small", "output", "", 30],
         ["tool_calls", "refused", "", "", 1],
     ]
-    seen = scraped(reading(rows, last=45))
+    live = [
+        LiveAgent("echo", 1, 1_700_000_000 * SECOND),
+        LiveAgent("echo", 2, 1_600_000_000 * SECOND),
+        LiveAgent("writer", 0, None),  # registered, never heard from since
+    ]
+    seen = scraped(dataclasses.replace(reading(rows, last=45), live=live))
     assert value(seen, "swarmlog_tasks", role="echo", status="succeeded") == 3
     assert value(seen, "swarmlog_tasks", role="", status="offered") == 1  # not assigned yet
     assert value(seen, "swarmlog_task_retries_total") == 2
@@ -144,8 +155,14 @@ def test_projection_figures_become_their_metrics() -> None:
     assert value(seen, "swarmlog_budgets_exceeded", scope="agent", limit="hard") == 1
     assert value(seen, "swarmlog_tokens_used_total", role="echo") == 300
     assert value(seen, "swarmlog_agents", role="echo", status="registered") == 2
-    assert value(seen, "swarmlog_agent_in_flight_tasks", role="echo") == 1
+    # from presence, summed and latest per role
+    assert value(seen, "swarmlog_agent_in_flight_tasks", role="echo") == 3
     assert value(seen, "swarmlog_agent_last_heartbeat_timestamp_seconds", role="echo") == 1.7e9
+    assert value(seen, "swarmlog_agent_in_flight_tasks", role="writer") == 0
+    assert (
+        "swarmlog_agent_last_heartbeat_timestamp_seconds",
+        frozenset({("role", "writer")}),
+    ) not in seen
     assert value(seen, "swarmlog_model_calls", model="small", status="ok") == 4
     assert value(seen, "swarmlog_model_tokens_total", model="small", kind="input") == 90
     assert value(seen, "swarmlog_model_tokens_total", model="small", kind="output") == 30
@@ -352,8 +369,8 @@ def test_the_figures_sql_counts_what_the_projection_holds(store: ProjectionStore
     assert value(seen, "swarmlog_budgets_exceeded", scope="agent", limit="soft") == 0
     assert value(seen, "swarmlog_tokens_used_total", role="echo") == 100
     assert value(seen, "swarmlog_agents", role="echo", status="killed") == 1
-    assert value(seen, "swarmlog_agent_in_flight_tasks", role="echo") == 2  # the live one's
-    assert value(seen, "swarmlog_agent_last_heartbeat_timestamp_seconds", role="echo") == 1.7e9
+    # liveness is presence's to say (the scrape reads it beside the SQL): none from the rows
+    assert not any(name.startswith("swarmlog_agent_in_flight") for name, _ in seen)
     assert value(seen, "swarmlog_model_calls", model="small", status="requested") == 1
     assert value(seen, "swarmlog_model_tokens_total", model="small", kind="input") == 11
     assert value(seen, "swarmlog_model_tokens_total", model="small", kind="output") == 4

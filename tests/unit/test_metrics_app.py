@@ -18,14 +18,15 @@ from swarmlog.bus.ports import QueueState
 from swarmlog.bus.queues import priority_queue
 from swarmlog.config import Settings
 from swarmlog.control.client import Client
-from swarmlog.control.records import QueryRows
+from swarmlog.control.records import AgentRow, QueryRows
 from swarmlog.errors import ProjectorDown
 from swarmlog.observability.metrics import _Readings, metrics_app
 from waiting import until
 
 
 class StandIn:
-    """What the app uses of a Client: the settings, ``query``, ``queues``, ``last_seq``."""
+    """What the app uses of a Client: the settings, ``query``, ``agents``, ``queues``,
+    ``last_seq``."""
 
     def __init__(self, *, projector_up: bool = True) -> None:
         self.settings = Settings(data_dir=Path("unused"), namespace="default")
@@ -46,6 +47,13 @@ class StandIn:
             rows=[dict(zip(columns, r, strict=True)) for r in rows],
             truncated=False,
         )
+
+    async def agents(self) -> list[AgentRow]:
+        if not self.projector_up:
+            raise ProjectorDown("no projector answers")
+        live = AgentRow("echo-1", "echo", [], None, None, "registered", 2, 1_700_000_000 * 10**9)
+        gone = AgentRow("echo-2", "echo", [], None, None, "lost", 5, None)
+        return [live, gone]
 
     async def queues(self) -> list[QueueState]:
         spec = priority_queue("default", "echo", "high", ack_wait=1.0, max_deliver=2)
@@ -84,6 +92,8 @@ async def test_it_answers_at_its_root_and_at_metrics_alone_or_mounted() -> None:
         assert seen["swarmlog_projector_lag_events[]"] == 2
         assert seen["swarmlog_queue_depth[('priority', 'high'), ('role', 'echo')]"] == 3
         assert seen["swarmlog_tasks[('role', 'echo'), ('status', 'succeeded')]"] == 2
+        # liveness from the agents' presence: the registered one's load, not the lost one's
+        assert seen["swarmlog_agent_in_flight_tasks[('role', 'echo')]"] == 2
 
 
 async def test_openmetrics_when_the_scraper_asks_for_it() -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "ENDED",
     "FIGURES_SQL",
     "METRICS",
+    "LiveAgent",
     "Reading",
     "families",
 ]
@@ -125,10 +126,6 @@ UNION ALL SELECT 'tokens_used', coalesce(a.role, ''), '', '', sum(b.used_tokens)
     WHERE b.scope = 'agent' GROUP BY ALL
 UNION ALL SELECT 'agents', coalesce(role, ''), coalesce(status, ''), '', count(*)
     FROM agents GROUP BY ALL
-UNION ALL SELECT 'in_flight', coalesce(role, ''), '', '', sum(coalesce(in_flight, 0))
-    FROM agents WHERE status = 'registered' GROUP BY ALL
-UNION ALL SELECT 'heartbeat', coalesce(role, ''), '', '', max(last_heartbeat_at)
-    FROM agents WHERE status = 'registered' AND last_heartbeat_at IS NOT NULL GROUP BY ALL
 UNION ALL SELECT 'model_calls', coalesce(model, ''), coalesce(status, ''), '', count(*)
     FROM model_calls GROUP BY ALL
 UNION ALL SELECT 'model_tokens', coalesce(model, ''), 'input', '',
@@ -139,6 +136,17 @@ UNION ALL SELECT 'tool_calls', coalesce(status, ''), '', '', count(*) FROM tool_
 """
 """One read-only SELECT over the projections, a few aggregates: rows ``(figure, a, b, c, v)``,
 ``figure`` naming what the row counts, ``a``-``c`` its labels, ``v`` the number."""
+
+
+@dataclass(frozen=True)
+class LiveAgent:
+    """A registered agent as a scrape sees it, from its presence (the views' own reading)."""
+
+    role: str
+    in_flight: int
+    """Tasks in hand (0 without a presence)."""
+    last_heard_at: int | None
+    """When it was last heard from, in Unix nanoseconds (``None``: never)."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,9 @@ class Reading:
     """Every durable consumer of the stream (:meth:`~swarmlog.bus.ports.EventLog.queues`)."""
     stream_last_seq: int | None
     """The stream's last sequence, read after the rows (so the projector cannot seem ahead)."""
+    live: Sequence[LiveAgent] | None = None
+    """The registered agents with what their verified presence says (load and when last heard
+    from: the log no longer carries it)."""
     seconds: float = 0.0
     """How long gathering it took."""
 
@@ -192,9 +203,9 @@ METRICS: dict[str, str] = {
     "swarmlog_tokens_used_total": "Tokens the agents of a role have spent.",
     "swarmlog_agents": "Agents by role and status (issued, registered, killed).",
     "swarmlog_agent_in_flight_tasks": "Tasks the registered agents of a role hold, as their "
-    "last heartbeats said.",
+    "presence says.",
     "swarmlog_agent_last_heartbeat_timestamp_seconds": "When a registered agent of the role "
-    "last said it was alive (Unix time).",
+    "was last heard from: its presence, or its registration (Unix time).",
     "swarmlog_model_calls": "Journaled model calls by model and status.",
     "swarmlog_model_tokens_total": "Tokens of journaled model calls by model and kind "
     "(input: the prompt, output: the completion).",
@@ -247,6 +258,8 @@ def families(reading: Reading) -> list[Metric]:
         for figure, a, b, c, v in reading.rows:
             grouped[str(figure)].append((_text(a), _text(b), _text(c), _number(v)))
         position = int(next((v for *_, v in grouped["position"]), 0))
+        if reading.live is not None:
+            grouped.update(_liveness(reading.live))
         out += _projection_families(grouped)
     if reading.stream_last_seq is not None:
         last = _gauge("swarmlog_stream_last_sequence")
@@ -263,6 +276,20 @@ def families(reading: Reading) -> list[Metric]:
     if reading.queues is not None:
         out += _queue_families(reading.namespace, reading.queues)
     return out
+
+
+def _liveness(live: Iterable[LiveAgent]) -> dict[str, list[tuple[str, str, str, float]]]:
+    """The ``in_flight`` and ``heartbeat`` figures per role, as rows of the aggregate."""
+    held: dict[str, float] = defaultdict(float)
+    heard: dict[str, float] = {}
+    for agent in live:
+        held[agent.role] += agent.in_flight
+        if agent.last_heard_at is not None:
+            heard[agent.role] = max(heard.get(agent.role, 0.0), float(agent.last_heard_at))
+    return {
+        "in_flight": [(role, "", "", v) for role, v in sorted(held.items())],
+        "heartbeat": [(role, "", "", v) for role, v in sorted(heard.items())],
+    }
 
 
 def _queue_families(namespace: str, queues: Iterable[QueueState]) -> list[Metric]:

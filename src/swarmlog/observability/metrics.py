@@ -33,7 +33,7 @@ from swarmlog.config import Settings
 from swarmlog.control.client import Client
 from swarmlog.control.http import listen
 from swarmlog.errors import SwarmlogError
-from swarmlog.observability.figures import FIGURES_SQL, Reading, families
+from swarmlog.observability.figures import FIGURES_SQL, LiveAgent, Reading, families
 
 __all__ = ["DEFAULT_PORT", "gather", "metrics_app", "serve"]
 
@@ -62,8 +62,17 @@ async def gather(client: Client, *, clock: Callable[[], float] = time.perf_count
             log.warning("metrics: the projection's figures were cut at %d rows", len(result.rows))
         return [[row[c] for c in result.columns] for row in result.rows]
 
-    figures, consumers = await asyncio.gather(
-        _read("the projections", rows()), _read("the queues", client.queues())
+    async def live() -> list[LiveAgent]:
+        return [
+            LiveAgent(a.role or "", a.in_flight or 0, a.last_heartbeat_at)
+            for a in await client.agents()
+            if a.status == "registered"
+        ]
+
+    figures, consumers, agents = await asyncio.gather(
+        _read("the projections", rows()),
+        _read("the queues", client.queues()),
+        _read("the agents' presence", live()),
     )
     # Read after the projection's position: the lag it gives is never below the true one.
     last = await _read("the stream", client.last_seq())
@@ -74,6 +83,7 @@ async def gather(client: Client, *, clock: Callable[[], float] = time.perf_count
         rows=figures,
         queues=consumers,
         stream_last_seq=last,
+        live=agents,
         seconds=clock() - started,
     )
 
