@@ -97,3 +97,20 @@ def test_a_crashed_handlers_traceback_is_in_the_agents_log(kept: Cli) -> None:
     assert "the handler raised" in text
     assert "Traceback (most recent call last)" in text
     assert 'in crash\n    return {"ratio": len(str(task.input)) / 0}' in text
+    # And the error event carries the end of it, which `show TASK` prints.
+    task = f"{json.loads(sent.stdout)['workflow_id']}-s1"
+
+    def crash() -> dict[str, object] | None:
+        out = kept("show", task, "--json")
+        found: dict[str, object] | None = json.loads(out.stdout)["crash"] if out.stdout else None
+        return found
+
+    wait_until(lambda: crash() is not None, 30)  # once the projection has folded the error
+    found = crash()
+    assert found is not None
+    assert found["error"] == "ZeroDivisionError: division by zero"
+    assert 'return {"ratio": len(str(task.input)) / 0}' in str(found["traceback"])
+    shown = kept("show", task)
+    assert shown.returncode == 0, shown.stderr
+    assert "the handler crashed (seq " in shown.stdout
+    assert "ZeroDivisionError: division by zero" in shown.stdout

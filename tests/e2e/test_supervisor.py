@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from typing import Any
 
@@ -69,6 +70,14 @@ def test_the_example_briefing_is_planned_reviewed_synthesized_and_then_cached(cl
         {"role": "planner", "n": 1},
         {"role": "summarizer", "n": 4},
     ]
+    # The graph draws every task: the planner's, the steps, the 9 reviews and the synthesis.
+    mermaid = cli("show", wf, "--mermaid").stdout
+    labels = re.findall(r'\["([^<"]+)<br/>', mermaid)
+    assert len(labels) == 20, mermaid
+    assert f"{wf}--plan1" in labels
+    assert f"{wf}--synthesis" in labels
+    assert sum(label.endswith("--review") for label in labels) == 9
+    assert mermaid.count(" --> ") >= 19  # every task but the first comes from another
     again = supervise(cli, spec, "--wait")
     assert again["result"] == done["result"]
     cached = cli.rows(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from clikit import Cli
@@ -46,16 +47,22 @@ def test_views_show_workflows_tasks_agents_and_a_task_graph(cli: Cli) -> None:
 
     shown = json.loads(cli("show", "wf1", "--json").stdout)
     assert shown["nodes"] == [
-        {"id": "fetch", "capability": "text", "status": "succeeded"},
-        {"id": "draft", "capability": "text", "status": "succeeded"},
-    ]
-    assert shown["edges"] == [["fetch", "draft"]]
+        {"id": "wf1-fetch", "capability": "text", "status": "succeeded", "kind": "step",
+         "step": "fetch"},
+        {"id": "wf1-draft", "capability": "text", "status": "succeeded", "kind": "step",
+         "step": "draft"},
+    ]  # fmt: skip
+    assert shown["edges"] == [["wf1-fetch", "wf1-draft"]]
     svg = cli.data.parent / "wf1.svg"
     mermaid = cli("show", "wf1", "--mermaid", "--svg", str(svg)).stdout
     assert mermaid.startswith("flowchart TD")
-    assert "fetch --> draft" in mermaid
+    assert 't0["wf1-fetch<br/>text: succeeded"]' in mermaid
+    assert "t0 --> t1" in mermaid
     assert svg.read_text().startswith("<svg")
-    assert ">fetch</text>" in svg.read_text()
+    assert ">wf1-fetch</text>" in svg.read_text()
+    cli.env["COLUMNS"] = "200"  # rich folds what does not fit its terminal's width
+    table = cli("workflows").stdout  # for people: times as ISO-8601 UTC, how long ago
+    assert re.search(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ \(\d+ (ms|s|min) ago\)", table), table
 
     history = json.loads(cli("show", "wf1-fetch", "--json").stdout)["history"]
     assert [h["type"] for h in history] == [

@@ -573,6 +573,7 @@ def agent_payload(world: World, agent: Identity, kind: str) -> tuple[Payload, di
                 code=draw(st.sampled_from(["timeout", "tool_failed", "E42"])),
                 message=draw(text),
                 retryable=draw(st.booleans()),
+                traceback=draw(st.just("") | text),  # a crash's; none for a TaskError
             )
         case "clarification_request":
             payload = ClarificationRequest(

@@ -91,8 +91,12 @@ async def test_records_decode_json_columns_and_show_builds_the_graph(p: Projecti
     found = await views.show(p.query, "wf1")
     assert isinstance(found, records.WorkflowDetail)
     assert found.workflow.input == {"plan": found.workflow.plan}
-    assert [(n.id, n.status) for n in found.nodes] == [("a", "succeeded"), ("b", "pending")]
-    assert found.edges == [("a", "b")]
+    # Nodes are tasks: a step not yet run is the task it will be, pending.
+    assert [(n.id, n.kind, n.step, n.status) for n in found.nodes] == [
+        ("wf1-a", "step", "a", "succeeded"),
+        ("wf1-b", "step", "b", "pending"),
+    ]
+    assert found.edges == [("wf1-a", "wf1-b")]
     task = await views.task(p.query, "wf1-a")
     assert task is not None
     assert task.output == {"x": 1}
@@ -236,3 +240,33 @@ async def test_the_agents_view_takes_liveness_and_load_from_verified_presence(
     assert reader.refused == {"wrong_key": 1}
     later = {r.agent_id: r for r in await views.agents(p.query, reader, now=NOW + 60 * S)}
     assert later["a"].presence == "stale"
+
+
+async def test_show_task_has_the_traceback_of_its_last_crash_not_of_a_task_error(
+    p: Projection,
+) -> None:
+    p.add("tasks", task_id="t1", workflow_id="wf1", status="errored", created_at=1, updated_seq=9)
+
+    def event(seq: int, type_: str, **payload: Any) -> None:
+        body = json.dumps({"type": type_, "task_id": "t1", **payload})
+        subject = f"swarmlog.default.task.t1.{type_}"
+        p.add("events", seq=seq, subject=subject, type=type_, occurred_at=seq, payload=body)
+
+    before = await views.show(p.query, "t1")
+    assert isinstance(before, records.TaskDetail)
+    assert before.crash is None
+    event(1, "task_started", attempt=1)
+    crashed = "Traceback (most recent call last):\n  ...\nZeroDivisionError: division by zero"
+    event(2, "error", code="ZeroDivisionError", message="division by zero", traceback=crashed)
+    event(3, "task_started", attempt=2)
+    event(4, "error", code="bad_input", message="the traceback is not here", retryable=False)
+    found = await views.show(p.query, "t1")
+    assert isinstance(found, records.TaskDetail)
+    # The later error was the handler's own TaskError: the crash shown is the one before it.
+    assert found.crash == records.Crash(
+        seq=2,
+        attempt=1,
+        error="ZeroDivisionError: division by zero",
+        traceback=crashed,
+    )
+    assert msgspec.to_builtins(found)["crash"]["traceback"].endswith("division by zero")

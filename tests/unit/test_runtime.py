@@ -22,14 +22,17 @@ from swarmlog.agents.policy.routing import AgentView
 from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.roles.router import Router
 from swarmlog.agents.runtime import AgentRuntime, Outcome
+from swarmlog.agents.settlement import crash_traceback
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import (
+    MAX_TRACEBACK,
     AgentStopped,
     ClarificationRequest,
+    Error,
     Result,
     TaskAssignment,
     TaskOffered,
@@ -172,7 +175,17 @@ async def test_failures_retry_with_growing_delays_then_escalate(tmp_path: Path) 
     assert store.rows("SELECT count(*) FROM escalations WHERE task_id = 't1'") == [(1,)]
     retries = store.rows("SELECT count(*) FROM events WHERE type = 'task_retry_scheduled'")
     assert retries == [(2,)]
+    # A crash: each error carries where it happened, innermost frame and exception last.
+    crashes = [msgspec.json.decode(p)["traceback"] for (p,) in store.rows(_ERRORS)]
+    assert len(crashes) == 3
+    for crash in crashes:
+        assert crash.startswith("Traceback (most recent call last):")
+        assert 'raise RuntimeError("it broke")' in crash
+        assert crash.endswith("RuntimeError: it broke")
     store.close()
+
+
+_ERRORS = "SELECT payload FROM events WHERE type = 'error' ORDER BY seq"
 
 
 async def test_a_non_retryable_error_escalates_at_once(tmp_path: Path) -> None:
@@ -183,7 +196,41 @@ async def test_a_non_retryable_error_escalates_at_once(tmp_path: Path) -> None:
     store = await s.project(tmp_path / "p.duckdb")
     assert store.rows("SELECT count(*) FROM events WHERE type = 'task_retry_scheduled'") == [(0,)]
     assert store.rows("SELECT status FROM tasks") == [("escalated",)]
+    # The handler's own TaskError is one line: no traceback, not even an empty one encoded.
+    ((payload,),) = store.rows(_ERRORS)
+    assert msgspec.json.decode(payload) == {
+        "type": "error",
+        "task_id": "t1",
+        "code": "bad_input",
+        "message": "cannot be done",
+        "retryable": False,
+    }
     store.close()
+
+
+def test_a_crash_traceback_is_cut_to_its_last_lines_within_the_bound() -> None:
+    def down(n: int) -> None:
+        try:
+            if n == 0:
+                raise ValueError("at the bottom")
+            down(n - 1)
+        except ValueError as inner:
+            raise ValueError("at the top" if n == 50 else f"at {n}") from inner
+
+    try:
+        down(50)  # 51 chained exceptions: far more than fit
+    except ValueError as exc:
+        error = exc
+    whole = crash_traceback(error, limit=10**9)
+    assert whole.startswith("Traceback (most recent call last):")
+    assert len(whole) > MAX_TRACEBACK
+    cut = crash_traceback(error)
+    assert len(cut) <= MAX_TRACEBACK
+    assert cut.startswith("(earlier lines cut: the agent's log has the whole traceback)\n")
+    assert cut.endswith("from inner\nValueError: at the top")
+    assert whole.endswith(cut.split("\n", 1)[1])  # the tail, from a line's start
+    # An error event without one encodes as before it had the field (signatures still hold).
+    assert b"traceback" not in msgspec.json.encode(Error(task_id="t", code="c"))
 
 
 @pytest.mark.parametrize("urgent", ["critical", "high"])

@@ -13,6 +13,7 @@ by event id, so a redelivery of settled work is acknowledged without running it 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
@@ -31,7 +32,7 @@ from swarmlog.projections.verify import check
 from swarmlog.schemas import payloads as p
 from swarmlog.schemas.envelope import Envelope
 
-__all__ = ["Settler", "task_error"]
+__all__ = ["Settler", "crash_traceback", "task_error"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,20 @@ _REMEMBERED = 4096
 def task_error(exc: BaseException) -> TaskError:
     """Any failure as a :class:`TaskError` (an unexpected exception is retryable)."""
     return exc if isinstance(exc, TaskError) else TaskError(type(exc).__name__, str(exc))
+
+
+_CUT = "(earlier lines cut: the agent's log has the whole traceback)\n"
+
+
+def crash_traceback(exc: BaseException, limit: int = p.MAX_TRACEBACK) -> str:
+    """The traceback of a handler's crash as the agent's log prints it, cut to its last
+    ``limit`` characters at a line's start: the innermost frames and the exception are what
+    say where it crashed. Nothing is added to what the log already holds (no local values)."""
+    text = "".join(traceback.format_exception(exc)).rstrip("\n")
+    if len(text) <= limit:
+        return text
+    tail = text[len(text) - (limit - len(_CUT)) :]
+    return _CUT + tail[tail.find("\n") + 1 :]
 
 
 @dataclass(eq=False, repr=False)  # compared and shown as an object, as before
@@ -165,6 +180,8 @@ class Settler(Speaker):
                 message=error.message[:4096],
                 retryable=settle.says_retryable(decision, swarm=job.swarm),
                 dependency=self._dependency(error),
+                # A crash carries where it happened; a TaskError is the handler's own verdict.
+                traceback="" if isinstance(exc, TaskError) else crash_traceback(exc),
             ),
             **job.wf,
         )

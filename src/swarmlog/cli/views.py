@@ -1,6 +1,7 @@
 """``tasks``, ``workflows``, ``agents``, ``budgets`` and ``show ID``: views over the projections,
 the records :class:`~swarmlog.control.client.Client` reads (``--json`` prints them as they are);
-``show TASK`` adds the task's conversation, from its call journal."""
+``show TASK`` adds the task's conversation, from its call journal. Tables print times for
+people (see :func:`~swarmlog.rendering.console.print_table`); ``--json`` keeps nanoseconds."""
 
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ agents = _view(
 @json_option
 @pass_ctx
 def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_json: bool) -> None:
-    """A workflow (its plan as a graph of tasks, each with its state) or a task (its history)."""
+    """A workflow (every task of it, plan steps, reviews, retries, synthesis, as a graph with
+    each task's state) or a task (its history, and the traceback of its last crash)."""
     found = with_client(ctx.settings, lambda c: c.show(item_id))
     if isinstance(found, WorkflowDetail):
         nodes: list[dict[str, Any]] = msgspec.to_builtins(found.nodes)
@@ -104,8 +106,8 @@ def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_
         else:
             wf = found.workflow
             ctx.console.print(f"workflow {wf.workflow_id}: {wf.pattern} {wf.status}")
-            rows = [[n.id, n.capability, n.status] for n in found.nodes]
-            print_table(ctx.console, "tasks", ["id", "capability", "status"], rows)
+            rows = [[n.id, n.kind, n.capability, n.status] for n in found.nodes]
+            print_table(ctx.console, "tasks", ["id", "kind", "capability", "status"], rows)
         return
     assert isinstance(found, TaskDetail)
     task = found.task
@@ -121,6 +123,11 @@ def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_
     columns = ["seq", "type", "sender", "occurred_at"]
     rows = [[getattr(h, c) for c in columns] for h in found.history]
     print_table(ctx.console, "history", columns, rows)
+    if found.crash is not None:
+        crash = found.crash
+        attempt = f", attempt {crash.attempt}" if crash.attempt is not None else ""
+        ctx.console.print(Text(f"the handler crashed (seq {crash.seq}{attempt}):", style="bold"))
+        ctx.console.print(Text(crash.traceback), soft_wrap=True)
     if turns:
         ctx.console.print(Text("conversation", style="bold"))
     for turn in turns:
@@ -142,15 +149,17 @@ _STYLE = {
 
 
 def to_mermaid(nodes: list[dict[str, Any]], edges: list[list[str]]) -> str:
-    """A Mermaid flowchart of tasks (``id[capability: status]``) and their dependencies."""
+    """A Mermaid flowchart of tasks (``id[id, capability: status]``) and the edges between
+    them. Nodes are named by their place (``t0``, ``t1``...): a task id's ``-`` and ``--`` mean
+    something to Mermaid, and ``a-b`` and ``a_b`` must not become one node."""
     lines = ["flowchart TD"]
+    names = {str(n["id"]): f"t{i}" for i, n in enumerate(nodes)}
     for n in nodes:
         label = f"{n['id']}<br/>{n['capability'] or ''}: {n['status']}"
-        lines.append(f'    {n["id"].replace("-", "_")}["{label}"]')
-    for a, b in edges:
-        lines.append(f"    {a.replace('-', '_')} --> {b.replace('-', '_')}")
+        lines.append(f'    {names[str(n["id"])]}["{label}"]')
+    lines.extend(f"    {names[a]} --> {names[b]}" for a, b in edges if a in names and b in names)
     for n in nodes:
         style = _STYLE.get(str(n["status"]))
         if style:
-            lines.append(f"    style {n['id'].replace('-', '_')} {style}")
+            lines.append(f"    style {names[str(n['id'])]} {style}")
     return "\n".join(lines)

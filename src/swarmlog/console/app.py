@@ -14,7 +14,6 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -59,6 +58,7 @@ from swarmlog.control.records import (
 from swarmlog.control.system import AGENT_DAEMON_PREFIX
 from swarmlog.errors import SwarmlogError
 from swarmlog.projections.streamchain import Checkpoint, StreamChain, verify_checkpoint
+from swarmlog.rendering.console import ago, when
 from swarmlog.rendering.conversation import conversation, turn_text
 from swarmlog.rendering.svg import graph_svg
 from swarmlog.schemas.types import AgentId, EventId
@@ -100,29 +100,18 @@ class ConsoleState:
 
 
 def _when(ns: Any, now_ns: int | None = None) -> str:
-    """Nanoseconds since the epoch as ISO-8601 (UTC, seconds) with how long ago."""
+    """Nanoseconds since the epoch as the CLI's tables show them (ISO-8601 in UTC with how
+    long ago), so the two say it alike."""
     if not isinstance(ns, int) or ns <= 0:
         return ""
-    at = datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    ago = ((now_ns or time.time_ns()) - ns) / 1e9
-    return f"{at} ({_span(ago)} ago)" if ago >= 0 else at
-
-
-def _span(seconds: float) -> str:
-    """A duration for people: ``850 ms``, ``12 s``, ``4 min``, ``3 h``, ``2 d``."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds:.0f} s"
+    return when(ns, now_ns or time.time_ns())
 
 
 def _duration(start: Any, end: Any) -> str:
     if not isinstance(start, int) or not start:
         return ""
     stop = end if isinstance(end, int) and end else time.time_ns()
-    return _span((stop - start) / 1e9)
+    return ago((stop - start) / 1e9)
 
 
 def _pretty(value: Any) -> str:
@@ -285,6 +274,7 @@ async def task(request: Request) -> Response:
         request,
         "task.html",
         task=detail.task,
+        crash=detail.crash,
         events=events,
         turns=turns,
         calls=calls.rows,

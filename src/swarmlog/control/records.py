@@ -17,6 +17,7 @@ __all__ = [
     "TASK_STATUSES",
     "AgentRow",
     "BudgetRow",
+    "Crash",
     "EscalationDetail",
     "EscalationInfo",
     "EscalationRow",
@@ -145,27 +146,50 @@ class HistoryEntry(Record, frozen=True):
 
 
 class GraphNode(Record, frozen=True):
-    """A step of a workflow's graph (a plan step, or a task when there is no plan)."""
+    """A task of a workflow's graph (see :mod:`swarmlog.control.graph`): every task of the
+    workflow, and each step of its plan that has no task yet."""
 
     id: str
+    """The task id (of a step not yet run: the id its task will have)."""
     capability: str | None
     status: str
-    """The step's task's state; ``pending`` while it has none."""
+    """The task's state; ``pending`` while a step has no task."""
+    kind: str = "task"
+    """What the task is to the workflow: ``plan`` (a request to the planner), ``step`` (a plan
+    step's first attempt), ``retry``, ``review``, ``synthesis``, ``subtask`` or ``task``."""
+    step: str | None = None
+    """The plan step it is an attempt or a review of."""
 
 
 class WorkflowDetail(Record, frozen=True):
-    """``show WF``: the workflow and its graph of steps (``edges``: ``[from, to]``)."""
+    """``show WF``: the workflow and its graph of tasks (``edges``: ``[from, to]``)."""
 
     workflow: WorkflowView
     nodes: list[GraphNode]
     edges: list[tuple[str, str]]
 
 
+class Crash(Record, frozen=True):
+    """The last crash of a task's handler: its ``error`` event with a traceback."""
+
+    seq: int
+    """The stream sequence of that ``error`` event."""
+    attempt: int | None
+    """The task's attempt it ended (``None`` when its ``task_started`` is not in the log)."""
+    error: str
+    """``code: message``, as the task's ``error`` column keeps it."""
+    traceback: str
+    """Its last frames and the exception (see :data:`~swarmlog.schemas.payloads.MAX_TRACEBACK`;
+    the whole traceback is in the agent's log)."""
+
+
 class TaskDetail(Record, frozen=True):
-    """``show TASK``: the task and its whole history on the log."""
+    """``show TASK``: the task, its whole history on the log, and the last crash of its handler
+    (``None`` when it never crashed; a ``TaskError`` the handler raised is no crash)."""
 
     task: TaskView
     history: list[HistoryEntry]
+    crash: Crash | None = None
 
 
 class AgentRow(Record, frozen=True):

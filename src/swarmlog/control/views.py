@@ -24,12 +24,14 @@ import msgspec
 from swarmlog.agents.policy.planning import PlanError, decode_plan
 from swarmlog.agents.presence import PresenceReader
 from swarmlog.control.checks import check_name, conform
+from swarmlog.control.graph import workflow_graph
 from swarmlog.control.records import (
     ESCALATION_OPTIONS,
     MAX_ROWS,
     TASK_STATUSES,
     AgentRow,
     BudgetRow,
+    Crash,
     EscalationDetail,
     EscalationInfo,
     EscalationRow,
@@ -252,40 +254,49 @@ async def show(query: Query, item_id: str) -> WorkflowDetail | TaskDetail:
         f" WHERE subject LIKE '%.task.{item_id}.%' OR subject LIKE '%.work.%.{item_id}'"
         " ORDER BY seq"
     )
-    return TaskDetail(task=one, history=[_record(HistoryEntry, h) for h in history])
+    return TaskDetail(
+        task=one,
+        history=[_record(HistoryEntry, h) for h in history],
+        crash=await _last_crash(query, item_id),
+    )
+
+
+async def _last_crash(query: Query, task_id: str) -> Crash | None:
+    """The task's last ``error`` event that carries a traceback, read from the applied events
+    (so only a verified one is shown), with the attempt it ended."""
+    of_task = f"subject LIKE '%.task.{task_id}.%'"
+    rows = await query(
+        "SELECT e.seq, e.payload, (SELECT max(TRY_CAST(json_extract_string(s.payload,"
+        f" '$.attempt') AS BIGINT)) FROM events s WHERE s.type = 'task_started' AND s.{of_task}"
+        f" AND s.seq < e.seq) AS attempt FROM events e WHERE e.type = 'error' AND e.{of_task}"
+        " AND json_extract_string(e.payload, '$.traceback') IS NOT NULL"
+        " ORDER BY e.seq DESC LIMIT 1"
+    )
+    payload = _decoded(rows[0]["payload"]) if rows else None
+    if not isinstance(payload, dict):
+        return None
+    return Crash(
+        seq=rows[0]["seq"],
+        attempt=rows[0]["attempt"],
+        error=f"{payload.get('code')}: {payload.get('message', '')}",
+        traceback=str(payload["traceback"]),
+    )
 
 
 async def _graph(
     query: Query, found: WorkflowView
 ) -> tuple[list[GraphNode], list[tuple[str, str]]]:
-    """Nodes (plan steps, or the workflow's tasks) with their states, and dependency edges."""
-    wf = found.workflow_id
+    """Every task of the workflow (and the plan's steps not yet run) with its state, and what
+    each came from (see :func:`~swarmlog.control.graph.workflow_graph`)."""
     rows = await query(
         "SELECT task_id, capability, status, parent_task_id FROM tasks"
-        f" WHERE workflow_id = '{wf}' ORDER BY created_at"
+        f" WHERE workflow_id = '{found.workflow_id}' ORDER BY created_at, task_id"
     )
-    status = {r["task_id"]: r["status"] for r in rows}
     try:
         plan = decode_plan(found.plan) if found.plan else None
     except PlanError:
         plan = None
-    if plan is not None:
-        nodes = [
-            GraphNode(
-                id=s.id,
-                capability=s.capability,
-                # A step's task is the step id itself, or the workflow's id plus the step id.
-                status=status.get(s.id) or status.get(f"{wf}-{s.id}") or "pending",
-            )
-            for s in plan.steps
-        ]
-        return nodes, [(d, s.id) for s in plan.steps for d in s.depends_on]
-    nodes = [
-        GraphNode(id=r["task_id"], capability=r["capability"], status=r["status"] or "pending")
-        for r in rows
-    ]
-    edges = [(r["parent_task_id"], r["task_id"]) for r in rows if r["parent_task_id"] in status]
-    return nodes, edges
+    return workflow_graph(found.workflow_id, plan, rows)
 
 
 def query_rows(result: QueryResult) -> QueryRows:

@@ -35,6 +35,7 @@ from swarmlog.schemas.types import (
 
 __all__ = [
     "JOURNAL_TYPES",
+    "MAX_TRACEBACK",
     "PAYLOAD_TYPES",
     "AgentHeartbeat",
     "AgentKilled",
@@ -88,6 +89,10 @@ _Caps = Annotated[list[Capability], Meta(max_length=64)]
 _Count = Annotated[int, Meta(ge=0, le=2**40)]
 _Attempt = Annotated[int, Meta(ge=1, le=1000)]
 _Reason = Annotated[str, Meta(max_length=4096)]
+MAX_TRACEBACK = 4096
+"""The most of a crashed handler's traceback an ``error`` event carries: its last frames and
+the exception, enough to say where it crashed. Every event is signed, kept for good and read by
+every folder, so a deep or chained traceback is cut; the whole one is in the agent's log."""
 _Digest = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
 """A SHA-256 digest in hex (required: never empty)."""
 _CallIndex = Annotated[int, Meta(ge=1, le=10_000)]
@@ -163,6 +168,9 @@ class Error(_Payload, frozen=True, tag="error"):
     retryable: bool = True
     dependency: Name | None = None
     """The external dependency that failed (one the agent declared), if it was one."""
+    traceback: Annotated[str, Meta(max_length=MAX_TRACEBACK)] = ""
+    """A crashed handler's traceback, its last :data:`MAX_TRACEBACK` characters (empty for a
+    ``TaskError`` the handler raised on purpose: its code and message say it all)."""
 
 
 class ClarificationRequest(_Payload, frozen=True, tag="clarification_request"):

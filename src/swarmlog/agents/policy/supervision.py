@@ -46,7 +46,14 @@ from swarmlog.agents.policy.workflow_view import (
     WorkflowView,
 )
 
-__all__ = ["SupervisorSpec", "accept_plan", "check_plan", "supervise", "supervisor_spec"]
+__all__ = [
+    "SupervisorSpec",
+    "accept_plan",
+    "check_plan",
+    "step_task_id",
+    "supervise",
+    "supervisor_spec",
+]
 
 MAX_STEP_ID = 32
 """Longest step id a planner may use (task ids, which add suffixes to it, stay within 64)."""
@@ -262,7 +269,7 @@ def _tracks(view: WorkflowView, spec: SupervisorSpec, plan: Plan) -> dict[str, _
     """Every step of ``plan``, in plan order, with its state and the next thing to do for it."""
     tracks: dict[str, _Track] = {}
     for step in plan.steps:
-        prefixes = [_prefix(view.workflow_id, step.id, v) for v in range(1, plan.version + 1)]
+        prefixes = [step_task_id(view.workflow_id, step.id, v) for v in range(1, plan.version + 1)]
         # Accepted under any version (a kept step) counts; otherwise the current version's try.
         earlier = [_track(view, spec, step, p, None) for p in prefixes[:-1]]
         done = next((t for t in earlier if t.status == "done"), None)
@@ -279,7 +286,8 @@ def _tracks(view: WorkflowView, spec: SupervisorSpec, plan: Plan) -> dict[str, _
     return tracks
 
 
-def _prefix(wf: str, step_id: str, version: int) -> str:
+def step_task_id(wf: str, step_id: str, version: int) -> str:
+    """The task of a step's first attempt under plan ``version`` (see the module's table)."""
     return f"{wf}-{step_id}" if version == 1 else f"{wf}-{step_id}--v{version}"
 
 
