@@ -106,6 +106,7 @@ def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_
             ctx.console.print(f"workflow {wf.workflow_id}: {wf.pattern} {wf.status}")
             rows = [[n.id, n.capability, n.status] for n in found.nodes]
             print_table(ctx.console, "tasks", ["id", "capability", "status"], rows)
+            _blocked(ctx, found.blocked)
         return
     assert isinstance(found, TaskDetail)
     task = found.task
@@ -121,11 +122,20 @@ def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_
     columns = ["seq", "type", "sender", "occurred_at"]
     rows = [[getattr(h, c) for c in columns] for h in found.history]
     print_table(ctx.console, "history", columns, rows)
+    _blocked(ctx, found.blocked)
     if turns:
         ctx.console.print(Text("conversation", style="bold"))
     for turn in turns:
         label, text = turn_text(turn)
         ctx.console.print(Text.assemble((f"{label}: ", "bold"), text))
+
+
+def _blocked(ctx: CliContext, reasons: list[str]) -> None:
+    """The "blocked:" section: what holds an open item up that will not clear by itself."""
+    if reasons:
+        ctx.console.print(Text("blocked:", style="bold red"))
+    for reason in reasons:
+        ctx.console.print(Text(f"  - {reason}"))  # Text: a reason's brackets are not markup
 
 
 def _conversation(ctx: CliContext, task_id: str) -> list[dict[str, Any]]:

@@ -159,6 +159,9 @@ class WorkflowDetail(Record, frozen=True):
     workflow: WorkflowView
     nodes: list[GraphNode]
     edges: list[tuple[str, str]]
+    blocked: list[str] = []
+    """While it runs: what holds it up that will not clear by itself (an open escalation, a
+    capability no live agent has, no live conductor, a killed role...); empty when nothing."""
 
 
 class TaskDetail(Record, frozen=True):
@@ -166,6 +169,8 @@ class TaskDetail(Record, frozen=True):
 
     task: TaskView
     history: list[HistoryEntry]
+    blocked: list[str] = []
+    """While it is open: what holds it up that will not clear by itself; empty when nothing."""
 
 
 class AgentRow(Record, frozen=True):
