@@ -135,7 +135,8 @@ def _blocked(ctx: CliContext, reasons: list[str]) -> None:
     if reasons:
         ctx.console.print(Text("blocked:", style="bold red"))
     for reason in reasons:
-        ctx.console.print(Text(f"  - {reason}"))  # Text: a reason's brackets are not markup
+        # Text: a reason's brackets are not markup; not wrapped, so its command copies whole
+        ctx.console.print(Text(f"  - {reason}"), soft_wrap=True)
 
 
 def _conversation(ctx: CliContext, task_id: str) -> list[dict[str, Any]]:
