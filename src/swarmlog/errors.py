@@ -25,6 +25,7 @@ that says what happened and what to do next (an error about one argument names i
     ├── ModelError             a model call failed (``retryable``: rate limit, 5xx, timeout)
     ├── ToolServerError        an MCP server could not be started, reached or answered in time
     ├── WaitTimeout            a workflow or task did not end in time (``reasons``: why not)
+    │   └── Stuck              ... nor will it by itself: the wait gave up early (``blocked``)
     └── TaskError              an agent's handler fails its task (its own ``code``, ``retryable``)
 
 :class:`TaskError` is the one an agent author raises; its ``code`` is the handler's own stable
@@ -50,6 +51,7 @@ __all__ = [
     "ServerError",
     "StoreBusy",
     "StoreError",
+    "Stuck",
     "SwarmlogError",
     "TaskError",
     "ToolServerError",
@@ -190,6 +192,26 @@ class WaitTimeout(SwarmlogError, code="SWL700"):
         self.status = status
         """Its state when the time was up (``None``: the projection does not know it)."""
         self.reasons = reasons
+
+
+class Stuck(WaitTimeout, code="SWL701"):
+    """A workflow or task waited for cannot move by itself: something blocks it that will not
+    clear on its own (an open escalation, a capability no live agent has, no live conductor, a
+    killed role...), seen for a few seconds, so the wait gave up before its timeout.
+    ``blocked`` holds those reasons (each says what to do); ``reasons`` all of them."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        item_id: str,
+        status: str | None,
+        reasons: list[str],
+        blocked: list[str],
+    ) -> None:
+        super().__init__(message, item_id=item_id, status=status, reasons=reasons)
+        self.blocked = blocked
+        """The reasons that will not clear by themselves."""
 
 
 class TaskError(SwarmlogError):

@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -142,52 +143,71 @@ def test_a_single_task_is_submitted_and_waited_for(cli: Cli) -> None:
     assert "A SINGLE TASK" in lines[-1]
 
 
-def test_a_wait_that_times_out_says_why(cli: Cli) -> None:
+def test_a_wait_on_stuck_work_says_why_at_once(cli: Cli) -> None:
     start_agents(cli, "tests.e2e.picky:Picky")
 
-    async def unassignable() -> str:
+    async def submit_bad() -> str:
         async with await _connect(cli) as client:
-            # No agent can "translate": the step is offered and nobody takes it.
-            wf = await client.submit_workflow("pipeline", stages=["translate"], data="x")
-            with pytest.raises(swarmlog.WaitTimeout) as raised:
-                await client.wait(wf.workflow_id, timeout=3)
-            error = raised.value
-            assert error.status == "running"
-            assert error.item_id == wf.workflow_id
-            assert any(
-                "needs capability 'translate'" in r and "no live agent has it" in r
-                for r in error.reasons
-            ), error.reasons
-            assert "no live agent has it" in str(error)
-            assert "\n" not in str(error)
-
-            # An unknown id is not "running": the projection has no such workflow.
-            with pytest.raises(swarmlog.WaitTimeout, match="not in the projection"):
-                await client.wait("wf-never", timeout=0.5)
             # Picky refuses "bad" for good: the step escalates and waits for a human.
-            return (
-                await client.submit_workflow("pipeline", stages=["check"], data="bad")
-            ).workflow_id
+            sent = await client.submit_workflow("pipeline", stages=["check"], data="bad")
+            return sent.workflow_id
 
-    bad = asyncio.run(unassignable())
+    bad = asyncio.run(submit_bad())  # it escalates while the CLI waits below
+
+    # No agent can "translate": the step is offered and nobody takes it. The CLI's wait says
+    # so within seconds (a grace of a few looks), not at its timeout.
+    began = time.monotonic()
+    waited = cli(
+        "submit", "pipeline", "--stage", "translate", "--data", "x", "--wait", "--timeout", "120",
+        timeout=150,
+    )  # fmt: skip
+    assert time.monotonic() - began < 30, "the wait sat out its timeout"
+    assert waited.returncode == 1, (waited.stdout, waited.stderr)
+    assert "cannot move by itself" in waited.stderr
+    assert "needs capability 'translate' and no live agent has it" in waited.stderr
+    assert "\n" not in waited.stderr.rstrip("\n")
+
     escalations = f"SELECT escalation_id FROM escalations WHERE workflow_id = '{bad}'"
     wait_until(lambda: cli.rows(escalations), 60)
     (open_one,) = cli.rows(escalations)
 
     async def escalated() -> None:
         async with await _connect(cli) as client:
+            # An unknown id is not "running": the projection has no such workflow.
+            with pytest.raises(swarmlog.WaitTimeout, match="not in the projection"):
+                await client.wait("wf-never", timeout=0.5)
+            # Out of time before the grace is over: a plain timeout, saying why.
             with pytest.raises(swarmlog.WaitTimeout) as raised:
                 await client.wait(bad, timeout=0.5)
+            assert type(raised.value) is swarmlog.WaitTimeout
+            assert raised.value.status == "running"
             assert any(
                 f"task {bad}-s1 is escalated" in r
                 and f"escalations resolve {open_one['escalation_id']}" in r
                 for r in raised.value.reasons
             ), raised.value.reasons
+            # Given the time, the wait gives up after the grace: it cannot move by itself.
+            with pytest.raises(swarmlog.Stuck) as stuck:
+                await client.wait(bad, timeout=120)
+            error = stuck.value
+            assert (error.item_id, error.status) == (bad, "running")
+            assert error.blocked == [r for r in error.reasons if f"task {bad}-s1 is escalated" in r]
+            assert f"escalations resolve {open_one['escalation_id']}" in str(error)
+            assert "\n" not in str(error)
             assert [e.escalation_id for e in await client.escalations(workflow_id=bad)] == [
                 open_one["escalation_id"]
             ]
 
     asyncio.run(escalated())
+
+    # show says so too: a "blocked:" section, and --json's blocked list.
+    shown = cli("show", bad)
+    assert shown.returncode == 0, shown.stderr
+    assert "blocked:" in shown.stdout
+    assert f"escalations resolve {open_one['escalation_id']}" in shown.stdout
+    (reason,) = json.loads(cli("show", bad, "--json").stdout)["blocked"]
+    assert f"task {bad}-s1 is escalated" in reason
+    assert json.loads(cli("show", f"{bad}-s1", "--json").stdout)["blocked"] == [reason]
 
 
 def test_a_wait_on_a_workflow_nobody_conducts_says_the_conductor_is_quiet(cli: Cli) -> None:

@@ -115,6 +115,10 @@ def test_a_frozen_replica_is_lost_then_seen_again_and_a_stopped_one_is_not_lost(
     os.kill(frozen, signal.SIGSTOP)
     try:
         wait_until(lambda: agents(fast)["echo-2"]["status"] == "lost", 30)
+        # `agent ps` says so too: its process is there, but it is lost.
+        (row,) = [a for a in json.loads(fast("agent", "ps", "--json").stdout)["agents"]
+                  if a["name"] == "echo-2"]  # fmt: skip
+        assert (row["alive"], row["status"]) == (True, "lost"), row
     finally:
         os.kill(frozen, signal.SIGCONT)
     wait_until(lambda: agents(fast)["echo-2"]["status"] == "registered", 30)

@@ -21,7 +21,7 @@ from swarmlog.config import Settings
 from swarmlog.control import records, views
 from swarmlog.control.client import Client
 from swarmlog.control.submitting import task_offer, workflow_submission
-from swarmlog.control.waiting import stalled
+from swarmlog.control.waiting import blocked, look, stalled
 from swarmlog.errors import ConfigError
 from swarmlog.projections.tables import TABLES
 from swarmlog.schemas.payloads import TaskOffered
@@ -155,6 +155,27 @@ async def test_a_queue_without_replicas_an_escalation_and_a_quiet_conductor(
     ]
     later = await stalled(p.query, workflow_id="wf1", now=NOW + 10 * S)
     assert later[0].startswith("no live conductor runs workflows")
+
+
+async def test_a_look_reads_kill_switches_and_the_items_last_change(p: Projection) -> None:
+    _workflow(p)
+    p.agent("conductor-1", "conductor")
+    p.agent("router-1", "router")
+    p.agent("w-1", "writer", "write")
+    p.add("kill_switches", target="w-1", active=True, reason="runaway", updated_seq=9)
+    p.add("tasks", task_id="wf1-a", workflow_id="wf1", role="writer", capability="write",
+          status="assigned", attempt=1, created_at=1, updated_seq=12)  # fmt: skip
+    seen = await look(p.query, workflow_id="wf1", now=NOW)
+    assert (seen.progress, seen.trusted) == (12, True)
+    assert [(r.kind, r.blocks) for r in seen.reasons] == [("killed", True)]
+    assert await blocked(p.query, workflow_id="wf1", now=NOW) == [
+        "task wf1-a waits in role writer's queue and writer is killed (runaway):"
+        " `swarmlog revive --role writer` brings it back"
+    ]
+    assert (await look(p.query, task_id="wf1-a", now=NOW)).progress == 12
+    # Revived: nothing blocks (it waits for the replica to take it).
+    p.db.execute("UPDATE kill_switches SET active = false")
+    assert await blocked(p.query, workflow_id="wf1", now=NOW) == []
 
 
 def _offer(capability: str, input: Json = None, **changes: Any) -> TaskOffered:

@@ -51,6 +51,7 @@ EXPECTED = {
     "ServerError",
     "StoreBusy",
     "StoreError",
+    "Stuck",
     "SwarmlogError",
     "ToolServerError",
     "VerificationError",

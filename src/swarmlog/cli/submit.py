@@ -1,5 +1,6 @@
 """``submit PATTERN``: start a workflow, optionally wait for its outcome (through
-:class:`~swarmlog.control.client.Client`, as a program would)."""
+:class:`~swarmlog.control.client.Client`, as a program would): exit 1 when it failed, or as soon
+as it is stuck (:class:`~swarmlog.errors.Stuck`: the reason on stderr), 2 when the wait ran out."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from swarmlog.config import Settings
 from swarmlog.control.client import Client
 from swarmlog.control.records import Submitted, WorkflowView
 from swarmlog.control.submitting import PATTERNS
-from swarmlog.errors import ConfigError
+from swarmlog.errors import ConfigError, Stuck
 
 __all__ = ["submit"]
 
@@ -50,7 +51,7 @@ def _as_option(exc: ConfigError) -> ConfigError:
 
 async def _submit(
     settings: Settings, wait: float | None, **options: Any
-) -> tuple[Submitted, WorkflowView | None]:
+) -> tuple[Submitted, WorkflowView | Stuck | None]:
     # Without a server the options are still checked first: the error says what is wrong.
     async with await Client.connect(settings, require_server=False) as client:
         try:
@@ -59,7 +60,10 @@ async def _submit(
             raise _as_option(exc) from None
         if wait is None:
             return submitted, None
-        return submitted, await client.wait(submitted.workflow_id, timeout=wait)
+        try:
+            return submitted, await client.wait(submitted.workflow_id, timeout=wait)
+        except Stuck as exc:  # it cannot move by itself: said now, not at the timeout
+            return submitted, exc
 
 
 @click.command()
@@ -88,7 +92,11 @@ async def _submit(
     help="Token budget: warned at 80 %, stopped at 100 %.",
 )
 @click.option("--workflow-id", help="Default: wf-<random>.")
-@click.option("--wait", is_flag=True, help="Wait for the outcome; exit 1 if it failed.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait for the outcome; exit 1 if it failed, or at once if it cannot move by itself.",
+)
 @click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0.1))
 @json_option
 @pass_ctx
@@ -103,6 +111,11 @@ def submit(ctx: CliContext, /, wait: bool, timeout: float, as_json: bool, **opti
     options["data"] = _data(options["data"])
     submitted, view = run(_submit(settings, timeout if wait else None, **options))
     out: dict[str, Any] = {"workflow_id": submitted.workflow_id, "seq": submitted.seq}
+    if isinstance(view, Stuck):
+        if as_json:
+            emit_json(out | {"status": view.status, "result": None, "blocked": view.blocked})
+        click.echo(f"error: {view}", err=True)
+        sys.exit(1)
     if view is not None:
         out |= {"status": view.status, "result": view.result}
     if as_json:

@@ -108,6 +108,7 @@ def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_
             ctx.console.print(f"workflow {wf.workflow_id}: {wf.pattern} {wf.status}")
             rows = [[n.id, n.kind, n.capability, n.status] for n in found.nodes]
             print_table(ctx.console, "tasks", ["id", "kind", "capability", "status"], rows)
+            _blocked(ctx, found.blocked)
         return
     assert isinstance(found, TaskDetail)
     task = found.task
@@ -128,11 +129,21 @@ def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_
         attempt = f", attempt {crash.attempt}" if crash.attempt is not None else ""
         ctx.console.print(Text(f"the handler crashed (seq {crash.seq}{attempt}):", style="bold"))
         ctx.console.print(Text(crash.traceback), soft_wrap=True)
+    _blocked(ctx, found.blocked)
     if turns:
         ctx.console.print(Text("conversation", style="bold"))
     for turn in turns:
         label, text = turn_text(turn)
         ctx.console.print(Text.assemble((f"{label}: ", "bold"), text))
+
+
+def _blocked(ctx: CliContext, reasons: list[str]) -> None:
+    """The "blocked:" section: what holds an open item up that will not clear by itself."""
+    if reasons:
+        ctx.console.print(Text("blocked:", style="bold red"))
+    for reason in reasons:
+        # Text: a reason's brackets are not markup; not wrapped, so its command copies whole
+        ctx.console.print(Text(f"  - {reason}"), soft_wrap=True)
 
 
 def _conversation(ctx: CliContext, task_id: str) -> list[dict[str, Any]]:

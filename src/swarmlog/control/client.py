@@ -26,6 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import msgspec
+
 from swarmlog.agents.presence import PresenceReader, liveness_from_env
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
@@ -55,7 +57,15 @@ from swarmlog.control.records import (
 )
 from swarmlog.control.submitting import task_offer, workflow_submission
 from swarmlog.control.system import login_of, resolve_url
-from swarmlog.control.waiting import stalled, timed_out, wait_for
+from swarmlog.control.waiting import (
+    Blocked,
+    blocked,
+    look,
+    stalled,
+    stuck_error,
+    timed_out,
+    wait_for,
+)
 from swarmlog.errors import BusError, ConfigError
 from swarmlog.projections.client import LiveState, ProjectionClient
 from swarmlog.schemas.payloads import JOURNAL_TYPES
@@ -251,7 +261,9 @@ class Client:
     async def wait(self, workflow_id: str, timeout: float = 300.0) -> WorkflowView:
         """The workflow once it has ended (``status`` ``succeeded``, ``failed`` or
         ``cancelled``); :class:`~swarmlog.errors.WaitTimeout` after ``timeout`` seconds, saying
-        what holds it up."""
+        what holds it up, or :class:`~swarmlog.errors.Stuck` (one) within seconds once it
+        cannot move by itself (an open escalation, a capability no live agent has, no live
+        conductor, a killed role...)."""
         check_name(workflow_id, "workflow id", "workflow_id")
         ns = self.settings.namespace
 
@@ -260,11 +272,22 @@ class Client:
             return view if view is not None and view.status != "running" else None
 
         subjects = [workflow_event_filter(ns, workflow_id, "workflow_completed")]
-        found = await wait_for(self._need_log(), self._projections, subjects, ended, timeout)
-        if found is not None:
+        found = await wait_for(
+            self._need_log(),
+            self._projections,
+            subjects,
+            ended,
+            timeout,
+            looks=lambda: look(
+                self._projections.query, workflow_id=workflow_id, presence=self._presence
+            ),
+        )
+        if found is not None and not isinstance(found, Blocked):
             return found
         view = await self.workflow(workflow_id)
         status = view.status if view else None
+        if isinstance(found, Blocked):
+            raise stuck_error("workflow", workflow_id, status, found)
         raise await timed_out(
             self._need_log(),
             self._projections,
@@ -278,7 +301,8 @@ class Client:
     async def wait_task(self, task_id: str, timeout: float = 300.0) -> TaskView:
         """The task once it has ended (``succeeded``, ``failed``, ``cancelled``; an escalated
         task waits for a human); :class:`~swarmlog.errors.WaitTimeout` after ``timeout``
-        seconds, saying what holds it up."""
+        seconds, saying what holds it up, or :class:`~swarmlog.errors.Stuck` within seconds
+        once it cannot move by itself."""
         check_name(task_id, "task id", "task_id")
 
         async def ended() -> TaskView | None:
@@ -286,11 +310,20 @@ class Client:
             return view if view is not None and view.status in _TASK_ENDS else None
 
         subjects = [aggregate_filter(self.settings.namespace, "task", task_id)]
-        found = await wait_for(self._need_log(), self._projections, subjects, ended, timeout)
-        if found is not None:
+        found = await wait_for(
+            self._need_log(),
+            self._projections,
+            subjects,
+            ended,
+            timeout,
+            looks=lambda: look(self._projections.query, task_id=task_id, presence=self._presence),
+        )
+        if found is not None and not isinstance(found, Blocked):
             return found
         view = await self.task(task_id)
         status = view.status if view else None
+        if isinstance(found, Blocked):
+            raise stuck_error("task", task_id, status, found)
         log = self._need_log()
         raise await timed_out(
             log, self._projections, "task", task_id, status, timeout, presence=self._presence
@@ -465,8 +498,21 @@ class Client:
         return await views.task(self._projections.query, task_id)
 
     async def show(self, item_id: str) -> WorkflowDetail | TaskDetail:
-        """A workflow with its graph of steps, or a task with its history (``swarmlog show``)."""
-        return await views.show(self._projections.query, item_id)
+        """A workflow with its graph of steps, or a task with its history (``swarmlog show``);
+        while it is open, ``blocked`` says what holds it up that will not clear by itself."""
+        query = self._projections.query
+        found = await views.show(query, item_id)
+        if isinstance(found, WorkflowDetail):
+            if found.workflow.status != "running":
+                return found
+            why = await blocked(
+                query, workflow_id=found.workflow.workflow_id, presence=self._presence
+            )
+            return msgspec.structs.replace(found, blocked=why)
+        if found.task.status in _TASK_ENDS:
+            return found
+        why = await blocked(query, task_id=found.task.task_id, presence=self._presence)
+        return msgspec.structs.replace(found, blocked=why)
 
     async def agents(self) -> list[AgentRow]:
         """Agents: credential, registration, status, and liveness and load from their

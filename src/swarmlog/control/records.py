@@ -167,6 +167,9 @@ class WorkflowDetail(Record, frozen=True):
     workflow: WorkflowView
     nodes: list[GraphNode]
     edges: list[tuple[str, str]]
+    blocked: list[str] = []
+    """While it runs: what holds it up that will not clear by itself (an open escalation, a
+    capability no live agent has, no live conductor, a killed role...); empty when nothing."""
 
 
 class Crash(Record, frozen=True):
@@ -190,6 +193,8 @@ class TaskDetail(Record, frozen=True):
     task: TaskView
     history: list[HistoryEntry]
     crash: Crash | None = None
+    blocked: list[str] = []
+    """While it is open: what holds it up that will not clear by itself; empty when nothing."""
 
 
 class AgentRow(Record, frozen=True):

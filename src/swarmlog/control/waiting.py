@@ -2,31 +2,59 @@
 
 A wait sleeps on a doorbell on the subject its end is published under (``workflow_completed``,
 a task's events), so it wakes when that happens, then has the projector fold the log up to there
-and reads the view; it also looks once a second, so a missed ring costs at most that. When the
-time is up, :func:`stalled` reads from the projections why the work is still open (an escalation
-waiting for a human, no live agent for a capability, no live conductor or router, a role with no
-live replica, a clarification nobody answers), and :class:`~swarmlog.errors.WaitTimeout` says so.
+and reads the view; it also looks once a second, so a missed ring costs at most that.
+
+Each second it also reads from the projections why the work is still open (:func:`look`: an
+escalation waiting for a human, no live agent for a capability, no live conductor or router, a
+killed role, a role with no live replica, a clarification nobody answers), classified by the pure
+:mod:`swarmlog.agents.policy.stuck`. When a reason that will not clear by itself has held for
+:data:`~swarmlog.agents.policy.stuck.GRACE` seconds, the wait gives up at once with
+:class:`~swarmlog.errors.Stuck` instead of waiting out its timeout; when the time is up,
+:class:`~swarmlog.errors.WaitTimeout` says what still holds it up (:func:`stalled`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 from swarmlog.agents.policy.liveness import with_presence
-from swarmlog.agents.policy.routing import AGENTS_SQL, AgentView, agent_view, role_candidates
+from swarmlog.agents.policy.routing import AGENTS_SQL, agent_view
+from swarmlog.agents.policy.stuck import (
+    GRACE,
+    Escalation,
+    OpenTask,
+    Reason,
+    Wait,
+    Watch,
+    reasons,
+    settle,
+    stuck,
+)
 from swarmlog.agents.presence import PresenceReader
 from swarmlog.bus.ports import EventLog
 from swarmlog.control.checks import check_name
-from swarmlog.errors import WaitTimeout
+from swarmlog.errors import Stuck, SwarmlogError, WaitTimeout
 from swarmlog.projections.client import ProjectionClient, Query
 from swarmlog.schemas.presence import PRESENCE_EVERY
 from swarmlog.schemas.presence import STALE_AFTER as DEFAULT_STALE_AFTER
 
-__all__ = ["BEAT", "STALE_AFTER", "stalled", "timed_out", "wait_for"]
+__all__ = [
+    "BEAT",
+    "STALE_AFTER",
+    "Blocked",
+    "Look",
+    "blocked",
+    "look",
+    "stalled",
+    "stuck_error",
+    "timed_out",
+    "wait_for",
+]
 
 T = TypeVar("T")
 
@@ -41,24 +69,60 @@ _LOOK_EVERY = 1.0  # seconds between looks when no ring comes
 _TASK_OPEN = ("offered", "assigned", "claimed", "running", "errored", "retry_scheduled")
 
 
+@dataclass(frozen=True)
+class Look:
+    """One look at an open item: why it is open, its last change on the log, and whether the
+    agents' liveness could be read (when not, no liveness reason is trusted to block)."""
+
+    reasons: list[Reason]
+    progress: int
+    trusted: bool = True
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """What :func:`wait_for` returns when the item is stuck: the reasons that held for the
+    grace (``held``) and all of the last look's."""
+
+    held: list[Reason]
+    reasons: list[Reason]
+
+
 async def wait_for(
     log: EventLog,
     projections: ProjectionClient,
     subjects: list[str],
     read: Callable[[], Awaitable[T | None]],
     timeout: float,
-) -> T | None:
+    *,
+    looks: Callable[[], Awaitable[Look]] | None = None,
+    grace: float = GRACE,
+) -> T | Blocked | None:
     """``read()``'s first answer that is not ``None``, looked for whenever a message is
     published on ``subjects`` (once the projector has folded it) and once a second; ``None``
-    when ``timeout`` seconds pass first."""
+    when ``timeout`` seconds pass first.
+
+    With ``looks``, it also asks once a second why the item is still open, and gives up early
+    (a :class:`Blocked`) once a blocking reason has held on every look for ``grace`` seconds
+    with nothing of the item changing (:func:`~swarmlog.agents.policy.stuck.settle`)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    watch, looked = Watch(), -math.inf
     bell = await log.doorbell(*subjects)  # before the first look: nothing falls between
     try:
         while True:
             found = await read()
             if found is not None:
                 return found
+            if looks is not None and loop.time() - looked >= _LOOK_EVERY:
+                looked = loop.time()
+                seen = await _look(looks)
+                if seen is None or not seen.trusted:
+                    watch = Watch()  # no judgement without knowing who is live
+                else:
+                    watch, held = settle(watch, seen.reasons, seen.progress, loop.time(), grace)
+                    if held:
+                        return Blocked(held, seen.reasons)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
@@ -70,15 +134,94 @@ async def wait_for(
         await bell.close()
 
 
-def _live(agents: list[AgentView], role: str, now: int) -> bool:
-    stale = int(STALE_AFTER * 1e9)
-    return any(
-        a.role == role
-        and a.status == "registered"
-        and a.last_heartbeat_at is not None
-        and now - a.last_heartbeat_at <= stale
-        for a in agents
+async def _look(looks: Callable[[], Awaitable[Look]]) -> Look | None:
+    try:
+        return await looks()
+    except (SwarmlogError, TimeoutError):  # a slow projector: no look this time, wait on
+        return None
+
+
+async def look(
+    query: Query,
+    *,
+    workflow_id: str | None = None,
+    task_id: str | None = None,
+    now: int | None = None,
+    presence: PresenceReader | None = None,
+) -> Look:
+    """Why a running workflow (or an open task) has not ended, as the projections show it (and
+    who is live, as their ``presence`` says), classified by
+    :func:`~swarmlog.agents.policy.stuck.reasons`."""
+    now = time.time_ns() if now is None else now
+    agents = [agent_view(r) for r in await query(AGENTS_SQL)]
+    trusted = True
+    if presence is not None:
+        try:
+            agents = with_presence(agents, await presence.read(agents))
+        except Exception:  # unreadable: judged on what the log says, and never stuck on it
+            trusted = False
+    unplanned = False
+    if workflow_id is not None:
+        wf = check_name(workflow_id, "workflow id", "workflow_id")
+        where = f"workflow_id = '{wf}'"
+        planned = await query(f"SELECT plan_version FROM workflows WHERE {where}")
+        unplanned = bool(planned) and planned[0]["plan_version"] is None
+        changed = (
+            "SELECT max(updated_seq) AS seq FROM (SELECT updated_seq FROM tasks WHERE"
+            f" {where} UNION ALL SELECT updated_seq FROM workflows WHERE {where})"
+        )
+    else:
+        where = f"task_id = '{check_name(task_id or '', 'task id', 'task_id')}'"
+        changed = f"SELECT max(updated_seq) AS seq FROM tasks WHERE {where}"
+    escalations = [
+        Escalation(e["escalation_id"], e["task_id"], e["reason"], e["error"])
+        for e in await query(
+            "SELECT e.escalation_id, e.task_id, e.reason, t.error FROM escalations e"
+            f" LEFT JOIN tasks t USING (task_id) WHERE e.status = 'open' AND e.{where}"
+            " ORDER BY e.created_at"
+        )
+    ]
+    tasks = [
+        OpenTask(
+            str(t["task_id"]),
+            str(t["status"]),
+            str(t["capability"] or ""),
+            t["role"],
+            t["attempt"],
+            t["mode"],
+            t["error"],
+            t["agent"],
+        )
+        for t in await query(
+            "SELECT task_id, role, capability, status, attempt, mode, error,"
+            " coalesce(claimed_by, completed_by) AS agent FROM tasks"
+            f" WHERE {where} AND status IN {_TASK_OPEN} ORDER BY created_at"
+        )
+    ]
+    waits = [
+        Wait(w["kind"], w["waiter"], w["waits_on"], w["task_id"])
+        for w in await query(
+            f"SELECT kind, waiter, waits_on, task_id FROM waits_for WHERE {where} ORDER BY since"
+        )
+    ]
+    kills = {
+        str(k["target"]): str(k["reason"] or "")
+        for k in await query("SELECT target, reason FROM kill_switches WHERE active")
+    }
+    progress = (await query(changed))[0]["seq"] or 0
+    found = reasons(
+        agents=agents,
+        tasks=tasks,
+        escalations=escalations,
+        waits=waits,
+        kills=kills,
+        now=now,
+        stale_after=int(STALE_AFTER * 1e9),
+        beat=BEAT,
+        workflow=workflow_id is not None,
+        unplanned=unplanned,
     )
+    return Look(found, int(progress), trusted)
 
 
 async def stalled(
@@ -92,96 +235,37 @@ async def stalled(
     """Why a running workflow (or an open task) has not ended, as the projections show it (and
     who is live, as their ``presence`` says): each reason one short sentence that says what to
     do; empty when nothing looks wrong (it is just not done yet)."""
-    now = time.time_ns() if now is None else now
-    agents = [agent_view(r) for r in await query(AGENTS_SQL)]
-    if presence is not None:
-        with contextlib.suppress(Exception):  # unreadable: judged on what the log says
-            agents = with_presence(agents, await presence.read(agents))
-    reasons: list[str] = []
-    if workflow_id is not None:
-        wf = check_name(workflow_id, "workflow id", "workflow_id")
-        where = f"workflow_id = '{wf}'"
-        reasons += _conductor(agents, now)
-        planned = await query(f"SELECT plan_version FROM workflows WHERE {where}")
-        if planned and planned[0]["plan_version"] is None:
-            reasons.append("it has no plan yet (the conductor plans it on its next turn)")
-    else:
-        where = f"task_id = '{check_name(task_id or '', 'task id', 'task_id')}'"
-    for e in await query(
-        "SELECT e.escalation_id, e.task_id, e.reason, t.error FROM escalations e"
-        f" LEFT JOIN tasks t USING (task_id) WHERE e.status = 'open' AND e.{where}"
-        " ORDER BY e.created_at"
-    ):
-        why = e["reason"] or "escalated"
-        if e["error"]:
-            why += f"; last error: {e['error']}"
-        reasons.append(
-            f"task {e['task_id']} is escalated ({why}) and waits for a human:"
-            f" `swarmlog escalations resolve {e['escalation_id']} --retry|--reassign ROLE"
-            "|--answer TEXT|--cancel`"
-        )
-    open_tasks = await query(
-        "SELECT task_id, role, capability, status, attempt, mode, error,"
-        " coalesce(claimed_by, completed_by) AS agent FROM tasks"
-        f" WHERE {where} AND status IN {_TASK_OPEN} ORDER BY created_at"
+    found = await look(query, workflow_id=workflow_id, task_id=task_id, now=now, presence=presence)
+    return [r.text for r in found.reasons]
+
+
+async def blocked(
+    query: Query,
+    *,
+    workflow_id: str | None = None,
+    task_id: str | None = None,
+    now: int | None = None,
+    presence: PresenceReader | None = None,
+) -> list[str]:
+    """What holds an open workflow (or task) up now that will not clear by itself
+    (:func:`~swarmlog.agents.policy.stuck.stuck`, on one look); empty when it is not stuck."""
+    found = await look(query, workflow_id=workflow_id, task_id=task_id, now=now, presence=presence)
+    return [r.text for r in stuck(found.reasons)] if found.trusted else []
+
+
+def stuck_error(kind: str, item_id: str, status: str | None, found: Blocked) -> Stuck:
+    """The error of a wait for ``kind`` ``item_id`` (in ``status``) that gave up early: what
+    blocks it, one line."""
+    held = [r.text for r in found.held]
+    shown = "; ".join(held[:4])
+    if len(held) > 4:
+        shown += f" (and {len(held) - 4} more)"
+    message = (
+        f"{kind} {item_id} is {status or 'open'} and cannot move by itself: {shown};"
+        f" follow it with `swarmlog show {item_id}`"
     )
-    reasons += _task_reasons(open_tasks, agents, now)
-    for w in await query(
-        f"SELECT kind, waiter, waits_on, task_id FROM waits_for WHERE {where} ORDER BY since"
-    ):
-        reasons.append(
-            f"task {w['task_id']} waits on {w['waits_on']} ({w['kind']} asked by {w['waiter']})"
-        )
-    return reasons
-
-
-def _conductor(agents: list[AgentView], now: int) -> list[str]:
-    """What is amiss with the conductor, if anything: none is live, or the live one has missed
-    beats (it puts its presence every :data:`BEAT` seconds; the router gives up on it only
-    after :data:`STALE_AFTER`)."""
-    if not _live(agents, "conductor", now):
-        return [
-            "no live conductor runs workflows (is the system up? `swarmlog status`;"
-            " `swarmlog up --detach` starts one)"
-        ]
-    beats = [a.last_heartbeat_at or 0 for a in agents if a.role == "conductor"]
-    quiet = (now - max(beats)) / 1e9
-    if quiet > 1.5 * BEAT:
-        return [
-            f"the conductor was last heard from {quiet:.0f} s ago (it beats every {BEAT:g} s):"
-            " is it running? (`swarmlog agent ps`)"
-        ]
-    return []
-
-
-def _task_reasons(tasks: list[dict[str, Any]], agents: list[AgentView], now: int) -> list[str]:
-    roles = role_candidates(agents, now=now, stale_after=int(STALE_AFTER * 1e9), pending={})
-    reasons = []
-    if any(t["status"] == "offered" and t["mode"] != "swarm" for t in tasks) and not _live(
-        agents, "router", now
-    ):
-        reasons.append("no live router assigns offered tasks (`swarmlog up --detach` starts one)")
-    for t in tasks:
-        tid, status, capability = t["task_id"], t["status"], t["capability"] or ""
-        if status == "offered":
-            if not any(capability in r.capabilities for r in roles):
-                reasons.append(
-                    f"task {tid} needs capability {capability!r} and no live agent has it:"
-                    " start one (`swarmlog agent start MODULE:CLASS --detach`)"
-                )
-            else:
-                reasons.append(f"task {tid} ({capability}) is offered, not assigned yet")
-        elif status == "assigned" and t["role"] and not any(r.role == t["role"] for r in roles):
-            reasons.append(
-                f"task {tid} waits in role {t['role']}'s queue and no replica of {t['role']}"
-                " is live: start one (`swarmlog agent start MODULE:CLASS --detach`)"
-            )
-        elif status in ("errored", "retry_scheduled"):
-            reasons.append(f"task {tid} failed attempt {t['attempt']} ({t['error']}), retried")
-        else:
-            where = f" on {t['agent']}" if t["agent"] else f" for role {t['role']}"
-            reasons.append(f"task {tid} is {status}{where} (attempt {t['attempt']})")
-    return reasons
+    every = [r.text for r in found.reasons]
+    return Stuck(message, item_id=item_id, status=status, reasons=every, blocked=held)
 
 
 async def timed_out(
