@@ -49,11 +49,12 @@ def test_a_workflow_submitted_with_the_client_is_waited_for_and_read(cli: Cli) -
             ]
             shown = await client.show(wf.workflow_id)
             assert isinstance(shown, WorkflowDetail)
-            assert [(n.id, n.status) for n in shown.nodes] == [
-                ("s1", "succeeded"),
-                ("s2", "succeeded"),
+            s1, s2 = f"{wf.workflow_id}-s1", f"{wf.workflow_id}-s2"  # nodes are its tasks
+            assert [(n.id, n.kind, n.status) for n in shown.nodes] == [
+                (s1, "step", "succeeded"),
+                (s2, "step", "succeeded"),
             ]
-            assert shown.edges == [("s1", "s2")]
+            assert shown.edges == [(s1, s2)]
             one = await client.show(f"{wf.workflow_id}-s2")
             assert isinstance(one, TaskDetail)
             assert one.task.output == {"echo": "HELLO", "by": "echo-1"}
