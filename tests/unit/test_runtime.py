@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ class Upper(Agent):
             raise RuntimeError("it broke")
         if task.input == "fatal":
             raise TaskError("bad_input", "cannot be done", retryable=False)
+        if task.input == "not a date":
+            raise ValueError(f"{task.input!r} is not a date")  # the input's fault, for good
         if task.input == "slow":
             await asyncio.sleep(0.4)  # long work, longer than the ack wait
         if task.input == "forever":
@@ -183,6 +186,23 @@ async def test_a_non_retryable_error_escalates_at_once(tmp_path: Path) -> None:
     store = await s.project(tmp_path / "p.duckdb")
     assert store.rows("SELECT count(*) FROM events WHERE type = 'task_retry_scheduled'") == [(0,)]
     assert store.rows("SELECT status FROM tasks") == [("escalated",)]
+    store.close()
+
+
+async def test_a_handlers_own_value_error_is_permanent_not_retried_nor_handed_over(
+    tmp_path: Path,
+) -> None:
+    s = Setup()
+    runtime = await s.start(HandsOver())
+    await s.assign("t1", "not a date")
+    assert await next_outcome(runtime) == Outcome("t1", "escalated", 1)
+    assert s.types("t1") == ["task_assignment", "task_started", "error", "task_escalated"]
+    store = await s.project(tmp_path / "p.duckdb")
+    (error,) = store.rows("SELECT payload FROM events WHERE type = 'error'")
+    said = json.loads(error[0])
+    assert (said["code"], said["retryable"], said["permanent"]) == ("ValueError", False, True)
+    (reason,) = store.rows("SELECT reason FROM escalations")
+    assert reason == ("ValueError is not retryable (a permanent error)",)
     store.close()
 
 

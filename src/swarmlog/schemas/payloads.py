@@ -163,6 +163,10 @@ class Error(_Payload, frozen=True, tag="error"):
     retryable: bool = True
     dependency: Name | None = None
     """The external dependency that failed (one the agent declared), if it was one."""
+    permanent: bool = False
+    """The failure is the work's own (a bad input, the handler's bug on it, a model's 4xx),
+    not a sign that its role or dependency is unhealthy: it was not retried, and it counts
+    toward no circuit breaker. Omitted when false, so older events encode as they were."""
 
 
 class ClarificationRequest(_Payload, frozen=True, tag="clarification_request"):
