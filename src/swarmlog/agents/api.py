@@ -246,8 +246,10 @@ class Context:
 
         Subtask ids are derived from this task's id and the order of ``delegate`` calls, so a
         retried handler that delegates the same way finds its earlier subtasks instead of
-        offering them again. Raises :class:`TaskError` ``subtask_failed`` when it fails for
-        good, ``subtask_timeout`` when it does not finish in time.
+        offering them again. An escalated subtask is waited for too (a human decides it: one
+        failure, one escalation). Raises :class:`TaskError` ``subtask_failed`` when it fails
+        for good or is cancelled, ``subtask_escalated`` when it still waits for a human at the
+        timeout (neither is retried), ``subtask_timeout`` when it does not finish in time.
         """
         self._delegations += 1
         return await self._port().delegate(capability, input, priority, timeout, self._delegations)
