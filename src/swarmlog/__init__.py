@@ -23,7 +23,7 @@ from swarmlog.agents.api import Agent, Context, on
 from swarmlog.agents.llm.messages import Answer, Message, ToolCall
 from swarmlog.agents.llmagent import LLMAgent
 from swarmlog.agents.planner import LLMPlanner
-from swarmlog.agents.policy.retry import RetryPolicy
+from swarmlog.agents.policy.retry import PERMANENT_ERRORS, RetryPolicy
 from swarmlog.agents.tools import MCPServer, ToolOutcome, tool
 from swarmlog.config import Settings
 from swarmlog.errors import (
@@ -75,6 +75,7 @@ _OPERATOR_NAMES = {
 }
 
 __all__ = [
+    "PERMANENT_ERRORS",
     "Agent",
     "Answer",
     "BusError",

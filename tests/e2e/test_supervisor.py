@@ -133,6 +133,12 @@ def test_a_failed_subtask_gets_a_revised_plan_that_completes(cli: Cli) -> None:
     }
     revised = cli.rows(f"SELECT plan_version FROM workflows WHERE workflow_id = '{wf}'")
     assert revised == [{"plan_version": 2}]
+    # The plan went around b's escalation and the workflow finished: it closed with it, and
+    # the desk no longer lists it.
+    closed = cli.rows(f"SELECT status, resolution FROM escalations WHERE workflow_id = '{wf}'")
+    assert closed == [{"status": "closed", "resolution": "workflow succeeded"}]
+    listed = json.loads(cli("escalations", "list", "--json").stdout)["escalations"]
+    assert [e for e in listed if e["workflow_id"] == wf] == []
     started = cli.rows(
         "SELECT count(*) AS n FROM events WHERE type = 'task_started'"
         f" AND subject LIKE '%.task.{wf}-a.%'"

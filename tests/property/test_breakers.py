@@ -1,6 +1,7 @@
 """Circuit breakers over generated schedules of outcomes, routing attempts and time: work never
 goes through an open circuit before its cool-down, half-open lets at most ``probes`` through,
-the documented transitions (and only they) happen."""
+the documented transitions (and only they) happen, and a permanent failure (an outcome of
+``None``) moves no circuit."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ policies = st.builds(
 
 steps = st.lists(
     st.one_of(
-        st.tuples(st.just("outcome"), st.booleans()),
+        st.tuples(st.just("outcome"), st.sampled_from([True, False, None])),
         st.tuples(st.just("route"), st.just(True)),
         st.tuples(st.just("wait"), st.integers(0, 3)),
     ),
@@ -59,8 +60,14 @@ def test_no_work_through_an_open_circuit_and_only_documented_transitions(
             if b.state == "half_open":
                 assert b.probing <= policy.probes
             continue
-        b, why = record(b, bool(arg), now=now, policy=policy)
+        b, why = record(b, arg, now=now, policy=policy)  # type: ignore[arg-type]
         moved = (before.state, b.state)
+        if arg is None:  # says nothing of the role: no change but a probe let go
+            assert b.state == before.state
+            assert not why
+            assert (b.consecutive, b.recent) == (before.consecutive, before.recent)
+            if b.state == "half_open":
+                assert b.probing == max(0, before.probing - 1)
         assert bool(why) == (moved[0] != moved[1])
         assert moved in {
             ("closed", "closed"),
@@ -104,6 +111,28 @@ def test_open_then_probe_then_close_on_recovery() -> None:
     assert not routable(b, now=3 * 10**9, policy=policy)  # one probe at a time
     b, why = record(b, True, now=4 * 10**9, policy=policy)
     assert (b.state, why) == ("closed", "1 probe(s) succeeded")
+
+
+@given(policies, st.integers(1, 200))
+def test_permanent_failures_never_open_a_circuit(policy: BreakerPolicy, n: int) -> None:
+    b = Breaker()
+    for t in range(n):
+        b, why = record(b, None, now=t, policy=policy)
+    assert (b, why) == (Breaker(), "")
+
+
+def test_a_permanent_failure_lets_a_probe_go_without_judging_it() -> None:
+    policy = BreakerPolicy(consecutive_failures=2, cooldown=0.0, probes=1)
+    b = Breaker()
+    b, _ = record(b, False, now=0, policy=policy)
+    b, _ = record(b, None, now=1, policy=policy)  # a bad input between two crashes
+    b, why = record(b, False, now=2, policy=policy)
+    assert (b.state, why) == ("open", "2 failures in a row")  # the streak is not broken by it
+    b, _ = send_through(b, now=3, policy=policy)
+    assert not routable(b, now=3, policy=policy)
+    b, why = record(b, None, now=4, policy=policy)  # the probe's input was bad
+    assert (b.state, why) == ("half_open", "")
+    assert routable(b, now=4, policy=policy)  # another probe may go: the circuit is not stuck
 
 
 def test_a_bad_policy_is_refused() -> None:

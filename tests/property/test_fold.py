@@ -72,6 +72,7 @@ from swarmlog.schemas.payloads import (
     TokenUsage,
     ToolCallCompleted,
     ToolCallRequested,
+    WorkflowCompleted,
     WorkflowSubmitted,
     model_call_id,
     tool_call_id,
@@ -200,6 +201,8 @@ class EventSequence:
     operator_key: str
     messages: list[StoredMessage]
     expected: list[Expected]
+    escalations: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)
+    """What the model says the escalations table holds at the end."""
 
     def __repr__(self) -> str:  # keeps hypothesis' falsifying examples readable
         kinds = [f"{m.seq}:{e.kind}:{sorted(e.reasons or [])}" for m, e in self.expected_pairs()]
@@ -230,6 +233,11 @@ class World:
     asked: dict[str, str] = field(default_factory=dict)
     """Every clarification request, open or answered: request id -> the agent asked."""
     tasks: dict[str, TaskModel] = field(default_factory=dict)
+    escalations: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)
+    """Every escalation opened: event id -> (task, workflow, open or closed). A task has at most
+    one open; a workflow that ends closes its own, and one escalated after it ended is closed."""
+    ended: dict[str, str] = field(default_factory=dict)
+    """Workflows that ended (until submitted again), and how."""
     far_clocks: bool = False
     """Whether a message may be stored years away from its signer's clock (not while the
     agents' credentials are issued, so that every agent has one)."""
@@ -423,6 +431,21 @@ class World:
                 self.killed.discard(envelope.payload.agent_id)
             case ClarificationRequest():
                 self.asked[envelope.payload.request_id] = envelope.payload.to
+            case TaskEscalated(task_id=task_id):
+                wf = envelope.workflow_id
+                if not any(
+                    t == task_id and st_ == "open" for t, _, st_ in self.escalations.values()
+                ):
+                    status = "closed" if wf in self.ended else "open"
+                    self.escalations[envelope.id] = (task_id, wf, status)
+            case WorkflowSubmitted():
+                self.ended.pop(str(envelope.workflow_id), None)
+            case WorkflowCompleted(status=status):
+                if envelope.workflow_id is not None:
+                    self.ended[envelope.workflow_id] = status
+                for key, (t, wf, st_) in self.escalations.items():
+                    if wf == envelope.workflow_id and wf is not None and st_ == "open":
+                        self.escalations[key] = (t, wf, "closed")
             case _:
                 pass
         payload = envelope.payload
@@ -674,6 +697,11 @@ def agent_payload(world: World, agent: Identity, kind: str) -> tuple[Payload, di
                 task_id=task,
                 action=draw(st.sampled_from(["retry", "reassign", "answer", "cancel"])),
             )
+        case "workflow_completed":
+            fields["workflow_id"] = draw(st.sampled_from(WORKFLOWS))
+            payload = WorkflowCompleted(
+                status=draw(st.sampled_from(["succeeded", "failed", "cancelled"]))
+            )
         case "agent_killed":
             payload = AgentKilled(
                 agent_id=draw(st.sampled_from([*world.agents, "*"])), reason=draw(text)
@@ -708,6 +736,8 @@ def agent_payload(world: World, agent: Identity, kind: str) -> tuple[Payload, di
 
 OPERATOR_KINDS = (
     "workflow_submitted",
+    "workflow_completed",
+    "task_escalated",
     "task_assignment",
     "task_offered",
     "agent_killed",
@@ -719,7 +749,12 @@ OPERATOR_KINDS = (
     "budget_exceeded",
 )
 #: The operator creates work more often than it does the rest, so agents have tasks to hold.
-WEIGHTED_OPERATOR_KINDS = (*OPERATOR_KINDS, *("task_assignment", "task_offered") * 3)
+#: Escalations and workflows ending meet often enough that one closes the other.
+WEIGHTED_OPERATOR_KINDS = (
+    *OPERATOR_KINDS,
+    *("task_assignment", "task_offered") * 3,
+    *("task_escalated", "workflow_completed") * 2,
+)
 STEPS = (
     ["agent"] * 24
     + ["operator"] * 4
@@ -872,7 +907,7 @@ def sequences(draw: st.DrawFn, max_steps: int = 40) -> EventSequence:
     world.far_clocks = True
     for _ in range(draw(st.integers(min(5, max_steps), max_steps), label="steps")):
         step(world)
-    return EventSequence(operator.public_key, world.messages, world.expected)
+    return EventSequence(operator.public_key, world.messages, world.expected, world.escalations)
 
 
 # --- folding -------------------------------------------------------------------------------------
@@ -917,6 +952,12 @@ def test_fold_agrees_with_the_model(sequence: EventSequence) -> None:
     # An event id is applied at most once.
     ids = [row["id"] for row in state.rows["events"].values()]
     assert len(ids) == len(set(ids))
+    # One open escalation per task at most, closed with its workflow.
+    escalations = {
+        eid: (row["task_id"], row["workflow_id"], row["status"])
+        for (eid,), row in state.rows["escalations"].items()
+    }
+    assert escalations == sequence.escalations
 
 
 @given(sequences())

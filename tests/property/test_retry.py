@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swarmlog.agents.policy.retry import RetryPolicy
+from swarmlog.agents.policy.retry import PERMANENT_ERRORS, RetryPolicy
 
 policies = st.builds(
     RetryPolicy,
@@ -66,3 +66,36 @@ def test_default_policy_grows_geometrically() -> None:
 def test_invalid_policies_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="invalid retry policy"):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("names", "retries"),
+    [
+        (["ValueError", "Exception"], False),
+        (["UnicodeDecodeError", "UnicodeError", "ValueError"], False),
+        (["JSONDecodeError", "ValueError"], False),  # a base class counts
+        (["ValidationError", "DecodeError", "MsgspecError"], False),
+        (["KeyError", "LookupError"], False),
+        (["RuntimeError", "Exception"], True),
+        (["TimeoutError", "OSError"], True),
+        (["ConnectionResetError", "ConnectionError", "OSError"], True),
+        (["ModelError", "SwarmlogError", "Exception"], True),
+        (["empty_input"], True),  # a task error's code, not a type of the default set
+    ],
+)
+def test_permanent_errors_are_not_retried_by_default(names: list[str], retries: bool) -> None:
+    assert RetryPolicy().retries(names) is retries
+    assert RetryPolicy().retries(names, retryable=False) is False  # the error's own word
+
+
+def test_the_non_retryable_error_types_are_the_agents_to_choose() -> None:
+    everything = RetryPolicy(non_retryable_error_types=frozenset())
+    assert everything.retries(["ValueError"])
+    stricter = RetryPolicy(non_retryable_error_types=PERMANENT_ERRORS | {"QuotaError"})
+    assert not stricter.retries(["QuotaError", "Exception"])
+    assert not stricter.retries(["TypeError"])
+    listed = RetryPolicy(non_retryable_error_types=["QuotaError"])  # type: ignore[arg-type]
+    assert listed.non_retryable_error_types == frozenset({"QuotaError"})
+    assert hash(listed) == hash(RetryPolicy(non_retryable_error_types=frozenset({"QuotaError"})))
+    with pytest.raises(ValueError, match="a set of names, not one string"):
+        RetryPolicy(non_retryable_error_types="ValueError")  # type: ignore[arg-type]

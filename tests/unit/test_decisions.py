@@ -3,6 +3,8 @@ settling a failure, budget limits, the watchdog's response and routing an offer.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +14,8 @@ from swarmlog.agents.policy.breakers import Breaker, BreakerPolicy
 from swarmlog.agents.policy.deadlocks import Deadlock, Wait, response
 from swarmlog.agents.policy.retry import RetryPolicy
 from swarmlog.agents.policy.routing import Candidate, judged_circuits, pick, through_circuits
+from swarmlog.agents.settlement import task_error
+from swarmlog.errors import ModelError, TaskError
 from swarmlog.schemas.payloads import DeadlockDetected, TaskEscalated, TaskOffered
 
 NOW = 1_000 * 10**9
@@ -78,6 +82,11 @@ def _after(attempt: int, **kw: object) -> settle.Settlement:
             {"retryable": False, "fallback_role": "spare"},
             settle.Escalate("the error is not retryable"),
         ),
+        (
+            1,  # a permanent error: neither retried nor handed over, the input is at fault
+            {"retryable": False, "fallback_role": "spare", "code": "ValueError"},
+            settle.Escalate("ValueError is not retryable (a permanent error)"),
+        ),
         (1, {"swarm": True, "code": "boom"}, settle.Escalate("claimed swarm task failed: boom")),
         (
             1,
@@ -111,6 +120,44 @@ def test_settle_agrees_with_the_retry_policy(
         assert retryable
         assert decision.role == fallback == "spare"
     assert settle.says_retryable(decision, swarm=False) == retry.retry
+
+
+class _Quota(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("exc", "policy", "code", "retryable"),
+    [
+        (ValueError("no such date"), RetryPolicy(), "ValueError", False),
+        (json.JSONDecodeError("bad", "{", 0), RetryPolicy(), "JSONDecodeError", False),
+        (KeyError("name"), RetryPolicy(), "KeyError", False),
+        (RuntimeError("flaky"), RetryPolicy(), "RuntimeError", True),
+        (ConnectionResetError("peer"), RetryPolicy(), "ConnectionResetError", True),
+        (ModelError("answered 400", retryable=False), RetryPolicy(), "ModelError", False),
+        (ModelError("answered 503"), RetryPolicy(), "ModelError", True),
+        (TaskError("empty_input", "no text", retryable=False), RetryPolicy(), "empty_input", False),
+        (TaskError("busy", "try later"), RetryPolicy(), "busy", True),
+        (
+            TaskError("quota", "over quota"),
+            RetryPolicy(non_retryable_error_types=frozenset({"quota"})),
+            "quota",
+            False,
+        ),
+        (
+            _Quota("over"),
+            RetryPolicy(non_retryable_error_types=frozenset({"_Quota"})),
+            "_Quota",
+            False,
+        ),
+        (ValueError("x"), RetryPolicy(non_retryable_error_types=frozenset()), "ValueError", True),
+    ],
+)
+def test_a_failure_is_coded_by_its_type_and_permanent_ones_are_not_retryable(
+    exc: BaseException, policy: RetryPolicy, code: str, retryable: bool
+) -> None:
+    error = task_error(exc, policy)
+    assert (error.code, error.retryable) == (code, retryable)
 
 
 def test_over_its_budget_work_goes_to_the_fallback_role_or_a_human() -> None:
@@ -226,3 +273,5 @@ def test_an_open_circuit_keeps_its_role_out_and_outcomes_count_where_they_belong
     assert judged_circuits("b", True, None, ["api"]) == ["role:b", "dep:api"]
     assert judged_circuits("b", False, "api", ["api"]) == ["dep:api"]
     assert judged_circuits("b", False, None, ["api"]) == ["role:b"]
+    # A permanent failure goes where a result goes (it frees probes there, and counts for nothing)
+    assert judged_circuits("b", None, "api", ["api"]) == ["role:b", "dep:api"]

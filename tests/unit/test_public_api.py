@@ -22,6 +22,7 @@ EXPECTED = {
     "Context",
     "Json",
     "Payload",
+    "PERMANENT_ERRORS",
     "RetryPolicy",
     "TaskAssignment",
     "TaskError",

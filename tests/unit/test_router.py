@@ -8,12 +8,12 @@ import hashlib
 import msgspec
 import pytest
 
-from swarmlog.agents.policy.breakers import BreakerPolicy
+from swarmlog.agents.policy.breakers import Breaker, BreakerPolicy
 from swarmlog.agents.policy.killflags import KillFlag, flag_key
 from swarmlog.agents.policy.routing import AgentView
 from swarmlog.agents.presence import Beacon
 from swarmlog.agents.publisher import Publisher
-from swarmlog.agents.roles.router import Router, RoutingOutcome
+from swarmlog.agents.roles.router import BreakerOutcome, Router, RoutingOutcome
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.payloads import TaskAssignment, TaskOffered
@@ -232,9 +232,9 @@ class Judged(Setup):
     def __init__(self, agents: list[AgentView], policy: BreakerPolicy) -> None:
         super().__init__(agents)
         self.clock = [NOW]
-        self.outcomes: list[tuple[int, str, bool, str | None]] = []
+        self.outcomes: list[BreakerOutcome] = []
 
-        async def source(after: int | None) -> tuple[list[tuple[int, str, bool, str | None]], int]:
+        async def source(after: int | None) -> tuple[list[BreakerOutcome], int]:
             start = 0 if after is None else after
             return [o for o in self.outcomes if o[0] > start], len(self.outcomes)
 
@@ -288,6 +288,23 @@ async def test_a_failing_role_opens_its_circuit_work_goes_to_the_fallback_then_i
     ]
     assert {p.circuit for _, p in changes} == {"role:alpha"}  # type: ignore[attr-defined]
     assert changes[0][1].reason == "3 failures in a row"  # type: ignore[attr-defined]
+
+
+async def test_bad_inputs_do_not_open_a_roles_circuit_but_crashes_do() -> None:
+    s = Judged(
+        [view("a-1", "alpha", ("x",), tier="small"), view("b-1", "beta", ("x",), tier="large")],
+        BreakerPolicy(consecutive_failures=3, cooldown=2.0),
+    )
+    await s.router.start()
+    outcomes, route = s.outcomes, s.route_one
+    for _ in range(10):  # ten permanent failures (ValueError on bad input): alpha is healthy
+        outcomes.append((len(outcomes) + 1, "alpha", None, None))
+    assert await route("t1") == "alpha"
+    assert s.router.breakers.get("role:alpha", Breaker()).state == "closed"
+    for _ in range(3):  # three crashes that a retry might cure: alpha is not
+        outcomes.append((len(outcomes) + 1, "alpha", False, None))
+    assert await route("t2") == "beta"
+    assert s.router.breakers["role:alpha"].state == "open"
 
 
 async def test_a_failing_dependency_opens_its_own_circuit_not_the_roles() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from swarmlog.schemas.payloads import (
     Error,
     Result,
     TaskAssignment,
+    TaskCancelled,
+    TaskEscalated,
     TaskOffered,
 )
 from swarmlog.schemas.presence import Presence, open_presence
@@ -61,6 +64,8 @@ class Upper(Agent):
             raise RuntimeError("it broke")
         if task.input == "fatal":
             raise TaskError("bad_input", "cannot be done", retryable=False)
+        if task.input == "not a date":
+            raise ValueError(f"{task.input!r} is not a date")  # the input's fault, for good
         if task.input == "slow":
             await asyncio.sleep(0.4)  # long work, longer than the ack wait
         if task.input == "forever":
@@ -231,6 +236,23 @@ def test_a_crash_traceback_is_cut_to_its_last_lines_within_the_bound() -> None:
     assert whole.endswith(cut.split("\n", 1)[1])  # the tail, from a line's start
     # An error event without one encodes as before it had the field (signatures still hold).
     assert b"traceback" not in msgspec.json.encode(Error(task_id="t", code="c"))
+
+
+async def test_a_handlers_own_value_error_is_permanent_not_retried_nor_handed_over(
+    tmp_path: Path,
+) -> None:
+    s = Setup()
+    runtime = await s.start(HandsOver())
+    await s.assign("t1", "not a date")
+    assert await next_outcome(runtime) == Outcome("t1", "escalated", 1)
+    assert s.types("t1") == ["task_assignment", "task_started", "error", "task_escalated"]
+    store = await s.project(tmp_path / "p.duckdb")
+    (error,) = store.rows("SELECT payload FROM events WHERE type = 'error'")
+    said = json.loads(error[0])
+    assert (said["code"], said["retryable"], said["permanent"]) == ("ValueError", False, True)
+    (reason,) = store.rows("SELECT reason FROM escalations")
+    assert reason == ("ValueError is not retryable (a permanent error)",)
+    store.close()
 
 
 @pytest.mark.parametrize("urgent", ["critical", "high"])
@@ -426,6 +448,8 @@ class Thinker(Agent):
                 return {"answer": await ctx.ask("sage-1", "what is six times seven?", timeout=5)}
             case "ask-nobody":
                 return await ctx.ask("nobody", "hello?", timeout=0.05)
+            case "delegate-briefly":
+                return await ctx.delegate("upper", "one", timeout=0.3)
             case "delegate":
                 first = await ctx.delegate("upper", "one")
                 second = await ctx.delegate("upper", "two")
@@ -512,6 +536,35 @@ async def test_delegated_subtasks_are_routed_run_and_awaited() -> None:
         ("t1-d2", "TWO"),
         ("t1", ["ONE", "TWO"]),
     ]
+
+
+async def test_a_parent_waits_for_its_escalated_subtask_and_is_not_retried(
+    tmp_path: Path,
+) -> None:
+    s = Setup()
+    runtime = await s.replica(identity("thinker-1"), Thinker())
+    # The subtask failed for good at its role and waits for a human: the parent waits too.
+    await s.ops.publish(TaskEscalated(task_id="t1-d1", reason="ValueError is not retryable"))
+    await s.ops.publish(TaskAssignment(task_id="t1", role="thinker", input="delegate-briefly"))
+    # Its own failure only at the timeout, and not retried: the subtask's state stays as it is.
+    assert await next_outcome(runtime) == Outcome("t1", "escalated", 1)
+    # A human answered it meanwhile in the next one: the parent goes on with the answer.
+    await s.ops.publish(TaskEscalated(task_id="t2-d1", reason="ValueError is not retryable"))
+    await s.ops.publish(TaskAssignment(task_id="t2", role="thinker", input="delegate-briefly"))
+    await s.ops.publish(Result(task_id="t2-d1", output="ANSWERED"))
+    assert await next_outcome(runtime) == Outcome("t2", "succeeded", 1)
+    # A cancelled subtask fails its parent at once, for good.
+    await s.ops.publish(TaskCancelled(task_id="t3-d1", reason="not worth it"))
+    await s.ops.publish(TaskAssignment(task_id="t3", role="thinker", input="delegate-briefly"))
+    assert await next_outcome(runtime) == Outcome("t3", "escalated", 1)
+    store = await s.project(tmp_path / "p.duckdb")
+    errors = store.rows(
+        "SELECT json_extract_string(payload, '$.code') FROM events WHERE type = 'error'"
+        " ORDER BY seq"
+    )
+    assert errors == [("subtask_escalated",), ("subtask_failed",)]
+    assert store.rows("SELECT count(*) FROM events WHERE type = 'task_retry_scheduled'") == [(0,)]
+    store.close()
 
 
 async def test_output_must_be_json_and_match_the_declared_schema() -> None:

@@ -13,7 +13,9 @@ and a handler per event type.
             return {"summary": str(task.input)[:40]}
 
 A handler's return value becomes a ``result`` event; a :class:`TaskError` (or any exception)
-becomes an ``error`` event, retried by the agent's :class:`RetryPolicy` when ``retryable``.
+becomes an ``error`` event, retried by the agent's :class:`RetryPolicy` when ``retryable``. An
+exception's code is its type's name; a permanent one (``ValueError``, ``KeyError``... the
+policy's ``non_retryable_error_types``) is not retried but escalated at once.
 Anything an agent must remember goes into events: instances keep no state between tasks.
 """
 
@@ -244,8 +246,10 @@ class Context:
 
         Subtask ids are derived from this task's id and the order of ``delegate`` calls, so a
         retried handler that delegates the same way finds its earlier subtasks instead of
-        offering them again. Raises :class:`TaskError` ``subtask_failed`` when it fails for
-        good, ``subtask_timeout`` when it does not finish in time.
+        offering them again. An escalated subtask is waited for too (a human decides it: one
+        failure, one escalation). Raises :class:`TaskError` ``subtask_failed`` when it fails
+        for good or is cancelled, ``subtask_escalated`` when it still waits for a human at the
+        timeout (neither is retried), ``subtask_timeout`` when it does not finish in time.
         """
         self._delegations += 1
         return await self._port().delegate(capability, input, priority, timeout, self._delegations)
@@ -267,6 +271,10 @@ class Agent:
     capabilities: ClassVar[tuple[str, ...]] = ()
     tier: ClassVar[str] = ""
     retry: ClassVar[RetryPolicy] = RetryPolicy()
+    """How failed tasks are retried; errors of its ``non_retryable_error_types`` (by default
+    :data:`~swarmlog.agents.policy.retry.PERMANENT_ERRORS`: ``ValueError``, ``TypeError``,
+    ``KeyError``...) are not, e.g. ``RetryPolicy(non_retryable_error_types=PERMANENT_ERRORS |
+    {"QuotaError"})``, or ``frozenset()`` to retry them all."""
     cache_ttl: ClassVar[float] = 0.0
     """Seconds a result may answer identical work (same role, model and input) from the result
     cache instead of running the handler; 0 (the default) never caches."""

@@ -2,6 +2,13 @@
 
 The subtask's id comes from its parent's id and the call's order (:func:`child_id`), so a retry
 of the parent finds the subtask it offered before instead of offering it twice.
+
+One failure, one escalation: a subtask that is escalated waits for its human (who retries,
+reassigns, answers or cancels it), and so does the handler that delegated it, within its
+timeout, rather than failing too and opening a second escalation for the same failure. A
+subtask failed for good (or cancelled) fails the parent at once with ``subtask_failed``, and one
+still escalated when the timeout runs out with ``subtask_escalated``: neither is retried, since
+another attempt of the parent would find the same subtask in the same state.
 """
 
 from __future__ import annotations
@@ -16,7 +23,13 @@ from swarmlog.agents.jobs import Job, last_verified
 from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import EventLog
 from swarmlog.bus.subjects import aggregate_filter, offer_subject, task_event_filter
-from swarmlog.schemas.payloads import Result, TaskEscalated, TaskFailed, TaskOffered
+from swarmlog.schemas.payloads import (
+    Result,
+    TaskCancelled,
+    TaskEscalated,
+    TaskFailed,
+    TaskOffered,
+)
 
 __all__ = ["Delegation", "child_id"]
 
@@ -55,7 +68,7 @@ class Delegation(Speaker):
         bell = await self.log.doorbell(aggregate_filter(self.namespace, "task", child))
         try:
             outcome = await self._outcome(child)
-            if outcome is None:
+            if outcome is None or outcome[0] is None:
                 if await self.log.last_message(offer_subject(self.namespace, child)) is None:
                     await self.publisher.publish(
                         TaskOffered(
@@ -70,8 +83,15 @@ class Delegation(Speaker):
                         **job.wf,
                     )
                 deadline = time.monotonic() + timeout
-                while outcome is None:
+                while outcome is None or outcome[0] is None:
                     remaining = deadline - time.monotonic()
+                    if remaining <= 0 and outcome is not None:
+                        raise TaskError(
+                            "subtask_escalated",
+                            f"subtask {child} still waits for a human after {timeout:g} s:"
+                            f" {outcome[1]} (`swarmlog escalations` shows it)",
+                            retryable=False,
+                        )
                     if remaining <= 0:
                         raise TaskError(
                             "subtask_timeout", f"subtask {child} did not finish in {timeout:g} s"
@@ -82,21 +102,27 @@ class Delegation(Speaker):
             await bell.close()
         done, value = outcome
         if not done:
-            raise TaskError("subtask_failed", f"subtask {child} failed: {value}")
+            raise TaskError("subtask_failed", f"subtask {child} failed: {value}", retryable=False)
         return value
 
-    async def _outcome(self, task_id: str) -> tuple[bool, Any] | None:
+    async def _outcome(self, task_id: str) -> tuple[bool | None, Any] | None:
         """``(True, output)`` once the subtask has a result, ``(False, why)`` once it failed for
-        good, else ``None``."""
-        for kind in ("result", "task_escalated", "task_failed"):
+        good or was cancelled, ``(None, why)`` while it is escalated (a human decides), else
+        ``None``."""
+        escalated: TaskEscalated | None = None
+        for kind in ("result", "task_failed", "task_cancelled", "task_escalated"):
             envelope = await last_verified(
                 self.log, task_event_filter(self.namespace, task_id, kind), self.namespace
             )
             payload = envelope.payload if envelope is not None else None
             if isinstance(payload, Result):
                 return True, payload.output
-            if isinstance(payload, TaskEscalated):
-                return False, payload.reason or "escalated"
             if isinstance(payload, TaskFailed) and payload.final:
                 return False, payload.reason or "failed"
+            if isinstance(payload, TaskCancelled):
+                return False, payload.reason or "cancelled"
+            if isinstance(payload, TaskEscalated):
+                escalated = payload
+        if escalated is not None:
+            return None, escalated.reason or "escalated"
         return None

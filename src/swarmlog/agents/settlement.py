@@ -23,6 +23,7 @@ from swarmlog.agents.api import Agent, TaskError
 from swarmlog.agents.jobs import Job, Outcome, last_verified
 from swarmlog.agents.policy import screening, settle
 from swarmlog.agents.policy.followups import follow_up, refusal
+from swarmlog.agents.policy.retry import RetryPolicy
 from swarmlog.agents.policy.routing import AGENTS_SQL, agent_view
 from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import Delivery, EventLog
@@ -40,9 +41,25 @@ _REMEMBERED = 4096
 """Assignment ids a replica has settled, kept to drop duplicates without a lookup."""
 
 
-def task_error(exc: BaseException) -> TaskError:
-    """Any failure as a :class:`TaskError` (an unexpected exception is retryable)."""
-    return exc if isinstance(exc, TaskError) else TaskError(type(exc).__name__, str(exc))
+def task_error(exc: BaseException, policy: RetryPolicy | None = None) -> TaskError:
+    """Any failure as a :class:`TaskError` whose ``retryable`` says whether another attempt may
+    cure it, as ``policy`` judges (see :meth:`RetryPolicy.retries`).
+
+    A :class:`TaskError` keeps its code and its own verdict, unless its code is one of the
+    policy's non-retryable error types. Any other exception is coded by its type's name
+    (``ValueError``) and is retryable unless that type or one of its bases is non-retryable,
+    or it says so itself (a :class:`~swarmlog.errors.ModelError`'s ``retryable``: a model's
+    4xx other than 408 and 429 is not).
+    """
+    policy = policy or RetryPolicy()
+    if isinstance(exc, TaskError):
+        if exc.retryable and not policy.retries([exc.code]):
+            return TaskError(exc.code, exc.message, retryable=False, dependency=exc.dependency)
+        return exc
+    said = getattr(exc, "retryable", True)
+    names = [cls.__name__ for cls in type(exc).__mro__]
+    retryable = policy.retries(names, retryable=said if isinstance(said, bool) else True)
+    return TaskError(type(exc).__name__, str(exc), retryable=retryable)
 
 
 _CUT = "(earlier lines cut: the agent's log has the whole traceback)\n"
@@ -146,7 +163,7 @@ class Settler(Speaker):
 
     async def failed(self, job: Job, exc: BaseException) -> Outcome:
         """Settle a job whose handler raised ``exc``."""
-        error = task_error(exc)
+        error = task_error(exc, self.agent.retry)
         task = job.task
         if isinstance(exc, TaskError):  # the handler's own verdict: one line says it
             log.error(
@@ -179,6 +196,8 @@ class Settler(Speaker):
                 code=error.code[:128],
                 message=error.message[:4096],
                 retryable=settle.says_retryable(decision, swarm=job.swarm),
+                # The work's own fault, not its role's: no circuit counts it (see breakers).
+                permanent=not error.retryable,
                 dependency=self._dependency(error),
                 # A crash carries where it happened; a TaskError is the handler's own verdict.
                 traceback="" if isinstance(exc, TaskError) else crash_traceback(exc),

@@ -23,7 +23,7 @@ def escalations() -> None:
 
 
 @escalations.command("list")
-@click.option("--all", "everything", is_flag=True, help="Resolved ones too.")
+@click.option("--all", "everything", is_flag=True, help="Resolved and closed ones too.")
 @json_option
 @pass_ctx
 def escalations_list(ctx: CliContext, everything: bool, as_json: bool) -> None:

@@ -269,6 +269,10 @@ def apply(
                 result=to_json(payload.result),
                 completed_at=at,
             )
+            # Nobody is left to act on them: they close with the workflow, saying so.
+            for row in _open_escalations(state, "workflow_id", wf):
+                row.update(status="closed", resolution=f"workflow {payload.status}", resolved_at=at)
+                state.put("escalations", row)
         case TaskAssignment():
             _task_posted(
                 state,
@@ -368,17 +372,24 @@ def apply(
             )
         case TaskEscalated():
             _task(state, payload.task_id, envelope, seq, status="escalated")
-            state.put(
-                "escalations",
-                {
-                    "escalation_id": envelope.id,
-                    "task_id": payload.task_id,
-                    "workflow_id": wf,
-                    "reason": payload.reason,
-                    "status": "open",
-                    "created_at": at,
-                },
-            )
+            # One failure, one escalation: while the task has an open one (a redelivery, or the
+            # watchdog, escalating it again), the event is on the log but opens no second one,
+            # which a human could resolve a second time (two retries of one task).
+            if not _open_escalations(state, "task_id", payload.task_id):
+                ended = _ended(state, wf)
+                state.put(
+                    "escalations",
+                    {
+                        "escalation_id": envelope.id,
+                        "task_id": payload.task_id,
+                        "workflow_id": wf,
+                        "reason": payload.reason,
+                        "status": "open" if ended is None else "closed",
+                        "created_at": at,
+                        "resolution": None if ended is None else f"workflow {ended}",
+                        "resolved_at": None if ended is None else at,
+                    },
+                )
         case EscalationResolved():
             _task(state, payload.task_id, envelope, seq)
             state.upsert(
@@ -454,6 +465,27 @@ def apply(
             )
         case _:
             pass  # recorded in `events` only (deadlocks, snapshots, ...)
+
+
+def _open_escalations(state: State, column: str, value: str | None) -> list[dict[str, Any]]:
+    """The open escalations whose ``column`` is ``value`` (all of them are at hand: see
+    :func:`~swarmlog.projections.verify.touches_where`), in the order they were opened."""
+    if value is None:
+        return []
+    found = [
+        row
+        for row in state.rows["escalations"].values()
+        if row[column] == value and row["status"] == "open"
+    ]
+    return sorted(found, key=lambda row: (row["created_at"], row["escalation_id"]))
+
+
+def _ended(state: State, workflow_id: str | None) -> str | None:
+    """How the workflow ended (``succeeded``, ``failed``, ``cancelled``), or ``None`` while it
+    runs (or when there is none)."""
+    row = state.get("workflows", workflow_id) if workflow_id is not None else None
+    status = row["status"] if row is not None else None
+    return status if status in ("succeeded", "failed", "cancelled") else None
 
 
 def _settled(state: State, task_id: str) -> None:

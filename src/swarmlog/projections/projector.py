@@ -13,13 +13,14 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from swarmlog.bus.ports import EventLog, StoredMessage
 from swarmlog.errors import BusError
 from swarmlog.projections.fold import fold_checked
 from swarmlog.projections.state import Key, State
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.projections.verify import Checked, check, touches
+from swarmlog.projections.verify import Checked, check, touches, touches_where
 
 __all__ = ["BatchResult", "Projector"]
 
@@ -86,18 +87,20 @@ class Projector:
             return result
         checked = [c for part in checks for c in part.result()]
         keys: list[tuple[str, Key]] = []
+        where: list[tuple[str, str, Any]] = []
         ids: list[str] = []
         times: list[int] = []
         for c in checked:
             if c.envelope is not None and c.rejection is None:
                 keys.extend(touches(c.envelope))
+                where.extend(touches_where(c.envelope))
                 ids.append(c.envelope.id)
                 times.append(c.envelope.occurred_at)
         state = self._state
         # Ids embed their millisecond; a repeat of one of ours lies within this range.
         time_range = (min(times) // _MS * _MS, max(times) // _MS * _MS + _MS - 1) if times else None
         try:
-            self.store.preload(state, keys, ids, time_range)
+            self.store.preload(state, keys, ids, time_range, where)
             result.rejected = fold_checked(state, checked, self.operator_key, verify=self.verify)
             result.applied = len(checked) - len(result.rejected)
             self.store.flush(state, self.log.stream, result.last_seq)

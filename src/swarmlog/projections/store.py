@@ -171,8 +171,13 @@ class ProjectionStore:
         keys: Iterable[tuple[str, Key]],
         ids: Sequence[str],
         time_range: tuple[int, int] | None = None,
+        where: Iterable[tuple[str, str, Any]] = (),
     ) -> None:
         """Load the rows a batch will read, and which of its event ids are already applied.
+
+        ``keys`` name rows by their key; ``where`` as ``(table, column, value)``, every row of
+        the table with that value in that column (see :func:`~swarmlog.projections.verify.
+        touches_where`). A row the batch holds already is newer than storage's and is kept.
 
         An event id embeds its event's ``occurred_at`` (checked on read), so an id can only repeat
         among events of the same instant: ``time_range`` (ns) confines the lookup to those rows,
@@ -203,6 +208,22 @@ class ProjectionStore:
                     state.load(name, dict(zip(t.column_names, values, strict=True)))
                 if name in state.absent:
                     state.absent[name].update(key_set - set(state.rows[name]))
+            by_column: dict[tuple[str, str], set[Any]] = {}
+            for name, column, value in where:
+                by_column.setdefault((name, column), set()).add(value)
+            for (name, column), wanted_values in sorted(by_column.items()):
+                t = table(name)
+                if column not in t.column_names:
+                    raise ValueError(f"{name} has no column {column}")
+                found_rows = self._select_keys(
+                    f"SELECT {', '.join(t.column_names)} FROM {name}"
+                    f" WHERE {column} IN (SELECT k FROM _keys)",
+                    sorted(wanted_values),
+                )
+                for values in found_rows:
+                    row = dict(zip(t.column_names, values, strict=True))
+                    if tuple(row[k] for k in t.key) not in state.rows[name]:
+                        state.load(name, row)
             if ids:
                 low, high = time_range if time_range else (0, 2**63 - 1)
                 found = self._select_keys(

@@ -59,6 +59,7 @@ __all__ = [
     "next_own_head",
     "time_problem",
     "touches",
+    "touches_where",
 ]
 
 REASONS: dict[str, str] = {
@@ -257,6 +258,19 @@ def touches(envelope: Envelope) -> list[tuple[str, Key]]:
         case _:
             pass
     return keys
+
+
+def touches_where(envelope: Envelope) -> list[tuple[str, str, Any]]:
+    """The rows folding ``envelope`` may read by a column other than their key, as ``(table,
+    column, value)``: every such row is what a store must preload too. A task escalated reads
+    the escalations of its task (one is opened only when none is open) and a workflow that ends
+    those of the workflow (which it closes)."""
+    payload = envelope.payload
+    if isinstance(payload, p.TaskEscalated):
+        return [("escalations", "task_id", payload.task_id)]
+    if isinstance(payload, p.WorkflowCompleted) and envelope.workflow_id is not None:
+        return [("escalations", "workflow_id", envelope.workflow_id)]
+    return []
 
 
 def admit(

@@ -171,6 +171,10 @@ class Error(_Payload, frozen=True, tag="error"):
     traceback: Annotated[str, Meta(max_length=MAX_TRACEBACK)] = ""
     """A crashed handler's traceback, its last :data:`MAX_TRACEBACK` characters (empty for a
     ``TaskError`` the handler raised on purpose: its code and message say it all)."""
+    permanent: bool = False
+    """The failure is the work's own (a bad input, the handler's bug on it, a model's 4xx),
+    not a sign that its role or dependency is unhealthy: it was not retried, and it counts
+    toward no circuit breaker. Omitted when false, so older events encode as they were."""
 
 
 class ClarificationRequest(_Payload, frozen=True, tag="clarification_request"):

@@ -118,6 +118,7 @@ async def run_agent(
 
 _OUTCOMES_SQL = (
     "SELECT e.seq, a.role, e.type = 'result' AS ok,"
+    " coalesce(json_extract_string(e.payload, '$.permanent') = 'true', false) AS permanent,"
     " json_extract_string(e.payload, '$.dependency') AS dependency FROM events e"
     " JOIN agents a ON a.agent_id = e.sender"
     " WHERE e.seq > {after} AND e.type IN ('result', 'error') ORDER BY e.seq LIMIT 5000"
@@ -125,14 +126,23 @@ _OUTCOMES_SQL = (
 
 
 def _projected_outcomes(projections: ProjectionClient) -> BreakerOutcomeSource:
-    """Each role's results (successes) and errors (failures) from the projection, in order."""
+    """Each role's results (successes) and errors (failures; a permanent one neither) from
+    the projection, in order."""
 
     async def read(after: int | None) -> tuple[list[BreakerOutcome], int]:
         if after is None:
             rows = await agent_query(projections, "SELECT max(seq) AS last FROM events")
             return [], int(rows[0]["last"] or 0)
         rows = await agent_query(projections, _OUTCOMES_SQL.format(after=int(after)))
-        found = [(int(r["seq"]), str(r["role"]), bool(r["ok"]), r["dependency"]) for r in rows]
+        found: list[BreakerOutcome] = [
+            (
+                int(r["seq"]),
+                str(r["role"]),
+                None if r["permanent"] and not r["ok"] else bool(r["ok"]),
+                r["dependency"],
+            )
+            for r in rows
+        ]
         return found, found[-1][0] if found else after
 
     return read

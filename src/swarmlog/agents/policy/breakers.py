@@ -5,7 +5,10 @@ A breaker is ``closed`` (work flows), ``open`` (no work: it goes to other roles 
 capability, or waits), or ``half_open`` (after ``cooldown`` seconds open, up to ``probes`` tasks
 are let through as probes). It opens on ``consecutive_failures`` failures in a row, or when at
 least ``min_calls`` outcomes of the last ``window`` are in and ``failure_rate`` of them failed.
-In half-open, ``probes`` successes close it and any failure opens it again. Time is an input
+In half-open, ``probes`` successes close it and any failure opens it again. An outcome that
+says nothing of the role's health (``None``: a permanent failure, the work's own bad input or the
+handler's bug on it) counts for nothing: one bad input does not open a circuit, and a probe it
+answers is let go, neither success nor failure. Time is an input
 (``now``, nanoseconds), so the logic is a function of its inputs and can be property-tested.
 """
 
@@ -49,18 +52,25 @@ class Breaker(Value):
     probe_successes: int = 0
 
 
-def record(breaker: Breaker, ok: bool, *, now: int, policy: BreakerPolicy) -> tuple[Breaker, str]:
-    """The breaker after an outcome, and why its state changed ("" when it did not)."""
+def record(
+    breaker: Breaker, ok: bool | None, *, now: int, policy: BreakerPolicy
+) -> tuple[Breaker, str]:
+    """The breaker after an outcome (``True`` success, ``False`` failure, ``None`` neither: a
+    permanent failure), and why its state changed ("" when it did not)."""
     if breaker.state == "open":
         return breaker, ""  # work that started before it opened: already accounted for
     if breaker.state == "half_open":
         probing = max(0, breaker.probing - 1)
+        if ok is None:  # the probe says nothing: let another one through
+            return replace(breaker, probing=probing), ""
         if not ok:
             return Breaker("open", opened_at=now), "a probe failed"
         successes = breaker.probe_successes + 1
         if successes >= policy.probes:
             return Breaker(), f"{successes} probe(s) succeeded"
         return replace(breaker, probing=probing, probe_successes=successes), ""
+    if ok is None:
+        return breaker, ""  # neither resets the failures in a row nor adds to them
     recent = (*breaker.recent, ok)[-policy.window :]
     consecutive = 0 if ok else breaker.consecutive + 1
     if consecutive >= policy.consecutive_failures:

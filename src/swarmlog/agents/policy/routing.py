@@ -282,11 +282,13 @@ def through_circuits(
 
 
 def judged_circuits(
-    role: str, ok: bool, dependency: str | None, declared: Iterable[str]
+    role: str, ok: bool | None, dependency: str | None, declared: Iterable[str]
 ) -> list[str]:
-    """The circuits an outcome of ``role``'s work counts for: a result for the role and every
-    dependency it declares; an error naming a dependency against that dependency alone; any
-    other error against the role."""
-    if ok:
+    """The circuits an outcome of ``role``'s work counts for: a result (``ok``) for the role and
+    every dependency it declares; an error naming a dependency against that dependency alone;
+    any other error against the role. A permanent error (``ok`` is ``None``) goes to the same
+    circuits as a result does, where it counts for nothing but frees the probe it may have been
+    (see :func:`~swarmlog.agents.policy.breakers.record`)."""
+    if ok is None or ok:
         return circuits(role, declared)
     return [f"dep:{dependency}"] if dependency else [f"role:{role}"]

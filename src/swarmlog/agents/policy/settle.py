@@ -4,9 +4,13 @@ After an attempt fails, the runtime (and the simulation) ask :func:`after_failur
 to the task: it is **retried** by the agent's :class:`~swarmlog.agents.policy.retry.RetryPolicy`
 while attempts remain and the error is retryable; out of attempts, a retryable failure is **handed
 over** to the agent's ``fallback_role`` when it has one (and it is not the task's own role);
-otherwise it is **escalated** to a human. A claimed swarm task is escalated at once (its claim is
-on the log, it cannot go back to a queue), and work past its deadline **times out**. A replica
-past its token budget settles work it must not spend on with :func:`over_budget`.
+otherwise it is **escalated** to a human. A permanent error (not retryable: a ``ValueError`` of
+the handler, a model's 4xx, a :class:`~swarmlog.errors.TaskError` with ``retryable=False``, see
+:data:`~swarmlog.agents.policy.retry.PERMANENT_ERRORS`) is escalated at once, not handed over:
+the input is at fault, and the fallback role would get the same input. A claimed swarm task is
+escalated at once (its claim is on the log, it cannot go back to a queue), and work past its
+deadline **times out**. A replica past its token budget settles work it must not spend on with
+:func:`over_budget`.
 
 Clock and randomness are inputs (``draw``, uniform in [0, 1)), so the same inputs always give the
 same settlement.
@@ -78,7 +82,10 @@ def after_failure(
     decision = policy.decide(attempt, retryable=retryable, draw=draw)
     if decision.retry:
         return Retry(attempt + 1, decision.delay)
-    if fallback_role and fallback_role != role and retryable:
+    if not retryable:
+        # Permanent: the same input fails the same way for any role, so a human looks at it.
+        return Escalate(f"{code} is not retryable (a permanent error)" if code else decision.reason)
+    if fallback_role and fallback_role != role:
         # Out of attempts here, but another role can do it.
         return HandOver(fallback_role)
     return Escalate(decision.reason)

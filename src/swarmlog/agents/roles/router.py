@@ -69,8 +69,9 @@ _MAX_FORGED = 8
 AgentSource = Callable[[], Awaitable[list[AgentView]]]
 """Where the router reads the agents from (the projection, in production)."""
 
-BreakerOutcome = tuple[int, str, bool, str | None]
-"""``(seq, role, ok, dependency)``: a result (ok), or an error, naming the failed dependency."""
+BreakerOutcome = tuple[int, str, bool | None, str | None]
+"""``(seq, role, ok, dependency)``: a result (``True``), an error naming the failed dependency
+(``False``), or a permanent error (``None``: the work's own fault, which counts for nothing)."""
 BreakerOutcomeSource = Callable[[int | None], Awaitable[tuple[list[BreakerOutcome], int]]]
 """Task outcomes after a stream sequence, ``([outcome, ...], last seq read)``; with ``None``,
 no outcomes, only where the stream is now (a router does not judge the past)."""
@@ -194,7 +195,8 @@ class Router(Speaker):
     async def _judge(self, now: int) -> None:
         """Feed the outcomes of work since the last look to the breakers: an error naming a
         dependency counts against that dependency, any other error against the role, and a
-        result for the role and every dependency it declares."""
+        result for the role and every dependency it declares; a permanent error (bad input)
+        counts against nothing."""
         if self.outcomes is None:
             return
         found, self._outcomes_after = await self.outcomes(self._outcomes_after)
