@@ -209,6 +209,7 @@ async def test_a_non_retryable_error_escalates_at_once(tmp_path: Path) -> None:
         "code": "bad_input",
         "message": "cannot be done",
         "retryable": False,
+        "permanent": True,  # not retried: the work's own fault, which no circuit counts
     }
     store.close()
 
