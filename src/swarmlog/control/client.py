@@ -66,7 +66,7 @@ from swarmlog.control.waiting import (
     timed_out,
     wait_for,
 )
-from swarmlog.errors import BusError, ConfigError
+from swarmlog.errors import BusError, ConfigError, WaitTimeout
 from swarmlog.projections.client import LiveState, ProjectionClient
 from swarmlog.schemas.payloads import JOURNAL_TYPES
 from swarmlog.schemas.types import Json
@@ -285,18 +285,7 @@ class Client:
         if found is not None and not isinstance(found, Blocked):
             return found
         view = await self.workflow(workflow_id)
-        status = view.status if view else None
-        if isinstance(found, Blocked):
-            raise stuck_error("workflow", workflow_id, status, found)
-        raise await timed_out(
-            self._need_log(),
-            self._projections,
-            "workflow",
-            workflow_id,
-            status,
-            timeout,
-            presence=self._presence,
-        )
+        raise await self._not_ended("workflow", workflow_id, view, found, timeout)
 
     async def wait_task(self, task_id: str, timeout: float = 300.0) -> TaskView:
         """The task once it has ended (``succeeded``, ``failed``, ``cancelled``; an escalated
@@ -321,12 +310,29 @@ class Client:
         if found is not None and not isinstance(found, Blocked):
             return found
         view = await self.task(task_id)
+        raise await self._not_ended("task", task_id, view, found, timeout)
+
+    async def _not_ended(
+        self,
+        kind: str,
+        item_id: str,
+        view: WorkflowView | TaskView | None,
+        found: Blocked | None,
+        timeout: float,
+    ) -> WaitTimeout:
+        """Why a wait for ``kind`` ``item_id`` (now ``view``) ends without its end: stuck
+        (``found``), or out of time, saying what holds it up."""
         status = view.status if view else None
-        if isinstance(found, Blocked):
-            raise stuck_error("task", task_id, status, found)
-        log = self._need_log()
-        raise await timed_out(
-            log, self._projections, "task", task_id, status, timeout, presence=self._presence
+        if found is not None:
+            return stuck_error(kind, item_id, status, found)
+        return await timed_out(
+            self._need_log(),
+            self._projections,
+            kind,
+            item_id,
+            status,
+            timeout,
+            presence=self._presence,
         )
 
     async def stalled(
