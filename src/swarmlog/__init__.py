@@ -19,12 +19,6 @@ else (the bus adapters, the projector, signing) is imported from its own package
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from swarmlog.agents.api import Agent, Context, on
-from swarmlog.agents.llm.messages import Answer, Message, ToolCall
-from swarmlog.agents.llmagent import LLMAgent
-from swarmlog.agents.planner import LLMPlanner
-from swarmlog.agents.policy.retry import PERMANENT_ERRORS, RetryPolicy
-from swarmlog.agents.tools import MCPServer, ToolOutcome, tool
 from swarmlog.config import Settings
 from swarmlog.errors import (
     BusError,
@@ -58,15 +52,36 @@ from swarmlog.schemas.payloads import (
 from swarmlog.schemas.types import Json
 
 if TYPE_CHECKING:
+    from swarmlog.agents.api import Agent, Context, on
     from swarmlog.agents.host.bringup import SystemUp, bring_up
+    from swarmlog.agents.llm.messages import Answer, Message, ToolCall
+    from swarmlog.agents.llmagent import LLMAgent
+    from swarmlog.agents.planner import LLMPlanner
+    from swarmlog.agents.policy.retry import PERMANENT_ERRORS, RetryPolicy
+    from swarmlog.agents.tools import MCPServer, ToolOutcome, tool
     from swarmlog.control.client import Client
     from swarmlog.control.system import open_projections
     from swarmlog.projections.client import ProjectionClient
 
-# The operator's names are imported on first use: they bring the whole shell (server, projector,
-# DuckDB, the built-in roles), and an agent process, which imports swarmlog for the agent API,
-# must not pay its start-up for them.
-_OPERATOR_NAMES = {
+# The agent API and the operator's names are imported on first use. The operator's bring the
+# whole shell (server, projector, DuckDB, the built-in roles), which an agent process must not pay
+# for; the agent API brings the runtime and the bus client (about 0.15 s of CPU), which every CLI
+# call would otherwise pay before it starts, since `swarmlog.cli` is in this package. The errors,
+# settings and payloads are cheap and stay eager.
+_LAZY_NAMES = {
+    "Agent": "swarmlog.agents.api",
+    "Context": "swarmlog.agents.api",
+    "on": "swarmlog.agents.api",
+    "Answer": "swarmlog.agents.llm.messages",
+    "Message": "swarmlog.agents.llm.messages",
+    "ToolCall": "swarmlog.agents.llm.messages",
+    "LLMAgent": "swarmlog.agents.llmagent",
+    "LLMPlanner": "swarmlog.agents.planner",
+    "PERMANENT_ERRORS": "swarmlog.agents.policy.retry",
+    "RetryPolicy": "swarmlog.agents.policy.retry",
+    "MCPServer": "swarmlog.agents.tools",
+    "ToolOutcome": "swarmlog.agents.tools",
+    "tool": "swarmlog.agents.tools",
     "SystemUp": "swarmlog.agents.host.bringup",
     "bring_up": "swarmlog.agents.host.bringup",
     "Client": "swarmlog.control.client",
@@ -124,7 +139,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _OPERATOR_NAMES.get(name)
+    module = _LAZY_NAMES.get(name)
     if module is None:
         raise AttributeError(f"module 'swarmlog' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
