@@ -4,14 +4,18 @@ lost, seen again: who may say so, and what the projection's ``agents.status`` be
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any, cast
+
 import msgspec
 import pytest
 from test_authority import ECHO_1, ECHO_2, NOW, ROUTER, WATCHDOG, swarm
 from test_verify import OPERATOR, Projection
 
+from swarmlog.agents.liveness import presence_beats
 from swarmlog.agents.policy.liveness import Change, Lost, Seen, changes, held_tasks, with_presence
 from swarmlog.agents.policy.routing import AgentView
-from swarmlog.agents.presence import PresenceReader
+from swarmlog.agents.presence import Beacon, PresenceReader
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.schemas.payloads import (
     AgentKilled,
@@ -269,3 +273,41 @@ async def test_a_reader_refuses_an_older_value_of_the_same_run_not_a_new_run() -
     # Restarted, on a host whose clock is a little behind: a new run, counting from 1.
     assert await put_and_read(run="bb", seq=1, at=NOW - 2 * S) == "accepted"
     assert reader.refused == {"replayed": 1}
+
+
+async def test_a_change_in_hand_is_put_at_once_not_at_the_next_beat() -> None:
+    """The router routes by the load presence says: a replica that finished a task must not
+    look full until its next beat (a whole period later)."""
+    puts: list[tuple[int, list[str]]] = []
+    put_seen = asyncio.Event()
+
+    class Recorder:
+        async def put(self, *, load: int = 0, capacity: int = 1, tasks: Any = ()) -> None:
+            puts.append((load, list(tasks)))
+            put_seen.set()
+
+    held: list[str] = ["t1"]
+    changed = asyncio.Event()
+    closing = False
+    beats = asyncio.create_task(
+        presence_beats(
+            cast(Beacon, Recorder()),
+            3600.0,  # no beat comes within the test: only the changes are put
+            tasks=lambda: held,
+            capacity=1,
+            quiet=lambda: False,
+            closing=lambda: closing,
+            changed=changed,
+        )
+    )
+    try:
+        changed.set()
+        await asyncio.wait_for(put_seen.wait(), 10)
+        put_seen.clear()
+        held.clear()  # the task is done
+        changed.set()
+        await asyncio.wait_for(put_seen.wait(), 10)
+    finally:
+        closing = True
+        beats.cancel()
+    assert puts == [(1, ["t1"]), (0, [])]

@@ -11,6 +11,7 @@ detection reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Collection, Sequence
 
@@ -30,11 +31,21 @@ async def presence_beats(
     capacity: int,
     quiet: Callable[[], bool],
     closing: Callable[[], bool],
+    changed: asyncio.Event | None = None,
 ) -> None:
-    """Every ``period`` seconds, put the replica's presence with the ``tasks`` in hand, except
-    while ``quiet`` (killed: it is not to be taken for live); ends when ``closing``."""
+    """Every ``period`` seconds, and at once when ``changed`` is set (the tasks in hand changed:
+    the router routes by the load a replica's presence says, so a replica that just finished
+    must not look full for a whole period), put the replica's presence with the ``tasks`` in
+    hand, except while ``quiet`` (killed: it is not to be taken for live); ends when
+    ``closing``. Changes that come while a put is under way are put together by the next."""
     while not closing():
-        await asyncio.sleep(period)  # a period, not a synchronisation
+        if changed is None:
+            await asyncio.sleep(period)  # a period, not a synchronisation
+        else:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period):
+                    await changed.wait()
+            changed.clear()
         if not quiet():
             held = tasks()
             await beacon.put(load=len(held), capacity=capacity, tasks=held)

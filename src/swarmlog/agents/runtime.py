@@ -157,6 +157,8 @@ class AgentRuntime(Speaker):
         self._alerted: set[str] = set()
         self._handing_back = False
         self.in_flight = 0
+        self._load_changed = asyncio.Event()
+        """Set when the tasks in hand change: the presence beat puts the new load at once."""
 
     @property
     def killed(self) -> KillFlag | None:
@@ -181,6 +183,7 @@ class AgentRuntime(Speaker):
             capacity=self.agent.concurrency,
             quiet=lambda: self.killed is not None,
             closing=lambda: self._closing,
+            changed=self._load_changed,
         )
         self._background.append(asyncio.create_task(beats))
         # Announced last: once registered, the replica's queues exist and no work is missed;
@@ -333,6 +336,7 @@ class AgentRuntime(Speaker):
     async def _run_jobs(self, jobs: list[Job]) -> list[Outcome]:
         self.in_flight += len(jobs)
         self._in_hand.update(j.task.task_id for j in jobs)
+        self._load_changed.set()
         self._current = asyncio.current_task()
         # The ack wait the queues were opened with: the keep-alive must beat well within it.
         ack_wait = self.intake.ack_wait
@@ -357,6 +361,7 @@ class AgentRuntime(Speaker):
             self.in_flight -= len(jobs)
             self._in_hand.subtract(j.task.task_id for j in jobs)
             self._in_hand = +self._in_hand  # drop the tasks no longer in hand
+            self._load_changed.set()
             self._current = None
             keepalive.cancel()
         done = [(j, r) for j, r in zip(jobs, ran, strict=True) if isinstance(r, tuple)]
