@@ -176,7 +176,11 @@ def test_a_person_watches_steers_and_reads_a_run_in_the_browser(
 
     # The first window saw the workflow finish, and never reloaded.
     browser.switch_to.window(watching)
-    shows(browser, "#workflow-status", "succeeded", attribute="data-status")
+    try:
+        shows(browser, "#workflow-status", "succeeded", attribute="data-status")
+    except Exception as exc:  # say whether the run or the page is behind
+        shown = cli("show", wf)
+        raise AssertionError(f"{exc}\nswarmlog show {wf}:\n{shown.stdout}{shown.stderr}") from exc
     shows(browser, f'tr[data-task="{wf}-s2"] .status', "succeeded", attribute="data-status")
     assert browser.execute_script("return window.swarmlogNotReloaded === true;")
     shoot(browser, "workflow-done")

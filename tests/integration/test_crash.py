@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import random
 import signal
@@ -63,6 +64,37 @@ async def wait_for_position(swarm: Swarm, proc: subprocess.Popen[bytes], beyond:
     raise AssertionError(f"projector stuck at or below {beyond}")
 
 
+async def kill_twenty_times(
+    swarm: Swarm,
+    rng: random.Random,
+    ingesting: asyncio.Task[None],
+    log_file: Path,
+    positions: list[int],
+) -> None:
+    """Start the projector and ``kill -9`` it a random while after it answers, 20 times."""
+    for _ in range(20):
+        if ingesting.done():  # the ingest failed: say why now, not at the end
+            ingesting.result()
+            raise AssertionError("the ingest stopped")
+        proc = start_projector(swarm, log_file)
+        try:
+            # Started and answering, then killed a random while later, mid-batch or not.
+            positions.append(await wait_for_position(swarm, proc, -1))
+            await asyncio.sleep(rng.uniform(0.0, 0.5))  # the random moment of the kill
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def where(task: asyncio.Task[None]) -> str:
+    """Where ``task`` is (its stack), or how it ended."""
+    if task.done():
+        return "done" if task.cancelled() else f"ended: {task.exception()!r}"
+    out = io.StringIO()
+    task.print_stack(file=out)
+    return out.getvalue()
+
+
 async def test_kill_9_twenty_times_during_ingest(swarm: Swarm, tmp_path: Path) -> None:
     """Events keep arriving while the projector is killed 20 times, each at a random moment (a
     seeded draw) after it started; then it catches up and equals a full replay."""
@@ -83,24 +115,22 @@ async def test_kill_9_twenty_times_during_ingest(swarm: Swarm, tmp_path: Path) -
 
     ingesting = asyncio.create_task(ingest())
     log_file = tmp_path / "projector.log"
-    positions = []
+    positions: list[int] = []
     try:
-        for _ in range(20):
-            if ingesting.done():  # the ingest failed: say why now, not at the end
-                ingesting.result()
-                raise AssertionError("the ingest stopped")
-            proc = start_projector(swarm, log_file)
-            try:
-                # Started and answering, then killed a random while later, mid-batch or not.
-                positions.append(await wait_for_position(swarm, proc, -1))
-                await asyncio.sleep(rng.uniform(0.0, 0.5))  # the random moment of the kill
-            finally:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        async with asyncio.timeout(200):  # a hang says where it hangs, not "node down"
+            await kill_twenty_times(swarm, rng, ingesting, log_file, positions)
+    except TimeoutError:
+        hung = f"hung, {published} published, positions {positions}"
+        raise AssertionError(f"{hung}: {where(ingesting)}") from None
     finally:
         ingesting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ingesting
+        try:
+            async with asyncio.timeout(30):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ingesting
+        except TimeoutError:
+            raise AssertionError(f"the ingest ignores its cancel: {where(ingesting)}") from None
+
     assert positions[-1] > positions[0]  # it made progress between the kills
     last = await swarm.log.last_seq()
     print("LAST", last, positions)
