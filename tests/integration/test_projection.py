@@ -96,6 +96,42 @@ async def test_publish_project_query(swarm: Swarm, tmp_path: Path) -> None:
         store.close()
 
 
+async def test_a_question_asked_again_is_answered_from_the_projection_as_it_is_now(
+    swarm: Swarm, tmp_path: Path
+) -> None:
+    """The service keeps answers only while the projection stays where it was: once it folds
+    more, the same question gets the new answer; a question about the time is never kept."""
+    ops = swarm.publisher(swarm.operator)
+    await ops.publish(TaskAssignment(task_id="k1", role="worker"))
+    store = await project(swarm, tmp_path / "p.duckdb")
+    service = QueryService(swarm.log.client, store, swarm.namespace)
+    await service.start()
+    subject = rpc_subject(swarm.namespace, "query")
+
+    async def ask(sql: str) -> list[list[object]]:
+        reply = await request(swarm.log.client, subject, {"sql": sql}, 5.0)
+        rows: list[list[object]] = reply["rows"]
+        return rows
+
+    try:
+        count = "SELECT count(*) FROM tasks"
+        assert await ask(count) == [[1]]
+        assert await ask(count) == [[1]]
+        await ops.publish(TaskAssignment(task_id="k2", role="worker"))
+        projector = Projector(
+            swarm.log, store, namespace=swarm.namespace, operator_key=swarm.operator.public_key
+        )
+        service.advanced(await projector.run(follow=False))
+        projector.close()
+        assert await ask(count) == [[2]]
+        clock = "SELECT epoch_us(now()) AS t"
+        first = await ask(clock)
+        assert await ask(clock) != first  # a round trip takes more than DuckDB's microsecond
+    finally:
+        await service.stop()
+        store.close()
+
+
 async def test_duplicate_publish_is_stored_once(swarm: Swarm, tmp_path: Path) -> None:
     await swarm.publisher(swarm.operator).publish(TaskAssignment(task_id="t9", role="worker"))
     publisher = swarm.publisher(swarm.alice)

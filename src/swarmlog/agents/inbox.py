@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from swarmlog.agents.api import Agent, Context, TaskError
 from swarmlog.agents.flagwatch import FlagWatch
 from swarmlog.agents.jobs import Job
+from swarmlog.agents.policy import idle
 from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
 from swarmlog.bus.queues import QueueSpec
@@ -35,8 +36,8 @@ __all__ = ["Inbox"]
 
 log = logging.getLogger(__name__)
 
-_SWEEP = 0.25
-"""An idle inbox looks again this often: redeliveries ring no bell."""
+_SWEEP = idle.FIRST
+"""A killed inbox looks at its kill flag this often."""
 _RUNG_WAIT = 0.02
 """How long a fetch waits after a ring (the ring can overtake the store)."""
 
@@ -84,13 +85,17 @@ class Inbox(Speaker):
     async def _read(self) -> None:
         assert self._queue is not None
         assert self._bell is not None
+        wait: float | None = None
         while not self._closing:
             if self.killed():
                 await self.watch.wait_changed(_SWEEP)
                 continue
             deliveries = await self._queue.fetch(16, timeout=_RUNG_WAIT)
+            wait = idle.next_wait(wait, bool(deliveries))
             if not deliveries:
-                await self._bell.wait(_SWEEP)
+                # A new message rings at once; the wait bounds how late a redelivery is seen.
+                if await self._bell.wait(wait):
+                    wait = None
                 continue
             for delivery in deliveries:
                 try:

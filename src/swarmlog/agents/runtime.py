@@ -54,6 +54,7 @@ from swarmlog.agents.intake import Intake
 from swarmlog.agents.jobs import Job, JobScope, Outcome, last_checkpoint
 from swarmlog.agents.llm import Model, OfflineModel, model_from_env
 from swarmlog.agents.llm.offline import parse_script
+from swarmlog.agents.policy import idle
 from swarmlog.agents.policy.budgets import budget_alert
 from swarmlog.agents.policy.killflags import KillFlag
 from swarmlog.agents.policy.outputs import check_output
@@ -78,8 +79,9 @@ __all__ = ["AgentRuntime", "Outcome"]
 
 log = logging.getLogger(__name__)
 
-_SWEEP = 0.25
-"""Idle replicas look at every level this often: redeliveries and delayed retries ring no bell."""
+_SWEEP = idle.FIRST
+"""What one :meth:`AgentRuntime.step` waits for a ring by default (:meth:`AgentRuntime.run`
+waits longer while it keeps finding nothing: see :mod:`~swarmlog.agents.policy.idle`)."""
 
 
 class AgentRuntime(Speaker):
@@ -288,9 +290,14 @@ class AgentRuntime(Speaker):
         and handed back to the queue at once (``nak``), for another replica to take.
         """
         stopping = asyncio.ensure_future(stop.wait())
+        wait: float | None = None
+        found = False
         try:
             while not stop.is_set():
-                stepping = asyncio.ensure_future(self.step())
+                # New work rings the doorbell at once; the wait bounds only how late a
+                # redelivery or a delayed retry is seen, so an idle replica looks less often.
+                wait = idle.next_wait(wait, found)
+                stepping = asyncio.ensure_future(self.step(wait))
                 await asyncio.wait({stepping, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not stepping.done():
                     await asyncio.wait({stepping}, timeout=grace)
@@ -298,7 +305,7 @@ class AgentRuntime(Speaker):
                     self._handing_back = True
                     stepping.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await stepping
+                    found = bool(await stepping)
         finally:
             stopping.cancel()
 

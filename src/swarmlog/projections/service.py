@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +47,17 @@ QUERIES_PER_CALLER = 2
 """Queries one caller may have running at once; more wait their turn."""
 QUERIES_WAITING_PER_CALLER = 8
 """Queries one caller may have running or waiting; more are refused as busy (try again)."""
+ANSWERS_KEPT = 64
+"""Distinct queries whose answers are kept until the projection moves on."""
+ROWS_KEPT = 1_000
+"""Answers longer than this many rows are not kept (they are rarely asked twice)."""
+_VOLATILE = re.compile(
+    r"\b(now|today|current_\w+|get_current_\w+|transaction_timestamp|random|setseed|uuid"
+    r"|gen_random_uuid|nextval|currval)\b",
+    re.IGNORECASE,
+)
+"""Functions whose value changes while the projection does not: a query naming one is never
+answered from the kept answers."""
 
 
 class QueryService:
@@ -67,6 +80,10 @@ class QueryService:
         self._advanced = asyncio.Event()
         self._asked: dict[str, int] = {}
         self._turns: dict[str, asyncio.Semaphore] = {}
+        self._answers: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        """Recent answers by query text, with the position they were asked at. The roles ask the
+        same questions every second or two; while nothing is folded, the answer is the same
+        and DuckDB need not run it again (an idle system's projector did little else)."""
 
     def advanced(self, position: int) -> None:
         """The projector committed up to ``position`` (wakes waiters)."""
@@ -110,6 +127,22 @@ class QueryService:
                 del self._asked[caller], self._turns[caller]
 
     async def _run_query(self, sql: str, caller: str) -> Any:
+        # The position before the query runs: a commit landing meanwhile may be in the answer,
+        # and the answer is kept only until the position moves past that one.
+        asked_at = self._position
+        kept = self._answers.get(sql)
+        if kept is not None and kept[0] == asked_at:
+            self._answers.move_to_end(sql)
+            return kept[1]
+        answer = await self._ask_duckdb(sql, caller)
+        if _VOLATILE.search(sql) is None and len(answer["rows"]) <= ROWS_KEPT:
+            self._answers[sql] = (asked_at, answer)
+            self._answers.move_to_end(sql)
+            while len(self._answers) > ANSWERS_KEPT:
+                self._answers.popitem(last=False)
+        return answer
+
+    async def _ask_duckdb(self, sql: str, caller: str) -> Any:
         budget = QUERY_TIMEOUT if caller == OPERATOR_ID else AGENT_QUERY_TIMEOUT
         cursor = self._store.cursor()
 

@@ -25,6 +25,7 @@ from swarmlog.agents.host.session import (
     agent_query,
     open_agent_log,
 )
+from swarmlog.agents.policy import idle
 from swarmlog.agents.policy.breakers import BreakerPolicy
 from swarmlog.agents.policy.routing import AGENTS_SQL, AgentView, agent_view
 from swarmlog.agents.presence import liveness_from_env
@@ -181,10 +182,15 @@ async def run_router(session: AgentSession, stop: asyncio.Event) -> None:
         )
         await router.start()
         announce_ready(session.agent_id)
+        wait: float | None = None
+        routed = False
         try:
             while not stop.is_set():
                 try:
-                    await router.step()
+                    # Offers ring at once; the wait bounds how late a redelivered or retried
+                    # offer is seen (and how often the breakers are looked at while idle).
+                    wait = idle.next_wait(wait, routed, most=idle.FIRST * 4)
+                    routed = bool(await router.step(wait))
                 except TaskError:
                     raise  # a built-in query the service refuses is a bug: stop, loudly
                 except SwarmlogError as exc:  # a busy or restarting projector: try again

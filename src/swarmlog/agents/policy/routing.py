@@ -35,6 +35,7 @@ __all__ = [
     "pick",
     "priority_order",
     "role_candidates",
+    "takes_work",
     "through_circuits",
     "tier_cost",
 ]
@@ -151,6 +152,12 @@ class AgentView(Value):
     """The key its presence must be signed with (its credential's, ``None`` when revoked)."""
 
 
+def takes_work(agent: AgentView) -> bool:
+    """Whether work may be routed to ``agent`` at all (a registered replica of a role that
+    takes work; the built-in roles take none), live or not."""
+    return agent.role not in BUILTIN_ROLES and agent.status == "registered"
+
+
 AGENTS_SQL = (
     "SELECT a.agent_id, a.role, a.capabilities, a.status, a.last_heartbeat_at, a.in_flight,"
     " a.tier, a.dependencies, a.trust_level,"
@@ -217,7 +224,7 @@ def role_candidates(
     external = external_roles(agents)
     live: dict[str, list[AgentView]] = {}
     for agent in agents:
-        if agent.role in BUILTIN_ROLES or agent.status != "registered":
+        if not takes_work(agent):
             continue
         if agent.last_heartbeat_at is None or now - agent.last_heartbeat_at > stale_after:
             continue

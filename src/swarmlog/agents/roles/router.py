@@ -161,7 +161,9 @@ class Router(Speaker):
             views = [a for a in await self.agents() if flags.stops(a.agent_id, a.role) is None]
             views = with_presence(views, await self._presence_of(views))
             pending: Counter[str] = Counter()
-            for role in {a.role for a in views}:
+            # The queue depth of each role work may go to (a request per role and priority,
+            # every second: the built-in roles have no queue to ask about).
+            for role in {a.role for a in views if routing.takes_work(a)}:
                 for priority in PRIORITIES:
                     pending[role] += await self.log.pending(f"{self.namespace}-{role}-{priority}")
             self._assigned.clear()  # the lag read just now includes them
