@@ -29,6 +29,8 @@ _QUEUE = 64
 _QUIET = frozenset({"agent_heartbeat", "task_heartbeat"})
 """Events no page needs to be redrawn for: liveness beats, each second per agent."""
 
+REDRAW_EVERY = 0.4
+"""Seconds between two announcements to one page: a burst of events is one redraw."""
 KEEPALIVE = 15.0
 """Seconds between comments on an idle feed, so proxies and browsers keep it open."""
 
@@ -123,5 +125,14 @@ class Hub:
                     yield ": keepalive\n\n"
                     continue
                 yield change.sse()
+                # What comes in the next moment is told once, at its end: a page redraws at
+                # most this often, and always after the last change of a burst. (A throttle in
+                # the page would drop that last one: it discards what comes within its window.)
+                await asyncio.sleep(REDRAW_EVERY)  # a rate, not a synchronisation
+                latest = None
+                while not page.empty():
+                    latest = page.get_nowait()
+                if latest is not None:
+                    yield latest.sse()
         finally:
             self._pages.discard(page)

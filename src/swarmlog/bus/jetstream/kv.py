@@ -77,20 +77,27 @@ class JetStreamKV:
         # Subscribed before the current values are read, so no change falls in between.
         sub = await self._nc.subscribe(self._prefix + ">", cb=on_change)
         known: dict[str, bytes] = {}
+        seen: tuple[int, int] | None = None
         try:
             await self._nc.flush()
             while True:
                 # Now and every so often, the values as they are: a change published while
                 # this connection was away (a revived agent is let back in after its flag is
-                # lifted) is not heard, only seen.
+                # lifted) is not heard, only seen. Any put, delete or expiry moves the bucket
+                # stream's last sequence or its count, so while neither moved, one request
+                # says nothing changed instead of one per key.
                 with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
-                    now = await self.items()
-                    for key in known.keys() - now.keys():
-                        yield key, None
-                    for key, value in now.items():
-                        if known.get(key) != value:
-                            yield key, value
-                    known = now
+                    state = (await self._js.stream_info(self._stream)).state
+                    fingerprint = (int(state.last_seq or 0), int(state.messages or 0))
+                    if fingerprint != seen:
+                        now = await self.items()
+                        seen = fingerprint
+                        for key in known.keys() - now.keys():
+                            yield key, None
+                        for key, value in now.items():
+                            if known.get(key) != value:
+                                yield key, value
+                        known = now
                 deadline = asyncio.get_running_loop().time() + _KV_RESYNC
                 while (left := deadline - asyncio.get_running_loop().time()) > 0:
                     try:

@@ -1,0 +1,35 @@
+"""The console's live feed tells a page of a burst of events once at its start and once at its
+end, never leaving the last change of a burst untold."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from swarmlog.console.live import Change, Hub
+
+
+async def test_a_burst_is_told_at_its_start_and_after_its_last_event() -> None:
+    hub = Hub(client=None)  # type: ignore[arg-type]  # announcing needs no client
+    feed = hub.feed()
+    assert await anext(feed) == ": connected\n\n"  # the page is listening from here on
+
+    def change(seq: int) -> Change:
+        return Change(seq=seq, type="result", workflow_id="wf", task_id=None, verified=True)
+
+    told: list[int] = []
+
+    async def listen() -> None:
+        async for text in feed:
+            body: dict[str, Any] = json.loads(text.split("data: ", 1)[1])
+            told.append(body["seq"])
+            if body["seq"] == 5:
+                return
+
+    listening = asyncio.create_task(listen())
+    for seq in range(1, 6):
+        hub._announce(change(seq))
+    await asyncio.wait_for(listening, 5)
+    assert told == [1, 5]  # the first at once, the rest folded into the last
+    await feed.aclose()
