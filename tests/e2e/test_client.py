@@ -22,12 +22,19 @@ from waiting import wait_until
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(scope="module")
+def echoing(module_cli: Cli) -> Cli:
+    """The module's system with one echo replica."""
+    start_agents(module_cli, "examples.echo:Echo")
+    return module_cli
+
+
 async def _connect(cli: Cli) -> swarmlog.Client:
     return await swarmlog.Client.connect(data_dir=cli.data)
 
 
-def test_a_workflow_submitted_with_the_client_is_waited_for_and_read(cli: Cli) -> None:
-    start_agents(cli, "examples.echo:Echo")
+def test_a_workflow_submitted_with_the_client_is_waited_for_and_read(echoing: Cli) -> None:
+    cli = echoing
 
     async def go() -> None:
         async with await _connect(cli) as client:
@@ -88,8 +95,8 @@ def test_a_workflow_submitted_with_the_client_is_waited_for_and_read(cli: Cli) -
     asyncio.run(go())
 
 
-def test_following_a_running_workflow_yields_its_events_as_they_come(cli: Cli) -> None:
-    start_agents(cli, "examples.echo:Echo")
+def test_following_a_running_workflow_yields_its_events_as_they_come(echoing: Cli) -> None:
+    cli = echoing
 
     async def go() -> None:
         async with await _connect(cli) as client:
@@ -111,8 +118,8 @@ def test_following_a_running_workflow_yields_its_events_as_they_come(cli: Cli) -
     asyncio.run(go())
 
 
-def test_a_single_task_is_submitted_and_waited_for(cli: Cli) -> None:
-    start_agents(cli, "examples.echo:Echo")
+def test_a_single_task_is_submitted_and_waited_for(echoing: Cli) -> None:
+    cli = echoing
 
     async def go() -> None:
         async with await _connect(cli) as client:
@@ -230,7 +237,9 @@ def test_a_wait_on_a_workflow_nobody_conducts_says_the_conductor_is_quiet(cli: C
     asyncio.run(go())
 
 
-def test_bad_input_is_a_clear_error_before_anything_is_published(cli: Cli) -> None:
+def test_bad_input_is_a_clear_error_before_anything_is_published(echoing: Cli) -> None:
+    cli = echoing
+
     async def go() -> None:
         async with await _connect(cli) as client:
             before = await client.last_seq()

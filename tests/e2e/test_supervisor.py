@@ -87,10 +87,17 @@ def test_the_example_briefing_is_planned_reviewed_synthesized_and_then_cached(cl
     assert cached == [{"n": 4}]  # the four summaries, visible as cached in their events
 
 
+@pytest.fixture(scope="module")
+def puppets(module_cli: Cli) -> Cli:
+    """The module's system with a picky worker and a planner that plans what it is told."""
+    start(module_cli, "tests.e2e.picky:Picky", "tests.e2e.picky:PuppetPlanner")
+    return module_cli
+
+
 def test_plans_with_a_cycle_or_an_unknown_capability_are_refused_with_the_reason(
-    cli: Cli,
+    puppets: Cli,
 ) -> None:
-    start(cli, "tests.e2e.picky:Picky", "tests.e2e.picky:PuppetPlanner")
+    cli = puppets
     cyclic = {"steps": [step("a", "x", "b"), step("b", "y", "a")]}
     done = supervise(cli, {"goal": "g", "max_revisions": 0, "input": {"plan": cyclic}}, "--wait")
     assert done["status"] == "failed"
@@ -111,8 +118,8 @@ def test_plans_with_a_cycle_or_an_unknown_capability_are_refused_with_the_reason
     assert supervise(cli, fixed, "--wait")["status"] == "succeeded"
 
 
-def test_a_failed_subtask_gets_a_revised_plan_that_completes(cli: Cli) -> None:
-    start(cli, "tests.e2e.picky:Picky", "tests.e2e.picky:PuppetPlanner")
+def test_a_failed_subtask_gets_a_revised_plan_that_completes(puppets: Cli) -> None:
+    cli = puppets
     first = {"steps": [step("a", "fine"), step("b", "bad input"), step("c", "then", "a", "b")]}
     revision = {"steps": [step("b2", "good input"), step("c", "then", "a", "b2")]}
     done = supervise(cli, {"goal": "g", "input": {"plan": first, "revision": revision}}, "--wait")
@@ -146,8 +153,8 @@ def test_a_failed_subtask_gets_a_revised_plan_that_completes(cli: Cli) -> None:
     assert started == [{"n": 1}]  # the completed step was kept, not redone
 
 
-def test_a_supervisor_killed_mid_workflow_continues_from_the_log(cli: Cli) -> None:
-    start(cli, "tests.e2e.picky:Picky", "tests.e2e.picky:PuppetPlanner")
+def test_a_supervisor_killed_mid_workflow_continues_from_the_log(puppets: Cli) -> None:
+    cli = puppets
     chain = {
         "steps": [
             step("s1", "one", work_ms=1500),

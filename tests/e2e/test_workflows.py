@@ -11,9 +11,16 @@ from clikit import Cli, start_agents
 pytestmark = pytest.mark.e2e
 
 
-def test_a_pipeline_and_a_debate_run_to_their_results(cli: Cli) -> None:
-    start_agents(cli, "examples.echo:Echo", 2)
-    start_agents(cli, "tests.e2e.picky:Picky")
+@pytest.fixture(scope="module")
+def echo_and_picky(module_cli: Cli) -> Cli:
+    """The module's system with two echo replicas and a picky one."""
+    start_agents(module_cli, "examples.echo:Echo", 2)
+    start_agents(module_cli, "tests.e2e.picky:Picky")
+    return module_cli
+
+
+def test_a_pipeline_and_a_debate_run_to_their_results(echo_and_picky: Cli) -> None:
+    cli = echo_and_picky
     done = cli(
         "submit",
         "pipeline",
@@ -59,9 +66,8 @@ def test_a_pipeline_and_a_debate_run_to_their_results(cli: Cli) -> None:
     assert sorted(verdict["answers"]) == ["d1", "d2", "d3"]  # the judge saw every answer
 
 
-def test_a_failing_stage_fails_the_workflow_and_is_named(cli: Cli) -> None:
-    start_agents(cli, "examples.echo:Echo")
-    start_agents(cli, "tests.e2e.picky:Picky")
+def test_a_failing_stage_fails_the_workflow_and_is_named(echo_and_picky: Cli) -> None:
+    cli = echo_and_picky
     failed = cli(
         "submit",
         "pipeline",
