@@ -16,8 +16,17 @@ from waiting import wait_until
 pytestmark = pytest.mark.e2e
 
 
-def test_a_conductor_killed_mid_workflow_is_restarted_and_finishes_it(cli: Cli) -> None:
-    start_agents(cli, "tests.e2e.picky:Picky")
+@pytest.fixture(scope="module")
+def echo_and_picky(module_cli: Cli) -> Cli:
+    """The module's system with an echo and a picky replica (its conductor is killed and
+    started again by the first test: it is whole again afterwards)."""
+    start_agents(module_cli, "examples.echo:Echo")
+    start_agents(module_cli, "tests.e2e.picky:Picky")
+    return module_cli
+
+
+def test_a_conductor_killed_mid_workflow_is_restarted_and_finishes_it(echo_and_picky: Cli) -> None:
+    cli = echo_and_picky
     sent = cli(
         "submit",
         "pipeline",
@@ -56,9 +65,10 @@ def test_a_conductor_killed_mid_workflow_is_restarted_and_finishes_it(cli: Cli) 
     assert started == [{"task": f"{wf}-s{i}", "n": 1} for i in (1, 2, 3)]  # nothing redone
 
 
-def test_an_escalated_step_waits_for_a_human_and_the_workflow_completes(cli: Cli) -> None:
-    start_agents(cli, "examples.echo:Echo")
-    start_agents(cli, "tests.e2e.picky:Picky")
+def test_an_escalated_step_waits_for_a_human_and_the_workflow_completes(
+    echo_and_picky: Cli,
+) -> None:
+    cli = echo_and_picky
     sent = cli(
         "submit", "pipeline", "--stage", "text", "--stage", "check", "--data", "bad", "--json"
     )
@@ -68,7 +78,7 @@ def test_an_escalated_step_waits_for_a_human_and_the_workflow_completes(cli: Cli
     def escalated() -> list[dict[str, object]]:
         out = cli("escalations", "list", "--json")
         rows: list[dict[str, object]] = json.loads(out.stdout)["escalations"]
-        return rows
+        return [r for r in rows if r["workflow_id"] == wf]  # the module's system is shared
 
     wait_until(lambda: len(escalated()) == 1, 60)
     (open_one,) = escalated()
@@ -100,8 +110,8 @@ def test_an_escalated_step_waits_for_a_human_and_the_workflow_completes(cli: Cli
     assert kinds[-1] == "result"
 
 
-def test_a_workflow_over_its_token_budget_is_stopped(cli: Cli) -> None:
-    start_agents(cli, "examples.echo:Echo")
+def test_a_workflow_over_its_token_budget_is_stopped(echo_and_picky: Cli) -> None:
+    cli = echo_and_picky
     # Each echo stage spends len(text) + 1 tokens: 6 for "hello", so 3 stages need 18.
     out = cli(
         "submit",
