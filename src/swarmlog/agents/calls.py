@@ -142,6 +142,14 @@ class CallJournal:
             log.warning("%s: no projection to read the call journal from", self._task_id)
             return []
         task = _quote(self._task_id)
+        try:
+            if self._wait_for is not None:
+                # What an earlier attempt journaled is on the stream before this redelivery
+                # came; the projection may not have folded it yet. Read once it has, or the
+                # calls it answers would be made a second time.
+                await self._wait_for(await self._scope.publisher.log.last_seq())
+        except SwarmlogError as exc:
+            log.warning("%s: the projection did not catch up (%s); reading it as is", task, exc)
         sql = (
             "SELECT 'model' AS kind, c.call_index, c.digest, c.status, e.payload"
             " FROM model_calls c LEFT JOIN events e ON e.seq = c.completed_seq"
