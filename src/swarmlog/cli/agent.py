@@ -11,11 +11,7 @@ from typing import Any
 import click
 import msgspec
 
-from swarmlog.agents.host.entrypoints import (
-    ready_line,
-    run_agent,
-    stop_on_signals,
-)
+from swarmlog.agents.host.lifecycle import ready_line, stop_on_signals
 from swarmlog.cli.app import CliContext, emit_json, pass_ctx, print_table, run, with_client
 from swarmlog.cli.options import json_option, seconds_option
 from swarmlog.config import Settings
@@ -174,6 +170,10 @@ def agent_run(ctx: CliContext, target: str, agent_id: str, replica: str, ack_wai
         logging.getLogger("swarmlog").setLevel(logging.WARNING)
 
     async def one() -> None:
+        # The runtime is imported by the command that runs it, not by those that start,
+        # list or stop daemons.
+        from swarmlog.agents.host.entrypoints import run_agent
+
         await run_agent(
             ctx.settings, target, agent_id, replica, stop_on_signals(), ack_wait=ack_wait
         )

@@ -6,18 +6,19 @@ import asyncio
 import importlib
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
-from swarmlog.rendering.console import print_table
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from swarmlog.control.client import Client
 
 __all__ = [
@@ -39,12 +40,48 @@ T = TypeVar("T")
 
 @dataclass
 class CliContext:
-    """What every command gets: the settings and where to print."""
+    """What every command gets: the settings and where to print.
+
+    The consoles are made when first printed to: a daemon (``agent run``, ``projector run``)
+    prints nothing of its own, and rich costs every process's start-up a tenth of its imports.
+    """
 
     settings: Settings
     debug: bool
-    console: Console
-    err: Console
+    _console: Console | None = None
+    _err: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        """Where a command prints (stdout)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console()
+        return self._console
+
+    @property
+    def err(self) -> Console:
+        """Where a command says what went wrong (stderr)."""
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(stderr=True)
+        return self._err
+
+
+def print_table(
+    console: Console,
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    clock: Callable[[], int] = time.time_ns,
+) -> None:
+    """:func:`swarmlog.rendering.console.print_table`, imported when a table is printed."""
+    from swarmlog.rendering import console as rendering
+
+    rendering.print_table(console, title, columns, rows, clock=clock)
 
 
 class LazyGroup(click.Group):
@@ -102,10 +139,7 @@ def cli(
 ) -> None:
     """swarmlog: multi-agent systems on a signed, append-only event log."""
     ctx.obj = CliContext(
-        Settings(data_dir=data_dir, nats_url=nats_url or None, namespace=namespace),
-        debug,
-        Console(),
-        Console(stderr=True),
+        Settings(data_dir=data_dir, nats_url=nats_url or None, namespace=namespace), debug
     )
 
 

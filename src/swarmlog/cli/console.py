@@ -23,7 +23,7 @@ __all__ = ["console"]
 def console(ctx: CliContext, host: str, port: int | None, print_url: bool) -> None:
     """Serve the web console: workflows, live plan graphs, task histories, agents (kill,
     revive), the escalation desk, budgets and the audit status."""
-    from swarmlog.agents.host.entrypoints import stop_on_signals
+    from swarmlog.agents.host.lifecycle import stop_on_signals
     from swarmlog.console.server import login_url, serve
 
     settings = ctx.settings

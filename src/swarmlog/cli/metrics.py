@@ -24,7 +24,7 @@ def serve(ctx: CliContext, host: str, port: int | None) -> None:
     """Serve the metrics at http://HOST:PORT/metrics until stopped (SIGTERM, Ctrl-C); prints
     the URL once it listens. Computed at each scrape from the projections and the stream's
     consumers, as the operator of the data dir."""
-    from swarmlog.agents.host.entrypoints import stop_on_signals
+    from swarmlog.agents.host.lifecycle import stop_on_signals
     from swarmlog.observability.metrics import DEFAULT_PORT
     from swarmlog.observability.metrics import serve as serve_metrics
 

@@ -189,7 +189,7 @@ def keeper() -> None:
 @pass_ctx
 def keeper_run(ctx: CliContext) -> None:
     """Start again every kept daemon that exits without being stopped, until SIGTERM."""
-    from swarmlog.agents.host.entrypoints import stop_on_signals
+    from swarmlog.agents.host.lifecycle import stop_on_signals
     from swarmlog.control.keeper import keep
 
     if not ctx.debug:  # its log records every restart

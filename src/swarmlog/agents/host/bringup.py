@@ -19,13 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from swarmlog.agents.host.entrypoints import (
-    run_conductor,
-    run_router,
-    run_watchdog,
-    stop_on_signals,
-)
-from swarmlog.agents.host.session import AgentSession
+from swarmlog.agents.host.lifecycle import stop_on_signals
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.config import Settings
 from swarmlog.control.broker import refresh_broker, remember_namespace, write_authorization
@@ -272,6 +266,11 @@ async def _console(settings: Settings) -> str:
 
 
 async def _foreground(settings: Settings, stop: asyncio.Event) -> None:
+    # The roles' code, only for the foreground: `up --detach` and `down` start and stop their
+    # daemons and run none of it.
+    from swarmlog.agents.host.entrypoints import run_conductor, run_router, run_watchdog
+    from swarmlog.agents.host.session import AgentSession
+
     ids = {role: (await issue_replicas(settings, role, None, 1))[0] for role in BUILTIN_ROLES}
     await asyncio.gather(
         run_projector(settings, stop=stop),

@@ -13,11 +13,10 @@ import contextlib
 import functools
 import logging
 import os
-import signal
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from swarmlog.agents.host.lifecycle import announce_ready
 from swarmlog.agents.host.sandbox import confine
 from swarmlog.agents.host.session import (
     AgentSession,
@@ -46,28 +45,7 @@ __all__ = [
     "run_conductor",
     "run_router",
     "run_watchdog",
-    "stop_on_signals",
 ]
-
-
-def ready_line(agent_id: str) -> str:
-    """The line a replica writes to its output once it takes work (`agent start` waits for it)."""
-    return f"swarmlog: {agent_id} ready"
-
-
-def announce_ready(agent_id: str) -> None:
-    """Say on stderr (the daemon's log) that ``agent_id`` is up and its queues are open."""
-    print(ready_line(agent_id), file=sys.stderr, flush=True)
-
-
-def stop_on_signals() -> asyncio.Event:
-    """An event set by SIGTERM or SIGINT (graceful stop)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    return stop
 
 
 async def run_agent(
