@@ -12,10 +12,8 @@ import os
 import sys
 
 from swarmlog.agents.api import Agent
-from swarmlog.agents.roles.conductor import ROLE as CONDUCTOR_ROLE
-from swarmlog.agents.roles.router import ROLE as ROUTER_ROLE
-from swarmlog.agents.roles.watchdog import ROLE as WATCHDOG_ROLE
 from swarmlog.errors import ConfigError
+from swarmlog.schemas.signing import CONDUCTOR_ROLE, ROUTER_ROLE, WATCHDOG_ROLE
 
 __all__ = ["BUILTIN_TARGETS", "builtin_role", "load_agent"]
 

@@ -12,6 +12,7 @@ from swarmlog.bus.subjects import inbox_filter, offer_filter, work_filter
 from swarmlog.schemas.types import PRIORITIES
 
 __all__ = [
+    "GIVE_UP_AFTER",
     "ROUTER_QUEUE_MAX_DELIVER_SLACK",
     "QueueSpec",
     "agent_queues",
@@ -60,6 +61,10 @@ def inbox_queue(namespace: str, agent_id: str, *, ack_wait: float) -> QueueSpec:
     return QueueSpec(
         f"{namespace}-inbox-{agent_id}", inbox_filter(namespace, agent_id), ack_wait=ack_wait
     )
+
+
+GIVE_UP_AFTER = 60
+"""Deliveries of one offer before the router escalates it (when no agent can take it)."""
 
 
 def router_queue(namespace: str, *, give_up_after: int) -> QueueSpec:

@@ -14,11 +14,9 @@ from collections.abc import Sequence
 import msgspec
 
 from swarmlog.agents.publisher import Publisher
-from swarmlog.agents.roles.router import GIVE_UP_AFTER
-from swarmlog.agents.roles.router import ROLE as ROUTER_ROLE
 from swarmlog.agents.targets import builtin_role, load_agent
 from swarmlog.agents.tools import declared_grants
-from swarmlog.bus.queues import agent_queues, router_queue
+from swarmlog.bus.queues import GIVE_UP_AFTER, agent_queues, router_queue
 from swarmlog.config import Settings
 from swarmlog.control.broker import provision_queues, refresh_broker
 from swarmlog.control.checks import conform
@@ -27,7 +25,13 @@ from swarmlog.control.system import open_log
 from swarmlog.errors import ConfigError, KeyStoreError
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import PAYLOAD_TYPES
-from swarmlog.schemas.signing import CONTROL_TYPES, OPERATOR_ID, Identity, issue_credential
+from swarmlog.schemas.signing import (
+    CONTROL_TYPES,
+    OPERATOR_ID,
+    ROUTER_ROLE,
+    Identity,
+    issue_credential,
+)
 from swarmlog.schemas.types import Name, Role, ToolName
 
 __all__ = ["issue_agent", "issue_replicas"]

@@ -25,6 +25,7 @@ from swarmlog.schemas.ids import new_event_id
 from swarmlog.schemas.payloads import CredentialIssued, Payload
 
 __all__ = [
+    "CONDUCTOR_ROLE",
     "CONTROL_TYPES",
     "CREDENTIAL_DOMAIN",
     "EVENT_DOMAIN",
@@ -89,6 +90,8 @@ announce itself, but not create or route work, steer workflows or speak for the 
 ROUTER_ROLE = "router"
 """The built-in role that turns routed offers into assignments: the only role that may assign a
 task offered for routing, and one that may fail or escalate work it cannot route."""
+CONDUCTOR_ROLE = "conductor"
+"""The built-in role that runs workflows: it offers their steps and completes them."""
 WATCHDOG_ROLE = "watchdog"
 """The built-in role that escalates stalled and deadlocked work, whoever holds it, and says which
 replicas are lost (``agent_lost``) and back (``agent_seen``)."""

@@ -17,6 +17,7 @@ from typing import Any
 from swarmlog.agents.policy.breakers import Breaker, BreakerPolicy, routable
 from swarmlog.agents.policy.values import Value
 from swarmlog.schemas.payloads import TaskOffered
+from swarmlog.schemas.signing import CONDUCTOR_ROLE, ROUTER_ROLE, WATCHDOG_ROLE
 from swarmlog.schemas.types import PRIORITIES
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
     "tier_cost",
 ]
 
-BUILTIN_ROLES = frozenset({"router", "conductor", "watchdog"})
+BUILTIN_ROLES = frozenset({ROUTER_ROLE, CONDUCTOR_ROLE, WATCHDOG_ROLE})
 """Roles that coordinate and never take routed work."""
 
 TIER_COSTS: Mapping[str, int] = {"small": 0, "medium": 1, "large": 2}

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 from swarmlog.agents.policy.routing import AgentView, role_candidates
 from swarmlog.agents.policy.values import Value
-from swarmlog.schemas.signing import ROUTER_ROLE
+from swarmlog.schemas.signing import CONDUCTOR_ROLE, ROUTER_ROLE
 
 __all__ = [
     "BLOCKING",
@@ -53,7 +53,6 @@ SYSTEM = frozenset({"all_killed", "no_conductor", "no_router"})
 MOVING = frozenset({"offered", "retrying", "in_progress", "waits_on", "unplanned"})
 """The kinds of reason that say the item still moves by itself."""
 
-CONDUCTOR_ROLE = "conductor"  # the built-in role (agents.roles.conductor.ROLE, not pure)
 _START = "start one (`swarmlog agent start MODULE:CLASS --detach`)"
 
 

@@ -34,12 +34,13 @@ from swarmlog.schemas.payloads import (
     WorkflowPlanned,
     WorkflowRevised,
 )
+from swarmlog.schemas.signing import CONDUCTOR_ROLE
 
 __all__ = ["ROLE", "Conductor"]
 
 log = logging.getLogger(__name__)
 
-ROLE = "conductor"
+ROLE = CONDUCTOR_ROLE
 
 
 @dataclass(eq=False, kw_only=True)

@@ -29,7 +29,7 @@ from swarmlog.agents.policy.routing import AgentView, Candidate, circuits, role_
 from swarmlog.agents.presence import PresenceReader, RolePresence
 from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, StoredMessage, WorkQueue
-from swarmlog.bus.queues import router_queue
+from swarmlog.bus.queues import GIVE_UP_AFTER, router_queue
 from swarmlog.bus.subjects import assignment_filter, offer_filter
 from swarmlog.errors import ConcurrencyConflict
 from swarmlog.projections.verify import check
@@ -59,8 +59,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ROLE = ROUTER_ROLE
-GIVE_UP_AFTER = 60
-"""Deliveries of one offer before the router escalates it (when no agent can take it)."""
 
 _CLOSED = Breaker()
 _MAX_FORGED = 8
