@@ -140,10 +140,14 @@ async def issue_replicas(
     replicas: int,
     ack_wait: float = 30.0,
     trust: str = "internal",
+    *,
+    admit: bool = True,
 ) -> list[str]:
     """Replica ids for ``target`` (``module:Class`` or a built-in role), each with its own key
     and credential (issued when missing, with ``trust``), its queues created and the broker
-    told to admit it. Ids are ``<name>-1..<name>-N``, ``name`` defaulting to the role."""
+    told to admit it. Ids are ``<name>-1..<name>-N``, ``name`` defaulting to the role.
+    ``admit=False`` leaves telling the broker (:func:`refresh_broker`) to the caller, who
+    issues several at once: each refresh reloads the server."""
     role = builtin_role(target)
     capabilities: tuple[str, ...] = ()
     tools: list[str] = []
@@ -187,6 +191,6 @@ async def issue_replicas(
         specs.append(router_queue(settings.namespace, give_up_after=GIVE_UP_AFTER))
     if specs:
         await provision_queues(settings, specs)
-    if issued:
+    if issued and admit:
         await refresh_broker(settings)
     return ids

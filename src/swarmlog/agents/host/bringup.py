@@ -243,6 +243,11 @@ async def _detached(settings: Settings, url: str, stream: str, console: bool) ->
             settings.run_dir, settings.logs_dir, name, projector_argv(settings), keep=True
         )
     position = await wait_projector(settings)
+    # Every role's key first, then one reload of the broker for all of them (each refresh
+    # reloads the server); starting them then issues nothing.
+    for role in BUILTIN_ROLES:
+        await issue_replicas(settings, role, None, 1, admit=False)
+    await refresh_broker(settings)
     roles = {role: (await start_builtin(settings, role)).pid for role in BUILTIN_ROLES}
     return SystemUp(
         url, stream, info.pid, position, roles, await _console(settings) if console else None
