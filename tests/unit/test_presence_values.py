@@ -275,6 +275,25 @@ async def test_a_reader_refuses_an_older_value_of_the_same_run_not_a_new_run() -
     assert reader.refused == {"replayed": 1}
 
 
+async def test_a_value_read_again_is_authentic_only_against_the_key_it_verified_with() -> None:
+    """The reader does not verify the same bytes twice against the same key; a key that has
+    changed (reissued) or gone (revoked) is asked again, and refuses the value."""
+    log = MemoryLog("SWARMLOG_DEFAULT")
+    bucket = await log.presence()
+    reader = PresenceReader(log, NS, clock=lambda: NOW)
+    await bucket.put("echo-1", seal_presence(ECHO_1, value()))
+    assert "echo-1" in await reader.read_keys({"echo-1": ECHO_1.public_key})
+    assert "echo-1" in await reader.read_keys({"echo-1": ECHO_1.public_key})
+    assert await reader.read_keys({"echo-1": ECHO_2.public_key}) == {}
+    assert reader.refusals["echo-1"].reason == "wrong_signer"
+    assert await reader.read_keys({"echo-1": None}) == {}
+    assert reader.refusals["echo-1"].reason == "unknown_agent"
+    # And bytes put under the key since are checked afresh.
+    forged = seal_presence(ECHO_2, value(ECHO_2))
+    await bucket.put("echo-1", forged)
+    assert await reader.read_keys({"echo-1": ECHO_1.public_key}) == {}
+
+
 async def test_a_change_in_hand_is_put_at_once_not_at_the_next_beat() -> None:
     """The router routes by the load presence says: a replica that finished a task must not
     look full until its next beat (a whole period later)."""

@@ -157,6 +157,11 @@ class PresenceReader:
         self._store: FlagStore | None = None
         self._accepted: dict[str, tuple[str, int, int]] = {}
         """The last value accepted from each agent: its run, seq and time."""
+        self._authentic: dict[str, tuple[bytes, str, Presence]] = {}
+        """The last authentic value under each key, with the key it verified against: the same
+        bytes checked against the same key are authentic again (time only moves on, so it
+        cannot have become a value from the future), and a reader that looks every second
+        need not verify every agent's signature every second."""
         self._warned: set[tuple[str, str]] = set()
         self.refused: Counter[str] = Counter()
         """Values ignored since this reader started, by reason."""
@@ -178,9 +183,17 @@ class PresenceReader:
         found: dict[str, Presence] = {}
         self.refusals = {}
         for key, raw in sorted(stored.items()):
-            got = open_presence(
-                raw, key=key, namespace=self._namespace, public_key=keys.get(key), now=now
-            )
+            public_key = keys.get(key)
+            known = self._authentic.get(key)
+            got: Presence | Refused
+            if known is not None and public_key is not None and known[:2] == (raw, public_key):
+                got = known[2]
+            else:
+                got = open_presence(
+                    raw, key=key, namespace=self._namespace, public_key=public_key, now=now
+                )
+                if isinstance(got, Presence) and public_key is not None:
+                    self._authentic[key] = (raw, public_key, got)
             if isinstance(got, Presence) and self._replayed(key, got):
                 got = Refused("replayed", f"put {got.seq} after {self._accepted[key][1]}")
             if isinstance(got, Refused):
