@@ -84,7 +84,7 @@ def test_a_workflow_submitted_with_the_client_is_waited_for_and_read(echoing: Cl
             assert wf.workflow_id in names
             (budget,) = [b for b in await client.budgets() if b.scope_id == wf.workflow_id]
             assert budget.used_tokens == 2 * (len("hello") + 1)
-            assert await client.escalations() == []
+            assert await client.escalations(workflow_id=wf.workflow_id) == []
 
             # The CLI prints the same records: its --json is the client's, field for field.
             printed = json.loads(cli("show", wf.workflow_id, "--json").stdout)
@@ -151,8 +151,9 @@ def test_a_single_task_is_submitted_and_waited_for(echoing: Cli) -> None:
     assert "A SINGLE TASK" in lines[-1]
 
 
-def test_a_wait_on_stuck_work_says_why_at_once(cli: Cli) -> None:
-    start_agents(cli, "tests.e2e.picky:Picky")
+def test_a_wait_on_stuck_work_says_why_at_once(echoing: Cli) -> None:
+    cli = echoing
+    start_agents(cli, "tests.e2e.picky:Picky")  # the module's system has a picky replica from here
 
     async def submit_bad() -> str:
         async with await _connect(cli) as client:
