@@ -91,7 +91,7 @@ class Inbox(Speaker):
                 await self.watch.wait_changed(_SWEEP)
                 continue
             deliveries = await self._queue.fetch(16, timeout=_RUNG_WAIT)
-            wait = idle.next_wait(wait, bool(deliveries))
+            wait = idle.next_wait(wait, bool(deliveries), most=idle.QUIET_MOST)
             if not deliveries:
                 # A new message rings at once; the wait bounds how late a redelivery is seen.
                 if await self._bell.wait(wait):

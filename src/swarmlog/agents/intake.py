@@ -38,6 +38,9 @@ class Intake:
         # Levels that may hold work, looked at first; swarm agents also watch offers.
         self._levels = [*PRIORITIES, OFFERS] if agent.swarm else list(PRIORITIES)
         self._maybe: set[str] = set(self._levels)
+        self.rang = False
+        """Whether the last :meth:`take` heard the doorbell (work was published, whether or not
+        this replica got it): the idle loop looks again soon after a ring."""
 
     async def open(self, agent_id: str) -> QueueSpec:
         """Open the doorbell and the work queues; returns the spec of the agent's inbox."""
@@ -81,6 +84,7 @@ class Intake:
             rung = {work_priority(s) for s in await self._bell.wait(wait)}
             if not rung:
                 self._maybe = set(self._levels)
+        self.rang = bool(rung)
         self._maybe |= rung
         for priority, queue in self._queues:
             if priority not in self._maybe:

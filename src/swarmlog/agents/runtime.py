@@ -305,7 +305,9 @@ class AgentRuntime(Speaker):
                     self._handing_back = True
                     stepping.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    found = bool(await stepping)
+                    # A ring counts as found: the ring can overtake the store, and what it
+                    # announced is then looked for again soon, not after a long wait.
+                    found = bool(await stepping) or self.intake.rang
         finally:
             stopping.cancel()
 

@@ -168,7 +168,7 @@ async def run_router(session: AgentSession, stop: asyncio.Event) -> None:
                     # Offers ring at once; the wait bounds how late a redelivered or retried
                     # offer is seen (and how often the breakers are looked at while idle).
                     wait = idle.next_wait(wait, routed, most=idle.FIRST * 4)
-                    routed = bool(await router.step(wait))
+                    routed = bool(await router.step(wait)) or router.rang
                 except TaskError:
                     raise  # a built-in query the service refuses is a bug: stop, loudly
                 except SwarmlogError as exc:  # a busy or restarting projector: try again

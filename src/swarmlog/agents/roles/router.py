@@ -110,6 +110,8 @@ class Router(Speaker):
     _presence: RolePresence = field(init=False)
     _reader: PresenceReader = field(init=False)
     _candidates: list[Candidate] = field(default_factory=list, init=False)
+    rang: bool = field(default=False, init=False)
+    """Whether the last :meth:`step` that found nothing heard an offer published meanwhile."""
     _refreshed_at: int | None = field(default=None, init=False)
     _snapshot: tuple[list[AgentView], Counter[str]] = field(
         default_factory=lambda: ([], Counter()), init=False
@@ -147,7 +149,8 @@ class Router(Speaker):
         if not deliveries:
             if self.outcomes is not None:
                 await self.candidates()  # breakers follow outcomes while no offer comes too
-            await self._bell.wait(wait)  # asleep until an offer is published (or a sweep)
+            # Asleep until an offer is published (or a sweep); a ring means look again soon.
+            self.rang = bool(await self._bell.wait(wait))
             return []
         return await self.handle_batch(deliveries)
 
