@@ -6,14 +6,19 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit install clean bench bytecode
 
+# uv installs the same packages as pip from the same index in about a quarter of the time
+# (11 s instead of 37 s on a fresh clone, its cache cold): a fresh clone's `make test` is
+# budgeted. Unlike pip it compiles no bytecode at install (that alone is 11 s, mostly for
+# modules nothing here imports): demo and test let Python write it at first import instead.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
+demo: export PYTHONDONTWRITEBYTECODE :=
 demo: $(STAMP) bytecode
 	$(BIN)/swarmlog demo
 

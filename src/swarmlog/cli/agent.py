@@ -87,7 +87,7 @@ def agent_start(
         for i, agent_id in enumerate(ids, 1):
             running = find_daemon(settings.run_dir, settings.logs_dir, _PREFIX + agent_id)
             if running is not None:  # starting a set again tops it up
-                ctx.console.print(f"{agent_id} already runs (pid {running.pid})")
+                ctx.say(f"{agent_id} already runs (pid {running.pid})")
                 continue
             offset = log_size(settings.logs_dir, _PREFIX + agent_id)
             info = start_daemon(
@@ -101,7 +101,7 @@ def agent_start(
         # Return only once every replica takes work: what is submitted next is not missed.
         for agent_id, info, offset in started:
             wait_for_output(info, ready_line(agent_id), offset, timeout)
-            ctx.console.print(f"started {agent_id} (pid {info.pid}), log {info.log_path}")
+            ctx.say(f"started {agent_id} (pid {info.pid}), log {info.log_path}")
         return
 
     async def together() -> int:
@@ -124,7 +124,7 @@ def agent_start(
         codes = await exited
         return max((c if c > 0 else 1 for c in codes if c), default=0)
 
-    ctx.err.print(f"running {', '.join(ids)} (Ctrl-C to stop)")
+    ctx.warn(f"running {', '.join(ids)} (Ctrl-C to stop)")
     code = run(together())
     if code:
         raise SystemExit(code)
@@ -155,7 +155,7 @@ def agent_provision(
     if as_json:
         emit_json({"target": target, "agents": ids})
         return
-    ctx.console.print(f"provisioned {', '.join(ids)}; keys in {settings.keys_dir / 'agents'}")
+    ctx.say(f"provisioned {', '.join(ids)}; keys in {settings.keys_dir / 'agents'}")
 
 
 @agent.command("run", hidden=True)
@@ -265,7 +265,7 @@ def agent_stop(ctx: CliContext, name: str | None, everything: bool, timeout: flo
     stopped = set(stop_daemons(settings.run_dir, settings.logs_dir, names, timeout))
     for d in chosen:
         if d.name in stopped:
-            ctx.console.print(f"stopped {d.name.removeprefix(_PREFIX)} (pid {d.pid})")
+            ctx.say(f"stopped {d.name.removeprefix(_PREFIX)} (pid {d.pid})")
 
 
 def _projected_roles(settings: Settings) -> dict[str, str]:
@@ -312,7 +312,7 @@ def agent_restart(ctx: CliContext, name: str, timeout: float) -> None:
         started.append((d.name.removeprefix(_PREFIX), info, offset))
     for agent_id, info, offset in started:
         wait_for_output(info, ready_line(agent_id), offset, timeout)
-        ctx.console.print(f"restarted {agent_id} (pid {info.pid}), log {info.log_path}")
+        ctx.say(f"restarted {agent_id} (pid {info.pid}), log {info.log_path}")
 
 
 @agent.command("logs")

@@ -69,6 +69,16 @@ class CliContext:
             self._err = Console(stderr=True)
         return self._err
 
+    def say(self, line: str) -> None:
+        """Print one plain line to stdout: as written (no markup read into ids or paths, no
+        wrapping at the terminal's width, so a script can cut it), and without importing
+        rich, which would cost a one-line command a third of its start-up."""
+        click.echo(line)
+
+    def warn(self, line: str) -> None:
+        """Print one plain line to stderr, like :meth:`say`."""
+        click.echo(line, err=True)
+
 
 def print_table(
     console: Console,
@@ -178,7 +188,7 @@ def emit_listing(
         rows = [cells(d) for d in documents]
     print_table(ctx.console, key, columns, rows)
     if not documents:
-        ctx.err.print(f"no {key} yet")
+        ctx.warn(f"no {key} yet")
 
 
 def option_for(parameter: str | None) -> str | None:

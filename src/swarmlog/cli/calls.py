@@ -116,7 +116,7 @@ def watch(ctx: CliContext, task_id: str, timeout: float) -> None:
     """Print the text of TASK's model calls as the model writes it, until the task ends: a
     preview, announced outside the log (the answer itself is journaled: `show TASK`)."""
     ended = run(_watch(ctx, ctx.settings, check_name(task_id, "task id", "task_id"), timeout))
-    ctx.err.print(f"{task_id} {ended}")
+    ctx.warn(f"{task_id} {ended}")
 
 
 async def _watch(ctx: CliContext, settings: Settings, task_id: str, timeout: float) -> str:

@@ -61,6 +61,6 @@ def cluster_config(
         emit_json({"nodes": [{"name": n.name, "url": n.client_url} for n in made], "urls": urls})
         return
     for node in made:
-        ctx.console.print(f"{out / (node.name + '.conf')}  ({node.client_url})")
+        ctx.say(f"{out / (node.name + '.conf')}  ({node.client_url})")
     # A client connected to one node learns the others from it and fails over to them.
-    ctx.console.print(f"then: swarmlog up --detach --replicas 3 --nats-url {made[0].client_url}")
+    ctx.say(f"then: swarmlog up --detach --replicas 3 --nats-url {made[0].client_url}")

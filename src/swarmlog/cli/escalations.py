@@ -36,7 +36,7 @@ def escalations_list(ctx: CliContext, everything: bool, as_json: bool) -> None:
     columns = ["escalation_id", "task_id", "workflow_id", "role", "status", "reason", "error"]
     print_table(ctx.console, "escalations", columns, [[r[c] for c in columns] for r in rows])
     if not rows:
-        ctx.err.print("no open escalations")
+        ctx.warn("no open escalations")
 
 
 @escalations.command("show")
@@ -50,9 +50,9 @@ def escalations_show(ctx: CliContext, escalation_id: str, as_json: bool) -> None
         emit_json(msgspec.to_builtins(found))
         return
     for key, value in msgspec.to_builtins(found.escalation).items():
-        ctx.console.print(f"{key:>14}: {value}")
+        ctx.say(f"{key:>14}: {value}")
     for name, what in found.options.items():
-        ctx.console.print(f"  {name:>8}: {what}")
+        ctx.say(f"  {name:>8}: {what}")
 
 
 @escalations.command("resolve")
@@ -87,4 +87,4 @@ def escalations_resolve(
     if as_json:
         emit_json({"escalation_id": escalation_id, "action": action, "seqs": seqs})
     else:
-        ctx.console.print(f"resolved {escalation_id} ({action}) at seq {seqs[0]}")
+        ctx.say(f"resolved {escalation_id} ({action}) at seq {seqs[0]}")

@@ -114,7 +114,7 @@ def events_publish(
     if as_json:
         emit_json(dataclasses.asdict(published))
         return
-    ctx.console.print(f"published {published.type} {published.event_id} at seq {published.seq}")
+    ctx.say(f"published {published.type} {published.event_id} at seq {published.seq}")
 
 
 _FIELD_TYPES: dict[str, Any] = {

@@ -31,7 +31,7 @@ def keys_init(ctx: CliContext) -> None:
     """Create the operator key under the data dir (mode 0600)."""
     ctx.settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity = KeyStore(ctx.settings.keys_dir).init_operator(os.urandom(32))
-    ctx.console.print(f"operator key {identity.public_key}")
+    ctx.say(f"operator key {identity.public_key}")
 
 
 @keys.command("show")
@@ -47,7 +47,7 @@ def keys_show(ctx: CliContext, as_json: bool) -> None:
         agents = [msgspec.to_builtins(c) for c in credentials]
         emit_json({"operator": operator, "agents": agents})
         return
-    ctx.console.print(f"operator {operator}")
+    ctx.say(f"operator {operator}")
     rows = [
         (
             c.agent_id,
@@ -135,7 +135,7 @@ def keys_issue(
             }
         )
         return
-    ctx.console.print(f"issued {agent_id} ({role}) key {public_key[:16]}… at seq {seq}")
+    ctx.say(f"issued {agent_id} ({role}) key {public_key[:16]}… at seq {seq}")
 
 
 @keys.command("authorization")
@@ -151,4 +151,4 @@ def keys_authorization(ctx: CliContext, out: Path | None) -> None:
         click.echo(text, nl=False)
         return
     write_private(out, text)
-    ctx.console.print(f"wrote {out}; `include` it in the server's configuration and reload it")
+    ctx.say(f"wrote {out}; `include` it in the server's configuration and reload it")

@@ -21,14 +21,14 @@ def _report(ctx: CliContext, switch: Switch, verb: str, as_json: bool) -> None:
         emit_json({"flag": switch.flag, "agents": switch.agents, "seqs": switch.seqs})
         return
     names = ", ".join(switch.agents) if switch.agents else "(no agent yet)"
-    ctx.console.print(f"{verb} {names} (flag {switch.flag})")
+    ctx.say(f"{verb} {names} (flag {switch.flag})")
     if switch.still_refused:
-        ctx.err.print(
+        ctx.warn(
             f"note: the key of {', '.join(switch.still_refused)} is revoked: the broker keeps"
             " refusing it; issue a new agent id to bring its work back"
         )
     if not switch.known:
-        ctx.err.print("note: no such agent is known to the projection yet; the switch holds anyway")
+        ctx.warn("note: no such agent is known to the projection yet; the switch holds anyway")
 
 
 @click.command()

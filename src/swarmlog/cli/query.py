@@ -40,4 +40,4 @@ def query(ctx: CliContext, sql: str, fmt: str, as_json: bool) -> None:
     else:
         print_table(ctx.console, None, result.columns, values)
         if result.truncated:
-            ctx.err.print(f"(first {len(values)} rows; add a LIMIT or narrow the query)")
+            ctx.warn(f"(first {len(values)} rows; add a LIMIT or narrow the query)")

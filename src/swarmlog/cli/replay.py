@@ -231,7 +231,7 @@ def audit_verify(ctx: CliContext, against: Path | None, as_json: bool) -> None:
         try:
             verify_checkpoint(checkpoint, KeyStore(settings.keys_dir).operator_public_key())
         except VerificationError as exc:
-            ctx.err.print(f"error: {exc.message}; the checkpoint is not evidence, nothing checked")
+            ctx.warn(f"error: {exc.message}; the checkpoint is not evidence, nothing checked")
             raise SystemExit(1) from None
     with _target(None) as path, _progress(not as_json, ctx) as progress:
         outcome = run(replay_into(settings, path, until_seq=None, verify=True, progress=progress))
@@ -260,7 +260,7 @@ def audit_verify(ctx: CliContext, against: Path | None, as_json: bool) -> None:
     if as_json:
         emit_json(data)
     else:
-        ctx.console.print(
+        ctx.say(
             f"{outcome.events} events checked: {outcome.applied} valid,"
             f" {len(rejected)} rejected, {len(breaks)} chain breaks;"
             f" stream chain head {chain.hexhead[:16]}… at seq {chain.position}"
@@ -270,12 +270,12 @@ def audit_verify(ctx: CliContext, against: Path | None, as_json: bool) -> None:
         if breaks:
             print_table(ctx.console, "chain breaks", ["seq", "sender", "expected", "got"], breaks)
         if chain.gaps:
-            ctx.console.print(f"missing from the stream (deleted): {chain.gaps}")
+            ctx.say(f"missing from the stream (deleted): {chain.gaps}")
         if checkpoint is not None:
             verdict = (
                 "matches" if matches else "DOES NOT match (events deleted, reordered or rewritten)"
             )
-            ctx.console.print(f"checkpoint at seq {checkpoint.seq}: the stream {verdict}")
+            ctx.say(f"checkpoint at seq {checkpoint.seq}: the stream {verdict}")
     if rejected or breaks or chain.gaps or not matches:
         raise SystemExit(1)
 
@@ -308,7 +308,7 @@ def audit_checkpoint(ctx: CliContext, out: Path | None, as_json: bool) -> None:
     if as_json:
         emit_json(msgspec.to_builtins(checkpoint) | {"path": str(target)})
         return
-    ctx.console.print(
+    ctx.say(
         f"checkpoint at seq {checkpoint.seq}, head {checkpoint.head[:16]}…, signed by the"
         f" operator, written to {target}"
     )

@@ -75,11 +75,10 @@ def sim(
     else:
         _print(ctx, results)
     for r in failed:
-        ctx.err.print(
+        ctx.warn(
             f"seed {r.seed} broke an invariant: {r.violations[0]}; replay it with"
             f" `swarmlog sim --seed {r.seed} --steps {steps}"
             + (f" --faults {','.join(r.faults) or 'none'}`" if faults is not None else "`"),
-            soft_wrap=True,  # one line, to copy
         )
     if failed:
         raise SystemExit(1)
@@ -101,11 +100,11 @@ def _print(ctx: CliContext, results: list[SimResult]) -> None:
                 ["invariants", "all held" if r.ok else "; ".join(r.violations)],
             ],
         )
-        ctx.console.print(f"state hash {r.state_hash}")
+        ctx.say(f"state hash {r.state_hash}")
         return
     held = sum(r.ok for r in results)
     events = sum(r.events for r in results)
-    ctx.console.print(
+    ctx.say(
         f"{len(results)} seeds from {results[0].seed}: {held} held every invariant,"
         f" {len(results) - held} did not; {events:,} events in all"
     )

@@ -52,7 +52,7 @@ def snapshot_create(ctx: CliContext, as_json: bool) -> None:
     if as_json:
         emit_json(taken)
         return
-    ctx.console.print(
+    ctx.say(
         f"snapshot {taken['name']} at seq {taken['seq']}, state hash"
         f" {taken['state_hash'][:16]}…, {taken['size']:,} bytes"
     )
@@ -79,7 +79,7 @@ def snapshot_list(ctx: CliContext, as_json: bool) -> None:
         [_row(s) for s in found],
     )
     if not found:
-        ctx.err.print("no snapshots yet; `swarmlog snapshot create` takes one")
+        ctx.warn("no snapshots yet; `swarmlog snapshot create` takes one")
 
 
 def _row(s: dict[str, Any]) -> list[Any]:
@@ -110,12 +110,12 @@ def snapshot_restore(ctx: CliContext, name: str, to: Path | None, as_json: bool)
     try:
         restored = run(_restore(settings, name, target))
     except VerificationError as exc:
-        ctx.err.print(f"error: {exc}")
+        ctx.warn(f"error: {exc}")
         raise SystemExit(1) from None
     if as_json:
         emit_json(restored)
         return
-    ctx.console.print(
+    ctx.say(
         f"restored {name} (seq {restored['snapshot_seq']}) + {restored['caught_up']} events"
         f" → seq {restored['position']}, state hash {restored['state_hash'][:16]}…,"
         f" in {restored['path']}"

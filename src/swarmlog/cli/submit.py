@@ -121,9 +121,9 @@ def submit(ctx: CliContext, /, wait: bool, timeout: float, as_json: bool, **opti
     if as_json:
         emit_json(out)
     elif view is not None:
-        ctx.console.print(f"workflow {submitted.workflow_id} {view.status}")
+        ctx.say(f"workflow {submitted.workflow_id} {view.status}")
         click.echo(json.dumps(view.result, indent=2))
     else:
-        ctx.console.print(f"submitted workflow {submitted.workflow_id} at seq {submitted.seq}")
+        ctx.say(f"submitted workflow {submitted.workflow_id} at seq {submitted.seq}")
     if view is not None and view.status != "succeeded":
         sys.exit(1)

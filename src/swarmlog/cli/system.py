@@ -54,15 +54,15 @@ def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int, console: 
 
     def started(done: SystemUp) -> None:
         if not detach:
-            ctx.console.print(f"swarmlog is up: {done.url}  stream {done.stream}  (Ctrl-C to stop)")
+            ctx.say(f"swarmlog is up: {done.url}  stream {done.stream}  (Ctrl-C to stop)")
             return
         pids = "  ".join(f"{role} pid {pid}" for role, pid in done.roles.items())
-        ctx.console.print(
+        ctx.say(
             f"swarmlog is up: {done.url}  stream {done.stream}  projector pid"
             f" {done.projector_pid} at seq {done.position}  {pids}"
         )
         if done.console_url is not None:
-            ctx.console.print(
+            ctx.say(
                 f"console at {done.console_url} (log in with the link `swarmlog console --url`"
                 " prints)"
             )
@@ -75,7 +75,7 @@ def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int, console: 
             replicas=replicas,
             console=console and detach,
             keeper=detach,
-            notice=ctx.err.print,
+            notice=ctx.warn,
             on_up=started,
         )
     )
@@ -86,7 +86,7 @@ def up(ctx: CliContext, detach: bool, sync: str | None, replicas: int, console: 
 def down(ctx: CliContext) -> None:
     """Stop every daemon of the data dir and the embedded server they share. Idempotent."""
     stopped = bring_down(ctx.settings)
-    ctx.console.print("stopped " + ", ".join(stopped) if stopped else "nothing was running")
+    ctx.say("stopped " + ", ".join(stopped) if stopped else "nothing was running")
 
 
 @click.command()
@@ -177,7 +177,7 @@ def projector_run(ctx: CliContext) -> None:
     if not ctx.debug:  # a daemon's log file records every quarantined event
         logging.getLogger("swarmlog").setLevel(logging.INFO)
     position = run(run_projector(ctx.settings))
-    ctx.err.print(f"projector stopped at seq {position}")
+    ctx.warn(f"projector stopped at seq {position}")
 
 
 @click.group(hidden=True)
@@ -199,4 +199,4 @@ def keeper_run(ctx: CliContext) -> None:
         return await keep(ctx.settings, stop_on_signals())
 
     restarts = run(go())
-    ctx.err.print(f"keeper stopped after {restarts} restarts")
+    ctx.warn(f"keeper stopped after {restarts} restarts")

@@ -107,14 +107,14 @@ def traces_export(
     if as_json:
         emit_json(dataclasses.asdict(done))
         return
-    ctx.console.print(
+    ctx.say(
         f"exported {done.spans} spans of {done.traces} traces ({done.workflows} workflows)"
         f" to {done.endpoint}"
     )
     if done.pending:
-        ctx.err.print(f"{done.pending} spans not complete yet: a later export sends them")
+        ctx.warn(f"{done.pending} spans not complete yet: a later export sends them")
     if done.unjudged is not None:
-        ctx.err.print(
+        ctx.warn(
             f"the projector has not judged seq {done.unjudged} yet: spans from there on wait"
             " for a later export"
         )

@@ -98,14 +98,14 @@ def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_
         edges = [list(e) for e in found.edges]
         if svg_path is not None:
             Path(svg_path).write_text(graph_svg(nodes, edges))
-            ctx.err.print(f"wrote {svg_path}")
+            ctx.warn(f"wrote {svg_path}")
         if mermaid:
             click.echo(to_mermaid(nodes, edges))
         elif as_json:
             emit_json(msgspec.to_builtins(found))
         else:
             wf = found.workflow
-            ctx.console.print(f"workflow {wf.workflow_id}: {wf.pattern} {wf.status}")
+            ctx.say(f"workflow {wf.workflow_id}: {wf.pattern} {wf.status}")
             rows = [[n.id, n.kind, n.capability, n.status] for n in found.nodes]
             print_table(ctx.console, "tasks", ["id", "kind", "capability", "status"], rows)
             _blocked(ctx, found.blocked)
@@ -120,7 +120,7 @@ def show(ctx: CliContext, item_id: str, mermaid: bool, svg_path: str | None, as_
     if as_json:
         emit_json({**msgspec.to_builtins(found), "conversation": turns})
         return
-    ctx.console.print(f"task {task.task_id}: {task.status} (attempt {task.attempt})")
+    ctx.say(f"task {task.task_id}: {task.status} (attempt {task.attempt})")
     columns = ["seq", "type", "sender", "occurred_at"]
     rows = [[getattr(h, c) for c in columns] for h in found.history]
     print_table(ctx.console, "history", columns, rows)

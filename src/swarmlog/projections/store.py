@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from swarmlog.errors import StoreBusy, StoreError
 from swarmlog.projections.state import Key, State
@@ -82,7 +81,20 @@ _META_DDL = (
 )
 _META_TABLES = ("projector_position", "projection_meta")
 _HASH_FETCH = 10_000
-_ARROW = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "BOOLEAN": pa.bool_()}
+
+
+def _arrow() -> Any:
+    """pyarrow, imported at the first bulk write or key lookup, not with the store: it costs
+    about 0.27 s of CPU to import, and most processes that open a projection (every CLI query,
+    a projector that only ever sees a trickle) never hand DuckDB more than ``_SMALL`` rows."""
+    import pyarrow
+
+    return pyarrow
+
+
+def _arrow_type(pa: Any, duck_type: str) -> Any:
+    """The Arrow type a column of DuckDB type ``duck_type`` is handed over as."""
+    return {"VARCHAR": pa.string, "BIGINT": pa.int64, "BOOLEAN": pa.bool_}[duck_type]()
 
 
 class ProjectionStore:
@@ -241,6 +253,7 @@ class ProjectionStore:
             return self._con.execute(
                 sql.replace("(SELECT k FROM _keys)", placeholders), keys
             ).fetchall()
+        pa = _arrow()
         self._con.register("_keys", pa.table({"k": pa.array(keys)}))
         try:
             return self._con.execute(sql).fetchall()
@@ -273,8 +286,12 @@ class ProjectionStore:
                         )
                         continue
                     # Many rows: Arrow hands the columns to DuckDB in bulk, far cheaper.
+                    pa = _arrow()
                     batch = pa.table(
-                        {c: pa.array([r[c] for r in changed], type=_ARROW[d]) for c, d in t.columns}
+                        {
+                            c: pa.array([r[c] for r in changed], type=_arrow_type(pa, d))
+                            for c, d in t.columns
+                        }
                     )
                     con.register("_batch", batch)
                     try:
