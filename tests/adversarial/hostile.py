@@ -32,10 +32,13 @@ from hostile import Attacker, _run, heard
 """
 
 
-def attack(cli: Any, agent_id: str, code: str, *, timeout: float = 60) -> Any:
+def attack(
+    cli: Any, agent_id: str, code: str, *, timeout: float = 60, keys_dir: Path | None = None
+) -> Any:
     """Run ``code`` (defining ``async def main(me)``) as ``agent_id`` in a process of its own;
-    its JSON result. ``cli`` is the e2e :class:`clikit.Cli` of the running system."""
-    return Running(cli, agent_id, code).result(timeout)
+    its JSON result. ``cli`` is the e2e :class:`clikit.Cli` of the running system; ``keys_dir``
+    holds the agent's secret when the operator's key store does not."""
+    return Running(cli, agent_id, code, keys_dir).result(timeout)
 
 
 class Running:
@@ -44,12 +47,15 @@ class Running:
     and :meth:`tell` hands it a line on its standard input (``await heard()`` in the snippet),
     so the test can look at the system between two steps of the attack."""
 
-    def __init__(self, cli: Any, agent_id: str, code: str) -> None:
+    def __init__(self, cli: Any, agent_id: str, code: str, keys_dir: Path | None = None) -> None:
+        """``keys_dir``: where the agent's secret is, when not in the operator's key store (a
+        key made elsewhere, such as an auditor's)."""
         from swarmlog.control.keystore import KeyStore
         from swarmlog.control.system import resolve_url
 
         settings = cli.settings()
-        identity, credential = KeyStore(settings.keys_dir).agent(agent_id)
+        identity = KeyStore(keys_dir or settings.keys_dir).agent_identity(agent_id)
+        credential = next(c for c in KeyStore(settings.keys_dir).agents() if c.agent_id == agent_id)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMLOG_")}
         env |= {
             "HOSTILE_AGENT": agent_id,

@@ -19,12 +19,14 @@ from swarmlog.bus.permissions import (
     covers,
     login_for,
     users_for,
+    valid_login_key,
 )
 from swarmlog.bus.queues import agent_queues, queue_names, router_queue
 from swarmlog.bus.subjects import subject_matches
+from swarmlog.schemas.signing import AUDITOR_ROLE
 
 ids = st.from_regex(r"[a-z][a-z0-9_-]{0,11}", fullmatch=True)
-roles = st.one_of(ids, st.sampled_from(sorted(SYSTEM_ROLES)))
+roles = st.one_of(ids, st.sampled_from(sorted(SYSTEM_ROLES | {AUDITOR_ROLE})))
 trust = st.sampled_from(["internal", "external"])
 
 MANAGEMENT = [
@@ -58,7 +60,9 @@ def test_an_agent_speaks_only_under_its_own_prefix_and_manages_nothing(
 ) -> None:
     perms = agent_permissions([ns], agent, role, level)
     stream = "SWARMLOG_" + ns.upper()
-    assert _allowed(perms.publish, f"swarmlog.{ns}.{agent}.task.t1.result")
+    # Its own prefix, but for an auditor, which publishes nothing at all.
+    own = _allowed(perms.publish, f"swarmlog.{ns}.{agent}.task.t1.result")
+    assert own == (role != AUDITOR_ROLE)
     if other != agent:
         assert not _allowed(perms.publish, f"swarmlog.{ns}.{other}.task.t1.result")
         assert not _allowed(perms.subscribe, f"_INBOX_{other}.abc")
@@ -72,6 +76,9 @@ def test_an_agent_speaks_only_under_its_own_prefix_and_manages_nothing(
         theirs = f"{ns}-{other_role}-normal"
         assert not _allowed(perms.publish, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{theirs}")
         assert not _allowed(perms.publish, f"$JS.ACK.{stream}.{theirs}.1.1.1.1.1")
+    if role == AUDITOR_ROLE:  # reads the stream, no queue, no query: see the test below
+        assert not _allowed(perms.publish, f"_swarmlog.{ns}.rpc.query")
+        return
     # Its own queues, as the runtime opens them, are readable and acknowledgeable.
     for spec in agent_queues(ns, role, agent, swarm=True, max_attempts=3, ack_wait=1.0):
         assert _allowed(perms.publish, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{spec.name}")
@@ -131,19 +138,20 @@ def nkeys_public(raw: bytes) -> bytes:
 
 def test_the_config_lists_every_user_once_with_its_permissions() -> None:
     operator = login_for("operator", bytes(32))
+    a, b = login_for("a-1", b"\x01" * 32), login_for("b-1", b"\x02" * 32)
     agents = [
-        ("a-1", "worker", "internal", login_for("a-1", b"\x01" * 32), True),
-        ("b-1", "worker", "internal", login_for("b-1", b"\x02" * 32), False),  # killed
+        ("a-1", "worker", "internal", a.public_key, True),
+        ("b-1", "worker", "internal", b.public_key, False),  # killed
     ]
     text = authorization_config(users_for(["default"], operator, agents))
     assert text.count('"nkey"') == 2
     assert operator.public_key in text
-    assert agents[0][3].public_key in text
-    assert agents[1][3].public_key not in text  # not admitted: no login...
+    assert a.public_key in text
+    assert b.public_key not in text  # not admitted: no login...
     assert accounts_in(text) == {"AGENT_a-1", "AGENT_b-1"}  # ...but its account stays
     assert "swarmlog.default.a-1.>" in text
     assert operator.seed not in text
-    assert agents[0][3].seed not in text
+    assert a.seed not in text
 
 
 tokens = st.sampled_from(["a", "b", "c", "*", ">"])
@@ -181,7 +189,8 @@ def test_no_agent_shares_the_streams_account_or_imports_what_it_may_not_publish(
     overlapping (a message would cross twice), each exported to the accounts importing it."""
     operator = login_for("operator", bytes(32))
     logins = [
-        (a, r, t, login_for(a, bytes([i + 1]) * 32), True) for i, (a, r, t) in enumerate(agents)
+        (a, r, t, login_for(a, bytes([i + 1]) * 32).public_key, True)
+        for i, (a, r, t) in enumerate(agents)
     ]
     users = users_for(["ns"], operator, logins)
     assert [u.name for u in users if u.account == ACCOUNT] == ["operator"]
@@ -201,3 +210,25 @@ def test_no_agent_shares_the_streams_account_or_imports_what_it_may_not_publish(
             s.startswith(("$JS.EXT.API.", "swarmlog.", "$JS.ACK.", "$KV.", "_swarmlog."))
             for s in local
         ), local
+
+
+def test_an_auditor_may_read_the_stream_and_nothing_else() -> None:
+    for trust_level in ("internal", "external"):
+        permissions = agent_permissions(["default", "b"], "auditor-1", AUDITOR_ROLE, trust_level)
+        assert permissions.publish == (
+            "$JS.API.STREAM.INFO.SWARMLOG_DEFAULT",
+            "$JS.API.DIRECT.GET.SWARMLOG_DEFAULT",
+            "$JS.API.STREAM.INFO.SWARMLOG_B",
+            "$JS.API.DIRECT.GET.SWARMLOG_B",
+        )
+        assert permissions.subscribe == ("_INBOX_auditor-1.>",)
+
+
+@given(seed=st.binary(min_size=32, max_size=32), flip=st.integers(0, 55))
+def test_a_login_key_is_recognised_and_a_mistyped_one_is_not(seed: bytes, flip: int) -> None:
+    key = login_for("a", seed).public_key
+    assert valid_login_key(key)
+    mistyped = key[:flip] + ("A" if key[flip] != "A" else "B") + key[flip + 1 :]
+    assert not valid_login_key(mistyped)
+    assert not valid_login_key(key[:-1])
+    assert not valid_login_key("S" + key[1:])

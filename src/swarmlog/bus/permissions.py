@@ -27,6 +27,9 @@ What each agent may do:
   it waits on, projection queries, its own key of the presence bucket (and reading the others').
 - an **external** agent: as an agent, minus what lets it see or steer others: no projection
   queries, no result-cache writes, no waiting on other tasks, no reading others' presence.
+- an **auditor** (:data:`~swarmlog.schemas.signing.AUDITOR_ROLE`): the stream's info and its
+  messages by direct get, in batches, and nothing else: no publishing (not even under its own
+  prefix), no queues, no queries, no buckets.
 
 Only the operator may create, change or delete streams and consumers: every durable consumer an
 agent reads (:mod:`swarmlog.bus.queues` names them) is created by the operator (``swarmlog up``,
@@ -41,6 +44,8 @@ server's login nonce can never be taken for an event signature or the other way 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -67,7 +72,7 @@ from swarmlog.bus.subjects import (
     stream_name,
     stream_subjects,
 )
-from swarmlog.schemas.signing import OPERATOR_ID
+from swarmlog.schemas.signing import AUDITOR_ROLE, OPERATOR_ID
 
 __all__ = [
     "ACCOUNT",
@@ -87,6 +92,7 @@ __all__ = [
     "inbox_prefix",
     "login_for",
     "users_for",
+    "valid_login_key",
 ]
 
 LOGIN_DOMAIN = b"swarmlog/nats-login/v1\x00"
@@ -125,6 +131,22 @@ class Login:
 def inbox_prefix(agent_id: str) -> str:
     """The reply-subject prefix of ``agent_id``'s connection: replies to it, and no one else's."""
     return f"_INBOX_{agent_id}"
+
+
+def valid_login_key(text: str) -> bool:
+    """Whether ``text`` is an nkey *user* public key (``U`` and 55 more base32 characters, its
+    checksum right): what an agent whose secret the operator never holds gives as its login."""
+    if len(text) != 56 or not text.startswith("U"):
+        return False
+    try:
+        raw = base64.b32decode(text + "=" * (-len(text) % 8))
+    except (binascii.Error, ValueError):
+        return False
+    return (
+        len(raw) == 35
+        and raw[0] == nkeys.PREFIX_BYTE_USER
+        and nkeys.crc16_checksum(raw[:-2]) == raw[-2:]
+    )
 
 
 def account_of(agent_id: str) -> str:
@@ -225,6 +247,9 @@ def _in_namespace(
     namespace: str, agent_id: str, role: str, trust_level: str
 ) -> tuple[list[str], list[str]]:
     stream = stream_name(namespace)
+    if role == AUDITOR_ROLE:
+        # Reading the stream is all an auditor does; its replies come back to its inbox.
+        return [js_api("STREAM", "INFO", stream), js_api("DIRECT", "GET", stream)], []
     flags = kv_bucket(namespace, "flags")
     cache = kv_bucket(namespace, "cache")
     presence = kv_bucket(namespace, "presence")
@@ -337,8 +362,8 @@ def _imported(
             local = AGENT_API + subject.removeprefix(JS_API)
         export = exports.setdefault(("service", subject), {"service": subject, "accounts": []})
         _grant(export, account)
-        if ".CONSUMER.MSG.NEXT." in subject:
-            export["response_type"] = "stream"  # a pull is answered with many messages
+        if ".CONSUMER.MSG.NEXT." in subject or ".DIRECT.GET." in subject:
+            export["response_type"] = "stream"  # a pull or a batch: many messages answer it
         service: dict[str, object] = {"service": {"account": ACCOUNT, "subject": subject}}
         if local != subject:
             service["to"] = local
@@ -394,13 +419,13 @@ def accounts_in(config: str) -> set[str]:
 def users_for(
     namespaces: Sequence[str],
     operator: Login,
-    agents: Iterable[tuple[str, str, str, Login, bool]],
+    agents: Iterable[tuple[str, str, str, str, bool]],
 ) -> list[User]:
-    """The operator and each ``(agent_id, role, trust_level, login, admitted)`` as server
-    users, each agent in its own account."""
+    """The operator and each ``(agent_id, role, trust_level, login_key, admitted)`` as server
+    users (``login_key``: the public nkey it logs in with), each agent in its own account."""
     users = [User(OPERATOR_ID, operator.public_key)]
-    for agent_id, role, trust, login, admitted in agents:
+    for agent_id, role, trust, login_key, admitted in agents:
         permissions = agent_permissions(namespaces, agent_id, role, trust)
         account = account_of(agent_id)
-        users.append(User(agent_id, login.public_key, permissions, account, admitted))
+        users.append(User(agent_id, login_key, permissions, account, admitted))
     return users

@@ -1,5 +1,5 @@
-"""``keys init|show|issue|authorization``: the operator key, agent credentials and the
-broker logins they give."""
+"""``keys init|show|generate|issue|authorization``: the operator key, agent keys and
+credentials, and the broker logins they give."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from swarmlog.control.issuing import issue_agent
 from swarmlog.control.keystore import KeyStore
 from swarmlog.errors import ConfigError, KeyStoreError
 from swarmlog.files import write_private
+from swarmlog.schemas.signing import OPERATOR_ID
+from swarmlog.schemas.types import AgentId
 
 __all__ = ["keys"]
 
@@ -64,9 +66,57 @@ def keys_show(ctx: CliContext, as_json: bool) -> None:
     print_table(ctx.console, "agents", columns, rows)
 
 
+@keys.command("generate")
+@click.option("--agent-id", required=True, help="The id the operator will issue it as.")
+@json_option
+@pass_ctx
+def keys_generate(ctx: CliContext, agent_id: str, as_json: bool) -> None:
+    """Make an agent key here, for an operator elsewhere to vouch for: the secret stays in
+    this data dir (keys/agents/ID.seed, mode 0600); give the operator the two public keys
+    printed, for `swarmlog keys issue ROLE --agent-id ID --public-key KEY --login-key LOGIN`."""
+    try:
+        msgspec.convert(agent_id, AgentId)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid agent id {agent_id!r}: {exc}") from None
+    if agent_id == OPERATOR_ID:
+        raise ConfigError("'operator' is reserved for the operator key; choose another agent id")
+    ctx.settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = KeyStore(ctx.settings.keys_dir)
+    path = store.create_agent_seed(agent_id, os.urandom(32))
+    identity = store.agent_identity(agent_id)
+    login = store.login(agent_id)
+    if as_json:
+        emit_json(
+            {
+                "agent_id": agent_id,
+                "public_key": identity.public_key,
+                "login_key": login.public_key,
+                "seed_path": str(path),
+            }
+        )
+        return
+    ctx.say(f"made a key for {agent_id}; its secret is {path} (mode 0600): it stays here")
+    ctx.say(f"public key {identity.public_key}")
+    ctx.say(f"login key  {login.public_key}")
+    ctx.say(
+        f"the operator issues it with: swarmlog keys issue ROLE --agent-id {agent_id}"
+        f" --public-key {identity.public_key} --login-key {login.public_key}"
+    )
+
+
 @keys.command("issue")
-@click.argument("role")
+@click.argument("role", required=False)
+@click.option("--role", "role_option", metavar="ROLE", help="The role (or give it first).")
 @click.option("--agent-id", help="The agent's id (default: ROLE-<random>).")
+@click.option(
+    "--public-key",
+    help="The agent's Ed25519 public key (hex), for a key made elsewhere: no secret is made or"
+    " kept here.",
+)
+@click.option(
+    "--login-key",
+    help="With --public-key: the agent's NATS login key (U…), from `swarmlog keys generate`.",
+)
 @click.option("--capability", "-c", "capabilities", multiple=True, help="Repeatable.")
 @click.option(
     "--trust", type=click.Choice(["internal", "external"]), default="internal", show_default=True
@@ -92,8 +142,11 @@ def keys_show(ctx: CliContext, as_json: bool) -> None:
 @pass_ctx
 def keys_issue(
     ctx: CliContext,
-    role: str,
+    role: str | None,
+    role_option: str | None,
     agent_id: str | None,
+    public_key: str | None,
+    login_key: str | None,
     capabilities: tuple[str, ...],
     trust: str,
     allowed: tuple[str, ...],
@@ -102,8 +155,14 @@ def keys_issue(
     expires_in: float | None,
     as_json: bool,
 ) -> None:
-    """Create an agent key and publish its operator-signed credential to the log."""
+    """Create an agent key and publish its operator-signed credential to the log (with
+    --public-key: vouch for a key made elsewhere, e.g. an auditor's)."""
     settings = ctx.settings
+    if role is not None and role_option is not None and role != role_option:
+        raise click.UsageError(f"two roles given ({role} and --role {role_option}); give one")
+    role = role or role_option
+    if role is None:
+        raise click.UsageError("give the role: `keys issue ROLE` or `keys issue --role ROLE`")
     try:
         agent_id, public_key, seq = run(
             issue_agent(
@@ -116,6 +175,8 @@ def keys_issue(
                 expires_in=expires_in,
                 tools=tools,
                 mcp_servers=mcp_servers,
+                public_key=public_key,
+                login_key=login_key,
             )
         )
     except (ConfigError, KeyStoreError) as exc:

@@ -22,7 +22,7 @@ from swarmlog.cli.options import file_option, json_option
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import open_log, open_projections
-from swarmlog.errors import ConfigError, VerificationError
+from swarmlog.errors import ConfigError, KeyStoreError, VerificationError
 from swarmlog.files import write_atomic
 from swarmlog.projections.client import LiveState
 from swarmlog.projections.projector import BatchResult, Projector
@@ -55,10 +55,12 @@ async def replay_into(
     until_seq: int | None,
     verify: bool,
     progress: Progress | None = None,
+    as_agent: str | None = None,
 ) -> ReplayOutcome:
-    """Fold the stream from sequence 1 into a fresh projection file at ``path``."""
+    """Fold the stream from sequence 1 into a fresh projection file at ``path``; read as the
+    operator or, with ``as_agent``, as that read-only login (an auditor)."""
     operator_key = KeyStore(settings.keys_dir).operator_public_key()
-    async with open_log(settings) as log_:
+    async with open_log(settings, agent_id=as_agent, direct_reads=as_agent is not None) as log_:
         last = await log_.last_seq()
         end = last if until_seq is None else min(until_seq, last)
         store = ProjectionStore(path)
@@ -177,8 +179,10 @@ def audit() -> None:
     """Check the log's integrity."""
 
 
-async def _chain(settings: Settings, until_seq: int | None = None) -> StreamChain:
-    async with open_log(settings) as log_:
+async def _chain(
+    settings: Settings, until_seq: int | None = None, as_agent: str | None = None
+) -> StreamChain:
+    async with open_log(settings, agent_id=as_agent, direct_reads=as_agent is not None) as log_:
         return await chain_of(log_, until_seq)
 
 
@@ -217,14 +221,29 @@ def _load_checkpoint(path: Path) -> Checkpoint:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="A checkpoint file (from `audit checkpoint`): the stream must still match it.",
 )
+@click.option(
+    "--as",
+    "as_agent",
+    metavar="AUDITOR",
+    help="Read the stream as this auditor (its key from `keys generate`, in this data dir's"
+    " keys/agents), not as the operator: all it takes is that key and keys/operator.pub.",
+)
 @json_option
 @pass_ctx
-def audit_verify(ctx: CliContext, against: Path | None, as_json: bool) -> None:
+def audit_verify(
+    ctx: CliContext, against: Path | None, as_agent: str | None, as_json: bool
+) -> None:
     """Verify every event on the stream and the stream's hash chain; exit 1 if anything is
     rejected, a sender's chain is broken, events are missing, or the stream no longer matches
     the checkpoint given with --against."""
     settings = ctx.settings
     settings.require_data_dir()
+    if as_agent is not None and not KeyStore(settings.keys_dir).agent_paths(as_agent)[0].exists():
+        raise KeyStoreError(
+            f"no key for auditor {as_agent!r} in {settings.keys_dir / 'agents'}: make one with"
+            f" `swarmlog keys generate --agent-id {as_agent}` and have the operator issue it"
+            " (`swarmlog keys issue --role auditor --public-key KEY --login-key LOGIN`)"
+        )
     checkpoint = None
     if against is not None:
         checkpoint = _load_checkpoint(against)
@@ -234,13 +253,17 @@ def audit_verify(ctx: CliContext, against: Path | None, as_json: bool) -> None:
             ctx.warn(f"error: {exc.message}; the checkpoint is not evidence, nothing checked")
             raise SystemExit(1) from None
     with _target(None) as path, _progress(not as_json, ctx) as progress:
-        outcome = run(replay_into(settings, path, until_seq=None, verify=True, progress=progress))
+        outcome = run(
+            replay_into(
+                settings, path, until_seq=None, verify=True, progress=progress, as_agent=as_agent
+            )
+        )
         with ProjectionStore(path, read_only=True) as store:
             rejected = store.rows("SELECT seq, reason, detail FROM quarantine ORDER BY seq")
             breaks = store.rows(
                 "SELECT seq, sender, expected_seq, got_seq FROM chain_breaks ORDER BY seq"
             )
-    chain = run(_chain(settings))
+    chain = run(_chain(settings, as_agent=as_agent))
     data: dict[str, Any] = {
         "events_checked": outcome.events,
         "valid": outcome.applied,
@@ -254,7 +277,7 @@ def audit_verify(ctx: CliContext, against: Path | None, as_json: bool) -> None:
     }
     matches = True
     if checkpoint is not None:
-        at = run(_chain(settings, checkpoint.seq))
+        at = run(_chain(settings, checkpoint.seq, as_agent))
         matches = at.position == checkpoint.seq and at.hexhead == checkpoint.head
         data["checkpoint"] = {"seq": checkpoint.seq, "head": checkpoint.head, "matches": matches}
     if as_json:

@@ -86,7 +86,7 @@ def server_users(
             killed_by(f, credential.agent_id, credential.role) is not None for f in flags.values()
         )
         admitted = not (expired or killed or credential.public_key in revoked)
-        login = store.login(credential.agent_id)
+        login = store.login_key(credential.agent_id)
         agent = (credential.agent_id, credential.role, credential.trust_level, login, admitted)
         agents.append(agent)
     return users_for(known_namespaces(settings), store.login(), agents)

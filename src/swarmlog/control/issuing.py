@@ -16,6 +16,7 @@ import msgspec
 from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.targets import builtin_role, load_agent
 from swarmlog.agents.tools import declared_grants
+from swarmlog.bus.permissions import valid_login_key
 from swarmlog.bus.queues import GIVE_UP_AFTER, agent_queues, router_queue
 from swarmlog.config import Settings
 from swarmlog.control.broker import provision_queues, refresh_broker
@@ -26,6 +27,7 @@ from swarmlog.errors import ConfigError, KeyStoreError
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import PAYLOAD_TYPES
 from swarmlog.schemas.signing import (
+    AUDITOR_ROLE,
     CONTROL_TYPES,
     OPERATOR_ID,
     ROUTER_ROLE,
@@ -51,12 +53,19 @@ async def issue_agent(
     admit: bool = True,
     tools: Sequence[str] = (),
     mcp_servers: Sequence[str] = (),
+    public_key: str | None = None,
+    login_key: str | None = None,
 ) -> tuple[str, str, int]:
     """Create an agent key, save it (0600), publish its credential and (with ``admit``) have the
     broker admit its login; (agent id, key, seq).
 
     ``tools`` and ``mcp_servers`` are the tools it may call (none by default): Python tools by
-    name, MCP tools by ``SERVER.TOOL``, and every tool of the servers named."""
+    name, MCP tools by ``SERVER.TOOL``, and every tool of the servers named.
+
+    With ``public_key`` (hex) the key was made elsewhere (``swarmlog keys generate``, an HSM):
+    no secret is made or kept here, and ``login_key`` is the public nkey its NATS login derives
+    from that secret. An ``auditor`` may emit nothing but its own registration unless
+    ``allowed`` says otherwise (its broker login may publish nothing at all)."""
     settings.require_data_dir()
     store = KeyStore(settings.keys_dir)
     operator = store.operator()
@@ -80,17 +89,33 @@ async def issue_agent(
                 f"{type_!r} is not an event type agents may emit", parameter="allowed"
             )
     _check_grants(tools, mcp_servers)
-    if store.agent_paths(agent_id)[0].exists():
+    if store.has_agent(agent_id):
         raise KeyStoreError(
             f"agent {agent_id} already has a key; choose another agent id", parameter="agent_id"
         )
-    seed = os.urandom(32)
-    identity = Identity.from_seed(agent_id, seed)
+    if role == AUDITOR_ROLE and capabilities:
+        raise ConfigError(
+            "an auditor takes no work: give it no capability", parameter="capabilities"
+        )
+    if role == AUDITOR_ROLE and not allowed:
+        allowed = ["agent_registered"]
+    seed = b""
+    identity = None
+    if public_key is None:
+        if login_key is not None:
+            raise ConfigError(
+                "a login key is given only with the public key it belongs to", parameter="login_key"
+            )
+        seed = os.urandom(32)
+        identity = Identity.from_seed(agent_id, seed)
+        public_key = identity.public_key
+    else:
+        _check_public_key(public_key, login_key)
     now = time.time_ns()
     fields = {
         "agent_id": agent_id,
         "role": role,
-        "public_key": identity.public_key,
+        "public_key": public_key,
         "issuer": operator.public_key,
         "issued_at": now,
         "capabilities": list(capabilities),
@@ -107,7 +132,11 @@ async def issue_agent(
     issued = issue_credential(operator, credential)
 
     # The seed is on disk before the credential is on the log: a trusted key never goes missing.
-    store.save_agent(identity, seed, issued)
+    if identity is None:
+        assert login_key is not None  # checked with the public key
+        store.save_public_agent(agent_id, issued, login_key)
+    else:
+        store.save_agent(identity, seed, issued)
     try:
         async with open_log(settings) as log_:
             seq = (await Publisher(log_, operator, settings.namespace).publish(issued)).seq
@@ -116,7 +145,28 @@ async def issue_agent(
         raise
     if admit:
         await refresh_broker(settings)
-    return agent_id, identity.public_key, seq
+    return agent_id, public_key, seq
+
+
+def _check_public_key(public_key: str, login_key: str | None) -> None:
+    if len(public_key) != 64 or not set(public_key) <= set("0123456789abcdef"):
+        raise ConfigError(
+            f"{public_key[:80]!r} is not an Ed25519 public key: 64 lowercase hex characters,"
+            " as `swarmlog keys generate` prints it",
+            parameter="public_key",
+        )
+    if login_key is None:
+        raise ConfigError(
+            "a key made elsewhere needs its login key too (the U… line `swarmlog keys"
+            " generate` prints): the broker's login is derived from the secret",
+            parameter="login_key",
+        )
+    if not valid_login_key(login_key):
+        raise ConfigError(
+            f"{login_key[:80]!r} is not an nkey user public key (U and 55 more characters, as"
+            " `swarmlog keys generate` prints it)",
+            parameter="login_key",
+        )
 
 
 def _check_grants(tools: Sequence[str], mcp_servers: Sequence[str]) -> None:
@@ -163,7 +213,7 @@ async def issue_replicas(
     ids = [f"{name}-{i}" for i in range(1, replicas + 1)]
     issued = False
     for agent_id in ids:
-        if not keys.agent_paths(agent_id)[0].exists():
+        if not keys.has_agent(agent_id):
             await issue_agent(
                 settings,
                 role,

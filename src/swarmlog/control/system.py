@@ -76,9 +76,11 @@ async def open_log(
     provision: bool = False,
     replicas: int = 1,
     agent_id: str | None = None,
+    direct_reads: bool = False,
 ) -> AsyncIterator[JetStreamLog]:
     """Connect to the namespace's stream (creating it, with ``replicas``, with ``provision``),
-    logged in as ``agent_id`` or, with none, as the operator."""
+    logged in as ``agent_id`` or, with none, as the operator; ``direct_reads`` for a login
+    that may only read (an auditor's)."""
     url = resolve_url(settings)
     log_ = await JetStreamLog.open(
         url,
@@ -86,6 +88,7 @@ async def open_log(
         provision=provision,
         replicas=replicas,
         login=login_of(settings, agent_id),
+        direct_reads=direct_reads,
     )
     try:
         yield log_

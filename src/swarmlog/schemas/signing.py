@@ -25,6 +25,7 @@ from swarmlog.schemas.ids import new_event_id
 from swarmlog.schemas.payloads import CredentialIssued, Payload
 
 __all__ = [
+    "AUDITOR_ROLE",
     "CONDUCTOR_ROLE",
     "CONTROL_TYPES",
     "CREDENTIAL_DOMAIN",
@@ -92,6 +93,10 @@ ROUTER_ROLE = "router"
 task offered for routing, and one that may fail or escalate work it cannot route."""
 CONDUCTOR_ROLE = "conductor"
 """The built-in role that runs workflows: it offers their steps and completes them."""
+AUDITOR_ROLE = "auditor"
+"""The role of a read-only login: an auditor reads the stream to verify it (``swarmlog audit
+verify --as``) and may do nothing else on the broker; its credential allows it no event but its
+own registration."""
 WATCHDOG_ROLE = "watchdog"
 """The built-in role that escalates stalled and deadlocked work, whoever holds it, and says which
 replicas are lost (``agent_lost``) and back (``agent_seen``)."""

@@ -23,7 +23,7 @@ from swarmlog.bus.jetstream.connection import Patient, connect
 from swarmlog.bus.jetstream.doorbell import JetStreamDoorbell
 from swarmlog.bus.jetstream.kv import JetStreamKV
 from swarmlog.bus.jetstream.provisioning import check_stream, provision
-from swarmlog.bus.jetstream.reader import PullReader
+from swarmlog.bus.jetstream.reader import PullReader, read_direct
 from swarmlog.bus.jetstream.snapshot_store import JetStreamSnapshots
 from swarmlog.bus.jetstream.workqueues import JetStreamQueue, consumer_config
 from swarmlog.bus.permissions import Login
@@ -50,7 +50,13 @@ class JetStreamLog:
     """An :class:`~swarmlog.bus.ports.EventLog` on a JetStream stream."""
 
     def __init__(
-        self, nc: Client, namespace: str, url: str = "", api_prefix: str | None = None
+        self,
+        nc: Client,
+        namespace: str,
+        url: str = "",
+        api_prefix: str | None = None,
+        *,
+        direct_reads: bool = False,
     ) -> None:
         self.url = url
         """The URL this log was opened with."""
@@ -62,6 +68,9 @@ class JetStreamLog:
         self._namespace = namespace
         self._stream = stream_name(namespace)
         self._queues: list[JetStreamQueue] = []
+        self._api_prefix = api_prefix
+        # A login that may create no consumer (an auditor) reads by batched direct gets.
+        self._direct_reads = direct_reads
 
     @classmethod
     async def open(
@@ -73,12 +82,15 @@ class JetStreamLog:
         replicas: int = 1,
         login: Login | None = None,
         presence_ttl: float = PRESENCE_TTL,
+        direct_reads: bool = False,
     ) -> JetStreamLog:
         """Connect (as ``login``, when given) and (optionally) create or check the namespace's
         stream (and its buckets, with ``replicas`` copies each on a cluster; a new presence
-        bucket keeps values ``presence_ttl`` seconds)."""
+        bucket keeps values ``presence_ttl`` seconds). ``direct_reads``: :meth:`read` by
+        batched direct gets, for a login that may only read (an auditor)."""
         nc = await connect(url, login=login)
-        self = cls(nc, namespace, url, api_prefix=login.api_prefix if login else None)
+        api_prefix = login.api_prefix if login else None
+        self = cls(nc, namespace, url, api_prefix=api_prefix, direct_reads=direct_reads)
         try:
             if provision:
                 await self.provision(replicas=replicas, presence_ttl=presence_ttl)
@@ -196,6 +208,14 @@ class JetStreamLog:
             end = last if end is None else min(end, last)
         start = max(start_seq, 1)
         if end is not None and start > end:
+            return
+        if self._direct_reads:
+            if end is None:
+                raise BusError("a read-only login reads up to an end; it cannot follow")
+            async for direct in read_direct(
+                self._nc, self._stream, start, end, api_prefix=self._api_prefix
+            ):
+                yield direct
             return
         reader = PullReader(self._nc, self._js, self._stream, start, end)
         await reader.open()

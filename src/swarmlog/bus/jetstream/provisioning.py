@@ -6,6 +6,7 @@ store.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import nats
@@ -55,6 +56,9 @@ def stream_config(
         # Larger than what readers accept, so an oversized event is stored and then quarantined
         # (visible in the audit) rather than silently refused at the door.
         max_msg_size=1_048_576,
+        # Messages by sequence in batches, without a consumer: how an auditor's login, which
+        # may create none, reads the stream (and how agents read single messages).
+        allow_direct=True,
     )
 
 
@@ -113,6 +117,8 @@ async def _provision_stream(js: Any, namespace: str, replicas: int) -> None:
             f"stream {stream} exists but is not append-only (deny delete/purge,"
             " no rollups); it was not created by swarmlog: use another --namespace"
         )
+    if not current.allow_direct:  # made by an earlier version: let auditors read it
+        await js.update_stream(dataclasses.replace(current, allow_direct=True))
 
 
 async def check_stream(js: Any, namespace: str) -> None:

@@ -1,10 +1,14 @@
-"""Reading the stream in order, fast and without gaps, through an ephemeral pull consumer."""
+"""Reading the stream in order, fast and without gaps: through an ephemeral pull consumer, or,
+for a login that may create no consumer (an auditor), by batched direct gets."""
 
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 import logging
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -20,11 +24,10 @@ from nats.js.api import (
 )
 
 from swarmlog.bus.ports import StoredMessage
-from swarmlog.bus.subjects import (
-    js_api,
-)
+from swarmlog.bus.subjects import JS_API, js_api
+from swarmlog.errors import BusError
 
-__all__ = ["PullReader"]
+__all__ = ["PullReader", "read_direct"]
 
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,9 @@ _READ_BATCH = 2048  # messages per fetch by a reader
 _PREFETCH = 2  # batches a reader fetches ahead of its consumer
 _FETCH_WAIT = 1.0  # seconds a reader's fetch lingers when it is caught up
 _READER_INACTIVE = 60.0  # seconds before the server drops an abandoned reader's consumer
+_DIRECT_BATCH = 1024  # messages per direct-get batch
+_DIRECT_BYTES = 8 * 1024 * 1024  # and at most this many bytes of them
+_DIRECT_WAIT = 10.0  # seconds to wait for the next message of a batch
 
 
 class PullReader:
@@ -199,3 +205,66 @@ class PullReader:
                 await self._sub.unsubscribe()
             if self._consumer:
                 await self._js.delete_consumer(self._stream, self._consumer)
+
+
+async def read_direct(
+    nc: Client, stream: str, start: int, end: int, *, api_prefix: str | None = None
+) -> AsyncIterator[list[StoredMessage]]:
+    """The messages ``start..end`` of ``stream`` in order, one batch per direct-get request
+    (``{"seq": N, "batch": B}``, answered by up to B messages and an end-of-batch status).
+
+    For a login that may only read (an auditor: no consumer of its own, see
+    :mod:`swarmlog.bus.permissions`); ``api_prefix`` is where its account imports the API.
+    A deleted message is simply not among the answers (a reader sees the gap in the
+    sequences); an error status or a silent server raises :class:`BusError`."""
+    subject = js_api("DIRECT", "GET", stream)
+    if api_prefix is not None:
+        subject = api_prefix + subject.removeprefix(JS_API)
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    try:
+        seq = start
+        while seq <= end:
+            want = min(_DIRECT_BATCH, end - seq + 1)
+            request = {"seq": seq, "batch": want, "max_bytes": _DIRECT_BYTES}
+            await nc.publish(subject, msgspec.json.encode(request), reply=inbox)
+            batch: list[StoredMessage] = []
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=_DIRECT_WAIT)
+                except nats.errors.TimeoutError:
+                    raise BusError(
+                        f"reading {stream} from seq {seq}: no answer in {_DIRECT_WAIT:.0f} s"
+                    ) from None
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status in ("204", "404"):  # the batch is over; nothing (more) from seq on
+                    break
+                if status is not None:
+                    raise BusError(
+                        f"reading {stream} from seq {seq}: the server answered {status}"
+                        f" {headers.get('Description', '')}".rstrip()
+                    )
+                stored = StoredMessage(
+                    int(headers["Nats-Sequence"]),
+                    headers["Nats-Subject"],
+                    msg.data,
+                    timestamp_ns(headers["Nats-Time-Stamp"]),
+                )
+                if stored.seq <= end:
+                    batch.append(stored)
+            if not batch:
+                return
+            yield batch
+            seq = batch[-1].seq + 1
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
+
+
+def timestamp_ns(text: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 UTC time with up to nine decimals, as the
+    server stamps a direct get (``2026-12-03T17:25:43.795985708Z``): exactly, no float."""
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+    return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
