@@ -162,6 +162,7 @@ def test_stateless_rejections() -> None:
     found = vectors("stateless.json")
     assert [v["name"] for v in found] == [
         "oversized",
+        "malformed/non-json-key",
         "malformed/not-msgpack",
         "malformed/truncated",
         "malformed/bad-envelope",

@@ -419,7 +419,30 @@ def stateless() -> dict[str, Any]:
     )
     wrong_domain = encode(SignedEvent(prepared.body, ALPHA.sign(CREDENTIAL_DOMAIN, prepared.body)))
 
+    # A JSON field holding a map whose key is nil: MessagePack carries it, JSON cannot.
+    i = next(n)
+    keyed = Envelope(
+        id=new_event_id(T0 + i * MS, entropy(i)),
+        sender="alpha",
+        signer=ALPHA.public_key,
+        sender_seq=1,
+        prev_hash="",
+        occurred_at=T0 + i * MS,
+        payload=p.Result(task_id="t1", output={None: 1}),
+    )
+    keyed_body = msgspec.msgpack.encode(keyed)  # by hand: swarmlog's sealing refuses it
+    keyed_data = encode(SignedEvent(keyed_body, ALPHA.sign(EVENT_DOMAIN, keyed_body)))
+
     cases: list[tuple[str, str, str, bytes, str]] = [
+        (
+            "malformed/non-json-key",
+            "a JSON field holding a map whose key is nil (or a boolean, or an array) is"
+            " malformed: it has no JSON form, even when correctly signed and stored under its"
+            " subject",
+            subject_for(NAMESPACE, keyed),
+            keyed_data,
+            "malformed",
+        ),
         (
             "malformed/not-msgpack",
             "bytes that are not MessagePack (0xc1 is never used) are malformed",

@@ -100,16 +100,33 @@ def _too_deep(value: Any, limit: int) -> bool:
     return False
 
 
+_SCALARS = (str, int, float, bool, type(None))
+_json_encoder = msgspec.json.Encoder()
+
+
 def check_nesting(payload: msgspec.Struct) -> None:
     """Raise :class:`SchemaError` when a field of ``payload`` nests arrays and objects deeper
-    than :data:`MAX_NESTING` levels."""
+    than :data:`MAX_NESTING` levels, or holds what JSON cannot (a map key that is nil, a
+    boolean or an array; a MessagePack extension): the projections keep such fields as JSON,
+    so an event the fold could not store is refused whole here, by writer and reader alike,
+    rather than stopping the projector at it (a hostile agent's poison message)."""
     for name in payload.__struct_fields__:
         value = getattr(payload, name)
+        if isinstance(value, _SCALARS):
+            continue
         if isinstance(value, dict | list) and _too_deep(value, MAX_NESTING):
             raise SchemaError(
                 f"payload field {name!r} nests arrays/objects deeper than {MAX_NESTING} levels",
                 path=f"$.payload.{name}",
             )
+        try:
+            _json_encoder.encode(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SchemaError(
+                f"payload field {name!r} holds what JSON cannot ({exc}): object keys must be"
+                " strings or numbers, values JSON's own",
+                path=f"$.payload.{name}",
+            ) from None
 
 
 def decode_credential(data: bytes) -> Credential:
