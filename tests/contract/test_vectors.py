@@ -85,19 +85,9 @@ def by_name(name: str) -> dict[str, dict[str, Any]]:
     return {v["name"]: v for v in vectors(name)}
 
 
-def hexed(value: Any) -> Any:
-    """JSON builtins with every bytes value as lowercase hex (the files' convention)."""
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {k: hexed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [hexed(v) for v in value]
-    return value
-
-
 def as_json(struct: msgspec.Struct) -> Any:
-    return hexed(msgspec.to_builtins(struct, builtin_types=(bytes,)))
+    """JSON builtins with every bytes value as lowercase hex (the files' convention)."""
+    return generator().as_json(struct)
 
 
 def message(vector: dict[str, Any], seq: int = 1) -> StoredMessage:
