@@ -54,7 +54,8 @@ test: $(STAMP) bytecode
 	@$(MAKE) --no-print-directory --jobs=2 --output-sync=target lint typecheck \
 		> $(VENV)/checks.log 2>&1 & checks=$$!; \
 	$(BIN)/python -m pytest -q -n 4 --dist loadscope --durations=15 \
-		tests/e2e tests/property tests/integration tests/adversarial tests/contract tests/unit; \
+		tests/e2e tests/property tests/integration tests/adversarial tests/contract tests/cleanroom \
+		tests/unit; \
 	tests=$$?; wait $$checks; checked=$$?; cat $(VENV)/checks.log; \
 	if [ $$checked -ne 0 ]; then echo "make test: ruff or mypy failed (above)" >&2; fi; \
 	[ $$tests -eq 0 ] && [ $$checked -eq 0 ]
