@@ -10,6 +10,9 @@ retries ring no bell.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from swarmlog.agents.api import Agent
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, WorkQueue
 from swarmlog.bus.queues import QueueSpec, agent_queues
@@ -22,13 +25,27 @@ OFFERS = "task_offered"
 """The pseudo-level of swarm offers, looked at after every priority level."""
 _RUNG_WAIT = 0.02
 """How long a fetch waits on a level that just rang (the ring can overtake the store)."""
+_RING_GRACE = 1.0
+"""How long a level that rang stays one to look at first though found empty: under load the ring
+can overtake the store by more than a fetch waits, and a level dropped then is looked at again
+only once the less urgent ones run dry (seen: a critical task waited behind eight low ones)."""
 
 
 class Intake:
     """One replica's work queues and the doorbell that wakes it."""
 
-    def __init__(self, agent: Agent, log: EventLog, namespace: str, *, ack_wait: float) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        log: EventLog,
+        namespace: str,
+        *,
+        ack_wait: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.agent = agent
+        self._clock = clock
+        self._rung_at: dict[str, float] = {}  # level -> when its doorbell last rang
         self.log = log
         self.namespace = namespace
         self.ack_wait = ack_wait
@@ -86,13 +103,22 @@ class Intake:
                 self._maybe = set(self._levels)
         self.rang = bool(rung)
         self._maybe |= rung
+        self._rung_at |= dict.fromkeys(rung, self._clock())
+        graced: list[str] = []  # found empty just after ringing: looked at again next time
         for priority, queue in self._queues:
             if priority not in self._maybe:
                 continue
             deliveries = await queue.fetch(batch, timeout=_RUNG_WAIT)
             if deliveries:
-                return False, deliveries
-            self._maybe.discard(priority)
+                return False, deliveries  # less urgent work: the graced levels come first next
+            if self._clock() - self._rung_at.get(priority, -_RING_GRACE) < _RING_GRACE:
+                graced.append(priority)
+            else:
+                self._maybe.discard(priority)
+                self._rung_at.pop(priority, None)
+        # Nothing else to take: no need to keep looking at them (the sweep after an idle wait
+        # finds what they rang for), and an idle replica must not spin on them.
+        self._maybe.difference_update(graced)
         if self._offers is not None and OFFERS in self._maybe:
             offers = await self._offers.fetch(batch, timeout=_RUNG_WAIT)
             if offers:
