@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit install clean bench bytecode
+.PHONY: demo test lint typecheck unit install clean bench bytecode peers
 
 # uv installs the same packages as pip from the same index in about a quarter of the time
 # (11 s instead of 37 s on a fresh clone, its cache cold): a fresh clone's `make test` is
@@ -61,9 +61,12 @@ test: $(STAMP) bytecode
 	[ $$tests -eq 0 ] && [ $$checked -eq 0 ]
 
 bench: $(STAMP)
-	$(BIN)/swarmlog bench publish --json
-	$(BIN)/swarmlog bench ingest --json
-	$(BIN)/swarmlog bench replay --json
+	$(BIN)/python benchmarks/run_all.py
+
+# The peers `swarmlog bench compare` runs beside swarmlog (LangGraph, eventsourcing): an
+# optional extra, kept out of the dev install so `make test` does not pay for it.
+peers: $(STAMP)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,peers]'
 
 clean:
 	rm -rf $(VENV) .swarmlog .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,10 @@
-"""Run every `swarmlog bench` benchmark and print one JSON document with all results.
+"""Run `swarmlog bench` benchmarks and print one JSON document with all results.
 
-    .venv/bin/python benchmarks/run_all.py [--events N] [--repeat K]
+    .venv/bin/python benchmarks/run_all.py [--events N] [--repeat K] [NAME ...]
 
-Each benchmark measures its ceilings in the same run; record results in docs/benchmarks.md.
+Without names: every benchmark but ``compare`` (which needs the peers extra: ``make peers``).
+Each benchmark measures its ceilings and its physical limit in the same run; record results in
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("names", nargs="*", default=sorted(BENCHMARKS))
+    parser.add_argument("names", nargs="*", default=sorted(set(BENCHMARKS) - {"compare"}))
     args = parser.parse_args()
     results = [
         dataclasses.asdict(run_benchmark(name, args.events))
-        for name in args.names
         for _ in range(args.repeat)
+        for name in args.names
     ]
     print(json.dumps(results, indent=2))
 

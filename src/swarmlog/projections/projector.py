@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class Projector:
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="verify")
         self._threads = max(1, threads)
         self._state = State()
+        self.cpu = {"preload": 0.0, "fold": 0.0, "write": 0.0}
+        """CPU seconds of the folding thread by stage, summed over batches (``bench limits``)."""
         store.bind(namespace=namespace, operator_key=operator_key)
 
     def close(self) -> None:
@@ -99,11 +102,17 @@ class Projector:
         state = self._state
         # Ids embed their millisecond; a repeat of one of ours lies within this range.
         time_range = (min(times) // _MS * _MS, max(times) // _MS * _MS + _MS - 1) if times else None
+        cpu, began = self.cpu, time.thread_time()
         try:
             self.store.preload(state, keys, ids, time_range, where)
+            preloaded = time.thread_time()
             result.rejected = fold_checked(state, checked, self.operator_key, verify=self.verify)
             result.applied = len(checked) - len(result.rejected)
+            folded = time.thread_time()
             self.store.flush(state, self.log.stream, result.last_seq)
+            cpu["preload"] += preloaded - began
+            cpu["fold"] += folded - preloaded
+            cpu["write"] += time.thread_time() - folded
         except BaseException:
             state.evict()  # a failed batch must leave nothing behind for the next one
             raise

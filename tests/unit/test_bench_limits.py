@@ -1,0 +1,67 @@
+"""The physical limits ``bench limits`` derives from stage costs, and ``bench compare``'s table:
+pure arithmetic, checked on costs chosen by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmlog.harness.bench.compare import ratio_table
+from swarmlog.harness.bench.limits import StageCosts, physical_limits
+
+US = 1e-6
+
+
+def costs(**changes: float) -> StageCosts:
+    base = {
+        "seal": 30 * US,
+        "sign": 20 * US,
+        "publish_client": 30 * US,
+        "server_store": 20 * US,
+        "server_deliver": 5 * US,
+        "consume_client": 10 * US,
+        "decode": 10 * US,
+        "verify": 55 * US,
+        "fold": 15 * US,
+        "write": 30 * US,
+        "commit_one": 2_000 * US,
+        "round_trip": 200 * US,
+    }
+    return StageCosts(**(base | changes), cores=2, events=1000)
+
+
+def test_each_limit_is_the_smaller_of_every_core_busy_and_the_critical_path() -> None:
+    limits = physical_limits(costs())
+    # publish: 80 us of CPU per event over 2 cores; the publisher's GIL part is 10 + 30 us.
+    assert limits["publish"].all_cores == pytest.approx(2 / 80e-6)
+    assert limits["publish"].critical_path == pytest.approx(1 / 40e-6)
+    assert limits["publish"].value == pytest.approx(1 / 40e-6)
+    # replay: 80 in + 45 apply = 125 us over 2 cores; the projector's serial 10+10+45 = 65 us.
+    assert limits["replay"].all_cores == pytest.approx(2 / 125e-6)
+    assert limits["replay"].value == pytest.approx(1 / 65e-6)
+    # ingest: both, all 205 us of it over 2 cores.
+    assert limits["ingest"].value == pytest.approx(2 / 205e-6)
+    # tasks: 4 x 80 out + 6 x 80 in + 4 x 45 apply = 980 us per task.
+    assert limits["tasks"].value == pytest.approx(2 / 980e-6)
+
+
+def test_the_latency_floor_adds_the_round_trips_the_reads_the_seals_and_one_commit() -> None:
+    floor = physical_limits(costs())["latency"]
+    assert floor.unit.startswith("ms")
+    assert floor.value == pytest.approx((4 * 200 + 3 * 80 + 3 * 30 + 2_000) * US * 1000)
+    # More cores do not make one task faster.
+    assert physical_limits(costs(commit_one=0.0))["latency"].value < floor.value
+
+
+def test_a_dearer_stage_lowers_the_limits_it_is_part_of_and_no_other() -> None:
+    before, after = physical_limits(costs()), physical_limits(costs(fold=100 * US))
+    assert after["publish"].value == before["publish"].value
+    for name in ("ingest", "replay", "tasks"):
+        assert after[name].value < before[name].value
+
+
+def test_the_compare_table_is_swarmlog_over_the_peer() -> None:
+    table = ratio_table(1200.0, 14000.0, {"tasks_per_s": 400.0}, {"saved_events_per_s": 7000.0})
+    assert [(r["swarmlog"]["benchmark"], r["peer"]["name"], r["ratio"]) for r in table] == [
+        ("tasks", "langgraph", 3.0),
+        ("publish", "eventsourcing", 2.0),
+    ]
