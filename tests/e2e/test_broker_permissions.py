@@ -16,11 +16,14 @@ import nats.js.errors
 import pytest
 from clikit import Cli, running
 
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import connect
 from swarmlog.bus.permissions import Login
+from swarmlog.bus.subjects import bell_prefix, inbox_filter
 from swarmlog.control.keystore import KeyStore
-from swarmlog.control.system import resolve_url
+from swarmlog.control.system import open_log, resolve_url
 from swarmlog.errors import BusError
+from swarmlog.schemas.payloads import ClarificationRequest
 from waiting import until
 
 pytestmark = pytest.mark.e2e
@@ -420,3 +423,44 @@ def test_no_agent_logs_in_to_the_streams_account(issued: Cli) -> None:
     assert logins == ["# operator"]
     for agent in ("worker-1", "scout-1", "router-1", "conductor-1", "watchdog-1"):
         assert f'"AGENT_{agent}": {{' in authorization
+
+
+def test_one_agents_event_rings_the_doorbell_of_another_and_no_agent_can_ring_one(
+    issued: Cli,
+) -> None:
+    """An agent's event reaches another agent's doorbell (nats-server hands nothing that came in
+    through one account's import on to another's, so the bells ring on the stream's republish,
+    after the store); and no agent may publish on a bell subject itself (a forged ring)."""
+    settings = issued.settings()
+    out = issued("keys", "issue", "asker", "--agent-id", "asker-1")
+    assert out.returncode == 0, out.stderr
+    keys = KeyStore(settings.keys_dir)
+
+    async def go() -> list[str]:
+        async with (
+            open_log(settings, agent_id="worker-1") as worker,
+            open_log(settings, agent_id="asker-1") as asker,
+        ):
+            bell = await worker.doorbell(inbox_filter(settings.namespace, "worker-1"))
+            await worker.client.flush()
+            question = ClarificationRequest(request_id="q-bell", to="worker-1", question="?")
+            sent = await Publisher(asker, keys.agent_identity("asker-1"), "default").publish(
+                question
+            )
+            heard: list[str] = []
+            deadline = asyncio.get_running_loop().time() + 10
+            while sent.subject not in heard:
+                assert asyncio.get_running_loop().time() < deadline, heard
+                heard += await bell.wait(1.0)
+            await bell.close()
+
+            session = await Session.open(resolve_url(settings), keys.login("worker-1"))
+            try:
+                forged = f"{bell_prefix('default')}.asker-1.work.worker.critical.t-forged"
+                await session.nc.publish(forged, b"")
+                await session.refused("publish", forged)
+            finally:
+                await session.nc.close()
+            return heard
+
+    assert asyncio.run(go())

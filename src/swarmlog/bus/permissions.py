@@ -57,6 +57,7 @@ from swarmlog.bus.queues import queue_names
 from swarmlog.bus.subjects import (
     JS_API,
     ack_filter,
+    bell_of,
     cache_keys,
     inbox_filter,
     js_api,
@@ -269,10 +270,12 @@ def _in_namespace(
             js_api("CONSUMER", "MSG", "NEXT", stream, queue),
             ack_filter(stream, queue),
         ]
+    # Doorbells hear events on their bell subjects (bell_of), the stream's republish of each
+    # event's headers: the events' own subjects carry nothing to another account.
     subscribe = [
         kv_filter(flags),  # kill switches, as they are pulled
-        role_work_filter(namespace, role),
-        inbox_filter(namespace, agent_id),
+        bell_of(namespace, role_work_filter(namespace, role)),
+        bell_of(namespace, inbox_filter(namespace, agent_id)),
     ]
     if not external:
         publish += [
@@ -281,10 +284,10 @@ def _in_namespace(
             rpc_subject(namespace, "query"),
             rpc_subject(namespace, "wait"),
         ]
-        subscribe.append(kind_filter(namespace, "task"))  # results of what it asked for
+        subscribe.append(bell_of(namespace, kind_filter(namespace, "task")))  # what it asked for
     if system:
         publish += [js_api("CONSUMER", "INFO", stream, "*"), rpc_subject(namespace, "*")]
-        subscribe += stream_subjects(namespace)
+        subscribe += [bell_of(namespace, s) for s in stream_subjects(namespace)]
     return publish, subscribe
 
 

@@ -54,6 +54,8 @@ __all__ = [
     "ack_filter",
     "aggregate_filter",
     "assignment_filter",
+    "bell_of",
+    "bell_prefix",
     "cache_keys",
     "inbox_filter",
     "js_api",
@@ -206,6 +208,27 @@ def live_subject(namespace: str, agent_id: str, task_id: str) -> str:
 def live_filter(namespace: str, task_id: str = "*", agent_id: str = "*") -> str:
     """The partial text of ``task_id`` from any agent (or what ``agent_id`` may announce)."""
     return f"_swarmlog.{namespace}.live.{agent_id}.{task_id}"
+
+
+def bell_prefix(namespace: str) -> str:
+    """Where the stream republishes the headers of every event once stored (the doorbells'
+    subjects): ``_swarmlog.<ns>.bell.<the event's subject after swarmlog.<ns>.>``.
+
+    Doorbells cannot listen on the events' own subjects: an agent publishes into the streams'
+    account through an import of its own, and nats-server never hands a message that came in
+    through a service import on to another account's stream import (its guard against import
+    loops), so another agent's subscription would hear only the operator's events. The stream's
+    republish is the server's own publish inside that account, heard by every import; and it
+    rings only once the event is stored."""
+    return f"_swarmlog.{namespace}.bell"
+
+
+def bell_of(namespace: str, subject: str) -> str:
+    """The doorbell subject (or filter) of an event subject (or filter) of ``namespace``."""
+    events = f"swarmlog.{namespace}."
+    if not subject.startswith(events):
+        raise ValueError(f"{subject} is not an event subject of namespace {namespace}")
+    return f"{bell_prefix(namespace)}.{subject.removeprefix(events)}"
 
 
 def rpc_subject(namespace: str, name: str) -> str:

@@ -1,4 +1,6 @@
-"""The JetStream doorbell: plain core subscriptions to the subjects it watches."""
+"""The JetStream doorbell: plain core subscriptions to the bell subjects of the events it
+watches, where the stream republishes each event's headers once stored (see
+:func:`~swarmlog.bus.subjects.bell_prefix`); a ring names the event's own subject."""
 
 from __future__ import annotations
 
@@ -22,8 +24,11 @@ class JetStreamDoorbell:
         self._rung: asyncio.Queue[str] = asyncio.Queue(maxsize=1024)
 
     async def ring(self, msg: Msg) -> None:
+        subject = (msg.headers or {}).get("Nats-Subject")
+        if subject is None:
+            return  # not the stream's republish (nobody else may publish here)
         with contextlib.suppress(asyncio.QueueFull):  # a full queue already means "ring"
-            self._rung.put_nowait(msg.subject)
+            self._rung.put_nowait(subject)
 
     async def wait(self, timeout: float) -> list[str]:
         return await drain_queue(self._rung, timeout)

@@ -29,6 +29,7 @@ from swarmlog.bus.jetstream.workqueues import JetStreamQueue, consumer_config
 from swarmlog.bus.permissions import Login
 from swarmlog.bus.ports import Append, AppendResult, QueueSpec, QueueState, StoredMessage
 from swarmlog.bus.subjects import (
+    bell_of,
     kv_bucket,
     kv_key,
     kv_stream,
@@ -271,10 +272,11 @@ class JetStreamLog:
 
     async def doorbell(self, *filter_subjects: str) -> JetStreamDoorbell:
         bell = JetStreamDoorbell()
-        # Plain core subscriptions: the server hands them every message published on the
-        # subjects as it routes it to the stream, at no cost to the stream.
+        # Plain core subscriptions to the stream's republish of each event's headers, once
+        # stored: heard in every account (an event's own subject is not, see bell_prefix).
         for filter_subject in filter_subjects:
-            bell.subs.append(await self._nc.subscribe(filter_subject, cb=bell.ring))
+            subject = bell_of(self._namespace, filter_subject)
+            bell.subs.append(await self._nc.subscribe(subject, cb=bell.ring))
         return bell
 
     async def announce(self, subject: str, data: bytes) -> None:

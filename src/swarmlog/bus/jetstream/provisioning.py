@@ -16,12 +16,14 @@ from nats.js.api import (
     DiscardPolicy,
     KeyValueConfig,
     ObjectStoreConfig,
+    RePublish,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
 
 from swarmlog.bus.subjects import (
+    bell_prefix,
     kv_bucket,
     object_bucket,
     stream_name,
@@ -59,6 +61,16 @@ def stream_config(
         # Messages by sequence in batches, without a consumer: how an auditor's login, which
         # may create none, reads the stream (and how agents read single messages).
         allow_direct=True,
+        # Every event's headers again once stored, on the doorbells' subjects (see bell_prefix).
+        republish=_republish(namespace),
+    )
+
+
+def _republish(namespace: str) -> RePublish:
+    return RePublish(
+        src=stream_subjects(namespace)[0],
+        dest=f"{bell_prefix(namespace)}.>",
+        headers_only=True,
     )
 
 
@@ -117,8 +129,11 @@ async def _provision_stream(js: Any, namespace: str, replicas: int) -> None:
             f"stream {stream} exists but is not append-only (deny delete/purge,"
             " no rollups); it was not created by swarmlog: use another --namespace"
         )
-    if not current.allow_direct:  # made by an earlier version: let auditors read it
-        await js.update_stream(dataclasses.replace(current, allow_direct=True))
+    if not current.allow_direct or current.republish != config.republish:
+        # Made by an earlier version: let auditors read it, and ring the doorbells.
+        await js.update_stream(
+            dataclasses.replace(current, allow_direct=True, republish=config.republish)
+        )
 
 
 async def check_stream(js: Any, namespace: str) -> None:
