@@ -85,9 +85,15 @@ def test_an_agent_speaks_only_under_its_own_prefix_and_manages_nothing(
         assert _allowed(perms.publish, f"$JS.ACK.{stream}.{spec.name}.1.2.3.4.5")
     external = level == "external"
     assert _allowed(perms.publish, f"_swarmlog.{ns}.rpc.query") is not external
-    assert _allowed(perms.subscribe, f"swarmlog.{ns}.x.task.t1.result") is not external
+    # Doorbells hear the stream's republish (bell subjects), never the events' own subjects.
+    assert _allowed(perms.subscribe, f"_swarmlog.{ns}.bell.x.task.t1.result") is not external
     system = role in SYSTEM_ROLES and not external
-    assert _allowed(perms.subscribe, f"swarmlog.{ns}.x.wf.w1.workflow_submitted") is system
+    assert _allowed(perms.subscribe, f"_swarmlog.{ns}.bell.x.wf.w1.workflow_submitted") is system
+    assert _allowed(perms.subscribe, f"_swarmlog.{ns}.bell.x.work.{role}.normal.t1")
+    assert _allowed(perms.subscribe, f"_swarmlog.{ns}.bell.x.msg.{agent}.clarification_request")
+    assert not _allowed(perms.subscribe, f"swarmlog.{ns}.x.task.t1.result")
+    # Only the stream rings: no agent may publish a bell.
+    assert not _allowed(perms.publish, f"_swarmlog.{ns}.bell.{agent}.work.{role}.critical.t1")
 
 
 @given(ns=st.lists(ids, min_size=2, max_size=3, unique=True), agent=ids, role=ids)

@@ -28,6 +28,13 @@ __all__ = ["BatchResult", "Projector"]
 log = logging.getLogger(__name__)
 
 _MS = 1_000_000
+_READ_AHEAD = 8
+"""Batches read (and their signatures checked) ahead of the fold."""
+_GROUP_MAX = 4096
+"""Events one fold may take from the batches read ahead (one transaction)."""
+
+_Read = tuple[list[StoredMessage], list[Future[list[Checked]]]]
+"""A batch read and the futures of its signature checks."""
 
 
 @dataclass
@@ -130,17 +137,34 @@ class Projector:
         """Fold from the stored position; returns the position reached.
 
         With ``follow`` it keeps folding new events until ``stop`` is set; without, it ends at
-        ``until_seq`` or at the stream's last sequence when it started. Batches overlap: while
-        one is folded and written (a worker thread), the next is read and its signatures checked.
+        ``until_seq`` or at the stream's last sequence when it started. Reading runs ahead of
+        folding (its signatures checked on the pool as soon as read), and each fold takes every
+        batch read while the one before it was folded and written: one transaction for all of
+        them (a group commit), so a burst of events waits for one commit, not one each.
         """
         start = self.store.position() + 1
         position = start - 1
         if until_seq is not None and until_seq < start:
             return position
         reader = self.log.read(start, until_seq=until_seq, follow=follow)
+        ready: asyncio.Queue[_Read | None] = asyncio.Queue(maxsize=_READ_AHEAD)
+
+        async def read_ahead() -> None:
+            expected = start
+            async for batch in reader:
+                if batch[0].seq != expected or batch[-1].seq - batch[0].seq + 1 != len(batch):
+                    # Committing past a missing sequence would lose an event for good.
+                    raise BusError(
+                        f"the log reader skipped events (expected seq {expected}, got"
+                        f" {batch[0].seq}..{batch[-1].seq}); restart the projector"
+                    )
+                expected = batch[-1].seq + 1
+                await ready.put((batch, self._start_checks(batch)))
+            await ready.put(None)
+
+        reading = asyncio.ensure_future(read_ahead())
         stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
         folding: asyncio.Future[BatchResult] | None = None
-        expected = start
 
         def committed(done: asyncio.Future[BatchResult]) -> None:
             # Runs as soon as a batch commits, not when the next one arrives.
@@ -161,28 +185,28 @@ class Projector:
                 folding = None
 
         try:
-            while True:
-                next_batch = asyncio.ensure_future(anext(reader, None))
-                waiting = {next_batch} if stopper is None else {next_batch, stopper}
+            ended = False
+            while not ended:
+                getting = asyncio.ensure_future(ready.get())
+                waiting = {getting, reading} if stopper is None else {getting, reading, stopper}
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if not next_batch.done():
-                    next_batch.cancel()
-                    # Let the reader unwind before closing it below.
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await next_batch
+                if not getting.done():
+                    getting.cancel()
+                    if reading.done() and not reading.cancelled():
+                        reading.result()  # raises what the reader raised
+                    break  # stopped
+                item = getting.result()
+                if item is None:
                     break
-                batch = next_batch.result()
-                if batch is None:
-                    break
-                if batch[0].seq != expected or batch[-1].seq - batch[0].seq + 1 != len(batch):
-                    # Committing past a missing sequence would lose an event for good.
-                    raise BusError(
-                        f"the log reader skipped events (expected seq {expected}, got"
-                        f" {batch[0].seq}..{batch[-1].seq}); restart the projector"
-                    )
-                expected = batch[-1].seq + 1
-                checks = self._start_checks(batch)
                 await finish_fold()  # the previous batch commits before this one folds
+                batch, checks = item
+                # Group commit: what was read meanwhile goes into the same transaction.
+                while not ready.empty() and len(batch) < _GROUP_MAX:
+                    more = ready.get_nowait()
+                    if more is None:
+                        ended = True
+                        break
+                    batch, checks = [*batch, *more[0]], [*checks, *more[1]]
                 folding = asyncio.ensure_future(asyncio.to_thread(self._fold, batch, checks))
                 folding.add_done_callback(committed)
         finally:
@@ -191,5 +215,9 @@ class Projector:
                 await asyncio.shield(finish_fold())
             if stopper is not None:
                 stopper.cancel()
+            reading.cancel()
+            # Let the reader unwind before closing it (what it raised was raised above).
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reading
             await reader.aclose()  # type: ignore[attr-defined]
         return position

@@ -33,6 +33,12 @@ class State:
         """Keys of resident tables known to have no row (so they are not looked up again)."""
         self.seen_ids: set[str] = set()
         """Event ids known to be applied (the store preloads the ids a batch mentions)."""
+        self.stored: dict[str, set[Key]] = {t.name: set() for t in TABLES}
+        """Keys storage is known to hold a row for (loaded from it, or written to it), so a
+        change is written as an update; with :attr:`unstored`, what lets a trickle of events
+        be written without DuckDB's costlier insert-or-replace."""
+        self.unstored: dict[str, set[Key]] = {t.name: set() for t in TABLES}
+        """Keys storage is known to hold no row for (looked up, not found): a plain insert."""
 
     def get(self, name: str, *key: Any) -> Row | None:
         return self.rows[name].get(key)
@@ -76,7 +82,19 @@ class State:
     def load(self, name: str, row: Row) -> None:
         """Add a row read from storage (not a change)."""
         t = table(name)
-        self.rows[name][tuple(row[k] for k in t.key)] = row
+        key = tuple(row[k] for k in t.key)
+        self.rows[name][key] = row
+        self.stored[name].add(key)
+        self.unstored[name].discard(key)
+
+    def written(self) -> None:
+        """What changed is now what storage holds (after a flush commits)."""
+        for name, keys in self.dirty.items():
+            self.stored[name] |= keys
+            self.unstored[name] -= keys
+        for name, keys in self.deleted.items():
+            self.stored[name] -= keys
+            self.unstored[name] |= keys
 
     def clear_changes(self) -> None:
         for name in self.dirty:
@@ -91,6 +109,8 @@ class State:
         for name, rows in self.rows.items():
             if not (keep_resident and name in RESIDENT):
                 rows.clear()
+                self.stored[name].clear()
+                self.unstored[name].clear()
         if not keep_resident:
             for keys in self.absent.values():
                 keys.clear()
