@@ -8,6 +8,7 @@ server and temp files.
 - :mod:`.swarm`: ``tasks``, ``latency``;
 - :mod:`.deadlocks`: ``deadlocks``;
 - :mod:`.limits`: ``limits`` (every stage's cost, every benchmark's physical limit);
+- :mod:`.memory`: ``memory`` (the projector's RSS over a long replay);
 - :mod:`.compare`: ``compare`` (``tasks`` and ``publish`` beside LangGraph and eventsourcing).
 """
 
@@ -23,6 +24,7 @@ from swarmlog.harness.bench.common import BenchResult
 from swarmlog.harness.bench.compare import bench_compare
 from swarmlog.harness.bench.deadlocks import bench_deadlocks
 from swarmlog.harness.bench.limits import bench_limits
+from swarmlog.harness.bench.memory import bench_memory
 from swarmlog.harness.bench.stream import bench_ingest, bench_publish, bench_replay
 from swarmlog.harness.bench.swarm import bench_latency, bench_tasks
 
@@ -36,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[Path, int], Coroutine[Any, Any, BenchResult]]] =
     "latency": bench_latency,
     "deadlocks": bench_deadlocks,
     "limits": bench_limits,
+    "memory": bench_memory,
     "compare": bench_compare,
 }
 

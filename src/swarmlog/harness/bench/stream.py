@@ -27,8 +27,9 @@ from swarmlog.projections.store import ProjectionStore
 
 __all__ = ["TARGETS", "bench_ingest", "bench_publish", "bench_replay"]
 
-TARGETS = {"publish": 0.7, "ingest": 0.9, "replay": 0.8}
-"""DESIGN.md's targets: the figure over its ceiling (for replay, the smaller of two)."""
+TARGETS = {"publish": 0.7, "ingest": 0.7, "replay": 0.8}
+"""DESIGN.md's targets: the figure over its ceiling (for replay, the smaller of two; for
+ingest, over its physical limit)."""
 
 
 def _result(
@@ -36,13 +37,15 @@ def _result(
     n: int,
     figure: float,
     ceilings: dict[str, float],
-    base: float,
+    base: float | None,
     costs: StageCosts,
     **details: Any,
 ) -> BenchResult:
-    ratio = figure / base if base else 0.0
+    """``base`` is what the target is a ratio of (``None``: the physical limit)."""
     target = TARGETS[name]
     limits = limit_fields(name, costs, figure)
+    base = limits["limit"] if base is None else base
+    ratio = figure / base if base else 0.0
     # Can the design's target be met at all? (its figure against the physical limit)
     details["target_figure"] = round(target * base, 1)
     details["target_within_limit"] = target * base <= limits["limit"]
@@ -107,7 +110,7 @@ async def bench_ingest(root: Path, n: int) -> BenchResult:
         n,
         n / elapsed,
         {"raw_verify_1_thread": verify_1},
-        verify_1,
+        None,  # DESIGN.md: 0.7 x its physical limit
         costs,
         publish_seconds=round(publish_seconds, 3),
         end_to_end_seconds=round(elapsed, 3),
