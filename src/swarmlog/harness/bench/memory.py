@@ -10,6 +10,7 @@ above the first half's largest. The replay of the whole stream is timed too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import time
@@ -19,7 +20,7 @@ from swarmlog.agents.publisher import Publisher
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import projector_argv
-from swarmlog.errors import ServerError
+from swarmlog.errors import BusError, ServerError
 from swarmlog.harness.bench.common import NAMESPACE, BenchResult, machine, payloads, system
 from swarmlog.projections.client import ProjectionClient
 
@@ -67,13 +68,17 @@ async def bench_memory(root: Path, n: int) -> BenchResult:
                 if time.monotonic() > deadline:
                     raise ServerError("the projector did not catch up within an hour")
                 samples.append((position, rss_mb(daemon.pid)))
-                position = await projections.position(1.0) or position
+                with contextlib.suppress(BusError):  # busy (a snapshot): RSS still sampled
+                    position = await projections.position(5.0) or position
                 await asyncio.sleep(_SAMPLE)  # a sampling period, not a wait for a condition
             seconds = time.perf_counter() - began
             samples.append((position, rss_mb(daemon.pid)))
         finally:
-            daemon.terminate()
-            daemon.wait(timeout=60)
+            daemon.terminate()  # it may be taking a snapshot (every 100,000 events): let it end
+            try:
+                daemon.wait(timeout=600)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
             logfile.close()
     first = max((mb for at, mb in samples if at <= last // 2), default=0.0)
     second = max((mb for at, mb in samples if at > last // 2), default=0.0)
