@@ -24,12 +24,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nats.js.api import ConsumerConfig, DeliverPolicy
-
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.permissions import Login
 from swarmlog.bus.ports import StoredMessage
-from swarmlog.bus.subjects import stream_subjects, subject_for
+from swarmlog.bus.subjects import subject_for
+from swarmlog.harness.bench.ceilings import raw_consume_rate
 from swarmlog.harness.bench.common import BenchResult, System, machine, payloads, system
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
@@ -184,26 +183,10 @@ async def _measure(log: JetStreamLog, pid: int, root: Path, n: int) -> StageCost
     publish_client = (time.process_time() - cpu) / n
     server_store = (_server_cpu(pid) - server) / n
 
-    done = asyncio.Event()
-    count = 0
-
-    async def on_msg(msg: Any) -> None:
-        nonlocal count
-        count += 1
-        if count >= n:
-            done.set()
-
     cpu, server = time.process_time(), _server_cpu(pid)
-    sub = await js.subscribe(
-        stream_subjects(ns)[0],
-        cb=on_msg,
-        ordered_consumer=True,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-    )
-    await asyncio.wait_for(done.wait(), timeout=600)
+    await raw_consume_rate(log, ns, n)  # the ceiling's own reader: an ordered consumer
     consume_client = (time.process_time() - cpu) / n
     server_deliver = (_server_cpu(pid) - server) / n
-    await sub.unsubscribe()
 
     stored: list[StoredMessage] = []
     async for batch in log.read(1, until_seq=n, follow=False):
