@@ -31,7 +31,7 @@ import msgspec
 from swarmlog.agents.presence import PresenceReader, liveness_from_env
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.jetstream import JetStreamLog
-from swarmlog.bus.ports import QueueState, StoredMessage
+from swarmlog.bus.ports import EventLog, QueueState, StoredMessage
 from swarmlog.bus.subjects import aggregate_filter, live_filter, workflow_event_filter
 from swarmlog.config import DEFAULT_NAMESPACE, Settings
 from swarmlog.control import views
@@ -460,9 +460,8 @@ class Client:
             task_role: str | None = None
             async for subject, data in heard:
                 agent_id = subject.split(".")[-2]
-                if task_role is None:  # the task may not be projected yet when the first comes
-                    task = await self.task(task_id)
-                    task_role = task.role if task is not None else None
+                if task_role is None:
+                    task_role = await self._task_role(log, task_id)
                 if agent_id not in roles:
                     roles[agent_id] = await self._role_of(agent_id)
                 piece = preview_of(subject, data, roles[agent_id], task_role)
@@ -471,6 +470,17 @@ class Client:
 
         async with log.listen(live_filter(self.settings.namespace, task_id)) as heard:
             yield pieces(heard)
+
+    async def _task_role(self, log: EventLog, task_id: str) -> str | None:
+        """The role ``task_id`` is assigned to. An agent announces text only for a task it
+        holds, so its assignment is on the log before the first piece: when the projection
+        does not show it yet, wait for the projection to reach the log's end and look again
+        (the first piece would be dropped otherwise)."""
+        task = await self.task(task_id)
+        if task is None or task.role is None:
+            await self._projections.wait(await log.last_seq(), timeout=5.0)
+            task = await self.task(task_id)
+        return task.role if task is not None else None
 
     async def _role_of(self, agent_id: str) -> str | None:
         try:
