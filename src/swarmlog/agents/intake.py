@@ -111,7 +111,8 @@ class Intake:
             deliveries = await queue.fetch(batch, timeout=_RUNG_WAIT)
             if deliveries:
                 return False, deliveries  # less urgent work: the graced levels come first next
-            if self._clock() - self._rung_at.get(priority, -_RING_GRACE) < _RING_GRACE:
+            rang_at = self._rung_at.get(priority)
+            if rang_at is not None and self._clock() - rang_at < _RING_GRACE:
                 graced.append(priority)
             else:
                 self._maybe.discard(priority)

@@ -127,7 +127,6 @@ class ProjectionStore:
                 os.close(self._gate)
                 raise
         self._lock = threading.Lock()  # one writer/reader of the main connection at a time
-        self._positioned: set[str] = set()  # streams whose position row this store has written
         if not read_only:
             with self._lock:
                 for t in TABLES:
@@ -285,7 +284,7 @@ class ProjectionStore:
                     if len(changed) <= _SMALL:
                         # A few rows (a trickle: latency matters): parameters cost less than
                         # registering an Arrow table.
-                        self._write_few(state, t.name, dirty, verb)
+                        self._write_few(state, t.name, dirty)
                         continue
                     # Many rows: Arrow hands the columns to DuckDB in bulk, far cheaper.
                     pa = _arrow()
@@ -300,30 +299,26 @@ class ProjectionStore:
                         con.execute(f"{verb} INTO {t.name} SELECT * FROM _batch")
                     finally:
                         con.unregister("_batch")
-                if stream in self._positioned:
-                    con.execute(
-                        "UPDATE projector_position SET seq = ? WHERE stream = ?", [position, stream]
-                    )
-                else:
-                    con.execute(
-                        "INSERT OR REPLACE INTO projector_position VALUES (?, ?)",
-                        [stream, position],
-                    )
+                # An update (the row is there after the first batch): cheaper than a replace.
+                (updated,) = con.execute(
+                    "UPDATE projector_position SET seq = ? WHERE stream = ?", [position, stream]
+                ).fetchall()[0]
+                if not updated:
+                    con.execute("INSERT INTO projector_position VALUES (?, ?)", [stream, position])
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        self._positioned.add(stream)
         state.written()
         state.clear_changes()
 
-    def _write_few(self, state: State, name: str, dirty: set[Key], verb: str) -> None:
+    def _write_few(self, state: State, name: str, dirty: set[Key]) -> None:
         """Write a few changed rows of table ``name``, each the cheapest way storage allows:
         an update where storage holds the row, a plain insert where it is known not to, and an
         insert-or-replace (DuckDB's dearest: a delete and an insert, checked) otherwise."""
         t = table(name)
         rows = state.rows[name]
-        if verb == "INSERT":  # append-only: every row is new
+        if t.append_only:  # every row is new
             self._insert(name, "INSERT", [rows[k] for k in dirty])
             return
         stored, unstored = state.stored[name], state.unstored[name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,7 +16,7 @@ from swarmlog.bus.subjects import stream_subjects, task_subject
 from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.signing import EVENT_DOMAIN, verify_signature
 
-__all__ = ["raw_consume_rate", "raw_publish_rate", "raw_verify_rate"]
+__all__ = ["publish_windowed", "raw_consume_rate", "raw_publish_rate", "raw_verify_rate"]
 
 
 def raw_verify_rate(sample: bytes, *, threads: int = 1, seconds: float = 1.0) -> float:
@@ -38,20 +39,26 @@ def raw_verify_rate(sample: bytes, *, threads: int = 1, seconds: float = 1.0) ->
     return sum(counts) / elapsed
 
 
+async def publish_windowed(
+    js: Any, items: Iterable[tuple[str, bytes, dict[str, str] | None]], window: int = 256
+) -> None:
+    """``publish_async`` every ``(subject, data, headers)``, at most ``window`` unacknowledged."""
+    pending: list[asyncio.Future[Any]] = []
+    for subject, data, headers in items:
+        pending.append(await js.publish_async(subject, data, headers=headers))
+        if len(pending) >= window:
+            await pending.pop(0)
+    await asyncio.gather(*pending)
+
+
 async def raw_publish_rate(
     log: JetStreamLog, namespace: str, n: int, size: int, window: int = 256
 ) -> float:
     """Unsigned ``publish_async`` of ``size``-byte messages with a bounded window."""
-    js = log.client.jetstream()
     data = b"x" * size
-    pending: list[asyncio.Future[Any]] = []
+    items = ((task_subject(namespace, "raw", f"t{i}", "raw"), data, None) for i in range(n))
     start = time.perf_counter()
-    for i in range(n):
-        subject = task_subject(namespace, "raw", f"t{i}", "raw")
-        pending.append(await js.publish_async(subject, data))
-        if len(pending) >= window:
-            await pending.pop(0)
-    await asyncio.gather(*pending)
+    await publish_windowed(log.client.jetstream(), items, window)
     return n / (time.perf_counter() - start)
 
 

@@ -15,7 +15,6 @@ The formulas are :func:`physical_limits`, a pure function of the measured costs.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import statistics
@@ -28,7 +27,7 @@ from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.permissions import Login
 from swarmlog.bus.ports import StoredMessage
 from swarmlog.bus.subjects import subject_for
-from swarmlog.harness.bench.ceilings import raw_consume_rate
+from swarmlog.harness.bench.ceilings import publish_windowed, raw_consume_rate
 from swarmlog.harness.bench.common import BenchResult, System, machine, payloads, system
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
@@ -174,12 +173,7 @@ async def _measure(log: JetStreamLog, pid: int, root: Path, n: int) -> StageCost
     js = log.client.jetstream()
     items = [(subject_for(ns, s.envelope), s.data, {"Nats-Msg-Id": s.id}) for s in sealed]
     cpu, server = time.process_time(), _server_cpu(pid)
-    pending: list[asyncio.Future[Any]] = []
-    for subject, data, headers in items:
-        pending.append(await js.publish_async(subject, data, headers=headers))
-        if len(pending) >= WINDOW:
-            await pending.pop(0)
-    await asyncio.gather(*pending)
+    await publish_windowed(js, items, WINDOW)
     publish_client = (time.process_time() - cpu) / n
     server_store = (_server_cpu(pid) - server) / n
 
