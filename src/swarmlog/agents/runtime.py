@@ -395,8 +395,10 @@ class AgentRuntime(Speaker):
         outcomes = []
         for job, result in zip(jobs, ran, strict=True):
             if isinstance(result, tuple):
-                await job.delivery.ack()
+                # Its result is stored: settled even if the ack is lost with a crashed server
+                # (which may hand the assignment out again as a first delivery).
                 self.settler.remember(job.event_id)
+                await job.delivery.ack()
                 outcomes.append(Outcome(job.task.task_id, "succeeded", job.attempt))
                 continue
             exc = result if isinstance(result, Exception) else RuntimeError(repr(result))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
@@ -63,6 +63,8 @@ ROLE = ROUTER_ROLE
 _CLOSED = Breaker()
 _MAX_FORGED = 8
 """Forged assignments of one offer a redelivery steps over before it waits and tries again."""
+_REMEMBERED = 4096
+"""Tasks a router remembers having assigned (see ``Router._routed``)."""
 
 AgentSource = Callable[[], Awaitable[list[AgentView]]]
 """Where the router reads the agents from (the projection, in production)."""
@@ -106,6 +108,9 @@ class Router(Speaker):
     """Per role, from the outcomes of its work (empty without an outcome source)."""
     _outcomes_after: int | None = field(default=None, init=False)
     _queue: WorkQueue | None = field(default=None, init=False)
+    # Tasks this router assigned lately: a server that lost its consumers' state in a crash
+    # hands their offers out again as first deliveries, and those must go the conditional way.
+    _routed: OrderedDict[str, None] = field(default_factory=OrderedDict, init=False)
     _bell: Doorbell | None = field(default=None, init=False)
     _presence: RolePresence = field(init=False)
     _reader: PresenceReader = field(init=False)
@@ -244,13 +249,16 @@ class Router(Speaker):
                 outcomes[i] = decided
                 continue
             assignment, wf = decided
-            if delivery.num_delivered > 1:
+            if delivery.num_delivered > 1 or assignment.task_id in self._routed:
                 outcomes[i] = await self._assign_once(delivery, assignment, wf)
             else:
                 batch.append((i, delivery, assignment, wf))
         if batch:
             await self.publisher.publish_batch([(a, wf) for _, _, a, wf in batch])
             for i, delivery, assignment, _ in batch:
+                self._routed[assignment.task_id] = None
+                while len(self._routed) > _REMEMBERED:
+                    self._routed.popitem(last=False)
                 await delivery.ack()
                 outcomes[i] = RoutingOutcome(assignment.task_id, "assigned", assignment.role)
         return [outcomes[i] for i in range(len(deliveries))]
