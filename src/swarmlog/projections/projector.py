@@ -27,7 +27,6 @@ __all__ = ["BatchResult", "Projector"]
 
 log = logging.getLogger(__name__)
 
-_MS = 1_000_000
 _READ_AHEAD = 8
 """Batches read (and their signatures checked) ahead of the fold."""
 _GROUP_MAX = 4096
@@ -98,20 +97,16 @@ class Projector:
         checked = [c for part in checks for c in part.result()]
         keys: list[tuple[str, Key]] = []
         where: list[tuple[str, str, Any]] = []
-        ids: list[str] = []
-        times: list[int] = []
+        ids: list[tuple[str, int]] = []
         for c in checked:
             if c.envelope is not None and c.rejection is None:
                 keys.extend(touches(c.envelope))
                 where.extend(touches_where(c.envelope))
-                ids.append(c.envelope.id)
-                times.append(c.envelope.occurred_at)
+                ids.append((c.envelope.id, c.envelope.occurred_at))
         state = self._state
-        # Ids embed their millisecond; a repeat of one of ours lies within this range.
-        time_range = (min(times) // _MS * _MS, max(times) // _MS * _MS + _MS - 1) if times else None
         cpu, began = self.cpu, time.thread_time()
         try:
-            self.store.preload(state, keys, ids, time_range, where)
+            self.store.preload(state, keys, ids, where)
             preloaded = time.thread_time()
             result.rejected = fold_checked(state, checked, self.operator_key, verify=self.verify)
             result.applied = len(checked) - len(result.rejected)

@@ -20,6 +20,9 @@ Key = tuple[Any, ...]
 RESIDENT = frozenset({"chain_heads", "credentials", "agents", "kill_switches"})
 """Small tables every batch reads (who may say what): kept in memory between batches, with the
 keys known to be absent, so a trickle of events does not re-read them from storage each time."""
+RECENT_ROWS = 256
+"""Rows of each other table kept between batches (the last ones the batch loaded or wrote), and
+keys known absent: a task's next event, a moment later, finds its row without a query."""
 
 
 class State:
@@ -39,6 +42,10 @@ class State:
         be written without DuckDB's costlier insert-or-replace."""
         self.unstored: dict[str, set[Key]] = {t.name: set() for t in TABLES}
         """Keys storage is known to hold no row for (looked up, not found): a plain insert."""
+
+    def known_absent(self, name: str, key: Key) -> bool:
+        """Whether storage is known to hold no row at ``key`` (so it need not be asked)."""
+        return key in self.unstored[name] or key in self.absent.get(name, ())
 
     def get(self, name: str, *key: Any) -> Row | None:
         return self.rows[name].get(key)
@@ -104,12 +111,20 @@ class State:
     def evict(self, *, keep_resident: bool = False) -> None:
         """Forget the rows (after a flush), keeping memory flat over a long run.
 
-        ``keep_resident`` keeps the small :data:`RESIDENT` tables, which are then exactly what
-        storage holds (call it only after a successful flush)."""
+        ``keep_resident`` keeps the small :data:`RESIDENT` tables and of every other table the
+        last :data:`RECENT_ROWS` rows and at most as many keys known absent, which are then
+        exactly what storage holds (call it only after a successful flush)."""
         for name, rows in self.rows.items():
-            if not (keep_resident and name in RESIDENT):
+            if keep_resident and name in RESIDENT:
+                continue
+            recent = keep_resident and not table(name).append_only  # no event is read again
+            if not recent or len(rows) > RECENT_ROWS:
+                kept = list(rows.items())[-RECENT_ROWS:] if recent else []
                 rows.clear()
-                self.stored[name].clear()
+                rows.update(kept)
+                stored = self.stored[name]
+                stored.intersection_update(rows)
+            if not recent or len(self.unstored[name]) > RECENT_ROWS:
                 self.unstored[name].clear()
         if not keep_resident:
             for keys in self.absent.values():

@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 
 from swarmlog.errors import StoreBusy, StoreError
+from swarmlog.projections.recentids import RecentIds
 from swarmlog.projections.state import Key, Row, State
 from swarmlog.projections.statehash import StateHasher
 from swarmlog.projections.tables import LAYOUT, TABLES, table
@@ -84,6 +85,7 @@ _META_DDL = (
 )
 _META_TABLES = ("projector_position", "projection_meta")
 _HASH_FETCH = 10_000
+_MS = 1_000_000
 
 
 def _arrow() -> Any:
@@ -127,6 +129,7 @@ class ProjectionStore:
                 os.close(self._gate)
                 raise
         self._lock = threading.Lock()  # one writer/reader of the main connection at a time
+        self._recent: RecentIds | None = None
         if not read_only:
             with self._lock:
                 for t in TABLES:
@@ -184,8 +187,7 @@ class ProjectionStore:
         self,
         state: State,
         keys: Iterable[tuple[str, Key]],
-        ids: Sequence[str],
-        time_range: tuple[int, int] | None = None,
+        ids: Sequence[tuple[str, int]],
         where: Iterable[tuple[str, str, Any]] = (),
     ) -> None:
         """Load the rows a batch will read, and which of its event ids are already applied.
@@ -194,13 +196,16 @@ class ProjectionStore:
         the table with that value in that column (see :func:`~swarmlog.projections.verify.
         touches_where`). A row the batch holds already is newer than storage's and is kept.
 
-        An event id embeds its event's ``occurred_at`` (checked on read), so an id can only repeat
-        among events of the same instant: ``time_range`` (ns) confines the lookup to those rows,
-        which DuckDB's zone maps find without scanning the whole audit trail.
+        ``ids`` are the batch's ``(event id, occurred_at)``. An id embeds its event's
+        ``occurred_at`` (checked on read), so an id can only repeat among events of the same
+        instant: those dated from the horizon of the ids this store committed lately are
+        answered from them (:mod:`~swarmlog.projections.recentids`), the rest by a lookup
+        confined to their range of ``occurred_at``, which DuckDB's zone maps find without
+        scanning the whole audit trail.
         """
         wanted: dict[str, set[Key]] = {}
         for name, key in keys:
-            if key not in state.rows[name] and key not in state.absent.get(name, ()):
+            if key not in state.rows[name] and not state.known_absent(name, key):
                 wanted.setdefault(name, set()).add(key)
         with self._lock:
             for name, key_set in wanted.items():
@@ -241,14 +246,31 @@ class ProjectionStore:
                     row = dict(zip(t.column_names, values, strict=True))
                     if tuple(row[k] for k in t.key) not in state.rows[name]:
                         state.load(name, row)
-            if ids:
-                low, high = time_range if time_range else (0, 2**63 - 1)
+            recent = self._recent_ids()
+            older: list[tuple[str, int]] = []
+            for event_id, occurred_at in ids:
+                if not recent.covers(occurred_at):
+                    older.append((event_id, occurred_at))
+                elif recent.seen(event_id, occurred_at):
+                    state.seen_ids.add(event_id)
+            if older:
+                # Ids embed their millisecond: a repeat of one of these lies within this range.
+                low = min(t for _, t in older) // _MS * _MS
+                high = max(t for _, t in older) // _MS * _MS + _MS - 1
                 found = self._select_keys(
                     f"SELECT id FROM events WHERE occurred_at BETWEEN {int(low)} AND {int(high)}"
                     " AND id IN (SELECT k FROM _keys)",
-                    list(ids),
+                    [i for i, _ in older],
                 )
                 state.seen_ids.update(r[0] for r in found)
+
+    def _recent_ids(self) -> RecentIds:
+        """The ids committed lately, from just after the latest event storage held when first
+        asked (call it holding the lock)."""
+        if self._recent is None:
+            (latest,) = self._con.execute("SELECT max(occurred_at) FROM events").fetchall()[0]
+            self._recent = RecentIds(-1 if latest is None else int(latest) + 1)
+        return self._recent
 
     def _select_keys(self, sql: str, keys: list[Any]) -> list[tuple[Any, ...]]:
         """Run ``sql`` with ``keys`` as ``(SELECT k FROM _keys)``: parameters for a few keys,
@@ -309,6 +331,11 @@ class ProjectionStore:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            if self._recent is not None:
+                events = state.rows["events"]
+                self._recent.add(
+                    (events[k]["id"], events[k]["occurred_at"]) for k in state.dirty["events"]
+                )
         state.written()
         state.clear_changes()
 
