@@ -18,6 +18,7 @@ from swarmlog.bus.subjects import subject_for
 from swarmlog.errors import BusError
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
+from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.credentials import Credential
 from swarmlog.schemas.payloads import AgentHeartbeat, AgentKilled, TaskAssignment, TaskStarted
 from swarmlog.schemas.signing import ChainHead, Identity, issue_credential
@@ -227,3 +228,35 @@ async def test_a_walk_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         await Publisher(log, worker, NS).recover()
     monkeypatch.setattr(publisher_module, "MAX_WALK", 5)
     assert await Publisher(log, worker, NS).recover() == ChainHead()
+
+
+async def test_held_events_go_first_with_the_next_publish_dated_when_held() -> None:
+    log = MemoryLog("SWARMLOG_PC")
+    clock = iter(range(1_000, 10_000, 100))
+    worker = Publisher(log, identity("w-1"), NS, clock=lambda: next(clock))
+    token = worker.hold([(TaskStarted(task_id="t1"), {})])  # dated 1000
+    assert await log.last_seq() == 0  # held, not published
+    (result,) = await worker.publish_batch([(AgentHeartbeat(agent_id="w-1"), {})])
+    stored = [m async for batch in log.read() for m in batch]
+    envelopes = [decode_envelope(decode_signed(m.data).body) for m in stored]
+    assert [e.type for e in envelopes] == ["task_started", "agent_heartbeat"]
+    assert [e.sender_seq for e in envelopes] == [1, 2]  # one chain, the held event first
+    assert envelopes[0].occurred_at == 1_000 < envelopes[1].occurred_at
+    assert result.seq == stored[1].seq  # what is returned is the batch's own
+    assert await worker.release(token) == []  # it went out already: nothing twice
+
+
+async def test_a_dropped_hold_is_never_published_and_a_released_one_is() -> None:
+    log = MemoryLog("SWARMLOG_PC")
+    worker = Publisher(log, identity("w-1"), NS)
+    dropped = worker.hold([(TaskStarted(task_id="t1"), {})])
+    kept = worker.hold([(TaskStarted(task_id="t2"), {})])
+    worker.drop(dropped)
+    (published,) = await worker.release(kept)
+    await worker.publish(AgentHeartbeat(agent_id="w-1"))
+    stored = [decode_envelope(decode_signed(m.data).body) async for b in log.read() for m in b]
+    assert [(e.type, getattr(e.payload, "task_id", None)) for e in stored] == [
+        ("task_started", "t2"),
+        ("agent_heartbeat", None),
+    ]
+    assert published.seq == 1

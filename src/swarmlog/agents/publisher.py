@@ -9,6 +9,7 @@ can never fork its chain: the loser re-reads the head and re-seals.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import random
@@ -40,6 +41,8 @@ MAX_WALK = 50_000
 each): beyond, it asks for the projector, whose hint leaves only the messages it has not folded."""
 
 _MAX_RACES = 8
+_Item = tuple[Payload, Mapping[str, Any], int | None]
+"""An event to publish: payload, envelope fields, and when it happened (``None``: now)."""
 _CHUNK = 512  # events signed per worker-thread call while the previous chunk is appended
 
 
@@ -99,6 +102,8 @@ class Publisher:
         # One publish at a time: two events sealed on the same head would fork the chain (an
         # aggregate expectation does not guard the sender's own chain).
         self._lock = asyncio.Lock()
+        self._held: dict[int, list[_Item]] = {}
+        self._holds = itertools.count(1)
 
     async def recover(self) -> ChainHead:
         """Read this sender's chain head from the log.
@@ -189,6 +194,33 @@ class Publisher:
         )
         return sealed
 
+    def hold(self, items: Sequence[tuple[Payload, Mapping[str, Any]]]) -> int:
+        """Hold events back, dated now: the next publish of any event sends them first, in the
+        same round of appends, or :meth:`release` does. Returns the hold's token.
+
+        A worker holds a task's ``task_started`` while the task is young: one that ends at
+        once has it stored together with its result (one round trip, not two), and whatever
+        else the task says still comes after it on the chain."""
+        now = self._clock()
+        token = next(self._holds)
+        self._held[token] = [(payload, fields, now) for payload, fields in items]
+        return token
+
+    def drop(self, token: int) -> None:
+        """Never publish what the hold ``token`` still holds (a task handed back unstarted)."""
+        self._held.pop(token, None)
+
+    async def release(self, token: int) -> list[Published]:
+        """Publish now what the hold ``token`` still holds (nothing if it went out already)."""
+        async with self._lock:
+            items = self._held.pop(token, [])
+            return await self._batch(items) if items else []
+
+    def _take_held(self) -> list[_Item]:
+        held = [item for items in self._held.values() for item in items]
+        self._held.clear()
+        return held
+
     async def publish(
         self,
         payload: Payload,
@@ -201,8 +233,12 @@ class Publisher:
         ``expect`` = (aggregate filter, last sequence) makes the append conditional on that
         aggregate (a claim, say) and raises :class:`ConcurrencyConflict` when it lost. Without it,
         the append is conditional on this sender's own chain and a lost race is retried.
+        Events held back (:meth:`hold`) are stored first.
         """
         async with self._lock:
+            held = self._take_held()
+            if held:
+                await self._batch(held)
             return await self._publish(payload, expect, fields)
 
     async def _publish(
@@ -257,26 +293,32 @@ class Publisher:
 
         Events are chained in order, then signed in a worker thread (libsodium releases the GIL)
         while the previous chunk is being appended. Assumes this publisher is the only writer of
-        its chain (one process per agent key).
+        its chain (one process per agent key). Events held back (:meth:`hold`) go first; what
+        is returned is where ``items`` were stored.
         """
         async with self._lock:
-            if self._head is None:
-                await self.recover()
-            for _ in range(_MAX_RACES):
-                out: list[Published] = []
-                try:
-                    await self._publish_chunks(items, window, out)
-                    if out and self._head is not None:
-                        self._known = ChainHint(
-                            self._head, out[-1].seq, max(self._last_stream_seq, out[-1].seq)
-                        )
-                    return out
-                except _ChainMoved:
-                    await self.recover()  # another holder of this key published: re-chain
-                except BaseException:
-                    self._head = None  # part may be stored: re-read the chain next time
-                    raise
-            raise self._lost_races()
+            held = self._take_held()
+            out = await self._batch([*held, *((p, f, None) for p, f in items)], window)
+            return out[len(held) :]
+
+    async def _batch(self, items: Sequence[_Item], window: int = 256) -> list[Published]:
+        if self._head is None:
+            await self.recover()
+        for _ in range(_MAX_RACES):
+            out: list[Published] = []
+            try:
+                await self._publish_chunks(items, window, out)
+                if out and self._head is not None:
+                    self._known = ChainHint(
+                        self._head, out[-1].seq, max(self._last_stream_seq, out[-1].seq)
+                    )
+                return out
+            except _ChainMoved:
+                await self.recover()  # another holder of this key published: re-chain
+            except BaseException:
+                self._head = None  # part may be stored: re-read the chain next time
+                raise
+        raise self._lost_races()
 
     def _lost_races(self) -> ConcurrencyConflict:
         return ConcurrencyConflict(
@@ -288,7 +330,7 @@ class Publisher:
 
     async def _publish_chunks(
         self,
-        items: Sequence[tuple[Payload, Mapping[str, Any]]],
+        items: Sequence[_Item],
         window: int,
         out: list[Published],
     ) -> None:
@@ -296,12 +338,12 @@ class Publisher:
         previous: list[tuple[Sealed, str]] = []
         for start in range(0, len(items), _CHUNK):
             prepared = []
-            for payload, fields in items[start : start + _CHUNK]:
+            for payload, fields, at in items[start : start + _CHUNK]:
                 ready = prepare(
                     self.identity,
                     self._head or ChainHead(),
                     payload,
-                    now_ns=self._clock(),
+                    now_ns=self._clock() if at is None else at,
                     entropy=self._entropy(10),
                     **fields,
                 )

@@ -75,10 +75,13 @@ from swarmlog.schemas.payloads import (
 )
 from swarmlog.schemas.presence import PRESENCE_EVERY
 
-__all__ = ["AgentRuntime", "Outcome"]
+__all__ = ["STARTED_AFTER", "AgentRuntime", "Outcome"]
 
 log = logging.getLogger(__name__)
 
+STARTED_AFTER = 0.1
+"""Seconds a task runs before its ``task_started`` is published on its own; a task that ends
+sooner has it stored with its outcome, in one round of appends (its time is when it started)."""
 _SWEEP = idle.FIRST
 """What one :meth:`AgentRuntime.step` waits for a ring by default (:meth:`AgentRuntime.run`
 waits longer while it keeps finding nothing: see :mod:`~swarmlog.agents.policy.idle`)."""
@@ -126,6 +129,8 @@ class AgentRuntime(Speaker):
         self.intake = Intake(agent, log, self.namespace, ack_wait=ack_wait)
         self._watch = FlagWatch(on_change=self._flags_changed)
         self._background: list[asyncio.Task[None]] = []
+        self._releasing: set[asyncio.Future[Any]] = set()
+        """Publishes of held-back ``task_started`` events in flight (kept from the collector)."""
         self._current: asyncio.Task[Any] | None = None
         self.query = query
         """Read-only SQL over the projections, for handlers' ``ctx.query``."""
@@ -350,10 +355,14 @@ class AgentRuntime(Speaker):
         # The ack wait the queues were opened with: the keep-alive must beat well within it.
         ack_wait = self.intake.ack_wait
         keepalive = asyncio.create_task(liveness.keep_alive(jobs, ack_wait))
+        # Held back a moment: stored with the first thing published after it (a quick task's
+        # result), or once the tasks have run for STARTED_AFTER, dated when they started.
+        starting = self.publisher.hold(
+            [(TaskStarted(task_id=j.task.task_id, attempt=j.attempt), j.wf) for j in jobs]
+        )
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(STARTED_AFTER, self._release_soon, starting)
         try:
-            await self.publisher.publish_batch(
-                [(TaskStarted(task_id=j.task.task_id, attempt=j.attempt), j.wf) for j in jobs]
-            )
             ran = await asyncio.gather(
                 *(self._run_handler(j) for j in jobs), return_exceptions=True
             )
@@ -363,10 +372,12 @@ class AgentRuntime(Speaker):
                 raise  # cancelled from outside: the deliveries come back after the ack wait
             if not self._handing_back:
                 self._uncancel()  # the kill switch cancelled the handlers, not this replica
+            self.publisher.drop(starting)  # handed back before they had run for long
             for job in jobs:
                 await job.delivery.nak()
             return [Outcome(j.task.task_id, "handed_back", j.attempt) for j in jobs]
         finally:
+            timer.cancel()
             self.in_flight -= len(jobs)
             self._in_hand.subtract(j.task.task_id for j in jobs)
             self._in_hand = +self._in_hand  # drop the tasks no longer in hand
@@ -403,7 +414,20 @@ class AgentRuntime(Speaker):
                 continue
             exc = result if isinstance(result, Exception) else RuntimeError(repr(result))
             outcomes.append(await self.settler.failed(job, exc))
+        await self.publisher.release(starting)  # went out with the outcomes (else now)
         return outcomes
+
+    def _release_soon(self, token: int) -> None:
+        """Publish a hold's ``task_started`` events: their tasks have run for a while."""
+        releasing = asyncio.ensure_future(self.publisher.release(token))
+        self._releasing.add(releasing)
+        releasing.add_done_callback(self._released)
+
+    def _released(self, releasing: asyncio.Future[Any]) -> None:
+        self._releasing.discard(releasing)
+        if not releasing.cancelled() and releasing.exception() is not None:
+            # The outcome's publish, which follows, meets the same trouble and reports it.
+            log.warning("task_started not published: %s", releasing.exception())
 
     def _uncancel(self) -> None:
         task = asyncio.current_task()
