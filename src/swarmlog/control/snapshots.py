@@ -13,9 +13,12 @@ turns it off), and ``swarmlog snapshot create`` asks it for one now.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import sys
 import tempfile
+from asyncio.subprocess import PIPE
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from typing import Any
 from swarmlog.bus.ports import EventLog
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
-from swarmlog.errors import ConfigError, VerificationError
+from swarmlog.errors import ConfigError, StoreError, VerificationError
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.projections.tables import LAYOUT
@@ -51,7 +54,12 @@ async def take_snapshot(log: EventLog, store: ProjectionStore, namespace: str) -
     """Copy ``store`` at one consistent point into the object store; what was stored."""
     with tempfile.TemporaryDirectory(prefix="swarmlog-snapshot-") as tmp:
         path = Path(tmp) / "snapshot.duckdb"
-        seq, state_hash = await asyncio.to_thread(store.export_to, path)
+        seq = await asyncio.to_thread(store.copy_to, path)
+        # The copy's state hash reads every table: in a process of its own, whose memory goes
+        # when it ends (DuckDB keeps what a scan of the whole projection brought in).
+        copied, state_hash = await _state_elsewhere(path)
+        if copied != seq:
+            raise StoreError(f"the snapshot copy is at seq {copied}, not {seq}: not stored")
         meta = {
             "seq": seq,
             "state_hash": state_hash,
@@ -62,6 +70,23 @@ async def take_snapshot(log: EventLog, store: ProjectionStore, namespace: str) -
         name = snapshot_name(seq)
         size = await (await log.snapshot_store()).put(name, path, meta)
     return {"name": name, "size": size} | meta
+
+
+async def _state_elsewhere(path: Path) -> tuple[int, str]:
+    """:func:`~swarmlog.projections.store.state_of_file` of ``path``, in a child process."""
+    code = (
+        "import json, sys; from swarmlog.projections.store import state_of_file;"
+        " print(json.dumps(state_of_file(sys.argv[1])))"
+    )
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, str(path), stdout=PIPE, stderr=PIPE
+    )
+    out, err = await child.communicate()
+    if child.returncode != 0:
+        last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise StoreError(f"could not read the snapshot copy's state: {last[0]}")
+    seq, state_hash = json.loads(out)
+    return int(seq), str(state_hash)
 
 
 def _check(path: Path, name: str, meta: dict[str, Any], namespace: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmlog.bus.jetstream import JetStreamLog, connect
-from swarmlog.bus.osprocesses import pid_alive
+from swarmlog.bus.osprocesses import cap_malloc_arenas, pid_alive
 from swarmlog.bus.permissions import Login
 from swarmlog.bus.server import EmbeddedServer
 from swarmlog.config import Settings
@@ -114,6 +114,10 @@ def projector_argv(settings: Settings) -> list[str]:
     return command_argv(settings, "projector", "run")
 
 
+PROJECTOR_ARENAS = 2
+"""glibc malloc arenas the projector's threads share (measured: its RSS stopped growing with
+the log; see docs/benchmarks.md)."""
+
 CONSOLE_PORT = 8470
 """The web console's port when none is given (any free one when it is taken)."""
 
@@ -180,6 +184,8 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
     from swarmlog.projections.service import QueryService
     from swarmlog.projections.store import ProjectionStore
 
+    # Before its threads start: a few arenas, not one per thread, keep its memory flat.
+    cap_malloc_arenas(PROJECTOR_ARENAS)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,6 +44,7 @@ __all__ = [
     "TEMP_LIMIT",
     "WRITER_WAIT",
     "ProjectionStore",
+    "state_of_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -406,34 +408,38 @@ class ProjectionStore:
         finally:
             cursor.close()
 
-    def export_to(self, path: Path) -> tuple[int, str]:
+    def copy_to(self, path: Path) -> int:
         """Copy this projection, at one consistent point, into a new file at ``path`` (a
-        snapshot); returns the position and state hash it was copied at."""
-        target = ProjectionStore(path)  # the same tables, keys included
+        snapshot); returns the position it was copied at.
+
+        The last commit is checkpointed into the file, which is then copied while no batch is
+        written (the kernel copies it: nothing is read through DuckDB here, so the projector's
+        memory does not grow with the projection, as it did while a copy was written through a
+        second database in this process). Its state hash is for whoever opens the copy to
+        compute: see :func:`state_of_file`."""
+        wal = self.path.with_name(self.path.name + ".wal")
         with self._lock:
-            cursor = self._con.cursor()
-            cursor.execute("BEGIN TRANSACTION")
-        try:
-            state = _state_of(cursor)
-            # Streamed as Arrow batches from this transaction's view into the new file (the
-            # safe configuration forbids attaching files).
-            for name in [t.name for t in TABLES] + list(_META_TABLES):
-                batches = cursor.sql(f"SELECT * FROM {name}").to_arrow_reader(50_000)
-                target._con.register("snapshot_rows", batches)
-                try:
-                    target._con.execute(f"INSERT INTO {name} SELECT * FROM snapshot_rows")
-                finally:
-                    target._con.unregister("snapshot_rows")
-            cursor.execute("COMMIT")
-            return state
-        finally:
-            cursor.close()
-            target.close()
+            self._con.execute("CHECKPOINT")
+            if wal.exists() and wal.stat().st_size:
+                raise StoreError(
+                    f"{self.path} could not be checkpointed for a snapshot; try it again"
+                )
+            (position,) = self._con.execute(
+                "SELECT coalesce(max(seq), 0) FROM projector_position"
+            ).fetchall()[0]
+            shutil.copyfile(self.path, path)
+        return int(position)
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of an internal query (not user SQL: see :mod:`query` for that)."""
         with self._lock:
             return self._con.execute(sql, list(params)).fetchall()
+
+
+def state_of_file(path: Path | str) -> tuple[int, str]:
+    """The position and state hash of the projection file at ``path``, opened read-only."""
+    with ProjectionStore(path, read_only=True) as store:
+        return store.snapshot_state()
 
 
 def _gate_path(path: Path) -> Path:
