@@ -305,13 +305,24 @@ class Agent:
 
     def handlers(self) -> dict[str, Handler]:
         """Handlers by event type tag."""
-        found: dict[str, Handler] = {}
-        for name in dir(type(self)):
-            method = getattr(type(self), name, None)
+        return dict(_handlers_of(type(self)))
+
+    def handler_for(self, payload: msgspec.Struct) -> Handler | None:
+        return _handlers_of(type(self)).get(payload_type(payload))
+
+
+_HANDLERS: dict[type, dict[str, Handler]] = {}
+
+
+def _handlers_of(cls: type) -> dict[str, Handler]:
+    """The handlers a class declares, found once per class (a worker asks for every task)."""
+    found = _HANDLERS.get(cls)
+    if found is None:
+        found = {}
+        for name in dir(cls):
+            method = getattr(cls, name, None)
             tag = getattr(method, _HANDLES, None)
             if tag is not None:
                 found[tag] = method  # type: ignore[assignment]
-        return found
-
-    def handler_for(self, payload: msgspec.Struct) -> Handler | None:
-        return self.handlers().get(payload_type(payload))
+        _HANDLERS[cls] = found
+    return found
