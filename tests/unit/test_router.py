@@ -15,6 +15,7 @@ from swarmlog.agents.presence import Beacon
 from swarmlog.agents.publisher import Publisher
 from swarmlog.agents.roles.router import BreakerOutcome, Router, RoutingOutcome
 from swarmlog.bus.memory import MemoryLog
+from swarmlog.errors import QueryTimeout
 from swarmlog.schemas.codec import decode_envelope, decode_signed
 from swarmlog.schemas.payloads import TaskAssignment, TaskOffered
 from swarmlog.schemas.signing import Identity
@@ -154,6 +155,37 @@ class Redelivered:
     async def term(self) -> None: ...
     async def nak(self, delay: float | None = None) -> None: ...
     async def in_progress(self) -> None: ...
+
+
+class Held(Redelivered):
+    """A first delivery of the offer that remembers how it was settled."""
+
+    num_delivered = 1
+
+    def __init__(self, log: MemoryLog) -> None:
+        super().__init__(log)
+        self.naked: list[float | None] = []
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.naked.append(delay)
+
+
+async def test_an_offer_comes_back_after_the_retry_delay_when_the_projection_does_not_answer() -> (
+    None
+):
+    s = Setup([view("c-1", "coder", ("code",))], retry_delay=0.5)
+
+    async def silent() -> list[AgentView]:
+        raise QueryTimeout("no reply on rpc.query")
+
+    s.router.agents = silent
+    await s.offer("t1", "code")
+    held = Held(s.log)
+    with pytest.raises(QueryTimeout):
+        await s.router.handle(held)
+    # Not left for the queue's ack wait (30 s): back after the router's retry delay.
+    assert held.naked == [0.5]
+    assert s.assignments() == []
 
 
 async def test_an_offer_is_assigned_once_even_when_routed_twice() -> None:

@@ -15,6 +15,7 @@ every ``retry_delay`` seconds and escalated after ``give_up_after`` tries.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -31,7 +32,7 @@ from swarmlog.agents.publisher import Publisher, Speaker
 from swarmlog.bus.ports import Delivery, Doorbell, EventLog, StoredMessage, WorkQueue
 from swarmlog.bus.queues import GIVE_UP_AFTER, router_queue
 from swarmlog.bus.subjects import assignment_filter, offer_filter
-from swarmlog.errors import ConcurrencyConflict
+from swarmlog.errors import ConcurrencyConflict, SwarmlogError
 from swarmlog.projections.verify import check
 from swarmlog.schemas.payloads import (
     CircuitClosed,
@@ -242,6 +243,23 @@ class Router(Speaker):
         its assignment is published alone, conditional on the task having none.
         """
         outcomes: dict[int, RoutingOutcome] = {}
+        try:
+            await self._route_batch(deliveries, outcomes)
+        except SwarmlogError:
+            # The projection or the server did not answer: the offers not settled yet come
+            # back after the retry delay, not after the queue's whole ack wait. (One whose
+            # assignment was stored meanwhile is redelivered, so it is assigned conditionally:
+            # at most once.)
+            for i, delivery in enumerate(deliveries):
+                if i not in outcomes:
+                    with contextlib.suppress(SwarmlogError):
+                        await delivery.nak(self.retry_delay)
+            raise
+        return [outcomes[i] for i in range(len(deliveries))]
+
+    async def _route_batch(
+        self, deliveries: Sequence[Delivery], outcomes: dict[int, RoutingOutcome]
+    ) -> None:
         batch: list[tuple[int, Delivery, TaskAssignment, dict[str, Any]]] = []
         for i, delivery in enumerate(deliveries):
             decided = await self._decide(delivery)
@@ -261,7 +279,6 @@ class Router(Speaker):
                     self._routed.popitem(last=False)
                 await delivery.ack()
                 outcomes[i] = RoutingOutcome(assignment.task_id, "assigned", assignment.role)
-        return [outcomes[i] for i in range(len(deliveries))]
 
     async def _decide(
         self, delivery: Delivery
