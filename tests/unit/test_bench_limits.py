@@ -48,8 +48,8 @@ def test_the_latency_floor_is_the_offers_commit_or_the_way_to_the_result_then_on
     floor = physical_limits(costs())["latency"]
     assert floor.unit.startswith("ms")
     # The offer committed alone (round trip, read, commit) outlasts the way to the result
-    # (3 round trips, 2 reads, 3 seals); then the rest's read and commit, and the wait's trip.
-    first = max(3 * 200 + 2 * 80 + 3 * 30, 200 + 80 + 2_000)
+    # (4 round trips, 2 reads, 3 seals); then the rest's read and commit, and the wait's trip.
+    first = max(4 * 200 + 2 * 80 + 3 * 30, 200 + 80 + 2_000)
     assert floor.value == pytest.approx((first + 80 + 2_000 + 200) * US * 1000)
     # More cores do not make one task faster.
     assert physical_limits(costs(commit_one=0.0))["latency"].value < floor.value

@@ -17,7 +17,7 @@ from test_journal_events import granted_swarm, model_completed, model_requested
 from test_verify import Projection
 
 from swarmlog import LLMAgent, tool
-from swarmlog.projections.verify import touches
+from swarmlog.projections.verify import touches, touches_then
 from swarmlog.schemas.payloads import Error, Result, TokenUsage
 
 ROOM = 600
@@ -149,3 +149,16 @@ def test_reservations_of_a_workflows_budget_are_admitted_in_log_order_and_given_
     assert reserve(ECHO_2, 2, 40) == (True, 40)  # the same call asked again holds anew
     assert reserve(ECHO_2, 3, 46) == (False, 40)  # 15 used + 40 held + 46 > 100
     assert reserve(ECHO_2, 4, 1, workflow_id="wf9") == (False, 40)  # no such workflow
+
+
+def test_a_calls_answer_that_names_no_workflow_still_has_its_calls_budget_preloaded() -> None:
+    # The answer gives back what its call holds of the call's workflow's budget, whatever
+    # workflow (if any) its sender put on the envelope: the store loads that budget in a
+    # second step, from the call's row, so the fold never writes it over as a fresh row.
+    p = granted_swarm()
+    p.state.upsert("workflows", ("wf1",), budget_tokens=100)
+    asked = msgspec.structs.replace(model_requested(1), reserved_tokens=60)
+    assert p.emit(ECHO_1, asked, workflow_id="wf1") is None
+    envelope = p.seal(ECHO_1, model_completed(1)).envelope  # no workflow_id on it
+    assert ("budgets", ("workflow", "wf1")) not in touches(envelope)
+    assert ("budgets", ("workflow", "wf1")) in touches_then(p.state, envelope)

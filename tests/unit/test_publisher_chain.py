@@ -260,3 +260,21 @@ async def test_a_dropped_hold_is_never_published_and_a_released_one_is() -> None
         ("agent_heartbeat", None),
     ]
     assert published.seq == 1
+
+
+async def test_event_ids_draw_on_the_oss_generator(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The stream deduplicates on event ids: ids a reader could predict from earlier ones (a
+    # seeded PRNG gives its state away) would let another agent store a message under an
+    # agent's next id first, and have the agent's own event dropped as a duplicate.
+    drawn: list[int] = []
+    real = os.urandom
+
+    def urandom(n: int) -> bytes:
+        drawn.append(n)
+        return real(n)
+
+    monkeypatch.setattr(os, "urandom", urandom)
+    log = MemoryLog("SWARMLOG_PC")
+    worker = Publisher(log, identity("w-1"), NS)
+    await worker.publish_many([AgentHeartbeat(agent_id="w-1") for _ in range(3)])
+    assert drawn.count(10) == 3  # ten bytes of each id, from the OS, one draw per event

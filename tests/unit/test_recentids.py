@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from swarmlog.projections.recentids import RecentIds
 from swarmlog.projections.state import State
 from swarmlog.projections.store import ProjectionStore
@@ -58,4 +60,11 @@ def test_a_repeated_id_is_found_in_memory_and_after_a_restart(tmp_path: Path) ->
         assert not _seen(store, "B", t)
     with ProjectionStore(path) as store:  # a new projector: its horizon is after "A"
         assert _seen(store, "A", t)  # so storage is asked
+        # An id names its millisecond: "A" again a nanosecond later is still a repeat.
+        assert _seen(store, "A", t + 1)
         assert not _seen(store, "B", t + 1)
+
+
+def test_a_horizon_inside_a_millisecond_is_refused() -> None:
+    with pytest.raises(ValueError, match="millisecond"):
+        RecentIds(horizon=10 * S + 1)

@@ -81,7 +81,8 @@ log = logging.getLogger(__name__)
 
 STARTED_AFTER = 0.1
 """Seconds a task runs before its ``task_started`` is published on its own; a task that ends
-sooner has it stored with its outcome, in one round of appends (its time is when it started)."""
+sooner (or publishes anything sooner) has it stored in the same publish, first (its time is
+when it started)."""
 _SWEEP = idle.FIRST
 """What one :meth:`AgentRuntime.step` waits for a ring by default (:meth:`AgentRuntime.run`
 waits longer while it keeps finding nothing: see :mod:`~swarmlog.agents.policy.idle`)."""
@@ -348,6 +349,19 @@ class AgentRuntime(Speaker):
         return [outcomes[i] for i in range(len(deliveries))]
 
     async def _run_jobs(self, jobs: list[Job]) -> list[Outcome]:
+        # Held back a moment: stored with the first thing published after it (a quick task's
+        # result), or once the tasks have run for STARTED_AFTER, dated when they started.
+        starting = self.publisher.hold(
+            [(TaskStarted(task_id=j.task.task_id, attempt=j.attempt), j.wf) for j in jobs]
+        )
+        try:
+            return await self._run_started(jobs, starting)
+        finally:
+            # However they ended: a start still held is never published later, with something
+            # else (a finished task would read as running again).
+            self.publisher.drop(starting)
+
+    async def _run_started(self, jobs: list[Job], starting: int) -> list[Outcome]:
         self.in_flight += len(jobs)
         self._in_hand.update(j.task.task_id for j in jobs)
         self._load_changed.set()
@@ -355,11 +369,6 @@ class AgentRuntime(Speaker):
         # The ack wait the queues were opened with: the keep-alive must beat well within it.
         ack_wait = self.intake.ack_wait
         keepalive = asyncio.create_task(liveness.keep_alive(jobs, ack_wait))
-        # Held back a moment: stored with the first thing published after it (a quick task's
-        # result), or once the tasks have run for STARTED_AFTER, dated when they started.
-        starting = self.publisher.hold(
-            [(TaskStarted(task_id=j.task.task_id, attempt=j.attempt), j.wf) for j in jobs]
-        )
         loop = asyncio.get_running_loop()
         timer = loop.call_later(STARTED_AFTER, self._release_soon, starting)
         try:

@@ -13,6 +13,7 @@ turns it off), and ``swarmlog snapshot create`` asks it for one now.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -78,10 +79,17 @@ async def _state_elsewhere(path: Path) -> tuple[int, str]:
         "import json, sys; from swarmlog.projections.store import state_of_file;"
         " print(json.dumps(state_of_file(sys.argv[1])))"
     )
+    # -P and the copy's folder as the working directory: nothing but the installed swarmlog is
+    # imported (no stray module in whatever directory the projector runs from).
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, str(path), stdout=PIPE, stderr=PIPE
+        sys.executable, "-P", "-c", code, str(path), stdout=PIPE, stderr=PIPE, cwd=path.parent
     )
-    out, err = await child.communicate()
+    try:
+        out, err = await child.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()  # cancelled (the projector stopping): the child goes with it
+        raise
     if child.returncode != 0:
         last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise StoreError(f"could not read the snapshot copy's state: {last[0]}")

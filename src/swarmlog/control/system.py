@@ -114,6 +114,8 @@ def projector_argv(settings: Settings) -> list[str]:
     return command_argv(settings, "projector", "run")
 
 
+SNAPSHOT_GAP = 60.0
+"""Seconds at least between the projector's own snapshots (each copies the whole file)."""
 PROJECTOR_ARENAS = 2
 """glibc malloc arenas the projector's threads share (measured: its RSS stopped growing with
 the log; see docs/benchmarks.md)."""
@@ -206,12 +208,16 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
         service = QueryService(log_.client, store, settings.namespace, snapshot=snapshot)
         every, last = snapshot_every(), store.position()
         periodic: set[asyncio.Task[Any]] = set()
+        taken_at = -SNAPSHOT_GAP  # loop time of the last periodic snapshot
 
         def advanced(done: BatchResult) -> None:
-            nonlocal last
+            nonlocal last, taken_at
             service.advanced(done.last_seq)
-            if every and done.last_seq - last >= every and not taking.locked():
-                last = done.last_seq
+            # Counted in stream sequences, junk included: at most one every SNAPSHOT_GAP, so a
+            # flood of messages cannot make the projector copy its file again and again.
+            due = every and done.last_seq - last >= every and not taking.locked()
+            if due and loop.time() - taken_at >= SNAPSHOT_GAP:
+                last, taken_at = done.last_seq, loop.time()
                 task = asyncio.ensure_future(_periodic(snapshot))
                 periodic.add(task)
                 task.add_done_callback(periodic.discard)

@@ -21,7 +21,7 @@ from swarmlog.errors import BusError
 from swarmlog.projections.fold import fold_checked
 from swarmlog.projections.state import Key, State
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.projections.verify import Checked, check, touches, touches_where
+from swarmlog.projections.verify import Checked, check, touches, touches_then, touches_where
 
 __all__ = ["BatchResult", "Projector"]
 
@@ -107,6 +107,14 @@ class Projector:
         cpu, began = self.cpu, time.thread_time()
         try:
             self.store.preload(state, keys, ids, where)
+            then = [
+                key
+                for c in checked
+                if c.envelope is not None and c.rejection is None
+                for key in touches_then(state, c.envelope)
+            ]
+            if then:
+                self.store.preload(state, then, [])
             preloaded = time.thread_time()
             result.rejected = fold_checked(state, checked, self.operator_key, verify=self.verify)
             result.applied = len(checked) - len(result.rejected)

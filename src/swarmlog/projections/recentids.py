@@ -7,9 +7,10 @@ every id it applies; :class:`RecentIds` keeps those dated at or after a **horizo
 an event dated from the horizon on the answer is in memory, exact: storage is asked only about
 events dated before it (a sender whose clock lags, a replay of old events).
 
-It starts with the horizon just after the latest ``occurred_at`` storage holds (then it holds
-nothing and misses nothing) and keeps at most ``cap`` ids: past that, the oldest second of
-them goes, and the horizon moves to the end of that second.
+It starts with the horizon at the millisecond after the latest ``occurred_at`` storage holds
+(ids name only their millisecond; then it holds nothing and misses nothing) and keeps at most
+``cap`` ids: past that, the oldest second of them goes, and the horizon moves to the end of
+that second.
 """
 
 from __future__ import annotations
@@ -22,12 +23,17 @@ __all__ = ["RECENT_IDS", "RecentIds"]
 RECENT_IDS = 50_000
 """Ids kept at most (about 6 MB): a few seconds of a busy swarm's events."""
 _SECOND = 1_000_000_000
+_MS = 1_000_000
 
 
 class RecentIds:
     """Ids of applied events dated at or after :attr:`horizon` (ns): all of them."""
 
     def __init__(self, horizon: int, cap: int = RECENT_IDS) -> None:
+        if horizon % _MS:
+            # An id names its millisecond: a horizon inside one would leave the ids dated
+            # before it in that millisecond to neither side.
+            raise ValueError(f"the horizon {horizon} is not on a millisecond")
         self.horizon = horizon
         self.cap = cap
         self._by_second: dict[int, set[str]] = {}

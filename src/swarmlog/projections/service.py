@@ -144,27 +144,31 @@ class QueryService:
 
     async def _ask_duckdb(self, sql: str, caller: str) -> Any:
         budget = QUERY_TIMEOUT if caller == OPERATOR_ID else AGENT_QUERY_TIMEOUT
-        cursor = self._store.cursor()
+        # Opened in the thread: the store's lock may be held a while (a snapshot's copy), and
+        # the event loop must not wait for it.
+        opened: list[Any] = []
 
         def run() -> Any:
             from swarmlog.projections.query import run_query  # DuckDB: the projector's only
 
-            return msgspec.to_builtins(run_query(cursor, sql))
+            opened.append(self._store.cursor())
+            return msgspec.to_builtins(run_query(opened[0], sql))
 
         work = asyncio.ensure_future(asyncio.to_thread(run))
         try:
             return await asyncio.wait_for(asyncio.shield(work), budget)
         except TimeoutError:
             # A runaway query must not hold the projector's database: stop it.
-            cursor.interrupt()
+            if opened:
+                opened[0].interrupt()
             with contextlib.suppress(Exception):
                 await work
             raise QueryTimeout(
                 f"the query ran longer than {budget:g} s and was stopped; narrow it"
             ) from None
         finally:
-            if work.done():
-                cursor.close()
+            if work.done() and opened:
+                opened[0].close()
 
     async def _state(self, body: Any, caller: str) -> Any:
         position, state_hash = await asyncio.to_thread(self._store.snapshot_state)

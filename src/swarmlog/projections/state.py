@@ -23,6 +23,9 @@ keys known to be absent, so a trickle of events does not re-read them from stora
 RECENT_ROWS = 256
 """Rows of each other table kept between batches (the last ones the batch loaded or wrote), and
 keys known absent: a task's next event, a moment later, finds its row without a query."""
+RECENT_ROW_TEXT = 4096
+"""Characters of text a row kept between batches may hold at most (a task's input and output
+may be far larger: such a row is read again when needed, not kept in memory)."""
 
 
 class State:
@@ -117,17 +120,25 @@ class State:
         for name, rows in self.rows.items():
             if keep_resident and name in RESIDENT:
                 continue
-            recent = keep_resident and not table(name).append_only  # no event is read again
-            if not recent or len(rows) > RECENT_ROWS:
-                kept = list(rows.items())[-RECENT_ROWS:] if recent else []
+            if not keep_resident or table(name).append_only:  # no event is read again
+                rows.clear()
+                self.stored[name].clear()
+                self.unstored[name].clear()
+                continue
+            tail = list(rows.items())
+            kept = [(key, row) for key, row in tail[-RECENT_ROWS:] if _small(row)]
+            if len(kept) != len(tail):
                 rows.clear()
                 rows.update(kept)
-                stored = self.stored[name]
-                stored.intersection_update(rows)
-            if not recent or len(self.unstored[name]) > RECENT_ROWS:
+                self.stored[name].intersection_update(rows)
+            if len(self.unstored[name]) > RECENT_ROWS:
                 self.unstored[name].clear()
         if not keep_resident:
             for keys in self.absent.values():
                 keys.clear()
         self.seen_ids.clear()
         self.clear_changes()
+
+
+def _small(row: Row) -> bool:
+    return sum(len(v) for v in row.values() if isinstance(v, str)) <= RECENT_ROW_TEXT

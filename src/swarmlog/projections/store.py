@@ -88,6 +88,8 @@ _META_DDL = (
 _META_TABLES = ("projector_position", "projection_meta")
 _HASH_FETCH = 10_000
 _MS = 1_000_000
+_CHECKPOINT_TRIES = 8
+"""Tries at a snapshot's checkpoint (a query reading holds it off) over about 13 s."""
 
 
 def _arrow() -> Any:
@@ -267,11 +269,13 @@ class ProjectionStore:
                 state.seen_ids.update(r[0] for r in found)
 
     def _recent_ids(self) -> RecentIds:
-        """The ids committed lately, from just after the latest event storage held when first
-        asked (call it holding the lock)."""
+        """The ids committed lately, from the millisecond after the latest event storage held
+        when first asked (call it holding the lock)."""
         if self._recent is None:
             (latest,) = self._con.execute("SELECT max(occurred_at) FROM events").fetchall()[0]
-            self._recent = RecentIds(-1 if latest is None else int(latest) + 1)
+            # From the next millisecond: an id names only its millisecond, so an event dated a
+            # nanosecond after the latest may repeat the latest's id, and storage must say so.
+            self._recent = RecentIds(0 if latest is None else (int(latest) // _MS + 1) * _MS)
         return self._recent
 
     def _select_keys(self, sql: str, keys: list[Any]) -> list[tuple[Any, ...]]:
@@ -418,17 +422,26 @@ class ProjectionStore:
         second database in this process). Its state hash is for whoever opens the copy to
         compute: see :func:`state_of_file`."""
         wal = self.path.with_name(self.path.name + ".wal")
-        with self._lock:
-            self._con.execute("CHECKPOINT")
-            if wal.exists() and wal.stat().st_size:
-                raise StoreError(
-                    f"{self.path} could not be checkpointed for a snapshot; try it again"
-                )
-            (position,) = self._con.execute(
-                "SELECT coalesce(max(seq), 0) FROM projector_position"
-            ).fetchall()[0]
-            shutil.copyfile(self.path, path)
-        return int(position)
+        for attempt in range(_CHECKPOINT_TRIES):
+            with self._lock:
+                try:
+                    self._con.execute("CHECKPOINT")
+                except duckdb.TransactionException:
+                    checkpointed = False  # a query is reading: DuckDB waits for no one
+                else:
+                    checkpointed = not (wal.exists() and wal.stat().st_size)
+                if checkpointed:
+                    (position,) = self._con.execute(
+                        "SELECT coalesce(max(seq), 0) FROM projector_position"
+                    ).fetchall()[0]
+                    shutil.copyfile(self.path, path)
+                    return int(position)
+            # Batches and queries go on meanwhile; try again when the reader may be done.
+            time.sleep(0.05 * 2**attempt)
+        raise StoreError(
+            f"{self.path} could not be checkpointed for a snapshot while queries ran on it;"
+            " try the snapshot again"
+        )
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of an internal query (not user SQL: see :mod:`query` for that)."""

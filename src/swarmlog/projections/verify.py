@@ -59,6 +59,7 @@ __all__ = [
     "next_own_head",
     "time_problem",
     "touches",
+    "touches_then",
     "touches_where",
 ]
 
@@ -258,6 +259,20 @@ def touches(envelope: Envelope) -> list[tuple[str, Key]]:
         case _:
             pass
     return keys
+
+
+def touches_then(state: State, envelope: Envelope) -> list[tuple[str, Key]]:
+    """The rows folding ``envelope`` may read that only rows :func:`touches` names can tell:
+    the budget of the workflow a model call holds tokens of (its call's, or its task's, which
+    the envelope's ``workflow_id``, the sender's say, need not be). A store preloads these
+    after those, so what the fold reads never depends on what it happened to keep."""
+    payload = envelope.payload
+    if not isinstance(payload, p.ModelCallRequested | p.ModelCallCompleted):
+        return []
+    call = state.get("model_calls", payload.task_id, payload.call_index)
+    task = state.get("tasks", payload.task_id)
+    workflows = {row["workflow_id"] for row in (call, task) if row and row["workflow_id"]}
+    return [("budgets", ("workflow", w)) for w in sorted(workflows)]
 
 
 def touches_where(envelope: Envelope) -> list[tuple[str, str, Any]]:

@@ -53,9 +53,9 @@ TASK_EVENTS = 4
 TASK_DELIVERIES = 6
 """Deliveries per no-op task: the projector reads all four events, the router the offer, a
 worker the assignment."""
-LATENCY_HOPS = 4
-"""Round trips on a task's critical path: the offer, the assignment, the result batch (with
-its held-back start), the projection's ``wait``."""
+LATENCY_HOPS = 5
+"""Round trips on a task's critical path: the offer, the assignment, the result's publish (the
+held-back start appended first, conditionally, then the result), the projection's ``wait``."""
 
 
 @dataclass(frozen=True)
