@@ -12,13 +12,24 @@ from typing import Any
 import msgspec
 import pytest
 from test_ai_runtime import Counter, Flaky, Setup, outcome
-from test_authority import ECHO_1, ECHO_2
+from test_authority import ECHO_1, ECHO_2, ROUTER, WRITER
 from test_journal_events import granted_swarm, model_completed, model_requested
-from test_verify import Projection
+from test_verify import NS, OPERATOR, Projection
 
 from swarmlog import LLMAgent, tool
+from swarmlog.bus.memory import MemoryLog
+from swarmlog.bus.ports import StoredMessage
+from swarmlog.projections.projector import Projector
+from swarmlog.projections.store import ProjectionStore
 from swarmlog.projections.verify import touches, touches_then
-from swarmlog.schemas.payloads import Error, Result, TokenUsage
+from swarmlog.schemas.payloads import (
+    Error,
+    Result,
+    TaskAssignment,
+    TaskOffered,
+    TokenUsage,
+    WorkflowSubmitted,
+)
 
 ROOM = 600
 
@@ -162,3 +173,49 @@ def test_a_calls_answer_that_names_no_workflow_still_has_its_calls_budget_preloa
     envelope = p.seal(ECHO_1, model_completed(1)).envelope  # no workflow_id on it
     assert ("budgets", ("workflow", "wf1")) not in touches(envelope)
     assert ("budgets", ("workflow", "wf1")) in touches_then(p.state, envelope)
+
+
+def test_an_answer_naming_no_workflow_leaves_the_workflows_budget_whole_on_duckdb(
+    tmp_path: Path,
+) -> None:
+    # The same events, each its own batch, on the reference and on the DuckDB projector. The
+    # answer names no workflow; the projector used to fold the workflow's budget as a fresh
+    # row (it was not preloaded) and replace the stored one: what the workflow had spent gone.
+    p = Projection()
+    fed: list[StoredMessage] = []
+    feed = p.feed
+
+    def recording(message: StoredMessage) -> Any:
+        fed.append(message)
+        return feed(message)
+
+    p.feed = recording  # type: ignore[method-assign]
+    for agent, role in ((ECHO_1, "echo"), (ECHO_2, "echo"), (WRITER, "writer"), (ROUTER, "router")):
+        p.issue(agent, role=role, capabilities=["text"])
+    wf = {"workflow_id": "wf1"}
+    assert p.emit(OPERATOR, WorkflowSubmitted(pattern="custom", budget_tokens=100), **wf) is None
+    assert p.emit(OPERATOR, TaskOffered(task_id="t1", capability="text"), **wf) is None
+    assert p.emit(ROUTER, TaskAssignment(task_id="t1", role="echo"), **wf) is None
+    assert p.emit(ECHO_1, model_completed(1), **wf) is None  # the workflow spends 15
+    asked = msgspec.structs.replace(model_requested(2), reserved_tokens=60)
+    assert p.emit(ECHO_1, asked, **wf) is None
+    assert p.emit(ECHO_1, model_completed(2)) is None  # no workflow_id: its 60 back, 15 spent
+    expected = p.state.rows["budgets"][("workflow", "wf1")]
+    assert (expected["used_tokens"], expected["reserved_tokens"]) == (15, 0)
+
+    # The answer comes to a projector just started (nothing kept from earlier batches).
+    for batch in (fed[:-1], fed[-1:]):
+        with ProjectionStore(tmp_path / "p.duckdb") as store:
+            projector = Projector(
+                MemoryLog("SWARMLOG_T"), store, namespace=NS, operator_key=OPERATOR.public_key
+            )
+            try:
+                for message in batch:
+                    assert projector.process([message]).rejected == []
+            finally:
+                projector.close()
+            rows = store.rows(
+                "SELECT used_tokens, reserved_tokens FROM budgets"
+                " WHERE scope = 'workflow' AND scope_id = 'wf1'"
+            )
+    assert rows == [(15, 0)]
