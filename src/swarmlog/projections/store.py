@@ -41,6 +41,7 @@ __all__ = [
     "MEMORY_LIMIT",
     "READER_TIMEOUT",
     "SAFE_CONFIG",
+    "SNAPSHOT_READER_MEMORY",
     "TEMP_LIMIT",
     "WRITER_WAIT",
     "ProjectionStore",
@@ -110,11 +111,17 @@ class ProjectionStore:
     """A DuckDB file holding the projection tables and the projector's position."""
 
     def __init__(
-        self, path: Path | str, *, read_only: bool = False, wait: float = WRITER_WAIT
+        self,
+        path: Path | str,
+        *,
+        read_only: bool = False,
+        wait: float = WRITER_WAIT,
+        memory: str = MEMORY_LIMIT,
     ) -> None:
         """Open the file at ``path``: read-write (the writer, waiting up to ``wait`` seconds
         for readers to leave), or ``read_only`` (a reader: :class:`StoreBusy` at once when a
-        writer holds or waits for the file)."""
+        writer holds or waits for the file). ``memory``: DuckDB's memory limit for it (a reader
+        that only scans may take less; what does not fit spills to the temp directory)."""
         self.path = Path(path)
         self.read_only = read_only
         if read_only and not self.path.exists():
@@ -124,7 +131,7 @@ class ProjectionStore:
         self._gate: int | None = None
         if read_only:
             with _reader_gate(self.path):
-                self._con = _connect(self.path, read_only=True)
+                self._con = _connect(self.path, read_only=True, memory=memory)
         else:
             self._gate = _writer_gate(self.path, time.monotonic() + wait)
             try:
@@ -449,9 +456,15 @@ class ProjectionStore:
             return self._con.execute(sql, list(params)).fetchall()
 
 
+SNAPSHOT_READER_MEMORY = "128MB"
+"""DuckDB's memory for computing a snapshot copy's state hash (it scans, sorts and spills; it
+runs beside the live projector, whose memory it must not double)."""
+
+
 def state_of_file(path: Path | str) -> tuple[int, str]:
-    """The position and state hash of the projection file at ``path``, opened read-only."""
-    with ProjectionStore(path, read_only=True) as store:
+    """The position and state hash of the projection file at ``path``, opened read-only with
+    :data:`SNAPSHOT_READER_MEMORY`."""
+    with ProjectionStore(path, read_only=True, memory=SNAPSHOT_READER_MEMORY) as store:
         return store.snapshot_state()
 
 
@@ -459,9 +472,12 @@ def _gate_path(path: Path) -> Path:
     return path.with_name(path.name + ".gate")
 
 
-def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+def _connect(
+    path: Path, *, read_only: bool, memory: str = MEMORY_LIMIT
+) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(str(path), read_only=read_only, config=dict(SAFE_CONFIG))
+        config = dict(SAFE_CONFIG) | {"memory_limit": memory}
+        return duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.Error as exc:
         raise StoreError(f"cannot open projection {path}: {_first_line(exc)}") from None
 
