@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmlog.projections.recentids import RecentIds
+from swarmlog.projections.recentids import MS, RecentIds, millisecond_range
 from swarmlog.projections.state import State
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.projections.tables import table
@@ -68,3 +68,10 @@ def test_a_repeated_id_is_found_in_memory_and_after_a_restart(tmp_path: Path) ->
 def test_a_horizon_inside_a_millisecond_is_refused() -> None:
     with pytest.raises(ValueError, match="millisecond"):
         RecentIds(horizon=10 * S + 1)
+
+
+def test_it_starts_at_the_millisecond_after_the_latest_stored_event() -> None:
+    assert RecentIds.after(None).horizon == 0
+    assert RecentIds.after(10 * S + 5).horizon == 10 * S + MS  # not 10 s + 6 ns: same ms
+    assert RecentIds.after(10 * S + MS).horizon == 10 * S + 2 * MS
+    assert millisecond_range([10 * S + 5, 10 * S + MS + 7]) == (10 * S, 10 * S + 2 * MS - 1)

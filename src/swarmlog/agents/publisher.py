@@ -197,7 +197,7 @@ class Publisher:
 
     def hold(self, items: Sequence[tuple[Payload, Mapping[str, Any]]]) -> int:
         """Hold events back, dated now: the next publish of any event sends them first, in the
-        same round of appends, or :meth:`release` does. Returns the hold's token.
+        same call, or :meth:`release` does. Returns the hold's token.
 
         A worker holds a task's ``task_started`` while the task is young: one that ends at
         once has it stored in the same publish as its result (one call and one signing pass

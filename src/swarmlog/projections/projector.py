@@ -95,24 +95,16 @@ class Projector:
         if not batch:
             return result
         checked = [c for part in checks for c in part.result()]
-        keys: list[tuple[str, Key]] = []
-        where: list[tuple[str, str, Any]] = []
-        ids: list[tuple[str, int]] = []
-        for c in checked:
-            if c.envelope is not None and c.rejection is None:
-                keys.extend(touches(c.envelope))
-                where.extend(touches_where(c.envelope))
-                ids.append((c.envelope.id, c.envelope.occurred_at))
+        passed = [c.envelope for c in checked if c.envelope is not None and c.rejection is None]
+        keys: list[tuple[str, Key]] = [key for e in passed for key in touches(e)]
+        where: list[tuple[str, str, Any]] = [w for e in passed for w in touches_where(e)]
+        ids = [(e.id, e.occurred_at) for e in passed]
         state = self._state
         cpu, began = self.cpu, time.thread_time()
         try:
             self.store.preload(state, keys, ids, where)
-            then = [
-                key
-                for c in checked
-                if c.envelope is not None and c.rejection is None
-                for key in touches_then(state, c.envelope)
-            ]
+            # Then what only the rows just loaded name (a model call's workflow budget).
+            then = [key for e in passed for key in touches_then(state, e)]
             if then:
                 self.store.preload(state, then, [])
             preloaded = time.thread_time()

@@ -18,19 +18,27 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
-__all__ = ["RECENT_IDS", "RecentIds"]
+__all__ = ["MS", "RECENT_IDS", "RecentIds", "millisecond_range"]
 
 RECENT_IDS = 50_000
 """Ids kept at most (about 6 MB): a few seconds of a busy swarm's events."""
 _SECOND = 1_000_000_000
-_MS = 1_000_000
+MS = 1_000_000
+"""Nanoseconds in the millisecond an event id names."""
+
+
+def millisecond_range(times: Iterable[int]) -> tuple[int, int]:
+    """The whole milliseconds (ns, inclusive) the given times fall in, from first to last: a
+    repeat of an id dated at any of them is dated within this range."""
+    ordered = sorted(times)
+    return ordered[0] // MS * MS, ordered[-1] // MS * MS + MS - 1
 
 
 class RecentIds:
     """Ids of applied events dated at or after :attr:`horizon` (ns): all of them."""
 
     def __init__(self, horizon: int, cap: int = RECENT_IDS) -> None:
-        if horizon % _MS:
+        if horizon % MS:
             # An id names its millisecond: a horizon inside one would leave the ids dated
             # before it in that millisecond to neither side.
             raise ValueError(f"the horizon {horizon} is not on a millisecond")
@@ -39,6 +47,12 @@ class RecentIds:
         self._by_second: dict[int, set[str]] = {}
         self._seconds: list[int] = []  # a heap of the keys of _by_second
         self._size = 0
+
+    @classmethod
+    def after(cls, latest: int | None, cap: int = RECENT_IDS) -> RecentIds:
+        """Empty, with its horizon at the millisecond after ``latest`` (the latest
+        ``occurred_at`` storage holds; ``None``: storage holds no event)."""
+        return cls(0 if latest is None else (latest // MS + 1) * MS, cap)
 
     def covers(self, occurred_at: int) -> bool:
         """Whether every applied event dated ``occurred_at`` is known here."""

@@ -32,7 +32,7 @@ from typing import Any
 import duckdb
 
 from swarmlog.errors import StoreBusy, StoreError
-from swarmlog.projections.recentids import RecentIds
+from swarmlog.projections.recentids import RecentIds, millisecond_range
 from swarmlog.projections.state import Key, Row, State
 from swarmlog.projections.statehash import StateHasher
 from swarmlog.projections.tables import LAYOUT, TABLES, table
@@ -88,7 +88,6 @@ _META_DDL = (
 )
 _META_TABLES = ("projector_position", "projection_meta")
 _HASH_FETCH = 10_000
-_MS = 1_000_000
 _CHECKPOINT_TRIES = 8
 """Tries at a snapshot's checkpoint (a query reading holds it off) over about 13 s."""
 
@@ -265,9 +264,7 @@ class ProjectionStore:
                 elif recent.seen(event_id, occurred_at):
                     state.seen_ids.add(event_id)
             if older:
-                # Ids embed their millisecond: a repeat of one of these lies within this range.
-                low = min(t for _, t in older) // _MS * _MS
-                high = max(t for _, t in older) // _MS * _MS + _MS - 1
+                low, high = millisecond_range(t for _, t in older)
                 found = self._select_keys(
                     f"SELECT id FROM events WHERE occurred_at BETWEEN {int(low)} AND {int(high)}"
                     " AND id IN (SELECT k FROM _keys)",
@@ -282,7 +279,7 @@ class ProjectionStore:
             (latest,) = self._con.execute("SELECT max(occurred_at) FROM events").fetchall()[0]
             # From the next millisecond: an id names only its millisecond, so an event dated a
             # nanosecond after the latest may repeat the latest's id, and storage must say so.
-            self._recent = RecentIds(0 if latest is None else (int(latest) // _MS + 1) * _MS)
+            self._recent = RecentIds.after(None if latest is None else int(latest))
         return self._recent
 
     def _select_keys(self, sql: str, keys: list[Any]) -> list[tuple[Any, ...]]:
