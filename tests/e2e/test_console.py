@@ -103,26 +103,30 @@ def shoot(driver: Any, name: str) -> None:
         driver.save_screenshot(str(Path(folder) / f"console-{name}.png"))
 
 
-def shows(driver: Any, css: str, text: str | None = None, attribute: str | None = None) -> Any:
+def shows(driver: Any, css: str, text: str | None = None, attribute: str | None = None) -> str:
     """Wait until the page has an element ``css`` (with ``text`` in it, or ``attribute`` equal
-    to ``text``); the element."""
+    to ``text``); its text (or that attribute), read then: a live redraw may swap the element
+    right after, so the test holds what it saw, never the element."""
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    def found(d: Any) -> Any:
+    def found(d: Any) -> str | bool:
         try:
             for element in d.find_elements(By.CSS_SELECTOR, css):
                 value = element.get_attribute(attribute) if attribute else element.text
-                if text is None or (value == text if attribute else text in value):
-                    return element
+                if value is not None and (
+                    text is None or (value == text if attribute else text in value)
+                ):
+                    return str(value)
         except StaleElementReferenceException:  # swapped by a live refresh: look again
             return False
         return False
 
-    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
+    shown: str = WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
         found, f"{css} {attribute or 'text'} {text!r} within {WAIT:.0f} s"
     )
+    return shown
 
 
 def test_a_person_watches_steers_and_reads_a_run_in_the_browser(
@@ -154,8 +158,12 @@ def test_a_person_watches_steers_and_reads_a_run_in_the_browser(
     wf = json.loads(sent.stdout)["workflow_id"]
     browser.get(f"{console}workflows/{wf}")
     browser.execute_script("window.swarmlogNotReloaded = true;")
-    escalation = shows(browser, ".warn a")  # appears while we watch: the page updates itself
-    escalation_id = escalation.text
+    # The page says where the log was when it was drawn: its feed catches it up if the run
+    # moved before the browser connected (an escalation in that moment was once never shown).
+    feed = browser.find_element(By.TAG_NAME, "body").get_attribute("sse-connect")
+    assert feed.startswith("/live?drawn_at="), feed
+    assert feed.split("=", 1)[1].isdecimal(), feed
+    escalation_id = shows(browser, ".warn a")  # appears while we watch: the page updates itself
     assert shows(browser, "#workflow-status", "running", attribute="data-status")
     assert shows(browser, f'tr[data-task="{wf}-s2"] .status', "escalated", "data-status")
     shoot(browser, "workflow-waiting")
@@ -167,12 +175,12 @@ def test_a_person_watches_steers_and_reads_a_run_in_the_browser(
     shows(browser, f'tr[data-escalation="{escalation_id}"]')
     shoot(browser, "escalation-desk")
     browser.get(f"{console}escalations/{escalation_id}")
-    assert "rejected: the input is bad" in shows(browser, "dd.error").text
+    assert "rejected: the input is bad" in shows(browser, "dd.error")
     browser.find_element(By.ID, "action-reassign").click()
     browser.find_element(By.ID, "role").send_keys("echo")
     browser.find_element(By.ID, "note").send_keys("echo can do it")
     browser.find_element(By.ID, "resolve-button").click()
-    assert f"resolved {escalation_id} (reassign)" in shows(browser, "#flash").text
+    assert f"resolved {escalation_id} (reassign)" in shows(browser, "#flash")
 
     # The first window saw the workflow finish, and never reloaded.
     browser.switch_to.window(watching)
@@ -218,7 +226,7 @@ def test_a_person_watches_steers_and_reads_a_run_in_the_browser(
     browser.get(f"{console}agents")
     browser.find_element(By.ID, "reason-echo-1").send_keys("seen misbehaving")
     browser.find_element(By.CSS_SELECTOR, 'tr[data-agent="echo-1"] button[name="kill"]').click()
-    assert "killed echo-1" in shows(browser, "#flash").text
+    assert "killed echo-1" in shows(browser, "#flash")
     shows(browser, 'tr[data-agent="echo-1"] .status', "killed", attribute="data-status")
     shoot(browser, "agents")
     agents = json.loads(cli("agents", "--json").stdout)["agents"]

@@ -134,6 +134,7 @@ def _state(request: Request) -> ConsoleState:
 
 
 def _page(request: Request, name: str, **context: Any) -> Response:
+    context.setdefault("drawn_at", getattr(request.state, "drawn_at", 0))
     return _templates.TemplateResponse(
         request, name, {"flash": request.query_params.get("done"), **context}
     )
@@ -154,6 +155,9 @@ def _back(path: str, message: str) -> RedirectResponse:
 
 async def _guard(request: Request, call_next: RequestResponseEndpoint) -> Response:
     state = _state(request)
+    # The last change the feed told before this page's queries: its feed redraws it if the log moves
+    # before the browser connects (see swarmlog.console.live).
+    request.state.drawn_at = state.hub.last_told if state.hub is not None else 0
     host = request.headers.get("host")
     if not host_allowed(host, state.host, state.port):
         return PlainTextResponse("this console answers only at its own address", 421)
@@ -202,8 +206,10 @@ async def live(request: Request) -> Response:
     hub = _state(request).hub
     if hub is None:
         return PlainTextResponse("no live feed", 503)
+    given = request.query_params.get("drawn_at", "")
+    drawn_at = int(given) if given.isdecimal() and len(given) < 20 else None
     return StreamingResponse(
-        hub.feed(),
+        hub.feed(drawn_at),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )

@@ -5,6 +5,12 @@ once the projector has folded it (the follower waits for its verdict), is announ
 page as a server-sent event ``changed``. A page then fetches its own view again, so what it shows
 is always the projection's, never a copy kept in the browser. A slow page misses announcements
 (its queue is bounded), never holds the follower up: the next one refreshes it all the same.
+
+A page is drawn before its feed connects: what the log did in between would be told to no one
+(a workflow that escalates in that moment, then waits on a human, would look still running
+for good). So a page carries the last change told as it was when the page was asked for
+(:attr:`Hub.last_told`, read before the page's queries), and its feed, connecting with it,
+redraws the page at once when a change was told since (a heartbeat is not one).
 """
 
 from __future__ import annotations
@@ -80,10 +86,12 @@ class Hub:
     _task: asyncio.Task[None] | None = None
     _stopping: bool = False
     last_seq: int = 0
+    last_told: int = 0
+    """The seq of the last event announced (heartbeats are not)."""
 
     async def start(self) -> None:
         """Start following from the stream's current end."""
-        self.last_seq = await self.client.last_seq()
+        self.last_seq = self.last_told = await self.client.last_seq()
         self._task = asyncio.create_task(self._follow(), name="console-follower")
 
     async def stop(self) -> None:
@@ -108,16 +116,26 @@ class Hub:
                 await asyncio.sleep(1.0)  # a back-off before reconnecting, not a synchronisation
 
     def _announce(self, change: Change) -> None:
+        self.last_told = change.seq
         for page in self._pages:
             with contextlib.suppress(asyncio.QueueFull):  # a slow page misses one: see module
                 page.put_nowait(change)
 
-    async def feed(self) -> AsyncIterator[str]:
-        """One page's feed of server-sent events, until the page goes away."""
+    async def feed(self, drawn_at: int | None = None) -> AsyncIterator[str]:
+        """One page's feed of server-sent events, until the page goes away.
+
+        ``drawn_at`` is the :attr:`last_told` the page was drawn at; when a change was told
+        since, the first thing told is that change, so the page catches up (``None``: a feed
+        that is not a page's, told only what comes).
+        """
         page: asyncio.Queue[Change] = asyncio.Queue(_QUEUE)
         self._pages.add(page)
         try:
             yield ": connected\n\n"
+            if drawn_at is not None and drawn_at < self.last_told:
+                # Registered before this check: an event from here on is queued, and one
+                # before it is in last_told, so nothing falls between the two.
+                page.put_nowait(Change(self.last_told, None, None, None, None))
             while True:
                 try:
                     change = await asyncio.wait_for(page.get(), KEEPALIVE)
