@@ -461,6 +461,8 @@ PAYLOADS: dict[str, tuple[Field, ...]] = {
         opt("cached", boolean, False),
         opt("usage", optional(USAGE)),
         opt("cache_key", optional(CACHE_KEY)),
+        opt("attempt", optional(ATTEMPT)),
+        opt("started_at", optional(TS)),
     ),
     "error": (
         req("task_id", NAME),

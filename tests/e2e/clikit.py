@@ -23,6 +23,13 @@ from swarmlog.schemas.payloads import Payload, TaskAssignment
 
 ROOT = Path(__file__).resolve().parents[2]  # the repo: `examples.echo` imports from here
 
+STARTS = (
+    "(type = 'task_started'"
+    " OR (type = 'result' AND json_extract_string(payload, '$.started_at') IS NOT NULL))"
+)
+"""SQL over ``events``: the events that say an attempt began (a task that ended at once says
+so in its result, not in a ``task_started`` of its own)."""
+
 
 class Cli:
     def __init__(self, data: Path) -> None:

@@ -11,7 +11,7 @@ import signal
 from typing import Any
 
 import pytest
-from clikit import ROOT, Cli, start_agents
+from clikit import ROOT, STARTS, Cli, start_agents
 
 from waiting import wait_until
 
@@ -147,8 +147,7 @@ def test_a_failed_subtask_gets_a_revised_plan_that_completes(puppets: Cli) -> No
     listed = json.loads(cli("escalations", "list", "--json").stdout)["escalations"]
     assert [e for e in listed if e["workflow_id"] == wf] == []
     started = cli.rows(
-        "SELECT count(*) AS n FROM events WHERE type = 'task_started'"
-        f" AND subject LIKE '%.task.{wf}-a.%'"
+        f"SELECT count(*) AS n FROM events WHERE {STARTS} AND subject LIKE '%.task.{wf}-a.%'"
     )
     assert started == [{"n": 1}]  # the completed step was kept, not redone
 
@@ -181,7 +180,7 @@ def test_a_supervisor_killed_mid_workflow_continues_from_the_log(puppets: Cli) -
     wait_until(finished, 90)
     started = cli.rows(
         "SELECT split_part(subject, '.', -2) AS task, count(*) AS n FROM events"
-        f" WHERE type = 'task_started' AND workflow_id = '{wf}' GROUP BY 1 ORDER BY 1"
+        f" WHERE {STARTS} AND workflow_id = '{wf}' GROUP BY 1 ORDER BY 1"
     )
     expected = [f"{wf}--plan1", f"{wf}-s1", f"{wf}-s2", f"{wf}-s3"]
     assert started == [{"task": t, "n": 1} for t in expected]  # nothing planned or run twice

@@ -65,10 +65,10 @@ def test_views_show_workflows_tasks_agents_and_a_task_graph(cli: Cli) -> None:
     assert re.search(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ \(\d+ (ms|s|min) ago\)", table), table
 
     history = json.loads(cli("show", "wf1-fetch", "--json").stdout)["history"]
-    assert [h["type"] for h in history] == [
+    # (Its task_started is in its result when it ended at once: see test_client.)
+    assert [h["type"] for h in history if h["type"] != "task_started"] == [
         "task_offered",
         "task_assignment",
-        "task_started",
         "result",
     ]
 

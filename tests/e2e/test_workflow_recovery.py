@@ -9,7 +9,7 @@ import os
 import signal
 
 import pytest
-from clikit import Cli, start_agents
+from clikit import STARTS, Cli, start_agents
 
 from waiting import wait_until
 
@@ -60,7 +60,7 @@ def test_a_conductor_killed_mid_workflow_is_restarted_and_finishes_it(echo_and_p
     wait_until(finished, 90)
     started = cli.rows(
         "SELECT split_part(subject, '.', -2) AS task, count(*) AS n FROM events"
-        f" WHERE type = 'task_started' AND subject LIKE '%.task.{wf}-%' GROUP BY 1 ORDER BY 1"
+        f" WHERE {STARTS} AND subject LIKE '%.task.{wf}-%' GROUP BY 1 ORDER BY 1"
     )
     assert started == [{"task": f"{wf}-s{i}", "n": 1} for i in (1, 2, 3)]  # nothing redone
 

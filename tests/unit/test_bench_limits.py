@@ -40,16 +40,16 @@ def test_each_limit_is_the_smaller_of_every_core_busy_and_the_critical_path() ->
     assert limits["replay"].value == pytest.approx(1 / 65e-6)
     # ingest: both, all 205 us of it over 2 cores.
     assert limits["ingest"].value == pytest.approx(2 / 205e-6)
-    # tasks: 4 x 80 out + 6 x 80 in + 4 x 45 apply = 980 us per task.
-    assert limits["tasks"].value == pytest.approx(2 / 980e-6)
+    # tasks: 3 x 80 out + 5 x 80 in + 3 x 45 apply = 775 us per task.
+    assert limits["tasks"].value == pytest.approx(2 / 775e-6)
 
 
 def test_the_latency_floor_is_the_offers_commit_or_the_way_to_the_result_then_one_more() -> None:
     floor = physical_limits(costs())["latency"]
     assert floor.unit.startswith("ms")
     # The offer committed alone (round trip, read, commit) outlasts the way to the result
-    # (4 round trips, 2 reads, 3 seals); then the rest's read and commit, and the wait's trip.
-    first = max(4 * 200 + 2 * 80 + 3 * 30, 200 + 80 + 2_000)
+    # (3 round trips, 2 reads, 3 seals); then the rest's read and commit, and the wait's trip.
+    first = max(3 * 200 + 2 * 80 + 3 * 30, 200 + 80 + 2_000)
     assert floor.value == pytest.approx((first + 80 + 2_000 + 200) * US * 1000)
     # More cores do not make one task faster.
     assert physical_limits(costs(commit_one=0.0))["latency"].value < floor.value

@@ -262,6 +262,23 @@ async def test_a_dropped_hold_is_never_published_and_a_released_one_is() -> None
     assert published.seq == 1
 
 
+async def test_what_is_taken_from_a_hold_is_never_published_and_the_rest_still_is() -> None:
+    log = MemoryLog("SWARMLOG_PC")
+    clock = iter(range(1_000, 10_000, 100))
+    worker = Publisher(log, identity("w-1"), NS, clock=lambda: next(clock))
+    token = worker.hold([(TaskStarted(task_id="t1"), {}), (TaskStarted(task_id="t2"), {})])
+    taken = worker.take(token, lambda p: getattr(p, "task_id", None) == "t1")
+    assert taken == [(TaskStarted(task_id="t1"), 1_000)]  # with when it was held
+    assert worker.take(token, lambda p: getattr(p, "task_id", None) == "t1") == []
+    await worker.publish(AgentHeartbeat(agent_id="w-1"))
+    stored = [decode_envelope(decode_signed(m.data).body) async for b in log.read() for m in b]
+    assert [(e.type, getattr(e.payload, "task_id", None)) for e in stored] == [
+        ("task_started", "t2"),
+        ("agent_heartbeat", None),
+    ]
+    assert await worker.release(token) == []
+
+
 async def test_event_ids_draw_on_the_oss_generator(monkeypatch: pytest.MonkeyPatch) -> None:
     # The stream deduplicates on event ids: ids a reader could predict from earlier ones (a
     # seeded PRNG gives its state away) would let another agent store a message under an

@@ -349,6 +349,30 @@ async def presence_of(s: Setup, agent_id: str = "upper-1") -> Presence | None:
     return got
 
 
+def _result(s: Setup, task_id: str) -> Result:
+    (found,) = [
+        e.payload
+        for m in s.log._messages
+        if isinstance((e := decode_envelope(decode_signed(m.data).body)).payload, Result)
+        and e.payload.task_id == task_id
+    ]
+    assert isinstance(found, Result)
+    return found
+
+
+async def test_a_task_that_ends_at_once_says_when_it_started_in_its_result() -> None:
+    s = Setup()
+    runtime = await s.start()
+    before = time.time_ns()
+    await s.assign("t1", "quick")
+    assert (await next_outcome(runtime)).status == "succeeded"
+    assert s.types("t1") == ["task_assignment", "result"]  # no task_started of its own
+    result = _result(s, "t1")
+    assert result.attempt == 1
+    assert result.started_at is not None
+    assert before <= result.started_at <= time.time_ns()
+
+
 async def test_long_work_is_kept_alive_not_redelivered_and_in_hand_off_the_log() -> None:
     s = Setup()
     runtime = await s.start(ack_wait=0.15, heartbeat=0.05)
@@ -363,6 +387,7 @@ async def test_long_work_is_kept_alive_not_redelivered_and_in_hand_off_the_log()
     assert (await outcome).status == "succeeded"
     # Kept alive by in-progress acks and its replica's presence: no beat on the log.
     assert s.types("t1") == ["task_assignment", "task_started", "result"]
+    assert _result(s, "t1").started_at is None  # its start is on the log, said once
     assert await runtime.step(wait=0.3) == []  # acked once, never handed out again
     assert s.types("t1").count("task_started") == 1
 

@@ -354,3 +354,35 @@ def test_span_events_are_bounded() -> None:
     (root,) = derive_spans(log.events, NS)
     assert len(root.events) == 128
     assert root.attributes["swarmlog.dropped_events"] == 72
+
+
+def test_a_task_that_ended_at_once_has_its_attempt_from_its_result() -> None:
+    from spanlog import T0
+
+    log = Log()
+    log.add(p.TaskOffered(task_id="q", capability="count"), "operator", wf=None, at_ms=10)
+    log.add(p.TaskAssignment(task_id="q", role="counter"), "router-1", wf=None, at_ms=12)
+    started = T0 + 13 * MS
+    log.add(
+        p.Result(task_id="q", output=1, attempt=1, started_at=started),
+        "counter-1",
+        wf=None,
+        at_ms=15,
+    )
+    spans = derive_spans(log.events, NS)
+    assert tree(spans) == [(0, "task count", "succeeded"), (1, "invoke_agent counter", "succeeded")]
+    (attempt,) = by_name(spans)["invoke_agent counter"]
+    assert (attempt.start_ns, attempt.end_ns) == (started, T0 + 15 * MS)
+    assert attempt.attributes["swarmlog.attempt"] == 1
+    assert attempt.attributes["gen_ai.agent.id"] == "counter-1"
+    # A start it claims outside its task (a sender's clock, or a lie) is kept within it.
+    late = Log()
+    late.add(p.TaskOffered(task_id="q", capability="count"), "operator", wf=None, at_ms=10)
+    late.add(
+        p.Result(task_id="q", output=1, attempt=1, started_at=T0 + 99 * MS),
+        "counter-1",
+        wf=None,
+        at_ms=15,
+    )
+    (attempt,) = by_name(derive_spans(late.events, NS))["invoke_agent"]
+    assert attempt.start_ns == T0 + 15 * MS

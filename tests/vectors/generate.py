@@ -181,7 +181,14 @@ def payload_examples() -> dict[str, tuple[p.Payload, dict[str, Any]]]:
             wf,
         ),
         "result": (
-            p.Result(task_id="t1", output={"summary": "a fox"}, usage=usage),
+            # A task that ended at once: its result says when it started (no task_started).
+            p.Result(
+                task_id="t1",
+                output={"summary": "a fox"},
+                usage=usage,
+                attempt=1,
+                started_at=T0 - 3 * MS,
+            ),
             {**wf, "causation_id": ESCALATION_ID},
         ),
         "error": (

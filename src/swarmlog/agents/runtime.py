@@ -395,6 +395,16 @@ class AgentRuntime(Speaker):
             keepalive.cancel()
         done = [(j, r) for j, r in zip(jobs, ran, strict=True) if isinstance(r, tuple)]
         if done:
+            # A task whose start is still held (it ended at once, said nothing meanwhile): its
+            # result says when it started, one event fewer on the log than a task_started.
+            ids = {j.task.task_id for j, _ in done}
+            began = {
+                payload.task_id: at
+                for payload, at in self.publisher.take(
+                    starting, lambda p: isinstance(p, TaskStarted) and p.task_id in ids
+                )
+                if isinstance(payload, TaskStarted)
+            }
             published = await self.publisher.publish_batch(
                 [
                     (
@@ -404,6 +414,8 @@ class AgentRuntime(Speaker):
                             usage=ctx.total_usage(),
                             cached=ctx.cached,
                             cache_key=key or None,
+                            attempt=j.attempt if j.task.task_id in began else None,
+                            started_at=began.get(j.task.task_id),
                         ),
                         j.wf,
                     )

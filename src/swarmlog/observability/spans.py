@@ -14,6 +14,9 @@ submitted outside any workflow (from its task id)::
         └── invoke_agent counter           the next attempt
             └── task summarize             a subtask its attempt delegated
 
+(A task that ended at once has no ``task_started``: its attempt runs from the ``started_at`` its
+``result`` gives, within its task, to the result.)
+
 Only events the projector verified become spans (a quarantined event never does; one not
 folded yet is no event here, see :class:`SpanBuilder`). The other verified events of a trace
 (routing, retries scheduled, escalations, checkpoints, clarifications, plan revisions) are span
@@ -380,27 +383,17 @@ class _Fold:
                 if not opened:
                     self._annotate(task)
             case p.TaskStarted(attempt=number):
-                if attempt is not None:  # the same agent again: its earlier try went nowhere
-                    self._end(attempt, attempt.last_ns, "unfinished")
-                attributes: dict[str, AttributeValue] = {
-                    "gen_ai.operation.name": "invoke_agent",
-                    "gen_ai.agent.id": self.sender,
-                    "swarmlog.task_id": task_id,
-                    "swarmlog.attempt": number,
-                }
-                name = "invoke_agent"  # the convention's name when the agent's is not known
-                role = task.attributes.get("swarmlog.role")
-                if isinstance(role, str):
-                    attributes["gen_ai.agent.name"] = role
-                    name = f"invoke_agent {role}"
-                attempt = self._open("attempt", task, name, attributes, owner=task)
-                attempt.task_id = task_id
-                trace.attempts[(task_id, self.sender)] = attempt
+                self._open_attempt(task, task_id, number, attempt)
             case p.ModelCallRequested() | p.ToolCallRequested():
                 self._open_call(task, attempt, payload)
             case p.ModelCallCompleted() | p.ToolCallCompleted():
                 self._end_call(task, attempt, payload)
-            case p.Result(cached=cached):
+            case p.Result(cached=cached, attempt=number, started_at=started):
+                if number is not None and started is not None and attempt is None:
+                    # A task that ended at once: its result says when its attempt began.
+                    attempt = self._open_attempt(task, task_id, number, attempt)
+                    # Not before its task, not after its end (senders' clocks disagree a little).
+                    attempt.start_ns = max(task.start_ns, min(started, self.at))
                 if attempt is not None:
                     self._end(attempt, self.at, "succeeded")
                 task.attributes["swarmlog.cached"] = cached
@@ -429,6 +422,26 @@ class _Fold:
             case _:
                 if not opened:
                     self._annotate(attempt or task)
+
+    def _open_attempt(self, task: _Span, task_id: str, number: int, earlier: _Span | None) -> _Span:
+        """The span of the sender's attempt ``number`` at ``task_id``, opened now."""
+        if earlier is not None:  # the same agent again: its earlier try went nowhere
+            self._end(earlier, earlier.last_ns, "unfinished")
+        attributes: dict[str, AttributeValue] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.id": self.sender,
+            "swarmlog.task_id": task_id,
+            "swarmlog.attempt": number,
+        }
+        name = "invoke_agent"  # the convention's name when the agent's is not known
+        role = task.attributes.get("swarmlog.role")
+        if isinstance(role, str):
+            attributes["gen_ai.agent.name"] = role
+            name = f"invoke_agent {role}"
+        attempt = self._open("attempt", task, name, attributes, owner=task)
+        attempt.task_id = task_id
+        self.trace.attempts[(task_id, self.sender)] = attempt
+        return attempt
 
     def _open_task(self, task_id: str) -> _Span:
         """The span of a task, opened by its first event in the trace: under the attempt that

@@ -334,6 +334,8 @@ def apply(
                 output=to_json(payload.output),
                 cached=payload.cached,
                 completed_by=envelope.sender,
+                # A task that ended at once says its attempt here, not in a task_started.
+                **({} if payload.attempt is None else {"attempt": payload.attempt}),
             )
             _settled(state, payload.task_id)
             if payload.usage is not None:

@@ -157,6 +157,12 @@ class Result(_Payload, frozen=True, tag="result"):
     """The result cache key this output was computed for (see
     :mod:`swarmlog.agents.policy.resultcache`): signed with it, so a cache entry pointing at this
     event cannot be moved to another key."""
+    attempt: _Attempt | None = None
+    started_at: Timestamp | None = None
+    """Set together by a task that ended at once (within ``STARTED_AFTER``, having published
+    nothing before): the attempt and when it started (ns since the epoch), in place of a
+    ``task_started`` event of its own. A task that ran longer has its ``task_started`` on the
+    log and these unset."""
 
 
 class Error(_Payload, frozen=True, tag="error"):

@@ -48,14 +48,15 @@ __all__ = [
 LIMITS_NAMESPACE = "benchlimits"
 """The stream the stages are measured on, beside (never in) a benchmark's own."""
 WINDOW = 256
-TASK_EVENTS = 4
-"""Events per no-op task: offered, assignment, started, result."""
-TASK_DELIVERIES = 6
-"""Deliveries per no-op task: the projector reads all four events, the router the offer, a
+TASK_EVENTS = 3
+"""Events per no-op task: offered, assignment, result (a task that ends at once says when it
+started in its result, not in a ``task_started`` of its own)."""
+TASK_DELIVERIES = 5
+"""Deliveries per no-op task: the projector reads all three events, the router the offer, a
 worker the assignment."""
-LATENCY_HOPS = 5
-"""Round trips on a task's critical path: the offer, the assignment, the result's publish (the
-held-back start appended first, conditionally, then the result), the projection's ``wait``."""
+LATENCY_HOPS = 4
+"""Round trips on a task's critical path: the offer, the assignment, the result, the
+projection's ``wait``."""
 
 
 @dataclass(frozen=True)

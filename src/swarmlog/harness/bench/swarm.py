@@ -23,7 +23,7 @@ from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import command_argv, login_of, open_log, projector_argv
 from swarmlog.errors import ServerError
 from swarmlog.harness.bench.common import NAMESPACE, BenchResult, System, machine, position_beyond
-from swarmlog.harness.bench.limits import costs_in_this_run, limit_fields
+from swarmlog.harness.bench.limits import TASK_EVENTS, costs_in_this_run, limit_fields
 from swarmlog.projections.client import ProjectionClient
 from swarmlog.schemas.payloads import Payload, TaskOffered
 
@@ -144,7 +144,7 @@ async def bench_tasks(root: Path, n: int) -> BenchResult:
         round(ratio, 3),
         TASKS_OF_LIMIT,
         ratio >= TASKS_OF_LIMIT,
-        {"workers": WORKERS, "seconds": round(elapsed, 3), "events_per_task": 4}
+        {"workers": WORKERS, "seconds": round(elapsed, 3), "events_per_task": TASK_EVENTS}
         | {"target_figure": round(TASKS_OF_LIMIT * limits["limit"], 1)}
         | {k: v for k, v in limits.items() if k not in ("limit", "limit_ratio")},
         machine(),
