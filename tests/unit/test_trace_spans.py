@@ -386,3 +386,27 @@ def test_a_task_that_ended_at_once_has_its_attempt_from_its_result() -> None:
     )
     (attempt,) = by_name(derive_spans(late.events, NS))["invoke_agent"]
     assert attempt.start_ns == T0 + 15 * MS
+
+
+def test_a_restarted_replicas_quick_attempt_ends_its_earlier_one_unfinished() -> None:
+    from spanlog import T0
+
+    log = Log()
+    log.add(p.TaskOffered(task_id="q", capability="count"), "operator", wf=None, at_ms=10)
+    log.add(p.TaskStarted(task_id="q", attempt=1), "counter-1", wf=None, at_ms=13)
+    # The replica crashed and came back under its id; the redelivery ended at once.
+    log.add(
+        p.Result(task_id="q", output=1, attempt=2, started_at=T0 + 500 * MS),
+        "counter-1",
+        wf=None,
+        at_ms=501,
+    )
+    spans = derive_spans(log.events, NS)
+    assert tree(spans) == [
+        (0, "task count", "succeeded"),
+        (1, "invoke_agent", "unfinished"),
+        (1, "invoke_agent", "succeeded"),
+    ]
+    attempts = by_name(spans)["invoke_agent"]
+    assert [a.attributes["swarmlog.attempt"] for a in attempts] == [1, 2]
+    assert attempts[1].start_ns == T0 + 500 * MS

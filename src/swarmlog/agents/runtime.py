@@ -351,17 +351,18 @@ class AgentRuntime(Speaker):
     async def _run_jobs(self, jobs: list[Job]) -> list[Outcome]:
         # Held back a moment: stored with the first thing published after it (a quick task's
         # result), or once the tasks have run for STARTED_AFTER, dated when they started.
-        starting = self.publisher.hold(
-            [(TaskStarted(task_id=j.task.task_id, attempt=j.attempt), j.wf) for j in jobs]
-        )
+        starts = [TaskStarted(task_id=j.task.task_id, attempt=j.attempt) for j in jobs]
+        starting = self.publisher.hold([(s, j.wf) for s, j in zip(starts, jobs, strict=True)])
         try:
-            return await self._run_started(jobs, starting)
+            return await self._run_started(jobs, starting, starts)
         finally:
             # However they ended: a start still held is never published later, with something
             # else (a finished task would read as running again).
             self.publisher.drop(starting)
 
-    async def _run_started(self, jobs: list[Job], starting: int) -> list[Outcome]:
+    async def _run_started(
+        self, jobs: list[Job], starting: int, starts: list[TaskStarted]
+    ) -> list[Outcome]:
         self.in_flight += len(jobs)
         self._in_hand.update(j.task.task_id for j in jobs)
         self._load_changed.set()
@@ -397,14 +398,15 @@ class AgentRuntime(Speaker):
         if done:
             # A task whose start is still held (it ended at once, said nothing meanwhile): its
             # result says when it started, one event fewer on the log than a task_started.
-            ids = {j.task.task_id for j, _ in done}
-            began = {
-                payload.task_id: at
-                for payload, at in self.publisher.take(
-                    starting, lambda p: isinstance(p, TaskStarted) and p.task_id in ids
-                )
-                if isinstance(payload, TaskStarted)
+            # Each job's own start, by identity (two deliveries of one task are two jobs).
+            succeeded = {id(j) for j, _ in done}
+            job_of = {
+                id(start): job
+                for start, job in zip(starts, jobs, strict=True)
+                if id(job) in succeeded
             }
+            taken = self.publisher.take(starting, lambda p: id(p) in job_of)
+            began = {id(job_of[id(payload)]): at for payload, at in taken}
             published = await self.publisher.publish_batch(
                 [
                     (
@@ -414,8 +416,8 @@ class AgentRuntime(Speaker):
                             usage=ctx.total_usage(),
                             cached=ctx.cached,
                             cache_key=key or None,
-                            attempt=j.attempt if j.task.task_id in began else None,
-                            started_at=began.get(j.task.task_id),
+                            attempt=j.attempt if id(j) in began else None,
+                            started_at=began.get(id(j)),
                         ),
                         j.wf,
                     )

@@ -135,7 +135,8 @@ class Hub:
             if drawn_at is not None and drawn_at < self.last_told:
                 # Registered before this check: an event from here on is queued, and one
                 # before it is in last_told, so nothing falls between the two.
-                page.put_nowait(Change(self.last_told, None, None, None, None))
+                with contextlib.suppress(asyncio.QueueFull):  # full: a redraw is coming
+                    page.put_nowait(Change(self.last_told, None, None, None, None))
             while True:
                 try:
                     change = await asyncio.wait_for(page.get(), KEEPALIVE)

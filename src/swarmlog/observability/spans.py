@@ -389,8 +389,9 @@ class _Fold:
             case p.ModelCallCompleted() | p.ToolCallCompleted():
                 self._end_call(task, attempt, payload)
             case p.Result(cached=cached, attempt=number, started_at=started):
-                if number is not None and started is not None and attempt is None:
-                    # A task that ended at once: its result says when its attempt began.
+                if number is not None and started is not None:
+                    # A task that ended at once: its result says when its attempt began (an
+                    # attempt of the same sender still open went nowhere: ended unfinished).
                     attempt = self._open_attempt(task, task_id, number, attempt)
                     # Not before its task, not after its end (senders' clocks disagree a little).
                     attempt.start_ns = max(task.start_ns, min(started, self.at))

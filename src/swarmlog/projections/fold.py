@@ -334,8 +334,13 @@ def apply(
                 output=to_json(payload.output),
                 cached=payload.cached,
                 completed_by=envelope.sender,
-                # A task that ended at once says its attempt here, not in a task_started.
-                **({} if payload.attempt is None else {"attempt": payload.attempt}),
+                # A task that ended at once says its attempt here, not in a task_started
+                # (with when it started: one without the other is ignored, as traces do).
+                **(
+                    {"attempt": payload.attempt}
+                    if payload.attempt is not None and payload.started_at is not None
+                    else {}
+                ),
             )
             _settled(state, payload.task_id)
             if payload.usage is not None:
