@@ -216,14 +216,17 @@ class Publisher:
         """Take back what the hold ``token`` still holds and ``which`` picks, never to be
         published by this publisher: each payload with the time it was held at. (A quick
         task's result says when it started instead of a ``task_started`` of its own.)"""
-        items = self._held.get(token, [])
-        taken = [(payload, at) for payload, _, at in items if at is not None and which(payload)]
-        if taken:
-            kept = [item for item in items if item[2] is None or not which(item[0])]
-            if kept:
-                self._held[token] = kept
+        taken: list[tuple[Payload, int]] = []
+        kept: list[_Item] = []
+        for payload, fields, at in self._held.get(token, []):
+            if at is not None and which(payload):  # held items are always dated
+                taken.append((payload, at))
             else:
-                del self._held[token]
+                kept.append((payload, fields, at))
+        if kept:
+            self._held[token] = kept  # in its place: holds go out in the order they were made
+        else:
+            self._held.pop(token, None)
         return taken
 
     async def release(self, token: int) -> list[Published]:

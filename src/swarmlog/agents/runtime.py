@@ -399,11 +399,8 @@ class AgentRuntime(Speaker):
             # A task whose start is still held (it ended at once, said nothing meanwhile): its
             # result says when it started, one event fewer on the log than a task_started.
             # Each job's own start, by identity (two deliveries of one task are two jobs).
-            succeeded = {id(j) for j, _ in done}
             job_of = {
-                id(start): job
-                for start, job in zip(starts, jobs, strict=True)
-                if id(job) in succeeded
+                id(s): j for s, j, r in zip(starts, jobs, ran, strict=True) if isinstance(r, tuple)
             }
             taken = self.publisher.take(starting, lambda p: id(p) in job_of)
             began = {id(job_of[id(payload)]): at for payload, at in taken}

@@ -155,8 +155,8 @@ def _back(path: str, message: str) -> RedirectResponse:
 
 async def _guard(request: Request, call_next: RequestResponseEndpoint) -> Response:
     state = _state(request)
-    # The last change the feed told before this page's queries: its feed redraws it if the log moves
-    # before the browser connects (see swarmlog.console.live).
+    # The last change the feed told before this page's queries: the page's feed redraws it
+    # if another is told before the browser connects (see swarmlog.console.live).
     request.state.drawn_at = state.hub.last_told if state.hub is not None else 0
     host = request.headers.get("host")
     if not host_allowed(host, state.host, state.port):

@@ -388,10 +388,11 @@ class _Fold:
                 self._open_call(task, attempt, payload)
             case p.ModelCallCompleted() | p.ToolCallCompleted():
                 self._end_call(task, attempt, payload)
-            case p.Result(cached=cached, attempt=number, started_at=started):
-                if number is not None and started is not None:
+            case p.Result(cached=cached, began=began):
+                if began is not None:
                     # A task that ended at once: its result says when its attempt began (an
                     # attempt of the same sender still open went nowhere: ended unfinished).
+                    number, started = began
                     attempt = self._open_attempt(task, task_id, number, attempt)
                     # Not before its task, not after its end (senders' clocks disagree a little).
                     attempt.start_ns = max(task.start_ns, min(started, self.at))

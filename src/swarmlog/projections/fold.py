@@ -334,13 +334,8 @@ def apply(
                 output=to_json(payload.output),
                 cached=payload.cached,
                 completed_by=envelope.sender,
-                # A task that ended at once says its attempt here, not in a task_started
-                # (with when it started: one without the other is ignored, as traces do).
-                **(
-                    {"attempt": payload.attempt}
-                    if payload.attempt is not None and payload.started_at is not None
-                    else {}
-                ),
+                # A task that ended at once says its attempt here, not in a task_started.
+                **({} if payload.began is None else {"attempt": payload.began[0]}),
             )
             _settled(state, payload.task_id)
             if payload.usage is not None:

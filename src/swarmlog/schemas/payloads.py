@@ -164,6 +164,13 @@ class Result(_Payload, frozen=True, tag="result"):
     ``task_started`` event of its own. A task that ran longer has its ``task_started`` on the
     log and these unset."""
 
+    @property
+    def began(self) -> tuple[int, int] | None:
+        """``(attempt, started_at)`` when the result says both (one alone says nothing)."""
+        if self.attempt is None or self.started_at is None:
+            return None
+        return self.attempt, self.started_at
+
 
 class Error(_Payload, frozen=True, tag="error"):
     """A task failed; ``retryable`` says whether another attempt may succeed."""
