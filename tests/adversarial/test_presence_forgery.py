@@ -94,7 +94,11 @@ def test_presence_cannot_be_put_for_another_nor_forged_nor_replayed(cli: Cli) ->
                 assert found["router-1"].presence == "fresh", found["router-1"]
                 return found["mallory-1"].presence == presence
 
-            await eventually(lambda: shows(""), 30)  # router-1 is up and present
+            async def started() -> bool:  # router-1 is up and present (it may take a while)
+                found = await rows()
+                return found["router-1"].presence == "fresh" and found["mallory-1"].presence == ""
+
+            await eventually(started, 30)
             attack = Running(cli, "mallory-1", _ATTACK.format(ns=cli.settings().namespace))
             for step, presence in (
                 ("copied", "refused: wrong_key"),
