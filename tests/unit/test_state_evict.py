@@ -51,5 +51,6 @@ def test_evicting_everything_forgets_every_row() -> None:
     state.evict(keep_resident=True)
     assert not state.rows["events"]  # an event is never read again
     state.evict()
-    assert not state.rows["tasks"] and not state.stored["tasks"]
+    assert not state.rows["tasks"]
+    assert not state.stored["tasks"]
     assert not any(state.touched.values())

@@ -11,6 +11,11 @@ A page is drawn before its feed connects: what the log did in between would be t
 for good). So a page carries the last change told as it was when the page was asked for
 (:attr:`Hub.last_told`, read before the page's queries), and its feed, connecting with it,
 redraws the page at once when a change was told since (a heartbeat is not one).
+
+A projector that lags more than the follower waits for a verdict (two seconds) has not folded
+the event it is told of: pages redrawn then show the projection without it. Such a change is
+told again once the projector has folded it, and only then counts in :attr:`Hub.last_told`;
+so does the stream's end when the console starts ahead of the projector.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ REDRAW_EVERY = 0.4
 """Seconds between two announcements to one page: a burst of events is one redraw."""
 KEEPALIVE = 15.0
 """Seconds between comments on an idle feed, so proxies and browsers keep it open."""
+FOLD_WAIT = 10.0
+"""Seconds one ask of the projector waits for it to fold a change told before it had (then it
+is asked again: a lagging projector is waited for as long as it takes)."""
 
 
 @dataclass(frozen=True)
@@ -87,20 +95,29 @@ class Hub:
     _stopping: bool = False
     last_seq: int = 0
     last_told: int = 0
-    """The seq of the last event announced (heartbeats are not)."""
+    """The seq of the last change told that the projection holds (heartbeats are not told)."""
+    _unfolded: int = 0
+    """The seq of the last change told before the projector had folded it."""
+    _watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start following from the stream's current end."""
-        self.last_seq = self.last_told = await self.client.last_seq()
+        """Start following from the stream's current end (told again once it is folded: a page
+        drawn now may not show it yet)."""
+        self.last_seq = await self.client.last_seq()
+        with contextlib.suppress(SwarmlogError):  # no answer: the watch below asks again
+            if (await self.client.folded(self.last_seq, 0.0) or 0) >= self.last_seq:
+                self.last_told = self.last_seq
         self._task = asyncio.create_task(self._follow(), name="console-follower")
+        self._told_unfolded(self.last_seq)
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                # A read that turns the cancellation into a bus error ends at the next turn.
-                await asyncio.wait_for(self._task, 5.0)
+        for task in (self._task, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    # A read that turns the cancellation into a bus error ends at the next turn.
+                    await asyncio.wait_for(task, 5.0)
 
     async def _follow(self) -> None:
         while not self._stopping:
@@ -116,10 +133,33 @@ class Hub:
                 await asyncio.sleep(1.0)  # a back-off before reconnecting, not a synchronisation
 
     def _announce(self, change: Change) -> None:
-        self.last_told = change.seq
+        if change.verified is None:
+            self._told_unfolded(change.seq)
+        else:
+            self.last_told = max(self.last_told, change.seq)
         for page in self._pages:
             with contextlib.suppress(asyncio.QueueFull):  # a slow page misses one: see module
                 page.put_nowait(change)
+
+    def _told_unfolded(self, seq: int) -> None:
+        """``seq`` was told (or is where the console began) before the projector folded it: tell
+        it again once it has."""
+        self._unfolded = max(self._unfolded, seq)
+        if self._unfolded > self.last_told and (self._watch is None or self._watch.done()):
+            self._watch = asyncio.create_task(self._until_folded(), name="console-folds")
+
+    async def _until_folded(self) -> None:
+        while not self._stopping and self._unfolded > self.last_told:
+            seq = self._unfolded
+            try:
+                position = await self.client.folded(seq, FOLD_WAIT)
+            except SwarmlogError as exc:
+                log.debug("no projector position for the console (%s); asking again", exc)
+                position = None
+            if position is None:  # no projector answers (yet)
+                await asyncio.sleep(1.0)  # a back-off before asking again, not a synchronisation
+            elif position >= seq and seq > self.last_told:
+                self._announce(Change(seq, None, None, None, True))
 
     async def feed(self, drawn_at: int | None = None) -> AsyncIterator[str]:
         """One page's feed of server-sent events, until the page goes away.

@@ -413,6 +413,12 @@ class Client:
         async for batch in log.read(start, until_seq=last):
             yield [m for m in batch if m.seq <= last]
 
+    async def folded(self, seq: int, timeout: float = 5.0) -> int | None:
+        """Wait up to ``timeout`` seconds for the live projector to fold stream sequence
+        ``seq``: its position then (short of ``seq`` when the time ran out), ``None`` when no
+        projector answers."""
+        return await self._projections.wait(seq, timeout)
+
     async def projection_state(self) -> LiveState:
         """The projection's position and state hash, read at one point."""
         return await self._projections.state()
