@@ -26,6 +26,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,6 +34,7 @@ from hypothesis import strategies as st
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.bus.ports import Append, StoredMessage
 from swarmlog.bus.subjects import stream_name, subject_for
+from swarmlog.projections import store as store_module
 from swarmlog.projections.fold import apply, quarantine
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.state import State
@@ -1052,6 +1054,43 @@ def test_projector_matches_the_reference_fold(
             assert position == len(messages)
             assert store.position() == len(messages)
             assert store.state_hash() == expected_hash
+
+
+WRITE_PATHS = {
+    # Past one row, every write takes the path of a large batch (Arrow tables: inserts,
+    # replaces, updates of the columns that changed), which the small sequences here never reach.
+    "bulk": {"_SMALL": 1},
+    # Every update of rows storage holds in one UPDATE ... FROM (VALUES ...).
+    "values": {"_FEW_UPDATES": 0},
+}
+
+
+@given(sequences(max_steps=30), batch_sizes, st.sampled_from(sorted(WRITE_PATHS)))
+@settings(
+    deadline=None,
+    max_examples=max(20, settings.default.max_examples // 6),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+def test_every_write_path_matches_the_reference_fold(
+    sequence: EventSequence, sizes: list[int], path: str
+) -> None:
+    # After every batch the file equals the fold of that prefix.
+    messages = sequence.messages
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mock.patch.multiple(store_module, **WRITE_PATHS[path]),
+        ProjectionStore(Path(tmp) / "paths.duckdb") as store,
+    ):
+        projector = Projector(
+            MemoryLog(STREAM), store, namespace=NAMESPACE, operator_key=sequence.operator_key
+        )
+        try:
+            for batch in split(messages, sizes):
+                projector.process(batch)
+                prefix = reference_fold(messages[: batch[-1].seq], sequence.operator_key)
+                assert store.state_hash() == state_hash(prefix)
+        finally:
+            projector.close()
 
 
 async def replay(

@@ -46,6 +46,9 @@ class State:
         be written without DuckDB's costlier insert-or-replace."""
         self.unstored: dict[str, set[Key]] = {t.name: set() for t in TABLES}
         """Keys storage is known to hold no row for (looked up, not found): a plain insert."""
+        self.held: dict[str, dict[Key, Row]] = {t.name: {} for t in TABLES}
+        """For each row in memory that storage holds, a copy of it as storage holds it: a
+        flush writes only the columns that changed (the fold may change a row in place)."""
         self.touched: dict[str, set[Key]] = {t.name: set() for t in TABLES}
         """Keys put, updated or loaded since the last :meth:`evict`: the only rows whose size
         it must look at (the rows it kept before were small, and unchanged since)."""
@@ -100,6 +103,7 @@ class State:
         t = table(name)
         key = tuple(row[k] for k in t.key)
         self.rows[name][key] = row
+        self.held[name][key] = dict(row)
         self.touched[name].add(key)
         self.stored[name].add(key)
         self.unstored[name].discard(key)
@@ -109,9 +113,31 @@ class State:
         for name, keys in self.dirty.items():
             self.stored[name] |= keys
             self.unstored[name] -= keys
+            if keys and not table(name).append_only:  # an event row is never updated
+                rows, held = self.rows[name], self.held[name]
+                for key in keys:
+                    held[key] = dict(rows[key])
         for name, keys in self.deleted.items():
             self.stored[name] -= keys
             self.unstored[name] |= keys
+            held = self.held[name]
+            for key in keys:
+                held.pop(key, None)
+
+    def changes(self, name: str, keys: list[Key]) -> tuple[list[Key], list[str]]:
+        """Of ``keys`` (rows of ``name`` that storage holds), those that differ from what
+        storage holds, and the columns that differ in any of them, in table order."""
+        t = table(name)
+        rows, held = self.rows[name], self.held[name]
+        changed: set[str] = set()
+        differ = []
+        for key in keys:
+            row, was = rows[key], held[key]
+            columns = [c for c in t.column_names if row[c] != was[c]]
+            if columns:
+                differ.append(key)
+                changed.update(columns)
+        return differ, [c for c in t.column_names if c in changed]
 
     def clear_changes(self) -> None:
         for name in self.dirty:
@@ -132,8 +158,10 @@ class State:
             if keep_resident and name in RESIDENT:
                 touched.clear()
                 continue
+            held = self.held[name]
             if not keep_resident or table(name).append_only:  # no event is read again
                 rows.clear()
+                held.clear()
                 self.stored[name].clear()
                 self.unstored[name].clear()
                 touched.clear()
@@ -149,8 +177,13 @@ class State:
                 drop += oldest
             stored = self.stored[name]
             stored.difference_update(drop)
+            for key in drop:
+                held.pop(key, None)
             if len(stored) > len(rows):  # keys whose rows are gone some other way
                 stored.intersection_update(rows)
+            if len(held) > len(rows):
+                for key in [k for k in held if k not in rows]:
+                    del held[key]
             if len(self.unstored[name]) > RECENT_ROWS:
                 self.unstored[name].clear()
         if not keep_resident:
