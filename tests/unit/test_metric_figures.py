@@ -267,7 +267,6 @@ def test_the_figures_sql_passes_the_query_rules_on_an_empty_projection(
 
 
 def test_the_figures_sql_counts_what_the_projection_holds(store: ProjectionStore) -> None:
-    insert(store, "projector_position", stream="SWARMLOG_DEFAULT", seq=8)
     t0 = 1_700_000_000 * SECOND
     for task_id, status, seconds in [
         ("a", "succeeded", 0.2),
@@ -287,7 +286,8 @@ def test_the_figures_sql_counts_what_the_projection_holds(store: ProjectionStore
     insert(store, "tasks", task_id="e", status="offered", created_at=t0, updated_at=t0)
     for seq, type_ in enumerate(["task_retry_scheduled", "task_retry_scheduled", "result"], 1):
         insert(store, "events", seq=seq, type=type_, payload='{"secret": 1}')
-    insert(store, "quarantine", seq=4, reason="bad_signature", detail="who knows")
+    # The last sequence the rows hold is the position: 8.
+    insert(store, "quarantine", seq=8, reason="bad_signature", detail="who knows")
     insert(store, "escalations", escalation_id="x1", task_id="c", status="open")
     insert(store, "breakers", circuit="role:echo", state="open", reason="5 errors")
     for wf, status, budget, used in [

@@ -55,7 +55,7 @@ def test_a_repeated_id_is_found_in_memory_and_after_a_restart(tmp_path: Path) ->
         assert not _seen(store, "A", t)
         state = State()
         state.put("events", _event(1, "A", t))
-        store.flush(state, "S", 1)
+        store.flush(state, 1)
         assert _seen(store, "A", t)  # from the ids it committed, no query
         assert not _seen(store, "B", t)
     with ProjectionStore(path) as store:  # a new projector: its horizon is after "A"

@@ -111,7 +111,7 @@ class Projector:
             result.rejected = fold_checked(state, checked, self.operator_key, verify=self.verify)
             result.applied = len(checked) - len(result.rejected)
             folded = time.thread_time()
-            self.store.flush(state, self.log.stream, result.last_seq)
+            self.store.flush(state, result.last_seq)
             cpu["preload"] += preloaded - began
             cpu["fold"] += folded - preloaded
             cpu["write"] += time.thread_time() - folded

@@ -1,8 +1,9 @@
 # Over 400 lines: the one DuckDB adapter (open, lock, load, apply, hash, snapshot copy), kept whole.
 """The DuckDB projection store: the only module that writes the projection file.
 
-A batch is written in one transaction together with the projector's stream position, so a crash
-at any point leaves the file at the end of a whole batch: no event lost, none applied twice.
+A batch is written in one transaction, and the projector's stream position is the last sequence
+its rows hold (``projector_position``, a view), so a crash at any point leaves the file at the end
+of a whole batch: no event lost, none applied twice.
 
 One writer, and readers that never keep it out. DuckDB lets a file be open by one read-write
 process or by any number of read-only ones, so a reader that opens the file while no projector
@@ -35,7 +36,7 @@ from swarmlog.errors import StoreBusy, StoreError
 from swarmlog.projections.recentids import RecentIds, millisecond_range
 from swarmlog.projections.state import Key, Row, State
 from swarmlog.projections.statehash import StateHasher
-from swarmlog.projections.tables import LAYOUT, TABLES, Table, table
+from swarmlog.projections.tables import LAYOUT, META_DDL, TABLES, Table, table
 
 __all__ = [
     "MEMORY_LIMIT",
@@ -89,11 +90,6 @@ SAFE_CONFIG: dict[str, Any] = {
     "lock_configuration": True,
 }
 
-_META_DDL = (
-    "CREATE TABLE IF NOT EXISTS projector_position (stream VARCHAR PRIMARY KEY, seq BIGINT)",
-    "CREATE TABLE IF NOT EXISTS projection_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
-)
-_META_TABLES = ("projector_position", "projection_meta")
 _HASH_FETCH = 10_000
 _CHECKPOINT_TRIES = 8
 """Tries at a snapshot's checkpoint (a query reading holds it off) over about 13 s."""
@@ -123,7 +119,7 @@ def _arrow_type(pa: Any, duck_type: str) -> Any:
 
 
 class ProjectionStore:
-    """A DuckDB file holding the projection tables and the projector's position."""
+    """A DuckDB file holding the projection tables (and so the projector's position)."""
 
     def __init__(
         self,
@@ -160,7 +156,7 @@ class ProjectionStore:
             with self._lock:
                 for t in TABLES:
                     self._con.execute(t.ddl())
-                for ddl in _META_DDL:
+                for ddl in META_DDL:
                     self._con.execute(ddl)
 
     def close(self) -> None:
@@ -313,8 +309,15 @@ class ProjectionStore:
         finally:
             self._con.unregister("_keys")
 
-    def flush(self, state: State, stream: str, position: int) -> None:
-        """Write every changed row and the new position in one transaction."""
+    def flush(self, state: State, position: int) -> None:
+        """Write every changed row in one transaction; ``position`` is the last sequence of
+        the batch, which its rows must hold (it is what the file's position will say)."""
+        if (position,) not in state.dirty["events"] and (position,) not in state.dirty[
+            "quarantine"
+        ]:
+            # Committing without it would leave the position behind the rows: a restart would
+            # fold again what is applied already.
+            raise StoreError(f"the batch to write holds no row for its last sequence {position}")
         with self._lock:
             con = self._con
             con.execute("BEGIN TRANSACTION")
@@ -326,12 +329,6 @@ class ProjectionStore:
                     dirty = state.dirty[t.name]
                     if dirty:
                         self._write(state, t, dirty)
-                # An update (the row is there after the first batch): cheaper than a replace.
-                (updated,) = con.execute(
-                    "UPDATE projector_position SET seq = ? WHERE stream = ?", [position, stream]
-                ).fetchall()[0]
-                if not updated:
-                    con.execute("INSERT INTO projector_position VALUES (?, ?)", [stream, position])
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

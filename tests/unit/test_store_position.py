@@ -1,0 +1,85 @@
+"""The projector's position is the last sequence the projection's rows hold (a view, not a table
+written with every batch): what a restart resumes from, so it must never run ahead of the rows
+or fall behind them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from swarmlog.errors import StoreError
+from swarmlog.projections.state import State
+from swarmlog.projections.store import ProjectionStore
+from swarmlog.projections.tables import table
+
+NAMESPACE, OPERATOR = "default", "ab" * 32
+
+
+def _row(name: str, **values: object) -> dict[str, object]:
+    row: dict[str, object] = {c: None for c in table(name).column_names}
+    row.update(values)
+    return row
+
+
+def _event(seq: int) -> dict[str, object]:
+    return _row("events", seq=seq, id=f"e{seq}", occurred_at=seq, subject="s", type="t")
+
+
+def test_the_position_is_the_last_sequence_applied_or_quarantined(tmp_path: Path) -> None:
+    path = tmp_path / "p.duckdb"
+    with ProjectionStore(path) as store:
+        assert store.position() == 0
+        state = State()
+        state.put("events", _event(1))
+        state.put("events", _event(2))
+        store.flush(state, 2)
+        assert store.position() == 2
+        state.put("quarantine", _row("quarantine", seq=3, subject="s", reason="bad_signature"))
+        store.flush(state, 3)  # a batch of one message that was not applied
+        assert store.position() == 3
+    with ProjectionStore(path) as store:  # what a restarted projector resumes after
+        assert store.position() == 3
+        assert store.rows("SELECT seq FROM projector_position") == [(3,)]
+
+
+def test_a_batch_without_a_row_for_its_last_sequence_is_refused_and_nothing_written(
+    tmp_path: Path,
+) -> None:
+    with ProjectionStore(tmp_path / "p.duckdb") as store:
+        state = State()
+        state.put("events", _event(1))
+        state.put("tasks", _row("tasks", task_id="t1", status="offered"))
+        with pytest.raises(StoreError, match="no row for its last sequence 2"):
+            store.flush(state, 2)  # the position would be 1 while the caller folded 2
+        assert store.position() == 0
+        assert store.rows("SELECT count(*) FROM tasks") == [(0,)]
+
+
+def test_a_batch_that_fails_leaves_the_position_where_it_was(tmp_path: Path) -> None:
+    with ProjectionStore(tmp_path / "p.duckdb") as store:
+        state = State()
+        state.put("events", _event(1))
+        store.flush(state, 1)
+        state.put("events", _event(2))
+        state.put("tasks", _row("tasks", task_id="t1", attempt="not a number"))
+        with pytest.raises(duckdb.Error):  # the task's insert fails: the batch rolls back
+            store.flush(state, 2)
+        assert store.position() == 1
+
+
+def test_a_file_with_a_position_table_of_its_own_is_refused_as_another_layout(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.duckdb"
+    with ProjectionStore(path) as store:
+        store.bind(namespace=NAMESPACE, operator_key=OPERATOR)
+    # Make it look like a file of the previous layout: a position table, its layout's name.
+    con = duckdb.connect(str(path))
+    con.execute("DROP VIEW projector_position")
+    con.execute("CREATE TABLE projector_position (stream VARCHAR PRIMARY KEY, seq BIGINT)")
+    con.execute("UPDATE projection_meta SET value = 'b97f00d5c0ffee00' WHERE key = 'layout'")
+    con.close()
+    with ProjectionStore(path) as store, pytest.raises(StoreError, match="another version"):
+        store.bind(namespace=NAMESPACE, operator_key=OPERATOR)
