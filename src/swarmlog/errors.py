@@ -18,7 +18,8 @@ that says what happened and what to do next (an error about one argument names i
     │   ├── BusyError          a service has as much of this caller's work as it takes (retry)
     │   └── ConcurrencyConflict  an optimistic-concurrency append lost the race (retry)
     ├── StoreError             the DuckDB projection file cannot be opened or written
-    │   └── StoreBusy          the projector owns the file: ask it, not the file
+    │   ├── StoreBusy          the projector owns the file: ask it, not the file
+    │   └── RowExists          a row a batch presumed new is in the file (the batch is refolded)
     ├── QueryError             a query is not a single read-only SELECT over the projections
     │   ├── QueryTimeout       a query ran past its time budget and was stopped
     │   └── ProjectorDown      no projector answers and there is no file to read instead
@@ -47,6 +48,7 @@ __all__ = [
     "ProjectorDown",
     "QueryError",
     "QueryTimeout",
+    "RowExists",
     "SchemaError",
     "ServerError",
     "StoreBusy",
@@ -142,6 +144,11 @@ class StoreError(SwarmlogError, code="SWL400"):
 
 class StoreBusy(StoreError, code="SWL401"):
     """A projector holds (or is opening) the projection file, so a reader may not open it."""
+
+
+class RowExists(StoreError, code="SWL402"):
+    """A row a batch presumed new is in the projection file (an offer repeated a task id):
+    nothing of the batch was written, and the projector folds it again, looking the row up."""
 
 
 class QueryError(SwarmlogError, code="SWL410"):

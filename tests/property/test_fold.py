@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.bus.ports import Append, StoredMessage
 from swarmlog.bus.subjects import stream_name, subject_for
+from swarmlog.projections import state as state_module
 from swarmlog.projections import store as store_module
 from swarmlog.projections.fold import apply, quarantine
 from swarmlog.projections.projector import Projector
@@ -1056,12 +1057,15 @@ def test_projector_matches_the_reference_fold(
             assert store.state_hash() == expected_hash
 
 
-WRITE_PATHS = {
+WRITE_PATHS: dict[str, tuple[Any, dict[str, int]]] = {
     # Past one row, every write takes the path of a large batch (Arrow tables: inserts,
     # replaces, updates of the columns that changed), which the small sequences here never reach.
-    "bulk": {"_SMALL": 1},
+    "bulk": (store_module, {"_SMALL": 1}),
     # Every update of rows storage holds in one UPDATE ... FROM (VALUES ...).
-    "values": {"_FEW_UPDATES": 0},
+    "values": (store_module, {"_FEW_UPDATES": 0}),
+    # No row kept between batches: every batch reads its rows from storage, and an offer's task
+    # is presumed absent, so an offer that repeats a task id takes the refold.
+    "forgetful": (state_module, {"RECENT_ROWS": 0}),
 }
 
 
@@ -1078,7 +1082,7 @@ def test_every_write_path_matches_the_reference_fold(
     messages = sequence.messages
     with (
         tempfile.TemporaryDirectory() as tmp,
-        mock.patch.multiple(store_module, **WRITE_PATHS[path]),
+        mock.patch.multiple(WRITE_PATHS[path][0], **WRITE_PATHS[path][1]),
         ProjectionStore(Path(tmp) / "paths.duckdb") as store,
     ):
         projector = Projector(

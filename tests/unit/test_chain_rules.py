@@ -1,4 +1,5 @@
-"""Trust rules across events, on the in-memory log: kill and revive, revocation, expiry."""
+"""Trust rules across events, on the in-memory log: kill and revive, revocation, expiry, a repeated
+task id."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from swarmlog.schemas.payloads import (
     Result,
     TaskAssignment,
     TaskClaimed,
+    TaskOffered,
 )
 from swarmlog.schemas.signing import Identity, issue_credential
 
@@ -145,3 +147,30 @@ async def test_an_agent_cannot_speak_for_another_agent(tmp_path: Path) -> None:
     assert projector.store.rows("SELECT count(*) FROM chain_breaks") == [(0,)]
     assert fine.seq > claim.seq
     projector.close()
+
+
+async def test_an_offer_repeating_a_task_id_not_in_memory_is_refused_and_the_row_kept(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    log, operator, agent, projector = make(tmp_path, clock)
+    ops, planner = publisher(log, operator, clock), publisher(log, agent, clock)
+    await ops.publish(issue_credential(operator, credential(operator, agent)))
+    await planner.publish(TaskOffered(task_id="t1", capability="summarise"))
+    assert await fold(projector) == {}
+    before = projector.store.rows("SELECT * FROM tasks")
+    projector.close()
+    # A projector started afresh holds no row in memory: the repeat's row is presumed absent.
+    again = Projector(log, projector.store, namespace="unit", operator_key=operator.public_key)
+    try:
+        repeat = await planner.publish(TaskOffered(task_id="t1", capability="translate"))
+        await planner.publish(TaskOffered(task_id="t2", capability="summarise"))
+        assert await fold(again) == {repeat.seq: "not_permitted"}
+        detail = again.store.rows("SELECT detail FROM quarantine")
+        assert detail == [("offers task t1, which exists already",)]
+        rows = dict(again.store.rows("SELECT task_id, capability FROM tasks"))
+        assert rows == {"t1": "summarise", "t2": "summarise"}
+        assert [r for r in again.store.rows("SELECT * FROM tasks") if r[0] == "t1"] == before
+        assert again.store.position() == repeat.seq + 1
+    finally:
+        again.close()

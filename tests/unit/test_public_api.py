@@ -48,6 +48,7 @@ EXPECTED = {
     "ProjectorDown",
     "QueryError",
     "QueryTimeout",
+    "RowExists",
     "SchemaError",
     "ServerError",
     "StoreBusy",

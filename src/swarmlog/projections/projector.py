@@ -17,11 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarmlog.bus.ports import EventLog, StoredMessage
-from swarmlog.errors import BusError
+from swarmlog.errors import BusError, RowExists
 from swarmlog.projections.fold import fold_checked
 from swarmlog.projections.state import Key, State
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.projections.verify import Checked, check, touches, touches_then, touches_where
+from swarmlog.projections.verify import (
+    Checked,
+    check,
+    creates,
+    touches,
+    touches_then,
+    touches_where,
+)
+from swarmlog.schemas.envelope import Envelope
 
 __all__ = ["BatchResult", "Projector"]
 
@@ -31,6 +39,11 @@ _READ_AHEAD = 8
 """Batches read (and their signatures checked) ahead of the fold."""
 _GROUP_MAX = 4096
 """Events one fold may take from the batches read ahead (one transaction)."""
+_PRESUME_UP_TO = 16
+"""Messages a batch may have at most for the rows it creates to be presumed absent rather than
+looked up (:func:`~swarmlog.projections.verify.creates`): the lookup is a fixed cost, most of a
+lone offer's commit and little of a large batch's, and a wrong guess costs the whole batch
+folded again, which a sender repeating task ids could otherwise force on large batches."""
 
 _Read = tuple[list[StoredMessage], list[Future[list[Checked]]]]
 """A batch read and the futures of its signature checks."""
@@ -96,13 +109,29 @@ class Projector:
             return result
         checked = [c for part in checks for c in part.result()]
         passed = [c.envelope for c in checked if c.envelope is not None and c.rejection is None]
+        presume = [k for e in passed for k in creates(e)] if len(batch) <= _PRESUME_UP_TO else []
+        try:
+            return self._commit(result, checked, passed, presume)
+        except RowExists:
+            # An offer repeated a task id whose row was not in memory: nothing was written.
+            log.debug("batch %d..%d folded again, looking up its rows", batch[0].seq, batch[-1].seq)
+            return self._commit(result, checked, passed, [])
+
+    def _commit(
+        self,
+        result: BatchResult,
+        checked: list[Checked],
+        passed: list[Envelope],
+        presume: list[tuple[str, Key]],
+    ) -> BatchResult:
+        """Preload, fold and write one batch (``presume``: rows taken to be absent unasked)."""
         keys: list[tuple[str, Key]] = [key for e in passed for key in touches(e)]
         where: list[tuple[str, str, Any]] = [w for e in passed for w in touches_where(e)]
         ids = [(e.id, e.occurred_at) for e in passed]
         state = self._state
         cpu, began = self.cpu, time.thread_time()
         try:
-            self.store.preload(state, keys, ids, where)
+            presumed = self.store.preload(state, keys, ids, where, presume)
             # Then what only the rows just loaded name (a model call's workflow budget).
             then = [key for e in passed for key in touches_then(state, e)]
             if then:
@@ -111,7 +140,7 @@ class Projector:
             result.rejected = fold_checked(state, checked, self.operator_key, verify=self.verify)
             result.applied = len(checked) - len(result.rejected)
             folded = time.thread_time()
-            self.store.flush(state, result.last_seq)
+            self.store.flush(state, result.last_seq, presumed)
             cpu["preload"] += preloaded - began
             cpu["fold"] += folded - preloaded
             cpu["write"] += time.thread_time() - folded

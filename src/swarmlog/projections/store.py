@@ -32,7 +32,7 @@ from typing import Any
 
 import duckdb
 
-from swarmlog.errors import StoreBusy, StoreError
+from swarmlog.errors import RowExists, StoreBusy, StoreError
 from swarmlog.projections.recentids import RecentIds, millisecond_range
 from swarmlog.projections.state import Key, Row, State
 from swarmlog.projections.statehash import StateHasher
@@ -211,8 +211,13 @@ class ProjectionStore:
         keys: Iterable[tuple[str, Key]],
         ids: Sequence[tuple[str, int]],
         where: Iterable[tuple[str, str, Any]] = (),
-    ) -> None:
+        presume: Iterable[tuple[str, Key]] = (),
+    ) -> list[tuple[str, Key]]:
         """Load the rows a batch will read, and which of its event ids are already applied.
+
+        Keys in ``presume`` (rows the batch should create, :func:`~swarmlog.projections.verify.
+        creates`) are not looked up but taken to be absent, where nothing says otherwise: those
+        are returned, for :meth:`flush`, which makes sure the guess was right.
 
         ``keys`` name rows by their key; ``where`` as ``(table, column, value)``, every row of
         the table with that value in that column (see :func:`~swarmlog.projections.verify.
@@ -225,6 +230,11 @@ class ProjectionStore:
         confined to their range of ``occurred_at``, which DuckDB's zone maps find without
         scanning the whole audit trail.
         """
+        presumed: list[tuple[str, Key]] = []
+        for name, key in presume:
+            if key not in state.rows[name] and not state.known_absent(name, key):
+                state.unstored[name].add(key)  # written with a plain INSERT, which checks it
+                presumed.append((name, key))
         wanted: dict[str, set[Key]] = {}
         for name, key in keys:
             if key not in state.rows[name] and not state.known_absent(name, key):
@@ -283,6 +293,7 @@ class ProjectionStore:
                     [i for i, _ in older],
                 )
                 state.seen_ids.update(r[0] for r in found)
+        return presumed
 
     def _recent_ids(self) -> RecentIds:
         """The ids committed lately, from the millisecond after the latest event storage held
@@ -309,15 +320,24 @@ class ProjectionStore:
         finally:
             self._con.unregister("_keys")
 
-    def flush(self, state: State, position: int) -> None:
+    def flush(self, state: State, position: int, presumed: Sequence[tuple[str, Key]] = ()) -> None:
         """Write every changed row in one transaction; ``position`` is the last sequence of
-        the batch, which its rows must hold (it is what the file's position will say)."""
+        the batch, which its rows must hold (it is what the file's position will say).
+
+        ``presumed``: the rows :meth:`preload` took to be absent without asking. Each must be
+        among the rows written, with a plain ``INSERT``, which fails on a key the table holds:
+        then, or when one is not written at all (so nothing would check the guess the fold
+        made with it), nothing is written and :class:`RowExists` says to fold the batch again
+        without presuming."""
         if (position,) not in state.dirty["events"] and (position,) not in state.dirty[
             "quarantine"
         ]:
             # Committing without it would leave the position behind the rows: a restart would
             # fold again what is applied already.
             raise StoreError(f"the batch to write holds no row for its last sequence {position}")
+        for name, key in presumed:
+            if key not in state.dirty[name] or key not in state.unstored[name]:
+                raise RowExists(f"{name} {key} was presumed absent and not created")
         with self._lock:
             con = self._con
             con.execute("BEGIN TRANSACTION")
@@ -330,6 +350,11 @@ class ProjectionStore:
                     if dirty:
                         self._write(state, t, dirty)
                 con.execute("COMMIT")
+            except duckdb.ConstraintException as exc:
+                con.execute("ROLLBACK")
+                if presumed:  # a key the batch took for new is in the table
+                    raise RowExists(f"a row presumed absent is stored: {_first_line(exc)}") from exc
+                raise
             except BaseException:
                 con.execute("ROLLBACK")
                 raise

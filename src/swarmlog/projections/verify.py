@@ -56,6 +56,7 @@ __all__ = [
     "chain_position",
     "check",
     "check_credential",
+    "creates",
     "next_own_head",
     "time_problem",
     "touches",
@@ -259,6 +260,17 @@ def touches(envelope: Envelope) -> list[tuple[str, Key]]:
         case _:
             pass
     return keys
+
+
+def creates(envelope: Envelope) -> list[tuple[str, Key]]:
+    """Of the rows :func:`touches` names, those folding ``envelope`` creates, which storage
+    should not hold yet: an offer's task (a task id is new; an offer that repeats one is
+    refused). A store may presume them absent instead of asking (a point query, the dearest
+    statement of an offer's commit), provided a wrong guess cannot pass: see
+    :meth:`~swarmlog.projections.store.ProjectionStore.flush`."""
+    if isinstance(envelope.payload, p.TaskOffered):
+        return [("tasks", (envelope.payload.task_id,))]
+    return []
 
 
 def touches_then(state: State, envelope: Envelope) -> list[tuple[str, Key]]:
