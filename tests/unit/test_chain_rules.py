@@ -4,7 +4,10 @@ task id."""
 from __future__ import annotations
 
 import itertools
+import logging
 from pathlib import Path
+
+import pytest
 
 from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.memory import MemoryLog
@@ -174,3 +177,25 @@ async def test_an_offer_repeating_a_task_id_not_in_memory_is_refused_and_the_row
         assert again.store.position() == repeat.seq + 1
     finally:
         again.close()
+
+
+async def test_after_a_wrong_guess_offers_are_looked_up_for_a_while(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    log, operator, agent, projector = make(tmp_path, clock)
+    ops, planner = publisher(log, operator, clock), publisher(log, agent, clock)
+    await ops.publish(issue_credential(operator, credential(operator, agent)))
+    # An input too large for the row to be kept in memory after its batch.
+    await planner.publish(TaskOffered(task_id="t1", capability="summarise", input="x" * 5000))
+    assert await fold(projector) == {}
+    try:
+        with caplog.at_level(logging.INFO, logger="swarmlog.projections.projector"):
+            refused = []
+            for _ in range(3):  # a batch each: a sender making the projector fold batches twice
+                refused.append(await planner.publish(TaskOffered(task_id="t1", capability="x")))
+                await fold(projector)
+        assert set(await fold(projector)) == {r.seq for r in refused}
+        assert sum("folded again" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        projector.close()

@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from swarmlog.console import live
 from swarmlog.console.live import Change, Hub
 from swarmlog.control.eventstream import Event
 
@@ -151,3 +152,13 @@ async def test_a_console_that_starts_ahead_of_the_projector_tells_pages_once_it_
     assert hub.last_told == 9
     await feed.aclose()
     await hub.stop()
+
+
+async def test_a_page_that_falls_behind_misses_the_oldest_changes_never_the_latest() -> None:
+    hub, feed = await _connected(last_told=0, drawn_at=0)
+    last = live._QUEUE + 10  # more than the page's queue holds, told while it is not reading
+    for seq in range(1, last + 1):
+        hub._announce(Change(seq=seq, type="result", workflow_id="wf", task_id=None, verified=True))
+    told = [_seq(await asyncio.wait_for(anext(feed), 5)) for _ in range(2)]
+    assert told == [11, last]  # the oldest it held, then the burst folded into its last
+    await feed.aclose()

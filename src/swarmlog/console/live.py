@@ -4,7 +4,8 @@ The console follows the stream once (:meth:`Client.events` with ``follow``), and
 once the projector has folded it (the follower waits for its verdict), is announced to every
 page as a server-sent event ``changed``. A page then fetches its own view again, so what it shows
 is always the projection's, never a copy kept in the browser. A slow page misses announcements
-(its queue is bounded), never holds the follower up: the next one refreshes it all the same.
+(its queue is bounded), never holds the follower up, and never the latest: the oldest it has not
+heard go (a page that missed the last change of a run would show it unfinished for good).
 
 A page is drawn before its feed connects: what the log did in between would be told to no one
 (a workflow that escalates in that moment, then waits on a human, would look still running
@@ -35,7 +36,7 @@ __all__ = ["Change", "Hub"]
 log = logging.getLogger(__name__)
 
 _QUEUE = 64
-"""Announcements a page may fall behind by before it misses some."""
+"""Announcements a page may fall behind by before it misses some (the oldest)."""
 
 _QUIET = frozenset({"agent_heartbeat", "task_heartbeat"})
 """Events no page needs to be redrawn for: liveness beats, each second per agent."""
@@ -138,8 +139,9 @@ class Hub:
         else:
             self.last_told = max(self.last_told, change.seq)
         for page in self._pages:
-            with contextlib.suppress(asyncio.QueueFull):  # a slow page misses one: see module
-                page.put_nowait(change)
+            if page.full():  # a slow page misses the oldest it has not heard: see module
+                page.get_nowait()
+            page.put_nowait(change)
 
     def _told_unfolded(self, seq: int) -> None:
         """``seq`` was told (or is where the console began) before the projector folded it: tell

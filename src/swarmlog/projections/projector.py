@@ -44,6 +44,9 @@ _PRESUME_UP_TO = 16
 looked up (:func:`~swarmlog.projections.verify.creates`): the lookup is a fixed cost, most of a
 lone offer's commit and little of a large batch's, and a wrong guess costs the whole batch
 folded again, which a sender repeating task ids could otherwise force on large batches."""
+_PRESUME_PAUSE = 1000
+"""Batches folded without presuming after a wrong guess: a sender that repeats task ids to make
+the projector fold batches twice gets one batch folded twice per this many, not one per offer."""
 
 _Read = tuple[list[StoredMessage], list[Future[list[Checked]]]]
 """A batch read and the futures of its signature checks."""
@@ -80,6 +83,7 @@ class Projector:
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="verify")
         self._threads = max(1, threads)
         self._state = State()
+        self._unpresumed = 0  # batches still to fold without presuming (after a wrong guess)
         self.cpu = {"preload": 0.0, "fold": 0.0, "write": 0.0}
         """CPU seconds of the folding thread by stage, summed over batches (``bench limits``)."""
         store.bind(namespace=namespace, operator_key=operator_key)
@@ -109,12 +113,21 @@ class Projector:
             return result
         checked = [c for part in checks for c in part.result()]
         passed = [c.envelope for c in checked if c.envelope is not None and c.rejection is None]
-        presume = [k for e in passed for k in creates(e)] if len(batch) <= _PRESUME_UP_TO else []
+        presume: list[tuple[str, Key]] = []
+        if self._unpresumed:
+            self._unpresumed -= 1
+        elif len(batch) <= _PRESUME_UP_TO:
+            presume = [k for e in passed for k in creates(e)]
         try:
             return self._commit(result, checked, passed, presume)
         except RowExists:
             # An offer repeated a task id whose row was not in memory: nothing was written.
-            log.debug("batch %d..%d folded again, looking up its rows", batch[0].seq, batch[-1].seq)
+            log.info(
+                "batch %d..%d folded again, looking its rows up (an offer repeated a task id)",
+                batch[0].seq,
+                batch[-1].seq,
+            )
+            self._unpresumed = _PRESUME_PAUSE
             return self._commit(result, checked, passed, [])
 
     def _commit(

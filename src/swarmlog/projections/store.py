@@ -242,21 +242,7 @@ class ProjectionStore:
         with self._lock:
             for name, key_set in wanted.items():
                 t = table(name)
-                cols = ", ".join(t.column_names)
-                if len(t.key) == 1:
-                    found_rows = self._select_keys(
-                        f"SELECT {cols} FROM {name} WHERE {t.key[0]} IN (SELECT k FROM _keys)",
-                        [k[0] for k in key_set],
-                    )
-                else:
-                    conds = " OR ".join(
-                        "(" + " AND ".join(f"{c} = ?" for c in t.key) + ")" for _ in key_set
-                    )
-                    params = [v for k in key_set for v in k]
-                    found_rows = self._con.execute(
-                        f"SELECT {cols} FROM {name} WHERE {conds}", params
-                    ).fetchall()
-                for values in found_rows:
+                for values in self._rows_at(name, key_set, t.column_names):
                     state.load(name, dict(zip(t.column_names, values, strict=True)))
                 not_found = key_set - set(state.rows[name])
                 state.unstored[name] |= not_found
@@ -305,6 +291,33 @@ class ProjectionStore:
             self._recent = RecentIds.after(None if latest is None else int(latest))
         return self._recent
 
+    def _rows_at(
+        self, name: str, keys: Iterable[Key], columns: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        """``columns`` of the rows of table ``name`` stored at ``keys`` (call it holding the
+        lock)."""
+        t, keys, selected = table(name), list(keys), ", ".join(columns)
+        if len(t.key) == 1:
+            return self._select_keys(
+                f"SELECT {selected} FROM {name} WHERE {t.key[0]} IN (SELECT k FROM _keys)",
+                [k[0] for k in keys],
+            )
+        conds = " OR ".join("(" + " AND ".join(f"{c} = ?" for c in t.key) + ")" for _ in keys)
+        return self._con.execute(
+            f"SELECT {selected} FROM {name} WHERE {conds}", [v for k in keys for v in k]
+        ).fetchall()
+
+    def _stored_of(self, keys: Iterable[tuple[str, Key]]) -> list[tuple[str, Key]]:
+        """Which of ``keys`` (``(table, key)``) storage holds a row at (holding the lock)."""
+        by_table: dict[str, list[Key]] = {}
+        for name, key in keys:
+            by_table.setdefault(name, []).append(key)
+        found = []
+        for name, wanted in by_table.items():
+            key_columns = table(name).key
+            found += [(name, tuple(row)) for row in self._rows_at(name, wanted, key_columns)]
+        return found
+
     def _select_keys(self, sql: str, keys: list[Any]) -> list[tuple[Any, ...]]:
         """Run ``sql`` with ``keys`` as ``(SELECT k FROM _keys)``: parameters for a few keys,
         an Arrow table for many (cheaper than that many parameters)."""
@@ -324,21 +337,25 @@ class ProjectionStore:
         """Write every changed row in one transaction; ``position`` is the last sequence of
         the batch, which its rows must hold (it is what the file's position will say).
 
-        ``presumed``: the rows :meth:`preload` took to be absent without asking. Each must be
-        among the rows written, with a plain ``INSERT``, which fails on a key the table holds:
-        then, or when one is not written at all (so nothing would check the guess the fold
-        made with it), nothing is written and :class:`RowExists` says to fold the batch again
-        without presuming."""
+        ``presumed``: the rows :meth:`preload` took to be absent without asking. One the batch
+        writes goes with a plain ``INSERT``, which fails on a key the table holds; one it does
+        not write (its event refused, say) is looked up now, since nothing else would check the
+        guess the fold made with it. Either way, when storage holds one, nothing is written and
+        :class:`RowExists` says to fold the batch again without presuming."""
         if (position,) not in state.dirty["events"] and (position,) not in state.dirty[
             "quarantine"
         ]:
             # Committing without it would leave the position behind the rows: a restart would
             # fold again what is applied already.
             raise StoreError(f"the batch to write holds no row for its last sequence {position}")
-        for name, key in presumed:
-            if key not in state.dirty[name] or key not in state.unstored[name]:
-                raise RowExists(f"{name} {key} was presumed absent and not created")
+        unwritten = [
+            (name, key)
+            for name, key in presumed
+            if key not in state.dirty[name] or key not in state.unstored[name]
+        ]
         with self._lock:
+            if unwritten and self._stored_of(unwritten):
+                raise RowExists(f"a row presumed absent and not written is stored: {unwritten}")
             con = self._con
             con.execute("BEGIN TRANSACTION")
             try:
@@ -352,7 +369,9 @@ class ProjectionStore:
                 con.execute("COMMIT")
             except duckdb.ConstraintException as exc:
                 con.execute("ROLLBACK")
-                if presumed:  # a key the batch took for new is in the table
+                # Only a key the batch took for new, found stored, is a wrong guess; any other
+                # violation is a fault of this code, and must show, not be folded away.
+                if presumed and self._stored_of(presumed):
                     raise RowExists(f"a row presumed absent is stored: {_first_line(exc)}") from exc
                 raise
             except BaseException:
@@ -431,8 +450,13 @@ class ProjectionStore:
         self._con.register("_batch", batch)
         try:
             yield
-        finally:
-            self._con.unregister("_batch")
+        except BaseException:
+            # In a transaction the failure aborted, unregistering fails too, and its error
+            # would take the place of the one that matters (a duplicate key's, say).
+            with contextlib.suppress(duckdb.Error):
+                self._con.unregister("_batch")
+            raise
+        self._con.unregister("_batch")
 
     def _delete(self, name: str, keys: set[Key]) -> None:
         t = table(name)

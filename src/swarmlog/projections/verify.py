@@ -264,10 +264,10 @@ def touches(envelope: Envelope) -> list[tuple[str, Key]]:
 
 def creates(envelope: Envelope) -> list[tuple[str, Key]]:
     """Of the rows :func:`touches` names, those folding ``envelope`` creates, which storage
-    should not hold yet: an offer's task (a task id is new; an offer that repeats one is
-    refused). A store may presume them absent instead of asking (a point query, the dearest
-    statement of an offer's commit), provided a wrong guess cannot pass: see
-    :meth:`~swarmlog.projections.store.ProjectionStore.flush`."""
+    should not hold yet: an offer's task (a task id is new; an agent's offer that repeats one
+    is refused, the operator's is a re-offer). A store may presume them absent instead of
+    asking (a point query, the dearest statement of an offer's commit), provided a wrong guess
+    cannot pass: see :meth:`~swarmlog.projections.store.ProjectionStore.flush`."""
     if isinstance(envelope.payload, p.TaskOffered):
         return [("tasks", (envelope.payload.task_id,))]
     return []
