@@ -152,13 +152,19 @@ async def test_an_agent_cannot_speak_for_another_agent(tmp_path: Path) -> None:
     projector.close()
 
 
+async def credentialed(tmp_path: Path) -> tuple[MemoryLog, Identity, Projector, Publisher]:
+    """The log, the operator, a projector, and the publisher of an agent it issued a key to."""
+    clock = Clock()
+    log, operator, agent, projector = make(tmp_path, clock)
+    ops = publisher(log, operator, clock)
+    await ops.publish(issue_credential(operator, credential(operator, agent)))
+    return log, operator, projector, publisher(log, agent, clock)
+
+
 async def test_an_offer_repeating_a_task_id_not_in_memory_is_refused_and_the_row_kept(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
-    log, operator, agent, projector = make(tmp_path, clock)
-    ops, planner = publisher(log, operator, clock), publisher(log, agent, clock)
-    await ops.publish(issue_credential(operator, credential(operator, agent)))
+    log, operator, projector, planner = await credentialed(tmp_path)
     await planner.publish(TaskOffered(task_id="t1", capability="summarise"))
     assert await fold(projector) == {}
     before = projector.store.rows("SELECT * FROM tasks")
@@ -182,10 +188,7 @@ async def test_an_offer_repeating_a_task_id_not_in_memory_is_refused_and_the_row
 async def test_after_a_wrong_guess_offers_are_looked_up_for_a_while(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = Clock()
-    log, operator, agent, projector = make(tmp_path, clock)
-    ops, planner = publisher(log, operator, clock), publisher(log, agent, clock)
-    await ops.publish(issue_credential(operator, credential(operator, agent)))
+    _, _, projector, planner = await credentialed(tmp_path)
     # An input too large for the row to be kept in memory after its batch.
     await planner.publish(TaskOffered(task_id="t1", capability="summarise", input="x" * 5000))
     assert await fold(projector) == {}

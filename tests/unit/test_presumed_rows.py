@@ -29,12 +29,17 @@ def _event(seq: int) -> dict[str, object]:
     return row
 
 
+def _store_t1(store: ProjectionStore) -> None:
+    """Commit task ``t1`` at seq 1, by a projector that then forgets it."""
+    state = State()
+    state.put("events", _event(1))
+    state.put("tasks", _task("t1"))
+    store.flush(state, 1)
+
+
 def test_a_presumed_row_that_is_stored_fails_the_whole_batch(tmp_path: Path) -> None:
     with ProjectionStore(tmp_path / "p.duckdb") as store:
-        state = State()
-        state.put("events", _event(1))
-        state.put("tasks", _task("t1"))
-        store.flush(state, 1)
+        _store_t1(store)
         fresh = State()  # a projector that holds nothing in memory
         presumed = store.preload(fresh, [("tasks", ("t1",))], [], presume=[("tasks", ("t1",))])
         assert presumed == [("tasks", ("t1",))]
@@ -53,10 +58,7 @@ def test_a_presumed_row_the_batch_does_not_create_is_looked_up_before_it_commits
     # The fold read the row as absent but wrote nothing to it (its event refused, say), so no
     # insert checks the guess: the store asks storage before it writes anything.
     with ProjectionStore(tmp_path / "p.duckdb") as store:
-        state = State()
-        state.put("events", _event(1))
-        state.put("tasks", _task("t1"))
-        store.flush(state, 1)
+        _store_t1(store)
         fresh = State()
         presumed = store.preload(fresh, [], [], presume=[("tasks", ("t1",))])
         fresh.put("events", _event(2))
@@ -77,10 +79,7 @@ def test_on_the_bulk_path_a_wrong_guess_is_a_row_exists_and_the_store_goes_on(
         mock.patch.object(store_module, "_SMALL", 1),  # Arrow tables from two rows on
         ProjectionStore(tmp_path / "p.duckdb") as store,
     ):
-        state = State()
-        state.put("events", _event(1))
-        state.put("tasks", _task("t1"))
-        store.flush(state, 1)
+        _store_t1(store)
         fresh = State()
         keys = [("tasks", ("t1",)), ("tasks", ("t2",))]
         presumed = store.preload(fresh, [], [], presume=keys)
@@ -100,10 +99,7 @@ def test_on_the_bulk_path_a_wrong_guess_is_a_row_exists_and_the_store_goes_on(
 
 def test_a_violation_that_is_not_a_wrong_guess_is_not_folded_away(tmp_path: Path) -> None:
     with ProjectionStore(tmp_path / "p.duckdb") as store:
-        state = State()
-        state.put("events", _event(1))
-        state.put("tasks", _task("t1"))
-        store.flush(state, 1)
+        _store_t1(store)
         fresh = State()
         presumed = store.preload(fresh, [], [], presume=[("tasks", ("t2",))])
         fresh.unstored["tasks"].add(("t1",))  # a wrong record of what storage holds: a fault
