@@ -1,8 +1,9 @@
 """The projector: read the log in batches, verify, fold, and write each batch with its position.
 
 Signatures are checked in a thread pool (libsodium releases the GIL); admitting and folding run in
-stream order; the batch and the new position are committed in one DuckDB transaction. The same
-class serves the live projector (``follow=True``), ``replay`` and ``audit verify``.
+stream order; the batch is committed in one DuckDB transaction, the new position with it (the last
+sequence its rows hold). The same class serves the live projector (``follow=True``), ``replay``
+and ``audit verify``.
 """
 
 from __future__ import annotations
