@@ -4,6 +4,7 @@ or fall behind them."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import duckdb
@@ -12,7 +13,7 @@ import pytest
 from swarmlog.errors import StoreError
 from swarmlog.projections.state import State
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.projections.tables import table
+from swarmlog.projections.tables import FOLD_REVISION, TABLES, table
 
 NAMESPACE, OPERATOR = "default", "ab" * 32
 
@@ -75,11 +76,15 @@ def test_a_file_with_a_position_table_of_its_own_is_refused_as_another_layout(
     path = tmp_path / "old.duckdb"
     with ProjectionStore(path) as store:
         store.bind(namespace=NAMESPACE, operator_key=OPERATOR)
-    # Make it look like a file of the previous layout: a position table, its layout's name.
+    # Make it a file of the previous layout: a position table, and the layout's name as that
+    # version computed it (the same tables and fold, no bookkeeping in the name).
+    before = hashlib.sha256(
+        "\n".join([f"fold revision {FOLD_REVISION}", *(t.ddl() for t in TABLES)]).encode()
+    ).hexdigest()[:16]
     con = duckdb.connect(str(path))
     con.execute("DROP VIEW projector_position")
     con.execute("CREATE TABLE projector_position (stream VARCHAR PRIMARY KEY, seq BIGINT)")
-    con.execute("UPDATE projection_meta SET value = 'b97f00d5c0ffee00' WHERE key = 'layout'")
+    con.execute("UPDATE projection_meta SET value = ? WHERE key = 'layout'", [before])
     con.close()
     with ProjectionStore(path) as store, pytest.raises(StoreError, match="another version"):
         store.bind(namespace=NAMESPACE, operator_key=OPERATOR)

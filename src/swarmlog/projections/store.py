@@ -233,7 +233,9 @@ class ProjectionStore:
         presumed: list[tuple[str, Key]] = []
         for name, key in presume:
             if key not in state.rows[name] and not state.known_absent(name, key):
-                state.unstored[name].add(key)  # written with a plain INSERT, which checks it
+                # Known absent from here on: not looked up below, and written with a plain
+                # INSERT, which checks the guess.
+                state.unstored[name].add(key)
                 presumed.append((name, key))
         wanted: dict[str, set[Key]] = {}
         for name, key in keys:

@@ -308,7 +308,8 @@ META_DDL = (
     # The position is the last sequence the rows hold: every message folded leaves one, in
     # `events` (applied) or `quarantine` (not), committed with the rest of its batch. A table
     # of its own cost every commit one more statement (an UPDATE, ~0.4 ms: a tenth of a
-    # one-event commit, measured). DuckDB answers both maxima from its statistics.
+    # one-event commit, measured). DuckDB answers the maxima of what it checkpointed from its
+    # statistics and scans what came since: the projector answers its own position from memory.
     "CREATE VIEW IF NOT EXISTS projector_position AS SELECT max(seq) AS seq FROM"
     " (SELECT max(seq) AS seq FROM events UNION ALL SELECT max(seq) AS seq FROM quarantine)",
     "CREATE TABLE IF NOT EXISTS projection_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
