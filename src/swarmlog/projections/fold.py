@@ -82,6 +82,7 @@ def quarantine(
     body_hash: str = "",
 ) -> None:
     """Record a message that must not be applied (an in-chain one still moves its chain on)."""
+    in_chain = rejection.in_chain and envelope is not None
     if rejection.in_chain and envelope is not None:
         _advance_chain(state, message.seq, envelope, body_hash)
     state.put(
@@ -94,6 +95,9 @@ def quarantine(
             "event_id": envelope.id if envelope else None,
             "sender": envelope.sender if envelope else None,
             "size": len(message.data),
+            "sender_seq": envelope.sender_seq if envelope else None,
+            # What `chain_heads` is derived from: only a message that moved the chain has it.
+            "hash": body_hash if in_chain else None,
         },
     )
 
@@ -135,6 +139,7 @@ def apply(
             "recipient": envelope.recipient,
             "signer": envelope.signer,
             "sender_seq": envelope.sender_seq,
+            "hash": body_hash,
             "occurred_at": envelope.occurred_at,
             "verified": verified,
             "payload": _json.encode(payload).decode(),

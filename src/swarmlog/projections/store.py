@@ -362,6 +362,8 @@ class ProjectionStore:
             con.execute("BEGIN TRANSACTION")
             try:
                 for t in TABLES:
+                    if t.derived:  # storage derives its rows from the tables written here
+                        continue
                     deleted = state.deleted[t.name]
                     if deleted:
                         self._delete(t.name, deleted)
