@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -179,13 +181,69 @@ class Projector:
         folding (its signatures checked on the pool as soon as read), and each fold takes every
         batch read while the one before it was folded and written: one transaction for all of
         them (a group commit), so a burst of events waits for one commit, not one each.
+
+        Folding and writing run in a thread of their own, which takes the next batch as soon as
+        it has committed one: a batch read meanwhile waits for no turn of the event loop (two
+        hand-offs between tasks and a thread, about 0.4 ms of a lone event's 1-2 ms to its
+        commit under load, measured). ``on_batch`` runs on the event loop after each commit.
         """
         start = self.store.position() + 1
         position = start - 1
         if until_seq is not None and until_seq < start:
             return position
+        loop = asyncio.get_running_loop()
         reader = self.log.read(start, until_seq=until_seq, follow=follow)
-        ready: asyncio.Queue[_Read | None] = asyncio.Queue(maxsize=_READ_AHEAD)
+        inbox: queue.SimpleQueue[_Read | None] = queue.SimpleQueue()  # None: nothing more
+        room = asyncio.Semaphore(_READ_AHEAD)  # batches read and not yet folded
+        halt = threading.Event()  # fold nothing more (a batch being folded still commits)
+        ended: asyncio.Future[None] = loop.create_future()  # the folding thread is done
+
+        def committed(result: BatchResult, batches: int) -> None:
+            nonlocal position
+            position = result.last_seq
+            for _ in range(batches):
+                room.release()
+            for seq, reason in result.rejected:
+                log.warning("quarantined seq %d: %s", seq, reason)
+            if on_batch is not None:
+                on_batch(result)
+
+        def finished(error: BaseException | None) -> None:
+            if error is None:
+                ended.set_result(None)
+            else:
+                ended.set_exception(error)
+
+        def tell(callback: Callable[..., None], *args: Any) -> None:
+            # The loop outlives the thread (run awaits it), unless run itself was cancelled.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(callback, *args)
+
+        def fold_all() -> None:
+            error: BaseException | None = None
+            try:
+                last = False
+                while not last and not halt.is_set():
+                    item = inbox.get()
+                    if item is None or halt.is_set():
+                        break
+                    batch, checks = item
+                    batches = 1
+                    # Group commit: what was read meanwhile goes into the same transaction.
+                    while len(batch) < _GROUP_MAX:
+                        try:
+                            more = inbox.get_nowait()
+                        except queue.Empty:
+                            break
+                        if more is None:
+                            last = True
+                            break
+                        batch, checks = [*batch, *more[0]], [*checks, *more[1]]
+                        batches += 1
+                    tell(committed, self._fold(batch, checks), batches)
+            except BaseException as exc:  # run() raises it
+                error = exc
+            tell(finished, error)
 
         async def read_ahead() -> None:
             expected = start
@@ -197,60 +255,34 @@ class Projector:
                         f" {batch[0].seq}..{batch[-1].seq}); restart the projector"
                     )
                 expected = batch[-1].seq + 1
-                await ready.put((batch, self._start_checks(batch)))
-            await ready.put(None)
+                await room.acquire()
+                inbox.put((batch, self._start_checks(batch)))
+            inbox.put(None)
 
+        folder = threading.Thread(target=fold_all, name="fold", daemon=True)
+        folder.start()
         reading = asyncio.ensure_future(read_ahead())
         stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
-        folding: asyncio.Future[BatchResult] | None = None
-
-        def committed(done: asyncio.Future[BatchResult]) -> None:
-            # Runs as soon as a batch commits, not when the next one arrives.
-            nonlocal position
-            if done.cancelled() or done.exception() is not None:
-                return
-            result = done.result()
-            position = result.last_seq
-            for seq, reason in result.rejected:
-                log.warning("quarantined seq %d: %s", seq, reason)
-            if on_batch is not None:
-                on_batch(result)
-
-        async def finish_fold() -> None:
-            nonlocal folding
-            if folding is not None:
-                await folding  # raises what the fold raised
-                folding = None
-
+        waiting: set[asyncio.Future[Any]] = {reading, ended}
+        if stopper is not None:
+            waiting.add(stopper)
         try:
-            ended = False
-            while not ended:
-                getting = asyncio.ensure_future(ready.get())
-                waiting = {getting, reading} if stopper is None else {getting, reading, stopper}
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if not getting.done():
-                    getting.cancel()
-                    if reading.done() and not reading.cancelled():
-                        reading.result()  # raises what the reader raised
-                    break  # stopped
-                item = getting.result()
-                if item is None:
+            while True:
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if ended in done:
+                    ended.result()  # raises what the fold raised
+                    break  # folded everything read
+                if stopper is not None and stopper in done:
                     break
-                await finish_fold()  # the previous batch commits before this one folds
-                batch, checks = item
-                # Group commit: what was read meanwhile goes into the same transaction.
-                while not ready.empty() and len(batch) < _GROUP_MAX:
-                    more = ready.get_nowait()
-                    if more is None:
-                        ended = True
-                        break
-                    batch, checks = [*batch, *more[0]], [*checks, *more[1]]
-                folding = asyncio.ensure_future(asyncio.to_thread(self._fold, batch, checks))
-                folding.add_done_callback(committed)
+                if reading in done:
+                    reading.result()  # raises what the reader raised
+                    waiting.discard(reading)  # all read: the thread folds the rest, then ends
         finally:
             # A batch in flight always commits, whatever stopped us: its position with it.
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(finish_fold())
+            halt.set()
+            inbox.put(None)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(ended)
             if stopper is not None:
                 stopper.cancel()
             reading.cancel()

@@ -1,0 +1,152 @@
+"""The projector's run loop on the in-memory log: following, stopping, and what it raises."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from tests.unit.test_chain_rules import Clock, make, publisher
+
+import swarmlog.projections.projector as projector_module
+from swarmlog.bus.memory import MemoryLog
+from swarmlog.bus.ports import StoredMessage
+from swarmlog.errors import BusError, StoreError
+from swarmlog.projections.projector import BatchResult, Projector
+from swarmlog.projections.store import ProjectionStore
+from swarmlog.projections.verify import Checked
+from swarmlog.schemas.payloads import TaskOffered
+
+DEADLINE = 10.0
+
+
+async def until(condition: Any, what: str) -> None:
+    """Wait (with a deadline) until ``condition()`` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+async def test_following_folds_what_arrives_and_reports_each_commit_on_the_loop(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    log, operator, _, projector = make(tmp_path, clock)
+    ops = publisher(log, operator, clock)
+    seen: list[tuple[int, bool]] = []
+    stop = asyncio.Event()
+    main = threading.current_thread()
+
+    def on_batch(result: BatchResult) -> None:
+        seen.append((result.last_seq, threading.current_thread() is main))
+
+    running = asyncio.create_task(projector.run(follow=True, stop=stop, on_batch=on_batch))
+    try:
+        first = await ops.publish(TaskOffered(task_id="t1", capability="c"))
+        await until(lambda: seen and seen[-1][0] >= first.seq, "the first commit")
+        second = await ops.publish(TaskOffered(task_id="t2", capability="c"))
+        await until(lambda: seen[-1][0] >= second.seq, "the second commit")
+        assert projector.store.position() == second.seq
+        assert all(on_loop for _, on_loop in seen)
+    finally:
+        stop.set()
+        position = await asyncio.wait_for(running, DEADLINE)
+        projector.close()
+    assert position == second.seq
+
+
+async def test_stopping_commits_the_batch_being_folded_and_folds_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    log, operator, _, projector = make(tmp_path, clock)
+    ops = publisher(log, operator, clock)
+    halted = threading.Event()
+
+    class Halt(threading.Event):
+        """The run loop's "fold nothing more", which tells the test when it is set."""
+
+        def set(self) -> None:
+            super().set()
+            halted.set()
+
+    monkeypatch.setattr(
+        projector_module, "threading", SimpleNamespace(Event=Halt, Thread=threading.Thread)
+    )
+    folding = threading.Event()
+    fold = projector._fold
+
+    def held_fold(batch: Sequence[StoredMessage], checks: list[Future[list[Checked]]]) -> Any:
+        folding.set()
+        assert halted.wait(DEADLINE), "the run loop never stopped"
+        return fold(batch, checks)
+
+    projector._fold = held_fold  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    running = asyncio.create_task(projector.run(follow=True, stop=stop))
+    try:
+        offered = await ops.publish(TaskOffered(task_id="t1", capability="c"))
+        await until(folding.is_set, "the fold to begin")
+        later = await ops.publish(TaskOffered(task_id="t2", capability="c"))
+        stop.set()
+        position = await asyncio.wait_for(running, DEADLINE)
+    finally:
+        halted.set()
+        projector.close()
+    assert position == offered.seq
+    assert projector.store.position() == offered.seq < later.seq
+
+
+async def test_what_the_fold_raises_run_raises_and_the_position_stays(tmp_path: Path) -> None:
+    clock = Clock()
+    log, operator, _, projector = make(tmp_path, clock)
+    ops = publisher(log, operator, clock)
+    first = await ops.publish(TaskOffered(task_id="t1", capability="c"))
+    await projector.run(follow=False)
+    await ops.publish(TaskOffered(task_id="t2", capability="c"))
+
+    def broken(batch: Sequence[StoredMessage], checks: list[Future[list[Checked]]]) -> Any:
+        raise StoreError("the disk is full")
+
+    projector._fold = broken  # type: ignore[method-assign]
+    try:
+        with pytest.raises(StoreError, match="the disk is full"):
+            await asyncio.wait_for(projector.run(follow=True), DEADLINE)
+    finally:
+        projector.close()
+    assert projector.store.position() == first.seq
+
+
+class GappyLog(MemoryLog):
+    """A log whose reader skips a message (what a broken reader would hand over)."""
+
+    async def read(
+        self, start_seq: int = 1, *, until_seq: int | None = None, follow: bool = False
+    ) -> AsyncIterator[list[StoredMessage]]:
+        async for batch in super().read(start_seq, until_seq=until_seq, follow=follow):
+            yield [m for m in batch if m.seq != 2]
+
+
+async def test_a_reader_that_skips_a_sequence_stops_the_projector(tmp_path: Path) -> None:
+    clock = Clock()
+    log = GappyLog("SWARMLOG_UNIT", wall_clock=clock)
+    _, operator, _, unused = make(tmp_path / "unused", clock)
+    unused.close()
+    store = ProjectionStore(tmp_path / "p.duckdb")
+    projector = Projector(log, store, namespace="unit", operator_key=operator.public_key)
+    ops = publisher(log, operator, clock)
+    for i in range(3):
+        await ops.publish(TaskOffered(task_id=f"t{i}", capability="c"))
+    try:
+        with pytest.raises(BusError, match="skipped events"):
+            await asyncio.wait_for(projector.run(follow=True), DEADLINE)
+    finally:
+        projector.close()
+    assert store.position() == 0
