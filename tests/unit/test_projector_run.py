@@ -150,3 +150,41 @@ async def test_a_reader_that_skips_a_sequence_stops_the_projector(tmp_path: Path
     finally:
         projector.close()
     assert store.position() == 0
+
+
+async def test_a_projection_ahead_of_its_stream_or_of_another_stream_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A stream that lost its last events (a machine crash between periodic syncs) hands out
+    their sequences again: the projection must not keep rows no replay sees."""
+    clock = Clock()
+    log, operator, _, projector = make(tmp_path, clock)
+    ops = publisher(log, operator, clock)
+    for i in range(3):
+        await ops.publish(TaskOffered(task_id=f"t{i}", capability="c"))
+    assert await projector.run(follow=False) == 3
+    projector.close()
+    shorter = MemoryLog("SWARMLOG_UNIT", wall_clock=clock)
+    other = MemoryLog("SWARMLOG_UNIT", wall_clock=clock)
+    for stream, count in ((shorter, 2), (other, 3)):
+        again = publisher(stream, operator, clock)
+        for i in range(count):
+            # The same subjects (the same task ids), other events: only the hash tells.
+            await again.publish(TaskOffered(task_id=f"t{i}", capability="other"))
+    for stream, said in ((shorter, "holds no message there"), (other, "another message")):
+        later = Projector(
+            stream, projector.store, namespace="unit", operator_key=operator.public_key
+        )
+        try:
+            with pytest.raises(StoreError, match=said):
+                await later.run(follow=False)
+        finally:
+            later.close()
+    assert projector.store.position() == 3
+    # The stream it was folded from is still fine to go on from.
+    resumed = Projector(log, projector.store, namespace="unit", operator_key=operator.public_key)
+    try:
+        await ops.publish(TaskOffered(task_id="t3", capability="c"))
+        assert await resumed.run(follow=False) == 4
+    finally:
+        resumed.close()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarmlog.bus.ports import EventLog, StoredMessage
-from swarmlog.errors import BusError, RowExists
+from swarmlog.errors import BusError, RowExists, SchemaError, StoreError
 from swarmlog.projections.fold import fold_checked
 from swarmlog.projections.state import Key, State
 from swarmlog.projections.store import ProjectionStore
@@ -32,7 +32,9 @@ from swarmlog.projections.verify import (
     touches_then,
     touches_where,
 )
+from swarmlog.schemas.codec import decode_signed
 from swarmlog.schemas.envelope import Envelope
+from swarmlog.schemas.signing import event_hash
 
 __all__ = ["BatchResult", "Projector"]
 
@@ -166,6 +168,32 @@ class Projector:
         state.evict(keep_resident=True)
         return result
 
+    async def _check_still_logged(self, position: int) -> None:
+        """Refuse to go on from ``position`` unless the stream holds there the message this
+        file folded: a stream that lost its last events (a machine crash between its periodic
+        syncs) would otherwise hand out their sequences again, and the projection would keep
+        rows of events no replay sees, beside the new ones at the same sequences."""
+        folded = self.store.folded_at(position)
+        message = await self.log.message_at(position)
+        if folded is not None and message is not None:
+            subject, folded_hash, size = folded
+            same = message.subject == subject
+            if same and folded_hash is not None:
+                try:
+                    same = event_hash(decode_signed(message.data).body) == folded_hash
+                except SchemaError:
+                    same = False
+            elif same and size is not None:
+                same = len(message.data) == size
+            if same:
+                return
+        held = "holds no message there" if message is None else "holds another message there"
+        raise StoreError(
+            f"{self.store.path} was folded up to seq {position}, but the stream {held} (it lost"
+            " events this projection has, or is another stream): move the projection away and"
+            " start the projector, which refolds the stream"
+        )
+
     async def run(
         self,
         *,
@@ -189,6 +217,8 @@ class Projector:
         """
         start = self.store.position() + 1
         position = start - 1
+        if position:
+            await self._check_still_logged(position)
         if until_seq is not None and until_seq < start:
             return position
         loop = asyncio.get_running_loop()

@@ -203,6 +203,18 @@ class ProjectionStore:
                 return 0
         return int(row[0]) if row and row[0] is not None else 0
 
+    def folded_at(self, seq: int) -> tuple[str, str | None, int | None] | None:
+        """What this file holds of the message at stream sequence ``seq``: its subject, its
+        hash (an applied event's, or a quarantined one's that moved its chain on) and, for a
+        quarantined message, its size; ``None`` when it holds no row for it."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT subject, hash, NULL FROM events WHERE seq = ?"
+                " UNION ALL SELECT subject, hash, size FROM quarantine WHERE seq = ?",
+                [seq, seq],
+            ).fetchall()
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
     # --- the batch cycle --------------------------------------------------------------------------
 
     def preload(
