@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future
@@ -15,7 +16,7 @@ from tests.unit.test_chain_rules import Clock, make, publisher
 
 import swarmlog.projections.projector as projector_module
 from swarmlog.bus.memory import MemoryLog
-from swarmlog.bus.ports import StoredMessage
+from swarmlog.bus.ports import Append, StoredMessage
 from swarmlog.errors import BusError, StoreError
 from swarmlog.projections.projector import BatchResult, Projector
 from swarmlog.projections.store import ProjectionStore
@@ -32,6 +33,21 @@ async def until(condition: Any, what: str) -> None:
     while not condition():
         assert loop.time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.005)
+
+
+def watch_halt(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """An event set when the run loop tells its folding thread to fold nothing more."""
+    halted = threading.Event()
+
+    class Halt(threading.Event):
+        def set(self) -> None:
+            super().set()
+            halted.set()
+
+    monkeypatch.setattr(
+        projector_module, "threading", SimpleNamespace(Event=Halt, Thread=threading.Thread)
+    )
+    return halted
 
 
 async def test_following_folds_what_arrives_and_reports_each_commit_on_the_loop(
@@ -68,18 +84,7 @@ async def test_stopping_commits_the_batch_being_folded_and_folds_no_other(
     clock = Clock()
     log, operator, _, projector = make(tmp_path, clock)
     ops = publisher(log, operator, clock)
-    halted = threading.Event()
-
-    class Halt(threading.Event):
-        """The run loop's "fold nothing more", which tells the test when it is set."""
-
-        def set(self) -> None:
-            super().set()
-            halted.set()
-
-    monkeypatch.setattr(
-        projector_module, "threading", SimpleNamespace(Event=Halt, Thread=threading.Thread)
-    )
+    halted = watch_halt(monkeypatch)
     folding = threading.Event()
     fold = projector._fold
 
@@ -188,3 +193,122 @@ async def test_a_projection_ahead_of_its_stream_or_of_another_stream_is_refused(
         assert await resumed.run(follow=False) == 4
     finally:
         resumed.close()
+
+
+async def test_a_batch_that_fails_to_commit_as_the_projector_stops_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    log, operator, _, projector = make(tmp_path, clock)
+    ops = publisher(log, operator, clock)
+    halted = watch_halt(monkeypatch)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def broken(batch: Sequence[StoredMessage], checks: list[Future[list[Checked]]]) -> Any:
+        loop.call_soon_threadsafe(stop.set)
+        assert halted.wait(DEADLINE), "the run loop never stopped"  # it saw the stop first
+        raise StoreError("the disk is full")
+
+    projector._fold = broken  # type: ignore[method-assign]
+    await ops.publish(TaskOffered(task_id="t0", capability="c"))
+    try:
+        with pytest.raises(StoreError, match="the disk is full"):
+            await asyncio.wait_for(projector.run(follow=True, stop=stop), DEADLINE)
+    finally:
+        projector.close()
+
+
+async def test_cancelled_twice_run_still_waits_for_the_batch_being_folded(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    log, operator, _, projector = make(tmp_path, clock)
+    ops = publisher(log, operator, clock)
+    folding, release = threading.Event(), threading.Event()
+    fold = projector._fold
+
+    def held(batch: Sequence[StoredMessage], checks: list[Future[list[Checked]]]) -> Any:
+        folding.set()
+        release.wait(DEADLINE)
+        return fold(batch, checks)
+
+    projector._fold = held  # type: ignore[method-assign]
+    reported: list[int] = []
+    running = asyncio.create_task(
+        projector.run(follow=True, on_batch=lambda r: reported.append(r.last_seq))
+    )
+    try:
+        offered = await ops.publish(TaskOffered(task_id="t0", capability="c"))
+        await until(folding.is_set, "the fold to begin")
+        running.cancel()
+        await asyncio.sleep(0)  # let the first cancellation land, then cancel its wait
+        running.cancel()
+        await asyncio.sleep(0)
+        assert not running.done()  # it must not end while its thread still writes the state
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(running, DEADLINE)
+    finally:
+        release.set()
+        projector.close()
+    assert reported == [offered.seq]  # reported before run() ended, not after
+    assert projector.store.position() == offered.seq
+
+
+async def _append(log: MemoryLog, subject: str, data: bytes) -> None:
+    await log.append(Append(subject, data, f"raw-{next(_raw_ids)}"))
+
+
+_raw_ids = itertools.count()
+
+
+async def test_the_old_last_message_published_again_after_a_lost_tail_is_told_apart(
+    tmp_path: Path,
+) -> None:
+    """The stream lost seqs 2 and 3; another event took seq 2, and an agent published the old
+    seq 3 bytes again, which land at seq 3: the same subject and hash, stored at another time."""
+    clock = Clock()
+    log, operator, _, projector = make(tmp_path, clock)
+    ops = publisher(log, operator, clock)
+    for i in range(3):
+        await ops.publish(TaskOffered(task_id=f"t{i}", capability="c"))
+    assert await projector.run(follow=False) == 3
+    projector.close()
+    old = [await log.message_at(seq) for seq in (1, 2, 3)]
+    assert all(m is not None for m in old)
+    after = MemoryLog("SWARMLOG_UNIT", wall_clock=clock)
+    await _append(after, old[0].subject, old[0].data)  # type: ignore[union-attr]
+    await _append(after, old[1].subject, b"another message")  # type: ignore[union-attr]
+    await _append(after, old[2].subject, old[2].data)  # type: ignore[union-attr]
+    later = Projector(after, projector.store, namespace="unit", operator_key=operator.public_key)
+    try:
+        with pytest.raises(StoreError, match="another message"):
+            await later.run(follow=False)
+    finally:
+        later.close()
+
+
+async def test_junk_of_the_same_size_in_place_of_quarantined_junk_is_told_apart(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    log, operator, _, projector = make(tmp_path, clock)
+    offered = await publisher(log, operator, clock).publish(
+        TaskOffered(task_id="t0", capability="c")
+    )
+    first = await log.message_at(offered.seq)
+    assert first is not None
+    await _append(log, first.subject, b"junk-AAAA")
+    assert await projector.run(follow=False) == 2
+    assert projector.store.rows("SELECT reason, hash FROM quarantine") == [("malformed", None)]
+    projector.close()
+    after = MemoryLog("SWARMLOG_UNIT", wall_clock=clock)
+    await _append(after, first.subject, first.data)
+    await _append(after, first.subject, b"junk-BBBB")
+    later = Projector(after, projector.store, namespace="unit", operator_key=operator.public_key)
+    try:
+        with pytest.raises(StoreError, match="another message"):
+            await later.run(follow=False)
+    finally:
+        later.close()

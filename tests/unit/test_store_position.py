@@ -86,5 +86,29 @@ def test_a_file_with_a_position_table_of_its_own_is_refused_as_another_layout(
     con.execute("CREATE TABLE projector_position (stream VARCHAR PRIMARY KEY, seq BIGINT)")
     con.execute("UPDATE projection_meta SET value = ? WHERE key = 'layout'", [before])
     con.close()
-    with ProjectionStore(path) as store, pytest.raises(StoreError, match="another version"):
+    with pytest.raises(StoreError, match="another version"), ProjectionStore(path):
+        pass
+
+
+def test_a_file_with_a_chain_heads_table_is_refused_before_the_view_is_made(
+    tmp_path: Path,
+) -> None:
+    """The layout before chain heads were derived: a table of its own, and no hashes in
+    `events` or `quarantine`, which the view reads (making it would fail with DuckDB's own
+    error, not ours)."""
+    path = tmp_path / "old.duckdb"
+    with ProjectionStore(path) as store:
         store.bind(namespace=NAMESPACE, operator_key=OPERATOR)
+    con = duckdb.connect(str(path))
+    con.execute("DROP VIEW chain_heads")
+    con.execute(
+        "CREATE TABLE chain_heads (sender VARCHAR PRIMARY KEY, sender_seq BIGINT, hash VARCHAR,"
+        " seq BIGINT)"
+    )
+    for name, columns in (("events", ("hash",)), ("quarantine", ("sender_seq", "hash"))):
+        for column in columns:
+            con.execute(f"ALTER TABLE {name} DROP COLUMN {column}")
+    con.execute("UPDATE projection_meta SET value = 'previous' WHERE key = 'layout'")
+    con.close()
+    with pytest.raises(StoreError, match=r"table layout previous, now .*move it away"):
+        ProjectionStore(path)

@@ -98,6 +98,7 @@ def quarantine(
             "sender_seq": envelope.sender_seq if envelope else None,
             # What `chain_heads` is derived from: only a message that moved the chain has it.
             "hash": body_hash if in_chain else None,
+            "stored_at": message.stored_at,
         },
     )
 
@@ -141,6 +142,7 @@ def apply(
             "sender_seq": envelope.sender_seq,
             "hash": body_hash,
             "occurred_at": envelope.occurred_at,
+            "stored_at": message.stored_at,
             "verified": verified,
             "payload": _json.encode(payload).decode(),
         },

@@ -172,19 +172,21 @@ class Projector:
         """Refuse to go on from ``position`` unless the stream holds there the message this
         file folded: a stream that lost its last events (a machine crash between its periodic
         syncs) would otherwise hand out their sequences again, and the projection would keep
-        rows of events no replay sees, beside the new ones at the same sequences."""
+        rows of events no replay sees, beside the new ones at the same sequences.
+
+        The same message is the same subject stored at the same time (the server's clock, to
+        the microsecond the stream API reports: no publisher chooses it, so neither the old
+        bytes published again nor junk of the same size passes), with the same hash where the
+        row has one."""
         folded = self.store.folded_at(position)
         message = await self.log.message_at(position)
         if folded is not None and message is not None:
-            subject, folded_hash, size = folded
-            same = message.subject == subject
-            if same and folded_hash is not None:
-                try:
-                    same = event_hash(decode_signed(message.data).body) == folded_hash
-                except SchemaError:
-                    same = False
-            elif same and size is not None:
-                same = len(message.data) == size
+            subject, folded_hash, stored_at = folded
+            same = (
+                message.subject == subject
+                and message.stored_at // 1000 == stored_at // 1000
+                and (folded_hash is None or _hash_of(message) == folded_hash)
+            )
             if same:
                 return
         held = "holds no message there" if message is None else "holds another message there"
@@ -311,8 +313,7 @@ class Projector:
             # A batch in flight always commits, whatever stopped us: its position with it.
             halt.set()
             inbox.put(None)
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.shield(ended)
+            cancelled = await _outwait(ended)
             if stopper is not None:
                 stopper.cancel()
             reading.cancel()
@@ -320,4 +321,32 @@ class Projector:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reading
             await reader.aclose()  # type: ignore[attr-defined]
+            failed = ended.exception()
+            if failed is not None:
+                raise failed  # the batch in flight when we stopped did not commit
+            if cancelled:
+                raise asyncio.CancelledError
         return position
+
+
+def _hash_of(message: StoredMessage) -> str | None:
+    """The hash a sender's chain knows ``message`` by (``None`` if it is no signed event)."""
+    try:
+        return event_hash(decode_signed(message.data).body)
+    except SchemaError:
+        return None
+
+
+async def _outwait(ended: asyncio.Future[None]) -> bool:
+    """Wait until the folding thread is done, however often the waiting task is cancelled
+    meanwhile (it still writes the state and calls back: nothing may go on without it); whether
+    it was cancelled."""
+    cancelled = False
+    while not ended.done():
+        try:
+            await asyncio.shield(ended)
+        except asyncio.CancelledError:
+            cancelled = True
+        except Exception:  # what it raised: the caller raises it
+            break
+    return cancelled

@@ -38,6 +38,9 @@ class State:
         self.deleted: dict[str, set[Key]] = {t.name: set() for t in TABLES}
         self.absent: dict[str, set[Key]] = {name: set() for name in RESIDENT}
         """Keys of resident tables known to have no row (so they are not looked up again)."""
+        self.whole: set[str] = set()
+        """Tables every stored row of which is in :attr:`rows` (so a key not there has none):
+        the derived ones, which storage can only answer by a scan, are loaded whole once."""
         self.seen_ids: set[str] = set()
         """Event ids known to be applied (the store preloads the ids a batch mentions)."""
         self.stored: dict[str, set[Key]] = {t.name: set() for t in TABLES}
@@ -55,7 +58,11 @@ class State:
 
     def known_absent(self, name: str, key: Key) -> bool:
         """Whether storage is known to hold no row at ``key`` (so it need not be asked)."""
-        return key in self.unstored[name] or key in self.absent.get(name, ())
+        return (
+            key in self.unstored[name]
+            or key in self.absent.get(name, ())
+            or (name in self.whole and key not in self.rows[name])
+        )
 
     def get(self, name: str, *key: Any) -> Row | None:
         return self.rows[name].get(key)
@@ -189,6 +196,7 @@ class State:
         if not keep_resident:
             for keys in self.absent.values():
                 keys.clear()
+            self.whole.clear()
         self.seen_ids.clear()
         self.clear_changes()
 

@@ -154,6 +154,8 @@ class ProjectionStore:
         self._recent: RecentIds | None = None
         if not read_only:
             with self._lock:
+                # Before any DDL: another layout's tables may not even take this one's views.
+                self._refuse_other_layout(self._meta())
                 for t in TABLES:
                     self._con.execute(t.ddl())
                 for ddl in META_DDL:
@@ -177,13 +179,8 @@ class ProjectionStore:
         """Tie the file to one namespace and trust root; refuse to mix projections."""
         wanted = {"namespace": namespace, "operator_key": operator_key, "layout": LAYOUT}
         with self._lock:
-            existing = dict(self._con.execute("SELECT key, value FROM projection_meta").fetchall())
-            if existing and existing.get("layout") != LAYOUT:
-                raise StoreError(
-                    f"{self.path} was written by another version of swarmlog (table layout"
-                    f" {existing.get('layout', 'unnamed')}, now {LAYOUT}); it is only a"
-                    " projection: move it away and start the projector, which refolds the stream"
-                )
+            existing = self._meta()
+            self._refuse_other_layout(existing)
             for key, value in wanted.items():
                 if key in existing and existing[key] != value:
                     raise StoreError(
@@ -192,6 +189,21 @@ class ProjectionStore:
                     )
                 if key not in existing:
                     self._con.execute("INSERT INTO projection_meta VALUES (?, ?)", [key, value])
+
+    def _meta(self) -> dict[str, str]:
+        """What the file is bound to (nothing for a new file); call it holding the lock."""
+        try:
+            return dict(self._con.execute("SELECT key, value FROM projection_meta").fetchall())
+        except duckdb.CatalogException:
+            return {}
+
+    def _refuse_other_layout(self, meta: dict[str, str]) -> None:
+        if meta and meta.get("layout") != LAYOUT:
+            raise StoreError(
+                f"{self.path} was written by another version of swarmlog (table layout"
+                f" {meta.get('layout', 'unnamed')}, now {LAYOUT}); it is only a"
+                " projection: move it away and start the projector, which refolds the stream"
+            )
 
     def position(self) -> int:
         """The last stream sequence folded into this file (0 for none)."""
@@ -203,14 +215,14 @@ class ProjectionStore:
                 return 0
         return int(row[0]) if row and row[0] is not None else 0
 
-    def folded_at(self, seq: int) -> tuple[str, str | None, int | None] | None:
+    def folded_at(self, seq: int) -> tuple[str, str | None, int] | None:
         """What this file holds of the message at stream sequence ``seq``: its subject, its
-        hash (an applied event's, or a quarantined one's that moved its chain on) and, for a
-        quarantined message, its size; ``None`` when it holds no row for it."""
+        hash (an applied event's, or a quarantined one's that moved its chain on) and when the
+        server stored it; ``None`` when it holds no row for it."""
         with self._lock:
             rows = self._con.execute(
-                "SELECT subject, hash, NULL FROM events WHERE seq = ?"
-                " UNION ALL SELECT subject, hash, size FROM quarantine WHERE seq = ?",
+                "SELECT subject, hash, stored_at FROM events WHERE seq = ?"
+                " UNION ALL SELECT subject, hash, stored_at FROM quarantine WHERE seq = ?",
                 [seq, seq],
             ).fetchall()
         return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
@@ -256,6 +268,17 @@ class ProjectionStore:
         with self._lock:
             for name, key_set in wanted.items():
                 t = table(name)
+                if t.derived:
+                    # A view has no index: a lookup by key scans what it derives from (the
+                    # whole audit trail for `chain_heads`), so one scan loads every row.
+                    for values in self._con.execute(
+                        f"SELECT {', '.join(t.column_names)} FROM {name}"
+                    ).fetchall():
+                        row = dict(zip(t.column_names, values, strict=True))
+                        if tuple(row[k] for k in t.key) not in state.rows[name]:
+                            state.load(name, row)
+                    state.whole.add(name)
+                    continue
                 for values in self._rows_at(name, key_set, t.column_names):
                     state.load(name, dict(zip(t.column_names, values, strict=True)))
                 not_found = key_set - set(state.rows[name])

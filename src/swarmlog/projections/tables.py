@@ -89,6 +89,7 @@ TABLES: tuple[Table, ...] = (
         ("sender_seq", _I),
         ("hash", _S),
         ("occurred_at", _I),
+        ("stored_at", _I),
         ("verified", _B),
         ("payload", _S),
     ),
@@ -104,6 +105,7 @@ TABLES: tuple[Table, ...] = (
         ("size", _I),
         ("sender_seq", _I),
         ("hash", _S),
+        ("stored_at", _I),
     ),
     _by_seq(
         "chain_breaks",

@@ -8,6 +8,7 @@ Subject-Sequence`` with ``...-Subject`` (a wildcard filter naming the aggregate)
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -189,6 +190,8 @@ class JetStreamLog:
             raw = await self._js.get_msg(self._stream, seq=seq)
         except nats.js.errors.NotFoundError:
             return None
+        except nats.errors.Error as exc:
+            raise BusError(f"could not read seq {seq} of {self._stream}: {exc}") from exc
         return _stored(raw)
 
     async def next_message(self, filter_subject: str, start_seq: int) -> StoredMessage | None:
@@ -362,7 +365,13 @@ def _queue_state(info: Any) -> QueueState:
 
 def _stored(raw: Any) -> StoredMessage:
     """A message the stream API handed back by sequence or subject."""
-    stored_at = int(raw.time.timestamp() * 1e9) if raw.time is not None else 0
+    # Exactly the microseconds the API's time has (nats-py keeps no more), not a float's.
+    time = raw.time
+    stored_at = (
+        calendar.timegm(time.utctimetuple()) * 1_000_000_000 + time.microsecond * 1000
+        if time is not None
+        else 0
+    )
     return StoredMessage(int(raw.seq or 0), str(raw.subject), bytes(raw.data or b""), stored_at)
 
 
