@@ -312,3 +312,36 @@ async def test_junk_of_the_same_size_in_place_of_quarantined_junk_is_told_apart(
             await later.run(follow=False)
     finally:
         later.close()
+
+
+async def test_a_cancel_while_the_reader_unwinds_is_not_lost(tmp_path: Path) -> None:
+    clock = Clock()
+    log, operator, _, projector = make(tmp_path, clock)
+    ops = publisher(log, operator, clock)
+    offered = await ops.publish(TaskOffered(task_id="t0", capability="c"))
+    read = log.read
+    unwinding, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_to_close(*args: Any, **kwargs: Any) -> AsyncIterator[list[StoredMessage]]:
+        try:
+            async for batch in read(*args, **kwargs):
+                yield batch
+        finally:
+            unwinding.set()
+            await release.wait()  # a consumer's deletion: a round trip to the server
+
+    log.read = slow_to_close  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    running = asyncio.create_task(projector.run(follow=True, stop=stop))
+    try:
+        await until(lambda: projector.store.position() == offered.seq, "the commit")
+        stop.set()
+        await asyncio.wait_for(unwinding.wait(), DEADLINE)
+        running.cancel()  # an asyncio.timeout around run() firing now, say
+        await asyncio.sleep(0)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(running, DEADLINE)
+    finally:
+        release.set()
+        projector.close()

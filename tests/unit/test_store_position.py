@@ -13,7 +13,7 @@ import pytest
 from swarmlog.errors import StoreError
 from swarmlog.projections.state import State
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.projections.tables import FOLD_REVISION, TABLES, table
+from swarmlog.projections.tables import FOLD_REVISION, LAYOUT, TABLES, table
 
 NAMESPACE, OPERATOR = "default", "ab" * 32
 
@@ -112,3 +112,39 @@ def test_a_file_with_a_chain_heads_table_is_refused_before_the_view_is_made(
     con.close()
     with pytest.raises(StoreError, match=r"table layout previous, now .*move it away"):
         ProjectionStore(path)
+
+
+def test_a_file_with_tables_and_no_layout_is_refused(tmp_path: Path) -> None:
+    """Tables that do not say whose they are (their `projection_meta` empty) are no file of
+    this layout's: refused, not stamped with it."""
+    path = tmp_path / "unnamed.duckdb"
+    with ProjectionStore(path):
+        pass
+    con = duckdb.connect(str(path))
+    con.execute("DELETE FROM projection_meta")
+    con.close()
+    with pytest.raises(StoreError, match="table layout unnamed"):
+        ProjectionStore(path)
+    with pytest.raises(StoreError, match="table layout unnamed"):
+        ProjectionStore(path, read_only=True)
+
+
+def test_a_new_file_says_its_layout_before_it_is_bound(tmp_path: Path) -> None:
+    path = tmp_path / "new.duckdb"
+    with ProjectionStore(path):
+        pass  # opened and closed, never bound
+    with ProjectionStore(path, read_only=True) as store:
+        assert store.rows("SELECT value FROM projection_meta WHERE key = 'layout'") == [(LAYOUT,)]
+    with ProjectionStore(path) as store:
+        store.bind(namespace=NAMESPACE, operator_key=OPERATOR)
+
+
+def test_a_reader_is_told_a_file_is_of_another_layout(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    with ProjectionStore(path) as store:
+        store.bind(namespace=NAMESPACE, operator_key=OPERATOR)
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE projection_meta SET value = 'previous' WHERE key = 'layout'")
+    con.close()
+    with pytest.raises(StoreError, match="table layout previous"):
+        ProjectionStore(path, read_only=True)

@@ -318,9 +318,11 @@ class Projector:
                 stopper.cancel()
             reading.cancel()
             # Let the reader unwind before closing it (what it raised was raised above).
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reading
-            await reader.aclose()  # type: ignore[attr-defined]
+            cancelled = await _outwait(reading) or cancelled
+            try:
+                await reader.aclose()  # type: ignore[attr-defined]
+            except asyncio.CancelledError:
+                cancelled = True  # its consumer is dropped by the server when left idle
             failed = ended.exception()
             if failed is not None:
                 raise failed  # the batch in flight when we stopped did not commit
@@ -337,16 +339,15 @@ def _hash_of(message: StoredMessage) -> str | None:
         return None
 
 
-async def _outwait(ended: asyncio.Future[None]) -> bool:
-    """Wait until the folding thread is done, however often the waiting task is cancelled
-    meanwhile (it still writes the state and calls back: nothing may go on without it); whether
-    it was cancelled."""
+async def _outwait(future: asyncio.Future[Any]) -> bool:
+    """Wait until ``future`` is done, however often the waiting task is cancelled meanwhile
+    (the folding thread still writes the state and calls back, the reader still unwinds:
+    nothing may go on without them); whether it was cancelled. What ``future`` raised is for
+    the caller to look at."""
     cancelled = False
-    while not ended.done():
+    while not future.done():
         try:
-            await asyncio.shield(ended)
+            await asyncio.wait({future})
         except asyncio.CancelledError:
             cancelled = True
-        except Exception:  # what it raised: the caller raises it
-            break
     return cancelled

@@ -143,6 +143,11 @@ class ProjectionStore:
         if read_only:
             with _reader_gate(self.path):
                 self._con = _connect(self.path, read_only=True, memory=memory)
+            try:
+                self._refuse_other_layout(self._meta())
+            except BaseException:
+                self._con.close()
+                raise
         else:
             self._gate = _writer_gate(self.path, time.monotonic() + wait)
             try:
@@ -154,12 +159,11 @@ class ProjectionStore:
         self._recent: RecentIds | None = None
         if not read_only:
             with self._lock:
-                # Before any DDL: another layout's tables may not even take this one's views.
-                self._refuse_other_layout(self._meta())
-                for t in TABLES:
-                    self._con.execute(t.ddl())
-                for ddl in META_DDL:
-                    self._con.execute(ddl)
+                try:
+                    self._lay_out()
+                except BaseException:
+                    self.close()  # the file and its gate: another process may take it now
+                    raise
 
     def close(self) -> None:
         self._con.close()
@@ -190,12 +194,39 @@ class ProjectionStore:
                 if key not in existing:
                     self._con.execute("INSERT INTO projection_meta VALUES (?, ?)", [key, value])
 
-    def _meta(self) -> dict[str, str]:
-        """What the file is bound to (nothing for a new file); call it holding the lock."""
+    def _lay_out(self) -> None:
+        """Make the tables (a new file) or refuse another layout's, before any DDL: another
+        layout's tables may not even take this one's views. The tables and the layout's name
+        are one transaction, so no file has tables without saying whose they are."""
+        meta = self._meta()
+        self._refuse_other_layout(meta)
+        self._con.execute("BEGIN TRANSACTION")
         try:
-            return dict(self._con.execute("SELECT key, value FROM projection_meta").fetchall())
+            for t in TABLES:
+                self._con.execute(t.ddl())
+            for ddl in META_DDL:
+                self._con.execute(ddl)
+            if "layout" not in meta:
+                self._con.execute("INSERT INTO projection_meta VALUES ('layout', ?)", [LAYOUT])
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+
+    def _meta(self) -> dict[str, str]:
+        """What the file is bound to: nothing for a new file, which has no tables (tables that
+        do not say whose they are count as another layout's)."""
+        try:
+            meta = dict(self._con.execute("SELECT key, value FROM projection_meta").fetchall())
         except duckdb.CatalogException:
-            return {}
+            meta = {}
+        if not meta:
+            (tables,) = self._con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall()[0]
+            if tables:
+                return {"layout": "unnamed"}
+        return meta
 
     def _refuse_other_layout(self, meta: dict[str, str]) -> None:
         if meta and meta.get("layout") != LAYOUT:
