@@ -5,6 +5,7 @@ new reader gets in meanwhile; a writer killed with -9 leaves nothing that blocks
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from swarmlog.errors import StoreBusy, StoreError
@@ -90,3 +92,21 @@ def test_a_writer_killed_with_minus_9_does_not_block_the_next(path: Path) -> Non
         projector.send_signal(signal.SIGKILL)
         projector.wait(10)
     ProjectionStore(path, wait=5).close()
+
+
+def test_a_writer_waits_for_a_reader_in_its_own_process(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DuckDB refuses a second connection to a file open in the same process with another
+    configuration: for the writer, the same wait as for another process's file lock."""
+    reader = duckdb.connect(str(path), read_only=True)  # a fallback reader's, in this process
+    opened: list[ProjectionStore] = []
+    writer = threading.Thread(target=lambda: opened.append(ProjectionStore(path, wait=20)))
+    with caplog.at_level(logging.INFO, logger="swarmlog.projections.store"):
+        writer.start()
+        wait_until(lambda: "waiting for readers" in caplog.text, 10)
+        assert not opened
+        reader.close()
+        writer.join(20)
+    assert len(opened) == 1
+    opened[0].close()

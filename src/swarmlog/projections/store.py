@@ -143,11 +143,11 @@ class ProjectionStore:
         if read_only:
             with _reader_gate(self.path):
                 self._con = _connect(self.path, read_only=True, memory=memory)
-            try:
-                self._refuse_other_layout(self._meta())
-            except BaseException:
-                self._con.close()
-                raise
+                try:
+                    self._refuse_other_layout(self._meta())
+                except BaseException:
+                    self._con.close()
+                    raise
         else:
             self._gate = _writer_gate(self.path, time.monotonic() + wait)
             try:
@@ -628,8 +628,11 @@ def _connect_waiting(path: Path, deadline: float) -> duckdb.DuckDBPyConnection:
         try:
             config = dict(SAFE_CONFIG) | {"threads": WRITER_THREADS}
             return duckdb.connect(str(path), config=config)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            # A reader in another process holds DuckDB's file lock; one in this process (its
+            # connection configured otherwise) is the same wait.
+            held = "lock" in str(exc).lower() or "different configuration" in str(exc)
+            if not held or time.monotonic() + pause > deadline:
                 raise StoreError(
                     f"cannot open projection {path}: {_first_line(exc)}; another process holds"
                     " it (`swarmlog agent ps`, `lsof` name it)"
