@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from tests.unit.test_chain_rules import Clock, make, publisher
 
 import swarmlog.projections.projector as projector_module
+from swarmlog.agents.publisher import Publisher
 from swarmlog.bus.memory import MemoryLog
 from swarmlog.bus.ports import Append, StoredMessage
 from swarmlog.errors import BusError, StoreError
@@ -22,6 +23,7 @@ from swarmlog.projections.projector import BatchResult, Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.projections.verify import Checked
 from swarmlog.schemas.payloads import TaskOffered
+from swarmlog.schemas.signing import Identity
 
 DEADLINE = 10.0
 
@@ -33,6 +35,37 @@ async def until(condition: Any, what: str) -> None:
     while not condition():
         assert loop.time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.005)
+
+
+class Rig(NamedTuple):
+    clock: Clock
+    log: MemoryLog
+    operator: Identity
+    projector: Projector
+    ops: Publisher
+    """The operator's publisher."""
+
+
+def rig(tmp_path: Path) -> Rig:
+    """A clock, the in-memory log, the operator, a projector and the operator's publisher."""
+    clock = Clock()
+    log, operator, _, projector = make(tmp_path, clock)
+    return Rig(clock, log, operator, projector, publisher(log, operator, clock))
+
+
+def hold_folds(projector: Projector, until: threading.Event) -> threading.Event:
+    """Make each fold of ``projector`` wait for ``until`` before it folds; the event returned
+    is set when a fold begins."""
+    folding = threading.Event()
+    fold = projector._fold
+
+    def held(batch: Sequence[StoredMessage], checks: list[Future[list[Checked]]]) -> Any:
+        folding.set()
+        assert until.wait(DEADLINE), "the fold was never let go"
+        return fold(batch, checks)
+
+    projector._fold = held  # type: ignore[method-assign]
+    return folding
 
 
 def watch_halt(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
@@ -53,9 +86,8 @@ def watch_halt(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
 async def test_following_folds_what_arrives_and_reports_each_commit_on_the_loop(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
-    log, operator, _, projector = make(tmp_path, clock)
-    ops = publisher(log, operator, clock)
+    r = rig(tmp_path)
+    projector, ops = r.projector, r.ops
     seen: list[tuple[int, bool]] = []
     stop = asyncio.Event()
     main = threading.current_thread()
@@ -81,19 +113,10 @@ async def test_following_folds_what_arrives_and_reports_each_commit_on_the_loop(
 async def test_stopping_commits_the_batch_being_folded_and_folds_no_other(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock()
-    log, operator, _, projector = make(tmp_path, clock)
-    ops = publisher(log, operator, clock)
+    r = rig(tmp_path)
+    projector, ops = r.projector, r.ops
     halted = watch_halt(monkeypatch)
-    folding = threading.Event()
-    fold = projector._fold
-
-    def held_fold(batch: Sequence[StoredMessage], checks: list[Future[list[Checked]]]) -> Any:
-        folding.set()
-        assert halted.wait(DEADLINE), "the run loop never stopped"
-        return fold(batch, checks)
-
-    projector._fold = held_fold  # type: ignore[method-assign]
+    folding = hold_folds(projector, halted)
     stop = asyncio.Event()
     running = asyncio.create_task(projector.run(follow=True, stop=stop))
     try:
@@ -110,9 +133,8 @@ async def test_stopping_commits_the_batch_being_folded_and_folds_no_other(
 
 
 async def test_what_the_fold_raises_run_raises_and_the_position_stays(tmp_path: Path) -> None:
-    clock = Clock()
-    log, operator, _, projector = make(tmp_path, clock)
-    ops = publisher(log, operator, clock)
+    r = rig(tmp_path)
+    projector, ops = r.projector, r.ops
     first = await ops.publish(TaskOffered(task_id="t1", capability="c"))
     await projector.run(follow=False)
     await ops.publish(TaskOffered(task_id="t2", capability="c"))
@@ -162,9 +184,7 @@ async def test_a_projection_ahead_of_its_stream_or_of_another_stream_is_refused(
 ) -> None:
     """A stream that lost its last events (a machine crash between periodic syncs) hands out
     their sequences again: the projection must not keep rows no replay sees."""
-    clock = Clock()
-    log, operator, _, projector = make(tmp_path, clock)
-    ops = publisher(log, operator, clock)
+    clock, log, operator, projector, ops = rig(tmp_path)
     for i in range(3):
         await ops.publish(TaskOffered(task_id=f"t{i}", capability="c"))
     assert await projector.run(follow=False) == 3
@@ -198,9 +218,8 @@ async def test_a_projection_ahead_of_its_stream_or_of_another_stream_is_refused(
 async def test_a_batch_that_fails_to_commit_as_the_projector_stops_is_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock()
-    log, operator, _, projector = make(tmp_path, clock)
-    ops = publisher(log, operator, clock)
+    r = rig(tmp_path)
+    projector, ops = r.projector, r.ops
     halted = watch_halt(monkeypatch)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -222,18 +241,10 @@ async def test_a_batch_that_fails_to_commit_as_the_projector_stops_is_raised(
 async def test_cancelled_twice_run_still_waits_for_the_batch_being_folded(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
-    log, operator, _, projector = make(tmp_path, clock)
-    ops = publisher(log, operator, clock)
-    folding, release = threading.Event(), threading.Event()
-    fold = projector._fold
-
-    def held(batch: Sequence[StoredMessage], checks: list[Future[list[Checked]]]) -> Any:
-        folding.set()
-        release.wait(DEADLINE)
-        return fold(batch, checks)
-
-    projector._fold = held  # type: ignore[method-assign]
+    r = rig(tmp_path)
+    projector, ops = r.projector, r.ops
+    release = threading.Event()
+    folding = hold_folds(projector, release)
     reported: list[int] = []
     running = asyncio.create_task(
         projector.run(follow=True, on_batch=lambda r: reported.append(r.last_seq))
@@ -268,9 +279,7 @@ async def test_the_old_last_message_published_again_after_a_lost_tail_is_told_ap
 ) -> None:
     """The stream lost seqs 2 and 3; another event took seq 2, and an agent published the old
     seq 3 bytes again, which land at seq 3: the same subject and hash, stored at another time."""
-    clock = Clock()
-    log, operator, _, projector = make(tmp_path, clock)
-    ops = publisher(log, operator, clock)
+    clock, log, operator, projector, ops = rig(tmp_path)
     for i in range(3):
         await ops.publish(TaskOffered(task_id=f"t{i}", capability="c"))
     assert await projector.run(follow=False) == 3
@@ -315,9 +324,7 @@ async def test_junk_of_the_same_size_in_place_of_quarantined_junk_is_told_apart(
 
 
 async def test_a_cancel_while_the_reader_unwinds_is_not_lost(tmp_path: Path) -> None:
-    clock = Clock()
-    log, operator, _, projector = make(tmp_path, clock)
-    ops = publisher(log, operator, clock)
+    _, log, _, projector, ops = rig(tmp_path)
     offered = await ops.publish(TaskOffered(task_id="t0", capability="c"))
     read = log.read
     unwinding, release = asyncio.Event(), asyncio.Event()
