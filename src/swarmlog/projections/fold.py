@@ -82,9 +82,10 @@ def quarantine(
     body_hash: str = "",
 ) -> None:
     """Record a message that must not be applied (an in-chain one still moves its chain on)."""
-    in_chain = rejection.in_chain and envelope is not None
+    chain_hash = None  # what `chain_heads` is derived from: only a message that moved it has it
     if rejection.in_chain and envelope is not None:
         _advance_chain(state, message.seq, envelope, body_hash)
+        chain_hash = body_hash
     state.put(
         "quarantine",
         {
@@ -96,8 +97,7 @@ def quarantine(
             "sender": envelope.sender if envelope else None,
             "size": len(message.data),
             "sender_seq": envelope.sender_seq if envelope else None,
-            # What `chain_heads` is derived from: only a message that moved the chain has it.
-            "hash": body_hash if in_chain else None,
+            "hash": chain_hash,
             "stored_at": message.stored_at,
         },
     )

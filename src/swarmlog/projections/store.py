@@ -180,8 +180,9 @@ class ProjectionStore:
     # --- metadata ---------------------------------------------------------------------------------
 
     def bind(self, *, namespace: str, operator_key: str) -> None:
-        """Tie the file to one namespace and trust root; refuse to mix projections."""
-        wanted = {"namespace": namespace, "operator_key": operator_key, "layout": LAYOUT}
+        """Tie the file to one namespace and trust root (its layout it names from the start);
+        refuse to mix projections."""
+        wanted = {"namespace": namespace, "operator_key": operator_key}
         with self._lock:
             existing = self._meta()
             self._refuse_other_layout(existing)

@@ -366,10 +366,10 @@ def _queue_state(info: Any) -> QueueState:
 def _stored(raw: Any) -> StoredMessage:
     """A message the stream API handed back by sequence or subject."""
     # Exactly the microseconds the API's time has (nats-py keeps no more), not a float's.
-    time = raw.time
+    at = raw.time
     stored_at = (
-        calendar.timegm(time.utctimetuple()) * 1_000_000_000 + time.microsecond * 1000
-        if time is not None
+        calendar.timegm(at.utctimetuple()) * 1_000_000_000 + at.microsecond * 1000
+        if at is not None
         else 0
     )
     return StoredMessage(int(raw.seq or 0), str(raw.subject), bytes(raw.data or b""), stored_at)
