@@ -7,6 +7,7 @@ import pytest
 
 from swarmlog.harness.bench.compare import ratio_table
 from swarmlog.harness.bench.limits import StageCosts, physical_limits
+from swarmlog.harness.bench.swarm import per_task_cpu
 
 US = 1e-6
 
@@ -68,3 +69,19 @@ def test_the_compare_table_is_swarmlog_over_the_peer() -> None:
         ("tasks", "langgraph", 3.0),
         ("publish", "eventsourcing", 2.0),
     ]
+
+
+def test_a_tasks_cpu_is_told_by_kind_of_process_beside_the_limits_model() -> None:
+    before = {"projector": 1.0, "router": 2.0, "workers": 0.5, "server": 3.0, "bench": 0.25}
+    after = {"projector": 1.6, "router": 2.3, "workers": 0.9, "server": 3.2, "bench": 0.35}
+    per_task = per_task_cpu(before, after, 1000, cores=2, limit=2500.0)
+    assert per_task == {
+        "projector": 600.0,
+        "router": 300.0,
+        "workers": 400.0,
+        "server": 200.0,
+        "bench": 100.0,
+        "total": 1600.0,
+        "limit_model": 800.0,  # two cores at 2,500 tasks/s: 800 µs a task
+    }
+    assert per_task_cpu(before, after, 1000, cores=2, limit=0.0)["limit_model"] == 0.0

@@ -43,6 +43,7 @@ __all__ = [
     "limit_fields",
     "measure_costs",
     "physical_limits",
+    "process_cpu",
 ]
 
 LIMITS_NAMESPACE = "benchlimits"
@@ -133,8 +134,8 @@ def physical_limits(c: StageCosts) -> dict[str, Limit]:
     }
 
 
-def _server_cpu(pid: int) -> float:
-    """CPU seconds nats-server has used (user + system, every thread)."""
+def process_cpu(pid: int) -> float:
+    """CPU seconds process ``pid`` has used (user + system, every thread; its children not)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -172,15 +173,15 @@ async def _measure(log: JetStreamLog, pid: int, root: Path, n: int) -> StageCost
 
     js = log.client.jetstream()
     items = [(subject_for(ns, s.envelope), s.data, {"Nats-Msg-Id": s.id}) for s in sealed]
-    cpu, server = time.process_time(), _server_cpu(pid)
+    cpu, server = time.process_time(), process_cpu(pid)
     await publish_windowed(js, items, WINDOW)
     publish_client = (time.process_time() - cpu) / n
-    server_store = (_server_cpu(pid) - server) / n
+    server_store = (process_cpu(pid) - server) / n
 
-    cpu, server = time.process_time(), _server_cpu(pid)
+    cpu, server = time.process_time(), process_cpu(pid)
     await raw_consume_rate(log, ns, n)  # the ceiling's own reader: an ordered consumer
     consume_client = (time.process_time() - cpu) / n
-    server_deliver = (_server_cpu(pid) - server) / n
+    server_deliver = (process_cpu(pid) - server) / n
 
     stored: list[StoredMessage] = []
     async for batch in log.read(1, until_seq=n, follow=False):

@@ -23,11 +23,16 @@ from swarmlog.control.keystore import KeyStore
 from swarmlog.control.system import command_argv, login_of, open_log, projector_argv
 from swarmlog.errors import ServerError
 from swarmlog.harness.bench.common import NAMESPACE, BenchResult, System, machine, position_beyond
-from swarmlog.harness.bench.limits import TASK_EVENTS, costs_in_this_run, limit_fields
+from swarmlog.harness.bench.limits import (
+    TASK_EVENTS,
+    costs_in_this_run,
+    limit_fields,
+    process_cpu,
+)
 from swarmlog.projections.client import ProjectionClient
 from swarmlog.schemas.payloads import Payload, TaskOffered
 
-__all__ = ["LATENCY_TARGETS", "TASKS_OF_LIMIT", "bench_latency", "bench_tasks"]
+__all__ = ["LATENCY_TARGETS", "TASKS_OF_LIMIT", "bench_latency", "bench_tasks", "per_task_cpu"]
 
 TASKS_OF_LIMIT = 0.7
 """DESIGN.md: tasks/s at least 0.7 x the physical limit (and 3 x the LangGraph peer's, which
@@ -68,25 +73,36 @@ class Swarm:
         self.settings = settings
         self.workers = workers
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.kinds: list[str] = []
+        """What each of :attr:`procs` is: ``projector``, ``router`` or ``workers``."""
         self.projections = ProjectionClient(log.client, NAMESPACE)
 
     async def start(self) -> None:
-        self._spawn("projector", projector_argv(self.settings))
+        self._spawn("projector", "projector", projector_argv(self.settings))
         await position_beyond(self.log, self.procs[0], -1)
         # As `agent start` provisions them: a key, a credential and queues each, admitted.
         started = 0
-        for target, replicas in (("router", 1), (NOOP, self.workers)):
+        for kind, target, replicas in (("router", "router", 1), ("workers", NOOP, self.workers)):
             for agent_id in await issue_replicas(self.settings, target, None, replicas):
                 argv = command_argv(self.settings, "agent", "run", target, "--agent-id", agent_id)
-                self._spawn(agent_id, argv)
+                self._spawn(agent_id, kind, argv)
                 started += 1
         sql = "SELECT count(*) FROM agents WHERE status = 'registered'"
         await self._until(lambda rows: rows[0][0] == started, sql)
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, kind: str, argv: list[str]) -> None:
         logfile = (self.root / f"{name}.log").open("wb")
         self.procs.append(subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT))
+        self.kinds.append(kind)
         logfile.close()
+
+    def cpu(self, server_pid: int) -> dict[str, float]:
+        """CPU seconds used so far by kind of process: the swarm's, the server's and this
+        one's (the benchmark publishing the offers and asking the projection)."""
+        used = {"projector": 0.0, "router": 0.0, "workers": 0.0}
+        for kind, proc in zip(self.kinds, self.procs, strict=True):
+            used[kind] += process_cpu(proc.pid)
+        return used | {"server": process_cpu(server_pid), "bench": time.process_time()}
 
     async def query(self, sql: str) -> list[list[Any]]:
         return (await self.projections.rows(sql, timeout=10)).rows
@@ -139,6 +155,20 @@ class Swarm:
                 proc.kill()
 
 
+def per_task_cpu(
+    before: dict[str, float], after: dict[str, float], n: int, cores: int, limit: float
+) -> dict[str, float]:
+    """Where ``n`` tasks' CPU went (µs a task, by kind of process, from :meth:`Swarm.cpu`
+    before and after), its ``total``, and beside it the ``limit_model``: the CPU a task costs
+    in the model that gives the physical ``limit`` (tasks/s with all ``cores`` busy). What the
+    total has beyond the model is what the limit leaves out, measured (pure)."""
+    used = {kind: (after[kind] - before[kind]) / n * 1e6 for kind in after}
+    per_task = {kind: round(us, 1) for kind, us in used.items()}
+    per_task["total"] = round(sum(used.values()), 1)
+    per_task["limit_model"] = round(cores / limit * 1e6, 1) if limit else 0.0
+    return per_task
+
+
 def _offers(prefix: str, n: int) -> list[Payload]:
     return [TaskOffered(task_id=f"{prefix}{i}", capability="noop") for i in range(n)]
 
@@ -152,15 +182,16 @@ async def bench_tasks(root: Path, n: int) -> BenchResult:
             publisher = Publisher(bench.log, bench.operator, NAMESPACE)
             await publisher.publish_many(_offers("warm", 50))
             await swarm.succeeded(50)
-            start = time.perf_counter()
+            start, before = time.perf_counter(), swarm.cpu(bench.server_pid)
             await publisher.publish_many(_offers("t", n))
             await swarm.succeeded(50 + n)
-            elapsed = time.perf_counter() - start
+            elapsed, after = time.perf_counter() - start, swarm.cpu(bench.server_pid)
         finally:
             swarm.stop()
         costs = await costs_in_this_run(bench, root, n)
     figure = n / elapsed
     limits = limit_fields("tasks", costs, figure)
+    cpu_per_task = per_task_cpu(before, after, n, costs.cores, limits["limit_bounds"]["all_cores"])
     ratio = figure / limits["limit"] if limits["limit"] else 0.0
     return BenchResult(
         "tasks",
@@ -172,6 +203,8 @@ async def bench_tasks(root: Path, n: int) -> BenchResult:
         TASKS_OF_LIMIT,
         ratio >= TASKS_OF_LIMIT,
         {"workers": WORKERS, "seconds": round(elapsed, 3), "events_per_task": TASK_EVENTS}
+        | {"cpu_us_per_task": cpu_per_task}
+        | {"cores_busy": round(cpu_per_task["total"] * 1e-6 * n / elapsed, 2)}
         | {"target_figure": round(TASKS_OF_LIMIT * limits["limit"], 1)}
         | {k: v for k, v in limits.items() if k not in ("limit", "limit_ratio")},
         machine(),
