@@ -9,6 +9,7 @@ import msgspec
 import pytest
 from swarmkit import Swarm
 
+from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.ports import Append
 from swarmlog.bus.rpc import request
 from swarmlog.bus.subjects import (
@@ -18,7 +19,7 @@ from swarmlog.bus.subjects import (
     rpc_subject,
     subject_for,
 )
-from swarmlog.errors import ConcurrencyConflict
+from swarmlog.errors import ConcurrencyConflict, StoreError
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.query import run_query
 from swarmlog.projections.service import QueryService
@@ -27,6 +28,7 @@ from swarmlog.schemas.payloads import (
     Result,
     TaskAssignment,
     TaskClaimed,
+    TaskOffered,
     TokenUsage,
     WorkflowSubmitted,
 )
@@ -223,3 +225,52 @@ async def test_provisioning_creates_buckets_and_is_idempotent(swarm: Swarm) -> N
     assert info.config.deny_delete
     assert info.config.deny_purge
     assert not info.config.allow_rollup_hdrs
+
+
+async def test_a_projection_of_a_stream_made_again_is_refused(
+    swarm: Swarm, tmp_path: Path, nats_server: str
+) -> None:
+    """The stream a projection was folded from is lost and made again (a server whose disk lost
+    it). Whether it now holds fewer messages, or the very same bytes at the same sequences (all
+    a publisher chooses), the projector refuses to go on from it: only the server's storage time
+    tells the copy from the original, so this runs against the real stream API."""
+    ops = swarm.publisher(swarm.operator)
+    for i in range(3):
+        await ops.publish(TaskOffered(task_id=f"t{i}", capability="c"))
+    path = tmp_path / "p.duckdb"
+    store = await project(swarm, path)
+    folded = store.position()
+    original = [await swarm.log.message_at(seq) for seq in range(1, folded + 1)]
+    store.close()
+
+    await swarm.log.client.jetstream().delete_stream(swarm.log.stream)
+    again = await JetStreamLog.open(nats_server, swarm.namespace, provision=True)
+    try:
+
+        async def refused(said: str) -> None:
+            store = ProjectionStore(path)
+            projector = Projector(
+                again, store, namespace=swarm.namespace, operator_key=swarm.operator.public_key
+            )
+            try:
+                with pytest.raises(StoreError, match=said):
+                    await projector.run(follow=False)
+                assert store.position() == folded  # nothing written
+            finally:
+                projector.close()
+                store.close()
+
+        copies = [m for m in original if m is not None]
+        assert len(copies) == folded
+        for message in copies[:-1]:
+            await again.append(Append(message.subject, message.data, msg_id=f"copy-{message.seq}"))
+        await refused("holds no message there")
+        last = copies[-1]
+        stored = await again.append(Append(last.subject, last.data, msg_id=f"copy-{last.seq}"))
+        assert stored.seq == folded
+        copy = await again.message_at(folded)
+        assert copy is not None
+        assert (copy.subject, copy.data) == (last.subject, last.data)
+        await refused("holds another message there")
+    finally:
+        await again.close()
