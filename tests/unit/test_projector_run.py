@@ -68,6 +68,16 @@ def hold_folds(projector: Projector, until: threading.Event) -> threading.Event:
     return folding
 
 
+async def refused(log: MemoryLog, store: ProjectionStore, operator: Identity, said: str) -> None:
+    """A projector of ``store`` on ``log`` refuses to start, saying ``said``."""
+    later = Projector(log, store, namespace="unit", operator_key=operator.public_key)
+    try:
+        with pytest.raises(StoreError, match=said):
+            await later.run(follow=False)
+    finally:
+        later.close()
+
+
 def watch_halt(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """An event set when the run loop tells its folding thread to fold nothing more."""
     halted = threading.Event()
@@ -196,15 +206,8 @@ async def test_a_projection_ahead_of_its_stream_or_of_another_stream_is_refused(
         for i in range(count):
             # The same subjects (the same task ids), other events: only the hash tells.
             await again.publish(TaskOffered(task_id=f"t{i}", capability="other"))
-    for stream, said in ((shorter, "holds no message there"), (other, "another message")):
-        later = Projector(
-            stream, projector.store, namespace="unit", operator_key=operator.public_key
-        )
-        try:
-            with pytest.raises(StoreError, match=said):
-                await later.run(follow=False)
-        finally:
-            later.close()
+    await refused(shorter, projector.store, operator, "holds no message there")
+    await refused(other, projector.store, operator, "another message")
     assert projector.store.position() == 3
     # The stream it was folded from is still fine to go on from.
     resumed = Projector(log, projector.store, namespace="unit", operator_key=operator.public_key)
@@ -290,22 +293,14 @@ async def test_the_old_last_message_published_again_after_a_lost_tail_is_told_ap
     await _append(after, old[0].subject, old[0].data)  # type: ignore[union-attr]
     await _append(after, old[1].subject, b"another message")  # type: ignore[union-attr]
     await _append(after, old[2].subject, old[2].data)  # type: ignore[union-attr]
-    later = Projector(after, projector.store, namespace="unit", operator_key=operator.public_key)
-    try:
-        with pytest.raises(StoreError, match="another message"):
-            await later.run(follow=False)
-    finally:
-        later.close()
+    await refused(after, projector.store, operator, "another message")
 
 
 async def test_junk_of_the_same_size_in_place_of_quarantined_junk_is_told_apart(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
-    log, operator, _, projector = make(tmp_path, clock)
-    offered = await publisher(log, operator, clock).publish(
-        TaskOffered(task_id="t0", capability="c")
-    )
+    clock, log, operator, projector, ops = rig(tmp_path)
+    offered = await ops.publish(TaskOffered(task_id="t0", capability="c"))
     first = await log.message_at(offered.seq)
     assert first is not None
     await _append(log, first.subject, b"junk-AAAA")
@@ -315,12 +310,7 @@ async def test_junk_of_the_same_size_in_place_of_quarantined_junk_is_told_apart(
     after = MemoryLog("SWARMLOG_UNIT", wall_clock=clock)
     await _append(after, first.subject, first.data)
     await _append(after, first.subject, b"junk-BBBB")
-    later = Projector(after, projector.store, namespace="unit", operator_key=operator.public_key)
-    try:
-        with pytest.raises(StoreError, match="another message"):
-            await later.run(follow=False)
-    finally:
-        later.close()
+    await refused(after, projector.store, operator, "another message")
 
 
 async def test_a_cancel_while_the_reader_unwinds_is_not_lost(tmp_path: Path) -> None:
