@@ -31,7 +31,8 @@ async def main(me):
     import json, os, time
     import msgspec
     from swarmlog.bus.subjects import subject_for
-    from swarmlog.schemas.envelope import Envelope, SignedEvent
+    from swarmlog.schemas.codec import signed_data
+    from swarmlog.schemas.envelope import Envelope
     from swarmlog.schemas.payloads import TaskOffered
     from swarmlog.schemas.signing import EVENT_DOMAIN, event_hash
 
@@ -46,7 +47,7 @@ async def main(me):
         payload=TaskOffered(task_id=plan["task_id"], capability="text"),
     )
     body = msgspec.msgpack.encode(envelope)
-    data = msgspec.msgpack.encode(SignedEvent(body, me.identity.sign(EVENT_DOMAIN, body)))
+    data = signed_data(body, me.identity.sign(EVENT_DOMAIN, body))
     nc = await me.connect()
     ack = await nc.request(subject_for(me.namespace, envelope), data, timeout=10)
     await nc.close()

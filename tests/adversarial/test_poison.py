@@ -26,7 +26,8 @@ async def main(me):
     import os, time
     import msgspec
     from swarmlog.bus.subjects import subject_for
-    from swarmlog.schemas.envelope import Envelope, SignedEvent
+    from swarmlog.schemas.codec import signed_data
+    from swarmlog.schemas.envelope import Envelope
     from swarmlog.schemas.ids import new_event_id
     from swarmlog.schemas.payloads import TaskOffered
     from swarmlog.schemas.signing import EVENT_DOMAIN, event_hash
@@ -53,7 +54,7 @@ async def main(me):
         )
         # Sealed by hand: swarmlog's own sealing refuses such a payload.
         body = msgspec.msgpack.encode(envelope)
-        data = msgspec.msgpack.encode(SignedEvent(body, identity.sign(EVENT_DOMAIN, body)))
+        data = signed_data(body, identity.sign(EVENT_DOMAIN, body))
         ack = await nc.request(subject_for(me.namespace, envelope), data, timeout=10)
         seqs.append(json.loads(ack.data)["seq"])
         head = event_hash(body)

@@ -29,9 +29,8 @@ from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.subjects import stream_name, subject_for
 from swarmlog.config import Settings
 from swarmlog.control.keystore import KeyStore
-from swarmlog.schemas.codec import decode_envelope, decode_signed, encode
+from swarmlog.schemas.codec import decode_envelope, decode_signed, signed_data
 from swarmlog.schemas.credentials import Credential
-from swarmlog.schemas.envelope import SignedEvent
 from swarmlog.schemas.payloads import (
     AgentKilled,
     CredentialRevoked,
@@ -189,7 +188,7 @@ async def test_the_clean_room_verifier_agrees_with_audit_verify_on_a_tampered_st
         signed = decode_signed(stored.data)
 
         # Forged: no signature, another agent's key naming alice, a key nobody issued.
-        await w.raw("bad_signature", stored.subject, encode(SignedEvent(signed.body, bytes(64))))
+        await w.raw("bad_signature", stored.subject, signed_data(signed.body, bytes(64)))
         subject, data, _ = w.craft(
             Identity("alice", carol.signing_key), Result(task_id="t1", output="as alice")
         )

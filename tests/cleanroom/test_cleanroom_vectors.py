@@ -3,6 +3,7 @@ vector of every file in tests/vectors/."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import nacl.bindings
 import pytest
 from verifier import (
+    BATCH_DOMAIN,
     CHECKPOINT_DOMAIN,
     CREDENTIAL_DOMAIN,
     EVENT_DOMAIN,
@@ -21,6 +23,7 @@ from verifier import (
     MsgMap,
     Rejection,
     StoredMessage,
+    batch_root,
     check_credential,
     check_stateless,
     checkpoint_signed_bytes,
@@ -64,7 +67,8 @@ def raw_json(v: Any) -> Any:
 
 def check_encoding(v: dict[str, Any]) -> None:
     data = bytes.fromhex(v["data"])
-    body, signature = decode_signed(data)
+    body, signature, proof = decode_signed(data)
+    assert proof is None
     assert body.hex() == v["body"]
     assert signature.hex() == v["signature"]
     assert raw_json(unpack(body)) == v["envelope"]
@@ -195,6 +199,38 @@ def check_credential_vector(v: dict[str, Any]) -> None:
         assert out.reason == "bad_credential"
 
 
+def check_batch(v: dict[str, Any]) -> None:
+    expected = v["expected"]
+    if v["name"] != "batch/valid":
+        out = check_stateless(bytes.fromhex(v["data"]), v["subject"], "default")
+        if expected == {"verdict": "valid"}:
+            assert isinstance(out, Checked), out
+        else:
+            assert isinstance(out, Rejection), out
+            assert out.reason == expected["reason"], out.detail
+        return
+    assert expected == {"verdict": "valid"}
+    alpha = bytes.fromhex(v["keys"]["alpha"]["public_key"])
+    root = bytes.fromhex(v["root"])
+    signed = BATCH_DOMAIN + v["size"].to_bytes(8, "big") + root
+    assert signed.hex() == v["signed_message"]
+    assert signature_valid(alpha, b"", signed, bytes.fromhex(v["signature"]))
+    for m in v["messages"]:
+        data = bytes.fromhex(m["data"])
+        checked = check_stateless(data, m["subject"], "default")
+        assert isinstance(checked, Checked), checked
+        body, signature, proof = decode_signed(data)
+        assert proof is not None
+        assert (body.hex(), proof.index, [p.hex() for p in proof.path]) == (
+            m["body"],
+            m["index"],
+            m["path"],
+        )
+        assert hashlib.sha256(b"\x00" + body).hexdigest() == m["leaf"]
+        assert batch_root(body, proof) == root
+        assert signature.hex() == v["signature"]
+
+
 CHECKS = {
     "encoding.json": check_encoding,
     "stateless.json": check_stateless_vector,
@@ -203,6 +239,7 @@ CHECKS = {
     "checkpoint.json": check_checkpoint,
     "login.json": check_login,
     "credential.json": check_credential_vector,
+    "batch.json": check_batch,
 }
 
 

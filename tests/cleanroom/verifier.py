@@ -1,4 +1,4 @@
-"""A clean-room verifier of the swarmlog wire protocol, version 1, written from
+"""A clean-room verifier of the swarmlog wire protocol, version 1 (with P-VER-6), written from
 ``docs/protocol.md`` alone (rule ids in the comments are that page's).
 
 It uses only the standard library, PyNaCl (Ed25519) and the ``msgpack`` package: nothing of
@@ -35,6 +35,7 @@ import nacl.exceptions
 # Constants (P-SIG-1, section 2.6, P-CHK-15)
 
 EVENT_DOMAIN = b"swarmlog/event/v1\x00"
+BATCH_DOMAIN = b"swarmlog/event-batch/v1\x00"
 CREDENTIAL_DOMAIN = b"swarmlog/credential/v1\x00"
 PRESENCE_DOMAIN = b"swarmlog/presence/v1\x00"
 CHECKPOINT_DOMAIN = b"swarmlog/checkpoint/v1\x00"
@@ -42,6 +43,8 @@ STREAM_CHAIN_DOMAIN = b"swarmlog/stream-chain/v1\x00"
 LOGIN_DOMAIN = b"swarmlog/nats-login/v1\x00"
 
 MAX_EVENT_BYTES = 524_288
+MAX_BATCH = 4096
+MAX_PATH = 12
 MAX_NESTING = 64
 MAX_CREDENTIAL_BYTES = 8_192
 MAX_CHECKPOINT_FILE_BYTES = 16_384
@@ -690,8 +693,29 @@ def decode_envelope(body: bytes) -> Envelope:
     return Envelope(type=kind, payload=payload, **fields)
 
 
-def decode_signed(data: bytes) -> tuple[bytes, bytes]:
-    """P-ENC-1: ``[body (bin), signature (bin 64), ...]`` filling the data."""
+@dataclass(frozen=True)
+class Proof:
+    """P-ENC-1a."""
+
+    index: int
+    size: int
+    path: list[bytes]
+
+
+def decode_proof(v: Any) -> Proof | None:
+    """P-ENC-1a; nil is no proof."""
+    if v is None:
+        return None
+    if type(v) is not list or len(v) < 3:
+        raise Malformed("signed.proof: expected an array of at least 3 elements")
+    index = integer(0, MAX_BATCH - 1)(v[0], "signed.proof.index", 2)
+    size = integer(2, MAX_BATCH)(v[1], "signed.proof.size", 2)
+    path = array(binary(exact=32), MAX_PATH)(v[2], "signed.proof.path", 2)
+    return Proof(index, size, path)
+
+
+def decode_signed(data: bytes) -> tuple[bytes, bytes, Proof | None]:
+    """P-ENC-1: ``[body (bin), signature (bin 64), proof or nil, ...]`` filling the data."""
     v = unpack(data)
     if type(v) is not list:
         raise Malformed(f"signed event: expected an array, got {type(v).__name__}")
@@ -699,7 +723,8 @@ def decode_signed(data: bytes) -> tuple[bytes, bytes]:
         raise Malformed(f"signed event: {len(v)} elements")
     body = binary()(v[0], "signed.body", 1)
     signature = binary(exact=64)(v[1], "signed.signature", 1)
-    return body, signature
+    proof = decode_proof(v[2]) if len(v) > 2 else None
+    return body, signature, proof
 
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -751,6 +776,42 @@ def signature_valid(public_key: bytes, domain: bytes, message: bytes, signature:
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError):
         return False
     return True
+
+
+def batch_root(body: bytes, proof: Proof) -> bytes | None:
+    """P-SIG-5: the root RFC 9162's inclusion proof computes, or None when it fails."""
+    if proof.index >= proof.size:
+        return None
+    fn, sn = proof.index, proof.size - 1
+    r = hashlib.sha256(b"\x00" + body).digest()
+    for p in proof.path:
+        if sn == 0:
+            return None
+        if fn % 2 == 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            if fn % 2 == 0:
+                while fn % 2 == 0 and fn != 0:
+                    fn //= 2
+                    sn //= 2
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn //= 2
+        sn //= 2
+    return r if sn == 0 else None
+
+
+def event_signature_valid(
+    public_key: bytes, body: bytes, signature: bytes, proof: Proof | None
+) -> bool:
+    """P-SIG-4, or with a proof P-SIG-5 (no cache here: every member is verified)."""
+    if proof is None:
+        return signature_valid(public_key, EVENT_DOMAIN, body, signature)
+    root = batch_root(body, proof)
+    if root is None:
+        return False
+    return signature_valid(
+        public_key, BATCH_DOMAIN, proof.size.to_bytes(8, "big") + root, signature
+    )
 
 
 def sha256_hex(data: bytes) -> str:
@@ -926,7 +987,7 @@ def check_stateless(data: bytes, subject: str, namespace: str) -> Checked | Reje
     if len(data) > MAX_EVENT_BYTES:
         return Rejection("oversized", f"{len(data)} > {MAX_EVENT_BYTES}")
     try:
-        body, signature = decode_signed(data)
+        body, signature, proof = decode_signed(data)
         envelope = decode_envelope(body)
     except Malformed as e:
         return Rejection("malformed", str(e)[:500])
@@ -937,7 +998,7 @@ def check_stateless(data: bytes, subject: str, namespace: str) -> Checked | Reje
         return Rejection("malformed", f"a {envelope.type} event without workflow_id")
     if implied != subject:
         return Rejection("subject_mismatch", f"implies {implied}")
-    if not signature_valid(bytes.fromhex(envelope.signer), EVENT_DOMAIN, body, signature):
+    if not event_signature_valid(bytes.fromhex(envelope.signer), body, signature, proof):
         return Rejection("bad_signature")
     return Checked(envelope, body, sha256_hex(body))
 

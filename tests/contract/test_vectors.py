@@ -37,6 +37,7 @@ from swarmlog.projections.streamchain import (
     verify_checkpoint,
 )
 from swarmlog.projections.verify import REASONS, admit, check, check_credential
+from swarmlog.schemas.batches import BATCH_DOMAIN, batch_message, leaf_hash, root_of
 from swarmlog.schemas.codec import decode_credential, decode_envelope, decode_signed
 from swarmlog.schemas.payloads import PAYLOAD_TYPES, CredentialIssued
 from swarmlog.schemas.signing import (
@@ -358,3 +359,32 @@ def test_every_quarantine_reason_has_a_vector() -> None:
         shown |= {v["reason"] for v in vector["expected"]["verdicts"] if "reason" in v}
     assert set(REASONS) - shown == set(), "reasons no vector shows"
     assert shown <= set(REASONS)
+
+
+def test_batches() -> None:
+    found = by_name("batch.json")
+    valid = found.pop("batch/valid")
+    alpha = valid["keys"]["alpha"]["public_key"]
+    root = bytes.fromhex(valid["root"])
+    assert bytes.fromhex(valid["signed_message"]) == BATCH_DOMAIN + batch_message(3, root)
+    assert verify_signature(
+        alpha, BATCH_DOMAIN, batch_message(3, root), bytes.fromhex(valid["signature"])
+    )
+    for member in valid["messages"]:
+        checked = check(message(member), "default")
+        assert checked.rejection is None, checked.rejection
+        signed = decode_signed(bytes.fromhex(member["data"]))
+        assert signed.proof is not None
+        assert signed.body.hex() == member["body"]
+        assert leaf_hash(signed.body).hex() == member["leaf"]
+        assert root_of(signed.body, signed.proof) == root
+        # Signed over the root, never over the body alone.
+        assert not verify_signature(alpha, EVENT_DOMAIN, signed.body, signed.signature)
+    for name, vector in found.items():
+        checked = check(message(vector), "default")
+        want = vector["expected"]
+        if want["verdict"] == "valid":
+            assert checked.rejection is None, name
+        else:
+            assert checked.rejection is not None, name
+            assert checked.rejection.reason == want["reason"], name

@@ -19,8 +19,13 @@ from swarmlog.bus.subjects import stream_name, subject_for
 from swarmlog.projections.projector import Projector
 from swarmlog.projections.query import run_query
 from swarmlog.projections.store import ProjectionStore
-from swarmlog.schemas.codec import MAX_EVENT_BYTES, decode_envelope, decode_signed, encode
-from swarmlog.schemas.envelope import SignedEvent
+from swarmlog.schemas.codec import (
+    MAX_EVENT_BYTES,
+    decode_envelope,
+    decode_signed,
+    encode,
+    signed_data,
+)
 from swarmlog.schemas.payloads import Result, TaskAssignment
 from swarmlog.schemas.signing import EVENT_DOMAIN, ChainHead, Identity, event_hash, seal
 
@@ -69,10 +74,10 @@ async def test_tampered_messages_are_quarantined_and_audited(swarm: Swarm, tmp_p
     envelope = decode_envelope(signed.body)
 
     # Forgeries, each built the way an attacker with stream access could.
-    bad_sig = encode(SignedEvent(signed.body, bytes(64)))
+    bad_sig = signed_data(signed.body, bytes(64))
     altered_body = signed.body.replace(b"genuine", b"GENUINE")
     assert altered_body != signed.body
-    altered = encode(SignedEvent(altered_body, signed.signature))
+    altered = signed_data(altered_body, signed.signature)
     # Bob's key signs an event that names alice as its sender.
     impersonation = seal(
         Identity("alice", swarm.bob.signing_key),
@@ -96,7 +101,7 @@ async def test_tampered_messages_are_quarantined_and_audited(swarm: Swarm, tmp_p
         }
     )
     same_id_body = encode(same_id_env)
-    same_id_data = encode(SignedEvent(same_id_body, swarm.alice.sign(EVENT_DOMAIN, same_id_body)))
+    same_id_data = signed_data(same_id_body, swarm.alice.sign(EVENT_DOMAIN, same_id_body))
     stranger = Identity.from_seed("mallory", seed("mallory"))
     unknown = seal(
         stranger, ChainHead(), Result(task_id="t1", output="x"), now_ns=1, entropy=bytes(10)
@@ -155,6 +160,65 @@ async def test_tampered_messages_are_quarantined_and_audited(swarm: Swarm, tmp_p
     assert outputs == [["t1", '"genuine"'], ["t2", '"later"']]
     store.close()
 
+    code, report = audit(swarm)
+    assert code == 1
+    assert {(r["seq"], r["reason"]) for r in report["rejected"]} == set(expected.items())
+
+
+async def test_a_batch_member_tampered_with_is_quarantined_alone(
+    swarm: Swarm, tmp_path: Path
+) -> None:
+    """Events signed in one batch (one signature over their tree) verify one by one: a member
+    altered, moved to another index or stripped of its proof is a bad signature, and its
+    genuine siblings, before and after it on the stream, are applied."""
+    ns = swarm.namespace
+    tasks = [f"t{i}" for i in range(1, 5)]
+    await swarm.publisher(swarm.operator).publish_many(
+        [TaskAssignment(task_id=t, role="worker") for t in tasks]
+    )
+    alice = swarm.publisher(swarm.alice)
+    genuine = await alice.publish_batch([(Result(task_id=t, output="genuine"), {}) for t in tasks])
+    members = []
+    for published in genuine:
+        stored = await swarm.log.message_at(published.seq)
+        assert stored is not None
+        members.append(decode_signed(stored.data))
+    assert all(m.proof is not None and m.proof.size == 4 for m in members)
+    assert len({m.signature for m in members}) == 1  # one signature for the four
+
+    second, third = members[1], members[2]
+    assert second.proof is not None
+    assert third.proof is not None
+    altered = signed_data(
+        second.body.replace(b"genuine", b"GENUINE"), second.signature, second.proof
+    )
+    moved = signed_data(second.body, second.signature, third.proof)
+    stripped = signed_data(second.body, second.signature)
+    attacks = [altered, moved, stripped]
+    nc = await nats.connect(str(swarm.settings.nats_url))
+    js = nc.jetstream()
+    expected: dict[int, str] = {}
+    try:
+        for i, data in enumerate(attacks):
+            ack = await js.publish(genuine[1].subject, data, headers={"Nats-Msg-Id": f"b-{i}"})
+            expected[ack.seq] = "bad_signature"
+    finally:
+        await nc.close()
+
+    store = ProjectionStore(tmp_path / "p.duckdb")
+    projector = Projector(swarm.log, store, namespace=ns, operator_key=swarm.operator.public_key)
+    await projector.run(follow=False)
+    projector.close()
+    cursor = store.cursor()
+    quarantined = dict(
+        (int(s), str(r)) for s, r in run_query(cursor, "SELECT seq, reason FROM quarantine").rows
+    )
+    assert quarantined == expected
+    applied = {int(r[0]) for r in run_query(cursor, "SELECT seq FROM events").rows}
+    assert {p.seq for p in genuine} <= applied
+    outputs = run_query(cursor, "SELECT DISTINCT output FROM tasks").rows
+    assert outputs == [['"genuine"']]
+    store.close()
     code, report = audit(swarm)
     assert code == 1
     assert {(r["seq"], r["reason"]) for r in report["rejected"]} == set(expected.items())

@@ -22,9 +22,10 @@ from swarmlog.schemas.codec import (
     decode_signed,
     encode,
     payload_from_json,
+    signed_data,
 )
 from swarmlog.schemas.credentials import Credential
-from swarmlog.schemas.envelope import Envelope, SignedEvent
+from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import PAYLOAD_TYPES, Payload, TaskAssignment, payload_type
 from swarmlog.schemas.signing import (
     CREDENTIAL_DOMAIN,
@@ -200,7 +201,7 @@ def test_flipping_any_byte_of_body_or_signature_is_detected(case: Any, data: st.
         body = signed.body
         signature = flip(signed.signature, data.draw(st.integers(0, 63)), mask)
     assert not verify_signature(signer, EVENT_DOMAIN, body, signature)
-    assert not _decodes_and_verifies(encode(SignedEvent(body, signature)))
+    assert not _decodes_and_verifies(signed_data(body, signature))
 
 
 # --- hostile input -------------------------------------------------------------------------------

@@ -14,8 +14,7 @@ from swarmlog.bus.ports import StoredMessage
 from swarmlog.bus.subjects import subject_for
 from swarmlog.errors import SchemaError
 from swarmlog.projections.verify import check
-from swarmlog.schemas.codec import MAX_NESTING, encode, payload_from_json
-from swarmlog.schemas.envelope import SignedEvent
+from swarmlog.schemas.codec import MAX_NESTING, encode, payload_from_json, signed_data
 from swarmlog.schemas.payloads import Result
 from swarmlog.schemas.signing import EVENT_DOMAIN, ChainHead, Identity, seal
 
@@ -50,7 +49,7 @@ def test_nesting_up_to_the_limit_is_signed_and_read_beyond_it_neither(
     sealed = seal(ALICE, ChainHead(), Result(task_id="t1", output="x"), now_ns=1, entropy=bytes(10))
     envelope = msgspec.structs.replace(sealed.envelope, payload=Result(task_id="t1", output=output))
     body = encode(envelope)
-    forged = encode(SignedEvent(body, ALICE.sign(EVENT_DOMAIN, body)))
+    forged = signed_data(body, ALICE.sign(EVENT_DOMAIN, body))
     rejection = check(StoredMessage(1, subject_for("ns", envelope), forged, 2_000), "ns").rejection
     assert rejection is not None
     assert rejection.reason == "malformed"

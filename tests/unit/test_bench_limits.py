@@ -16,12 +16,14 @@ def costs(**changes: float) -> StageCosts:
     base = {
         "seal": 30 * US,
         "sign": 20 * US,
+        "seal_batched": 12 * US,
         "publish_client": 30 * US,
         "server_store": 20 * US,
         "server_deliver": 5 * US,
         "consume_client": 10 * US,
         "decode": 10 * US,
         "verify": 55 * US,
+        "verify_batched": 5 * US,
         "fold": 15 * US,
         "write": 30 * US,
         "commit_one": 2_000 * US,
@@ -32,28 +34,38 @@ def costs(**changes: float) -> StageCosts:
 
 def test_each_limit_is_the_smaller_of_every_core_busy_and_the_critical_path() -> None:
     limits = physical_limits(costs())
-    # publish: 80 us of CPU per event over 2 cores; the publisher's GIL part is 10 + 30 us.
-    assert limits["publish"].all_cores == pytest.approx(2 / 80e-6)
-    assert limits["publish"].critical_path == pytest.approx(1 / 40e-6)
-    assert limits["publish"].value == pytest.approx(1 / 40e-6)
-    # replay: 80 in + 45 apply = 125 us over 2 cores; the projector's serial 10+10+45 = 65 us.
-    assert limits["replay"].all_cores == pytest.approx(2 / 125e-6)
+    # Runs of events are signed in batches: out is 12 + 30 + 20 = 62 us, in 5 + 10 + 10 + 5 =
+    # 30 us. publish: 62 us of CPU per event over 2 cores; the publisher's part is 12 + 30 us.
+    assert limits["publish"].all_cores == pytest.approx(2 / 62e-6)
+    assert limits["publish"].critical_path == pytest.approx(1 / 42e-6)
+    assert limits["publish"].value == pytest.approx(1 / 42e-6)
+    # replay: 30 in + 45 apply = 75 us over 2 cores; the projector's serial 10+10+45 = 65 us.
+    assert limits["replay"].all_cores == pytest.approx(2 / 75e-6)
     assert limits["replay"].value == pytest.approx(1 / 65e-6)
-    # ingest: both, all 205 us of it over 2 cores.
-    assert limits["ingest"].value == pytest.approx(2 / 205e-6)
-    # tasks: 3 x 80 out + 5 x 80 in + 3 x 45 apply = 775 us per task.
-    assert limits["tasks"].value == pytest.approx(2 / 775e-6)
+    # ingest: both, all 137 us of it over 2 cores.
+    assert limits["ingest"].value == pytest.approx(2 / 137e-6)
+    # tasks: 3 x 62 out + 5 x 30 in + 3 x 45 apply = 471 us per task.
+    assert limits["tasks"].value == pytest.approx(2 / 471e-6)
 
 
 def test_the_latency_floor_is_the_offers_commit_or_the_way_to_the_result_then_one_more() -> None:
     floor = physical_limits(costs())["latency"]
     assert floor.unit.startswith("ms")
-    # The offer committed alone (round trip, read, commit) outlasts the way to the result
-    # (3 round trips, 2 reads, 3 seals); then the rest's read and commit, and the wait's trip.
+    # One task at a time: each event signed alone (read: 5 + 10 + 10 + 55 = 80 us). The offer
+    # committed alone (round trip, read, commit) outlasts the way to the result (3 round
+    # trips, 2 reads, 3 seals); then the rest's read and commit, and the wait's trip.
     first = max(3 * 200 + 2 * 80 + 3 * 30, 200 + 80 + 2_000)
     assert floor.value == pytest.approx((first + 80 + 2_000 + 200) * US * 1000)
     # More cores do not make one task faster.
     assert physical_limits(costs(commit_one=0.0))["latency"].value < floor.value
+
+
+def test_batched_signing_raises_the_throughput_limits_and_not_the_latencys() -> None:
+    batched = physical_limits(costs())
+    alone = physical_limits(costs(seal_batched=30 * US, verify_batched=55 * US))
+    for name in ("publish", "ingest", "replay", "tasks"):
+        assert batched[name].all_cores > alone[name].all_cores, name
+    assert batched["latency"].value == alone["latency"].value
 
 
 def test_a_dearer_stage_lowers_the_limits_it_is_part_of_and_no_other() -> None:

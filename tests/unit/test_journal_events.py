@@ -23,9 +23,8 @@ from test_verify import Projection
 
 from swarmlog.errors import SchemaError
 from swarmlog.projections.verify import check, touches
-from swarmlog.schemas.codec import decode_credential, encode, payload_from_json
+from swarmlog.schemas.codec import decode_credential, encode, payload_from_json, signed_data
 from swarmlog.schemas.credentials import tool_permitted
-from swarmlog.schemas.envelope import SignedEvent
 from swarmlog.schemas.payloads import (
     AgentRegistered,
     ModelCallCompleted,
@@ -285,7 +284,7 @@ def forged(who: Identity, payload: Payload, head: ChainHead, changes: dict[str, 
     body = msgspec.msgpack.decode(prepared.body)
     body["payload"] |= changes
     raw = msgspec.msgpack.encode(body)
-    return encode(SignedEvent(raw, who.sign(EVENT_DOMAIN, raw)))
+    return signed_data(raw, who.sign(EVENT_DOMAIN, raw))
 
 
 def test_a_journal_event_touches_its_call_and_its_task() -> None:

@@ -20,9 +20,8 @@ from swarmlog.agents.policy.resultcache import (
 )
 from swarmlog.bus.ports import StoredMessage
 from swarmlog.bus.subjects import subject_for
-from swarmlog.schemas.codec import decode_signed, encode
+from swarmlog.schemas.codec import decode_signed, signed_data
 from swarmlog.schemas.credentials import Credential
-from swarmlog.schemas.envelope import SignedEvent
 from swarmlog.schemas.payloads import CredentialIssued, Payload, Result, TaskStarted
 from swarmlog.schemas.signing import ChainHead, Identity, issue_credential, seal
 
@@ -95,7 +94,7 @@ def test_entries_round_trip_and_other_forms_are_refused() -> None:
 def tampered(message: StoredMessage) -> StoredMessage:
     signed = decode_signed(message.data)
     body = signed.body.replace(b"honest", b"forged")
-    data = encode(SignedEvent(body, signed.signature))
+    data = signed_data(body, signed.signature)
     return StoredMessage(message.seq, message.subject, data, message.stored_at)
 
 

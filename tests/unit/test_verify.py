@@ -17,9 +17,9 @@ from swarmlog.bus.subjects import subject_for
 from swarmlog.projections.fold import apply, quarantine
 from swarmlog.projections.state import State
 from swarmlog.projections.verify import REASONS, Checked, Rejection, admit, check, touches
-from swarmlog.schemas.codec import MAX_EVENT_BYTES, decode_signed, encode
+from swarmlog.schemas.codec import MAX_EVENT_BYTES, decode_signed, encode, signed_data
 from swarmlog.schemas.credentials import Credential
-from swarmlog.schemas.envelope import Envelope, SignedEvent
+from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.payloads import (
     AgentHeartbeat,
     AgentKilled,
@@ -152,7 +152,7 @@ def bad_signature(p: Projection) -> StoredMessage:
     p.issue(ALPHA)
     sealed = p.seal(ALPHA, heartbeat())
     signed = decode_signed(sealed.data)
-    forged = encode(SignedEvent(signed.body, BETA.sign(EVENT_DOMAIN, signed.body)))
+    forged = signed_data(signed.body, BETA.sign(EVENT_DOMAIN, signed.body))
     return p.message(forged, subject=subject_for(NS, sealed.envelope))
 
 
@@ -572,7 +572,7 @@ def test_touches_names_the_rows_admit_reads() -> None:
 
 
 def _signed_with(body: bytes, who: Identity = ALPHA) -> bytes:
-    return encode(SignedEvent(body, who.sign(EVENT_DOMAIN, body)))
+    return signed_data(body, who.sign(EVENT_DOMAIN, body))
 
 
 def _assignment_body(input_: Any) -> bytes:

@@ -43,9 +43,16 @@ from swarmlog.projections.verify import (
     check_credential,
 )
 from swarmlog.schemas import payloads as p
-from swarmlog.schemas.codec import MAX_EVENT_BYTES, decode_envelope, decode_signed, encode
+from swarmlog.schemas.batches import BATCH_DOMAIN, batch_message, leaf_hash, tree
+from swarmlog.schemas.codec import (
+    MAX_EVENT_BYTES,
+    decode_envelope,
+    decode_signed,
+    encode,
+    signed_data,
+)
 from swarmlog.schemas.credentials import Credential
-from swarmlog.schemas.envelope import Envelope, SignedEvent
+from swarmlog.schemas.envelope import BatchProof, Envelope
 from swarmlog.schemas.ids import new_event_id
 from swarmlog.schemas.signing import (
     CONTROL_TYPES,
@@ -58,6 +65,7 @@ from swarmlog.schemas.signing import (
     issue_credential,
     prepare,
     seal,
+    sign_all,
 )
 
 __all__ = ["FILES", "build", "main", "render"]
@@ -88,6 +96,7 @@ FILES = (
     "checkpoint.json",
     "login.json",
     "credential.json",
+    "batch.json",
 )
 
 
@@ -402,7 +411,7 @@ def stateless() -> dict[str, Any]:
 
     # A signed map that is no envelope.
     junk_body = msgspec.msgpack.encode({"id": "not an envelope", "sender": "alpha"})
-    junk = encode(SignedEvent(junk_body, ALPHA.sign(EVENT_DOMAIN, junk_body)))
+    junk = signed_data(junk_body, ALPHA.sign(EVENT_DOMAIN, junk_body))
 
     # An envelope whose id encodes another millisecond than its occurred_at.
     i = next(n)
@@ -416,7 +425,7 @@ def stateless() -> dict[str, Any]:
         payload=p.TaskStarted(task_id="t1"),
     )
     skewed_body = encode(skewed)
-    skewed_data = encode(SignedEvent(skewed_body, ALPHA.sign(EVENT_DOMAIN, skewed_body)))
+    skewed_data = signed_data(skewed_body, ALPHA.sign(EVENT_DOMAIN, skewed_body))
 
     text = good.data.index(b"forty-two")
     # Signed with the credential domain: a signature for another use.
@@ -424,7 +433,7 @@ def stateless() -> dict[str, Any]:
     prepared = prepare(
         ALPHA, ChainHead(), p.TaskStarted(task_id="t1"), now_ns=T0 + i * MS, entropy=entropy(i)
     )
-    wrong_domain = encode(SignedEvent(prepared.body, ALPHA.sign(CREDENTIAL_DOMAIN, prepared.body)))
+    wrong_domain = signed_data(prepared.body, ALPHA.sign(CREDENTIAL_DOMAIN, prepared.body))
 
     # A JSON field holding a map whose key is nil: MessagePack carries it, JSON cannot.
     i = next(n)
@@ -438,7 +447,7 @@ def stateless() -> dict[str, Any]:
         payload=p.Result(task_id="t1", output={None: 1}),
     )
     keyed_body = msgspec.msgpack.encode(keyed)  # by hand: swarmlog's sealing refuses it
-    keyed_data = encode(SignedEvent(keyed_body, ALPHA.sign(EVENT_DOMAIN, keyed_body)))
+    keyed_data = signed_data(keyed_body, ALPHA.sign(EVENT_DOMAIN, keyed_body))
 
     cases: list[tuple[str, str, str, bytes, str]] = [
         (
@@ -1267,6 +1276,153 @@ def credential_vectors() -> dict[str, Any]:
 
 # --- all ----------------------------------------------------------------------------------------
 
+# --- batch.json -------------------------------------------------------------------------------
+
+
+def batch() -> dict[str, Any]:
+    prepared, head = [], ChainHead()
+    for i, payload in enumerate(
+        [
+            p.TaskStarted(task_id="t1"),
+            p.Result(task_id="t1", output="forty-two"),
+            p.TaskCompleted(task_id="t1"),
+        ]
+    ):
+        ready = prepare(ALPHA, head, payload, now_ns=T0 + (i + 1) * MS, entropy=entropy(i + 1))
+        prepared.append(ready)
+        head = ready.head
+    sealed = sign_all(prepared, ALPHA)
+    leaves = [leaf_hash(r.body) for r in prepared]
+    root, paths = tree(leaves)
+    signed = [decode_signed(s.data) for s in sealed]
+    expect([s.proof for s in signed], [BatchProof(i, 3, paths[i]) for i in range(3)], "the proofs")
+    subjects = [subject_for(NAMESPACE, s.envelope) for s in sealed]
+    members = []
+    for s, subject, leaf in zip(sealed, subjects, leaves, strict=True):
+        expect(check(StoredMessage(1, subject, s.data), NAMESPACE).rejection, None, "a member")
+        d = decode_signed(s.data)
+        assert d.proof is not None
+        members.append(
+            {
+                "subject": subject,
+                "data": s.data.hex(),
+                "body": d.body.hex(),
+                "leaf": leaf.hex(),
+                "index": d.proof.index,
+                "path": [h.hex() for h in d.proof.path],
+            }
+        )
+    vectors: list[dict[str, Any]] = [
+        {
+            "name": "batch/valid",
+            "rule": "three events of alpha signed with one signature over the root of their"
+            " tree: each message is [body, signature, [index, size, path]] and verifies alone",
+            "keys": keys("alpha"),
+            "size": 3,
+            "root": root.hex(),
+            "signed_message": (BATCH_DOMAIN + batch_message(3, root)).hex(),
+            "signature": signed[0].signature.hex(),
+            "messages": members,
+            "expected": {"verdict": "valid"},
+        }
+    ]
+    body, signature, proof = signed[1].body, signed[1].signature, signed[1].proof
+    assert proof is not None
+    flipped = bytearray(body)
+    flipped[body.index(b"forty-two")] ^= 1
+    one = BatchProof(proof.index, proof.size, proof.path)
+    cases: list[tuple[str, str, bytes, str]] = [
+        (
+            "batch/altered-body",
+            "one bit flipped in a batch member's body ('forty-two' becomes 'gorty-two') leads"
+            " its path to another root: bad signature",
+            signed_data(bytes(flipped), signature, one),
+            "bad_signature",
+        ),
+        (
+            "batch/wrong-index",
+            "the same path under another index (0 instead of 1) leads to another root",
+            signed_data(body, signature, BatchProof(0, 3, proof.path)),
+            "bad_signature",
+        ),
+        (
+            "batch/short-path",
+            "a path one hash short of the tree's depth fits no tree of its size",
+            signed_data(body, signature, BatchProof(1, 3, proof.path[:-1])),
+            "bad_signature",
+        ),
+        (
+            "batch/long-path",
+            "a path one hash longer than the tree's depth fits no tree of its size",
+            signed_data(body, signature, BatchProof(1, 3, [*proof.path, root])),
+            "bad_signature",
+        ),
+        (
+            "batch/wrong-size",
+            "the same path in a tree said to be of 4 events: the signature covers the size",
+            signed_data(body, signature, BatchProof(1, 4, proof.path)),
+            "bad_signature",
+        ),
+        (
+            "batch/proof-stripped",
+            "a batch member without its proof: the signature is not over its body alone",
+            signed_data(body, signature),
+            "bad_signature",
+        ),
+        (
+            "batch/proof-not-a-proof",
+            "a third element that is not a proof (here a string) is malformed",
+            msgspec.msgpack.encode((body, signature, "proof")),
+            "malformed",
+        ),
+        (
+            "batch/size-one",
+            "a proof of a batch of one is malformed (an event alone is signed alone)",
+            msgspec.msgpack.encode((body, signature, (0, 1, []))),
+            "malformed",
+        ),
+    ]
+    for name, rule, data, reason in cases:
+        rejection = check(StoredMessage(1, subjects[1], data), NAMESPACE).rejection
+        expect(reason_of(rejection), reason, f"the verdict of {name}")
+        vectors.append(
+            {
+                "name": name,
+                "rule": rule,
+                "keys": keys("alpha"),
+                "subject": subjects[1],
+                "data": data.hex(),
+                "expected": {"verdict": "quarantined", "reason": reason},
+            }
+        )
+    single = seal(ALPHA, ChainHead(), p.TaskStarted(task_id="t2"), now_ns=T0, entropy=entropy(9))
+    alone = decode_signed(single.data)
+    nil = msgspec.msgpack.encode((alone.body, alone.signature, None))
+    expect(
+        check(StoredMessage(1, subject_for(NAMESPACE, single.envelope), nil), NAMESPACE).rejection,
+        None,
+        "nil proof",
+    )
+    vectors.append(
+        {
+            "name": "batch/nil-proof",
+            "rule": "an event signed alone with a nil third element: no proof, its signature is"
+            " over its body",
+            "keys": keys("alpha"),
+            "subject": subject_for(NAMESPACE, single.envelope),
+            "data": nil.hex(),
+            "expected": {"verdict": "valid"},
+        }
+    )
+    return document(
+        "Events signed in a batch (namespace 'default'): one Ed25519 signature by the signer"
+        " over BATCH_DOMAIN || size (8 bytes, big-endian) || root, root the RFC 9162 Merkle"
+        " tree head of the batch's bodies (leaf sha256(00 || body), node sha256(01 || left ||"
+        " right)); each member carries its index, the size and its inclusion path.",
+        vectors,
+    )
+
+
 BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "encoding.json": encoding,
     "stateless.json": stateless,
@@ -1275,6 +1431,7 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "checkpoint.json": checkpoint,
     "login.json": login,
     "credential.json": credential_vectors,
+    "batch.json": batch,
 }
 expect(tuple(BUILDERS), FILES, "the vector files")
 

@@ -25,10 +25,10 @@ from swarmlog.schemas.payloads import Payload
 from swarmlog.schemas.signing import (
     ChainHead,
     Identity,
-    Prepared,
     Sealed,
     prepare,
     seal,
+    sign_all,
 )
 
 __all__ = ["MAX_WALK", "ChainHint", "HeadHint", "Published", "Publisher", "Speaker"]
@@ -42,7 +42,7 @@ each): beyond, it asks for the projector, whose hint leaves only the messages it
 _MAX_RACES = 8
 _Item = tuple[Payload, Mapping[str, Any], int | None]
 """An event to publish: payload, envelope fields, and when it happened (``None``: now)."""
-_CHUNK = 512  # events signed per worker-thread call while the previous chunk is appended
+_CHUNK = 512  # events signed at a time while the previous chunk is appended
 
 
 @dataclass(frozen=True)
@@ -310,8 +310,9 @@ class Publisher:
     ) -> list[Published]:
         """Seal and append many events, each with its own envelope fields, in order.
 
-        Events are chained in order, then signed in a worker thread (libsodium releases the GIL)
-        while the previous chunk is being appended. Assumes this publisher is the only writer of
+        Events are chained in order, then signed a batch at a time (one signature over a tree
+        of their bodies, :func:`~swarmlog.schemas.signing.sign_all`) while the previous chunk
+        is being appended. Assumes this publisher is the only writer of
         its chain (one process per agent key). Events held back (:meth:`hold`) go first; what
         is returned is where ``items`` were stored.
         """
@@ -368,12 +369,10 @@ class Publisher:
                 )
                 self._head = ready.head
                 prepared.append(ready)
-            # Small batches are signed inline: a thread hop costs more than a few signatures.
+            # Signed inline: one signature per batch of events (sign_all) costs less than a
+            # thread hop.
             try:
-                if len(prepared) > 16:
-                    sealed = await asyncio.to_thread(_sign_all, prepared, self.identity)
-                else:
-                    sealed = _sign_all(prepared, self.identity)
+                sealed = sign_all(prepared, self.identity)
             except BaseException:
                 if appending is not None:
                     appending.cancel()
@@ -435,7 +434,3 @@ class Speaker:
 
 class _ChainMoved(Exception):
     """The sender's chain moved under a batch: re-read it and re-seal."""
-
-
-def _sign_all(prepared: list[Prepared], identity: Identity) -> list[Sealed]:
-    return [p.sign(identity) for p in prepared]

@@ -319,9 +319,10 @@ def table(name: str) -> Table:
     return _BY_NAME[name]
 
 
-FOLD_REVISION = 2
+FOLD_REVISION = 3
 """Bumped when the fold gives events already on the log another meaning with the same tables
-(2: one open escalation per task, closed with its workflow), so a projection folded by the old
+(2: one open escalation per task, closed with its workflow; 3: a signed event's third element
+is its batch proof, junk there is malformed), so a projection folded by the old
 rules is refused and refolded instead of kept subtly different from a replay."""
 
 META_DDL = (

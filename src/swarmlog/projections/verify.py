@@ -34,13 +34,13 @@ from swarmlog.schemas.ids import event_id_time_ms
 from swarmlog.schemas.signing import (
     CONTROL_TYPES,
     CREDENTIAL_DOMAIN,
-    EVENT_DOMAIN,
     INTERNAL_TYPES,
     OPERATOR_ID,
     ROUTER_ROLE,
     WATCHDOG_ROLE,
     ChainHead,
     event_hash,
+    signed_validly,
     verify_signature,
 )
 
@@ -155,9 +155,7 @@ def check(message: StoredMessage, namespace: str, *, verify: bool = True) -> Che
         return Checked(message, envelope, "", Rejection("malformed", exc.message))
     if expected != message.subject:
         return Checked(message, envelope, "", Rejection("subject_mismatch", f"expected {expected}"))
-    if verify and not verify_signature(
-        envelope.signer, EVENT_DOMAIN, signed.body, signed.signature
-    ):
+    if verify and not signed_validly(envelope.signer, signed):
         return Checked(message, envelope, "", Rejection("bad_signature"))
     return Checked(message, envelope, event_hash(signed.body), None)
 

@@ -8,7 +8,7 @@ import msgspec
 
 from swarmlog.errors import SchemaError
 from swarmlog.schemas.credentials import Credential
-from swarmlog.schemas.envelope import Envelope, SignedEvent
+from swarmlog.schemas.envelope import BatchProof, Envelope, SignedEvent
 from swarmlog.schemas.payloads import PAYLOAD_TYPES, Payload
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "decode_signed",
     "encode",
     "payload_from_json",
+    "signed_data",
 ]
 
 MAX_EVENT_BYTES = 524_288
@@ -55,6 +56,14 @@ _DECODE_ERRORS = (
 def encode(obj: Any) -> bytes:
     """MessagePack bytes of a struct (envelope, signed event, credential)."""
     return _encoder.encode(obj)
+
+
+def signed_data(body: bytes, signature: bytes, proof: BatchProof | None = None) -> bytes:
+    """The stored form of a signed event: ``[body, signature]``, or with its batch proof
+    ``[body, signature, proof]`` (the bytes :class:`SignedEvent` decodes)."""
+    if proof is None:
+        return _encoder.encode((body, signature))
+    return _encoder.encode((body, signature, proof))
 
 
 def _schema_error(what: str, exc: Exception) -> SchemaError:

@@ -10,7 +10,15 @@ from msgspec import Meta
 from swarmlog.schemas.payloads import Payload, payload_type
 from swarmlog.schemas.types import MAX_INT, AgentId, EventId, Hash, KeyId, Name, Timestamp
 
-__all__ = ["SCHEMA_VERSION", "Envelope", "Ref", "SignedEvent"]
+__all__ = [
+    "MAX_BATCH",
+    "MAX_PATH",
+    "SCHEMA_VERSION",
+    "BatchProof",
+    "Envelope",
+    "Ref",
+    "SignedEvent",
+]
 
 SCHEMA_VERSION = 1
 """The envelope version this code writes; readers upcast older versions."""
@@ -50,12 +58,34 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         return payload_type(self.payload)
 
 
-class SignedEvent(msgspec.Struct, frozen=True, array_like=True):
-    """What is stored on the stream: the encoded envelope and its Ed25519 signature.
+MAX_BATCH = 4096
+"""The most events one batch signature may cover (a proof's ``size``)."""
+MAX_PATH = 12
+"""The longest inclusion path a proof may carry: that of a batch of :data:`MAX_BATCH`."""
 
-    The signature covers the exact ``body`` bytes (with a domain prefix), so no canonical
-    re-encoding is ever needed to verify.
+_Digest = Annotated[bytes, Meta(min_length=32, max_length=32)]
+
+
+class BatchProof(msgspec.Struct, frozen=True, array_like=True):
+    """Where an event sits in a batch signed once (:mod:`swarmlog.schemas.batches`): its index
+    among the batch's ``size`` events and the inclusion path from its leaf to the batch's root,
+    which the signature covers."""
+
+    index: Annotated[int, Meta(ge=0, lt=MAX_BATCH)]
+    size: Annotated[int, Meta(ge=2, le=MAX_BATCH)]
+    path: Annotated[list[_Digest], Meta(max_length=MAX_PATH)]
+
+
+class SignedEvent(msgspec.Struct, frozen=True, array_like=True):
+    """What is stored on the stream: the encoded envelope, its Ed25519 signature and, for an
+    event signed in a batch, its :class:`BatchProof`.
+
+    The signature covers the exact ``body`` bytes (with a domain prefix), directly or through
+    the batch's root, so no canonical re-encoding is ever needed to verify. Write the stored
+    bytes with :func:`~swarmlog.schemas.codec.signed_data`: encoding this struct itself would
+    write a third element (nil) that the reference writer never writes.
     """
 
     body: bytes
     signature: Annotated[bytes, Meta(min_length=64, max_length=64)]
+    proof: BatchProof | None = None

@@ -20,7 +20,11 @@ __all__ = ["publish_windowed", "raw_consume_rate", "raw_publish_rate", "raw_veri
 
 
 def raw_verify_rate(sample: bytes, *, threads: int = 1, seconds: float = 1.0) -> float:
-    """Signatures verified per second by PyNaCl on ``threads`` threads (no decoding, no state)."""
+    """Signatures verified per second by PyNaCl on ``threads`` threads (no decoding, no state).
+
+    Each is checked over the sample's body: for a batch member, whose signature is over its
+    batch's root, the check fails, at the same cost (libsodium computes the whole equation
+    before it compares)."""
     signed = decode_signed(sample)
     signer = decode_envelope(signed.body).signer
 

@@ -33,7 +33,17 @@ from swarmlog.projections.projector import Projector
 from swarmlog.projections.store import ProjectionStore
 from swarmlog.projections.verify import check
 from swarmlog.schemas.codec import decode_signed
-from swarmlog.schemas.signing import EVENT_DOMAIN, ChainHead, Identity, seal, verify_signature
+from swarmlog.schemas.signing import (
+    EVENT_DOMAIN,
+    ChainHead,
+    Identity,
+    forget_verified_roots,
+    prepare,
+    seal,
+    sign_all,
+    signed_validly,
+    verify_signature,
+)
 
 __all__ = [
     "Limit",
@@ -49,6 +59,8 @@ __all__ = [
 LIMITS_NAMESPACE = "benchlimits"
 """The stream the stages are measured on, beside (never in) a benchmark's own."""
 WINDOW = 256
+_RUN = 512
+"""Events a publisher signs at a time in a long run (its chunk)."""
 TASK_EVENTS = 3
 """Events per no-op task: offered, assignment, result (a task that ends at once says when it
 started in its result, not in a ``task_started`` of its own)."""
@@ -65,9 +77,12 @@ class StageCosts:
     """CPU seconds per event of each stage, and the wall times of the small fixed steps."""
 
     seal: float
-    """Encode, chain hash, id and Ed25519 sign (one thread)."""
+    """Encode, chain hash, id and Ed25519 sign, an event signed alone (one thread)."""
     sign: float
     """The Ed25519 signature alone (it releases the GIL)."""
+    seal_batched: float
+    """The same, per event, for events signed in batches as a publisher signs a run of them
+    (:func:`~swarmlog.schemas.signing.sign_all`: one signature per batch, inline)."""
     publish_client: float
     """nats-py ``publish_async`` with a dedupe id and its ack, the client's CPU."""
     server_store: float
@@ -79,7 +94,10 @@ class StageCosts:
     decode: float
     """Decoding and the stateless checks, without the signature."""
     verify: float
-    """One Ed25519 verify (it releases the GIL)."""
+    """One Ed25519 verify (it releases the GIL): an event signed alone."""
+    verify_batched: float
+    """The signature check per event of events signed in batches: each member's path hashed,
+    each batch's root verified once."""
     fold: float
     """The projector's fold (admit and apply), per event in large batches."""
     write: float
@@ -110,19 +128,25 @@ class Limit:
 
 
 def physical_limits(c: StageCosts) -> dict[str, Limit]:
-    """Each benchmark's physical limit from the stage costs (pure)."""
-    event_out = c.seal + c.publish_client + c.server_store  # an event signed and stored
-    event_in = c.server_deliver + c.consume_client + c.decode + c.verify  # read and checked
+    """Each benchmark's physical limit from the stage costs (pure).
+
+    Events published in runs are signed in batches (``publish_many``, a router's assignments,
+    a worker's results): the throughputs take the batched costs, the best case of full
+    batches, so the limit stays an upper bound. The latency's task is one event at a time,
+    each signed alone."""
+    event_out = c.seal_batched + c.publish_client + c.server_store  # signed and stored
+    event_in = c.server_deliver + c.consume_client + c.decode + c.verify_batched  # checked
     apply = c.fold + c.write
-    publisher = c.seal - c.sign + c.publish_client  # signing may run on another core
+    publisher = c.seal_batched + c.publish_client  # batches are signed inline
     projector = c.consume_client + c.decode + apply  # verifying runs on the pool
     cores = c.cores
     task = TASK_EVENTS * event_out + TASK_DELIVERIES * event_in + TASK_EVENTS * apply
     # The projector commits what it has as soon as it has it: the offer, alone (nothing else
     # is on the log yet), then the rest of the task, which came meanwhile, in one batch.
-    on_log = (LATENCY_HOPS - 1) * c.round_trip + 2 * event_in + 3 * c.seal  # to the result
-    offer_committed = c.round_trip + event_in + c.commit_one
-    floor = max(on_log, offer_committed) + event_in + c.commit_one + c.round_trip  # the wait
+    alone_in = c.server_deliver + c.consume_client + c.decode + c.verify
+    on_log = (LATENCY_HOPS - 1) * c.round_trip + 2 * alone_in + 3 * c.seal  # to the result
+    offer_committed = c.round_trip + alone_in + c.commit_one
+    floor = max(on_log, offer_committed) + alone_in + c.commit_one + c.round_trip  # the wait
     return {
         "publish": Limit(cores / event_out, 1 / publisher, "events/s"),
         "ingest": Limit(
@@ -170,9 +194,20 @@ async def _measure(log: JetStreamLog, pid: int, root: Path, n: int) -> StageCost
     for s in signed:
         operator.sign(EVENT_DOMAIN, s.body)
     sign_cost = (time.thread_time() - began) / n
+    # The same payloads as a publisher's runs: prepared in order, signed a chunk at a time.
+    head = ChainHead()
+    began = time.thread_time()
+    prepared = []
+    for payload in work:
+        ready = prepare(operator, head, payload, now_ns=time.time_ns(), entropy=rng.randbytes(10))
+        head = ready.head
+        prepared.append(ready)
+    batched = [s for i in range(0, n, _RUN) for s in sign_all(prepared[i : i + _RUN], operator)]
+    seal_batched = (time.thread_time() - began) / n
 
     js = log.client.jetstream()
-    items = [(subject_for(ns, s.envelope), s.data, {"Nats-Msg-Id": s.id}) for s in sealed]
+    # What the stream holds, as every benchmark's publisher writes it: signed in batches.
+    items = [(subject_for(ns, s.envelope), s.data, {"Nats-Msg-Id": s.id}) for s in batched]
     cpu, server = time.process_time(), process_cpu(pid)
     await publish_windowed(js, items, WINDOW)
     publish_client = (time.process_time() - cpu) / n
@@ -195,6 +230,12 @@ async def _measure(log: JetStreamLog, pid: int, root: Path, n: int) -> StageCost
     for s in signed:
         verify_signature(signer, EVENT_DOMAIN, s.body, s.signature)
     verify = (time.thread_time() - began) / n
+    members = [decode_signed(s.data) for s in batched]
+    forget_verified_roots()
+    began = time.thread_time()
+    for member in members:
+        signed_validly(signer, member)
+    verify_batched = (time.thread_time() - began) / n
 
     store = ProjectionStore(root / "limits.duckdb")
     projector = Projector(log, store, namespace=ns, operator_key=operator.public_key)
@@ -223,12 +264,14 @@ async def _measure(log: JetStreamLog, pid: int, root: Path, n: int) -> StageCost
     return StageCosts(
         seal=seal_cost,
         sign=sign_cost,
+        seal_batched=seal_batched,
         publish_client=publish_client,
         server_store=server_store,
         server_deliver=server_deliver,
         consume_client=consume_client,
         decode=decode,
         verify=verify,
+        verify_batched=verify_batched,
         fold=fold,
         write=write,
         commit_one=statistics.median(walls[20:]),
