@@ -50,6 +50,23 @@ def audit(swarm: Swarm) -> tuple[int, dict[str, object]]:
     return proc.returncode, json.loads(proc.stdout)
 
 
+async def refold(swarm: Swarm, path: Path) -> tuple[ProjectionStore, dict[int, str], set[int]]:
+    """The stream folded from its start into a new projection at ``path``: the projection, what
+    it quarantined (seq: reason) and the sequences it applied."""
+    store = ProjectionStore(path)
+    projector = Projector(
+        swarm.log, store, namespace=swarm.namespace, operator_key=swarm.operator.public_key
+    )
+    await projector.run(follow=False)
+    projector.close()
+    cursor = store.cursor()
+    quarantined = dict(
+        (int(s), str(r)) for s, r in run_query(cursor, "SELECT seq, reason FROM quarantine").rows
+    )
+    applied = {int(r[0]) for r in run_query(cursor, "SELECT seq FROM events").rows}
+    return store, quarantined, applied
+
+
 async def test_clean_log_audits_clean(swarm: Swarm) -> None:
     await swarm.publisher(swarm.operator).publish(TaskAssignment(task_id="t1", role="worker"))
     await swarm.publisher(swarm.alice).publish(Result(task_id="t1", output="ok"))
@@ -144,16 +161,9 @@ async def test_tampered_messages_are_quarantined_and_audited(swarm: Swarm, tmp_p
         Result(task_id="t2", output="later")
     )
 
-    store = ProjectionStore(tmp_path / "p.duckdb")
-    projector = Projector(swarm.log, store, namespace=ns, operator_key=swarm.operator.public_key)
-    await projector.run(follow=False)
-    projector.close()
+    store, quarantined, applied = await refold(swarm, tmp_path / "p.duckdb")
     cursor = store.cursor()
-    quarantined = dict(
-        (int(s), str(r)) for s, r in run_query(cursor, "SELECT seq, reason FROM quarantine").rows
-    )
     assert quarantined == expected
-    applied = {int(r[0]) for r in run_query(cursor, "SELECT seq FROM events").rows}
     assert not applied & set(expected), "a tampered message was applied"
     assert {good.seq, after.seq} <= applied
     outputs = run_query(cursor, "SELECT task_id, output FROM tasks ORDER BY 1").rows
@@ -169,9 +179,8 @@ async def test_a_batch_member_tampered_with_is_quarantined_alone(
     swarm: Swarm, tmp_path: Path
 ) -> None:
     """Events signed in one batch (one signature over their tree) verify one by one: a member
-    altered, moved to another index or stripped of its proof is a bad signature, and its
-    genuine siblings, before and after it on the stream, are applied."""
-    ns = swarm.namespace
+    altered, moved to another index or stripped of its proof, written onto the stream, is a bad
+    signature, and the genuine members are all applied."""
     tasks = [f"t{i}" for i in range(1, 5)]
     await swarm.publisher(swarm.operator).publish_many(
         [TaskAssignment(task_id=t, role="worker") for t in tasks]
@@ -205,16 +214,9 @@ async def test_a_batch_member_tampered_with_is_quarantined_alone(
     finally:
         await nc.close()
 
-    store = ProjectionStore(tmp_path / "p.duckdb")
-    projector = Projector(swarm.log, store, namespace=ns, operator_key=swarm.operator.public_key)
-    await projector.run(follow=False)
-    projector.close()
+    store, quarantined, applied = await refold(swarm, tmp_path / "p.duckdb")
     cursor = store.cursor()
-    quarantined = dict(
-        (int(s), str(r)) for s, r in run_query(cursor, "SELECT seq, reason FROM quarantine").rows
-    )
     assert quarantined == expected
-    applied = {int(r[0]) for r in run_query(cursor, "SELECT seq FROM events").rows}
     assert {p.seq for p in genuine} <= applied
     outputs = run_query(cursor, "SELECT DISTINCT output FROM tasks").rows
     assert outputs == [['"genuine"']]
