@@ -706,8 +706,8 @@ def decode_proof(v: Any) -> Proof | None:
     """P-ENC-1a; nil is no proof."""
     if v is None:
         return None
-    if type(v) is not list or len(v) < 3:
-        raise Malformed("signed.proof: expected an array of at least 3 elements")
+    if type(v) is not list or len(v) != 3:
+        raise Malformed("signed.proof: expected an array of 3 elements")
     index = integer(0, MAX_BATCH - 1)(v[0], "signed.proof.index", 2)
     size = integer(2, MAX_BATCH)(v[1], "signed.proof.size", 2)
     path = array(binary(exact=32), MAX_PATH)(v[2], "signed.proof.path", 2)
@@ -715,11 +715,11 @@ def decode_proof(v: Any) -> Proof | None:
 
 
 def decode_signed(data: bytes) -> tuple[bytes, bytes, Proof | None]:
-    """P-ENC-1: ``[body (bin), signature (bin 64), proof or nil, ...]`` filling the data."""
+    """P-ENC-1: ``[body (bin), signature (bin 64)]``, or a proof (or nil) third; nothing after."""
     v = unpack(data)
     if type(v) is not list:
         raise Malformed(f"signed event: expected an array, got {type(v).__name__}")
-    if len(v) < 2:
+    if not 2 <= len(v) <= 3:
         raise Malformed(f"signed event: {len(v)} elements")
     body = binary()(v[0], "signed.body", 1)
     signature = binary(exact=64)(v[1], "signed.signature", 1)

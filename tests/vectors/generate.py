@@ -1376,6 +1376,13 @@ def batch() -> dict[str, Any]:
             "malformed",
         ),
         (
+            "batch/fourth-element",
+            "an element after the proof is malformed: it would be unsigned, and readers' decoders"
+            " could disagree on what they skip",
+            msgspec.msgpack.encode((body, signature, one, "junk")),
+            "malformed",
+        ),
+        (
             "batch/size-one",
             "a proof of a batch of one is malformed (an event alone is signed alone)",
             msgspec.msgpack.encode((body, signature, (0, 1, []))),

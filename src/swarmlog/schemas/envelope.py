@@ -66,7 +66,7 @@ MAX_PATH = 12
 _Digest = Annotated[bytes, Meta(min_length=32, max_length=32)]
 
 
-class BatchProof(msgspec.Struct, frozen=True, array_like=True):
+class BatchProof(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     """Where an event sits in a batch signed once (:mod:`swarmlog.schemas.batches`): its index
     among the batch's ``size`` events and the inclusion path from its leaf to the batch's root,
     which the signature covers."""
@@ -76,7 +76,7 @@ class BatchProof(msgspec.Struct, frozen=True, array_like=True):
     path: Annotated[list[_Digest], Meta(max_length=MAX_PATH)]
 
 
-class SignedEvent(msgspec.Struct, frozen=True, array_like=True):
+class SignedEvent(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     """What is stored on the stream: the encoded envelope, its Ed25519 signature and, for an
     event signed in a batch, its :class:`BatchProof`.
 
