@@ -31,7 +31,7 @@ from swarmlog.schemas.signing import (
     sign_all,
 )
 
-__all__ = ["MAX_WALK", "ChainHint", "HeadHint", "Published", "Publisher", "Speaker"]
+__all__ = ["CHUNK", "MAX_WALK", "ChainHint", "HeadHint", "Published", "Publisher", "Speaker"]
 
 _log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ each): beyond, it asks for the projector, whose hint leaves only the messages it
 _MAX_RACES = 8
 _Item = tuple[Payload, Mapping[str, Any], int | None]
 """An event to publish: payload, envelope fields, and when it happened (``None``: now)."""
-_CHUNK = 512  # events signed at a time while the previous chunk is appended
+CHUNK = 512
+"""Events of a run signed at a time, while the previous chunk is appended."""
 
 
 @dataclass(frozen=True)
@@ -356,9 +357,9 @@ class Publisher:
     ) -> None:
         appending: asyncio.Task[list[AppendResult]] | None = None
         previous: list[tuple[Sealed, str]] = []
-        for start in range(0, len(items), _CHUNK):
+        for start in range(0, len(items), CHUNK):
             prepared = []
-            for payload, fields, at in items[start : start + _CHUNK]:
+            for payload, fields, at in items[start : start + CHUNK]:
                 ready = prepare(
                     self.identity,
                     self._head or ChainHead(),

@@ -1,9 +1,10 @@
 """Ed25519 identity, domain-separated signatures, the per-sender hash chain and sealing.
 
 Pure: keys, clocks and entropy come in as arguments. An event signature is made over
-``EVENT_DOMAIN + body``, a credential signature over ``CREDENTIAL_DOMAIN + body`` and a presence
-over ``PRESENCE_DOMAIN + body``, so a signature for one use can never be replayed as another (a
-NATS login nonce, say).
+``EVENT_DOMAIN + body`` (a batch's over ``BATCH_DOMAIN`` + its size and root:
+:mod:`swarmlog.schemas.batches`), a credential signature over ``CREDENTIAL_DOMAIN + body``
+and a presence over ``PRESENCE_DOMAIN + body``, so a signature for one use can never be
+replayed as another (a NATS login nonce, say).
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ def signed_validly(public_key: str, signed: SignedEvent) -> bool:
 
 @dataclass(frozen=True)
 class Prepared:
-    """An envelope encoded and chained, not yet signed (signing is the costly, parallel part)."""
+    """An envelope encoded and chained, not yet signed: a run of them is signed together
+    (:func:`sign_all`)."""
 
     envelope: Envelope
     body: bytes
@@ -223,10 +225,13 @@ def sign_all(prepared: Sequence[Prepared], identity: Identity) -> list[Sealed]:
     """Sign a run of prepared events: once per batch of up to :data:`BATCH_LEAVES` (each event
     with its :class:`BatchProof`), and alone where that leaves one event, or its body leaves no
     room for a proof under the size limit."""
-    sealed: list[Sealed | None] = [None] * len(prepared)
-    batchable = [i for i, p in enumerate(prepared) if len(p.body) <= MAX_EVENT_BYTES - _ROOM]
-    for i in set(range(len(prepared))) - set(batchable):
-        sealed[i] = prepared[i].sign(identity)
+    sealed: dict[int, Sealed] = {}
+    batchable: list[int] = []
+    for i, p in enumerate(prepared):
+        if len(p.body) > MAX_EVENT_BYTES - _ROOM:
+            sealed[i] = p.sign(identity)
+        else:
+            batchable.append(i)
     trees = -(-len(batchable) // BATCH_LEAVES)
     for t in range(trees):  # as even as may be: 33 events are batches of 17 and 16, not 32 and 1
         members = batchable[t * len(batchable) // trees : (t + 1) * len(batchable) // trees]
@@ -240,7 +245,7 @@ def sign_all(prepared: Sequence[Prepared], identity: Identity) -> list[Sealed]:
             p = prepared[i]
             data = signed_data(p.body, signature, BatchProof(index, size, path))
             sealed[i] = Sealed(p.envelope, data, p.head)
-    return [s for s in sealed if s is not None]
+    return [sealed[i] for i in range(len(prepared))]
 
 
 def prepare(

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from swarmlog.agents.publisher import CHUNK
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.permissions import Login
 from swarmlog.bus.ports import StoredMessage
@@ -59,8 +60,6 @@ __all__ = [
 LIMITS_NAMESPACE = "benchlimits"
 """The stream the stages are measured on, beside (never in) a benchmark's own."""
 WINDOW = 256
-_RUN = 512
-"""Events a publisher signs at a time in a long run (its chunk)."""
 TASK_EVENTS = 3
 """Events per no-op task: offered, assignment, result (a task that ends at once says when it
 started in its result, not in a ``task_started`` of its own)."""
@@ -202,7 +201,7 @@ async def _measure(log: JetStreamLog, pid: int, root: Path, n: int) -> StageCost
         ready = prepare(operator, head, payload, now_ns=time.time_ns(), entropy=rng.randbytes(10))
         head = ready.head
         prepared.append(ready)
-    batched = [s for i in range(0, n, _RUN) for s in sign_all(prepared[i : i + _RUN], operator)]
+    batched = [s for i in range(0, n, CHUNK) for s in sign_all(prepared[i : i + CHUNK], operator)]
     seal_batched = (time.thread_time() - began) / n
 
     js = log.client.jetstream()
