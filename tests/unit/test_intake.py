@@ -28,11 +28,19 @@ class _Queue:
 
     def __init__(self) -> None:
         self.items: list[str] = []
+        self.late = 0
+        """Fetches to come that stop waiting before the (loaded) server's answer arrives."""
 
     async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
+        if self.late:
+            self.late -= 1
+            return []
         if not self.items:
             return []
         return [cast(Delivery, self.items.pop(0))]
+
+    async def waiting(self) -> int:
+        return len(self.items)
 
     async def close(self) -> None:
         pass
@@ -91,3 +99,13 @@ def test_a_level_found_empty_after_the_grace_is_no_longer_looked_at_first() -> N
     assert _take(intake) == ["low-4"]  # until the next sweep or ring
     assert _take(intake) == []  # nothing anywhere this look: the next sweep covers every level
     assert _take(intake) == ["critical-1"]
+
+
+def test_work_stored_at_a_more_urgent_level_goes_first_when_its_fetch_is_too_slow() -> None:
+    clock = _Clock()
+    intake, _, queues = _intake(clock)
+    queues["normal"].items = ["normal-1"]
+    queues["critical"].items = ["critical-1"]  # stored; its doorbell not heard yet
+    queues["critical"].late = 1
+    assert _take(intake) == ["critical-1"]  # the server says it is there: fetched again
+    assert _take(intake) == ["normal-1"]

@@ -25,6 +25,8 @@ OFFERS = "task_offered"
 """The pseudo-level of swarm offers, looked at after every priority level."""
 _RUNG_WAIT = 0.02
 """How long a fetch waits on a level that just rang (the ring can overtake the store)."""
+_STORED_WAIT = 0.5
+"""How long a fetch waits on a level the server says holds work (its answer is on the way)."""
 _RING_GRACE = 1.0
 """How long a level that rang stays one to look at first though found empty: under load the ring
 can overtake the store by more than a fetch waits, and a level dropped then is looked at again
@@ -105,12 +107,22 @@ class Intake:
         self._maybe |= rung
         self._rung_at |= dict.fromkeys(rung, self._clock())
         graced: list[str] = []  # found empty just after ringing: looked at again next time
-        for priority, queue in self._queues:
-            if priority not in self._maybe:
-                continue
+        levels = [(p, q) for p, q in self._queues if p in self._maybe]
+        if self._offers is not None and OFFERS in self._maybe:
+            levels.append((OFFERS, self._offers))
+        for at, (priority, queue) in enumerate(levels):
             deliveries = await queue.fetch(batch, timeout=_RUNG_WAIT)
+            if not deliveries and at + 1 < len(levels) and await queue.waiting():
+                # The fetch stopped waiting before a loaded server answered it: the work is
+                # there, and it goes before any less urgent level (seen: a critical task
+                # published behind a normal one was handled after it).
+                deliveries = await queue.fetch(batch, timeout=_STORED_WAIT)
             if deliveries:
-                return False, deliveries  # less urgent work: the graced levels come first next
+                # Less urgent work: the graced levels come first next time.
+                return priority == OFFERS, deliveries
+            if priority == OFFERS:
+                self._maybe.discard(OFFERS)
+                continue
             rang_at = self._rung_at.get(priority)
             if rang_at is not None and self._clock() - rang_at < _RING_GRACE:
                 graced.append(priority)
@@ -120,9 +132,4 @@ class Intake:
         # Nothing else to take: no need to keep looking at them (the sweep after an idle wait
         # finds what they rang for), and an idle replica must not spin on them.
         self._maybe.difference_update(graced)
-        if self._offers is not None and OFFERS in self._maybe:
-            offers = await self._offers.fetch(batch, timeout=_RUNG_WAIT)
-            if offers:
-                return True, offers
-            self._maybe.discard(OFFERS)
         return False, []

@@ -380,6 +380,11 @@ class _MemoryQueue:
                         timeout=max(wake - now, 0.001),
                     )
 
+    async def waiting(self) -> int:
+        now = self.log._clock()
+        due = [p for p in self.pending.values() if p.ready_at <= now]
+        return self.unread() + sum(1 for p in due if p.deliveries < self.max_deliver)
+
     async def close(self) -> None:
         return None
 

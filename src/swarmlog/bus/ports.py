@@ -121,6 +121,12 @@ class WorkQueue(Protocol):
         """Up to ``batch`` deliveries; an empty list when none arrive within ``timeout``."""
         ...
 
+    async def waiting(self) -> int:
+        """How many messages are there to fetch, as the server answers however slowly it does
+        (an empty :meth:`fetch` says only that none came in time): those it holds for the queue
+        undelivered, and those it delivered after a fetch stopped waiting for them."""
+        ...
+
     async def close(self) -> None: ...
 
 

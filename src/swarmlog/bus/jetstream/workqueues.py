@@ -71,6 +71,16 @@ class JetStreamQueue:
             for m in msgs
         ]
 
+    async def waiting(self) -> int:
+        # Delivered to this subscription after a fetch gave up on them: the next fetch takes
+        # them first. (Its count may include a status the server sent an expired fetch.)
+        held = int(self.sub.pending_msgs)
+        try:
+            info = await self.sub.consumer_info()
+        except (TimeoutError, *TRANSIENT):  # no answer: nothing known to be there
+            return held
+        return held + int(info.num_pending or 0)
+
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
