@@ -134,6 +134,73 @@ async def test_a_question_asked_again_is_answered_from_the_projection_as_it_is_n
         store.close()
 
 
+async def test_wait_answers_while_the_commit_runs_and_a_read_after_it_sees_the_commit(
+    swarm: Swarm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``wait`` answers once the batch is folded, before DuckDB has committed it; a query asked
+    after the answer waits for that commit, so it never sees less than it was told."""
+    import threading
+
+    store = ProjectionStore(tmp_path / "p.duckdb")
+    service = QueryService(swarm.log.client, store, swarm.namespace)
+    projector = Projector(
+        swarm.log, store, namespace=swarm.namespace, operator_key=swarm.operator.public_key
+    )
+    await projector.run(follow=False)  # what the swarm holds already (its credentials)
+    committing, release = threading.Event(), threading.Event()
+    flush = store.flush
+
+    def held_flush(*args: object, **kwargs: object) -> None:
+        committing.set()
+        assert release.wait(30), "the test never let the commit go"
+        flush(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "flush", held_flush)
+    stop = asyncio.Event()
+    await service.start()
+    running = asyncio.create_task(
+        projector.run(
+            follow=True,
+            stop=stop,
+            on_batch=lambda r: service.advanced(r.last_seq),
+            on_folded=service.folded,
+        )
+    )
+    try:
+        ack = await swarm.publisher(swarm.operator).publish(
+            TaskAssignment(task_id="w1", role="worker")
+        )
+        waited = await request(
+            swarm.log.client,
+            rpc_subject(swarm.namespace, "wait"),
+            {"seq": ack.seq, "timeout": 20},
+            25.0,
+        )
+        assert waited == {"position": ack.seq}
+        # Told while the commit cannot have landed: it is held until release, below.
+        assert await asyncio.to_thread(committing.wait, 20)
+        asked = asyncio.ensure_future(
+            request(
+                swarm.log.client,
+                rpc_subject(swarm.namespace, "query"),
+                {"sql": "SELECT task_id FROM tasks"},
+                25.0,
+            )
+        )
+        # However long the query is given, it does not answer while the commit is held.
+        done, _ = await asyncio.wait({asked}, timeout=1.0)
+        assert not done
+        release.set()
+        assert (await asked)["rows"] == [["w1"]]
+    finally:
+        release.set()
+        stop.set()
+        await running
+        await service.stop()
+        projector.close()
+        store.close()
+
+
 async def test_duplicate_publish_is_stored_once(swarm: Swarm, tmp_path: Path) -> None:
     await swarm.publisher(swarm.operator).publish(TaskAssignment(task_id="t9", role="worker"))
     publisher = swarm.publisher(swarm.alice)

@@ -27,6 +27,7 @@ def costs(**changes: float) -> StageCosts:
         "fold": 15 * US,
         "write": 30 * US,
         "commit_one": 2_000 * US,
+        "fold_one": 300 * US,
         "round_trip": 200 * US,
     }
     return StageCosts(**(base | changes), cores=2, events=1000)
@@ -48,14 +49,15 @@ def test_each_limit_is_the_smaller_of_every_core_busy_and_the_critical_path() ->
     assert limits["tasks"].value == pytest.approx(2 / 471e-6)
 
 
-def test_the_latency_floor_is_the_offers_commit_or_the_way_to_the_result_then_one_more() -> None:
+def test_the_latency_floor_is_the_offers_commit_or_the_way_to_the_result_then_a_fold() -> None:
     floor = physical_limits(costs())["latency"]
     assert floor.unit.startswith("ms")
     # One task at a time: each event signed alone (read: 5 + 10 + 10 + 55 = 80 us). The offer
     # committed alone (round trip, read, commit) outlasts the way to the result (3 round
-    # trips, 2 reads, 3 seals); then the rest's read and commit, and the wait's trip.
+    # trips, 2 reads, 3 seals); then the rest's read and fold (the wait answers while it
+    # commits), and the wait's trip.
     first = max(3 * 200 + 2 * 80 + 3 * 30, 200 + 80 + 2_000)
-    assert floor.value == pytest.approx((first + 80 + 2_000 + 200) * US * 1000)
+    assert floor.value == pytest.approx((first + 80 + 300 + 200) * US * 1000)
     # More cores do not make one task faster.
     assert physical_limits(costs(commit_one=0.0))["latency"].value < floor.value
 

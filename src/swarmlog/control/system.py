@@ -225,7 +225,9 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
         try:
             await service.start()
             log.info("projector for %s at position %d", log_.stream, store.position())
-            return await projector.run(follow=True, stop=stop, on_batch=advanced)
+            return await projector.run(
+                follow=True, stop=stop, on_batch=advanced, on_folded=service.folded
+            )
         finally:
             for task in periodic:
                 task.cancel()

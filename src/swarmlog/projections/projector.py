@@ -89,6 +89,7 @@ class Projector:
         self._threads = max(1, threads)
         self._state = State()
         self._unpresumed = 0  # batches still to fold without presuming (after a wrong guess)
+        self._folding: Callable[[int], None] | None = None  # see run(on_folded)
         self.cpu = {"preload": 0.0, "fold": 0.0, "write": 0.0}
         """CPU seconds of the folding thread by stage, summed over batches (``bench limits``)."""
         store.bind(namespace=namespace, operator_key=operator_key)
@@ -106,9 +107,17 @@ class Projector:
             self._pool.submit(self._check, batch[i : i + size]) for i in range(0, len(batch), size)
         ]
 
-    def process(self, batch: Sequence[StoredMessage]) -> BatchResult:
-        """Verify, fold and commit one batch (blocking: call it from a worker thread)."""
-        return self._fold(batch, self._start_checks(batch))
+    def process(
+        self, batch: Sequence[StoredMessage], on_folded: Callable[[int], None] | None = None
+    ) -> BatchResult:
+        """Verify, fold and commit one batch (blocking: call it from a worker thread);
+        ``on_folded`` is called in this thread with its last sequence once it is folded,
+        before its commit."""
+        self._folding = on_folded
+        try:
+            return self._fold(batch, self._start_checks(batch))
+        finally:
+            self._folding = None
 
     def _fold(
         self, batch: Sequence[StoredMessage], checks: list[Future[list[Checked]]]
@@ -158,6 +167,8 @@ class Projector:
             result.rejected = fold_checked(state, checked, self.operator_key, verify=self.verify)
             result.applied = len(checked) - len(result.rejected)
             folded = time.thread_time()
+            if self._folding is not None:
+                self._folding(result.last_seq)  # its commit begins
             self.store.flush(state, result.last_seq, presumed)
             cpu["preload"] += preloaded - began
             cpu["fold"] += folded - preloaded
@@ -203,6 +214,7 @@ class Projector:
         until_seq: int | None = None,
         stop: asyncio.Event | None = None,
         on_batch: Callable[[BatchResult], None] | None = None,
+        on_folded: Callable[[int], None] | None = None,
     ) -> int:
         """Fold from the stored position; returns the position reached.
 
@@ -216,7 +228,9 @@ class Projector:
         it has committed one: a batch read meanwhile waits for no turn of the event loop (from
         one commit to the next batch's first statement 0.28 ms, where handing each batch from
         task to task to a worker thread took 0.42, measured in ``bench latency``). ``on_batch``
-        runs on the event loop after each commit.
+        runs on the event loop after each commit; ``on_folded`` with a batch's last sequence
+        as soon as it is folded, while it commits (a reader that waits for the commit, as
+        :class:`~swarmlog.projections.service.QueryService` does, may be told it at once).
         """
         start = self.store.position() + 1
         position = start - 1
@@ -292,6 +306,7 @@ class Projector:
                 inbox.put((batch, self._start_checks(batch)))
             inbox.put(None)
 
+        self._folding = None if on_folded is None else (lambda seq: tell(on_folded, seq))
         folder = threading.Thread(target=fold_all, name="fold", daemon=True)
         folder.start()
         reading = asyncio.ensure_future(read_ahead())
@@ -315,6 +330,7 @@ class Projector:
             halt.set()
             inbox.put(None)
             cancelled = await _outwait(ended)
+            self._folding = None
             if stopper is not None:
                 stopper.cancel()
             reading.cancel()

@@ -9,6 +9,14 @@
 ``_swarmlog.<ns>.rpc.snapshot`` ``{}`` -> the snapshot just stored (see
 :mod:`swarmlog.control.snapshots`)
 
+What the services answer is what a read asked next sees. The projector tells the service a
+batch's position as soon as the batch is folded, while DuckDB commits it: ``wait`` and
+``position`` answer it then, and every read (a query, the state, a snapshot) first waits for the
+commits of what was told, a few milliseconds at most. So "visible" costs no commit's time on the
+way to the answer, and no reader sees less than it was told. (A projector that dies in those
+milliseconds takes its service with it; the one started next refolds from the stream, which
+holds the events.)
+
 Who may ask what is the broker's business (an agent reaches only the services it imports); the
 service knows who asks (:mod:`swarmlog.bus.rpc`) and runs queries concurrently, at most
 :data:`QUERIES_PER_CALLER` at a time for one caller, for at most :data:`QUERY_TIMEOUT` seconds
@@ -77,6 +85,9 @@ class QueryService:
         self._namespace = namespace
         self._subs: list[Subscription] = []
         self._position = store.position()
+        """What the projector committed."""
+        self._told = self._position
+        """What ``wait`` and ``position`` answer: folded, its commit landed or under way."""
         self._advanced = asyncio.Event()
         self._asked: dict[str, int] = {}
         self._turns: dict[str, asyncio.Semaphore] = {}
@@ -85,11 +96,34 @@ class QueryService:
         same questions every second or two; while nothing is folded, the answer is the same
         and DuckDB need not run it again (an idle system's projector did little else)."""
 
+    def folded(self, position: int) -> None:
+        """The projector folded up to ``position`` and is committing it (wakes waiters; reads
+        asked from now on wait for that commit)."""
+        self._told = max(self._told, position)
+        self._wake()
+
     def advanced(self, position: int) -> None:
-        """The projector committed up to ``position`` (wakes waiters)."""
+        """The projector committed up to ``position`` (wakes waiters and held reads)."""
         self._position = max(self._position, position)
+        self._told = max(self._told, position)
+        self._wake()
+
+    def _wake(self) -> None:
         self._advanced.set()
         self._advanced = asyncio.Event()
+
+    async def _committed(self, budget: float) -> None:
+        """Wait until what was told is committed, so a read sees all of it."""
+        told = self._told
+        deadline = asyncio.get_running_loop().time() + budget
+        while self._position < told:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise BusyError(
+                    f"the projector has not committed seq {told} within {budget:g} s; try again"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), remaining)
 
     async def start(self) -> None:
         ns = self._namespace
@@ -127,6 +161,7 @@ class QueryService:
                 del self._asked[caller], self._turns[caller]
 
     async def _run_query(self, sql: str, caller: str) -> Any:
+        await self._committed(QUERY_TIMEOUT)
         # The position before the query runs: a commit landing meanwhile may be in the answer,
         # and the answer is kept only until the position moves past that one.
         asked_at = self._position
@@ -171,27 +206,29 @@ class QueryService:
                 opened[0].close()
 
     async def _state(self, body: Any, caller: str) -> Any:
+        await self._committed(QUERY_TIMEOUT)
         position, state_hash = await asyncio.to_thread(self._store.snapshot_state)
         return {"position": position, "state_hash": state_hash}
 
     async def _take(self, body: Any, caller: str) -> Any:
         assert self._snapshot is not None
+        await self._committed(QUERY_TIMEOUT)
         return await self._snapshot()
 
     async def _read_position(self, body: Any, caller: str) -> Any:
-        # What the projector committed, as it told us: asking the file would scan the rows
-        # (the position is the last sequence they hold) each time, for the same answer.
-        return {"position": self._position}
+        # What the projector told us (a read asked next sees it): asking the file would scan
+        # the rows (the position is the last sequence they hold) each time, for the same answer.
+        return {"position": self._told}
 
     async def _wait(self, body: Any, caller: str) -> Any:
         if not isinstance(body, dict) or not isinstance(body.get("seq"), int):
             raise QueryError('a wait request is {"seq": N, "timeout": seconds}')
         timeout = min(float(body.get("timeout", 5.0)), QUERY_TIMEOUT)
         deadline = asyncio.get_running_loop().time() + timeout
-        while self._position < body["seq"]:
+        while self._told < body["seq"]:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._advanced.wait(), remaining)
-        return {"position": self._position}
+        return {"position": self._told}

@@ -103,6 +103,9 @@ class StageCosts:
     """The projector's DuckDB preload and write, per event in large batches."""
     commit_one: float
     """Wall seconds to check, fold and commit a batch of one event."""
+    fold_one: float
+    """Wall seconds to check and fold a batch of one event, until its commit begins (when the
+    projector's ``wait`` may answer: a read asked after waits for the commit)."""
     round_trip: float
     """Wall seconds of one publish and its ack on the loopback (median)."""
     cores: int
@@ -145,7 +148,8 @@ def physical_limits(c: StageCosts) -> dict[str, Limit]:
     alone_in = c.server_deliver + c.consume_client + c.decode + c.verify
     on_log = (LATENCY_HOPS - 1) * c.round_trip + 2 * alone_in + 3 * c.seal  # to the result
     offer_committed = c.round_trip + alone_in + c.commit_one
-    floor = max(on_log, offer_committed) + alone_in + c.commit_one + c.round_trip  # the wait
+    # The wait answers once the last batch is folded, while it commits.
+    floor = max(on_log, offer_committed) + alone_in + c.fold_one + c.round_trip
     return {
         "publish": Limit(cores / event_out, 1 / publisher, "events/s"),
         "ingest": Limit(
@@ -246,10 +250,15 @@ async def _measure(log: JetStreamLog, pid: int, root: Path, n: int) -> StageCost
 
     singles = ProjectionStore(root / "limits-one.duckdb")
     projector = Projector(log, singles, namespace=ns, operator_key=operator.public_key)
-    walls = []
+    walls: list[float] = []
+    folds: list[float] = []
     for m in stored[:200]:
         began = time.perf_counter()
-        projector.process([m])
+
+        def folded(_: int, began: float = began) -> None:
+            folds.append(time.perf_counter() - began)
+
+        projector.process([m], on_folded=folded)
         walls.append(time.perf_counter() - began)
     projector.close()
     singles.close()
@@ -274,6 +283,7 @@ async def _measure(log: JetStreamLog, pid: int, root: Path, n: int) -> StageCost
         fold=fold,
         write=write,
         commit_one=statistics.median(walls[20:]),
+        fold_one=statistics.median(folds[20:]),
         round_trip=statistics.median(trips[20:]),
         cores=os.cpu_count() or 1,
         events=n,
