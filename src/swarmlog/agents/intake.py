@@ -25,7 +25,7 @@ OFFERS = "task_offered"
 """The pseudo-level of swarm offers, looked at after every priority level."""
 _RUNG_WAIT = 0.02
 """How long a fetch waits on a level that just rang (the ring can overtake the store)."""
-_STORED_WAIT = 0.5
+_STORED_WAIT = 0.25
 """How long a fetch waits on a level the server says holds work (its answer is on the way)."""
 _RING_GRACE = 1.0
 """How long a level that rang stays one to look at first though found empty: under load the ring

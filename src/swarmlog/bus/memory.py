@@ -381,9 +381,7 @@ class _MemoryQueue:
                     )
 
     async def waiting(self) -> int:
-        now = self.log._clock()
-        due = [p for p in self.pending.values() if p.ready_at <= now]
-        return self.unread() + sum(1 for p in due if p.deliveries < self.max_deliver)
+        return self.unread()
 
     async def close(self) -> None:
         return None

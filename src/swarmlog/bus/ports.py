@@ -122,9 +122,9 @@ class WorkQueue(Protocol):
         ...
 
     async def waiting(self) -> int:
-        """How many messages are there to fetch, as the server answers however slowly it does
-        (an empty :meth:`fetch` says only that none came in time): those it holds for the queue
-        undelivered, and those it delivered after a fetch stopped waiting for them."""
+        """How many messages the server holds for the queue undelivered, as it answers however
+        slowly it does (an empty :meth:`fetch` says only that none came in time); ``0`` when it
+        does not answer."""
         ...
 
     async def close(self) -> None: ...

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -72,14 +73,15 @@ class JetStreamQueue:
         ]
 
     async def waiting(self) -> int:
-        # Delivered to this subscription after a fetch gave up on them: the next fetch takes
-        # them first. (Its count may include a status the server sent an expired fetch.)
-        held = int(self.sub.pending_msgs)
+        # Only what the server holds undelivered. What it delivered after a fetch gave up is
+        # in this subscription's buffer, which the next fetch of the level takes first; its
+        # count is no guide (each fetch that gives up leaves the server's late "request
+        # timeout" status there, and an empty level would be waited on).
         try:
             info = await self.sub.consumer_info()
-        except (TimeoutError, *TRANSIENT):  # no answer: nothing known to be there
-            return held
-        return held + int(info.num_pending or 0)
+        except (TimeoutError, NatsError, *TRANSIENT):  # no answer: nothing known to be there
+            return 0
+        return int(info.num_pending or 0)
 
     async def close(self) -> None:
         if not self.closed:
