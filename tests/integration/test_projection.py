@@ -201,6 +201,39 @@ async def test_wait_answers_while_the_commit_runs_and_a_read_after_it_sees_the_c
         store.close()
 
 
+async def test_after_a_restart_reads_wait_for_what_the_projector_before_may_have_told(
+    swarm: Swarm, tmp_path: Path
+) -> None:
+    """A projector that died during a commit told a position the file does not hold: the next
+    one's reads wait until it has committed that far again, never showing less."""
+    ops = swarm.publisher(swarm.operator)
+    await ops.publish(TaskAssignment(task_id="r1", role="worker"))
+    store = await project(swarm, tmp_path / "p.duckdb")
+    told = store.position() + 1  # the batch the one before told and never committed
+    service = QueryService(swarm.log.client, store, swarm.namespace, told_before=told)
+    await service.start()
+    try:
+        position = await request(
+            swarm.log.client, rpc_subject(swarm.namespace, "position"), {}, 5.0
+        )
+        assert position == {"position": told - 1}  # not folded by this one: not claimed
+        asked = asyncio.ensure_future(
+            request(
+                swarm.log.client,
+                rpc_subject(swarm.namespace, "query"),
+                {"sql": "SELECT count(*) FROM tasks"},
+                25.0,
+            )
+        )
+        done, _ = await asyncio.wait({asked}, timeout=1.0)
+        assert not done  # held: it would show less than was told
+        service.advanced(told)
+        assert (await asked)["rows"] == [[1]]
+    finally:
+        await service.stop()
+        store.close()
+
+
 async def test_duplicate_publish_is_stored_once(swarm: Swarm, tmp_path: Path) -> None:
     await swarm.publisher(swarm.operator).publish(TaskAssignment(task_id="t9", role="worker"))
     publisher = swarm.publisher(swarm.alice)

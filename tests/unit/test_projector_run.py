@@ -342,3 +342,35 @@ async def test_a_cancel_while_the_reader_unwinds_is_not_lost(tmp_path: Path) -> 
     finally:
         release.set()
         projector.close()
+
+
+async def test_no_transaction_holds_more_than_commit_max_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the projector tells as folded before it commits is at most one transaction, so
+    that bound must hold however much was read ahead (the next projector's reads wait for it)."""
+    monkeypatch.setattr(projector_module, "COMMIT_MAX", 3)
+    r = rig(tmp_path)
+    projector, ops = r.projector, r.ops
+    release = threading.Event()
+    folding = hold_folds(projector, release)
+    sizes: list[int] = []
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        projector.run(follow=True, stop=stop, on_batch=lambda b: sizes.append(b.applied))
+    )
+    try:
+        await ops.publish(TaskOffered(task_id="first", capability="c"))
+        await until(folding.is_set, "the first fold to begin")
+        # Read ahead while the first fold is held: far more than one transaction may take.
+        await ops.publish_many([TaskOffered(task_id=f"t{i}", capability="c") for i in range(10)])
+        last = await r.log.last_seq()
+        release.set()
+        await until(lambda: projector.store.position() == last, "the rest to be folded")
+    finally:
+        release.set()
+        stop.set()
+        await asyncio.wait_for(running, DEADLINE)
+        projector.close()
+    assert sum(sizes) == 11
+    assert max(sizes) <= 3

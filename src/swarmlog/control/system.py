@@ -182,7 +182,7 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
     # Here, not at the top: every agent process imports this module to find its server, and
     # must not load DuckDB for a projector it never runs.
     from swarmlog.control.snapshots import snapshot_every, take_snapshot
-    from swarmlog.projections.projector import BatchResult, Projector
+    from swarmlog.projections.projector import COMMIT_MAX, BatchResult, Projector
     from swarmlog.projections.service import QueryService
     from swarmlog.projections.store import ProjectionStore
 
@@ -205,7 +205,12 @@ async def run_projector(settings: Settings, *, stop: asyncio.Event | None = None
             async with taking:  # one at a time
                 return await take_snapshot(log_, store, settings.namespace)
 
-        service = QueryService(log_.client, store, settings.namespace, snapshot=snapshot)
+        # A projector before this one may have told readers a batch it never committed (it
+        # died during the commit): at most one transaction past what the file holds.
+        told_before = min(await log_.last_seq(), store.position() + COMMIT_MAX)
+        service = QueryService(
+            log_.client, store, settings.namespace, snapshot=snapshot, told_before=told_before
+        )
         every, last = snapshot_every(), store.position()
         periodic: set[asyncio.Task[Any]] = set()
         taken_at = -SNAPSHOT_GAP  # loop time of the last periodic snapshot

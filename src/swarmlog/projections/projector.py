@@ -36,14 +36,16 @@ from swarmlog.schemas.codec import decode_signed
 from swarmlog.schemas.envelope import Envelope
 from swarmlog.schemas.signing import event_hash
 
-__all__ = ["BatchResult", "Projector"]
+__all__ = ["COMMIT_MAX", "BatchResult", "Projector"]
 
 log = logging.getLogger(__name__)
 
 _READ_AHEAD = 8
 """Batches read (and their signatures checked) ahead of the fold."""
-_GROUP_MAX = 4096
-"""Events one fold may take from the batches read ahead (one transaction)."""
+COMMIT_MAX = 4096
+"""The most events one fold takes from the batches read ahead (one transaction): so what the
+projector has told as folded is never more than this ahead of what it committed (see
+:class:`~swarmlog.projections.service.QueryService`)."""
 _PRESUME_UP_TO = 16
 """Messages a batch may have at most for the rows it creates to be presumed absent rather than
 looked up (:func:`~swarmlog.projections.verify.creates`): the lookup is a fixed cost, most of a
@@ -270,20 +272,25 @@ class Projector:
             error: BaseException | None = None
             try:
                 last = False
-                while not last and not halt.is_set():
-                    item = inbox.get()
+                held: _Read | None = None  # read, and left for the next transaction
+                while not halt.is_set():
+                    item = held if held is not None else None if last else inbox.get()
+                    held = None
                     if item is None or halt.is_set():
                         break
                     batch, checks = item
                     batches = 1
                     # Group commit: what was read meanwhile goes into the same transaction.
-                    while len(batch) < _GROUP_MAX:
+                    while not last:
                         try:
                             more = inbox.get_nowait()
                         except queue.Empty:
                             break
                         if more is None:
                             last = True
+                            break
+                        if len(batch) + len(more[0]) > COMMIT_MAX:
+                            held = more
                             break
                         batch, checks = [*batch, *more[0]], [*checks, *more[1]]
                         batches += 1
@@ -302,8 +309,10 @@ class Projector:
                         f" {batch[0].seq}..{batch[-1].seq}); restart the projector"
                     )
                 expected = batch[-1].seq + 1
-                await room.acquire()
-                inbox.put((batch, self._start_checks(batch)))
+                for at in range(0, len(batch), COMMIT_MAX):  # a reader's batch is smaller
+                    part = batch[at : at + COMMIT_MAX]
+                    await room.acquire()
+                    inbox.put((part, self._start_checks(part)))
             inbox.put(None)
 
         self._folding = None if on_folded is None else (lambda seq: tell(on_folded, seq))

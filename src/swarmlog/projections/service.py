@@ -13,9 +13,11 @@ What the services answer is what a read asked next sees. The projector tells the
 batch's position as soon as the batch is folded, while DuckDB commits it: ``wait`` and
 ``position`` answer it then, and every read (a query, the state, a snapshot) first waits for the
 commits of what was told, a few milliseconds at most. So "visible" costs no commit's time on the
-way to the answer, and no reader sees less than it was told. (A projector that dies in those
-milliseconds takes its service with it; the one started next refolds from the stream, which
-holds the events.)
+way to the answer, and no reader sees less than it was told. A projector that dies in those
+milliseconds takes its service with it, and what it told without committing is at most one
+transaction, :data:`~swarmlog.projections.projector.COMMIT_MAX` events: the service of the one
+started next (``told_before``) holds reads until it has committed that far again (or to the
+stream's end, if nearer), refolding from the stream, which holds the events.
 
 Who may ask what is the broker's business (an agent reaches only the services it imports); the
 service knows who asks (:mod:`swarmlog.bus.rpc`) and runs queries concurrently, at most
@@ -78,7 +80,10 @@ class QueryService:
         namespace: str,
         *,
         snapshot: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        told_before: int = 0,
     ) -> None:
+        """``told_before``: the furthest position a projector before this one may have told
+        (readers) without committing it; reads wait until it is committed."""
         self._client = client
         self._snapshot = snapshot
         self._store = store
@@ -88,6 +93,9 @@ class QueryService:
         """What the projector committed."""
         self._told = self._position
         """What ``wait`` and ``position`` answer: folded, its commit landed or under way."""
+        self._held_to = told_before
+        """Reads wait until this is committed: what a projector before this one may have told
+        (``wait`` and ``position`` do not answer it: this projector has not folded it yet)."""
         self._advanced = asyncio.Event()
         self._asked: dict[str, int] = {}
         self._turns: dict[str, asyncio.Semaphore] = {}
@@ -112,9 +120,9 @@ class QueryService:
         self._advanced.set()
         self._advanced = asyncio.Event()
 
-    async def _committed(self, budget: float) -> None:
+    async def _committed(self, budget: float = QUERY_TIMEOUT) -> None:
         """Wait until what was told is committed, so a read sees all of it."""
-        told = self._told
+        told = max(self._told, self._held_to)
         deadline = asyncio.get_running_loop().time() + budget
         while self._position < told:
             remaining = deadline - asyncio.get_running_loop().time()
@@ -161,7 +169,7 @@ class QueryService:
                 del self._asked[caller], self._turns[caller]
 
     async def _run_query(self, sql: str, caller: str) -> Any:
-        await self._committed(QUERY_TIMEOUT)
+        await self._committed(QUERY_TIMEOUT if caller == OPERATOR_ID else AGENT_QUERY_TIMEOUT)
         # The position before the query runs: a commit landing meanwhile may be in the answer,
         # and the answer is kept only until the position moves past that one.
         asked_at = self._position
