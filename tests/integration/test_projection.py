@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -134,6 +135,16 @@ async def test_a_question_asked_again_is_answered_from_the_projection_as_it_is_n
         store.close()
 
 
+async def held_query(swarm: Swarm, sql: str) -> asyncio.Future[Any]:
+    """Ask the query service ``sql``; its answer, still to come a second later (held)."""
+    asked = asyncio.ensure_future(
+        request(swarm.log.client, rpc_subject(swarm.namespace, "query"), {"sql": sql}, 25.0)
+    )
+    done, _ = await asyncio.wait({asked}, timeout=1.0)
+    assert not done, "the query was answered while it should have been held"
+    return asked
+
+
 async def test_wait_answers_while_the_commit_runs_and_a_read_after_it_sees_the_commit(
     swarm: Swarm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,17 +190,8 @@ async def test_wait_answers_while_the_commit_runs_and_a_read_after_it_sees_the_c
         assert waited == {"position": ack.seq}
         # Told while the commit cannot have landed: it is held until release, below.
         assert await asyncio.to_thread(committing.wait, 20)
-        asked = asyncio.ensure_future(
-            request(
-                swarm.log.client,
-                rpc_subject(swarm.namespace, "query"),
-                {"sql": "SELECT task_id FROM tasks"},
-                25.0,
-            )
-        )
         # However long the query is given, it does not answer while the commit is held.
-        done, _ = await asyncio.wait({asked}, timeout=1.0)
-        assert not done
+        asked = await held_query(swarm, "SELECT task_id FROM tasks")
         release.set()
         assert (await asked)["rows"] == [["w1"]]
     finally:
@@ -217,16 +219,7 @@ async def test_after_a_restart_reads_wait_for_what_the_projector_before_may_have
             swarm.log.client, rpc_subject(swarm.namespace, "position"), {}, 5.0
         )
         assert position == {"position": told - 1}  # not folded by this one: not claimed
-        asked = asyncio.ensure_future(
-            request(
-                swarm.log.client,
-                rpc_subject(swarm.namespace, "query"),
-                {"sql": "SELECT count(*) FROM tasks"},
-                25.0,
-            )
-        )
-        done, _ = await asyncio.wait({asked}, timeout=1.0)
-        assert not done  # held: it would show less than was told
+        asked = await held_query(swarm, "SELECT count(*) FROM tasks")  # less than was told
         service.advanced(told)
         assert (await asked)["rows"] == [[1]]
     finally:
