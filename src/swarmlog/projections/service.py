@@ -120,18 +120,26 @@ class QueryService:
         self._advanced.set()
         self._advanced = asyncio.Event()
 
+    async def _until(self, reached: Callable[[], bool], timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until ``reached()``, looking again at each fold and
+        commit; whether it was."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not reached():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), remaining)
+        return True
+
     async def _committed(self, budget: float = QUERY_TIMEOUT) -> None:
         """Wait until what was told is committed, so a read sees all of it."""
         told = max(self._told, self._held_to)
-        deadline = asyncio.get_running_loop().time() + budget
-        while self._position < told:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                raise BusyError(
-                    f"the projector has not committed seq {told} within {budget:g} s; try again"
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._advanced.wait(), remaining)
+        if not await self._until(lambda: self._position >= told, budget):
+            raise BusyError(
+                f"the projector has not committed seq {told} within {budget:g} s; try again"
+            )
 
     async def start(self) -> None:
         ns = self._namespace
@@ -231,12 +239,7 @@ class QueryService:
     async def _wait(self, body: Any, caller: str) -> Any:
         if not isinstance(body, dict) or not isinstance(body.get("seq"), int):
             raise QueryError('a wait request is {"seq": N, "timeout": seconds}')
+        seq = body["seq"]
         timeout = min(float(body.get("timeout", 5.0)), QUERY_TIMEOUT)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self._told < body["seq"]:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._advanced.wait(), remaining)
+        await self._until(lambda: self._told >= seq, timeout)
         return {"position": self._told}
