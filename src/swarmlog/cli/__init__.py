@@ -75,6 +75,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except TimeoutError as exc:  # an OSError too, but no path's: a server that did not answer
+        if debug:
+            raise
+        said = str(exc).strip() or "timed out"
+        click.echo(
+            f"error: {said}: the server did not answer in time; see `swarmlog status`, then try"
+            " again",
+            err=True,
+        )
+        sys.exit(2)
     except OSError as exc:
         if debug:
             raise
