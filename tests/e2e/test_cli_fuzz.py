@@ -3,7 +3,7 @@ namespaces against a running system. Whatever comes in, the CLI answers with exi
 error is one line naming what to do (never an "unexpected" crash), and what is stored stays
 intact: `audit verify` is clean and a replay equals the live projection afterwards.
 
-``make test`` runs a few hundred invocations; ``SWARMLOG_FUZZ_EXAMPLES`` scales them (÷30).
+``make test`` runs a hundred invocations; ``SWARMLOG_FUZZ_EXAMPLES`` scales them (÷10).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from swarmlog.schemas.payloads import PAYLOAD_TYPES
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = max(int(os.environ.get("SWARMLOG_FUZZ_EXAMPLES", "3000")) // 30, 25)
+EXAMPLES = max(int(os.environ.get("SWARMLOG_FUZZ_EXAMPLES", "1000")) // 10, 25)
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -1,5 +1,5 @@
 """Coverage-guided fuzzing of the decoder, verifier and fold with atheris (libFuzzer), in a
-subprocess: ten runs per ``SWARMLOG_FUZZ_EXAMPLES`` (30,000 in ``make test``, a million in the
+subprocess: ten runs per ``SWARMLOG_FUZZ_EXAMPLES`` (10,000 in ``make test``, a million in the
 nightly profile), starting from the property test's signed events. The harness proves it can
 fail: with a verifier that admits every well-formed event, it finds a forgery."""
 
@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("atheris", reason="atheris ships wheels for x86-64 Linux only")
 
 HARNESS = Path(__file__).with_name("fuzz_admit.py")
-RUNS = int(os.environ.get("SWARMLOG_FUZZ_EXAMPLES", "2000")) * 10
+RUNS = int(os.environ.get("SWARMLOG_FUZZ_EXAMPLES", "1000")) * 10
 
 
 def _fuzz(tmp_path: Path, runs: int, **env: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,7 @@ and odd strings, replays, reorderings, forged credentials, events signed by a re
 key. Nothing raises; nothing that is not an authentic, permitted event is applied; every reject is
 quarantined with its reason.
 
-``make test`` runs a few thousand inputs; ``SWARMLOG_FUZZ_EXAMPLES=100000`` is the nightly size.
+``make test`` runs a thousand inputs; ``SWARMLOG_FUZZ_EXAMPLES=100000`` is the nightly size.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from swarmlog.schemas.payloads import (
 from swarmlog.schemas.signing import ChainHead, Identity, Sealed, issue_credential, seal
 
 NS = "fz"
-EXAMPLES = int(os.environ.get("SWARMLOG_FUZZ_EXAMPLES", "2000"))
+EXAMPLES = int(os.environ.get("SWARMLOG_FUZZ_EXAMPLES", "1000"))
 OPERATOR = Identity.from_seed("operator", bytes([1]) * 32)
 ALICE = Identity.from_seed("alice", bytes([2]) * 32)
 MALLORY = Identity.from_seed("mallory", bytes([3]) * 32)  # never issued a credential
