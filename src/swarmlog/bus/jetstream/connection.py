@@ -37,14 +37,37 @@ TRANSIENT = (
 reloads its logins: `keys issue`, `kill`, `revive`): nobody took the request, so nothing was
 done, and asking again is safe."""
 _PATIENCE = 2.0  # seconds a call keeps retrying through such a moment
+_LOST_ANSWERS = 3  # calls made again whose answer went with a reset connection, at most
+_NOT_ASKED_TWICE = frozenset({"publish"})
 
 
 class Patient:
     """A nats-py JetStream context whose calls ride out a reload: a call that found no responder
-    is made again, with growing pauses, for up to :data:`_PATIENCE` seconds."""
+    is made again, with growing pauses, for up to :data:`_PATIENCE` seconds; one that timed out
+    because the connection was reset under it is made again on the new connection.
 
-    def __init__(self, inner: Any) -> None:
+    A reload that changes the logins can close a client's connection (seen: nine `agent start`s
+    at once, each reloading, and one's `stream_info` got no answer: nats-py reconnects on its
+    own, but a request in flight on the old connection is never answered and times out). Such
+    a timeout is told apart from a slow server by ``nc``'s reconnects: only when the client
+    reconnected, or is reconnecting, while the call waited is it made again, up to
+    :data:`_LOST_ANSWERS` times; a server that is only slow still raises its timeout. Only
+    JetStream API requests are made again (asked twice, they answer alike; a create made twice
+    says the key exists, as it should): not a ``publish``, whose second ack would call the
+    publisher's own event a duplicate (its lost ack stays the publisher's "not acknowledged")."""
+
+    def __init__(self, inner: Any, nc: Client | None = None) -> None:
         self._inner = inner
+        self._nc = nc
+
+    def _reconnects(self) -> int:
+        return int(self._nc.stats["reconnects"]) if self._nc is not None else 0
+
+    def _lost(self, reconnects: int) -> bool:
+        """Whether the connection was reset since the call began (its answer lost with it)."""
+        if self._nc is None:
+            return False
+        return self._nc.is_reconnecting or self._reconnects() != reconnects
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
@@ -52,13 +75,22 @@ class Patient:
             return attr
 
         async def patient(*args: Any, **kwargs: Any) -> Any:
-            delay, waited = 0.005, 0.0
+            delay, waited, lost = 0.005, 0.0, 0
             while True:
+                reconnects = self._reconnects()
                 try:
                     return await attr(*args, **kwargs)
                 except TRANSIENT:
                     if waited >= _PATIENCE:
                         raise
+                except nats.errors.TimeoutError:
+                    if name in _NOT_ASKED_TWICE or lost >= _LOST_ANSWERS:
+                        raise
+                    if not self._lost(reconnects):
+                        raise
+                    lost += 1
+                    log.info("nats: %s lost its answer to a reconnect; asking again", name)
+                    continue  # nats-py holds the request until the new connection is up
                 await asyncio.sleep(delay)
                 waited += delay
                 delay = min(delay * 2, 0.25)

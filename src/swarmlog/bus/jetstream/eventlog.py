@@ -66,7 +66,7 @@ class JetStreamLog:
         # An external agent reaches the API where its account imports it.
         options: dict[str, Any] = {"prefix": api_prefix} if api_prefix else {}
         self._raw_js = nc.jetstream(publish_async_max_pending=4096, **options)
-        self._js = Patient(self._raw_js)
+        self._js = Patient(self._raw_js, nc)
         self._namespace = namespace
         self._stream = stream_name(namespace)
         self._queues: list[JetStreamQueue] = []
@@ -311,7 +311,7 @@ class JetStreamLog:
                 f"the snapshot bucket of namespace {self._namespace!r} is missing;"
                 " run `swarmlog up`"
             ) from None
-        return JetStreamSnapshots(Patient(store))
+        return JetStreamSnapshots(Patient(store, self._nc))
 
     async def flags(self) -> JetStreamKV:
         return await self._bucket("flags")
@@ -325,7 +325,7 @@ class JetStreamLog:
         # and an external one may read nothing else of the bucket, not even its info.
         stream, prefix = kv_stream(bucket), kv_key(bucket, "")
         kv = KeyValue(name=bucket, stream=stream, pre=prefix, js=self._raw_js, direct=False)
-        return JetStreamKV(Patient(kv), self._nc, self._js, bucket)
+        return JetStreamKV(Patient(kv, self._nc), self._nc, self._js, bucket)
 
     async def _bucket(self, purpose: str) -> JetStreamKV:
         try:
@@ -335,7 +335,9 @@ class JetStreamLog:
                 f"the {purpose} bucket of namespace {self._namespace!r} is missing;"
                 " run `swarmlog up`"
             ) from None
-        return JetStreamKV(Patient(kv), self._nc, self._js, kv_bucket(self._namespace, purpose))
+        return JetStreamKV(
+            Patient(kv, self._nc), self._nc, self._js, kv_bucket(self._namespace, purpose)
+        )
 
     async def close(self) -> None:
         if not self._nc.is_closed:

@@ -1,0 +1,114 @@
+"""A JetStream API request whose connection is reset under it (what a reload of the server's
+logins can do to a client: nine `agent start`s at once, each reloading, and one's
+`stream_info` was never answered) is asked again on the new connection; a request the server
+is only slow to answer still times out. Against a real nats-server, through a TCP proxy that
+resets the connection, or swallows the request, at the moment the request goes out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import nats.errors
+import pytest
+
+from swarmlog.bus.jetstream import JetStreamLog
+from swarmlog.bus.jetstream.connection import Patient, connect
+from swarmlog.bus.subjects import stream_name
+
+pytestmark = pytest.mark.integration
+
+REQUEST = b"$JS.API.STREAM.INFO."
+
+
+@dataclass
+class Proxy:
+    """Forwards a client's bytes to the server; armed, it meets the next stream-info request
+    with ``action``: ``reset`` closes both sides, ``swallow`` drops the request and goes on."""
+
+    upstream: tuple[str, int]
+    action: str | None = None
+    met: int = 0
+    connections: int = 0
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await src.read(65536):
+                    if up and self.action and REQUEST in data:
+                        action, self.action = self.action, None
+                        self.met += 1
+                        if action == "reset":
+                            for w in (writer, up_writer):
+                                w.transport.abort()
+                            return
+                        continue  # swallowed: the server never hears it
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        # Ends with the test: a handler cancelled at teardown has nothing left to say.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+
+@pytest.fixture
+async def proxied(nats_server: str) -> AsyncIterator[tuple[Proxy, str, str]]:
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    log = await JetStreamLog.open(nats_server, namespace, provision=True)
+    await log.close()
+    parts = urlsplit(nats_server)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    proxy = Proxy((parts.hostname, parts.port))
+    server = await asyncio.start_server(proxy.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield proxy, f"nats://127.0.0.1:{port}", namespace
+    finally:
+        server.close()
+        for w in proxy.writers:
+            w.transport.abort()
+
+
+async def test_a_request_whose_connection_is_reset_is_asked_again(
+    proxied: tuple[Proxy, str, str],
+) -> None:
+    proxy, url, namespace = proxied
+    nc = await connect(url)
+    connected = proxy.connections  # connect() probes the port first
+    try:
+        js = Patient(nc.jetstream(timeout=1.0), nc)
+        proxy.action = "reset"
+        info = await js.stream_info(stream_name(namespace))
+        assert info.config.name == stream_name(namespace)
+        assert proxy.met == 1  # the first request was lost with its connection
+        assert proxy.connections == connected + 1  # and asked again on the new one
+    finally:
+        await nc.close()
+
+
+async def test_a_request_the_server_never_answers_still_times_out(
+    proxied: tuple[Proxy, str, str],
+) -> None:
+    proxy, url, namespace = proxied
+    nc = await connect(url)
+    connected = proxy.connections
+    try:
+        js = Patient(nc.jetstream(timeout=1.0), nc)
+        proxy.action = "swallow"
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.stream_info(stream_name(namespace))
+        assert proxy.met == 1  # asked once
+        assert proxy.connections == connected  # and no reconnect
+    finally:
+        await nc.close()
