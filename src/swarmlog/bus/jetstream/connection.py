@@ -38,7 +38,7 @@ reloads its logins: `keys issue`, `kill`, `revive`): nobody took the request, so
 done, and asking again is safe."""
 _PATIENCE = 2.0  # seconds a call keeps retrying through such a moment
 _LOST_ANSWERS = 3  # calls made again whose answer went with a reset connection, at most
-_NOT_ASKED_TWICE = frozenset({"publish"})
+_NOT_ASKED_TWICE = frozenset({"publish", "publish_async"})
 
 
 class Patient:
@@ -52,9 +52,12 @@ class Patient:
     a timeout is told apart from a slow server by ``nc``'s reconnects: only when the client
     reconnected, or is reconnecting, while the call waited is it made again, up to
     :data:`_LOST_ANSWERS` times; a server that is only slow still raises its timeout. Only
-    JetStream API requests are made again (asked twice, they answer alike; a create made twice
-    says the key exists, as it should): not a ``publish``, whose second ack would call the
-    publisher's own event a duplicate (its lost ack stays the publisher's "not acknowledged")."""
+    JetStream API requests are made again: infos, gets, puts and deletes of keys answer alike
+    when asked twice, a durable consumer asked for again with its config is the same one, and an
+    ephemeral reader's consumer asked for twice leaves one unused, which the server drops once
+    it is inactive (``inactive_threshold``). Not a ``publish`` (nor ``publish_async``): its
+    second ack would call the publisher's own event a duplicate, or refuse a claim's expected
+    sequence that the first moved on; its lost ack stays the publisher's "not acknowledged"."""
 
     def __init__(self, inner: Any, nc: Client | None = None) -> None:
         self._inner = inner
