@@ -22,16 +22,20 @@ from swarmlog.bus.subjects import stream_name
 
 pytestmark = pytest.mark.integration
 
-REQUEST = b"$JS.API.STREAM.INFO."
+STREAM_INFO = b"$JS.API.STREAM.INFO."
 
 
 @dataclass
 class Proxy:
-    """Forwards a client's bytes to the server; armed, it meets the next stream-info request
-    with ``action``: ``reset`` closes both sides, ``swallow`` drops the request and goes on."""
+    """Forwards a client's bytes to the server; armed, it meets the next bytes holding
+    ``pattern`` with ``action``: ``reset`` closes both sides, ``swallow`` drops them and goes
+    on. ``gone``: the reset also stops the listening (a server that stays away)."""
 
     upstream: tuple[str, int]
     action: str | None = None
+    pattern: bytes = STREAM_INFO
+    gone: bool = False
+    listener: asyncio.Server | None = None
     met: int = 0
     connections: int = 0
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
@@ -44,12 +48,15 @@ class Proxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await src.read(65536):
-                    if up and self.action and REQUEST in data:
+                    if up and self.action and self.pattern in data:
                         action, self.action = self.action, None
                         self.met += 1
                         if action == "reset":
+                            if self.gone and self.listener is not None:
+                                self.listener.close()  # reconnects are refused from now on
                             for w in (writer, up_writer):
                                 w.transport.abort()
+                                w.close()
                             return
                         continue  # swallowed: the server never hears it
                     dst.write(data)
@@ -70,7 +77,7 @@ async def proxied(nats_server: str) -> AsyncIterator[tuple[Proxy, str, str]]:
     assert parts.hostname is not None
     assert parts.port is not None
     proxy = Proxy((parts.hostname, parts.port))
-    server = await asyncio.start_server(proxy.serve, "127.0.0.1", 0)
+    server = proxy.listener = await asyncio.start_server(proxy.serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         yield proxy, f"nats://127.0.0.1:{port}", namespace
@@ -78,6 +85,7 @@ async def proxied(nats_server: str) -> AsyncIterator[tuple[Proxy, str, str]]:
         server.close()
         for w in proxy.writers:
             w.transport.abort()
+            w.close()
 
 
 async def test_a_request_whose_connection_is_reset_is_asked_again(
@@ -110,5 +118,40 @@ async def test_a_request_the_server_never_answers_still_times_out(
             await js.stream_info(stream_name(namespace))
         assert proxy.met == 1  # asked once
         assert proxy.connections == connected  # and no reconnect
+    finally:
+        await nc.close()
+
+
+async def test_a_keys_put_whose_connection_is_reset_is_not_asked_again(
+    proxied: tuple[Proxy, str, str],
+) -> None:
+    proxy, url, namespace = proxied
+    nc = await connect(url)
+    connected = proxy.connections
+    try:
+        raw = nc.jetstream(timeout=1.0)
+        await raw.create_key_value(bucket=f"{namespace}-keys")
+        kv = Patient(await raw.key_value(f"{namespace}-keys"), nc)
+        proxy.action, proxy.pattern = "reset", f"$KV.{namespace}-keys.".encode()
+        with pytest.raises(nats.errors.TimeoutError):
+            await kv.put("flag", b"1")
+        assert proxy.met == 1
+        assert proxy.connections == connected + 1  # reconnected, and the put not sent again
+    finally:
+        await nc.close()
+
+
+async def test_a_server_that_stays_away_ends_the_asking(
+    proxied: tuple[Proxy, str, str],
+) -> None:
+    proxy, url, namespace = proxied
+    nc = await connect(url)
+    try:
+        js = Patient(nc.jetstream(timeout=1.0), nc)
+        proxy.action, proxy.gone = "reset", True
+        async with asyncio.timeout(60):  # a hang guard: the asking ends well before it
+            with pytest.raises(nats.errors.TimeoutError):
+                await js.stream_info(stream_name(namespace))
+        assert proxy.met == 1  # asked once: no connection came back to ask again on
     finally:
         await nc.close()

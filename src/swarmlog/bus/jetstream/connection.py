@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from swarmlog.bus.permissions import Login
 from swarmlog.errors import BusError
 
-__all__ = ["TRANSIENT", "Patient", "connect", "refusals"]
+__all__ = ["ASKED_AGAIN", "TRANSIENT", "Patient", "connect", "refusals"]
 
 
 log = logging.getLogger(__name__)
@@ -38,26 +38,51 @@ reloads its logins: `keys issue`, `kill`, `revive`): nobody took the request, so
 done, and asking again is safe."""
 _PATIENCE = 2.0  # seconds a call keeps retrying through such a moment
 _LOST_ANSWERS = 3  # calls made again whose answer went with a reset connection, at most
-_NOT_ASKED_TWICE = frozenset({"publish", "publish_async"})
+_RECONNECT_WAIT = 5.0  # seconds a call asked again waits for the new connection, at most
+ASKED_AGAIN = frozenset(
+    {
+        # Reads: asked twice, they answer alike.
+        "stream_info",
+        "consumer_info",
+        "consumers_info",
+        "get_msg",
+        "get_last_msg",
+        "key_value",
+        "object_store",
+        "get",
+        # Made from a config: asked again with the same one, the server answers with what the
+        # first made (a durable consumer, a stream, a bucket), or refuses as a changed config.
+        "add_stream",
+        "update_stream",
+        "create_key_value",
+        "create_object_store",
+        "add_consumer",
+        # Its second asking finds nothing to delete, which its callers take as done.
+        "delete_consumer",
+    }
+)
+"""The JetStream calls made again when their answer was lost with a reset connection. Not
+the writes whose effect depends on when they land: a ``publish`` (its second ack would call the
+publisher's own event a duplicate, or refuse a claim's expected sequence the first moved on; a
+lost ack stays the publisher's "not acknowledged"), a key's ``put`` or ``delete`` (a stale one
+landing after a newer write would undo it: a revive's delete after a kill's put). An object
+store's ``get`` and ``put`` stream a file part of which is already read or written: its
+:class:`Patient` is given no client, so none of its calls is made again."""
 
 
 class Patient:
     """A nats-py JetStream context whose calls ride out a reload: a call that found no responder
-    is made again, with growing pauses, for up to :data:`_PATIENCE` seconds; one that timed out
-    because the connection was reset under it is made again on the new connection.
+    is made again, with growing pauses, for up to :data:`_PATIENCE` seconds; one of
+    :data:`ASKED_AGAIN` that timed out because the connection was reset under it is made again
+    once the client is connected again.
 
     A reload that changes the logins can close a client's connection (seen: nine `agent start`s
     at once, each reloading, and one's `stream_info` got no answer: nats-py reconnects on its
     own, but a request in flight on the old connection is never answered and times out). Such
-    a timeout is told apart from a slow server by ``nc``'s reconnects: only when the client
-    reconnected, or is reconnecting, while the call waited is it made again, up to
-    :data:`_LOST_ANSWERS` times; a server that is only slow still raises its timeout. Only
-    JetStream API requests are made again: infos, gets, puts and deletes of keys answer alike
-    when asked twice, a durable consumer asked for again with its config is the same one, and an
-    ephemeral reader's consumer asked for twice leaves one unused, which the server drops once
-    it is inactive (``inactive_threshold``). Not a ``publish`` (nor ``publish_async``): its
-    second ack would call the publisher's own event a duplicate, or refuse a claim's expected
-    sequence that the first moved on; its lost ack stays the publisher's "not acknowledged"."""
+    a timeout is told apart from a slow server by ``nc``: only when the client reconnected since
+    the call began, or is not connected now, is it made again, after waiting up to
+    :data:`_RECONNECT_WAIT` seconds for the connection, at most :data:`_LOST_ANSWERS` times. A
+    server that is only slow still raises its timeout, and so does one that stays away."""
 
     def __init__(self, inner: Any, nc: Client | None = None) -> None:
         self._inner = inner
@@ -70,7 +95,21 @@ class Patient:
         """Whether the connection was reset since the call began (its answer lost with it)."""
         if self._nc is None:
             return False
-        return self._nc.is_reconnecting or self._reconnects() != reconnects
+        return not self._nc.is_connected or self._reconnects() != reconnects
+
+    async def _connected(self) -> bool:
+        """Wait, up to :data:`_RECONNECT_WAIT` seconds, for the client to be connected."""
+        nc = self._nc
+        if nc is None:
+            return False
+        deadline = asyncio.get_running_loop().time() + _RECONNECT_WAIT
+        # nats-py tells a reconnect only to the connection's one callback, which the caller
+        # owns; its state is looked at instead, every 10 ms, for a few seconds at most.
+        while not nc.is_connected:
+            if nc.is_closed or asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
@@ -87,13 +126,13 @@ class Patient:
                     if waited >= _PATIENCE:
                         raise
                 except nats.errors.TimeoutError:
-                    if name in _NOT_ASKED_TWICE or lost >= _LOST_ANSWERS:
+                    if name not in ASKED_AGAIN or lost >= _LOST_ANSWERS:
                         raise
-                    if not self._lost(reconnects):
+                    if not self._lost(reconnects) or not await self._connected():
                         raise
                     lost += 1
                     log.info("nats: %s lost its answer to a reconnect; asking again", name)
-                    continue  # nats-py holds the request until the new connection is up
+                    continue
                 await asyncio.sleep(delay)
                 waited += delay
                 delay = min(delay * 2, 0.25)

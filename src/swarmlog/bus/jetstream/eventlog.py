@@ -311,7 +311,9 @@ class JetStreamLog:
                 f"the snapshot bucket of namespace {self._namespace!r} is missing;"
                 " run `swarmlog up`"
             ) from None
-        return JetStreamSnapshots(Patient(store, self._nc))
+        # No client given: a snapshot's put and get stream a file, which nats-py has read or
+        # written part of when an answer is lost, so neither is made again on a new connection.
+        return JetStreamSnapshots(Patient(store))
 
     async def flags(self) -> JetStreamKV:
         return await self._bucket("flags")
