@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import nats.errors
 import pytest
+from nats.aio.client import Client
 
 from swarmlog.bus.jetstream import JetStreamLog
 from swarmlog.bus.jetstream.connection import Patient, connect
@@ -68,8 +69,21 @@ class Proxy:
             await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
 
 
+@dataclass
+class Through:
+    """A client connected to the server through a :class:`Proxy`."""
+
+    proxy: Proxy
+    nc: Client
+    stream: str
+    connected: int  # connections the proxy had once the client was in (connect() probes first)
+
+    def js(self) -> Patient:
+        return Patient(self.nc.jetstream(timeout=1.0), self.nc)
+
+
 @pytest.fixture
-async def proxied(nats_server: str) -> AsyncIterator[tuple[Proxy, str, str]]:
+async def through(nats_server: str) -> AsyncIterator[Through]:
     namespace = f"t{uuid.uuid4().hex[:10]}"
     log = await JetStreamLog.open(nats_server, namespace, provision=True)
     await log.close()
@@ -78,80 +92,48 @@ async def proxied(nats_server: str) -> AsyncIterator[tuple[Proxy, str, str]]:
     assert parts.port is not None
     proxy = Proxy((parts.hostname, parts.port))
     server = proxy.listener = await asyncio.start_server(proxy.serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    nc = await connect(f"nats://127.0.0.1:{server.sockets[0].getsockname()[1]}")
     try:
-        yield proxy, f"nats://127.0.0.1:{port}", namespace
+        yield Through(proxy, nc, stream_name(namespace), proxy.connections)
     finally:
+        await nc.close()
         server.close()
         for w in proxy.writers:
             w.transport.abort()
             w.close()
 
 
-async def test_a_request_whose_connection_is_reset_is_asked_again(
-    proxied: tuple[Proxy, str, str],
-) -> None:
-    proxy, url, namespace = proxied
-    nc = await connect(url)
-    connected = proxy.connections  # connect() probes the port first
-    try:
-        js = Patient(nc.jetstream(timeout=1.0), nc)
-        proxy.action = "reset"
-        info = await js.stream_info(stream_name(namespace))
-        assert info.config.name == stream_name(namespace)
-        assert proxy.met == 1  # the first request was lost with its connection
-        assert proxy.connections == connected + 1  # and asked again on the new one
-    finally:
-        await nc.close()
+async def test_a_request_whose_connection_is_reset_is_asked_again(through: Through) -> None:
+    through.proxy.action = "reset"
+    info = await through.js().stream_info(through.stream)
+    assert info.config.name == through.stream
+    assert through.proxy.met == 1  # the first request was lost with its connection
+    assert through.proxy.connections == through.connected + 1  # and asked again on the new one
 
 
-async def test_a_request_the_server_never_answers_still_times_out(
-    proxied: tuple[Proxy, str, str],
-) -> None:
-    proxy, url, namespace = proxied
-    nc = await connect(url)
-    connected = proxy.connections
-    try:
-        js = Patient(nc.jetstream(timeout=1.0), nc)
-        proxy.action = "swallow"
+async def test_a_request_the_server_never_answers_still_times_out(through: Through) -> None:
+    through.proxy.action = "swallow"
+    with pytest.raises(nats.errors.TimeoutError):
+        await through.js().stream_info(through.stream)
+    assert through.proxy.met == 1  # asked once
+    assert through.proxy.connections == through.connected  # and no reconnect
+
+
+async def test_a_keys_put_whose_connection_is_reset_is_not_asked_again(through: Through) -> None:
+    raw = through.nc.jetstream(timeout=1.0)
+    bucket = f"{through.stream}-keys"
+    await raw.create_key_value(bucket=bucket)
+    kv = Patient(await raw.key_value(bucket), through.nc)
+    through.proxy.action, through.proxy.pattern = "reset", f"$KV.{bucket}.".encode()
+    with pytest.raises(nats.errors.TimeoutError):
+        await kv.put("flag", b"1")
+    assert through.proxy.met == 1
+    assert through.proxy.connections == through.connected + 1  # reconnected; the put not sent again
+
+
+async def test_a_server_that_stays_away_ends_the_asking(through: Through) -> None:
+    through.proxy.action, through.proxy.gone = "reset", True
+    async with asyncio.timeout(60):  # a hang guard: the asking ends well before it
         with pytest.raises(nats.errors.TimeoutError):
-            await js.stream_info(stream_name(namespace))
-        assert proxy.met == 1  # asked once
-        assert proxy.connections == connected  # and no reconnect
-    finally:
-        await nc.close()
-
-
-async def test_a_keys_put_whose_connection_is_reset_is_not_asked_again(
-    proxied: tuple[Proxy, str, str],
-) -> None:
-    proxy, url, namespace = proxied
-    nc = await connect(url)
-    connected = proxy.connections
-    try:
-        raw = nc.jetstream(timeout=1.0)
-        await raw.create_key_value(bucket=f"{namespace}-keys")
-        kv = Patient(await raw.key_value(f"{namespace}-keys"), nc)
-        proxy.action, proxy.pattern = "reset", f"$KV.{namespace}-keys.".encode()
-        with pytest.raises(nats.errors.TimeoutError):
-            await kv.put("flag", b"1")
-        assert proxy.met == 1
-        assert proxy.connections == connected + 1  # reconnected, and the put not sent again
-    finally:
-        await nc.close()
-
-
-async def test_a_server_that_stays_away_ends_the_asking(
-    proxied: tuple[Proxy, str, str],
-) -> None:
-    proxy, url, namespace = proxied
-    nc = await connect(url)
-    try:
-        js = Patient(nc.jetstream(timeout=1.0), nc)
-        proxy.action, proxy.gone = "reset", True
-        async with asyncio.timeout(60):  # a hang guard: the asking ends well before it
-            with pytest.raises(nats.errors.TimeoutError):
-                await js.stream_info(stream_name(namespace))
-        assert proxy.met == 1  # asked once: no connection came back to ask again on
-    finally:
-        await nc.close()
+            await through.js().stream_info(through.stream)
+    assert through.proxy.met == 1  # asked once: no connection came back to ask again on
