@@ -38,7 +38,6 @@ reloads its logins: `keys issue`, `kill`, `revive`): nobody took the request, so
 done, and asking again is safe."""
 _PATIENCE = 2.0  # seconds a call keeps retrying through such a moment
 _LOST_ANSWERS = 3  # calls made again whose answer went with a reset connection, at most
-_RECONNECT_WAIT = 5.0  # seconds a call asked again waits for the new connection, at most
 ASKED_AGAIN = frozenset(
     {
         # Reads: asked twice, they answer alike.
@@ -74,15 +73,15 @@ class Patient:
     """A nats-py JetStream context whose calls ride out a reload: a call that found no responder
     is made again, with growing pauses, for up to :data:`_PATIENCE` seconds; one of
     :data:`ASKED_AGAIN` that timed out because the connection was reset under it is made again
-    once the client is connected again.
+    on the new connection.
 
     A reload that changes the logins can close a client's connection (seen: nine `agent start`s
     at once, each reloading, and one's `stream_info` got no answer: nats-py reconnects on its
     own, but a request in flight on the old connection is never answered and times out). Such
     a timeout is told apart from a slow server by ``nc``: only when the client reconnected since
-    the call began, or is not connected now, is it made again, after waiting up to
-    :data:`_RECONNECT_WAIT` seconds for the connection, at most :data:`_LOST_ANSWERS` times. A
-    server that is only slow still raises its timeout, and so does one that stays away."""
+    the call began and is connected now is it made again, at most :data:`_LOST_ANSWERS` times.
+    A server that is only slow still raises its timeout, and so does one that stays away (a
+    call is never held longer than its own timeout for a connection to come back)."""
 
     def __init__(self, inner: Any, nc: Client | None = None) -> None:
         self._inner = inner
@@ -92,24 +91,13 @@ class Patient:
         return int(self._nc.stats["reconnects"]) if self._nc is not None else 0
 
     def _lost(self, reconnects: int) -> bool:
-        """Whether the connection was reset since the call began (its answer lost with it)."""
+        """Whether the client reconnected since the call began, and is connected now: the
+        call's answer went with the old connection, and the new one can take it again. A
+        client still reconnecting when its call timed out is not waited for: its server may be
+        gone, and the caller's own deadline says how long that may take."""
         if self._nc is None:
             return False
-        return not self._nc.is_connected or self._reconnects() != reconnects
-
-    async def _connected(self) -> bool:
-        """Wait, up to :data:`_RECONNECT_WAIT` seconds, for the client to be connected."""
-        nc = self._nc
-        if nc is None:
-            return False
-        deadline = asyncio.get_running_loop().time() + _RECONNECT_WAIT
-        # nats-py tells a reconnect only to the connection's one callback, which the caller
-        # owns; its state is looked at instead, every 10 ms, for a few seconds at most.
-        while not nc.is_connected:
-            if nc.is_closed or asyncio.get_running_loop().time() > deadline:
-                return False
-            await asyncio.sleep(0.01)
-        return True
+        return self._reconnects() != reconnects and self._nc.is_connected
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
@@ -128,7 +116,7 @@ class Patient:
                 except nats.errors.TimeoutError:
                     if name not in ASKED_AGAIN or lost >= _LOST_ANSWERS:
                         raise
-                    if not self._lost(reconnects) or not await self._connected():
+                    if not self._lost(reconnects):
                         raise
                     lost += 1
                     log.info("nats: %s lost its answer to a reconnect; asking again", name)
