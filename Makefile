@@ -45,15 +45,17 @@ typecheck: $(STAMP)
 # PYTHONDONTWRITEBYTECODE would otherwise compile the package afresh in each of them).
 #
 # ruff and mypy run beside pytest, not before it (mypy alone holds one core for about 17 s
-# on a fresh clone, while the suite's own processes leave about a tenth of the machine idle,
+# on a fresh clone, while the suite's own processes leave a few per cent of the machine idle,
 # waiting on servers and timers); their output is kept and printed after pytest's, and make
 # test fails if either of them does. The bytecode comes first: the suite's first processes
 # would otherwise all compile the same modules at once.
+SUITE := -m pytest -q -n 4 --dist loadscope --no-loadscope-reorder --durations=15 tests
+
 test: export PYTHONDONTWRITEBYTECODE :=
 test: $(STAMP) bytecode
 	@$(MAKE) --no-print-directory --jobs=2 --output-sync=target lint typecheck \
 		> $(VENV)/checks.log 2>&1 & checks=$$!; \
-	$(BIN)/python -m pytest -q -n 4 --dist loadscope --no-loadscope-reorder --durations=15 tests; \
+	$(BIN)/python $(SUITE); \
 	tests=$$?; wait $$checks; checked=$$?; cat $(VENV)/checks.log; \
 	if [ $$checked -ne 0 ]; then echo "make test: ruff or mypy failed (above)" >&2; fi; \
 	[ $$tests -eq 0 ] && [ $$checked -eq 0 ]
@@ -66,7 +68,7 @@ nightly: export SWARMLOG_SIM_SEEDS := 10000
 nightly: export SWARMLOG_FUZZ_EXAMPLES := 100000
 nightly: export SWARMLOG_CRASH_KILLS := 20
 nightly: $(STAMP) bytecode
-	$(BIN)/python -m pytest -q -n 4 --dist loadscope --no-loadscope-reorder --durations=15 tests
+	$(BIN)/python $(SUITE)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -88,15 +88,15 @@ class Patient:
         self._nc = nc
 
     def _reconnects(self) -> int:
-        return int(self._nc.stats["reconnects"]) if self._nc is not None else 0
+        assert self._nc is not None
+        return int(self._nc.stats["reconnects"])
 
     def _lost(self, reconnects: int) -> bool:
         """Whether the client reconnected since the call began, and is connected now: the
         call's answer went with the old connection, and the new one can take it again. A
         client still reconnecting when its call timed out is not waited for: its server may be
         gone, and the caller's own deadline says how long that may take."""
-        if self._nc is None:
-            return False
+        assert self._nc is not None
         return self._reconnects() != reconnects and self._nc.is_connected
 
     def __getattr__(self, name: str) -> Any:
@@ -104,19 +104,20 @@ class Patient:
         if not inspect.iscoroutinefunction(attr):
             return attr
 
+        # Decided once per call, not per try: a publish (every event) reads no counter.
+        again = self._nc is not None and name in ASKED_AGAIN
+
         async def patient(*args: Any, **kwargs: Any) -> Any:
             delay, waited, lost = 0.005, 0.0, 0
             while True:
-                reconnects = self._reconnects()
+                reconnects = self._reconnects() if again else 0
                 try:
                     return await attr(*args, **kwargs)
                 except TRANSIENT:
                     if waited >= _PATIENCE:
                         raise
                 except nats.errors.TimeoutError:
-                    if name not in ASKED_AGAIN or lost >= _LOST_ANSWERS:
-                        raise
-                    if not self._lost(reconnects):
+                    if not again or lost >= _LOST_ANSWERS or not self._lost(reconnects):
                         raise
                     lost += 1
                     log.info("nats: %s lost its answer to a reconnect; asking again", name)
